@@ -1,0 +1,55 @@
+# The two commands a new user needs: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+export FEAST_USAGE := False
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: demo test test-unit test-integration lint format benchmark-quality constraints clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# One resolution, pinned by constraints.txt; re-run when either file changes.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/recsys quickstart
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+test-unit: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest tests/integration
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+benchmark-quality: $(VENV)/.installed
+	$(BIN)/python benchmarks/quality_movielens.py
+
+# Re-resolve everything together and re-pin (needs the package index).
+constraints:
+	rm -rf /tmp/recsys-resolve && $(PYTHON) -m venv /tmp/recsys-resolve
+	/tmp/recsys-resolve/bin/pip install --quiet -e '.[dev]' 'protobuf<7' 'pandas<3'
+	{ sed -n '1,3p' constraints.txt; /tmp/recsys-resolve/bin/pip freeze --exclude-editable \
+	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""The ``recsys`` command. Each noun lives in its own module; this one wires them together.
+
+Exit codes: 0 success; 1 an error in the input or the operation (the message says which file,
+row, field or value); 2 a usage error (unknown option, bad flag value); 3 validation found more
+bad rows than allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from recsys import __version__
+from recsys.config import RecsysError
+
+
+class RecsysGroup(click.Group):
+    """A click group that turns :class:`RecsysError` into a one-line message and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RecsysError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=RecsysGroup)
+@click.version_option(__version__, prog_name="recsys")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def cli(verbose: bool) -> None:
+    """recsys-platform: from raw interactions to a monitored recommender service."""
+    os.environ.setdefault("FEAST_USAGE", "False")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register() -> None:
+    from recsys.cli import benchmark, data, evaluate, quickstart, recommend, train
+
+    cli.add_command(data.data)
+    cli.add_command(train.train)
+    cli.add_command(recommend.recommend)
+    cli.add_command(evaluate.evaluate)
+    cli.add_command(benchmark.benchmark)
+    cli.add_command(quickstart.quickstart)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli.main(prog_name="recsys", standalone_mode=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""``recsys recommend``: top-k items per user from a model directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from recsys.models.api import RecommendArgs
+from recsys.models.api import recommend as recommend_fn
+
+
+@click.command()
+@click.option("--model", type=click.Path(path_type=Path), required=True, help="Model directory.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Interactions giving each user's history (seen items).",
+)
+@click.option(
+    "--users",
+    default="all",
+    show_default=True,
+    help="'all' (every user in --data) or a file of user ids.",
+)
+@click.option("--k", type=click.IntRange(1, 10_000), default=10, show_default=True)
+@click.option("--exclude-seen/--include-seen", default=True, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output parquet: user_id, item_id, score, rank.",
+)
+def recommend(model, data, users, k, exclude_seen, out) -> None:
+    """Recommend k items to each user and write them as parquet."""
+    args = RecommendArgs(
+        model=model, data=data, users=users, k=k, exclude_seen=exclude_seen, out=out
+    )
+    recs = recommend_fn(args)
+    n_users = recs["user_id"].nunique()
+    click.echo(f"{len(recs)} recommendations for {n_users} users -> {out}")

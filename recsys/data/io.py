@@ -1,0 +1,184 @@
+"""Files on disk: atomic writes, reading interaction tables, dataset directories.
+
+Every writer goes through :func:`atomic_path`: the data lands in a temporary file beside the
+target and is renamed over it only once complete, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from recsys.config import RecsysError
+
+USER, ITEM, RATING, TS = "user_id", "item_id", "rating", "timestamp"
+INTERACTION_COLUMNS = (USER, ITEM, RATING, TS)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it over ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a DataFrame to parquet atomically (no index)."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def write_json(obj: object, path: str | os.PathLike) -> Path:
+    """Write JSON atomically, pretty-printed, keys in insertion order."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    return Path(path)
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a parquet or CSV/TSV file into a DataFrame, with errors that name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise RecsysError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            return pq.read_table(path).to_pandas()
+        if suffix in {".csv", ".tsv", ".txt"}:
+            # Everything as text: validation decides what parses, row by row.
+            sep = "\t" if suffix == ".tsv" else ","
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+    except (pa.ArrowInvalid, OSError, ValueError, pd.errors.ParserError) as exc:
+        raise RecsysError(f"{path}: cannot be read as {suffix[1:]}: {exc}") from exc
+    raise RecsysError(f"{path}: unsupported file type {suffix!r} (expected .parquet or .csv)")
+
+
+def require_columns(df: pd.DataFrame, columns: tuple[str, ...], source: str) -> None:
+    """Fail with the missing column names and the columns that are present."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise RecsysError(
+            f"{source}: missing required column(s) {missing}; found {list(df.columns)}"
+        )
+
+
+def interactions_checksum(df: pd.DataFrame) -> str:
+    """SHA-256 of the normalised ratings, in stored order.
+
+    Each row is written as ``user_id,item_id,rating,epoch_seconds\\n`` with the rating printed
+    by ``%g``: two sources of the same data agree whatever their file format. Feeding a table
+    chunk by chunk to :func:`update_checksum` gives the same digest.
+    """
+    h = hashlib.sha256()
+    update_checksum(h, df)
+    return h.hexdigest()
+
+
+def update_checksum(h: hashlib._Hash, df: pd.DataFrame) -> None:
+    """Add the rows of ``df`` to a running :func:`interactions_checksum`."""
+    for start in range(0, len(df), 1_000_000):
+        part = df.iloc[start : start + 1_000_000]
+        ts = part[TS].astype("int64") // 10**9
+        rating = _format_ratings(part[RATING].to_numpy(dtype="float64"))
+        lines = (
+            part[USER].astype(str)
+            + ","
+            + part[ITEM].astype(str)
+            + ","
+            + rating
+            + ","
+            + ts.astype(str)
+        )
+        h.update(("\n".join(lines) + "\n").encode())
+
+
+def _format_ratings(r: np.ndarray) -> np.ndarray:
+    """Integral ratings as ``3``, others as numpy prints them (``3.5``), NaN as empty."""
+    whole = np.isfinite(r) & (r == np.round(r))
+    out = np.where(whole, np.nan_to_num(r).astype(np.int64).astype(str), r.astype(str))
+    return np.where(np.isnan(r), "", out).astype(object)
+
+
+class DatasetInfo(BaseModel):
+    """``dataset.json``: what a dataset directory holds and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    n_interactions: int
+    n_users: int
+    n_items: int
+    checksum: str
+    source: str
+    created: str
+    extra: dict[str, object] = {}
+
+
+def dataset_paths(directory: str | os.PathLike) -> dict[str, Path]:
+    """The files of a dataset directory."""
+    d = Path(directory)
+    return {
+        "interactions": d / "interactions.parquet",
+        "users": d / "users.parquet",
+        "items": d / "items.parquet",
+        "info": d / "dataset.json",
+        "quarantine": d / "quarantine.parquet",
+    }
+
+
+def read_dataset_info(directory: str | os.PathLike) -> DatasetInfo:
+    """Read and check ``dataset.json``."""
+    path = dataset_paths(directory)["info"]
+    if not path.exists():
+        raise RecsysError(f"{directory}: not a dataset directory (no dataset.json)")
+    try:
+        return DatasetInfo.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise RecsysError(f"{path}: invalid dataset.json: {exc}") from exc
+
+
+def resolve_interactions(path: str | os.PathLike) -> tuple[Path, Path | None]:
+    """Find the interactions file behind ``path`` and the directory of its side tables.
+
+    ``path`` may be an interactions file (parquet or CSV), a split directory (``train.parquet``)
+    or a dataset directory (``interactions.parquet``).
+    """
+    path = Path(path)
+    if path.is_file():
+        return path, None
+    if path.is_dir():
+        for name in ("train.parquet", "interactions.parquet"):
+            if (path / name).exists():
+                return path / name, path
+        raise RecsysError(f"{path}: holds neither train.parquet nor interactions.parquet")
+    raise RecsysError(f"{path}: no such file or directory")
+
+
+def read_side_tables(directory: Path | None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """``users.parquet`` and ``items.parquet`` beside the interactions, when present."""
+    if directory is None:
+        return None, None
+    paths = dataset_paths(directory)
+    users = read_table(paths["users"]) if paths["users"].exists() else None
+    items = read_table(paths["items"]) if paths["items"].exists() else None
+    return users, items

@@ -1,0 +1,103 @@
+"""Train/test splits: stratified (Microsoft Recommenders' protocol), temporal, leave-last-out."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from recsys.config import RecsysError
+from recsys.data.io import ITEM, TS, USER, dataset_paths, write_json, write_parquet
+
+Protocol = Literal["stratified", "temporal", "leave-last-out"]
+PROTOCOLS: tuple[str, ...] = ("stratified", "temporal", "leave-last-out")
+
+
+def stratified_split(
+    df: pd.DataFrame, ratio: float = 0.75, *, filter_by: str = "item", seed: int = 42
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per group (item by default) a random ``ratio`` / ``1 - ratio`` split.
+
+    Follows ``recommenders.datasets.python_splitters.python_stratified_split``: a uniform
+    random key per row, rows ordered by (group, key), the first ``round(ratio * size)`` rows of
+    each group go to train (numpy's round, half to even), the rest to test.
+    """
+    _check_ratio(ratio)
+    col = {"item": ITEM, "user": USER}[filter_by]
+    rng = np.random.RandomState(seed)  # noqa: NPY002 - the reference protocol's generator
+    keyed = df.assign(_key=rng.rand(len(df)))
+    keyed = keyed.sort_values([col, "_key"], kind="mergesort")
+    groups = keyed.groupby(col, sort=False)
+    size = groups[col].transform("count").to_numpy()
+    rank = groups.cumcount().to_numpy() + 1
+    in_train = rank <= np.round(ratio * size)
+    keyed = keyed.drop(columns="_key")
+    return keyed[in_train].reset_index(drop=True), keyed[~in_train].reset_index(drop=True)
+
+
+def temporal_split(df: pd.DataFrame, ratio: float = 0.75) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Everything at or before the global ``ratio`` timestamp quantile trains; the rest tests."""
+    _check_ratio(ratio)
+    cutoff = df[TS].quantile(ratio)
+    train = df[df[TS] <= cutoff]
+    return train.reset_index(drop=True), df[df[TS] > cutoff].reset_index(drop=True)
+
+
+def leave_last_out(df: pd.DataFrame, n_last: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each user's latest ``n_last`` interactions are held out; users with no more keep all."""
+    if n_last < 1:
+        raise RecsysError(f"n_last must be at least 1, got {n_last}")
+    ordered = df.sort_values([USER, TS, ITEM], kind="mergesort")
+    groups = ordered.groupby(USER, sort=False)
+    from_end = groups.cumcount(ascending=False).to_numpy()
+    size = groups[USER].transform("count").to_numpy()
+    held = (from_end < n_last) & (size > n_last)
+    return ordered[~held].reset_index(drop=True), ordered[held].reset_index(drop=True)
+
+
+def split(
+    df: pd.DataFrame, protocol: Protocol, *, ratio: float = 0.75, seed: int = 42, n_last: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Dispatch to one protocol; see the functions above."""
+    if protocol == "stratified":
+        return stratified_split(df, ratio, seed=seed)
+    if protocol == "temporal":
+        return temporal_split(df, ratio)
+    if protocol == "leave-last-out":
+        return leave_last_out(df, n_last)
+    raise RecsysError(f"unknown split protocol {protocol!r}; expected one of {PROTOCOLS}")
+
+
+def write_split(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    out: str | Path,
+    *,
+    params: dict,
+    side_from: str | Path | None = None,
+) -> Path:
+    """Write ``train.parquet``, ``test.parquet``, ``split.json`` and copies of the side tables."""
+    out = Path(out)
+    write_parquet(train, out / "train.parquet")
+    write_parquet(test, out / "test.parquet")
+    if side_from is not None:
+        for key in ("users", "items"):
+            src = dataset_paths(side_from)[key]
+            if src.exists():
+                shutil.copy2(src, out / src.name)
+    info = {
+        **params,
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_test_users": int(test[USER].nunique()) if len(test) else 0,
+    }
+    write_json(info, out / "split.json")
+    return out
+
+
+def _check_ratio(ratio: float) -> None:
+    if not 0.0 < ratio < 1.0:
+        raise RecsysError(f"split ratio must be between 0 and 1 (exclusive), got {ratio}")

@@ -1,0 +1,50 @@
+"""Recommenders: the contract, the baselines and the model registry by kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recsys.config import RecsysError
+from recsys.models.base import Manifest, Recommender, read_manifest
+from recsys.models.ease import EASE, EASEConfig
+from recsys.models.popularity import Popularity, PopularityConfig
+
+MODEL_KINDS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (Popularity, EASE)}
+
+
+def create_model(kind: str, params: dict | None = None) -> Recommender:
+    """A fresh model of ``kind`` with hyper-parameters overridden by ``params``."""
+    if kind not in MODEL_KINDS:
+        raise RecsysError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
+    cls = MODEL_KINDS[kind]
+    try:
+        config = cls.config_type(**(params or {}))
+    except TypeError as exc:
+        raise RecsysError(f"{kind}: bad hyper-parameters {params}: {exc}") from exc
+    return cls(config)
+
+
+def load_model(directory: str | Path) -> Recommender:
+    """Load any model version from its directory (the manifest names the kind)."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if manifest.kind not in MODEL_KINDS:
+        raise RecsysError(f"{directory}: unknown model kind {manifest.kind!r} in manifest")
+    try:
+        return MODEL_KINDS[manifest.kind]._from_directory(directory, manifest)
+    except (OSError, ValueError) as exc:
+        raise RecsysError(f"{directory}: cannot load {manifest.kind} model: {exc}") from exc
+
+
+__all__ = [
+    "EASE",
+    "EASEConfig",
+    "MODEL_KINDS",
+    "Manifest",
+    "Popularity",
+    "PopularityConfig",
+    "Recommender",
+    "create_model",
+    "load_model",
+    "read_manifest",
+]

@@ -1,0 +1,71 @@
+"""EASE: the closed-form item-item linear autoencoder (Steck, WWW 2019).
+
+``B = argmin ||X - X B||² + λ||B||²  s.t. diag(B) = 0`` has the solution
+``P = (XᵀX + λI)⁻¹``, ``B_ij = -P_ij / P_jj`` (i ≠ j). A user's scores are ``x_u B``: any user
+with a history gets scores, including one the training data never saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import scipy.sparse as sp
+
+from recsys.config import RecsysError
+from recsys.models.base import Recommender
+
+WEIGHTS_FILE = "ease_B.npy"
+
+
+@dataclass
+class EASEConfig:
+    """Hyper-parameters of EASE.
+
+    Attributes:
+        l2: the ridge penalty λ on B.
+        max_items: refuse catalogs larger than this (B is a dense items × items matrix).
+    """
+
+    l2: float = 250.0
+    max_items: int = 40_000
+
+
+class EASE(Recommender):
+    """Closed-form item-item model; strong for catalogs up to tens of thousands of items."""
+
+    kind = "ease"
+    config_type = EASEConfig
+
+    def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
+        n_items = x.shape[1]
+        if n_items > self.config.max_items:
+            raise RecsysError(
+                f"ease: {n_items} items exceed max_items={self.config.max_items}; B would need "
+                f"{n_items**2 * 4 / 2**30:.1f} GiB. Use a two-tower model for this catalog."
+            )
+        if self.config.l2 <= 0:
+            raise RecsysError(f"ease: l2 must be positive, got {self.config.l2}")
+        gram = (x.T @ x).toarray().astype(np.float64)  # (items, items)
+        gram[np.diag_indices(n_items)] += self.config.l2
+        p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)  # (items, items)
+        b = p / (-np.diag(p))  # column j divided by -P_jj
+        b[np.diag_indices(n_items)] = 0.0
+        self.weights = b.astype(np.float32)
+
+    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix) -> np.ndarray:
+        scores = np.asarray(x @ self.weights)  # (users, items)
+        no_history = np.asarray(x.sum(axis=1)).ravel() == 0
+        scores[no_history] = np.nan  # cold start: the base class answers from popularity
+        return scores
+
+    def _save_parts(self, directory: Path) -> list[str]:
+        np.save(directory / WEIGHTS_FILE, self.weights)
+        return [WEIGHTS_FILE]
+
+    def _load_parts(self, directory: Path) -> None:
+        self.weights = np.load(directory / WEIGHTS_FILE)

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny seeded interaction tables for unit tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def make_interactions(
+    n_users: int = 30, n_items: int = 40, per_user: int = 8, seed: int = 0
+) -> pd.DataFrame:
+    """Users prefer items of their own cluster, so a model has something real to learn."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    for u in range(n_users):
+        cluster = u % 4
+        own = [i for i in range(n_items) if i % 4 == cluster]
+        picks = rng.choice(own, size=min(per_user, len(own)), replace=False)
+        for j, i in enumerate(picks):
+            rows.append(
+                (
+                    f"u{u}",
+                    f"i{i}",
+                    float(rng.integers(1, 6)),
+                    start + pd.Timedelta(hours=u * 24 + j),
+                )
+            )
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+@pytest.fixture
+def interactions() -> pd.DataFrame:
+    return make_interactions()

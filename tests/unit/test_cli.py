@@ -1,0 +1,192 @@
+"""CLI round trips on tiny data; bad input gets a clear message, an exit code, no half-write."""
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from recsys.cli.main import cli
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def csv_data(tmp_path, interactions):
+    """A user's own CSV: string ids with gaps, a user with one rating, epoch seconds."""
+    df = interactions.copy()
+    df["timestamp"] = df["timestamp"].astype("int64") // 10**9
+    extra = pd.DataFrame(
+        {"user_id": ["lonely"], "item_id": ["i3"], "rating": [5.0], "timestamp": [1_700_000_000]}
+    )
+    path = tmp_path / "ratings.csv"
+    pd.concat([df, extra]).to_csv(path, index=False)
+    return path
+
+
+def test_split_train_recommend_evaluate_round_trip(run, tmp_path, csv_data):
+    r = run("data", "split", csv_data, "--protocol", "leave-last-out", "--out", tmp_path / "s")
+    assert r.exit_code == 0, r.output
+    r = run(
+        "train",
+        "--data",
+        tmp_path / "s",
+        "--model",
+        "ease",
+        "--param",
+        "l2=2",
+        "--out",
+        tmp_path / "m",
+    )
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["config"]["l2"] == 2
+    r = run(
+        "recommend",
+        "--model",
+        tmp_path / "m",
+        "--data",
+        tmp_path / "s",
+        "--k",
+        3,
+        "--out",
+        tmp_path / "recs.parquet",
+    )
+    assert r.exit_code == 0, r.output
+    recs = pd.read_parquet(tmp_path / "recs.parquet")
+    train = pd.read_parquet(tmp_path / "s" / "train.parquet")
+    assert set(recs.user_id) == set(train.user_id) and recs.groupby("user_id").size().eq(3).all()
+    r = run(
+        "evaluate",
+        "--recs",
+        tmp_path / "recs.parquet",
+        "--test",
+        tmp_path / "s",
+        "--train",
+        tmp_path / "s",
+        "--k",
+        3,
+    )
+    assert r.exit_code == 0, r.output
+    assert "nDCG@k" in r.output
+    metrics = json.loads((tmp_path / "recs.metrics.json").read_text())
+    assert 0.0 <= metrics["ndcg"] <= 1.0 and metrics["n_users"] > 0
+
+
+def test_recommend_users_file_with_unknown_user(run, tmp_path, csv_data):
+    assert (
+        run("train", "--data", csv_data, "--model", "popularity", "--out", tmp_path / "m").exit_code
+        == 0
+    )
+    (tmp_path / "users.txt").write_text("u1\nbrand-new\n")
+    r = run(
+        "recommend",
+        "--model",
+        tmp_path / "m",
+        "--data",
+        csv_data,
+        "--users",
+        tmp_path / "users.txt",
+        "--k",
+        4,
+        "--out",
+        tmp_path / "r.parquet",
+    )
+    assert r.exit_code == 0, r.output
+    recs = pd.read_parquet(tmp_path / "r.parquet")
+    assert recs.groupby("user_id").size().to_dict() == {"u1": 4, "brand-new": 4}
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (
+            ["train", "--data", "nope.parquet", "--model", "ease", "--out", "m"],
+            1,
+            "nope.parquet: no such file",
+        ),
+        (
+            ["train", "--data", "{csv}", "--model", "ease", "--param", "l2", "--out", "m"],
+            1,
+            "expected key=value",
+        ),
+        (
+            ["train", "--data", "{csv}", "--model", "ease", "--param", "lam=3", "--out", "m"],
+            1,
+            "bad hyper-parameters",
+        ),
+        (["train", "--data", "{csv}", "--model", "bpr", "--out", "m"], 2, "'bpr' is not one of"),
+        (
+            ["recommend", "--model", "{tmp}", "--data", "{csv}", "--out", "r.parquet"],
+            1,
+            "not a model directory",
+        ),
+        (["data", "split", "{csv}", "--ratio", "2", "--out", "s"], 1, "between 0 and 1"),
+        (
+            ["evaluate", "--recs", "{csv}", "--test", "{csv}", "--k", "0"],
+            2,
+            "0 is not in the range",
+        ),
+    ],
+)
+def test_bad_input_exit_codes(run, tmp_path, csv_data, args, code, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [a.format(csv=csv_data, tmp=tmp_path) for a in args]
+    r = run(*args)
+    assert r.exit_code == code
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "m").exists() and not (tmp_path / "r.parquet").exists()
+
+
+def test_train_on_file_missing_a_column_names_it(run, tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("user,item_id,timestamp\n1,2,1700000000\n")
+    r = run("train", "--data", path, "--model", "ease", "--out", tmp_path / "m")
+    assert r.exit_code == 1
+    assert "missing required column(s) ['user_id']" in r.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_validate_reports_counts_and_exit_3_above_threshold(run, tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,rating,timestamp\n1,2,4,1700000000\n1,3,11,1700000000\n"
+        "2,3,4,not-a-time\n2,4,4,1700000000\n"
+    )
+    r = run("data", "validate", path, "--max-bad-share", "0.1")
+    assert r.exit_code == 3
+    assert "50.00% of 4 rows failed" in r.output
+    assert "rating_out_of_range: 1" in r.output and "unparseable_timestamp: 1" in r.output
+    quarantine = pd.read_parquet(tmp_path / "events.quarantine.parquet")
+    assert quarantine.row.tolist() == [1, 2]
+    r = run("data", "validate", path, "--max-bad-share", "0.5")
+    assert r.exit_code == 0 and "2 clean, 2 quarantined" in r.output
+
+
+def test_train_quarantines_bad_rows_beside_model_and_fails_above_share(run, tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("user_id,item_id,rating,timestamp\n1,2,4,1700000000\n,3,4,1700000000\n")
+    r = run("train", "--data", path, "--model", "popularity", "--out", tmp_path / "m")
+    assert r.exit_code == 3 and "50.00% of 2 rows failed" in r.output
+    assert (tmp_path / "m.quarantine.parquet").exists() and not (tmp_path / "m").exists()
+    r = run(
+        "train",
+        "--data",
+        path,
+        "--model",
+        "popularity",
+        "--out",
+        tmp_path / "m",
+        "--max-bad-share",
+        "0.5",
+    )
+    assert r.exit_code == 0, r.output
