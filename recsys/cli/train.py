@@ -9,8 +9,9 @@ import click
 
 from recsys.config import RecsysError
 from recsys.models import MODEL_KINDS, read_manifest
-from recsys.models.api import DEFAULT_MAX_BAD_SHARE, TrainArgs
-from recsys.models.api import train as train_model
+from recsys.models.api import DEFAULT_MAX_BAD_SHARE
+from recsys.training.api import TrainArgs
+from recsys.training.api import train as train_model
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict:
@@ -49,10 +50,38 @@ def parse_params(pairs: tuple[str, ...]) -> dict:
     default=DEFAULT_MAX_BAD_SHARE,
     show_default=True,
 )
-def train(data, model, out, params, max_bad_share) -> None:
+@click.option("--gpu", is_flag=True, help="Train neural models on CUDA through Ray Train.")
+@click.option(
+    "--num-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Ray Train workers (data-parallel).",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the run named --run-name from its latest checkpoint."
+)
+@click.option(
+    "--storage-path",
+    default=None,
+    help="Checkpoint storage: a directory, s3:// or gs:// (default $RECSYS_HOME/checkpoints).",
+)
+@click.option("--run-name", default=None, help="Checkpoint run name (default: the --out name).")
+def train(
+    data, model, out, params, max_bad_share, gpu, num_workers, resume, storage_path, run_name
+) -> None:
     """Train a recommender on interactions and save it as a model directory."""
     args = TrainArgs(
-        data=data, model=model, out=out, params=parse_params(params), max_bad_share=max_bad_share
+        data=data,
+        model=model,
+        out=out,
+        params=parse_params(params),
+        max_bad_share=max_bad_share,
+        gpu=gpu,
+        num_workers=num_workers,
+        resume=resume,
+        storage_path=storage_path,
+        run_name=run_name,
     )
     directory = train_model(args)
     manifest = read_manifest(directory)

@@ -8,8 +8,10 @@ from recsys.config import RecsysError
 from recsys.models.base import Manifest, Recommender, read_manifest
 from recsys.models.ease import EASE, EASEConfig
 from recsys.models.popularity import Popularity, PopularityConfig
+from recsys.models.two_tower import TwoTowerConfig
+from recsys.models.two_tower_model import TwoTower
 
-MODEL_KINDS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (Popularity, EASE)}
+MODEL_KINDS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (Popularity, EASE, TwoTower)}
 
 
 def create_model(kind: str, params: dict | None = None) -> Recommender:
@@ -37,6 +39,8 @@ def load_model(directory: str | Path) -> Recommender:
 
 
 __all__ = [
+    "TwoTower",
+    "TwoTowerConfig",
     "EASE",
     "EASEConfig",
     "MODEL_KINDS",

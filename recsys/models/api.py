@@ -1,4 +1,4 @@
-"""Entry points for training and recommending: plain typed functions.
+"""The recommending entry point (training's is ``recsys.training.api.train``).
 
 The CLI, the benchmarks and (later) the pipeline components all call these; their arguments
 cross a boundary, so they are pydantic models that refuse unknown fields.
@@ -7,7 +7,6 @@ cross a boundary, so they are pydantic models that refuse unknown fields.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,28 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from recsys.config import RecsysError
 from recsys.data.io import (
     USER,
-    interactions_checksum,
-    read_side_tables,
     read_table,
-    resolve_interactions,
     write_parquet,
 )
 from recsys.data.validate import load_interactions
-from recsys.models import create_model, load_model
+from recsys.models import load_model
 
 DEFAULT_MAX_BAD_SHARE = 0.05
-
-
-class TrainArgs(BaseModel):
-    """What ``recsys train`` takes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    data: Path
-    model: str
-    out: Path
-    params: dict[str, Any] = {}
-    max_bad_share: float = Field(DEFAULT_MAX_BAD_SHARE, ge=0.0, le=1.0)
 
 
 class RecommendArgs(BaseModel):
@@ -51,24 +35,6 @@ class RecommendArgs(BaseModel):
     exclude_seen: bool = True
     out: Path | None = None
     max_bad_share: float = Field(DEFAULT_MAX_BAD_SHARE, ge=0.0, le=1.0)
-
-
-def train(args: TrainArgs) -> Path:
-    """Fit a model on validated interactions and save it as a model directory.
-
-    Returns:
-        The model directory (``args.out``).
-    """
-    file, side_dir = resolve_interactions(args.data)
-    interactions, _ = load_interactions(
-        file,
-        quarantine_to=args.out.with_name(args.out.name + ".quarantine.parquet"),
-        max_bad_share=args.max_bad_share,
-        rating_range=None,
-    )
-    users, items = read_side_tables(side_dir)
-    model = create_model(args.model, args.params).fit(interactions, users, items)
-    return model.save(args.out, data_checksum=interactions_checksum(interactions))
 
 
 def read_user_ids(spec: str, history: pd.DataFrame) -> list[str]:

@@ -76,8 +76,14 @@ class Recommender(ABC):
         """Learn from ``train`` (its users × item-vocabulary matrix is ``x``)."""
 
     @abstractmethod
-    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix) -> np.ndarray:
-        """Scores ``(n_users, n_items)``; rows of users the model cannot score are all NaN."""
+    def _score(
+        self, user_ids: Sequence[str], x: sp.csr_matrix, history: pd.DataFrame | None
+    ) -> np.ndarray:
+        """Scores ``(n_users, n_items)``; rows of users the model cannot score are all NaN.
+
+        ``x`` is the users' binary history over the item vocabulary; ``history`` the raw rows
+        (with timestamps) for models that read the order of events.
+        """
 
     @abstractmethod
     def _save_parts(self, directory: Path) -> list[str]:
@@ -98,17 +104,26 @@ class Recommender(ABC):
         items: pd.DataFrame | None = None,
     ) -> Self:
         """Fit on interactions (``user_id``, ``item_id``; ratings and side tables optional)."""
+        train = self.prepare_base(train, items)
+        x = self.history_matrix(train, np.sort(train[USER].unique()))
+        self._fit(train, x, users, items)
+        return self
+
+    def prepare_base(self, train: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataFrame:
+        """Check the input, set the item vocabulary and popularity; return ids as strings."""
         require_columns(train, (USER, ITEM), "training interactions")
         if train.empty:
             raise RecsysError("training interactions: the table is empty")
         train = train.assign(**{USER: train[USER].astype(str), ITEM: train[ITEM].astype(str)})
-        self._set_items(np.sort(train[ITEM].unique()))
+        self._set_items(self._item_vocabulary(train, items))
         counts = train[ITEM].value_counts()
-        self.item_popularity = counts.reindex(self.item_ids).to_numpy(dtype=np.float32)
+        self.item_popularity = counts.reindex(self.item_ids).fillna(0).to_numpy(dtype=np.float32)
         self.n_train_users = int(train[USER].nunique())
-        x = self.history_matrix(train, np.sort(train[USER].unique()))
-        self._fit(train, x, users, items)
-        return self
+        return train
+
+    def _item_vocabulary(self, train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
+        """The items this model can recommend: by default those seen in training."""
+        return np.sort(train[ITEM].unique())
 
     def _set_items(self, item_ids: np.ndarray) -> None:
         self.item_ids = np.asarray(item_ids, dtype=object)
@@ -173,7 +188,7 @@ class Recommender(ABC):
         self, batch: list[str], k: int, history: pd.DataFrame | None, exclude_seen: bool
     ) -> pd.DataFrame:
         x = self.history_matrix(history, batch)
-        scores = np.asarray(self._score(batch, x), dtype=np.float64)  # (batch, n_items)
+        scores = np.asarray(self._score(batch, x, history), dtype=np.float64)  # (batch, items)
         cold = np.isnan(scores).all(axis=1)
         scores[cold] = self.item_popularity
         if exclude_seen:

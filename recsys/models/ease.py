@@ -57,7 +57,7 @@ class EASE(Recommender):
         b[np.diag_indices(n_items)] = 0.0
         self.weights = b.astype(np.float32)
 
-    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix) -> np.ndarray:
+    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix, history=None) -> np.ndarray:
         scores = np.asarray(x @ self.weights)  # (users, items)
         no_history = np.asarray(x.sum(axis=1)).ravel() == 0
         scores[no_history] = np.nan  # cold start: the base class answers from popularity

@@ -27,7 +27,7 @@ class Popularity(Recommender):
     def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
         pass  # the base class already counted item popularity
 
-    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix) -> np.ndarray:
+    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix, history=None) -> np.ndarray:
         return np.broadcast_to(self.item_popularity, (len(user_ids), len(self.item_ids))).copy()
 
     def _save_parts(self, directory: Path) -> list[str]:

@@ -1,0 +1,193 @@
+"""Side features as integer codes for the neural models, and point-in-time history windows.
+
+Index 0 is reserved everywhere: an unknown category, a padding slot, an id the vocabulary
+lacks. A model that looks up index 0 gets a zero vector, so an unknown value is a cold-start
+case, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.io import ITEM, TS, USER
+
+AGE_EDGES = (18, 25, 35, 45, 50, 56)  # the MovieLens-1M age buckets
+MAX_GENRES = 6
+ENCODER_FILE = "feature_encoder.json"
+USER_TABLE_FILE = "user_features.npz"
+
+
+def _codes(values: pd.Series, vocab: dict[str, int]) -> np.ndarray:
+    """Category codes from a vocabulary; missing or unseen values map to 0."""
+    return values.astype("string").map(vocab).fillna(0).to_numpy(dtype=np.int64)
+
+
+def _vocab(values: pd.Series) -> dict[str, int]:
+    uniq = sorted(v for v in values.dropna().astype(str).unique() if v != "")
+    return {v: i + 1 for i, v in enumerate(uniq)}
+
+
+@dataclass
+class FeatureEncoder:
+    """Vocabularies of the categorical side features, and each known user's codes."""
+
+    genders: dict[str, int] = field(default_factory=dict)
+    occupations: dict[str, int] = field(default_factory=dict)
+    genres: dict[str, int] = field(default_factory=dict)
+    years: dict[str, int] = field(default_factory=dict)
+    user_keys: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    user_codes: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+
+    # -- fitting -----------------------------------------------------------------------
+    @classmethod
+    def fit(cls, users: pd.DataFrame | None, items: pd.DataFrame | None) -> FeatureEncoder:
+        enc = cls()
+        if users is not None and len(users):
+            enc.genders = _vocab(users.get("gender", pd.Series(dtype=str)))
+            enc.occupations = _vocab(users.get("occupation", pd.Series(dtype=str)))
+            enc.user_keys = users[USER].astype(str).to_numpy(dtype=object)
+            enc.user_codes = enc._encode_users(users)
+        if items is not None and len(items):
+            enc.genres = _vocab(items.get("genres", pd.Series(dtype=str)).str.split("|").explode())
+            enc.years = _vocab(_year_bucket(items))
+        return enc
+
+    def _encode_users(self, users: pd.DataFrame) -> np.ndarray:
+        age = pd.to_numeric(users.get("age"), errors="coerce") if "age" in users else None
+        age_code = (
+            np.zeros(len(users), dtype=np.int64)
+            if age is None
+            else np.where(age.isna(), 0, np.searchsorted(AGE_EDGES, age.fillna(0), "right") + 1)
+        )
+        gender = _codes(users.get("gender", pd.Series([None] * len(users))), self.genders)
+        occ = _codes(users.get("occupation", pd.Series([None] * len(users))), self.occupations)
+        return np.stack([age_code, gender, occ], axis=1).astype(np.int64)  # (users, 3)
+
+    # -- lookups -----------------------------------------------------------------------
+    @property
+    def cardinalities(self) -> dict[str, int]:
+        """Embedding table sizes (index 0 included)."""
+        return {
+            "age": len(AGE_EDGES) + 2,
+            "gender": len(self.genders) + 1,
+            "occupation": len(self.occupations) + 1,
+            "genre": len(self.genres) + 1,
+            "year": len(self.years) + 1,
+        }
+
+    def user_features(self, user_ids: np.ndarray) -> np.ndarray:
+        """``(n, 3)`` codes (age bucket, gender, occupation); unknown users get zeros."""
+        pos = pd.Series(np.arange(len(self.user_keys)), index=self.user_keys)
+        idx = pos.reindex(np.asarray(user_ids, dtype=object)).to_numpy()
+        out = np.zeros((len(idx), 3), dtype=np.int64)
+        known = ~np.isnan(idx)
+        out[known] = self.user_codes[idx[known].astype(np.int64)]
+        return out
+
+    def item_table(self, item_ids: np.ndarray, items: pd.DataFrame | None) -> np.ndarray:
+        """``(n_items + 1, MAX_GENRES + 1)``: genre codes then the year code; row 0 is padding."""
+        table = np.zeros((len(item_ids) + 1, MAX_GENRES + 1), dtype=np.int64)
+        if items is None or not len(items):
+            return table
+        side = items.assign(**{ITEM: items[ITEM].astype(str)}).set_index(ITEM)
+        side = side[~side.index.duplicated()].reindex(np.asarray(item_ids, dtype=object))
+        genres = side.get("genres", pd.Series(index=side.index, dtype=object)).fillna("")
+        for row, value in enumerate(genres.to_numpy(), start=1):
+            codes = [self.genres.get(g, 0) for g in str(value).split("|") if g][:MAX_GENRES]
+            table[row, : len(codes)] = codes
+        table[1:, MAX_GENRES] = _codes(_year_bucket(side.reset_index()), self.years)
+        return table
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, directory: Path) -> list[str]:
+        vocabs = {k: getattr(self, k) for k in ("genders", "occupations", "genres", "years")}
+        (directory / ENCODER_FILE).write_text(json.dumps(vocabs))
+        np.savez(
+            directory / USER_TABLE_FILE, keys=self.user_keys.astype(str), codes=self.user_codes
+        )
+        return [ENCODER_FILE, USER_TABLE_FILE]
+
+    @classmethod
+    def load(cls, directory: Path) -> FeatureEncoder:
+        enc = cls(**json.loads((directory / ENCODER_FILE).read_text()))
+        with np.load(directory / USER_TABLE_FILE) as npz:
+            enc.user_keys = npz["keys"].astype(object)
+            enc.user_codes = npz["codes"]
+        return enc
+
+
+def _year_bucket(items: pd.DataFrame) -> pd.Series:
+    """Release years in 5-year buckets ("1995"), as text; missing stays missing."""
+    year = (
+        pd.to_numeric(items.get("release_year"), errors="coerce")
+        if "release_year" in items
+        else pd.Series(np.nan, index=items.index)
+    )
+    return (year // 5 * 5).astype("Int64").astype("string")
+
+
+def history_windows(users: np.ndarray, items: np.ndarray, n: int) -> np.ndarray:
+    """For rows sorted by (user, time): each row's previous ``n`` items of the same user.
+
+    Args:
+        users: ``(rows,)`` user codes, grouped and time-ordered.
+        items: ``(rows,)`` item codes (>= 1), same order.
+        n: window length.
+
+    Returns:
+        ``(rows, n)`` codes, most recent first, 0 where the user has no earlier item — so a
+        training row never sees its own item or anything after it.
+    """
+    rows = len(users)
+    out = np.zeros((rows, n), dtype=np.int64)
+    idx = np.arange(rows)
+    start = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1]
+    first = np.repeat(start, np.diff(np.r_[start, rows]))  # (rows,) each row's user start
+    for j in range(1, n + 1):
+        ok = idx - j >= first
+        out[ok, j - 1] = items[idx[ok] - j]
+    return out
+
+
+def profile_samples(users: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """For rows grouped by user: ``n`` random *other* rows of the same user (row positions).
+
+    Training rows then see the user's profile without their own item — the situation of a
+    held-out item at evaluation time. Returns ``(rows, n)`` positions, -1 for a user with one row.
+    """
+    rows = len(users)
+    start = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1]
+    size = np.diff(np.r_[start, rows])
+    first = np.repeat(start, size)  # (rows,)
+    group = np.repeat(size, size)  # (rows,)
+    offset = np.arange(rows) - first
+    rng = np.random.default_rng(seed)
+    step = 1 + (rng.random((rows, n)) * np.maximum(group - 1, 1)[:, None]).astype(np.int64)
+    out = first[:, None] + (offset[:, None] + step) % group[:, None]  # never the row itself
+    out[group == 1] = -1
+    return out
+
+
+def last_items(
+    history: pd.DataFrame | None, user_ids: list[str], item_index: dict[str, int], n: int
+) -> np.ndarray:
+    """``(len(user_ids), n)`` each user's latest ``n`` known items (codes = index + 1)."""
+    out = np.zeros((len(user_ids), n), dtype=np.int64)
+    if history is None or history.empty:
+        return out
+    h = history[history[USER].astype(str).isin(set(user_ids))]
+    if TS in h.columns:
+        h = h.sort_values(TS, kind="mergesort")
+    codes = h[ITEM].astype(str).map(item_index)
+    h = h.assign(_code=codes + 1).dropna(subset=["_code"])
+    tail = h.groupby(USER, sort=False).tail(n)
+    row_of = {u: r for r, u in enumerate(user_ids)}
+    for user, group in tail.groupby(USER, sort=False):
+        recent = group["_code"].to_numpy(dtype=np.int64)[::-1]  # most recent first
+        out[row_of[str(user)], : len(recent)] = recent
+    return out

@@ -1,0 +1,111 @@
+"""What the neural models share: seeding, optimisers split sparse/dense, the epoch loop,
+early stopping. The same helpers run in-process (small data, unit tests) and inside a Ray Train
+worker (``recsys.training``), so the two paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - seeds libraries that use the global generator
+    torch.manual_seed(seed)
+
+
+def make_optimizers(
+    module: nn.Module, lr: float, sparse_lr: float, weight_decay: float = 0.0
+) -> list[torch.optim.Optimizer]:
+    """SparseAdam for embedding tables with sparse gradients, AdamW for everything else.
+
+    Dense Adam over a million-row table touches every row every step; SparseAdam updates only
+    the rows a batch looked up, which is what makes recommender training fast.
+    """
+    sparse, dense = [], []
+    for m in module.modules():
+        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse:
+            sparse.extend(m.parameters(recurse=False))
+    sparse_ids = {id(p) for p in sparse}
+    dense = [p for p in module.parameters() if id(p) not in sparse_ids and p.requires_grad]
+    opts: list[torch.optim.Optimizer] = []
+    if sparse:
+        opts.append(torch.optim.SparseAdam(sparse, lr=sparse_lr))
+    if dense:
+        opts.append(torch.optim.AdamW(dense, lr=lr, weight_decay=weight_decay))
+    return opts
+
+
+def train_epoch(
+    loss_fn: Callable[[Batch], torch.Tensor],
+    batches: Iterable[Batch],
+    optimizers: list[torch.optim.Optimizer],
+) -> tuple[float, int]:
+    """One pass over ``batches``; returns (mean loss, examples seen)."""
+    total, n = 0.0, 0
+    for batch in batches:
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss = loss_fn(batch)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+        size = len(next(iter(batch.values())))
+        total += float(loss.detach()) * size
+        n += size
+    return (total / n if n else float("nan")), n
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the validation metric has not improved for ``patience`` epochs."""
+
+    patience: int
+    best: float = float("-inf")
+    best_epoch: int = -1
+    history: list[float] = field(default_factory=list)
+
+    def update(self, epoch: int, metric: float) -> bool:
+        """Record ``metric``; True when it is a new best."""
+        self.history.append(metric)
+        if metric > self.best:
+            self.best, self.best_epoch = metric, epoch
+            return True
+        return False
+
+    def should_stop(self, epoch: int) -> bool:
+        return self.patience > 0 and epoch - self.best_epoch >= self.patience
+
+    def state(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "history": self.history}
+
+
+def numpy_batches(
+    arrays: dict[str, np.ndarray],
+    batch_size: int,
+    *,
+    seed: int,
+    to_batch: Callable[[dict[str, np.ndarray]], Batch],
+) -> Iterator[Batch]:
+    """Shuffled mini-batches from in-memory arrays (the in-process path's data source)."""
+    n = len(next(iter(arrays.values())))
+    order = np.random.default_rng(seed).permutation(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        yield to_batch({k: v[idx] for k, v in arrays.items()})
+
+
+def ranking_ndcg(scores: np.ndarray, positives: np.ndarray, k: int = 10) -> float:
+    """Mean nDCG@k of one held-out item per row, given the row's scores (seen items masked)."""
+    pos_scores = scores[np.arange(len(positives)), positives]
+    rank = (scores > pos_scores[:, None]).sum(axis=1)  # 0-based rank of the held-out item
+    gains = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
+    return float(gains.mean()) if len(gains) else 0.0

@@ -1,0 +1,276 @@
+"""TwoTower as a :class:`Recommender`: vocabularies, training examples, fit, score, save.
+
+``fit`` trains in-process (small data, unit tests). ``recsys.training`` trains the same module
+with the same loop inside Ray Train workers and hands the weights back through
+:meth:`TwoTower.load_state`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from recsys.data.io import ITEM, TS, USER
+from recsys.models.base import Recommender
+from recsys.models.encoding import (
+    FeatureEncoder,
+    history_windows,
+    last_items,
+    profile_samples,
+)
+from recsys.models.neural import (
+    EarlyStopping,
+    make_optimizers,
+    numpy_batches,
+    ranking_ndcg,
+    seed_everything,
+    train_epoch,
+)
+from recsys.models.two_tower import Batch, TwoTowerConfig, TwoTowerLoss, TwoTowerNet
+
+log = logging.getLogger(__name__)
+WEIGHTS_FILE = "two_tower.pt"
+USERS_FILE = "user_vocab.json"
+MAX_VAL_ROWS = 5_000
+
+
+def to_batch(arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") -> Batch:
+    """Flat example columns (``uid, iid, f0..f2, h0..hN``) → the towers' tensors."""
+    n_hist = sum(1 for k in arrays if k.startswith("h"))
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)  # noqa: E731
+    return {
+        "uid": t(arrays["uid"]),
+        "iid": t(arrays["iid"]),
+        "ufeat": t(np.stack([arrays[f"f{j}"] for j in range(3)], axis=1)),  # (B, 3)
+        "hist": t(np.stack([arrays[f"h{j}"] for j in range(n_hist)], axis=1)),  # (B, n_hist)
+    }
+
+
+class TwoTower(Recommender):
+    """Two-tower retrieval: scores are the logits z_u·z_i (σ of them is the article's r_ui)."""
+
+    kind = "two_tower"
+    config_type = TwoTowerConfig
+
+    # -- preparing ---------------------------------------------------------------------
+    def _item_vocabulary(self, train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
+        ids = set(train[ITEM].unique())
+        if items is not None and ITEM in items:
+            ids |= set(items[ITEM].astype(str))  # catalog items without interactions: cold
+        return np.sort(np.fromiter(ids, dtype=object))
+
+    def prepare(
+        self, train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None
+    ) -> dict[str, np.ndarray]:
+        """Vocabularies, feature encoder and the network; returns the training examples."""
+        self.user_ids = np.sort(train[USER].astype(str).unique()).astype(object)
+        self._user_index = {u: i for i, u in enumerate(self.user_ids)}
+        self.encoder = FeatureEncoder.fit(users, items)
+        self._item_table = self.encoder.item_table(self.item_ids, items)
+        self.net = self.build_net()
+        return self.examples(train)
+
+    def build_net(self) -> TwoTowerNet:
+        seed_everything(self.config.seed)
+        n_users, n_items = self.n_users, len(self._item_table) - 1
+        return TwoTowerNet(
+            n_users, n_items, self.encoder.cardinalities, self._item_table, self.config
+        )
+
+    @property
+    def n_users(self) -> int:
+        return self._n_users if hasattr(self, "_n_users") else len(self.user_ids)
+
+    def worker_copy(self) -> TwoTower:
+        """What a Ray Train worker needs, without the id vocabularies (which can be large)."""
+        slim = copy.copy(self)
+        slim._n_users = len(self.user_ids)
+        slim.user_ids = slim.item_ids = slim.item_popularity = None
+        slim._user_index = slim._item_index = None
+        slim.net = None
+        slim.encoder = dataclasses.replace(
+            self.encoder,
+            user_keys=np.array([], dtype=object),
+            user_codes=np.zeros((0, 3), dtype=np.int64),
+        )
+        return slim
+
+    def examples(self, train: pd.DataFrame) -> dict[str, np.ndarray]:
+        """One row per interaction: ids, user features and the history *before* it."""
+        order = [USER, TS] if TS in train.columns else [USER]
+        df = train.sort_values(order, kind="mergesort")
+        uid = df[USER].astype(str).map(self._user_index).to_numpy(dtype=np.int64) + 1
+        iid = df[ITEM].astype(str).map(self._item_index).to_numpy(dtype=np.int64) + 1
+        if self.config.history_mode == "recent":
+            hist = history_windows(uid, iid, self.config.history_len)  # (rows, history_len)
+        else:
+            pos = profile_samples(uid, self.config.history_len, self.config.seed)
+            hist = np.where(pos >= 0, iid[np.maximum(pos, 0)], 0)  # (rows, history_len)
+        feats = self.encoder.user_features(df[USER].astype(str).to_numpy())  # (rows, 3)
+        cols = {"uid": uid, "iid": iid}
+        cols |= {f"f{j}": feats[:, j] for j in range(3)}
+        cols |= {f"h{j}": hist[:, j] for j in range(hist.shape[1])}
+        return cols
+
+    def split_validation(self, ex: dict[str, np.ndarray]):
+        """A random ``val_share`` of examples for early stopping (at most 5,000 rows)."""
+        n = len(ex["uid"])
+        rng = np.random.default_rng(self.config.seed)
+        n_val = min(int(n * self.config.val_share), MAX_VAL_ROWS)
+        if n_val == 0:
+            return ex, None
+        val = np.zeros(n, dtype=bool)
+        val[rng.choice(n, n_val, replace=False)] = True
+        train = {k: v[~val] for k, v in ex.items()}
+        seen = sp.csr_matrix(
+            (np.ones(int((~val).sum()), dtype=np.float32), (train["uid"], train["iid"] - 1)),
+            shape=(self.n_users + 1, len(self.item_ids)),
+        )
+        return train, ({k: v[val] for k, v in ex.items()}, seen)
+
+    # -- training ----------------------------------------------------------------------
+    def item_counts(self, ex: dict[str, np.ndarray]) -> np.ndarray:
+        """Training occurrences per item: the in-batch sampling distribution for logQ."""
+        return np.bincount(ex["iid"] - 1, minlength=len(self._item_table) - 1).astype(float)
+
+    def loss_module(self, item_counts: np.ndarray) -> TwoTowerLoss:
+        return TwoTowerLoss(self.net, item_counts, self.config)
+
+    @torch.no_grad()
+    def validate(self, val) -> float:
+        """nDCG@10 of each held-out interaction against all items, seen items masked."""
+        if val is None:
+            return float("nan")
+        rows, seen = val
+        self.net.eval()
+        device = self.net.item_tower.table.device
+        z_i = self.net.all_items()  # (n_items, dim)
+        z_u = self.net.user(to_batch(rows, device))  # (V, dim)
+        scores = (z_u @ z_i.T).cpu().numpy()  # (V, n_items)
+        self.net.train()
+        mask = seen[rows["uid"]].toarray() > 0
+        scores[mask] = -np.inf
+        return ranking_ndcg(scores, rows["iid"] - 1, k=10)
+
+    def run_epochs(
+        self,
+        batches: Callable[[int], Iterable[Batch]],
+        loss: TwoTowerLoss,
+        val,
+        *,
+        start_epoch: int = 0,
+        state: dict | None = None,
+        on_epoch: Callable[[int, dict, dict], None] | None = None,
+    ) -> dict:
+        """The epoch loop shared by in-process and Ray Train training.
+
+        Args:
+            batches: epoch -> iterable of batches.
+            loss: the training wrapper around ``self.net``.
+            val: validation rows from :meth:`split_validation`, or None.
+            start_epoch: the first epoch to run (after a resume).
+            state: a checkpoint's state to continue from (optimisers, early stopping, best).
+            on_epoch: called after each epoch with (epoch, metrics, checkpoint state).
+
+        Returns:
+            The final state; ``state["best_model"]`` holds the best weights.
+        """
+        cfg = self.config
+        opts = make_optimizers(loss, cfg.lr, cfg.sparse_lr, cfg.weight_decay)
+        stopper = EarlyStopping(cfg.patience)
+        best = copy.deepcopy(self.net.state_dict())
+        if state:
+            loss.load_state_dict(state["loss"])
+            for opt, s in zip(opts, state["optimizers"], strict=True):
+                opt.load_state_dict(s)
+            stopper = EarlyStopping(cfg.patience, **state["early_stopping"])
+            best = state["best_model"]
+        for epoch in range(start_epoch, cfg.epochs):
+            seed_everything(cfg.seed + epoch)
+            mean_loss, n = train_epoch(loss, batches(epoch), opts)
+            metric = self.validate(val)
+            improved = val is None or stopper.update(epoch, metric)
+            if improved:
+                best = copy.deepcopy(self.net.state_dict())
+            state = {
+                "loss": loss.state_dict(),
+                "optimizers": [o.state_dict() for o in opts],
+                "early_stopping": stopper.state(),
+                "best_model": best,
+                "epoch": epoch,
+            }
+            metrics = {"epoch": epoch, "loss": mean_loss, "val_ndcg@10": metric, "examples": n}
+            log.info("two_tower epoch %d: %s", epoch, metrics)
+            if on_epoch:
+                on_epoch(epoch, metrics, state)
+            if val is not None and stopper.should_stop(epoch):
+                break
+        self.net.load_state_dict(best)
+        return state or {}
+
+    def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
+        ex = self.prepare(train, users, items)
+        fit_rows, val = self.split_validation(ex)
+        loss = self.loss_module(self.item_counts(fit_rows))
+        self.run_epochs(
+            lambda epoch: numpy_batches(
+                fit_rows, self.config.batch_size, seed=self.config.seed + epoch, to_batch=to_batch
+            ),
+            loss,
+            val,
+        )
+        self.finalize()
+
+    def finalize(self) -> None:
+        """Cache the item embeddings after training or loading."""
+        self.net.eval().cpu()
+        self.item_embeddings = self.net.all_items().numpy()  # (n_items, dim)
+
+    # -- scoring -----------------------------------------------------------------------
+    @torch.no_grad()
+    def user_embeddings(self, user_ids: Sequence[str], history: pd.DataFrame | None) -> np.ndarray:
+        """``(len(user_ids), dim)`` from ids, side features and the latest items."""
+        ids = [str(u) for u in user_ids]
+        uid = np.array([self._user_index.get(u, -1) + 1 for u in ids], dtype=np.int64)
+        arrays = {"uid": uid, "iid": np.zeros_like(uid)}
+        feats = self.encoder.user_features(np.asarray(ids, dtype=object))
+        hist = last_items(history, ids, self._item_index, self.config.history_len)
+        arrays |= {f"f{j}": feats[:, j] for j in range(3)}
+        arrays |= {f"h{j}": hist[:, j] for j in range(hist.shape[1])}
+        self._known = (uid > 0) | (feats > 0).any(axis=1) | (hist > 0).any(axis=1)
+        return self.net.user(to_batch(arrays)).numpy()
+
+    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix, history=None) -> np.ndarray:
+        z_u = self.user_embeddings(user_ids, history)  # (U, dim)
+        scores = z_u @ self.item_embeddings.T  # (U, n_items)
+        scores[~self._known] = np.nan  # nothing known about the user: popularity answers
+        return scores
+
+    # -- persistence -------------------------------------------------------------------
+    def load_state(self, state_dict: dict) -> None:
+        self.net.load_state_dict(state_dict)
+        self.finalize()
+
+    def _save_parts(self, directory: Path) -> list[str]:
+        torch.save(self.net.state_dict(), directory / WEIGHTS_FILE)
+        (directory / USERS_FILE).write_text(json.dumps(list(self.user_ids)))
+        np.save(directory / "item_table.npy", self._item_table)
+        return [WEIGHTS_FILE, USERS_FILE, "item_table.npy", *self.encoder.save(directory)]
+
+    def _load_parts(self, directory: Path) -> None:
+        self.user_ids = np.asarray(json.loads((directory / USERS_FILE).read_text()), dtype=object)
+        self._user_index = {u: i for i, u in enumerate(self.user_ids)}
+        self.encoder = FeatureEncoder.load(directory)
+        self._item_table = np.load(directory / "item_table.npy")
+        self.net = self.build_net()
+        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        self.load_state(state)

@@ -1,0 +1,1 @@
+"""Training on Ray Train: the neural models' loops, checkpoints and resume."""

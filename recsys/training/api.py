@@ -1,0 +1,104 @@
+"""``train(args) -> model directory``: the one training entry point for every model kind.
+
+The CLI, the benchmarks and the pipeline components call this. Closed-form and counting models
+fit in-process; the neural models train on Ray Train (a local Ray by default, ``RAY_ADDRESS``
+for a cluster).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.config import RecsysError, recsys_home
+from recsys.data.io import interactions_checksum, read_side_tables, resolve_interactions
+from recsys.data.validate import load_interactions
+from recsys.models import Recommender, create_model
+from recsys.models.api import DEFAULT_MAX_BAD_SHARE
+
+NEURAL_KINDS = ("two_tower",)
+
+
+class TrainArgs(BaseModel):
+    """What ``recsys train`` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: Path
+    model: str
+    out: Path
+    params: dict[str, Any] = {}
+    max_bad_share: float = Field(DEFAULT_MAX_BAD_SHARE, ge=0.0, le=1.0)
+    gpu: bool = False
+    num_workers: int = Field(1, ge=1)
+    resume: bool = False
+    storage_path: str | None = None  # checkpoints; default $RECSYS_HOME/checkpoints
+    run_name: str | None = None  # default: the model directory's name
+
+
+def fit_model(
+    kind: str,
+    train: pd.DataFrame,
+    users: pd.DataFrame | None,
+    items: pd.DataFrame | None,
+    params: dict[str, Any] | None = None,
+    *,
+    args: TrainArgs | None = None,
+) -> Recommender:
+    """Fit one model of ``kind``: neural kinds through Ray Train, the others in-process."""
+    if kind not in NEURAL_KINDS:
+        if args is not None and (args.gpu or args.resume):
+            raise RecsysError(f"--gpu and --resume apply to neural models, not {kind!r}")
+        return create_model(kind, params).fit(train, users, items)
+    from recsys.training.two_tower import RayRun, train_two_tower
+
+    model = create_model(
+        kind, {**(params or {}), **({"use_gpu": True} if args and args.gpu else {})}
+    )
+    run = RayRun(
+        storage_path=(
+            args.storage_path if args and args.storage_path else str(recsys_home() / "checkpoints")
+        ),
+        name=(
+            args.run_name if args and args.run_name else (args.out.name if args else f"{kind}-run")
+        ),
+        resume=bool(args and args.resume),
+        num_workers=args.num_workers if args else 1,
+        use_gpu=model.config.use_gpu,
+    )
+    if run.use_gpu:
+        _require_gpu()
+    return train_two_tower(train, users, items, model.config, run)
+
+
+def _require_gpu() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RecsysError("--gpu: no CUDA device is visible on this machine")
+
+
+def train(args: TrainArgs) -> Path:
+    """Fit a model on validated interactions and save it as a model directory.
+
+    Returns:
+        The model directory (``args.out``).
+    """
+    file, side_dir = resolve_interactions(args.data)
+    interactions, _ = load_interactions(
+        file,
+        quarantine_to=args.out.with_name(args.out.name + ".quarantine.parquet"),
+        max_bad_share=args.max_bad_share,
+        rating_range=None,
+    )
+    users, items = read_side_tables(side_dir)
+    model = fit_model(args.model, interactions, users, items, args.params, args=args)
+    metrics = getattr(model, "training_log", None)
+    return model.save(
+        args.out,
+        data_checksum=interactions_checksum(interactions),
+        metrics={"training": metrics} if metrics else None,
+    )
