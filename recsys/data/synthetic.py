@@ -51,15 +51,37 @@ AGE_DRIFT_YEARS = 15.0  # how much older users are at drift=1
 BLOCK = 1 << 15  # rows per block of the affinity computation (keeps the gathers in cache)
 GENRES = tuple(_ML_GENRES[1:])  # MovieLens names, without "unknown"
 OCCUPATIONS = (  # MovieLens-100k's
-    "administrator", "artist", "doctor", "educator", "engineer", "entertainment", "executive",
-    "healthcare", "homemaker", "lawyer", "librarian", "marketing", "none", "other", "programmer",
-    "retired", "salesman", "scientist", "student", "technician", "writer",
+    "administrator",
+    "artist",
+    "doctor",
+    "educator",
+    "engineer",
+    "entertainment",
+    "executive",
+    "healthcare",
+    "homemaker",
+    "lawyer",
+    "librarian",
+    "marketing",
+    "none",
+    "other",
+    "programmer",
+    "retired",
+    "salesman",
+    "scientist",
+    "student",
+    "technician",
+    "writer",
 )
 DRIFT_OCCUPATIONS = ("programmer", "retired", "healthcare")  # gain weight under drift
-INTERACTION_SCHEMA = pa.schema([
-    (USER, pa.string()), (ITEM, pa.string()), (RATING, pa.float64()),
-    (TS, pa.timestamp("ns", tz="UTC")),
-])
+INTERACTION_SCHEMA = pa.schema(
+    [
+        (USER, pa.string()),
+        (ITEM, pa.string()),
+        (RATING, pa.float64()),
+        (TS, pa.timestamp("ns", tz="UTC")),
+    ]
+)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STREAMS = ("factors", "popularity", "popularity_drift", "activity", "users", "items", "events")
 
@@ -87,26 +109,32 @@ class SynthConfig:
         for name in ("seed", "n_users", "n_items", "n_interactions", "latent_dim", "chunk_size"):
             value, least = getattr(self, name), 0 if name == "seed" else 1
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-                raise RecsysError(f"synthetic config: {name}={value!r}, "
-                                  f"expected an integer >= {least}")
+                raise RecsysError(
+                    f"synthetic config: {name}={value!r}, expected an integer >= {least}"
+                )
         _check_range("drift", self.drift, 0.0, 1.0)
         _check_range("popularity_exponent", self.popularity_exponent, 0.0, 10.0)
         _check_range("days", self.days, 1e-9, 1e6)
         start, end = self.window_ms()
         if end - start < self.n_interactions:
-            raise RecsysError(f"synthetic config: days={self.days!r} is too short to give "
-                              f"{self.n_interactions} interactions distinct milliseconds")
+            raise RecsysError(
+                f"synthetic config: days={self.days!r} is too short to give "
+                f"{self.n_interactions} interactions distinct milliseconds"
+            )
         if end > (datetime.now(UTC) - EPOCH) // timedelta(milliseconds=1):
-            raise RecsysError(f"synthetic config: start={self.start!r} plus days={self.days!r} "
-                              "ends in the future; validation would quarantine those rows")
+            raise RecsysError(
+                f"synthetic config: start={self.start!r} plus days={self.days!r} "
+                "ends in the future; validation would quarantine those rows"
+            )
 
     def window_ms(self) -> tuple[int, int]:
         """``[start, end)`` of the timestamps, in epoch milliseconds."""
         try:
             start = datetime.fromisoformat(self.start)
         except (TypeError, ValueError) as exc:
-            raise RecsysError(f"synthetic config: start={self.start!r} is not an ISO-8601 "
-                              f"time: {exc}") from exc
+            raise RecsysError(
+                f"synthetic config: start={self.start!r} is not an ISO-8601 time: {exc}"
+            ) from exc
         start = start.replace(tzinfo=UTC) if start.tzinfo is None else start
         first = (start - EPOCH) // timedelta(milliseconds=1)
         if first < 0:
@@ -117,8 +145,9 @@ class SynthConfig:
 def _check_range(name: str, value: object, low: float, high: float) -> None:
     ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
     if not ok or not low <= value <= high:
-        raise RecsysError(f"synthetic config: {name}={value!r}, expected a number in "
-                          f"[{low:g}, {high:g}]")
+        raise RecsysError(
+            f"synthetic config: {name}={value!r}, expected a number in [{low:g}, {high:g}]"
+        )
 
 
 @dataclass
@@ -148,8 +177,8 @@ def make_world(config: SynthConfig) -> World:
     """Draw the factors, the popularity (drift applied) and the user activity for ``config``."""
     rngs = _rngs(config.seed)
     d = config.latent_dim
-    user_factors = (rngs["factors"].standard_normal((config.n_users, d)) / np.sqrt(d))
-    item_factors = (rngs["factors"].standard_normal((config.n_items, d)) / np.sqrt(d))
+    user_factors = rngs["factors"].standard_normal((config.n_users, d)) / np.sqrt(d)
+    item_factors = rngs["factors"].standard_normal((config.n_items, d)) / np.sqrt(d)
     base = _power_law(rngs["popularity"], config.n_items, config.popularity_exponent)
     moved = _power_law(rngs["popularity_drift"], config.n_items, config.popularity_exponent)
     activity = rngs["activity"].lognormal(0.0, ACTIVITY_SIGMA, config.n_users)
@@ -193,21 +222,31 @@ def generate(config: SynthConfig, out: str | Path, *, progress: bool = True) -> 
     world, rngs = make_world(config), _rngs(config.seed)
     _write_table(_users_table(world, config, rngs["users"]), paths["users"])
     _write_table(_items_table(world, rngs["items"]), paths["items"])
-    checksum, n_users, n_items = _write_interactions(world, config, rngs["events"],
-                                                     paths["interactions"], progress)
+    checksum, n_users, n_items = _write_interactions(
+        world, config, rngs["events"], paths["interactions"], progress
+    )
     info = DatasetInfo(
-        name="synthetic", n_interactions=config.n_interactions, n_users=n_users,
-        n_items=n_items, checksum=checksum, source="synthetic",
+        name="synthetic",
+        n_interactions=config.n_interactions,
+        n_users=n_users,
+        n_items=n_items,
+        checksum=checksum,
+        source="synthetic",
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        extra={"config": asdict(config), "ground_truth": _ground_truth(config),
-               "rating_scale": [1, 5], "genres": list(GENRES)},
+        extra={
+            "config": asdict(config),
+            "ground_truth": _ground_truth(config),
+            "rating_scale": [1, 5],
+            "genres": list(GENRES),
+        },
     )
     write_json(info.model_dump(), paths["info"])  # last
     return info
 
 
-def _write_interactions(world: World, config: SynthConfig, rng: np.random.Generator,
-                        path: Path, progress: bool) -> tuple[str, int, int]:
+def _write_interactions(
+    world: World, config: SynthConfig, rng: np.random.Generator, path: Path, progress: bool
+) -> tuple[str, int, int]:
     user_ids, item_ids = _ids("u", config.n_users), _ids("i", config.n_items)
     user_cdf, item_cdf = _cdf(world.activity), _cdf(world.popularity)
     seen_users = np.zeros(config.n_users, dtype=bool)
@@ -226,11 +265,15 @@ def _write_interactions(world: World, config: SynthConfig, rng: np.random.Genera
             span = end_ms - first_ms  # the chunk owns [t0, t1): chunks never overlap
             t0, t1 = first_ms + span * lo // total, first_ms + span * (lo + n) // total
             ts_ms = t0 + np.sort(rng.integers(0, t1 - t0 - n + 1, n)) + np.arange(n)
-            table = pa.Table.from_arrays([
-                user_ids.take(pa.array(users)), item_ids.take(pa.array(items)),
-                pa.array(ratings, pa.float64()),
-                pa.array(ts_ms * 1_000_000, pa.timestamp("ns", tz="UTC")),
-            ], schema=INTERACTION_SCHEMA)
+            table = pa.Table.from_arrays(
+                [
+                    user_ids.take(pa.array(users)),
+                    item_ids.take(pa.array(items)),
+                    pa.array(ratings, pa.float64()),
+                    pa.array(ts_ms * 1_000_000, pa.timestamp("ns", tz="UTC")),
+                ],
+                schema=INTERACTION_SCHEMA,
+            )
             writer.write_table(table)
             update_checksum(h, table.to_pandas())
             seen_users[users], seen_items[items] = True, True
@@ -239,8 +282,9 @@ def _write_interactions(world: World, config: SynthConfig, rng: np.random.Genera
     return h.hexdigest(), int(seen_users.sum()), int(seen_items.sum())
 
 
-def _choose(world: World, users: np.ndarray, cands: np.ndarray,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _choose(
+    world: World, users: np.ndarray, cands: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Gumbel-max over the candidates: the chosen items (n,) and their affinity (n,)."""
     affinity = world.affinity(users, cands)  # (n, k)
     logits = CHOICE_SIGNAL * affinity + rng.gumbel(size=cands.shape)  # (n, k)
@@ -277,13 +321,15 @@ def _users_table(world: World, config: SynthConfig, rng: np.random.Generator) ->
     occ_logits = 1.5 * view[:, 3:] + occ_bias + rng.gumbel(size=(n, len(OCCUPATIONS)))
     region = np.clip(np.floor(5 + 2 * view[:, 2]), 0, 9).astype(np.int64)
     zip_code = region * 10_000 + rng.integers(0, 10_000, n)
-    return pa.table({
-        USER: _ids("u", n),
-        "age": pa.array(np.clip(np.rint(age), 7, 80).astype(np.int64)),
-        "gender": pc.if_else(pa.array(male), "M", "F"),
-        "occupation": pa.array(OCCUPATIONS).take(pa.array(occ_logits.argmax(axis=1))),
-        "zip_code": pc.utf8_lpad(pc.cast(pa.array(zip_code), pa.string()), 5, "0"),
-    })
+    return pa.table(
+        {
+            USER: _ids("u", n),
+            "age": pa.array(np.clip(np.rint(age), 7, 80).astype(np.int64)),
+            "gender": pc.if_else(pa.array(male), "M", "F"),
+            "occupation": pa.array(OCCUPATIONS).take(pa.array(occ_logits.argmax(axis=1))),
+            "zip_code": pc.utf8_lpad(pc.cast(pa.array(zip_code), pa.string()), 5, "0"),
+        }
+    )
 
 
 def _items_table(world: World, rng: np.random.Generator) -> pa.Table:
@@ -296,16 +342,19 @@ def _items_table(world: World, rng: np.random.Generator) -> pa.Table:
     keep[:, 0] = True
     top = np.sort(np.where(keep, top, len(GENRES)), axis=1)  # (n, 3); len(GENRES) = absent
     names = pa.array([*GENRES, None])
-    genres = pc.binary_join_element_wise(*(names.take(pa.array(top[:, j])) for j in range(3)),
-                                         "|", null_handling="skip")
+    genres = pc.binary_join_element_wise(
+        *(names.take(pa.array(top[:, j])) for j in range(3)), "|", null_handling="skip"
+    )
     year = 1995 + 12 * view[:, 0] + 5 * rng.standard_normal(n)
     ids = _ids("i", n)
-    return pa.table({
-        ITEM: ids,
-        "title": pc.binary_join_element_wise("Synthetic item ", ids, ""),
-        "genres": genres,
-        "release_year": pa.array(np.clip(np.rint(year), 1920, 2023).astype(np.int64)),
-    })
+    return pa.table(
+        {
+            ITEM: ids,
+            "title": pc.binary_join_element_wise("Synthetic item ", ids, ""),
+            "genres": genres,
+            "release_year": pa.array(np.clip(np.rint(year), 1920, 2023).astype(np.int64)),
+        }
+    )
 
 
 def _write_table(table: pa.Table, path: Path) -> None:
@@ -320,15 +369,21 @@ def _ground_truth(config: SynthConfig) -> dict[str, str]:
         "factors": "U (n_users, d), V (n_items, d), entries N(0, 1/d)",
         "affinity": "sqrt(d) * U[u].V[i], unit variance",
         "user_activity": f"lognormal(0, {ACTIVITY_SIGMA}) weights",
-        "item_popularity": (f"rank^-{config.popularity_exponent} over a random permutation; "
-                            f"a share {config.drift} of the mass on a second permutation"),
-        "choice": (f"{N_CANDIDATES} candidates by popularity; Gumbel-max over "
-                   f"{CHOICE_SIGNAL} * affinity"),
-        "rating": (f"clip(round(3 + 2 tanh({RATING_SCALE} affinity) + N(0, {RATING_NOISE}^2)),"
-                   " 1, 5)"),
+        "item_popularity": (
+            f"rank^-{config.popularity_exponent} over a random permutation; "
+            f"a share {config.drift} of the mass on a second permutation"
+        ),
+        "choice": (
+            f"{N_CANDIDATES} candidates by popularity; Gumbel-max over {CHOICE_SIGNAL} * affinity"
+        ),
+        "rating": (
+            f"clip(round(3 + 2 tanh({RATING_SCALE} affinity) + N(0, {RATING_NOISE}^2)), 1, 5)"
+        ),
         "timestamps": "whole milliseconds, strictly increasing, in [start, start + days)",
-        "user_features": (f"age, gender, occupation, zip_code region: noisy projections of U; "
-                          f"drift adds {AGE_DRIFT_YEARS} * drift years and favours "
-                          f"{', '.join(DRIFT_OCCUPATIONS)}"),
+        "user_features": (
+            f"age, gender, occupation, zip_code region: noisy projections of U; "
+            f"drift adds {AGE_DRIFT_YEARS} * drift years and favours "
+            f"{', '.join(DRIFT_OCCUPATIONS)}"
+        ),
         "item_features": "genres (best 1-3 of a projection of V), release_year (projection)",
     }

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -196,7 +197,9 @@ class TwoTower(Recommender):
             best = state["best_model"]
         for epoch in range(start_epoch, cfg.epochs):
             seed_everything(cfg.seed + epoch)
+            t0 = time.perf_counter()
             mean_loss, n = train_epoch(loss, batches(epoch), opts)
+            epoch_s = time.perf_counter() - t0
             metric = self.validate(val)
             improved = val is None or stopper.update(epoch, metric)
             if improved:
@@ -208,7 +211,14 @@ class TwoTower(Recommender):
                 "best_model": best,
                 "epoch": epoch,
             }
-            metrics = {"epoch": epoch, "loss": mean_loss, "val_ndcg@10": metric, "examples": n}
+            metrics = {
+                "epoch": epoch,
+                "loss": mean_loss,
+                "val_ndcg@10": metric,
+                "examples": n,
+                "epoch_s": epoch_s,
+                "examples_per_s": n / epoch_s if epoch_s else 0.0,
+            }
             log.info("two_tower epoch %d: %s", epoch, metrics)
             if on_epoch:
                 on_epoch(epoch, metrics, state)
