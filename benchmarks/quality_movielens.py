@@ -12,7 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from recsys.cli.benchmark import quality_benchmark
+from recsys.cli.benchmark import quality_benchmark, select_models
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quality_movielens.json"
 
@@ -22,9 +22,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--models", default=None, help="comma-separated subset of the rows")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
-        result = quality_benchmark(args.out, args.workdir or Path(tmp), args.k)
+        result = quality_benchmark(
+            args.out, args.workdir or Path(tmp), args.k, select_models(args.models)
+        )
     print(result["table_markdown"])
     print(f"results -> {args.out}")
 

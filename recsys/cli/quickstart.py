@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from recsys import workflows
+from recsys.cli.benchmark import select_models
 from recsys.config import recsys_home
 from recsys.data import movielens
 from recsys.data.io import read_dataset_info, write_json
@@ -21,8 +22,14 @@ from recsys.evaluation.report import markdown_table
     help="Where the run writes (default: $RECSYS_HOME/runs/quickstart).",
 )
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
-def quickstart(workdir: Path | None, k: int) -> None:
-    """Fetch MovieLens-100k, validate, split, train the baselines, evaluate, print the table."""
+@click.option(
+    "--models",
+    default=None,
+    help="Comma-separated subset of popularity,ease,pipeline (default: all three).",
+)
+def quickstart(workdir: Path | None, k: int, models: str | None) -> None:
+    """Fetch MovieLens-100k, validate, split, train the baselines and the pipeline model
+    (two-tower + ranker on Ray Train), evaluate, print the table."""
     workdir = workdir or recsys_home() / "runs" / "quickstart"
     click.echo("== 1. data: MovieLens-100k (fetched once, then cached)")
     dataset = movielens.fetch()
@@ -33,7 +40,13 @@ def quickstart(workdir: Path | None, k: int) -> None:
     )
     click.echo("== 2. split, train, recommend (exclude seen), evaluate")
     rows = workflows.run_quality(
-        workflows.QualityRun(workdir=workdir, dataset=dataset, k=k), log=click.echo
+        workflows.QualityRun(
+            workdir=workdir,
+            dataset=dataset,
+            k=k,
+            models=select_models(models, workflows.DEMO_MODELS),
+        ),
+        log=click.echo,
     )
     click.echo(f"== 3. results at k={k} (stratified protocol), with published reference rows")
     click.echo(markdown_table([*rows, *workflows.PUBLISHED_MOVIELENS_100K]))

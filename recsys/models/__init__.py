@@ -7,11 +7,14 @@ from pathlib import Path
 from recsys.config import RecsysError
 from recsys.models.base import Manifest, Recommender, read_manifest
 from recsys.models.ease import EASE, EASEConfig
+from recsys.models.pipeline import PipelineConfig, PipelineModel
 from recsys.models.popularity import Popularity, PopularityConfig
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower_model import TwoTower
 
-MODEL_KINDS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (Popularity, EASE, TwoTower)}
+MODEL_KINDS: dict[str, type[Recommender]] = {
+    cls.kind: cls for cls in (Popularity, EASE, TwoTower, PipelineModel)
+}
 
 
 def create_model(kind: str, params: dict | None = None) -> Recommender:
@@ -39,6 +42,8 @@ def load_model(directory: str | Path) -> Recommender:
 
 
 __all__ = [
+    "PipelineConfig",
+    "PipelineModel",
     "TwoTower",
     "TwoTowerConfig",
     "EASE",

@@ -48,6 +48,7 @@ class FeatureEncoder:
     def fit(cls, users: pd.DataFrame | None, items: pd.DataFrame | None) -> FeatureEncoder:
         enc = cls()
         if users is not None and len(users):
+            users = users.drop_duplicates(USER, keep="first")  # as for items: first row wins
             enc.genders = _vocab(users.get("gender", pd.Series(dtype=str)))
             enc.occupations = _vocab(users.get("occupation", pd.Series(dtype=str)))
             enc.user_keys = users[USER].astype(str).to_numpy(dtype=object)

@@ -5,7 +5,10 @@ worker (``recsys.training``), so the two paths cannot drift apart.
 
 from __future__ import annotations
 
+import copy
+import logging
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -14,6 +17,7 @@ import torch
 from torch import nn
 
 Batch = dict[str, torch.Tensor]
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -109,3 +113,75 @@ def ranking_ndcg(scores: np.ndarray, positives: np.ndarray, k: int = 10) -> floa
     rank = (scores > pos_scores[:, None]).sum(axis=1)  # 0-based rank of the held-out item
     gains = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
     return float(gains.mean()) if len(gains) else 0.0
+
+
+def run_epochs(
+    model,
+    batches: Callable[[int], Iterable[Batch]],
+    loss: nn.Module,
+    val,
+    *,
+    start_epoch: int = 0,
+    state: dict | None = None,
+    on_epoch: Callable[[int, dict, dict], None] | None = None,
+) -> dict:
+    """The epoch loop shared by every neural model, in-process and in Ray Train workers.
+
+    Args:
+        model: has ``config`` (epochs, patience, lr, sparse_lr, weight_decay, seed), ``net``
+            and ``validate(val) -> float`` (higher is better).
+        batches: epoch -> iterable of batches.
+        loss: the training wrapper around ``model.net``.
+        val: validation data for ``model.validate``, or None (no early stopping).
+        start_epoch: the first epoch to run (after a resume).
+        state: a checkpoint's state to continue from (optimisers, early stopping, best).
+        on_epoch: called after each epoch with (epoch, metrics, checkpoint state).
+
+    Returns:
+        The final state; ``state["best_model"]`` holds the best weights.
+    """
+    cfg = model.config
+    opts = make_optimizers(loss, cfg.lr, cfg.sparse_lr, cfg.weight_decay)
+    stopper = EarlyStopping(cfg.patience)
+    best = copy.deepcopy(model.net.state_dict())
+    if state:
+        loss.load_state_dict(state["loss"])
+        for opt, s in zip(opts, state["optimizers"], strict=True):
+            opt.load_state_dict(s)
+        stopper = EarlyStopping(cfg.patience, **state["early_stopping"])
+        best = state["best_model"]
+    elif val is not None:
+        # The untrained model is a candidate too: a ranker that starts from a generator's
+        # ordering must never end up worse than it on held-out users.
+        stopper.best, stopper.best_epoch = model.validate(val), -1
+    for epoch in range(start_epoch, cfg.epochs):
+        seed_everything(cfg.seed + epoch)
+        t0 = time.perf_counter()
+        mean_loss, n = train_epoch(loss, batches(epoch), opts)
+        epoch_s = time.perf_counter() - t0
+        metric = model.validate(val)
+        improved = val is None or stopper.update(epoch, metric)
+        if improved:
+            best = copy.deepcopy(model.net.state_dict())
+        state = {
+            "loss": loss.state_dict(),
+            "optimizers": [o.state_dict() for o in opts],
+            "early_stopping": stopper.state(),
+            "best_model": best,
+            "epoch": epoch,
+        }
+        metrics = {
+            "epoch": epoch,
+            "loss": mean_loss,
+            "val_metric": metric,
+            "examples": n,
+            "epoch_s": epoch_s,
+            "examples_per_s": n / epoch_s if epoch_s else 0.0,
+        }
+        log.info("%s epoch %d: %s", type(model).__name__, epoch, metrics)
+        if on_epoch:
+            on_epoch(epoch, metrics, state)
+        if val is not None and stopper.should_stop(epoch):
+            break
+    model.net.load_state_dict(best)
+    return state or {}

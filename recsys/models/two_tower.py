@@ -108,7 +108,8 @@ class ItemTower(nn.Module):
         self.id = nn.Embedding(n_items + 1, cfg.id_dim, padding_idx=0, sparse=True)
         self.genres = nn.EmbeddingBag(card["genre"], cfg.feat_dim, mode="mean", padding_idx=0)
         self.year = nn.Embedding(card["year"], cfg.feat_dim, padding_idx=0)
-        self.register_buffer("table", torch.as_tensor(item_table, dtype=torch.long))
+        # A copy: the table may arrive read-only from Ray's object store.
+        self.register_buffer("table", torch.tensor(np.array(item_table), dtype=torch.long))
         self.mlp = mlp(cfg.id_dim + 2 * cfg.feat_dim, cfg.hidden, cfg.dim)
 
     def forward(self, iid: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,7 @@ import copy
 import dataclasses
 import json
 import logging
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +27,9 @@ from recsys.models.encoding import (
     last_items,
     profile_samples,
 )
-from recsys.models.neural import (
-    EarlyStopping,
-    make_optimizers,
-    numpy_batches,
-    ranking_ndcg,
-    seed_everything,
-    train_epoch,
-)
+from recsys.models.neural import numpy_batches, ranking_ndcg, run_epochs, seed_everything
 from recsys.models.two_tower import Batch, TwoTowerConfig, TwoTowerLoss, TwoTowerNet
+from recsys.retrieval import ItemIndex
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "two_tower.pt"
@@ -162,70 +155,22 @@ class TwoTower(Recommender):
         scores[mask] = -np.inf
         return ranking_ndcg(scores, rows["iid"] - 1, k=10)
 
-    def run_epochs(
-        self,
-        batches: Callable[[int], Iterable[Batch]],
-        loss: TwoTowerLoss,
-        val,
-        *,
-        start_epoch: int = 0,
-        state: dict | None = None,
-        on_epoch: Callable[[int, dict, dict], None] | None = None,
-    ) -> dict:
-        """The epoch loop shared by in-process and Ray Train training.
+    def run_epochs(self, batches, loss, val, **kwargs) -> dict:
+        """The shared epoch loop (:func:`recsys.models.neural.run_epochs`) on this model."""
+        return run_epochs(self, batches, loss, val, **kwargs)
 
-        Args:
-            batches: epoch -> iterable of batches.
-            loss: the training wrapper around ``self.net``.
-            val: validation rows from :meth:`split_validation`, or None.
-            start_epoch: the first epoch to run (after a resume).
-            state: a checkpoint's state to continue from (optimisers, early stopping, best).
-            on_epoch: called after each epoch with (epoch, metrics, checkpoint state).
+    def batch(self, arrays: dict[str, np.ndarray], device="cpu") -> Batch:
+        return to_batch(arrays, device)
 
-        Returns:
-            The final state; ``state["best_model"]`` holds the best weights.
-        """
-        cfg = self.config
-        opts = make_optimizers(loss, cfg.lr, cfg.sparse_lr, cfg.weight_decay)
-        stopper = EarlyStopping(cfg.patience)
-        best = copy.deepcopy(self.net.state_dict())
-        if state:
-            loss.load_state_dict(state["loss"])
-            for opt, s in zip(opts, state["optimizers"], strict=True):
-                opt.load_state_dict(s)
-            stopper = EarlyStopping(cfg.patience, **state["early_stopping"])
-            best = state["best_model"]
-        for epoch in range(start_epoch, cfg.epochs):
-            seed_everything(cfg.seed + epoch)
-            t0 = time.perf_counter()
-            mean_loss, n = train_epoch(loss, batches(epoch), opts)
-            epoch_s = time.perf_counter() - t0
-            metric = self.validate(val)
-            improved = val is None or stopper.update(epoch, metric)
-            if improved:
-                best = copy.deepcopy(self.net.state_dict())
-            state = {
-                "loss": loss.state_dict(),
-                "optimizers": [o.state_dict() for o in opts],
-                "early_stopping": stopper.state(),
-                "best_model": best,
-                "epoch": epoch,
-            }
-            metrics = {
-                "epoch": epoch,
-                "loss": mean_loss,
-                "val_ndcg@10": metric,
-                "examples": n,
-                "epoch_s": epoch_s,
-                "examples_per_s": n / epoch_s if epoch_s else 0.0,
-            }
-            log.info("two_tower epoch %d: %s", epoch, metrics)
-            if on_epoch:
-                on_epoch(epoch, metrics, state)
-            if val is not None and stopper.should_stop(epoch):
-                break
-        self.net.load_state_dict(best)
-        return state or {}
+    def example_order(self, rows: dict[str, np.ndarray], seed: int) -> np.ndarray:
+        """Examples are shuffled once on disk, then again within a buffer each epoch."""
+        return np.random.default_rng(seed).permutation(len(rows["uid"]))
+
+    def shuffle_buffer(self) -> int:
+        return 4 * self.config.batch_size
+
+    def loss_args(self, fit_rows: dict[str, np.ndarray]) -> np.ndarray:
+        return self.item_counts(fit_rows)
 
     def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
         ex = self.prepare(train, users, items)
@@ -240,10 +185,11 @@ class TwoTower(Recommender):
         )
         self.finalize()
 
-    def finalize(self) -> None:
-        """Cache the item embeddings after training or loading."""
+    def finalize(self, index: ItemIndex | None = None) -> None:
+        """Cache the item embeddings and index them for retrieval (after training or loading)."""
         self.net.eval().cpu()
         self.item_embeddings = self.net.all_items().numpy()  # (n_items, dim)
+        self.index = index or ItemIndex.build(self.item_embeddings)
 
     # -- scoring -----------------------------------------------------------------------
     @torch.no_grad()
@@ -266,15 +212,29 @@ class TwoTower(Recommender):
         return scores
 
     # -- persistence -------------------------------------------------------------------
-    def load_state(self, state_dict: dict) -> None:
+    def load_state(self, state_dict: dict, index: ItemIndex | None = None) -> None:
         self.net.load_state_dict(state_dict)
-        self.finalize()
+        self.finalize(index)
+
+    def retrieve(self, z_u: np.ndarray, n: int, seen: list[np.ndarray] | None = None):
+        """ANN top-``n`` item indices and scores for user embeddings, seen items excluded."""
+        return self.index.search(z_u.astype(np.float32), n, exclude=seen)
+
+    def index_info(self) -> dict:
+        return self.index.info()
 
     def _save_parts(self, directory: Path) -> list[str]:
         torch.save(self.net.state_dict(), directory / WEIGHTS_FILE)
         (directory / USERS_FILE).write_text(json.dumps(list(self.user_ids)))
         np.save(directory / "item_table.npy", self._item_table)
-        return [WEIGHTS_FILE, USERS_FILE, "item_table.npy", *self.encoder.save(directory)]
+        index_files = self.index.save(directory)
+        return [
+            WEIGHTS_FILE,
+            USERS_FILE,
+            "item_table.npy",
+            *index_files,
+            *self.encoder.save(directory),
+        ]
 
     def _load_parts(self, directory: Path) -> None:
         self.user_ids = np.asarray(json.loads((directory / USERS_FILE).read_text()), dtype=object)
@@ -283,4 +243,4 @@ class TwoTower(Recommender):
         self._item_table = np.load(directory / "item_table.npy")
         self.net = self.build_net()
         state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        self.load_state(state)
+        self.load_state(state, ItemIndex.load(directory))

@@ -16,10 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import interactions_checksum, read_side_tables, resolve_interactions
 from recsys.data.validate import load_interactions
-from recsys.models import Recommender, create_model
+from recsys.models import PipelineModel, Recommender, create_model
 from recsys.models.api import DEFAULT_MAX_BAD_SHARE
+from recsys.training.ray_trainer import RayRun, fit_on_ray
+from recsys.training.two_tower import train_two_tower
 
-NEURAL_KINDS = ("two_tower",)
+NEURAL_KINDS = ("two_tower", "pipeline")
 
 
 class TrainArgs(BaseModel):
@@ -53,25 +55,39 @@ def fit_model(
         if args is not None and (args.gpu or args.resume):
             raise RecsysError(f"--gpu and --resume apply to neural models, not {kind!r}")
         return create_model(kind, params).fit(train, users, items)
-    from recsys.training.two_tower import RayRun, train_two_tower
-
-    model = create_model(
-        kind, {**(params or {}), **({"use_gpu": True} if args and args.gpu else {})}
-    )
-    run = RayRun(
-        storage_path=(
-            args.storage_path if args and args.storage_path else str(recsys_home() / "checkpoints")
-        ),
-        name=(
-            args.run_name if args and args.run_name else (args.out.name if args else f"{kind}-run")
-        ),
-        resume=bool(args and args.resume),
-        num_workers=args.num_workers if args else 1,
-        use_gpu=model.config.use_gpu,
-    )
-    if run.use_gpu:
+    params = dict(params or {})
+    if args is not None and args.gpu:
         _require_gpu()
-    return train_two_tower(train, users, items, model.config, run)
+        key = "two_tower" if kind == "pipeline" else None
+        if key:
+            params[key] = {**params.get(key, {}), "use_gpu": True}
+        else:
+            params["use_gpu"] = True
+    storage = (
+        args.storage_path if args and args.storage_path else str(recsys_home() / "checkpoints")
+    )
+    name = args.run_name if args and args.run_name else (args.out.name if args else kind)
+
+    def run(tag: str, use_gpu: bool = False) -> RayRun:
+        return RayRun(
+            storage_path=storage,
+            name=f"{name}-{tag}" if tag else name,
+            resume=bool(args and args.resume),
+            num_workers=args.num_workers if args else 1,
+            use_gpu=use_gpu,
+        )
+
+    model = create_model(kind, params)
+    if kind == "two_tower":
+        return train_two_tower(train, users, items, model.config, run("", model.config.use_gpu))
+    pipeline = PipelineModel(
+        model.config,
+        fit_two_tower=lambda tr, us, it, cfg, tag: train_two_tower(
+            tr, us, it, cfg, run(f"two-tower-{tag}", cfg.use_gpu)
+        ),
+        fit_ranker=lambda ranker, rows, val, tag: fit_on_ray(ranker, rows, val, run(tag)),
+    )
+    return pipeline.fit(train, users, items)
 
 
 def _require_gpu() -> None:
@@ -96,9 +112,17 @@ def train(args: TrainArgs) -> Path:
     )
     users, items = read_side_tables(side_dir)
     model = fit_model(args.model, interactions, users, items, args.params, args=args)
-    metrics = getattr(model, "training_log", None)
     return model.save(
-        args.out,
-        data_checksum=interactions_checksum(interactions),
-        metrics={"training": metrics} if metrics else None,
+        args.out, data_checksum=interactions_checksum(interactions), metrics=training_metrics(model)
     )
+
+
+def training_metrics(model: Recommender) -> dict[str, Any]:
+    """What a fit leaves for the manifest: the training log and the ANN index's recall."""
+    metrics: dict[str, Any] = {}
+    if log := getattr(model, "training_log", None):
+        metrics["training"] = log
+    two_tower = model if hasattr(model, "index_info") else getattr(model, "two_tower", None)
+    if two_tower is not None:
+        metrics["index"] = two_tower.index_info()
+    return metrics

@@ -1,90 +1,15 @@
-"""The two-tower model trained by Ray Train's ``TorchTrainer``.
-
-Examples reach the workers as Ray Data shards (``read_parquet`` → ``iter_torch_batches``); each
-epoch reports its metrics and a checkpoint (current weights, optimiser and early-stopping state,
-the best weights so far) to ``storage_path/run_name``. Launching again with ``resume=True``
-and the same run name continues from the latest checkpoint: Ray Train V2 restores the run's
-checkpoint manager from storage and ``ray.train.get_checkpoint()`` hands it to the loop.
-"""
+"""The two-tower model trained on Ray Train (see ``ray_trainer`` for the loop)."""
 
 from __future__ import annotations
 
-import logging
-import os
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
-import torch
 
 from recsys.models.two_tower import TwoTowerConfig
-from recsys.models.two_tower_model import TwoTower, to_batch
+from recsys.models.two_tower_model import TwoTower
 from recsys.training.cluster import ensure_ray
+from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, RayRun, fit_on_ray
 
-log = logging.getLogger(__name__)
-STATE_FILE = "state.pt"
-FAIL_AT_EPOCH_ENV = "RECSYS_FAIL_AT_EPOCH"  # crash injection, for the resume test
-
-
-@dataclass
-class RayRun:
-    """Where a Ray Train run keeps its checkpoints, and how it is scaled."""
-
-    storage_path: str
-    name: str
-    resume: bool = False
-    num_workers: int = 1
-    use_gpu: bool = False
-
-
-def _train_loop(cfg: dict) -> None:
-    """``train_loop_per_worker``: the shared epoch loop fed by this worker's data shard."""
-    import ray.train
-    import ray.train.torch
-
-    model: TwoTower = cfg["model"]
-    device = ray.train.torch.get_device()
-    model.net = model.build_net()
-    loss = model.loss_module(cfg["item_counts"])
-    start, state = 0, None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
-        model.net.load_state_dict(saved["model"])
-        start, state = saved["state"]["epoch"] + 1, saved["state"]
-    loss = loss.to(device)
-    trained = ray.train.torch.prepare_model(loss, move_to_device=False)
-    shard = ray.train.get_dataset_shard("train")
-    rank = ray.train.get_context().get_world_rank()
-    fail_at = int(os.environ.get(FAIL_AT_EPOCH_ENV, "-1"))
-
-    def batches(epoch: int):
-        return shard.iter_torch_batches(
-            batch_size=model.config.batch_size,
-            local_shuffle_buffer_size=4 * model.config.batch_size,
-            local_shuffle_seed=model.config.seed + epoch,
-            collate_fn=lambda arrays: to_batch(arrays, device),
-        )
-
-    def on_epoch(epoch: int, metrics: dict, st: dict) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if rank == 0:
-                torch.save({"model": model.net.state_dict(), "state": st}, Path(tmp) / STATE_FILE)
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=ckpt)
-        if epoch == fail_at:
-            raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_ENV})")
-
-    model.run_epochs(
-        batches, trained, cfg["val"], start_epoch=start, state=state, on_epoch=on_epoch
-    )
+__all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "train_two_tower"]
 
 
 def train_two_tower(
@@ -105,69 +30,9 @@ def train_two_tower(
     Returns:
         The fitted model, with the best epoch's weights.
     """
-    import ray.data
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
     ensure_ray()
     model = TwoTower(config)
     train = model.prepare_base(train, items)
     examples = model.prepare(train, users, items)
     fit_rows, val = model.split_validation(examples)
-    fs, base = storage_filesystem(run.storage_path)
-    if not run.resume:
-        _delete_dir(fs, f"{base}/{run.name}")  # a fresh run must not pick up old checkpoints
-    data_dir = f"{base}/{run.name}-examples"
-    path = _write_examples(fit_rows, fs, data_dir, seed=config.seed)
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config={
-            "model": model.worker_copy(),
-            "val": val,
-            "item_counts": model.item_counts(fit_rows),
-        },
-        scaling_config=ray.train.ScalingConfig(num_workers=run.num_workers, use_gpu=run.use_gpu),
-        run_config=ray.train.RunConfig(
-            storage_path=base,
-            storage_filesystem=fs,
-            name=run.name,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            failure_config=ray.train.FailureConfig(max_failures=0),
-        ),
-        datasets={"train": ray.data.read_parquet(path, filesystem=fs)},
-    )
-    result = trainer.fit()
-    with result.checkpoint.as_directory() as d:
-        saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
-    model.training_log = {"metrics": result.metrics, **saved["state"]["early_stopping"]}
-    model.load_state(saved["state"]["best_model"])
-    _delete_dir(fs, data_dir)
-    return model
-
-
-def _uri(storage_path: str) -> str:
-    return storage_path if "://" in storage_path else str(Path(storage_path).resolve())
-
-
-def storage_filesystem(storage_path: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and base path of a local directory, ``s3://`` or ``gs://`` URI."""
-    fs, base = pafs.FileSystem.from_uri(_uri(storage_path))
-    fs.create_dir(base, recursive=True)
-    return fs, base.rstrip("/")
-
-
-def _delete_dir(fs: pafs.FileSystem, path: str) -> None:
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
-        fs.delete_dir(path)
-
-
-def _write_examples(
-    rows: dict[str, np.ndarray], fs: pafs.FileSystem, directory: str, seed: int
-) -> str:
-    """Shuffle once and write the examples as parquet where every Ray worker can read them."""
-    order = np.random.default_rng(seed).permutation(len(rows["uid"]))
-    table = pa.table({k: v[order] for k, v in rows.items()})
-    fs.create_dir(directory, recursive=True)
-    path = f"{directory}/examples.parquet"
-    pq.write_table(table, path, filesystem=fs, row_group_size=65_536)
-    return path
+    return fit_on_ray(model, fit_rows, val, run)

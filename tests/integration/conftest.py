@@ -49,3 +49,15 @@ def run_cli(recsys_cmd):
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """The one local Ray of the integration session (``ensure_ray``), shut down at the end."""
+    import ray
+
+    from recsys.training.cluster import ensure_ray
+
+    ensure_ray()
+    yield ray
+    ray.shutdown()
