@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from recsys.config import RecsysError
 
 USER, ITEM, RATING, TS = "user_id", "item_id", "rating", "timestamp"
+M = TypeVar("M", bound=BaseModel)
 INTERACTION_COLUMNS = (USER, ITEM, RATING, TS)
 
 
@@ -153,15 +155,25 @@ def dataset_paths(directory: str | os.PathLike) -> dict[str, Path]:
     }
 
 
+def read_json_model(path: Path, model: type[M], what: str) -> M:
+    """Read a JSON file into a strict pydantic model; errors name the file and the directory.
+
+    Args:
+        path: the JSON file.
+        model: the pydantic model to validate against.
+        what: what the directory holding ``path`` should be ("dataset", "model").
+    """
+    if not path.exists():
+        raise RecsysError(f"{path.parent}: not a {what} directory (no {path.name})")
+    try:
+        return model.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise RecsysError(f"{path}: invalid {path.name}: {exc}") from exc
+
+
 def read_dataset_info(directory: str | os.PathLike) -> DatasetInfo:
     """Read and check ``dataset.json``."""
-    path = dataset_paths(directory)["info"]
-    if not path.exists():
-        raise RecsysError(f"{directory}: not a dataset directory (no dataset.json)")
-    try:
-        return DatasetInfo.model_validate_json(path.read_text())
-    except ValueError as exc:
-        raise RecsysError(f"{path}: invalid dataset.json: {exc}") from exc
+    return read_json_model(dataset_paths(directory)["info"], DatasetInfo, "dataset")
 
 
 def resolve_interactions(path: str | os.PathLike) -> tuple[Path, Path | None]:

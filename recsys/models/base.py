@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
 from recsys.config import RecsysError, code_version
-from recsys.data.io import ITEM, USER, require_columns
+from recsys.data.io import ITEM, USER, read_json_model, require_columns
 
 MANIFEST = "manifest.json"
 ITEMS_FILE = "item_vocab.json"
@@ -267,10 +267,4 @@ class Recommender(ABC):
 
 def read_manifest(directory: str | Path) -> Manifest:
     """Read and check a model directory's manifest."""
-    path = Path(directory) / MANIFEST
-    if not path.exists():
-        raise RecsysError(f"{directory}: not a model directory (no {MANIFEST})")
-    try:
-        return Manifest.model_validate_json(path.read_text())
-    except ValueError as exc:
-        raise RecsysError(f"{path}: invalid manifest: {exc}") from exc
+    return read_json_model(Path(directory) / MANIFEST, Manifest, "model")
