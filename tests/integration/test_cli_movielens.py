@@ -60,19 +60,43 @@ def test_temporal_and_leave_last_out_splits(run_cli, movielens_dir, tmp_path):
     assert pd.read_parquet(tmp_path / "l" / "test.parquet").user_id.nunique() == 943
 
 
-def test_quickstart_prints_the_table(run_cli, movielens_dir, tmp_path):
+def test_quickstart_trains_the_pipeline_on_ray_and_prints_the_table(
+    run_cli, movielens_dir, tmp_path
+):
+    """What `make demo` runs: baselines and the pipeline model (Ray Train), one table."""
     proc = run_cli("quickstart", "--workdir", tmp_path / "qs")
     lines = proc.stdout.splitlines()
     rows = {ln.split("|")[1].strip(): ln for ln in lines if ln.startswith("| ")}
-    assert {"popularity", "ease", "BiVAE (MS Recommenders)"} <= set(rows)
-    metrics = json.loads((tmp_path / "qs" / "metrics.json").read_text())
-    assert [r["model"] for r in metrics["rows"]] == ["popularity", "ease"]
-    assert (tmp_path / "qs" / "models" / "ease" / "manifest.json").exists()
+    assert {"popularity", "ease", "pipeline", "BiVAE (MS Recommenders)"} <= set(rows)
+    metrics = {
+        r["model"]: r for r in json.loads((tmp_path / "qs" / "metrics.json").read_text())["rows"]
+    }
+    assert list(metrics) == ["popularity", "ease", "pipeline"]
+    # The pipeline clears the strongest published row and is not below our EASE baseline.
+    assert metrics["pipeline"]["ndcg"] >= 0.475
+    assert metrics["pipeline"]["ndcg"] >= metrics["ease"]["ndcg"] - 0.005
+    manifest = json.loads((tmp_path / "qs" / "models" / "pipeline" / "manifest.json").read_text())
+    assert manifest["kind"] == "pipeline" and manifest["metrics"]["index"]["recall_at_k"] == 1.0
+    checkpoints = tmp_path / "qs" / "checkpoints"
+    assert {
+        "qs-pipeline-two-tower-stage-a",
+        "qs-pipeline-ranker",
+        "qs-pipeline-two-tower-final",
+    } <= {p.name for p in checkpoints.iterdir()}
 
 
 def test_benchmark_quality_writes_results(run_cli, movielens_dir, tmp_path):
     out = tmp_path / "quality.json"
-    proc = run_cli("benchmark", "quality", "--out", out, "--workdir", tmp_path / "w")
+    proc = run_cli(
+        "benchmark",
+        "quality",
+        "--out",
+        out,
+        "--workdir",
+        tmp_path / "w",
+        "--models",
+        "popularity,ease",
+    )
     result = json.loads(out.read_text())
     assert {r["model"] for r in result["rows"]} == {"popularity", "ease"}
     assert result["published"][0]["ndcg"] == 0.4751
