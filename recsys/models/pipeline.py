@@ -12,6 +12,7 @@ generators are refitted on everything for serving.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import scipy.stats
 
 from recsys.data.io import ITEM, USER
 from recsys.data.split import stratified_split
@@ -47,19 +49,16 @@ class PipelineConfig:
     seed: int = 42
     ease: EASEConfig = field(default_factory=EASEConfig)
     two_tower: TwoTowerConfig = field(
-        default_factory=lambda: TwoTowerConfig(history_len=200, epochs=12)
+        default_factory=lambda: TwoTowerConfig(history_len=100, epochs=10)
     )
     ranker: RankerConfig = field(default_factory=lambda: RankerConfig(prior_weight=0.5, lr=1e-3))
 
     def __post_init__(self) -> None:
-        for name, cls in (
-            ("ease", EASEConfig),
-            ("two_tower", TwoTowerConfig),
-            ("ranker", RankerConfig),
-        ):
-            value = getattr(self, name)
+        # A partial dict overrides this pipeline's defaults for the stage, not the stage class's.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
             if isinstance(value, dict):
-                setattr(self, name, cls(**value))
+                setattr(self, f.name, dataclasses.replace(f.default_factory(), **value))
 
 
 def fit_two_tower_in_process(train, users, items, config: TwoTowerConfig, tag: str) -> TwoTower:
@@ -161,7 +160,9 @@ class PipelineModel(Recommender):
         tt_rank[rows_ann[ok], ann.ravel()[ok]] = 1.0 / np.log2(position[ok] + 2.0)
         ease = self._ease_scores(x)  # (U, items) or None
         if ease is not None and cfg.n_ease > 0:
-            cand |= _top_mask(np.where(seen, -np.inf, ease), cfg.n_ease)
+            # Without a history EASE scores everything 0: no candidates from it then.
+            has_history = seen.any(axis=1, keepdims=True)
+            cand |= _top_mask(np.where(seen, -np.inf, ease), cfg.n_ease) & has_history
         if cfg.n_popular > 0:
             pop = np.broadcast_to(self._popularity, (len(users), n_items))
             cand |= _top_mask(np.where(seen, -np.inf, pop), cfg.n_popular)
@@ -212,6 +213,7 @@ class PipelineModel(Recommender):
         rows.pop("user")
         r = rows.pop("row")
         scores[r, rows["iid"] - 1] = self.ranker.score(rows)
+        scores[~self.two_tower._known] = np.nan  # nothing known: the popularity answer
         return scores
 
     def _recommend_batch(self, batch, k, history, exclude_seen):
@@ -259,8 +261,9 @@ def _top_mask(scores: np.ndarray, n: int) -> np.ndarray:
 
 
 def _rank_feature(scores: np.ndarray) -> np.ndarray:
-    """1 / log2(rank + 2) of each item within its row (rank 0 = best): robust to scale."""
-    order = np.argsort(-scores, axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(scores.shape[1])[None, :], axis=1)
+    """1 / log2(rank + 2) of each item within its row (rank 0 = best): robust to scale.
+
+    Tied scores share the best rank of the tie, so no order is invented among them.
+    """
+    rank = scipy.stats.rankdata(-scores, method="min", axis=1) - 1
     return 1.0 / np.log2(rank + 2.0)

@@ -104,6 +104,7 @@ class RankerNet(nn.Module):
             nn.Linear(cfg.hidden // 2, 1),
         )
         nn.init.zeros_(self.mlp[-1].weight)  # the deep part starts as a no-op correction
+        nn.init.zeros_(self.mlp[-1].bias)
 
     def logits(self, batch: Batch) -> torch.Tensor:
         iid, ufeat = batch["iid"], batch["ufeat"]
