@@ -53,7 +53,6 @@ class TwoTowerConfig:
     patience: int = 3
     val_share: float = 0.1
     seed: int = 42
-    num_workers: int = 1
     use_gpu: bool = False
 
 

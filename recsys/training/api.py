@@ -58,9 +58,8 @@ def fit_model(
     params = dict(params or {})
     if args is not None and args.gpu:
         _require_gpu()
-        key = "two_tower" if kind == "pipeline" else None
-        if key:
-            params[key] = {**params.get(key, {}), "use_gpu": True}
+        if kind == "pipeline":  # the two-tower stages train on the GPU; the ranker is small
+            params["two_tower"] = {**params.get("two_tower", {}), "use_gpu": True}
         else:
             params["use_gpu"] = True
     storage = (

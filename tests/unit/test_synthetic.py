@@ -39,8 +39,11 @@ def test_schema_dtypes_and_counts(small):
     out, info, df, users, items = small
     schema = pq.read_schema(dataset_paths(out)["interactions"])
     assert [(f.name, f.type) for f in schema] == [
-        ("user_id", pa.string()), ("item_id", pa.string()), ("rating", pa.float64()),
-        ("timestamp", pa.timestamp("ns", tz="UTC"))]
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("rating", pa.float64()),
+        ("timestamp", pa.timestamp("ns", tz="UTC")),
+    ]
     assert str(df["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert df["user_id"].map(type).eq(str).all() and df["item_id"].map(type).eq(str).all()
     assert len(df) == info.n_interactions == SMALL.n_interactions
@@ -72,8 +75,10 @@ def test_same_seed_same_bytes_other_seed_other_data(small, tmp_path):
     out, info, *_ = small
     again = generate(SMALL, tmp_path / "again", progress=False)
     for key in ("interactions", "users", "items"):
-        assert dataset_paths(tmp_path / "again")[key].read_bytes() == \
-            dataset_paths(out)[key].read_bytes(), key
+        assert (
+            dataset_paths(tmp_path / "again")[key].read_bytes()
+            == dataset_paths(out)[key].read_bytes()
+        ), key
     assert again.checksum == info.checksum
     other = generate(replace(SMALL, seed=4), tmp_path / "other", progress=False)
     assert other.checksum != info.checksum
@@ -137,13 +142,27 @@ def test_drift_moves_user_features_and_popularity(small, tmp_path):
     np.testing.assert_array_equal(world.user_factors, world_d.user_factors)  # same tastes
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("n_users", 0), ("n_items", -1), ("n_interactions", 0), ("chunk_size", 0),
-    ("latent_dim", 0), ("drift", 1.5), ("drift", -0.1), ("drift", float("nan")),
-    ("days", 0.0), ("start", "not-a-time"), ("start", "2999-01-01T00:00:00+00:00"),
-    ("start", "1900-01-01"), ("popularity_exponent", -1.0), ("n_users", 2.5),
-    ("n_items", True), ("seed", -1),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n_users", 0),
+        ("n_items", -1),
+        ("n_interactions", 0),
+        ("chunk_size", 0),
+        ("latent_dim", 0),
+        ("drift", 1.5),
+        ("drift", -0.1),
+        ("drift", float("nan")),
+        ("days", 0.0),
+        ("start", "not-a-time"),
+        ("start", "2999-01-01T00:00:00+00:00"),
+        ("start", "1900-01-01"),
+        ("popularity_exponent", -1.0),
+        ("n_users", 2.5),
+        ("n_items", True),
+        ("seed", -1),
+    ],
+)
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(RecsysError, match=f"{field}={value!r}".replace("+", r"\+")):
         SynthConfig(**{field: value})
@@ -169,7 +188,10 @@ def test_failure_leaves_no_complete_looking_dataset(small, tmp_path, monkeypatch
         generate(replace(SMALL, seed=9), out, progress=False)
     assert not dataset_paths(out)["info"].exists()
     assert sorted(p.name for p in out.iterdir()) == [
-        "interactions.parquet", "items.parquet", "users.parquet"]  # no temp files left
+        "interactions.parquet",
+        "items.parquet",
+        "users.parquet",
+    ]  # no temp files left
 
 
 def test_progress_bar_goes_to_stderr(tmp_path, capsys):
