@@ -41,14 +41,6 @@ TINY = dict(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add noise and contention
-    yield
-    torch.set_num_threads(threads)
-
-
 def item_table(n_items: int = N_ITEMS, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     table = np.zeros((n_items + 1, MAX_GENRES + 1), dtype=np.int64)  # row 0: padding

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_data import cluster, side_tables
 
 from recsys.models import TwoTower, TwoTowerConfig, create_model, load_model
 from recsys.models.encoding import (
@@ -35,42 +36,6 @@ TINY = dict(
     sparse_lr=0.05,
 )
 CARD = {"age": len(AGE_EDGES) + 2, "gender": 3, "occupation": 5, "genre": 6, "year": 4}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add noise and contention
-    yield
-    torch.set_num_threads(threads)
-
-
-def cluster(ids: pd.Series) -> pd.Series:
-    """``u13`` / ``i13`` / ``new1`` → 13 % 4, the cluster of the conftest fixture."""
-    return ids.str.extract(r"(\d+)$")[0].astype(int) % 4
-
-
-def side_tables(n_users: int = 30, n_items: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Users and items whose features give away the cluster; ``new0..new3`` have no
-    interactions, nor do items ``i40..i43`` (one per cluster)."""
-    uids = [f"u{u}" for u in range(n_users)] + [f"new{c}" for c in range(4)]
-    users = pd.DataFrame(
-        {
-            "user_id": uids,
-            "age": [20 + 10 * int(c) for c in cluster(pd.Series(uids))],
-            "gender": ["F", "M"] * (len(uids) // 2),
-            "occupation": [f"occ{c}" for c in cluster(pd.Series(uids))],
-        }
-    )
-    iids = [f"i{i}" for i in range(n_items + 4)]
-    items = pd.DataFrame(
-        {
-            "item_id": iids,
-            "genres": [f"G{i % 4}|Drama" for i in range(len(iids))],
-            "release_year": [1980 + 5 * (i % 4) for i in range(len(iids))],
-        }
-    )
-    return users, items
 
 
 def tiny_net(cfg: TwoTowerConfig, n_users: int = 10, n_items: int = 12, seed: int = 0):

@@ -1,0 +1,31 @@
+"""Side tables for the clustered interactions fixture of ``tests/conftest.py``."""
+
+import pandas as pd
+
+
+def cluster(ids: pd.Series) -> pd.Series:
+    """``u13`` / ``i13`` / ``new1`` → 13 % 4, the cluster of the conftest fixture."""
+    return ids.str.extract(r"(\d+)$")[0].astype(int) % 4
+
+
+def side_tables(n_users: int = 30, n_items: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Users and items whose features give away the cluster; ``new0..new3`` have no
+    interactions, nor do items ``i40..i43`` (one per cluster)."""
+    uids = [f"u{u}" for u in range(n_users)] + [f"new{c}" for c in range(4)]
+    users = pd.DataFrame(
+        {
+            "user_id": uids,
+            "age": [20 + 10 * int(c) for c in cluster(pd.Series(uids))],
+            "gender": ["F", "M"] * (len(uids) // 2),
+            "occupation": [f"occ{c}" for c in cluster(pd.Series(uids))],
+        }
+    )
+    iids = [f"i{i}" for i in range(n_items + 4)]
+    items = pd.DataFrame(
+        {
+            "item_id": iids,
+            "genres": [f"G{i % 4}|Drama" for i in range(len(iids))],
+            "release_year": [1980 + 5 * (i % 4) for i in range(len(iids))],
+        }
+    )
+    return users, items
