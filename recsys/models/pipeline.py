@@ -28,7 +28,7 @@ from recsys.models.base import Recommender
 from recsys.models.ease import EASE, EASEConfig
 from recsys.models.ranker import DENSE_FEATURES, Ranker, RankerConfig
 from recsys.models.two_tower import TwoTowerConfig
-from recsys.models.two_tower_model import TwoTower
+from recsys.models.two_tower_model import TwoTower, catalog_vocabulary
 
 TwoTowerFit = Callable[
     [pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None, TwoTowerConfig, str], TwoTower
@@ -90,7 +90,7 @@ class PipelineModel(Recommender):
         self._fit_two_tower, self._fit_ranker = fit_two_tower, fit_ranker
 
     def _item_vocabulary(self, train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
-        return TwoTower._item_vocabulary(self, train, items)
+        return catalog_vocabulary(train, items)
 
     # -- fitting -----------------------------------------------------------------------
     def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
@@ -139,17 +139,22 @@ class PipelineModel(Recommender):
     ) -> dict[str, np.ndarray]:
         """Every (user, candidate) pair with the ranker's features (and labels when given)."""
         chunks = [
-            self._candidate_chunk(list(user_ids[s : s + self.score_batch_users]), history, labels)
+            self._candidate_chunk(list(user_ids[s : s + self.score_batch_users]), history, labels)[
+                0
+            ]
             for s in range(0, len(user_ids), self.score_batch_users)
         ]
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
-    def _candidate_chunk(self, users: list[str], history, labels) -> dict[str, np.ndarray]:
+    def _candidate_chunk(
+        self, users: list[str], history, labels
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Candidate rows with features (and labels), and which users anything is known of."""
         cfg, n_items = self.config, len(self.item_ids)
         x = self.history_matrix(history, users)  # (U, items)
         seen = x.toarray() > 0
         seen_lists = [np.flatnonzero(row) for row in seen]
-        z_u = self.two_tower.user_embeddings(users, history)  # (U, dim)
+        z_u, known = self.two_tower.embed_users(users, history)  # (U, dim), (U,)
         _, ann = self.two_tower.retrieve(z_u, cfg.n_two_tower, seen_lists)  # (U, n_tt), -1 pad
         cand = np.zeros((len(users), n_items), dtype=bool)
         rows_ann = np.repeat(np.arange(len(users)), ann.shape[1])
@@ -192,7 +197,7 @@ class PipelineModel(Recommender):
         if labels is not None:
             truth = self.history_matrix(labels, users).toarray() > 0
             rows["label"] = truth[r, c].astype(np.float32)
-        return rows
+        return rows, known
 
     def _ease_scores(self, x: sp.csr_matrix) -> np.ndarray | None:
         if self.ease is None:
@@ -208,12 +213,12 @@ class PipelineModel(Recommender):
 
     # -- scoring -----------------------------------------------------------------------
     def _score(self, user_ids: Sequence[str], x: sp.csr_matrix, history=None) -> np.ndarray:
-        rows = self._candidate_chunk(list(user_ids), history, None)
+        rows, known = self._candidate_chunk(list(user_ids), history, None)
         scores = np.full((len(user_ids), len(self.item_ids)), -np.inf)
         rows.pop("user")
         r = rows.pop("row")
         scores[r, rows["iid"] - 1] = self.ranker.score(rows)
-        scores[~self.two_tower._known] = np.nan  # nothing known: the popularity answer
+        scores[~known] = np.nan  # nothing known: the popularity answer
         return scores
 
     def _recommend_batch(self, batch, k, history, exclude_seen):

@@ -49,6 +49,14 @@ def to_batch(arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") 
     }
 
 
+def catalog_vocabulary(train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
+    """Items seen in training plus every item of the catalog table (cold ones included)."""
+    ids = set(train[ITEM].unique())
+    if items is not None and ITEM in items:
+        ids |= set(items[ITEM].astype(str))
+    return np.sort(np.fromiter(ids, dtype=object))
+
+
 class TwoTower(Recommender):
     """Two-tower retrieval: scores are the logits z_u·z_i (σ of them is the article's r_ui)."""
 
@@ -57,10 +65,7 @@ class TwoTower(Recommender):
 
     # -- preparing ---------------------------------------------------------------------
     def _item_vocabulary(self, train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
-        ids = set(train[ITEM].unique())
-        if items is not None and ITEM in items:
-            ids |= set(items[ITEM].astype(str))  # catalog items without interactions: cold
-        return np.sort(np.fromiter(ids, dtype=object))
+        return catalog_vocabulary(train, items)
 
     def prepare(
         self, train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None
@@ -193,8 +198,11 @@ class TwoTower(Recommender):
 
     # -- scoring -----------------------------------------------------------------------
     @torch.no_grad()
-    def user_embeddings(self, user_ids: Sequence[str], history: pd.DataFrame | None) -> np.ndarray:
-        """``(len(user_ids), dim)`` from ids, side features and the latest items."""
+    def embed_users(
+        self, user_ids: Sequence[str], history: pd.DataFrame | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """User embeddings ``(U, dim)`` from ids, side features and the latest items, and
+        ``(U,)`` whether anything at all (id, a feature, a history item) was known."""
         ids = [str(u) for u in user_ids]
         uid = np.array([self._user_index.get(u, -1) + 1 for u in ids], dtype=np.int64)
         arrays = {"uid": uid, "iid": np.zeros_like(uid)}
@@ -202,13 +210,17 @@ class TwoTower(Recommender):
         hist = last_items(history, ids, self._item_index, self.config.history_len)
         arrays |= {f"f{j}": feats[:, j] for j in range(3)}
         arrays |= {f"h{j}": hist[:, j] for j in range(hist.shape[1])}
-        self._known = (uid > 0) | (feats > 0).any(axis=1) | (hist > 0).any(axis=1)
-        return self.net.user(to_batch(arrays)).numpy()
+        known = (uid > 0) | (feats > 0).any(axis=1) | (hist > 0).any(axis=1)
+        return self.net.user(to_batch(arrays)).numpy(), known
+
+    def user_embeddings(self, user_ids: Sequence[str], history: pd.DataFrame | None) -> np.ndarray:
+        """``(len(user_ids), dim)`` from ids, side features and the latest items."""
+        return self.embed_users(user_ids, history)[0]
 
     def _score(self, user_ids: Sequence[str], x: sp.csr_matrix, history=None) -> np.ndarray:
-        z_u = self.user_embeddings(user_ids, history)  # (U, dim)
+        z_u, known = self.embed_users(user_ids, history)  # (U, dim), (U,)
         scores = z_u @ self.item_embeddings.T  # (U, n_items)
-        scores[~self._known] = np.nan  # nothing known about the user: popularity answers
+        scores[~known] = np.nan  # nothing known about the user: popularity answers
         return scores
 
     # -- persistence -------------------------------------------------------------------
