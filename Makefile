@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test test-unit test-integration lint format benchmark-quality constraints clean
+.PHONY: demo test test-unit test-integration lint format benchmark-quality benchmark-features constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ format: $(VENV)/.installed-dev
 
 benchmark-quality: $(VENV)/.installed
 	$(BIN)/python benchmarks/quality_movielens.py
+
+benchmark-features: $(VENV)/.installed
+	$(BIN)/python benchmarks/features.py
 
 # Re-resolve everything together and re-pin (needs the package index).
 constraints:

@@ -1,10 +1,14 @@
-"""Shared fixtures: tiny seeded interaction tables for unit tests."""
+"""Shared fixtures: tiny seeded interaction tables, a private copy of the Feast repository."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from recsys.features.store import copy_definitions
 
 
 def make_interactions(
@@ -33,3 +37,11 @@ def make_interactions(
 @pytest.fixture
 def interactions() -> pd.DataFrame:
     return make_interactions()
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def copy_feature_repo(dest: Path) -> Path:
+    """A private copy of ``feature_repo/`` (definitions only; its data/ starts empty)."""
+    return copy_definitions(REPO_ROOT / "feature_repo", dest)

@@ -41,9 +41,10 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from recsys.cli import benchmark, data, evaluate, quickstart, recommend, train
+    from recsys.cli import benchmark, data, evaluate, features, quickstart, recommend, train
 
     cli.add_command(data.data)
+    cli.add_command(features.features)
     cli.add_command(train.train)
     cli.add_command(recommend.recommend)
     cli.add_command(evaluate.evaluate)

@@ -8,10 +8,11 @@ import click
 
 from recsys import workflows
 from recsys.cli.benchmark import select_models
-from recsys.config import recsys_home
+from recsys.config import RecsysError, recsys_home
 from recsys.data import movielens
 from recsys.data.io import read_dataset_info, write_json
 from recsys.evaluation.report import markdown_table
+from recsys.features.store import default_repo
 
 
 @click.command()
@@ -27,10 +28,27 @@ from recsys.evaluation.report import markdown_table
     default=None,
     help="Comma-separated subset of popularity,ease,pipeline (default: all three).",
 )
-def quickstart(workdir: Path | None, k: int, models: str | None) -> None:
-    """Fetch MovieLens-100k, validate, split, train the baselines and the pipeline model
-    (two-tower + ranker on Ray Train), evaluate, print the table."""
+@click.option(
+    "--feature-repo",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Feast repository the models' features come from (default: $RECSYS_FEATURE_REPO or "
+    "./feature_repo when it exists).",
+)
+@click.option("--no-features", is_flag=True, help="Read the side tables directly, not via Feast.")
+def quickstart(
+    workdir: Path | None, k: int, models: str | None, feature_repo: Path | None, no_features: bool
+) -> None:
+    """Fetch MovieLens-100k, validate, split, build + apply + materialize the Feast features,
+    train the baselines and the pipeline model (two-tower + ranker on Ray Train) from the
+    point-in-time training set, evaluate, print the table."""
     workdir = workdir or recsys_home() / "runs" / "quickstart"
+    repo = None if no_features else (feature_repo or default_repo())
+    if repo is not None and not (repo / "feature_store.yaml").exists():
+        if feature_repo is not None:
+            raise RecsysError(f"--feature-repo {repo}: no feature_store.yaml there")
+        click.echo(f"(no Feast repository at {repo}: training from the side tables)")
+        repo = None
     click.echo("== 1. data: MovieLens-100k (fetched once, then cached)")
     dataset = movielens.fetch()
     info = read_dataset_info(dataset)
@@ -45,6 +63,7 @@ def quickstart(workdir: Path | None, k: int, models: str | None) -> None:
             dataset=dataset,
             k=k,
             models=select_models(models, workflows.DEMO_MODELS),
+            feature_repo=repo,
         ),
         log=click.echo,
     )

@@ -67,8 +67,27 @@ def parse_params(pairs: tuple[str, ...]) -> dict:
     help="Checkpoint storage: a directory, s3:// or gs:// (default $RECSYS_HOME/checkpoints).",
 )
 @click.option("--run-name", default=None, help="Checkpoint run name (default: the --out name).")
+@click.option(
+    "--features",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Feast repository: take user and item features from its point-in-time training set "
+    "(get_historical_features) instead of the side tables.",
+)
+@click.option("--feature-service", default="ranker_v1", show_default=True)
 def train(
-    data, model, out, params, max_bad_share, gpu, num_workers, resume, storage_path, run_name
+    data,
+    model,
+    out,
+    params,
+    max_bad_share,
+    gpu,
+    num_workers,
+    resume,
+    storage_path,
+    run_name,
+    features,
+    feature_service,
 ) -> None:
     """Train a recommender on interactions and save it as a model directory."""
     args = TrainArgs(
@@ -82,6 +101,8 @@ def train(
         resume=resume,
         storage_path=storage_path,
         run_name=run_name,
+        features=features,
+        feature_service=feature_service,
     )
     directory = train_model(args)
     manifest = read_manifest(directory)

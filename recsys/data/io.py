@@ -26,6 +26,14 @@ from recsys.config import RecsysError
 USER, ITEM, RATING, TS = "user_id", "item_id", "rating", "timestamp"
 M = TypeVar("M", bound=BaseModel)
 INTERACTION_COLUMNS = (USER, ITEM, RATING, TS)
+AGE_EDGES = (18, 25, 35, 45, 50, 56)  # the MovieLens-1M age buckets
+
+
+def age_bucket(age: pd.Series) -> pd.Series:
+    """Ages as buckets 0..6 over :data:`AGE_EDGES` (0 is under 18); missing stays missing."""
+    age = pd.to_numeric(age, errors="coerce")
+    bucket = np.searchsorted(AGE_EDGES, age.fillna(0).to_numpy(), "right")
+    return pd.Series(bucket, index=age.index).where(age.notna()).astype("Int64")
 
 
 @contextlib.contextmanager

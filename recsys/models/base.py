@@ -219,8 +219,12 @@ class Recommender(ABC):
         data_checksum: str | None = None,
         metrics: dict[str, Any] | None = None,
         version: str | None = None,
+        feature_service: str | None = None,
     ) -> Path:
-        """Write the model directory; it replaces ``directory`` only once complete."""
+        """Write the model directory; it replaces ``directory`` only once complete.
+
+        ``feature_service`` names the Feast feature service the training set came from.
+        """
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -234,6 +238,7 @@ class Recommender(ABC):
                 kind=self.kind,
                 created=now.isoformat(timespec="seconds"),
                 data_checksum=data_checksum,
+                feature_service=feature_service,
                 config=self.config_dict(),
                 metrics=metrics or {},
                 code_version=code_version(),

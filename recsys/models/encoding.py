@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.data.io import ITEM, TS, USER
+from recsys.data.io import AGE_EDGES, ITEM, TS, USER, age_bucket
 
-AGE_EDGES = (18, 25, 35, 45, 50, 56)  # the MovieLens-1M age buckets
 MAX_GENRES = 6
 ENCODER_FILE = "feature_encoder.json"
 USER_TABLE_FILE = "user_features.npz"
@@ -59,12 +58,14 @@ class FeatureEncoder:
         return enc
 
     def _encode_users(self, users: pd.DataFrame) -> np.ndarray:
-        age = pd.to_numeric(users.get("age"), errors="coerce") if "age" in users else None
-        age_code = (
-            np.zeros(len(users), dtype=np.int64)
-            if age is None
-            else np.where(age.isna(), 0, np.searchsorted(AGE_EDGES, age.fillna(0), "right") + 1)
-        )
+        # an age bucket from the feature store, or the raw age of a side table; 0 = unknown
+        if "age_bucket" in users:
+            bucket = pd.to_numeric(users["age_bucket"], errors="coerce").astype("Int64")
+        elif "age" in users:
+            bucket = age_bucket(users["age"])
+        else:
+            bucket = pd.Series(pd.NA, index=users.index, dtype="Int64")
+        age_code = (bucket + 1).fillna(0).to_numpy(dtype=np.int64)
         gender = _codes(users.get("gender", pd.Series([None] * len(users))), self.genders)
         occ = _codes(users.get("occupation", pd.Series([None] * len(users))), self.occupations)
         return np.stack([age_code, gender, occ], axis=1).astype(np.int64)  # (users, 3)

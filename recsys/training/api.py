@@ -39,6 +39,8 @@ class TrainArgs(BaseModel):
     resume: bool = False
     storage_path: str | None = None  # checkpoints; default $RECSYS_HOME/checkpoints
     run_name: str | None = None  # default: the model directory's name
+    features: Path | None = None  # a Feast repository: train on its point-in-time training set
+    feature_service: str = "ranker_v1"
 
 
 def fit_model(
@@ -109,10 +111,20 @@ def train(args: TrainArgs) -> Path:
         max_bad_share=args.max_bad_share,
         rating_range=None,
     )
-    users, items = read_side_tables(side_dir)
+    service = None
+    if args.features is not None:  # side features from Feast's point-in-time join
+        from recsys.features.api import load_training_set
+
+        service = args.feature_service
+        interactions, users, items, _ = load_training_set(args.features, interactions, service)
+    else:
+        users, items = read_side_tables(side_dir)
     model = fit_model(args.model, interactions, users, items, args.params, args=args)
     return model.save(
-        args.out, data_checksum=interactions_checksum(interactions), metrics=training_metrics(model)
+        args.out,
+        data_checksum=interactions_checksum(interactions),
+        metrics=training_metrics(model),
+        feature_service=service,
     )
 
 

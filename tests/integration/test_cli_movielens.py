@@ -4,6 +4,8 @@ import json
 
 import pandas as pd
 
+from tests.conftest import copy_feature_repo
+
 
 def test_split_train_recommend_evaluate(run_cli, movielens_dir, tmp_path):
     run_cli("data", "split", movielens_dir, "--protocol", "stratified", "--out", tmp_path / "s")
@@ -63,8 +65,13 @@ def test_temporal_and_leave_last_out_splits(run_cli, movielens_dir, tmp_path):
 def test_quickstart_trains_the_pipeline_on_ray_and_prints_the_table(
     run_cli, movielens_dir, tmp_path
 ):
-    """What `make demo` runs: baselines and the pipeline model (Ray Train), one table."""
-    proc = run_cli("quickstart", "--workdir", tmp_path / "qs")
+    """What `make demo` runs: Feast features, then baselines and the pipeline model (Ray
+    Train) trained from the point-in-time training set, one table."""
+    repo = copy_feature_repo(tmp_path / "feature_repo")
+    proc = run_cli("quickstart", "--workdir", tmp_path / "qs", "--feature-repo", repo)
+    assert "materialized into sqlite" in proc.stdout
+    assert "training set: get_historical_features(ranker_v1) -> 75066 rows" in proc.stdout
+    assert (repo / "data" / "online_store.db").exists()
     lines = proc.stdout.splitlines()
     rows = {ln.split("|")[1].strip(): ln for ln in lines if ln.startswith("| ")}
     assert {"popularity", "ease", "pipeline", "BiVAE (MS Recommenders)"} <= set(rows)
@@ -77,6 +84,7 @@ def test_quickstart_trains_the_pipeline_on_ray_and_prints_the_table(
     assert metrics["pipeline"]["ndcg"] >= metrics["ease"]["ndcg"] - 0.005
     manifest = json.loads((tmp_path / "qs" / "models" / "pipeline" / "manifest.json").read_text())
     assert manifest["kind"] == "pipeline" and manifest["metrics"]["index"]["recall_at_k"] == 1.0
+    assert manifest["feature_service"] == "ranker_v1"
     checkpoints = tmp_path / "qs" / "checkpoints"
     assert {
         "qs-pipeline-two-tower-stage-a",

@@ -1,0 +1,205 @@
+"""Feature store: materialization speed and online read latency, SQLite against Redis.
+
+On one dataset (MovieLens-100k by default, or a synthetic one with ``--synthetic N``):
+build the feature tables, ``feast apply`` and materialize into each online store, time the
+point-in-time training set, then time online reads of one user plus 200 candidate items (one
+batched ``get_online_features`` call, the serving path) — same users, same items, one run.
+
+Redis runs as a real ``redis-server`` on 127.0.0.1 (a free port), started and stopped here.
+
+    python benchmarks/features.py [--synthetic 1000000] [--reads 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.config import code_version
+from recsys.data import movielens
+from recsys.data.io import dataset_paths, read_side_tables, write_json
+from recsys.features import store as feast_store
+from recsys.features.build import TABLES, build_features
+from recsys.features.online import OnlineFeatures
+
+RESULTS = Path(__file__).resolve().parent / "results" / "features.json"
+DEFINITIONS = Path(__file__).resolve().parents[1] / "feature_repo"
+KEYS = {"user_profile": "user_id", "user_activity": "user_id"}
+
+
+def dataset(args, tmp: Path) -> Path:
+    if not args.synthetic:
+        return movielens.fetch()
+    from recsys.data.synthetic import SynthConfig, generate
+
+    n = args.synthetic
+    config = SynthConfig(n_users=max(n // 50, 10), n_items=max(n // 200, 10), n_interactions=n)
+    generate(config, tmp / "synthetic", progress=False)
+    return tmp / "synthetic"
+
+
+def start_redis(tmp: Path):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None, None
+    import redis
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(150):
+        try:
+            client.ping()
+            return proc, f"127.0.0.1:{port}"
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    proc.kill()
+    return None, None
+
+
+def entity_rows(repo: Path) -> int:
+    """Online rows written: one per entity key and view (the latest value)."""
+    total = 0
+    for table in TABLES:
+        key = KEYS.get(table, "item_id")
+        total += pd.read_parquet(repo / "data" / f"{table}.parquet", columns=[key])[key].nunique()
+    return total
+
+
+def read_latency(repo: Path, online: str, users, items, reads: int, seed: int) -> dict:
+    reader = OnlineFeatures(feast_store.open_store(repo, online))
+    rng = np.random.default_rng(seed)
+    samples = []
+    for n in range(reads + 10):
+        user = str(rng.choice(users))
+        candidates = [str(i) for i in rng.choice(items, size=200, replace=len(items) < 200)]
+        t0 = time.perf_counter()
+        result = reader.read(user, candidates)
+        if n >= 10:  # warm-up: connections, registry cache
+            samples.append((time.perf_counter() - t0) * 1000)
+        assert len(result.items) == 200
+    return {
+        "read_p50_ms": round(float(np.percentile(samples, 50)), 2),
+        "read_p99_ms": round(float(np.percentile(samples, 99)), 2),
+        "read_mean_ms": round(float(np.mean(samples)), 2),
+        "reads": reads,
+    }
+
+
+def run(args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="features-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        data = dataset(args, tmp)
+        interactions = pd.read_parquet(dataset_paths(data)["interactions"])
+        users, items = read_side_tables(data)
+        repo = feast_store.copy_definitions(DEFINITIONS, tmp / "repo")
+        t0 = time.perf_counter()
+        built = build_features(interactions, users, items, repo / "data")
+        build_s = time.perf_counter() - t0
+        source_rows, online_rows = sum(built.values()), entity_rows(repo)
+        t0 = time.perf_counter()
+        joined = feast_store.training_set(feast_store.open_store(repo), interactions)
+        training_set_s = time.perf_counter() - t0
+        redis_proc, redis_addr = start_redis(tmp)
+        stores = ["sqlite"] + (["redis"] if redis_addr else [])
+        if redis_addr:
+            os.environ["REDIS_CONNECTION_STRING"] = redis_addr
+        rows = []
+        try:
+            for online in stores:
+                feast_store.apply(repo, online)
+                t0 = time.perf_counter()
+                feast_store.materialize(repo, online)
+                seconds = time.perf_counter() - t0
+                row = {
+                    "online_store": online,
+                    "materialize_s": round(seconds, 2),
+                    "source_rows_per_s": round(source_rows / seconds),
+                    "online_rows_per_s": round(online_rows / seconds),
+                }
+                row.update(
+                    read_latency(
+                        repo,
+                        online,
+                        interactions.user_id.unique(),
+                        interactions.item_id.unique(),
+                        args.reads,
+                        args.seed,
+                    )
+                )
+                rows.append(row)
+        finally:
+            if redis_proc is not None:
+                redis_proc.terminate()
+                redis_proc.wait(10)
+    return {
+        "benchmark": "features",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "dataset": "synthetic" if args.synthetic else "movielens-100k",
+        "interactions": len(interactions),
+        "feature_rows": built,
+        "source_rows": source_rows,
+        "online_rows": online_rows,
+        "build_s": round(build_s, 2),
+        "training_set": {"rows": len(joined), "seconds": round(training_set_s, 2)},
+        "redis": "measured" if redis_addr else "skipped: no redis-server on this machine",
+        "rows": rows,
+    }
+
+
+def table(result: dict) -> str:
+    head = (
+        "| online store | materialize s | source rows/s | online rows/s "
+        "| read p50 ms | read p99 ms |"
+    )
+    lines = [head, "|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['online_store']} | {r['materialize_s']} | {r['source_rows_per_s']:,} | "
+            f"{r['online_rows_per_s']:,} | {r['read_p50_ms']} | {r['read_p99_ms']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synthetic", type=int, default=0, help="synthetic interactions")
+    parser.add_argument("--reads", type=int, default=300, help="online reads per store")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    os.environ.setdefault("FEAST_USAGE", "False")
+    result = run(args)
+    result["table_markdown"] = table(result)
+    write_json(result, args.out)
+    print(
+        f"{result['dataset']}: {result['interactions']:,} interactions -> "
+        f"{result['source_rows']:,} feature rows in {result['build_s']}s; "
+        f"{result['online_rows']:,} online rows; training set {result['training_set']['rows']:,} "
+        f"rows in {result['training_set']['seconds']}s"
+    )
+    print(result["table_markdown"])
+    print(f"results -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

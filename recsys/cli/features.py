@@ -1,0 +1,158 @@
+"""``recsys features``: build, apply, materialize, training sets, online reads, events.
+
+The plain ``feast`` CLI keeps working inside ``feature_repo/`` (``feast plan``, ``feast apply``,
+``feast serve``); these commands add the steps Feast leaves to us.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from recsys.config import RecsysError, recsys_home
+from recsys.data.io import read_side_tables, resolve_interactions, write_parquet
+from recsys.data.validate import load_interactions
+from recsys.features import store as feast_store
+
+repo_option = click.option(
+    "--repo",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Feast repository (default: $RECSYS_FEATURE_REPO or ./feature_repo).",
+)
+online_option = click.option(
+    "--online",
+    type=click.Choice(sorted(feast_store.YAML)),
+    default=None,
+    help="Online store (default: $RECSYS_FEAST_ONLINE or sqlite); redis needs "
+    "REDIS_CONNECTION_STRING.",
+)
+
+
+def _repo(repo: Path | None) -> Path:
+    return repo or feast_store.default_repo()
+
+
+def _interactions(data: Path):
+    file, side_dir = resolve_interactions(data)
+    interactions, _ = load_interactions(file, quarantine_to=None, rating_range=None)
+    return interactions, *read_side_tables(side_dir)
+
+
+@click.group()
+def features() -> None:
+    """The Feast feature store: tables, registry, online store, real-time events."""
+
+
+@features.command()
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Dataset or split.")
+@click.option("--last-n", type=click.IntRange(min=1), default=50, show_default=True)
+@repo_option
+def build(data: Path, last_n: int, repo: Path | None) -> None:
+    """Write the point-in-time feature tables (parquet) into REPO/data."""
+    from recsys.features.build import FeatureConfig, build_features
+
+    interactions, users, items = _interactions(data)
+    out = _repo(repo) / "data"
+    rows = build_features(interactions, users, items, out, FeatureConfig(last_n=last_n))
+    for name, n in rows.items():
+        click.echo(f"{name}: {n} rows")
+    click.echo(f"-> {out}")
+
+
+@features.command()
+@repo_option
+@online_option
+def apply(repo: Path | None, online: str | None) -> None:
+    """Register the entities, views and services (``feast apply``)."""
+    click.echo(feast_store.apply(_repo(repo), online).strip())
+
+
+@features.command()
+@click.option("--end", type=click.DateTime(), default=None, help="Up to this UTC time.")
+@repo_option
+@online_option
+def materialize(end: datetime | None, repo: Path | None, online: str | None) -> None:
+    """Load the latest values into the online store (first run: from the earliest row)."""
+    from datetime import UTC
+
+    result = feast_store.materialize(_repo(repo), online, end.replace(tzinfo=UTC) if end else None)
+    total = sum(result["rows"].values())
+    click.echo(
+        f"materialized {total} source rows into {result['online']} in {result['seconds']:.1f}s "
+        f"({total / max(result['seconds'], 1e-9):,.0f} rows/s)"
+    )
+
+
+@features.command("training-set")
+@click.option("--data", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Parquet to write.")
+@click.option("--service", default=feast_store.DEFAULT_SERVICE, show_default=True)
+@repo_option
+def training_set(data: Path, out: Path, service: str, repo: Path | None) -> None:
+    """Interactions joined point-in-time to a feature service (get_historical_features)."""
+    interactions, _, _ = _interactions(data)
+    store = feast_store.open_store(_repo(repo))
+    frame = feast_store.training_set(store, interactions, service)
+    write_parquet(frame, out)
+    click.echo(f"{len(frame)} rows x {frame.shape[1]} columns ({service}) -> {out}")
+
+
+@features.command()
+@click.option("--user", "user_id", required=True)
+@click.option("--items", default="", help="Comma-separated item ids.")
+@click.option("--service", default=feast_store.DEFAULT_SERVICE, show_default=True)
+@repo_option
+@online_option
+def get(user_id: str, items: str, service: str, repo: Path | None, online: str | None) -> None:
+    """Print a user's online features (and some items') as JSON."""
+    from recsys.features.online import OnlineFeatures
+
+    reader = OnlineFeatures(feast_store.open_store(_repo(repo), online), service)
+    result = reader.read(user_id, [i for i in items.split(",") if i])
+    payload = {"user": result.user, "items": result.items.to_dict(orient="records")}
+    click.echo(json.dumps(payload, default=_jsonable, indent=1))
+
+
+def _jsonable(value):
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+@features.command()
+@click.argument("payload", default="-")
+@click.option(
+    "--events-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Event logs (default: $RECSYS_HOME/events).",
+)
+@repo_option
+@online_option
+def event(payload: str, events_dir: Path | None, repo: Path | None, online: str | None) -> None:
+    """Ingest interaction events: PAYLOAD is one JSON object, or '-' for JSON lines on stdin.
+
+    Exit status 1 when any event was rejected (see the rejected-*.jsonl log).
+    """
+    from recsys.features.events import EventIngestor, EventLog
+
+    ingestor = EventIngestor(
+        feast_store.open_store(_repo(repo), online),
+        EventLog(events_dir or recsys_home() / "events"),
+    )
+    lines = sys.stdin.read().splitlines() if payload == "-" else [payload]
+    rejected = 0
+    for n, line in enumerate((x for x in lines if x.strip()), start=1):
+        result = ingestor.ingest(line)
+        if not result.accepted:
+            rejected += 1
+            click.echo(f"event {n}: rejected: {result.reason}", err=True)
+        else:
+            state = "new user" if result.new_user else "known user"
+            pushed = "pushed" if result.pushed else result.reason
+            click.echo(f"event {n}: accepted ({state}, {pushed})")
+    if rejected:
+        raise RecsysError(f"{rejected} event(s) rejected; logged in {ingestor.log.directory}")

@@ -1,0 +1,218 @@
+"""Feature tables as parquet, every row stamped with the time from which it is true.
+
+``build_features`` turns interactions plus the user and item side tables into the four Feast
+sources of ``feature_repo/``. Aggregates are computed as of each event: the row that includes
+an event at time t is stamped t + 1 µs, so Feast's point-in-time join (latest row with
+``event_timestamp <= entity time``) gives an interaction the state just *before* it — never
+its own item nor anything later. Sliding-window counts also get a row when an event leaves
+the window, so a quiet item's 7-day popularity falls back to 0 instead of staying stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.io import ITEM, RATING, TS, USER, age_bucket, write_json, write_parquet
+
+EVENT_TS = "event_timestamp"
+TICK = pd.Timedelta(microseconds=1)
+META_FILE = "feature_meta.json"
+TABLES = ("user_profile", "user_activity", "item_profile", "item_stats")
+
+
+@dataclass
+class FeatureConfig:
+    """How the feature tables are computed."""
+
+    last_n: int = 50  # length of the ``last_items`` list
+    windows_days: tuple[int, ...] = (7, 30)  # popularity_7d, popularity_30d
+
+
+def build_features(
+    interactions: pd.DataFrame,
+    users: pd.DataFrame | None,
+    items: pd.DataFrame | None,
+    out_dir: str | Path,
+    config: FeatureConfig | None = None,
+) -> dict[str, int]:
+    """Write the four feature tables and ``feature_meta.json`` into ``out_dir``.
+
+    Args:
+        interactions: validated interactions (``user_id, item_id, rating?, timestamp``).
+        users: the user side table (``age, gender, occupation``), or None.
+        items: the item side table (``genres`` as "a|b", ``release_year``), or None.
+        out_dir: the feature repository's data directory.
+        config: window and list lengths.
+
+    Returns:
+        Rows written per table.
+    """
+    config = config or FeatureConfig()
+    out_dir = Path(out_dir)
+    events = _sorted_events(interactions)
+    genres = genre_vocabulary(items)
+    item_genres = _item_genre_matrix(items, genres)
+    tables = {
+        "user_profile": user_profile(users, events),
+        "user_activity": user_activity(events, item_genres, len(genres), config.last_n),
+        "item_profile": item_profile(items, events),
+        "item_stats": item_stats(events, config.windows_days),
+    }
+    for name, table in tables.items():
+        write_parquet(table, out_dir / f"{name}.parquet")
+    write_json(
+        {"genres": genres, "last_n": config.last_n, "windows_days": list(config.windows_days)},
+        out_dir / META_FILE,
+    )
+    return {name: len(t) for name, t in tables.items()}
+
+
+def _sorted_events(interactions: pd.DataFrame) -> pd.DataFrame:
+    cols = [USER, ITEM, TS] + ([RATING] if RATING in interactions else [])
+    ev = interactions[cols].copy()
+    ev[USER] = ev[USER].astype(str)
+    ev[ITEM] = ev[ITEM].astype(str)
+    ev[TS] = pd.to_datetime(ev[TS], utc=True)
+    if RATING not in ev:
+        ev[RATING] = np.nan
+    return ev.sort_values([TS], kind="mergesort").reset_index(drop=True)
+
+
+def genre_vocabulary(items: pd.DataFrame | None) -> list[str]:
+    """The genres in a fixed (sorted) order: the positions of ``genre_affinity``."""
+    if items is None or "genres" not in items:
+        return []
+    split = items["genres"].dropna().astype(str).str.split("|").explode()
+    return sorted(g for g in split.unique() if g)
+
+
+def _item_genre_matrix(items: pd.DataFrame | None, genres: list[str]) -> pd.DataFrame:
+    """``item_id`` → one 0/1 column per genre."""
+    if items is None or not genres:
+        return pd.DataFrame(columns=genres, dtype=np.float32)
+    side = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
+    onehot = side.set_index(ITEM)["genres"].fillna("").astype(str).str.get_dummies("|")
+    return onehot.reindex(columns=genres, fill_value=0).astype(np.float32)
+
+
+def _first_seen(events: pd.DataFrame, key: str, ids: pd.Series) -> pd.Series:
+    """Each id's first event time (the earliest event overall for ids without events)."""
+    first = events.groupby(key)[TS].min()
+    default = events[TS].min() if len(events) else pd.Timestamp(0, tz="UTC")
+    return ids.map(first).fillna(default)
+
+
+def user_profile(users: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFrame:
+    """Static attributes, stamped at the user's first event (known from then on)."""
+    if users is None or not len(users):
+        users = pd.DataFrame({USER: events[USER].unique()})
+    u = users.assign(**{USER: users[USER].astype(str)}).drop_duplicates(USER)
+    age = pd.to_numeric(u["age"], errors="coerce") if "age" in u else pd.Series(np.nan, u.index)
+    return pd.DataFrame(
+        {
+            USER: u[USER].to_numpy(),
+            "age_bucket": age_bucket(age).to_numpy(),
+            "gender": u.get("gender", pd.Series(None, u.index, dtype=object)).to_numpy(),
+            "occupation": u.get("occupation", pd.Series(None, u.index, dtype=object)).to_numpy(),
+            EVENT_TS: _first_seen(events, USER, u[USER]).array,
+        }
+    )
+
+
+def item_profile(items: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFrame:
+    """Genres (a list) and release year, stamped at the item's first event."""
+    if items is None or not len(items):
+        items = pd.DataFrame({ITEM: events[ITEM].unique()})
+    it = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
+    genres = it.get("genres", pd.Series("", it.index)).fillna("").astype(str)
+    year = pd.to_numeric(it.get("release_year", pd.Series(np.nan, it.index)), errors="coerce")
+    return pd.DataFrame(
+        {
+            ITEM: it[ITEM].to_numpy(),
+            "genres": [[g for g in v.split("|") if g] for v in genres],
+            "release_year": year.astype("Int64").to_numpy(),
+            EVENT_TS: _first_seen(events, ITEM, it[ITEM]).array,
+        }
+    )
+
+
+def user_activity(
+    events: pd.DataFrame, item_genres: pd.DataFrame, n_genres: int, last_n: int
+) -> pd.DataFrame:
+    """One row per (user, event time): counts, mean rating, last items and genre shares of
+    everything up to and including that time, stamped one tick later."""
+    ev = events.sort_values([USER, TS], kind="mergesort").reset_index(drop=True)
+    users = ev[USER].to_numpy()
+    start = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1]
+    first = np.repeat(start, np.diff(np.r_[start, len(ev)]))  # (rows,) each row's user start
+    pos = np.arange(len(ev)) - first  # 0-based position within the user
+    count = pos + 1
+    rated = ev[RATING].notna().to_numpy()
+    n_rated = _group_cumsum(rated.astype(np.float64), start, first)
+    sum_rating = _group_cumsum(ev[RATING].fillna(0).to_numpy(np.float64), start, first)
+    mean = np.where(n_rated > 0, sum_rating / np.maximum(n_rated, 1), np.nan)
+    onehot = item_genres.reindex(ev[ITEM]).fillna(0).to_numpy(np.float64)  # (rows, genres)
+    if onehot.shape[1] != n_genres:
+        onehot = np.zeros((len(ev), n_genres))
+    affinity = _group_cumsum(onehot, start, first) / count[:, None]  # (rows, genres)
+    item_arr = ev[ITEM].to_numpy(dtype=object)
+    lasts = [item_arr[max(f, i - last_n + 1) : i + 1][::-1].tolist() for i, f in enumerate(first)]
+    out = pd.DataFrame(
+        {
+            USER: users,
+            "user_interactions": count.astype(np.int64),
+            "user_ratings": n_rated.astype(np.int64),
+            "user_mean_rating": mean.astype(np.float32),
+            "last_items": lasts,
+            "genre_affinity": list(affinity.astype(np.float32)),
+            EVENT_TS: (ev[TS] + TICK).array,
+        }
+    )
+    # several events of a user at one time: keep the state after all of them
+    return out[~out.duplicated([USER, EVENT_TS], keep="last")].reset_index(drop=True)
+
+
+def _group_cumsum(values: np.ndarray, start: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Cumulative sums restarting at each group start (rows grouped contiguously)."""
+    total = np.cumsum(values, axis=0)
+    before = np.concatenate([np.zeros_like(values[:1]), total[:-1]])  # sum of earlier rows
+    return total - before[first]
+
+
+def item_stats(events: pd.DataFrame, windows_days: tuple[int, ...]) -> pd.DataFrame:
+    """Per item, a row at each change point: an event (counted from t + 1 µs) or an event
+    leaving a window (t + w + 1 µs). Counts cover events with time in ``[s - w, s)``."""
+    frames = []
+    windows = [pd.Timedelta(days=d).to_timedelta64() for d in windows_days]
+    tick = TICK.to_timedelta64()
+    naive = events.assign(_t=events[TS].dt.tz_convert("UTC").dt.tz_localize(None))
+    for item, group in naive.groupby(ITEM, sort=False):
+        times = group["_t"].to_numpy()  # (events,) sorted: events are time-ordered
+        rating = group[RATING].to_numpy(np.float64)
+        change = np.unique(np.concatenate([times] + [times + w for w in windows])) + tick
+        n_before = np.searchsorted(times, change, "left")  # events strictly before s
+        rated = np.r_[0, np.cumsum(~np.isnan(rating))][n_before]
+        sums = np.r_[0.0, np.cumsum(np.nan_to_num(rating))][n_before]
+        frame = {
+            ITEM: item,
+            "item_interactions": n_before.astype(np.int64),
+            "item_mean_rating": np.where(rated > 0, sums / np.maximum(rated, 1), np.nan).astype(
+                np.float32
+            ),
+        }
+        for days, w in zip(windows_days, windows, strict=True):
+            frame[f"popularity_{days}d"] = (
+                n_before - np.searchsorted(times, change - w, "left")
+            ).astype(np.int64)
+        frame[EVENT_TS] = change
+        frames.append(pd.DataFrame(frame))
+    if not frames:
+        cols = [ITEM, "item_interactions", "item_mean_rating"]
+        return pd.DataFrame(columns=cols + [f"popularity_{d}d" for d in windows_days] + [EVENT_TS])
+    out = pd.concat(frames, ignore_index=True)
+    out[EVENT_TS] = pd.to_datetime(out[EVENT_TS], utc=True)
+    return out

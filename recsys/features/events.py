@@ -1,0 +1,222 @@
+"""Real-time interaction events: validate, append durably, push the user's new features.
+
+An event is acknowledged only once its line is in the event log and fsync'd; the online
+store is updated after that through the ``user_activity_push`` PushSource, so the user's next
+recommendation sees the item (exclude-seen, the towers' recent-items input, the counts).
+A bad event is never dropped silently: it goes to the rejected log with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from recsys.data.io import ITEM, USER
+from recsys.features.build import EVENT_TS, META_FILE, TICK
+
+PUSH_SOURCE = "user_activity_push"
+ACTIVITY = ("user_interactions", "user_ratings", "user_mean_rating", "last_items", "genre_affinity")
+
+
+class Event(BaseModel):
+    """One interaction event as clients send it (HTTP body, a JSON line)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=256, strict=True)
+    item_id: str = Field(min_length=1, max_length=256, strict=True)
+    type: Literal["view", "click", "rating", "purchase"]
+    rating: float | None = Field(None, strict=True)  # a number, never a numeric string
+    timestamp: datetime | None = None  # ISO 8601 or epoch seconds; default: when received
+
+
+@dataclass
+class EventPolicy:
+    """What makes an event acceptable beyond its types."""
+
+    rating_range: tuple[float, float] = (1.0, 5.0)
+    max_clock_skew: timedelta = timedelta(minutes=5)  # how far in the future a timestamp may be
+
+
+@dataclass
+class EventResult:
+    """The outcome of one event: rejected with a reason, or logged (and pushed)."""
+
+    accepted: bool
+    reason: str = ""
+    event: dict[str, Any] = field(default_factory=dict)
+    new_user: bool = False
+    pushed: bool = False
+    features: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_event(payload: bytes | str | dict, policy: EventPolicy, now: datetime) -> Event:
+    """Validate one event; raises ``ValueError`` whose message names each bad field."""
+    try:
+        if isinstance(payload, dict):
+            event = Event.model_validate(payload)
+        else:
+            event = Event.model_validate_json(payload)
+    except ValidationError as exc:
+        raise ValueError("; ".join(_describe(e) for e in exc.errors())) from None
+    ts = event.timestamp or now
+    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    if ts > now + policy.max_clock_skew:
+        raise ValueError(f"timestamp: {ts.isoformat()} is in the future (now {now.isoformat()})")
+    lo, hi = policy.rating_range
+    if event.rating is not None and not lo <= float(event.rating) <= hi:
+        raise ValueError(f"rating: {event.rating} is outside [{lo}, {hi}]")
+    if event.type == "rating" and event.rating is None:
+        raise ValueError("rating: required when type is 'rating'")
+    return event.model_copy(update={"timestamp": ts})
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "body"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown field"
+    got = error.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, dict) else ""
+    return f"{where}: {error['msg']}{shown}"
+
+
+class EventLog:
+    """Append-only JSON-lines logs, one file per UTC day: ``events-*`` and ``rejected-*``.
+
+    Each record is one ``write`` on an ``O_APPEND`` descriptor followed by ``fsync``, so lines
+    from concurrent writers never interleave and an acknowledged event survives a crash.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def _append(self, prefix: str, record: dict, when: datetime) -> Path:
+        path = self.directory / f"{prefix}-{when:%Y-%m-%d}.jsonl"
+        line = (json.dumps(record, default=str, sort_keys=True) + "\n").encode()
+        with self._lock:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return path
+
+    def append(self, event: dict, when: datetime) -> Path:
+        return self._append("events", event, when)
+
+    def reject(self, payload: Any, reason: str, when: datetime) -> Path:
+        raw = payload.decode(errors="replace") if isinstance(payload, bytes) else payload
+        return self._append(
+            "rejected", {"received": when.isoformat(), "reason": reason, "payload": raw}, when
+        )
+
+    def read(self, prefix: str = "events") -> pd.DataFrame:
+        """Every record of the ``prefix`` logs; a corrupt line is skipped with a warning."""
+        records = []
+        for path in sorted(self.directory.glob(f"{prefix}-*.jsonl")):
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    warnings.warn(f"{path}:{n}: skipped a corrupt line", stacklevel=2)
+        return pd.DataFrame.from_records(records)
+
+
+class EventIngestor:
+    """Validates events, logs them durably, and pushes each user's updated activity features.
+
+    Args:
+        store: a ``feast.FeatureStore`` (its online store receives the pushes).
+        log: where accepted and rejected events are appended.
+        policy: rating range and allowed clock skew.
+    """
+
+    def __init__(self, store, log: EventLog, policy: EventPolicy | None = None) -> None:
+        self.store = store
+        self.log = log
+        self.policy = policy or EventPolicy()
+        meta_path = Path(store.repo_path) / "data" / META_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.genres: list[str] = meta.get("genres", [])
+        self.last_n: int = meta.get("last_n", 50)
+        self._user_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._last_stamp = datetime.min.replace(tzinfo=UTC)
+
+    def ingest(self, payload: bytes | str | dict) -> EventResult:
+        """Handle one event; never raises for a bad event (see ``EventResult.reason``)."""
+        now = datetime.now(UTC)
+        try:
+            event = parse_event(payload, self.policy, now)
+        except ValueError as exc:
+            self.log.reject(payload, str(exc), now)
+            return EventResult(accepted=False, reason=str(exc))
+        record = {**event.model_dump(mode="json"), "received": now.isoformat()}
+        self.log.append(record, now)  # durable before anything else happens
+        result = EventResult(accepted=True, event=record)
+        try:
+            with self._user_lock(event.user_id):
+                result.new_user, result.features = self._push(event)
+            result.pushed = True
+        except Exception as exc:  # the event is safe in the log; report, do not fail it
+            result.reason = f"logged, but the online push failed: {exc}"
+        return result
+
+    def _user_lock(self, user_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._user_locks.setdefault(user_id, threading.Lock())
+
+    def _push(self, event: Event) -> tuple[bool, dict]:
+        current = self.store.get_online_features(
+            features=[f"user_activity:{f}" for f in ACTIVITY] + ["item_profile:genres"],
+            entity_rows=[{USER: event.user_id, ITEM: event.item_id}],
+        ).to_dict()
+        row = {k: v[0] for k, v in current.items()}
+        new_user = row.get("user_interactions") is None
+        features = self._updated(row, event)
+        frame = pd.DataFrame([{USER: event.user_id, **features, EVENT_TS: self._stamp()}])
+        from feast.data_source import PushMode
+
+        self.store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+        return new_user, features
+
+    def _updated(self, row: dict, event: Event) -> dict:
+        n = int(row.get("user_interactions") or 0)
+        rated = int(row.get("user_ratings") or 0)
+        mean = row.get("user_mean_rating")
+        if event.rating is not None:
+            mean = ((mean or 0.0) * rated + float(event.rating)) / (rated + 1)
+            rated += 1
+        affinity = np.asarray(row.get("genre_affinity") or np.zeros(len(self.genres)), float)
+        if len(affinity) != len(self.genres):
+            affinity = np.zeros(len(self.genres))
+        onehot = np.isin(self.genres, list(row.get("genres") or [])).astype(float)
+        last = [event.item_id, *list(row.get("last_items") or [])][: self.last_n]
+        return {
+            "user_interactions": n + 1,
+            "user_ratings": rated,
+            "user_mean_rating": np.float32(np.nan if mean is None else mean),
+            "last_items": last,
+            "genre_affinity": ((affinity * n + onehot) / (n + 1)).astype(np.float32).tolist(),
+        }
+
+    def _stamp(self) -> datetime:
+        """The pushed row's time: now, strictly after this ingestor's previous push (an online
+        store keeps the newest row per key, so a late event must still land as the latest)."""
+        with self._locks_guard:
+            stamp = max(datetime.now(UTC), self._last_stamp + TICK.to_pytimedelta())
+            self._last_stamp = stamp
+        return stamp

@@ -1,0 +1,241 @@
+"""The real Feast repository: apply, materialize, point-in-time training sets, online reads,
+pushes from events — on SQLite, and on a real Redis server."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.data.io import age_bucket
+from recsys.features import store as feast_store
+from recsys.features.api import load_training_set, refresh
+from recsys.features.events import EventIngestor, EventLog
+from recsys.features.online import OnlineFeatures, history_frame
+from recsys.models import create_model
+from tests.conftest import copy_feature_repo, make_interactions
+
+DAY = pd.Timedelta(days=1)
+
+
+def side_tables(interactions):
+    users = pd.DataFrame({"user_id": sorted(interactions.user_id.unique())})
+    users["age"] = 15 + users.index
+    users["gender"] = np.where(users.index % 2, "M", "F")
+    users["occupation"] = "student"
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(40)]})
+    items["genres"] = [f"G{i % 4}|Common" for i in range(40)]
+    items["release_year"] = 1990 + np.arange(40) % 10
+    return users, items
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A feature repository built from 30 users × 8 events spread over 30 days."""
+    interactions = make_interactions(n_users=30, n_items=40, per_user=8)
+    users, items = side_tables(interactions)
+    path = copy_feature_repo(tmp_path_factory.mktemp("feature_repo"))
+    refresh(path, interactions, users, items)
+    return path, interactions, users, items
+
+
+def test_training_rows_see_only_what_happened_before_them(repo):
+    path, interactions, _, _ = repo
+    rows, users, items, joined = load_training_set(path, interactions)
+    assert len(joined) == len(interactions)
+    pd.testing.assert_frame_equal(
+        rows[["user_id", "item_id"]], interactions[["user_id", "item_id"]]
+    )
+    for r in joined.itertuples():
+        mine = interactions[
+            (interactions.user_id == r.user_id) & (interactions.timestamp < r.timestamp)
+        ]
+        its = interactions[
+            (interactions.item_id == r.item_id) & (interactions.timestamp < r.timestamp)
+        ]
+        if len(mine):
+            assert r.user_interactions == len(mine)
+            expected = mine.sort_values("timestamp", ascending=False).item_id.tolist()
+            assert list(r.last_items) == expected
+            assert r.item_id not in r.last_items  # never its own item
+        else:
+            assert pd.isna(r.user_interactions)
+        if len(its):
+            assert r.item_interactions == len(its)
+            assert r.popularity_7d == (its.timestamp >= r.timestamp - 7 * DAY).sum()
+        else:
+            assert pd.isna(r.item_interactions)
+    # the models' side tables come out of the join: every user, the whole catalog
+    assert len(users) == 30 and users.age_bucket.notna().all()
+    assert len(items) == 40 and items.genres.str.contains("Common").all()
+
+
+def test_a_value_written_after_an_interaction_never_reaches_its_row(repo):
+    path, interactions, _, _ = repo
+    table = path / "data" / "user_profile.parquet"
+    original = pd.read_parquet(table)
+    first = interactions.sort_values("timestamp").iloc[0]
+    late = original[original.user_id == first.user_id].assign(
+        gender="LATE", event_timestamp=first.timestamp + pd.Timedelta(seconds=1)
+    )
+    try:
+        pd.concat([original, late]).to_parquet(table)
+        probe = pd.DataFrame(
+            {
+                "user_id": [first.user_id] * 2,
+                "item_id": [first.item_id] * 2,
+                "timestamp": [first.timestamp, first.timestamp + pd.Timedelta(seconds=2)],
+            }
+        )
+        store = feast_store.open_store(path)
+        joined = feast_store.training_set(store, probe)
+        assert joined.gender.tolist() == [
+            original.set_index("user_id").gender[first.user_id],
+            "LATE",
+        ]
+    finally:
+        original.to_parquet(table)
+
+
+def test_one_online_read_gives_the_user_and_200_candidates(repo):
+    path, interactions, _, _ = repo
+    reader = OnlineFeatures(feast_store.open_store(path))
+    candidates = [f"i{i}" for i in range(40)] * 5  # 200 items, repeats included
+    result = reader.read("u3", candidates)
+    mine = interactions[interactions.user_id == "u3"].sort_values("timestamp", ascending=False)
+    assert result.known_user and result.user["user_interactions"] == len(mine)
+    assert result.user["last_items"] == mine.item_id.tolist()
+    age = repo[2].set_index("user_id").age["u3"]
+    assert result.user["age_bucket"] == age_bucket(pd.Series([age])).iloc[0]
+    assert result.items.item_id.tolist() == candidates
+    counts = interactions.item_id.value_counts()
+    got = result.items.drop_duplicates("item_id").set_index("item_id").item_interactions
+    assert got.to_dict() == {i: counts.get(i) for i in got.index if i in counts}
+    assert not reader.read("nobody", ["i1"]).known_user
+
+
+def test_an_event_updates_the_online_features_and_the_next_recommendations(repo, tmp_path):
+    path, interactions, _, _ = repo
+    store = feast_store.open_store(path)
+    reader = OnlineFeatures(store)
+    model = create_model("ease", {"l2": 10.0}).fit(interactions)
+    before = reader.read("u5").user
+
+    def recommend():
+        history = history_frame("u5", reader.read("u5").user)
+        return model.recommend(["u5"], 5, history=history, exclude_seen=True).item_id.tolist()
+
+    top = recommend()[0]
+    log = EventLog(tmp_path / "events")
+    result = EventIngestor(store, log).ingest(
+        json.dumps({"user_id": "u5", "item_id": top, "type": "rating", "rating": 5})
+    )
+    assert result.accepted and result.pushed and not result.new_user
+    after = reader.read("u5").user
+    assert after["user_interactions"] == before["user_interactions"] + 1
+    assert after["last_items"] == [top, *before["last_items"]]
+    assert after["user_ratings"] == before["user_ratings"] + 1
+    assert top not in recommend()
+    assert log.read().item_id.tolist() == [top]  # durably logged
+
+
+def test_bad_events_are_rejected_logged_and_change_nothing(repo, tmp_path):
+    path, _, _, _ = repo
+    store = feast_store.open_store(path)
+    log = EventLog(tmp_path / "events")
+    ingestor = EventIngestor(store, log)
+    before = OnlineFeatures(store).read("u7").user
+    bad = [
+        {"user_id": "u7", "item_id": "i1", "type": "click", "extra": 1},
+        {"user_id": "u7", "item_id": "i1", "type": "rating", "rating": 11},
+        {"user_id": "u7", "item_id": "i1", "type": "click", "timestamp": "2999-01-01T00:00:00Z"},
+        {"user_id": ["u7"], "item_id": "i1", "type": "click"},
+    ]
+    reasons = [ingestor.ingest(b).reason for b in bad]
+    assert reasons[0] == "extra: unknown field"
+    assert reasons[1] == "rating: 11.0 is outside [1.0, 5.0]"
+    assert "timestamp: 2999-01-01T00:00:00+00:00 is in the future" in reasons[2]
+    assert reasons[3].startswith("user_id: Input should be a valid string")
+    assert log.read("rejected").reason.tolist() == reasons
+    assert log.read().empty
+    assert OnlineFeatures(store).read("u7").user == before
+
+
+def test_an_unseen_user_becomes_a_cold_start_user(repo, tmp_path):
+    path, _, _, _ = repo
+    store = feast_store.open_store(path)
+    result = EventIngestor(store, EventLog(tmp_path / "ev")).ingest(
+        {"user_id": "brand-new", "item_id": "i2", "type": "view"}
+    )
+    assert result.accepted and result.new_user
+    user = OnlineFeatures(store).read("brand-new").user
+    assert user["user_interactions"] == 1 and user["last_items"] == ["i2"]
+    assert user["age_bucket"] is None  # no profile yet: the cold-start path
+    assert user["genre_affinity"][0] == pytest.approx(1.0)  # "Common" sorts first
+
+
+def test_the_cli_builds_applies_materializes_reads_and_trains_from_features(run_cli, tmp_path):
+    interactions = make_interactions(n_users=12, n_items=40, per_user=6, seed=3)
+    users, items = side_tables(interactions)
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, table in (("interactions", interactions), ("users", users), ("items", items)):
+        table.to_parquet(data / f"{name}.parquet")
+    repo = copy_feature_repo(tmp_path / "repo")
+    assert "user_activity" in run_cli("features", "build", "--data", data, "--repo", repo).stdout
+    assert (
+        "Created feature service ranker_v1" in run_cli("features", "apply", "--repo", repo).stdout
+    )
+    assert "into sqlite" in run_cli("features", "materialize", "--repo", repo).stdout
+    got = json.loads(
+        run_cli("features", "get", "--user", "u1", "--items", "i1,i5", "--repo", repo).stdout
+    )
+    assert got["user"]["user_interactions"] == 6 and len(got["items"]) == 2
+    events = tmp_path / "events"
+    ok = run_cli(
+        "features",
+        "event",
+        '{"user_id":"u1","item_id":"i9","type":"view"}',
+        "--repo",
+        repo,
+        "--events-dir",
+        events,
+    )
+    assert "accepted (known user, pushed)" in ok.stdout
+    bad = run_cli(
+        "features",
+        "event",
+        '{"user_id":"u1","type":"view"}',
+        "--repo",
+        repo,
+        "--events-dir",
+        events,
+        check=False,
+    )
+    assert bad.returncode == 1 and "item_id: Field required" in bad.stderr
+    out = tmp_path / "ts.parquet"
+    run_cli("features", "training-set", "--data", data, "--out", out, "--repo", repo)
+    assert len(pd.read_parquet(out)) == len(interactions)
+    model = tmp_path / "model"
+    run_cli("train", "--data", data, "--model", "ease", "--out", model, "--features", repo)
+    assert json.loads((model / "manifest.json").read_text())["feature_service"] == "ranker_v1"
+
+
+def test_the_redis_online_store_serves_the_same_features(repo, redis_server, monkeypatch, tmp_path):
+    path, _, _, _ = repo
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", redis_server)
+    feast_store.apply(path, "redis")
+    result = feast_store.materialize(path, "redis")
+    assert result["online"] == "redis" and result["rows"]["user_activity"] > 0
+    on_redis = OnlineFeatures(feast_store.open_store(path, "redis"))
+    on_sqlite = OnlineFeatures(feast_store.open_store(path, "sqlite"))
+    items = [f"i{i}" for i in range(40)]
+    a, b = on_redis.read("u9", items), on_sqlite.read("u9", items)
+    assert a.user == b.user
+    pd.testing.assert_frame_equal(a.items, b.items)
+    ingest = EventIngestor(feast_store.open_store(path, "redis"), EventLog(tmp_path / "ev"))
+    assert ingest.ingest({"user_id": "u9", "item_id": "i0", "type": "click"}).pushed
+    assert on_redis.read("u9").user["last_items"][0] == "i0"
+    assert on_sqlite.read("u9").user == b.user  # the other store is untouched

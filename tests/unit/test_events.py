@@ -1,0 +1,74 @@
+"""Event validation and the durable event logs (no feature store needed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from recsys.features.events import EventLog, EventPolicy, parse_event
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+POLICY = EventPolicy()
+
+
+def ok(**fields):
+    return {"user_id": "u1", "item_id": "i1", "type": "click", **fields}
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (ok(colour="red"), "colour: unknown field"),
+        (ok(user_id=7), "user_id: Input should be a valid string"),
+        ({"item_id": "i1", "type": "click"}, "user_id: Field required"),
+        (ok(type="like"), "type: Input should be 'view', 'click', 'rating' or 'purchase'"),
+        (ok(rating="5"), "rating: Input should be a valid number"),
+        (ok(rating=9), "rating: 9.0 is outside [1.0, 5.0]"),
+        (ok(type="rating"), "rating: required when type is 'rating'"),
+        (
+            ok(timestamp="2026-01-02T00:00:00Z"),
+            "timestamp: 2026-01-02T00:00:00+00:00 is in the future",
+        ),
+        (ok(timestamp="yesterday"), "timestamp: Input should be a valid datetime"),
+        (b"{not json", "body: Invalid JSON"),
+    ],
+)
+def test_bad_events_are_rejected_naming_the_field(payload, reason):
+    with pytest.raises(ValueError) as info:
+        parse_event(payload, POLICY, NOW)
+    assert reason in str(info.value)
+
+
+def test_good_events_get_utc_times():
+    assert parse_event(ok(), POLICY, NOW).timestamp == NOW  # default: when received
+    naive = parse_event(ok(timestamp="2025-12-31T10:00:00"), POLICY, NOW)
+    assert naive.timestamp == datetime(2025, 12, 31, 10, tzinfo=UTC)
+    epoch = parse_event(json.dumps(ok(timestamp=1767225600, rating=4.5)), POLICY, NOW)
+    assert epoch.timestamp == datetime(2026, 1, 1, tzinfo=UTC) and epoch.rating == 4.5
+    skew = parse_event(ok(timestamp=(NOW + timedelta(minutes=2)).isoformat()), POLICY, NOW)
+    assert skew.timestamp > NOW  # small clock skew is tolerated
+
+
+def test_logs_append_whole_lines_from_many_threads_and_skip_corrupt_ones(tmp_path):
+    log = EventLog(tmp_path)
+
+    def write(t):
+        for n in range(50):
+            log.append({"user_id": f"u{t}", "n": n, "pad": "x" * 500}, NOW)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    log.reject(b"\xff{oops", "body: Invalid JSON", NOW)
+    path = tmp_path / "events-2026-01-01.jsonl"
+    with path.open("a") as f:
+        f.write('{"half": ')  # a crash mid-write by some other writer
+    with pytest.warns(UserWarning, match="skipped a corrupt line"):
+        frame = log.read()
+    assert len(frame) == 400 and frame.groupby("user_id").size().eq(50).all()
+    rejected = log.read("rejected")
+    assert rejected["reason"].tolist() == ["body: Invalid JSON"]
+    assert rejected["payload"].iloc[0].endswith("{oops")
