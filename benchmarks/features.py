@@ -114,17 +114,22 @@ def run(args) -> dict:
         built = build_features(interactions, users, items, repo / "data")
         build_s = time.perf_counter() - t0
         source_rows, online_rows = sum(built.values()), entity_rows(repo)
-        t0 = time.perf_counter()
-        joined = feast_store.training_set(feast_store.open_store(repo), interactions)
-        training_set_s = time.perf_counter() - t0
         redis_proc, redis_addr = start_redis(tmp)
         stores = ["sqlite"] + (["redis"] if redis_addr else [])
         if redis_addr:
             os.environ["REDIS_CONNECTION_STRING"] = redis_addr
-        rows = []
+        rows, training_set = [], {"rows": 0, "seconds": None}
         try:
             for online in stores:
                 feast_store.apply(repo, online)
+                if online == "sqlite" and not args.skip_training_set:
+                    # the offline path is the same for both stores; it also warms DuckDB
+                    t0 = time.perf_counter()
+                    joined = feast_store.training_set(feast_store.open_store(repo), interactions)
+                    training_set = {
+                        "rows": len(joined),
+                        "seconds": round(time.perf_counter() - t0, 2),
+                    }
                 t0 = time.perf_counter()
                 feast_store.materialize(repo, online)
                 seconds = time.perf_counter() - t0
@@ -160,7 +165,7 @@ def run(args) -> dict:
         "source_rows": source_rows,
         "online_rows": online_rows,
         "build_s": round(build_s, 2),
-        "training_set": {"rows": len(joined), "seconds": round(training_set_s, 2)},
+        "training_set": training_set,
         "redis": "measured" if redis_addr else "skipped: no redis-server on this machine",
         "rows": rows,
     }
@@ -185,6 +190,12 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=0, help="synthetic interactions")
     parser.add_argument("--reads", type=int, default=300, help="online reads per store")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--skip-training-set",
+        action="store_true",
+        help="do not time get_historical_features (its point-in-time join joins every entity "
+        "row with every feature row of its key: at 1M interactions it spills tens of GB)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     os.environ.setdefault("FEAST_USAGE", "False")

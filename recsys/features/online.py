@@ -1,4 +1,4 @@
-"""Online features for serving: one user and a few hundred candidate items in one read."""
+"""Online features for serving: one user and a few hundred candidate items, batched."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ ITEM_VIEWS = ("item_profile", "item_stats")
 
 @dataclass
 class OnlineRead:
-    """What one read returns: the user's features and one row per requested item."""
+    """The user's features and one row per requested item."""
 
     user: dict  # feature name -> value (None where the store has nothing)
     items: pd.DataFrame  # item_id plus the item features, in the requested order
@@ -42,22 +42,25 @@ class OnlineFeatures:
             target.extend(f"{projection.name}:{f.name}" for f in projection.features)
 
     def read(self, user_id: str, item_ids: list[str] | tuple[str, ...] = ()) -> OnlineRead:
-        """The user's features and those of ``item_ids``, in one batched online read.
+        """The user's features and those of ``item_ids``.
 
-        Every entity row carries the user and one item; Feast reads each distinct key of each
-        view once, so the user's row is fetched once however many items there are.
+        Two online reads: the user's one key, then every candidate in one batched read. One
+        call over (user, item) rows would return — and convert — the user's values once per
+        item: 20 ms instead of 13 ms for 200 candidates on SQLite (benchmarks/features.py).
         """
-        items = [str(i) for i in item_ids] or [""]
-        rows = [{USER: str(user_id), ITEM: i} for i in items]
-        frame = self.store.get_online_features(features=self.service, entity_rows=rows).to_df()
+        user = self.store.get_online_features(
+            features=self.user_features, entity_rows={USER: [str(user_id)]}
+        ).to_dict()
         user_cols = [f.split(":")[1] for f in self.user_features]
         item_cols = [f.split(":")[1] for f in self.item_features]
-        first = frame.iloc[0]
-        user = {c: _plain(first[c]) for c in user_cols if c in frame}
-        item_frame = frame[[ITEM, *[c for c in item_cols if c in frame]]] if item_ids else None
-        if item_frame is None:
-            item_frame = pd.DataFrame(columns=[ITEM, *item_cols])
-        return OnlineRead(user=user, items=item_frame.reset_index(drop=True))
+        features = {c: _plain(user[c][0]) for c in user_cols if c in user}
+        if not item_ids:
+            return OnlineRead(user=features, items=pd.DataFrame(columns=[ITEM, *item_cols]))
+        items = self.store.get_online_features(
+            features=self.item_features, entity_rows={ITEM: [str(i) for i in item_ids]}
+        ).to_dict()
+        frame = pd.DataFrame({c: items[c] for c in [ITEM, *item_cols] if c in items})
+        return OnlineRead(user=features, items=frame)
 
 
 def _plain(value):
