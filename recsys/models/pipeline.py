@@ -146,15 +146,28 @@ class PipelineModel(Recommender):
         ]
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
+    def serve_candidates(
+        self, user_id: str, history: pd.DataFrame | None, exclude_seen: bool = True
+    ) -> tuple[dict[str, np.ndarray], bool]:
+        """One user's candidates with the ranker's features (the serving path's first stage),
+        and whether anything is known of the user (False: give the popularity answer)."""
+        rows, known = self._candidate_chunk([str(user_id)], history, None, exclude_seen)
+        rows.pop("user")
+        rows.pop("row")
+        return rows, bool(known[0])
+
     def _candidate_chunk(
-        self, users: list[str], history, labels
+        self, users: list[str], history, labels, exclude_seen: bool = True
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Candidate rows with features (and labels), and which users anything is known of."""
+        """Candidate rows with features (and labels), and which users anything is known of.
+
+        ``exclude_seen=False`` keeps the users' history items among the candidates (they
+        still shape the user embedding and the EASE scores)."""
         cfg, n_items = self.config, len(self.item_ids)
         x = self.history_matrix(history, users)  # (U, items)
         seen = x.toarray() > 0
-        seen_lists = [np.flatnonzero(row) for row in seen]
         z_u, known = self.two_tower.embed_users(users, history)  # (U, dim), (U,)
+        seen_lists = [np.flatnonzero(row) for row in seen] if exclude_seen else None
         _, ann = self.two_tower.retrieve(z_u, cfg.n_two_tower, seen_lists)  # (U, n_tt), -1 pad
         cand = np.zeros((len(users), n_items), dtype=bool)
         rows_ann = np.repeat(np.arange(len(users)), ann.shape[1])
@@ -164,21 +177,22 @@ class PipelineModel(Recommender):
         position = np.tile(np.arange(ann.shape[1]), len(users))
         tt_rank[rows_ann[ok], ann.ravel()[ok]] = 1.0 / np.log2(position[ok] + 2.0)
         ease = self._ease_scores(x)  # (U, items) or None
+        hide = seen if exclude_seen else np.zeros_like(seen)
         if ease is not None and cfg.n_ease > 0:
             # Without a history EASE scores everything 0: no candidates from it then.
             has_history = seen.any(axis=1, keepdims=True)
-            cand |= _top_mask(np.where(seen, -np.inf, ease), cfg.n_ease) & has_history
+            cand |= _top_mask(np.where(hide, -np.inf, ease), cfg.n_ease) & has_history
         if cfg.n_popular > 0:
             pop = np.broadcast_to(self._popularity, (len(users), n_items))
-            cand |= _top_mask(np.where(seen, -np.inf, pop), cfg.n_popular)
-        cand &= ~seen
+            cand |= _top_mask(np.where(hide, -np.inf, pop), cfg.n_popular)
+        cand &= ~hide
         r, c = np.nonzero(cand)
         tt = np.einsum("rd,rd->r", z_u[r], self.two_tower.item_embeddings[c])  # (rows,)
         if ease is None:
             ease_score, ease_rank = np.zeros(len(r)), np.zeros(len(r))
         else:
             ease_score = ease[r, c]
-            ease_rank = _rank_feature(np.where(seen, -np.inf, ease))[r, c]
+            ease_rank = _rank_feature(np.where(hide, -np.inf, ease))[r, c]
         dense = np.stack(
             [
                 ease_score,

@@ -22,6 +22,7 @@ import torch
 from recsys.data.io import ITEM, TS, USER
 from recsys.models.base import Recommender
 from recsys.models.encoding import (
+    MAX_GENRES,
     FeatureEncoder,
     history_windows,
     last_items,
@@ -231,6 +232,15 @@ class TwoTower(Recommender):
     def retrieve(self, z_u: np.ndarray, n: int, seen: list[np.ndarray] | None = None):
         """ANN top-``n`` item indices and scores for user embeddings, seen items excluded."""
         return self.index.search(z_u.astype(np.float32), n, exclude=seen)
+
+    def item_genres(self) -> tuple[list[str], np.ndarray]:
+        """Genre names and an ``(n_items, n_genres)`` membership matrix (filters, reasons)."""
+        names = sorted(self.encoder.genres, key=self.encoder.genres.get)  # codes 1..n
+        codes = self._item_table[1:, :MAX_GENRES]  # (n_items, MAX_GENRES), 0 = none
+        member = np.zeros((len(codes), len(names)), dtype=bool)
+        rows, slots = np.nonzero(codes)
+        member[rows, codes[rows, slots] - 1] = True
+        return names, member
 
     def index_info(self) -> dict:
         return self.index.info()

@@ -1,0 +1,143 @@
+"""Running the Serve app from its config file, and switching the model version in place.
+
+This speaks only Ray Serve's declarative API (the same one ``serve run config.yaml``, the
+dashboard's ``serve deploy`` and KubeRay use); it never imports ``serving/`` — the Serve
+controller does, from the config's ``import_path``. A declarative redeploy that changes only
+``user_config`` is a lightweight update: replicas stay up and ``reconfigure`` swaps the model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recsys.config import RecsysError
+
+APP = "recsys"
+
+
+def default_config() -> Path:
+    """``serving/config.yaml`` of this checkout."""
+    return Path(__file__).resolve().parents[1] / "serving" / "config.yaml"
+
+
+def serve_config(
+    path: str | Path | None = None,
+    *,
+    model_version: str | None = None,
+    args: dict[str, Any] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    topology: str | None = None,
+) -> dict:
+    """The Serve config from ``path`` with overrides (``None`` keeps the file's value).
+
+    ``topology="fused"`` keeps only the Ingress deployment (it runs every stage itself).
+    """
+    path = Path(path) if path else default_config()
+    if not path.exists():
+        raise RecsysError(f"{path}: no such Serve config")
+    config = yaml.safe_load(path.read_text())
+    app = next((a for a in config["applications"] if a["name"] == APP), None)
+    if app is None:
+        raise RecsysError(f"{path}: no application named {APP!r}")
+    app["args"] = {
+        **app.get("args", {}),
+        **{k: v for k, v in (args or {}).items() if v is not None},
+    }
+    if topology:
+        app["args"]["topology"] = topology
+    if app["args"].get("topology") == "fused":
+        app["deployments"] = [d for d in app["deployments"] if d["name"] == "Ingress"]
+    if model_version:
+        for deployment in app["deployments"]:
+            deployment["user_config"] = {"model_version": model_version}
+    http = config.setdefault("http_options", {})
+    if host:
+        http["host"] = host
+    if port:
+        http["port"] = port
+    return config
+
+
+def apply(config: dict, *, wait_s: float = 300) -> None:
+    """Start Serve if needed and deploy ``config``; wait until the app is RUNNING."""
+    from ray.serve._private import api as serve_api
+    from ray.serve.config import ProxyLocation
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(config)
+    client = serve_api.serve_start(
+        http_options=schema.http_options.model_dump(),
+        proxy_location=schema.proxy_location or ProxyLocation.EveryNode,
+    )
+    client.deploy_apps(schema, _blocking=False)
+    wait_running(wait_s)
+
+
+def wait_running(wait_s: float = 300) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        status = serve.status().applications.get(APP)
+        state = str(status.status) if status else "NOT_STARTED"
+        if state.endswith("RUNNING") and all(
+            str(d.status).endswith("HEALTHY") for d in status.deployments.values()
+        ):
+            return
+        if state.endswith("DEPLOY_FAILED"):
+            raise RecsysError(f"Serve app {APP!r} failed to deploy: {status.message}")
+        if time.monotonic() > deadline:
+            raise RecsysError(f"Serve app {APP!r} not running after {wait_s:.0f}s ({state})")
+        time.sleep(0.5)
+
+
+def live_config() -> dict:
+    """The config the running Serve instance was last deployed with."""
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    app = details.get("applications", {}).get(APP)
+    if not app or not app.get("deployed_app_config"):
+        raise RecsysError(f"no Serve app {APP!r} deployed from a config is running")
+    return {
+        "proxy_location": details.get("proxy_location") or "EveryNode",
+        "http_options": {
+            k: v
+            for k, v in (details.get("http_options") or {}).items()
+            if k in ("host", "port", "request_timeout_s")
+        },
+        "applications": [app["deployed_app_config"]],
+    }
+
+
+def set_version(version: str, *, wait_s: float = 300) -> dict:
+    """Serve ``version`` everywhere: the live config with a new ``user_config`` (in place)."""
+    config = live_config()
+    for deployment in config["applications"][0]["deployments"]:
+        deployment["user_config"] = {"model_version": version}
+    apply(config, wait_s=wait_s)
+    return config
+
+
+def wait_ready(url: str, timeout_s: float = 120) -> dict:
+    """Poll ``GET url/readyz`` until 200; returns its body."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            last = exc.read().decode(errors="replace")
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise RecsysError(f"{url}/readyz not ready after {timeout_s:.0f}s: {last}")

@@ -1,0 +1,107 @@
+"""The prediction log: every answer, appended as JSON lines by a background thread.
+
+``log`` never blocks and never raises: records go into a bounded queue; when it is full the
+record is dropped and counted. Write errors (a full disk, an unwritable directory) are counted
+and kept for ``/metrics``; the request that produced the record has long been answered.
+Files rotate by size: ``predictions-<utc start>-<pid>-<n>.jsonl`` (monitoring reads them all).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+class PredictionLog:
+    def __init__(
+        self, directory: str | Path, max_bytes: int = 64 * 2**20, capacity: int = 10_000
+    ) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.written = self.dropped = self.errors = 0
+        self.last_error = ""
+        self.healthy = True  # False while writes fail
+        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._file = None
+        self._size = 0
+        self._n = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def log(self, record: dict) -> None:
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def stats(self) -> dict:
+        return {
+            "written": self.written,
+            "dropped": self.dropped,
+            "errors": self.errors,
+            "queued": self._queue.qsize(),
+            "last_error": self.last_error,
+            "healthy": self.healthy,
+        }
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued so far is written (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.flush()
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < 1000:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._write(batch)
+            for _ in batch:
+                self._queue.task_done()
+
+    def _write(self, batch: list[dict]) -> None:
+        data = "".join(json.dumps(r, default=_plain, separators=(",", ":")) + "\n" for r in batch)
+        try:
+            if self._file is None or self._size >= self.max_bytes:
+                self._rotate()
+            self._file.write(data)
+            self._file.flush()
+            self._size += len(data)
+            self.written += len(batch)
+            self.healthy = True
+        except OSError as exc:  # full disk, permissions, a vanished directory
+            self.errors += len(batch)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.healthy = False
+            self._file = None
+
+    def _rotate(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._n += 1
+        name = f"predictions-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}-{self._n}.jsonl"
+        self._file = open(self.directory / name, "a", encoding="utf-8")  # noqa: SIM115
+        self._size = 0
+
+
+def _plain(value):
+    return value.tolist() if hasattr(value, "tolist") else str(value)

@@ -1,0 +1,214 @@
+"""The Serve app over real HTTP: every route, the bad inputs, the real-time event path, the
+prediction log, and a model switch under load with no failed request."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from recsys import deploy
+from recsys.features.api import refresh
+from recsys.models import PipelineConfig, PipelineModel
+from tests.conftest import copy_feature_repo, make_interactions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from tiny_data import side_tables  # noqa: E402
+
+TINY = dict(
+    n_two_tower=10,
+    n_ease=10,
+    n_popular=5,
+    two_tower=dict(dim=16, id_dim=16, feat_dim=8, hidden=32, epochs=4, batch_size=64),
+    ranker=dict(epochs=2, batch_size=256),
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(ray_session, tmp_path_factory):
+    """Two tiny pipeline versions, a feature store, the composed app with no model yet."""
+    root = tmp_path_factory.mktemp("serving")
+    interactions = make_interactions()
+    users, items = side_tables()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for version, seed in (("v1", 42), ("v2", 7)):
+        model = PipelineModel(PipelineConfig(**TINY, seed=seed)).fit(interactions, users, items)
+        model.save(root / "models" / version)
+    torch.set_num_threads(threads)
+    repo = copy_feature_repo(root / "repo")
+    refresh(repo, interactions, users, items)
+    port = free_port()
+    args = {
+        "model_root": str(root / "models"),
+        "feature_repo": str(repo),
+        "prediction_log_dir": str(root / "predictions"),
+        "events_dir": str(root / "events"),
+    }
+    deploy.apply(deploy.serve_config(args=args, host="127.0.0.1", port=port))
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=60) as client:
+        yield {"client": client, "url": url, "root": root, "args": args, "port": port}
+    from ray import serve
+
+    serve.shutdown()
+
+
+def recommend(client, **body):
+    return client.post("/recommend", json={"user_id": "u1", **body})
+
+
+def test_before_a_model_is_named_it_is_not_ready_then_loads_in_place(served):
+    client = served["client"]
+    assert client.get("/healthz").json()["status"] == "ok"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "no model loaded" in ready.json()["reason"]
+    assert recommend(client).status_code == 503
+    deploy.set_version("v1")
+    assert deploy.wait_ready(served["url"])["model_version"] == "v1"
+
+
+def test_recommend_returns_ranked_unseen_items_with_reasons(served):
+    client = served["client"]
+    body = recommend(client, k=5).json()
+    assert body["user_id"] == "u1" and body["model_version"] == "v1"
+    assert not body["cold_start"] and body["took_ms"] > 0
+    items = body["items"]
+    assert [i["rank"] for i in items] == [1, 2, 3, 4, 5]
+    assert all(a["score"] >= b["score"] for a, b in zip(items, items[1:], strict=False))
+    assert all(i["reason"].startswith("because you watched i") for i in items)
+    history = set(make_interactions().query("user_id == 'u1'").item_id)
+    assert not {i["item_id"] for i in items} & history
+    with_seen = recommend(client, k=40, exclude_seen=False).json()["items"]
+    assert {i["item_id"] for i in with_seen} & history
+    no_g1 = recommend(client, k=5, filters={"exclude_genres": ["G1"]}).json()["items"]
+    assert all(int(i["item_id"][1:]) % 4 != 1 for i in no_g1)
+    diverse = recommend(client, k=5, diversity=0.9).json()["items"]
+    assert len(diverse) == 5 and [i["rank"] for i in diverse] == [1, 2, 3, 4, 5]
+
+
+def test_an_unknown_user_gets_popular_items_in_the_requested_genres(served):
+    body = served["client"].post(
+        "/recommend", json={"user_id": "stranger", "k": 3, "filters": {"include_genres": ["G2"]}}
+    )
+    assert body.status_code == 200
+    answer = body.json()
+    assert answer["cold_start"] and len(answer["items"]) == 3
+    assert all(int(i["item_id"][1:]) % 4 == 2 for i in answer["items"])
+    assert all(i["reason"] == "popular in G2" for i in answer["items"])
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"k": 5}, "user_id"),
+        ({"user_id": "u1", "k": 0}, "k"),
+        ({"user_id": "u1", "k": 101}, "k"),
+        ({"user_id": "u1", "k": "5"}, "k"),
+        ({"user_id": 7}, "user_id"),
+        ({"user_id": "u1", "filters": {"colour": "red"}}, "colour"),
+        ({"user_id": "u1", "shuffle": True}, "shuffle"),
+    ],
+)
+def test_bad_requests_get_422_naming_the_field(served, body, field):
+    response = served["client"].post("/recommend", json=body)
+    assert response.status_code == 422
+    assert any(field in map(str, err["loc"]) for err in response.json()["detail"])
+
+
+def test_malformed_json_and_unknown_genres_get_422(served):
+    client = served["client"]
+    bad = client.post(
+        "/recommend", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert bad.status_code == 422 and bad.json()["detail"][0]["type"] == "json_invalid"
+    genre = recommend(client, filters={"include_genres": ["Nope"]})
+    assert genre.status_code == 422
+    assert genre.json()["detail"].startswith("filters.include_genres: unknown genre 'Nope'")
+
+
+def test_an_event_is_accepted_and_the_item_leaves_the_next_answer(served):
+    client = served["client"]
+    top = recommend(client, k=3).json()["items"][0]["item_id"]
+    accepted = client.post("/events", json={"user_id": "u1", "item_id": top, "type": "click"})
+    assert accepted.status_code == 202 and accepted.json()["pushed"]
+    assert top not in [i["item_id"] for i in recommend(client, k=10).json()["items"]]
+    rejected = client.post("/events", json={"user_id": "u1", "item_id": top, "type": "like"})
+    assert rejected.status_code == 422 and rejected.json()["detail"].startswith("type:")
+    newbie = client.post("/events", json={"user_id": "fresh", "item_id": "i3", "type": "view"})
+    assert newbie.status_code == 202 and newbie.json()["new_user"]
+    log = (served["root"] / "events").glob("events-*.jsonl")
+    assert sum(len(p.read_text().splitlines()) for p in log) == 2
+
+
+def test_metrics_docs_and_the_prediction_log(served):
+    client = served["client"]
+    for _ in range(3):
+        recommend(client, k=2)
+    metrics = client.get("/metrics").text
+    assert 'recsys_model_info{version="v1"} 1.0' in metrics
+    assert 'recsys_requests_total{route="/recommend",status="200"}' in metrics
+    assert 'recsys_stage_latency_seconds_count{stage="rank"}' in metrics
+    assert "recsys_prediction_log_healthy 1.0" in metrics
+    assert client.get("/docs").status_code == 200
+    assert "/recommend" in client.get("/openapi.json").json()["paths"]
+    deadline = time.monotonic() + 10
+    records = []
+    while time.monotonic() < deadline and len(records) < 3:
+        files = sorted((served["root"] / "predictions").glob("predictions-*.jsonl"))
+        records = [json.loads(line) for p in files for line in p.read_text().splitlines()]
+        time.sleep(0.2)
+    last = records[-1]
+    assert last["model_version"] == "v1" and last["request"]["user_id"] == "u1"
+    assert len(last["items"]) == 2 and last["candidates"] == len(last["candidate_codes"])
+    assert set(last["stage_ms"]) == {"candidates", "rank", "order"}
+
+
+def replica_ids() -> dict[str, set[str]]:
+    from ray.serve.context import _get_global_client
+
+    app = _get_global_client().get_serve_details()["applications"]["recsys"]
+    return {
+        name: {r["replica_id"] for r in d["replicas"]} for name, d in app["deployments"].items()
+    }
+
+
+def test_a_model_switch_under_load_fails_no_request_and_restarts_no_replica(served):
+    before = replica_ids()
+    stop, results = threading.Event(), []
+
+    def load():
+        with httpx.Client(base_url=served["url"], timeout=60) as client:
+            while not stop.is_set():
+                r = client.post("/recommend", json={"user_id": "u2", "k": 5})
+                results.append((r.status_code, r.json().get("model_version")))
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    [w.start() for w in workers]
+    time.sleep(1.0)
+    deploy.set_version("v2")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(v == "v2" for _, v in results[-8:]):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    stop.set()
+    [w.join() for w in workers]
+    statuses = [s for s, _ in results]
+    assert statuses.count(200) == len(statuses) > 20, set(statuses)
+    versions = [v for _, v in results]
+    assert versions[0] == "v1" and versions[-1] == "v2"
+    assert replica_ids() == before  # reconfigured in place
