@@ -159,3 +159,93 @@ def _features_from_feast(run: QualityRun, train, users, items, log):
     )
     write_parquet(joined, run.workdir / "split" / "training_set.parquet")
     return train, users, items
+
+
+def serve_demo(
+    workdir: Path,
+    feature_repo: Path | None,
+    catalog: Path | None,
+    users: list[str],
+    port: int = 8000,
+    log=print,
+) -> dict:
+    """Start the Serve app on the run's pipeline model, send real HTTP requests (known users,
+    a cold-start visitor, an event, a bad request), print the answers, shut Serve down.
+
+    Returns:
+        What the demo saw (answers, readiness time) for tests.
+    """
+    from ray import serve
+
+    from recsys import deploy
+    from recsys.training.cluster import ensure_ray
+
+    args = {
+        "model_root": str(workdir / "models"),
+        "feature_repo": str(feature_repo) if feature_repo else None,
+        "catalog": str(catalog) if catalog else None,
+        "prediction_log_dir": str(workdir / "predictions"),
+        "events_dir": str(workdir / "events"),
+    }
+    config = deploy.serve_config(model_version="pipeline", args=args, host="127.0.0.1", port=port)
+    ensure_ray()
+    t0 = time.perf_counter()
+    url = f"http://127.0.0.1:{port}"
+    seen: dict = {}
+    try:
+        deploy.apply(config)
+        deploy.wait_ready(url)
+        seen["ready_s"] = round(time.perf_counter() - t0, 1)
+        log(f"app ready at {url} in {seen['ready_s']}s (OpenAPI at {url}/docs)")
+        titles = _titles(catalog)
+        for user in users:
+            answer = _post(url, "/recommend", {"user_id": user, "k": 5})[1]
+            seen.setdefault("answers", []).append(answer)
+            log(f"user {user} (took {answer['took_ms']:.0f} ms, model {answer['model_version']}):")
+            for item in answer["items"]:
+                name = titles.get(item["item_id"], item["item_id"])
+                log(f"  {item['rank']}. {name} — {item['reason']}")
+        visitor = {"user_id": "new-visitor", "k": 3, "filters": {"include_genres": ["Comedy"]}}
+        cold = _post(url, "/recommend", visitor)[1]
+        seen["cold"] = cold
+        names = ", ".join(titles.get(i["item_id"], i["item_id"]) for i in cold["items"])
+        log(f"unknown visitor, comedies (cold_start={cold['cold_start']}): {names}")
+        top = seen["answers"][0]["items"][0]["item_id"]
+        status, _ = _post(url, "/events", {"user_id": users[0], "item_id": top, "type": "click"})
+        after = _post(url, "/recommend", {"user_id": users[0], "k": 5})[1]
+        seen["after_event"] = after
+        gone = top not in [i["item_id"] for i in after["items"]]
+        log(
+            f"POST /events {users[0]} clicked {titles.get(top, top)} -> {status}; "
+            f"next answer no longer lists it: {gone}"
+        )
+        status, body = _post(url, "/recommend", {"user_id": users[0], "k": 0})
+        log(f"a bad request (k=0) -> {status}: {body['detail'][0]['msg']}")
+    finally:
+        serve.shutdown()
+    log("Serve shut down")
+    return seen
+
+
+def _post(url: str, path: str, body: dict) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _titles(catalog: Path | None) -> dict[str, str]:
+    if catalog is None or not Path(catalog).exists():
+        return {}
+    items = pd.read_parquet(catalog)
+    if "title" not in items:
+        return {}
+    return dict(zip(items["item_id"].astype(str), items["title"].astype(str), strict=True))

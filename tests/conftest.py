@@ -45,3 +45,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def copy_feature_repo(dest: Path) -> Path:
     """A private copy of ``feature_repo/`` (definitions only; its data/ starts empty)."""
     return copy_definitions(REPO_ROOT / "feature_repo", dest)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -41,7 +41,16 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from recsys.cli import benchmark, data, evaluate, features, quickstart, recommend, train
+    from recsys.cli import (
+        benchmark,
+        data,
+        evaluate,
+        features,
+        quickstart,
+        recommend,
+        serve,
+        train,
+    )
 
     cli.add_command(data.data)
     cli.add_command(features.features)
@@ -50,6 +59,8 @@ def _register() -> None:
     cli.add_command(evaluate.evaluate)
     cli.add_command(benchmark.benchmark)
     cli.add_command(quickstart.quickstart)
+    cli.add_command(serve.serve)
+    cli.add_command(serve.deploy_cmd)
 
 
 _register()

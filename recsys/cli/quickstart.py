@@ -36,12 +36,21 @@ from recsys.features.store import default_repo
     "./feature_repo when it exists).",
 )
 @click.option("--no-features", is_flag=True, help="Read the side tables directly, not via Feast.")
+@click.option("--no-serve", is_flag=True, help="Skip the Ray Serve step.")
+@click.option("--port", type=int, default=8000, show_default=True, help="HTTP port of the demo.")
 def quickstart(
-    workdir: Path | None, k: int, models: str | None, feature_repo: Path | None, no_features: bool
+    workdir: Path | None,
+    k: int,
+    models: str | None,
+    feature_repo: Path | None,
+    no_features: bool,
+    no_serve: bool,
+    port: int,
 ) -> None:
     """Fetch MovieLens-100k, validate, split, build + apply + materialize the Feast features,
     train the baselines and the pipeline model (two-tower + ranker on Ray Train) from the
-    point-in-time training set, evaluate, print the table."""
+    point-in-time training set, evaluate, print the table; then serve the pipeline model on
+    Ray Serve and send it real HTTP requests."""
     workdir = workdir or recsys_home() / "runs" / "quickstart"
     repo = None if no_features else (feature_repo or default_repo())
     if repo is not None and not (repo / "feature_store.yaml").exists():
@@ -71,3 +80,14 @@ def quickstart(
     click.echo(markdown_table([*rows, *workflows.PUBLISHED_MOVIELENS_100K]))
     write_json({"k": k, "rows": rows}, workdir / "metrics.json")
     click.echo(f"models, recommendations and metrics.json under {workdir}")
+    if no_serve or "pipeline" not in {r["model"] for r in rows}:
+        return
+    click.echo("== 4. serve: Ingress -> CandidateGenerator -> Ranker -> Ordering on Ray Serve")
+    workflows.serve_demo(
+        workdir,
+        repo,
+        dataset / "items.parquet",
+        users=["196", "405"],
+        port=port,
+        log=click.echo,
+    )

@@ -128,6 +128,7 @@ class Recommender(ABC):
     def _set_items(self, item_ids: np.ndarray) -> None:
         self.item_ids = np.asarray(item_ids, dtype=object)
         self._item_index = {item: i for i, item in enumerate(self.item_ids)}
+        self._item_lookup = pd.Index(self.item_ids)  # hashed once; get_indexer per call
 
     def history_matrix(
         self, history: pd.DataFrame | None, user_ids: Sequence[str]
@@ -136,18 +137,12 @@ class Recommender(ABC):
         n_users, n_items = len(user_ids), len(self.item_ids)
         if history is None or history.empty:
             return sp.csr_matrix((n_users, n_items), dtype=np.float32)
-        row_of = pd.Series(np.arange(n_users), index=pd.Index(user_ids, dtype=object))
-        rows = row_of.reindex(history[USER].astype(str).to_numpy()).to_numpy()
-        cols = (
-            pd.Series(self._item_index, dtype="float64")
-            .reindex(history[ITEM].astype(str).to_numpy())
-            .to_numpy()
-        )
-        keep = ~(np.isnan(rows) | np.isnan(cols))  # other users; items the model never saw
+        users = pd.Index(np.asarray(user_ids, dtype=object))
+        rows = users.get_indexer(history[USER].astype(str).to_numpy())
+        cols = self._item_lookup.get_indexer(history[ITEM].astype(str).to_numpy())
+        keep = (rows >= 0) & (cols >= 0)  # other users; items the model never saw
         data = np.ones(int(keep.sum()), dtype=np.float32)
-        x = sp.csr_matrix(
-            (data, (rows[keep].astype(int), cols[keep].astype(int))), shape=(n_users, n_items)
-        )
+        x = sp.csr_matrix((data, (rows[keep], cols[keep])), shape=(n_users, n_items))
         x.data[:] = 1.0  # duplicates summed above; the matrix is binary
         return x
 

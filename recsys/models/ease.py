@@ -55,7 +55,7 @@ class EASE(Recommender):
         p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)  # (items, items)
         b = p / (-np.diag(p))  # column j divided by -P_jj
         b[np.diag_indices(n_items)] = 0.0
-        self.weights = b.astype(np.float32)
+        self.weights = np.ascontiguousarray(b, dtype=np.float32)  # C order: x @ W copies none
 
     def _score(self, user_ids: Sequence[str], x: sp.csr_matrix, history=None) -> np.ndarray:
         scores = np.asarray(x @ self.weights)  # (users, items)
@@ -68,4 +68,4 @@ class EASE(Recommender):
         return [WEIGHTS_FILE]
 
     def _load_parts(self, directory: Path) -> None:
-        self.weights = np.load(directory / WEIGHTS_FILE)
+        self.weights = np.ascontiguousarray(np.load(directory / WEIGHTS_FILE), dtype=np.float32)

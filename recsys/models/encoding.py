@@ -84,11 +84,12 @@ class FeatureEncoder:
 
     def user_features(self, user_ids: np.ndarray) -> np.ndarray:
         """``(n, 3)`` codes (age bucket, gender, occupation); unknown users get zeros."""
-        pos = pd.Series(np.arange(len(self.user_keys)), index=self.user_keys)
-        idx = pos.reindex(np.asarray(user_ids, dtype=object)).to_numpy()
+        if getattr(self, "_lookup_of", None) is not self.user_keys:  # keys replaced: rehash
+            self._lookup, self._lookup_of = pd.Index(self.user_keys), self.user_keys
+        idx = self._lookup.get_indexer(np.asarray(user_ids, dtype=object))
         out = np.zeros((len(idx), 3), dtype=np.int64)
-        known = ~np.isnan(idx)
-        out[known] = self.user_codes[idx[known].astype(np.int64)]
+        known = idx >= 0
+        out[known] = self.user_codes[idx[known]]
         return out
 
     def item_table(self, item_ids: np.ndarray, items: pd.DataFrame | None) -> np.ndarray:
@@ -182,6 +183,8 @@ def last_items(
     out = np.zeros((len(user_ids), n), dtype=np.int64)
     if history is None or history.empty:
         return out
+    if len(user_ids) == 1:  # the serving path: one user, a short history, no pandas groupby
+        return _last_items_of_one(history, str(user_ids[0]), item_index, n)
     h = history[history[USER].astype(str).isin(set(user_ids))]
     if TS in h.columns:
         h = h.sort_values(TS, kind="mergesort")
@@ -192,4 +195,18 @@ def last_items(
     for user, group in tail.groupby(USER, sort=False):
         recent = group["_code"].to_numpy(dtype=np.int64)[::-1]  # most recent first
         out[row_of[str(user)], : len(recent)] = recent
+    return out
+
+
+def _last_items_of_one(
+    history: pd.DataFrame, user_id: str, item_index: dict[str, int], n: int
+) -> np.ndarray:
+    """:func:`last_items` for a single user (same order rules: time, then row order)."""
+    mine = history[USER].astype(str).to_numpy() == user_id
+    items = history[ITEM].astype(str).to_numpy()[mine]
+    if TS in history.columns:
+        items = items[np.argsort(history[TS].to_numpy()[mine], kind="stable")]
+    codes = [item_index[i] + 1 for i in items if i in item_index][-n:][::-1]
+    out = np.zeros((1, n), dtype=np.int64)
+    out[0, : len(codes)] = codes
     return out

@@ -216,13 +216,18 @@ class PipelineModel(Recommender):
     def _ease_scores(self, x: sp.csr_matrix) -> np.ndarray | None:
         if self.ease is None:
             return None
-        pos = pd.Series(self.ease._item_index, dtype="float64").reindex(self.item_ids).to_numpy()
-        known = ~np.isnan(pos)
-        xe = x[:, np.flatnonzero(known)]  # the pipeline vocabulary → EASE's (its items only)
-        order = np.argsort(pos[known])
-        xe = xe[:, order]
+        if getattr(self, "_ease_map_of", None) is not self.ease:  # a new EASE: map once
+            pos = pd.Index(self.ease.item_ids).get_indexer(self.item_ids)  # ours → EASE's
+            self._ease_ours = np.flatnonzero(pos >= 0)
+            self._ease_theirs = pos[self._ease_ours]
+            self._ease_map_of = self.ease
+        ours, theirs = self._ease_ours, self._ease_theirs
+        sub = x[:, ours].tocsr()  # (U, items EASE knows), columns renumbered to EASE's below
+        xe = sp.csr_matrix(
+            (sub.data, theirs[sub.indices], sub.indptr), shape=(x.shape[0], len(self.ease.item_ids))
+        )
         scores = np.zeros(x.shape, dtype=np.float64)
-        scores[:, np.flatnonzero(known)[order]] = np.asarray(xe @ self.ease.weights)
+        scores[:, ours] = np.asarray(xe @ self.ease.weights)[:, theirs]  # sparse rows of W
         return scores
 
     # -- scoring -----------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from recsys.data import movielens
+from tests.conftest import free_port
 
 
 def pytest_collection_modifyitems(items):
@@ -65,12 +65,6 @@ def ray_session():
     ray.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real Redis on 127.0.0.1 for the session: ``host:port``. Skips locally without
@@ -83,7 +77,7 @@ def redis_server(tmp_path_factory):
         pytest.skip(reason)
     import redis
 
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

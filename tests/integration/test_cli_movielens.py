@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from tests.conftest import copy_feature_repo
+from tests.conftest import copy_feature_repo, free_port
 
 
 def test_split_train_recommend_evaluate(run_cli, movielens_dir, tmp_path):
@@ -68,7 +68,10 @@ def test_quickstart_trains_the_pipeline_on_ray_and_prints_the_table(
     """What `make demo` runs: Feast features, then baselines and the pipeline model (Ray
     Train) trained from the point-in-time training set, one table."""
     repo = copy_feature_repo(tmp_path / "feature_repo")
-    proc = run_cli("quickstart", "--workdir", tmp_path / "qs", "--feature-repo", repo)
+    port = free_port()
+    proc = run_cli(
+        "quickstart", "--workdir", tmp_path / "qs", "--feature-repo", repo, "--port", port
+    )
     assert "materialized into sqlite" in proc.stdout
     assert "training set: get_historical_features(ranker_v1) -> 75066 rows" in proc.stdout
     assert (repo / "data" / "online_store.db").exists()
@@ -85,6 +88,12 @@ def test_quickstart_trains_the_pipeline_on_ray_and_prints_the_table(
     manifest = json.loads((tmp_path / "qs" / "models" / "pipeline" / "manifest.json").read_text())
     assert manifest["kind"] == "pipeline" and manifest["metrics"]["index"]["recall_at_k"] == 1.0
     assert manifest["feature_service"] == "ranker_v1"
+    # step 4: the pipeline model served over HTTP, real answers with reasons, then shut down
+    assert f"app ready at http://127.0.0.1:{port}" in proc.stdout
+    assert proc.stdout.count("— because you watched ") == 10  # 2 users x 5 items
+    assert "(cold_start=True)" in proc.stdout
+    assert "next answer no longer lists it: True" in proc.stdout
+    assert "a bad request (k=0) -> 422" in proc.stdout and "Serve shut down" in proc.stdout
     checkpoints = tmp_path / "qs" / "checkpoints"
     assert {
         "qs-pipeline-two-tower-stage-a",

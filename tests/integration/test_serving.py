@@ -16,7 +16,7 @@ import torch
 from recsys import deploy
 from recsys.features.api import refresh
 from recsys.models import PipelineConfig, PipelineModel
-from tests.conftest import copy_feature_repo, make_interactions
+from tests.conftest import copy_feature_repo, free_port, make_interactions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from tiny_data import side_tables  # noqa: E402
@@ -28,14 +28,6 @@ TINY = dict(
     two_tower=dict(dim=16, id_dim=16, feat_dim=8, hidden=32, epochs=4, batch_size=64),
     ranker=dict(epochs=2, batch_size=256),
 )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,267 @@
+"""Serving load: closed-loop HTTP load on the running Serve app, against the in-process floor.
+
+For each topology (``composed``: Ingress → CandidateGenerator → Ranker → Ordering over
+DeploymentHandles; ``fused``: every stage inside the Ingress replica), the app is deployed on
+a local Ray with the MovieLens pipeline model, and a closed-loop client (aiohttp, 127.0.0.1
+only, bounded in requests and seconds) runs at concurrency 1, 16 and 64: requests/s and
+p50/p95/p99 latency, errors, and the mean time per stage from the app's own ``/metrics``.
+In the same run the same stages are called in-process without HTTP or Ray: the floor.
+The load generator shares the machine's CPUs with the app.
+
+    python benchmarks/serving_load.py [--model-root DIR --version pipeline]
+        [--proxy default|haproxy] [--requests 3000 --seconds 20]
+
+``--proxy haproxy`` sets RAY_SERVE_ENABLE_HA_PROXY=1 and RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+(needs Debian's ``haproxy``); each proxy's rows are kept in the one results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from recsys.config import code_version, recsys_home
+
+RESULTS = Path(__file__).resolve().parent / "results" / "serving_load.json"
+CONCURRENCY = (1, 16, 64)
+TARGET = {"p99_ms_at_16": 50.0, "rps": 300.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request_bodies(users: list[str], n: int, seed: int) -> list[bytes]:
+    """Known users mostly, one in ten unknown (the cold-start path), a genre filter sometimes."""
+    rng = np.random.default_rng(seed)
+    bodies = []
+    for i in range(n):
+        body = {"user_id": str(rng.choice(users)), "k": 10}
+        if i % 10 == 9:
+            body["user_id"] = f"visitor-{i}"
+        if i % 7 == 3:
+            body["filters"] = {"include_genres": ["Comedy"]}
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+async def closed_loop(url: str, bodies: list[bytes], concurrency: int, max_s: float) -> dict:
+    import aiohttp
+
+    latencies, errors, cursor = [], 0, 0
+    deadline = time.perf_counter() + max_s
+
+    async def worker(session):
+        nonlocal cursor, errors
+        while cursor < len(bodies) and time.perf_counter() < deadline:
+            body = bodies[cursor]
+            cursor += 1
+            t0 = time.perf_counter()
+            try:
+                async with session.post(
+                    url, data=body, headers={"content-type": "application/json"}
+                ) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors += 1
+            except aiohttp.ClientError:
+                errors += 1
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    lat = np.asarray(latencies)
+    return {
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "errors": errors,
+        "rps": round(len(lat) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p95_ms": round(float(np.percentile(lat, 95)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+    }
+
+
+def stage_means(metrics_url: str) -> dict[str, tuple[float, int]]:
+    import urllib.request
+
+    text = urllib.request.urlopen(metrics_url, timeout=30).read().decode()
+    sums = dict(re.findall(r'recsys_stage_latency_seconds_sum\{stage="(\w+)"\} ([\d.e+-]+)', text))
+    counts = dict(
+        re.findall(r'recsys_stage_latency_seconds_count\{stage="(\w+)"\} ([\d.e+-]+)', text)
+    )
+    return {s: (float(sums[s]), int(float(counts[s]))) for s in sums}
+
+
+def stage_delta(before: dict, after: dict) -> dict[str, float]:
+    out = {}
+    for stage, (total, count) in after.items():
+        t0, c0 = before.get(stage, (0.0, 0))
+        if count > c0:
+            out[stage] = round((total - t0) / (count - c0) * 1000, 2)
+    return out
+
+
+def in_process_floor(args, users: list[str], n: int) -> dict:
+    """The stages called one after another in this process: no HTTP, no Ray."""
+    import torch
+
+    from serving import stages
+    from serving.app import Runtime
+    from serving.schemas import AppArgs, RecommendRequest
+
+    torch.set_num_threads(1)
+    runtime = Runtime(AppArgs(model_root=args.model_root, feature_repo=args.feature_repo))
+    served = runtime.models.get(args.version)
+    bodies = [json.loads(b) for b in request_bodies(users, n + 20, seed=1)]
+    timings = []
+    for body in bodies:
+        request = RecommendRequest.model_validate(body)
+        t0 = time.perf_counter()
+        cand = runtime.candidates(args.version, request.user_id, request.exclude_seen)
+        t1 = time.perf_counter()
+        scores = stages.rank(served, [cand["rows"]])[0]
+        t2 = time.perf_counter()
+        stages.order(served, request, cand["rows"]["iid"], scores, cand["known"], cand["history"])
+        t3 = time.perf_counter()
+        timings.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
+    ms = np.asarray(timings[20:]) * 1000
+    return {
+        "requests": len(ms),
+        "rps_one_thread": round(1000 / ms[:, 3].mean(), 1),
+        "p50_ms": round(float(np.percentile(ms[:, 3], 50)), 2),
+        "p99_ms": round(float(np.percentile(ms[:, 3], 99)), 2),
+        "stage_ms": {
+            "candidates": round(float(ms[:, 0].mean()), 2),
+            "rank": round(float(ms[:, 1].mean()), 2),
+            "order": round(float(ms[:, 2].mean()), 2),
+        },
+    }
+
+
+def run_topology(args, topology: str, users: list[str]) -> list[dict]:
+    from ray import serve
+
+    from recsys import deploy
+
+    port = free_port()
+    config = deploy.serve_config(
+        model_version=args.version,
+        args={
+            "model_root": args.model_root,
+            "feature_repo": args.feature_repo,
+            "prediction_log_dir": str(Path(args.workdir) / "predictions"),
+            "events_dir": str(Path(args.workdir) / "events"),
+        },
+        host="127.0.0.1",
+        port=port,
+        topology=topology,
+    )
+    url = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        deploy.apply(config)
+        deploy.wait_ready(url)
+        warm = request_bodies(users, 100, seed=2)
+        asyncio.run(closed_loop(f"{url}/recommend", warm, 8, 30))
+        for concurrency in CONCURRENCY:
+            before = stage_means(f"{url}/metrics")
+            bodies = request_bodies(users, args.requests, seed=concurrency)
+            row = asyncio.run(closed_loop(f"{url}/recommend", bodies, concurrency, args.seconds))
+            row["stage_ms"] = stage_delta(before, stage_means(f"{url}/metrics"))
+            rows.append({"topology": topology, "proxy": args.proxy, **row})
+            print(rows[-1], flush=True)
+    finally:
+        serve.shutdown()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_root = recsys_home() / "runs" / "quickstart" / "models"
+    parser.add_argument("--model-root", default=str(default_root))
+    parser.add_argument("--version", default="pipeline")
+    parser.add_argument("--feature-repo", default="feature_repo")
+    parser.add_argument("--proxy", choices=["default", "haproxy"], default="default")
+    parser.add_argument("--topologies", default="composed,fused")
+    parser.add_argument("--requests", type=int, default=3000, help="per concurrency level")
+    parser.add_argument("--seconds", type=float, default=20, help="per concurrency level")
+    parser.add_argument("--workdir", default=str(recsys_home() / "runs" / "serving-bench"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if not (Path(args.model_root) / args.version / "manifest.json").exists():
+        raise SystemExit(f"{args.model_root}/{args.version}: no model; run `make demo` first")
+    if args.proxy == "haproxy":  # before Ray starts: the Serve controller reads them
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    os.environ.setdefault("FEAST_USAGE", "False")
+    import pandas as pd
+
+    from recsys.training.cluster import ensure_ray
+
+    activity = Path(args.feature_repo) / "data" / "user_activity.parquet"
+    users = sorted(pd.read_parquet(activity, columns=["user_id"]).user_id.unique())
+    floor = in_process_floor(args, users, 500)
+    print("in-process floor:", floor, flush=True)
+    ensure_ray()
+    rows = []
+    for topology in args.topologies.split(","):
+        rows += run_topology(args, topology, users)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    kept = [r for r in previous.get("rows", []) if r.get("proxy") != args.proxy]
+    result = {
+        "benchmark": "serving_load",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "model": f"{args.model_root}/{args.version}",
+        "target": TARGET,
+        "in_process_floor": floor,
+        "rows": kept + rows,
+    }
+    result["table_markdown"] = table(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(result["table_markdown"])
+    print(f"results -> {args.out}")
+
+
+def table(result: dict) -> str:
+    floor = result["in_process_floor"]
+    lines = [
+        "| proxy | topology | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | "
+        "candidates / rank / order ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        s = r["stage_ms"]
+        stage = " / ".join(str(s.get(k, "-")) for k in ("candidates", "rank", "order"))
+        lines.append(
+            f"| {r['proxy']} | {r['topology']} | {r['concurrency']} | {r['rps']} | {r['p50_ms']} "
+            f"| {r['p95_ms']} | {r['p99_ms']} | {r['errors']} | {stage} |"
+        )
+    fs = floor["stage_ms"]
+    lines.append(
+        f"| — | in-process floor | 1 | {floor['rps_one_thread']} | {floor['p50_ms']} | — "
+        f"| {floor['p99_ms']} | 0 | {fs['candidates']} / {fs['rank']} / {fs['order']} |"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

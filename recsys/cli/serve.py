@@ -1,0 +1,122 @@
+"""``recsys serve start|status|stop`` and ``recsys deploy --version V``: the Ray Serve app.
+
+``serve start`` applies ``serving/config.yaml`` (with overrides) to a Ray cluster — the one at
+``RAY_ADDRESS``, a running local one (``ray start --head``), or else a new local Ray that lives
+as long as the command. ``deploy`` switches the running app to another model version in
+place (a ``user_config`` update: no replica restarts).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from recsys import deploy as serve_ops
+from recsys.config import RecsysError
+
+
+def connect(start_local: bool = False) -> bool:
+    """Join ``RAY_ADDRESS`` or a running local Ray; start one if allowed. True when started."""
+    import ray
+
+    from recsys.training.cluster import ensure_ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
+        return False
+    except ConnectionError:
+        if not start_local:
+            raise RecsysError(
+                "no running Ray cluster (set RAY_ADDRESS, or `ray start --head`)"
+            ) from None
+    ensure_ray()
+    return True
+
+
+@click.group()
+def serve() -> None:
+    """The Ray Serve app: start, status, stop (see also `recsys deploy`)."""
+
+
+@serve.command()
+@click.option("--config", type=click.Path(path_type=Path), default=None, help="Serve config.")
+@click.option("--version", "model_version", default=None, help="Model version to serve.")
+@click.option("--model-root", default=None, help="Directory of model versions.")
+@click.option("--feature-repo", default=None, help="Feast repository (online features).")
+@click.option("--catalog", default=None, help="Items parquet with titles (for reasons).")
+@click.option("--topology", type=click.Choice(["composed", "fused"]), default=None)
+@click.option("--host", default=None, help="HTTP host (default: the config's).")
+@click.option("--port", type=int, default=None, help="HTTP port (default: the config's).")
+@click.option("--detach", is_flag=True, help="Return once ready (needs a running Ray cluster).")
+def start(config, model_version, model_root, feature_repo, catalog, topology, host, port, detach):
+    """Deploy the app and wait until /readyz answers; without --detach, serve until Ctrl-C."""
+    started = connect(start_local=not detach)
+    cfg = serve_ops.serve_config(
+        config,
+        model_version=model_version,
+        args={"model_root": model_root, "feature_repo": feature_repo, "catalog": catalog},
+        host=host,
+        port=port,
+        topology=topology,
+    )
+    serve_ops.apply(cfg)
+    http = cfg["http_options"]
+    url = f"http://{'127.0.0.1' if http['host'] == '0.0.0.0' else http['host']}:{http['port']}"
+    if model_version:
+        serve_ops.wait_ready(url)
+    click.echo(f"serving at {url}  (OpenAPI: {url}/docs; version {model_version or 'none yet'})")
+    if detach:
+        return
+    if started:
+        click.echo("Ray runs inside this command: Ctrl-C stops the app")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve as ray_serve
+
+        ray_serve.shutdown()
+
+
+@serve.command()
+def status() -> None:
+    """The app's state and each deployment's replicas."""
+    connect()
+    from ray import serve as ray_serve
+
+    app = ray_serve.status().applications.get(serve_ops.APP)
+    if app is None:
+        raise RecsysError(f"no Serve app {serve_ops.APP!r} is running")
+    click.echo(f"{serve_ops.APP}: {app.status}")
+    for name, d in app.deployments.items():
+        counts = ", ".join(f"{k}={v}" for k, v in d.replica_states.items())
+        click.echo(f"  {name}: {d.status} ({counts})")
+
+
+@serve.command()
+def stop() -> None:
+    """Shut the Serve instance down."""
+    connect()
+    from ray import serve as ray_serve
+
+    ray_serve.shutdown()
+    click.echo("Serve stopped")
+
+
+@click.command("deploy")
+@click.option("--version", "model_version", required=True, help="Model version to serve.")
+@click.option("--wait-s", type=float, default=300, show_default=True)
+def deploy_cmd(model_version: str, wait_s: float) -> None:
+    """Switch the running app to another model version in place (no replica restarts)."""
+    connect()
+    config = serve_ops.set_version(model_version, wait_s=wait_s)
+    http = config["http_options"]
+    host = http.get("host", "127.0.0.1")
+    url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{http.get('port', 8000)}"
+    ready = serve_ops.wait_ready(url, timeout_s=wait_s)
+    click.echo(f"serving {ready['model_version']} at {url}")
