@@ -8,6 +8,7 @@ Files rotate by size: ``predictions-<utc start>-<pid>-<n>.jsonl`` (monitoring re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -60,6 +61,13 @@ class PredictionLog:
         self.flush()
         self._stop.set()
         self._thread.join(timeout=5)
+        self._close_file()
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):  # the disk that failed the write may fail this
+                self._file.close()
+            self._file = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -78,24 +86,32 @@ class PredictionLog:
                 self._queue.task_done()
 
     def _write(self, batch: list[dict]) -> None:
-        data = "".join(json.dumps(r, default=_plain, separators=(",", ":")) + "\n" for r in batch)
+        lines = []
+        for record in batch:
+            try:
+                lines.append(json.dumps(record, default=_plain, separators=(",", ":")) + "\n")
+            except (TypeError, ValueError) as exc:  # a record JSON cannot hold: count, go on
+                self.errors += 1
+                self.last_error = f"unserialisable record: {exc}"
+        data = "".join(lines)
+        if not data:
+            return
         try:
             if self._file is None or self._size >= self.max_bytes:
                 self._rotate()
             self._file.write(data)
             self._file.flush()
             self._size += len(data)
-            self.written += len(batch)
+            self.written += len(lines)
             self.healthy = True
         except OSError as exc:  # full disk, permissions, a vanished directory
-            self.errors += len(batch)
+            self.errors += len(lines)
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.healthy = False
-            self._file = None
+            self._close_file()
 
     def _rotate(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._close_file()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._n += 1
         name = f"predictions-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}-{self._n}.jsonl"

@@ -151,15 +151,31 @@ def order(
         keep &= ~np.isin(idx, list(seen))
     idx, score = idx[keep], score[keep]
     top = np.argsort(-score, kind="stable")
-    if request.diversity > 0:
+    if request.diversity > 0 and len(top):
         top = _mmr(served, idx, score, top, request.k, request.diversity)
-    top = top[: request.k]
-    reasons = _reasons(served, idx[top], history, known, request.filters)
+    picked, picked_score = idx[top[: request.k]], score[top[: request.k]]
+    reasons = _reasons(served, picked, history, known, request.filters)
+    if known and len(picked) < request.k:  # the filters left too few candidates: popular fill
+        hidden = (seen if request.exclude_seen else set()) | set(picked.tolist())
+        fill = _popular(served, allowed, hidden, request.k - len(picked))
+        floor = picked_score.min() if len(picked) else 0.0
+        picked = np.concatenate([picked, fill])
+        picked_score = np.concatenate([picked_score, floor - 1.0 - np.arange(len(fill))])
+        reasons += _reasons(served, fill, history, False, request.filters)
     items = [
         RecommendedItem(item_id=str(served.item_ids[i]), score=float(s), rank=n + 1, reason=r)
-        for n, (i, s, r) in enumerate(zip(idx[top], score[top], reasons, strict=True))
+        for n, (i, s, r) in enumerate(zip(picked, picked_score, reasons, strict=True))
     ]
     return items, not known
+
+
+def _popular(served: ServedModel, allowed, hidden: set[int], n: int) -> np.ndarray:
+    """The ``n`` most popular items the filters allow, minus ``hidden``."""
+    ranked = np.argsort(-served.popularity, kind="stable")
+    ok = ~np.isin(ranked, list(hidden)) if hidden else np.ones(len(ranked), dtype=bool)
+    if allowed is not None:
+        ok &= allowed[ranked]
+    return ranked[ok][:n]
 
 
 def _mmr(served, idx, score, top, k, diversity) -> np.ndarray:

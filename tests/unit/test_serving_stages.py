@@ -101,7 +101,13 @@ def test_a_known_user_gets_k_unseen_items_ranked_by_score_with_reasons(served, t
     assert all(a >= b for a, b in zip(got, got[1:], strict=False))
     assert not {i.item_id for i in items} & set(history)
     assert all(i.reason.startswith(REASON) for i in items)
-    assert all(i.reason[len(REASON) :] in history for i in items)  # no titles: the item id
+    # Each reason names the history item nearest to the pick (no titles: the item id).
+    hist = served.unit[[served.position[h] for h in history]]
+    for item in items:
+        named = item.reason[len(REASON) :]
+        sims = hist @ served.unit[served.position[item.item_id]]
+        assert named in history
+        assert sims[history.index(named)] == pytest.approx(sims.max())
     # The items are the candidates' top 5 by ranker score, each with its own score.
     by_item = dict(zip(served.item_ids[cand["rows"]["iid"] - 1], scores, strict=True))
     assert all(i.score == pytest.approx(by_item[i.item_id]) for i in items)
@@ -113,8 +119,18 @@ def test_a_known_user_gets_k_unseen_items_ranked_by_score_with_reasons(served, t
 def test_without_exclude_seen_history_items_may_come_back(served, train):
     history = set(history_of(train, "u1"))
     items, _, cand, _ = recommend(served, train, k=40, exclude_seen=False)
-    assert len(items) == len(cand["rows"]["iid"]) < 40  # every candidate, no more
-    assert {i.item_id for i in items} & history
+    n = len(cand["rows"]["iid"])
+    assert n < 40 and len(items) == 40  # every candidate, then popular items fill up to k
+    assert {i.item_id for i in items[:n]} & history
+    assert all(i.reason == "popular" for i in items[n:])
+    assert len({i.item_id for i in items}) == 40
+    assert all(a.score > b.score for a, b in zip(items[n - 1 :], items[n:], strict=False))
+
+
+def test_filters_that_leave_few_candidates_are_filled_with_popular_items(served, train):
+    items, *_ = recommend(served, train, k=8, filters={"include_genres": ["G3"]})
+    assert len(items) == 8 and all(int(i.item_id[1:]) % 4 == 3 for i in items)
+    assert not {i.item_id for i in items} & set(history_of(train, "u1"))
 
 
 def test_reasons_use_the_catalog_titles(model, train):
@@ -228,6 +244,11 @@ def test_diversity_lowers_the_similarity_within_the_list(served):
     assert plain[0].item_id == diverse[0].item_id == served.item_ids[0]  # the best comes first
     assert mean_pairwise_cosine(served, diverse) < mean_pairwise_cosine(served, plain) - 0.1
     assert all(i.reason == "matches your profile" for i in diverse)  # no history
+    for diversity in (0.1, 0.5):  # a little diversity must not pick an item twice either
+        check_list(
+            stages.order(served, request(k=5, diversity=diversity), whole, relevance, True, [])[0],
+            5,
+        )
 
 
 def test_diversity_end_to_end_still_gives_k_unseen_items(served, train):
@@ -237,11 +258,6 @@ def test_diversity_end_to_end_still_gives_k_unseen_items(served, train):
     assert not {i.item_id for i in items} & history
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug: _mmr takes min/max of an empty pool when the filters leave no candidate",
-)
 def test_diversity_with_filters_that_leave_nothing_gives_an_empty_list(served, train):
     nothing = Filters(exclude_genres=["Drama"])  # every tiny item is a drama
     assert recommend(served, train, k=5, filters=nothing)[0] == []
