@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test test-unit test-integration lint format benchmark-quality benchmark-features constraints clean
+.PHONY: demo test test-unit test-integration lint format benchmark-quality benchmark-features benchmark-serving constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ benchmark-quality: $(VENV)/.installed
 
 benchmark-features: $(VENV)/.installed
 	$(BIN)/python benchmarks/features.py
+
+# Needs the demo's model ($(RECSYS_HOME)/runs/quickstart/models/pipeline): run `make demo` first.
+benchmark-serving: $(VENV)/.installed
+	$(BIN)/python benchmarks/serving_load.py
 
 # Re-resolve everything together and re-pin (needs the package index).
 constraints:

@@ -154,12 +154,10 @@ def in_process_floor(args, users: list[str], n: int) -> dict:
     }
 
 
-def run_topology(args, topology: str, users: list[str]) -> list[dict]:
-    from ray import serve
-
+def run_topology(args, topology: str, users: list[str], port: int) -> list[dict]:
+    """Deploy ``topology`` (replacing the app already there) and load it at each level."""
     from recsys import deploy
 
-    port = free_port()
     config = deploy.serve_config(
         model_version=args.version,
         args={
@@ -172,22 +170,24 @@ def run_topology(args, topology: str, users: list[str]) -> list[dict]:
         port=port,
         topology=topology,
     )
+    if args.replicas:  # a fixed replica count per deployment instead of autoscaling
+        for d in config["applications"][0]["deployments"]:
+            d.pop("autoscaling_config", None)
+            d["num_replicas"] = args.replicas
     url = f"http://127.0.0.1:{port}"
     rows = []
-    try:
-        deploy.apply(config)
-        deploy.wait_ready(url)
-        warm = request_bodies(users, 100, seed=2)
-        asyncio.run(closed_loop(f"{url}/recommend", warm, 8, 30))
-        for concurrency in CONCURRENCY:
-            before = stage_means(f"{url}/metrics")
-            bodies = request_bodies(users, args.requests, seed=concurrency)
-            row = asyncio.run(closed_loop(f"{url}/recommend", bodies, concurrency, args.seconds))
-            row["stage_ms"] = stage_delta(before, stage_means(f"{url}/metrics"))
-            rows.append({"topology": topology, "proxy": args.proxy, **row})
-            print(rows[-1], flush=True)
-    finally:
-        serve.shutdown()
+    deploy.apply(config)
+    deploy.wait_ready(url)
+    warm = request_bodies(users, 100, seed=2)
+    asyncio.run(closed_loop(f"{url}/recommend", warm, 8, 30))
+    for concurrency in CONCURRENCY:
+        before = stage_means(f"{url}/metrics")
+        bodies = request_bodies(users, args.requests, seed=concurrency)
+        row = asyncio.run(closed_loop(f"{url}/recommend", bodies, concurrency, args.seconds))
+        row["stage_ms"] = stage_delta(before, stage_means(f"{url}/metrics"))
+        replicas = args.replicas or "auto"
+        rows.append({"topology": topology, "proxy": args.proxy, "replicas": replicas, **row})
+        print(rows[-1], flush=True)
     return rows
 
 
@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--feature-repo", default="feature_repo")
     parser.add_argument("--proxy", choices=["default", "haproxy"], default="default")
     parser.add_argument("--topologies", default="composed,fused")
+    parser.add_argument("--replicas", type=int, default=0, help="fixed replicas (0: autoscale)")
     parser.add_argument("--requests", type=int, default=3000, help="per concurrency level")
     parser.add_argument("--seconds", type=float, default=20, help="per concurrency level")
     parser.add_argument("--workdir", default=str(recsys_home() / "runs" / "serving-bench"))
@@ -219,11 +220,21 @@ def main() -> None:
     floor = in_process_floor(args, users, 500)
     print("in-process floor:", floor, flush=True)
     ensure_ray()
-    rows = []
-    for topology in args.topologies.split(","):
-        rows += run_topology(args, topology, users)
+    from ray import serve
+
+    rows, port = [], free_port()
+    try:
+        for topology in args.topologies.split(","):
+            rows += run_topology(args, topology, users, port)
+    finally:
+        serve.shutdown()
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    kept = [r for r in previous.get("rows", []) if r.get("proxy") != args.proxy]
+    ran = {(args.proxy, t, args.replicas or "auto") for t in args.topologies.split(",")}
+    kept = [
+        r
+        for r in previous.get("rows", [])
+        if (r.get("proxy"), r.get("topology"), r.get("replicas", "auto")) not in ran
+    ]
     result = {
         "benchmark": "serving_load",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -244,20 +255,21 @@ def main() -> None:
 def table(result: dict) -> str:
     floor = result["in_process_floor"]
     lines = [
-        "| proxy | topology | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | "
+        "| proxy | topology | replicas | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | "
         "candidates / rank / order ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         s = r["stage_ms"]
         stage = " / ".join(str(s.get(k, "-")) for k in ("candidates", "rank", "order"))
         lines.append(
-            f"| {r['proxy']} | {r['topology']} | {r['concurrency']} | {r['rps']} | {r['p50_ms']} "
+            f"| {r['proxy']} | {r['topology']} | {r.get('replicas', 'auto')} | {r['concurrency']} "
+            f"| {r['rps']} | {r['p50_ms']} "
             f"| {r['p95_ms']} | {r['p99_ms']} | {r['errors']} | {stage} |"
         )
     fs = floor["stage_ms"]
     lines.append(
-        f"| — | in-process floor | 1 | {floor['rps_one_thread']} | {floor['p50_ms']} | — "
+        f"| — | in-process floor | — | 1 | {floor['rps_one_thread']} | {floor['p50_ms']} | — "
         f"| {floor['p99_ms']} | 0 | {fs['candidates']} / {fs['rank']} / {fs['order']} |"
     )
     return "\n".join(lines)

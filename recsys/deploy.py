@@ -68,16 +68,25 @@ def serve_config(
 
 def apply(config: dict, *, wait_s: float = 300) -> None:
     """Start Serve if needed and deploy ``config``; wait until the app is RUNNING."""
+    from ray.exceptions import RayActorError
     from ray.serve._private import api as serve_api
     from ray.serve.config import ProxyLocation
     from ray.serve.schema import ServeDeploySchema
 
     schema = ServeDeploySchema.model_validate(config)
-    client = serve_api.serve_start(
-        http_options=schema.http_options.model_dump(),
-        proxy_location=schema.proxy_location or ProxyLocation.EveryNode,
-    )
-    client.deploy_apps(schema, _blocking=False)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client = serve_api.serve_start(
+                http_options=schema.http_options.model_dump(),
+                proxy_location=schema.proxy_location or ProxyLocation.EveryNode,
+            )
+            client.deploy_apps(schema, _blocking=False)
+            break
+        except RayActorError:  # a controller from a just-stopped Serve is still going away
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
     wait_running(wait_s)
 
 

@@ -4,6 +4,7 @@ prediction log, and a model switch under load with no failed request."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -204,3 +205,27 @@ def test_a_model_switch_under_load_fails_no_request_and_restarts_no_replica(serv
     versions = [v for _, v in results]
     assert versions[0] == "v1" and versions[-1] == "v2"
     assert replica_ids() == before  # reconfigured in place
+
+
+def test_the_fused_topology_serves_the_same_and_an_unwritable_log_fails_no_request(served):
+    blocked = served["root"] / "not-a-directory"
+    blocked.write_text("a file where the prediction log directory should be")
+    args = {**served["args"], "prediction_log_dir": str(blocked / "predictions")}
+    config = deploy.serve_config(
+        args=args, model_version="v2", host="127.0.0.1", port=served["port"], topology="fused"
+    )
+    deploy.apply(config)
+    assert deploy.wait_ready(served["url"])["model_version"] == "v2"
+    assert set(replica_ids()) == {"Ingress"}  # one deployment runs every stage
+    client = served["client"]
+    answers = [recommend(client, k=4) for _ in range(5)]
+    assert all(a.status_code == 200 for a in answers)
+    assert [i["rank"] for i in answers[0].json()["items"]] == [1, 2, 3, 4]
+    assert recommend(client, filters={"include_genres": ["Nope"]}).status_code == 422
+    deadline, metrics = time.monotonic() + 10, ""
+    while time.monotonic() < deadline and "recsys_prediction_log_healthy 0.0" not in metrics:
+        time.sleep(0.3)
+        metrics = client.get("/metrics").text
+    assert "recsys_prediction_log_healthy 0.0" in metrics
+    errors = re.search(r'recsys_prediction_log_records\{state="errors"\} (\S+)', metrics)
+    assert float(errors.group(1)) >= 1
