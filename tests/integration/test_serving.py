@@ -20,15 +20,9 @@ from recsys.models import PipelineConfig, PipelineModel
 from tests.conftest import copy_feature_repo, free_port, make_interactions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from tiny_data import side_tables  # noqa: E402
+from tiny_data import TINY_PIPELINE, side_tables  # noqa: E402
 
-TINY = dict(
-    n_two_tower=10,
-    n_ease=10,
-    n_popular=5,
-    two_tower=dict(dim=16, id_dim=16, feat_dim=8, hidden=32, epochs=4, batch_size=64),
-    ranker=dict(epochs=2, batch_size=256),
-)
+TINY = TINY_PIPELINE
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_data import cluster, side_tables
+from tiny_data import TINY_PIPELINE, cluster, side_tables
 
 from recsys.models import PipelineConfig, PipelineModel, load_model
 from recsys.models.pipeline import fit_ranker_in_process, fit_two_tower_in_process
@@ -16,15 +16,7 @@ from recsys.models.ranker import DENSE_FEATURES, Ranker, RankerConfig
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower_model import TwoTower
 
-TINY = dict(
-    n_two_tower=10,
-    n_ease=10,
-    n_popular=5,
-    two_tower=dict(
-        dim=16, id_dim=16, feat_dim=8, hidden=32, epochs=5, batch_size=64, history_len=10
-    ),
-    ranker=dict(epochs=3, batch_size=256),
-)
+TINY = TINY_PIPELINE
 
 
 def fit(train: pd.DataFrame, **overrides) -> PipelineModel:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from fastapi import FastAPI
-from tiny_data import side_tables
+from tiny_data import TINY_PIPELINE, side_tables
 
 from recsys.config import RecsysError
 from recsys.models import PipelineConfig, PipelineModel, create_model
@@ -20,15 +20,7 @@ from serving.predlog import PredictionLog
 from serving.schemas import Filters, RecommendRequest
 from tests.conftest import make_interactions
 
-TINY = dict(
-    n_two_tower=10,
-    n_ease=10,
-    n_popular=5,
-    two_tower=dict(
-        dim=16, id_dim=16, feat_dim=8, hidden=32, epochs=5, batch_size=64, history_len=10
-    ),
-    ranker=dict(epochs=3, batch_size=256),
-)
+TINY = TINY_PIPELINE
 REASON = "because you watched "
 
 

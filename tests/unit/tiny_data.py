@@ -2,6 +2,17 @@
 
 import pandas as pd
 
+# A pipeline small enough to fit in seconds on one thread (unit and serving tests).
+TINY_PIPELINE = dict(
+    n_two_tower=10,
+    n_ease=10,
+    n_popular=5,
+    two_tower=dict(
+        dim=16, id_dim=16, feat_dim=8, hidden=32, epochs=5, batch_size=64, history_len=10
+    ),
+    ranker=dict(epochs=3, batch_size=256),
+)
+
 
 def cluster(ids: pd.Series) -> pd.Series:
     """``u13`` / ``i13`` / ``new1`` → 13 % 4, the cluster of the conftest fixture."""
