@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -145,6 +146,9 @@ class Ingress:
     def __init__(self, args: dict, candidate_generator=None, ranker=None, ordering=None) -> None:
         self.args = AppArgs.model_validate(args)
         self.fused = Runtime(self.args) if candidate_generator is None else None
+        # One compute thread: requests queue on the event loop instead of several threads
+        # taking turns on the GIL mid-request.
+        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
         self.handles = (candidate_generator, ranker, ordering)
         self.telemetry = Telemetry()
         directory = self.args.prediction_log_dir or recsys_home() / "predictions"
@@ -239,7 +243,9 @@ class Ingress:
         t0 = time.perf_counter()
         if self.fused is not None:
             loop = asyncio.get_running_loop()
-            result, cand, timings = await loop.run_in_executor(None, self._fused, version, body)
+            result, cand, timings = await loop.run_in_executor(
+                self._compute, self._fused, version, body
+            )
             return result, cand, timings
         generator, ranker, ordering = self.handles
         cand = await generator.remote(version, body.user_id, body.exclude_seen)
