@@ -136,6 +136,13 @@ def set_version(version: str, *, wait_s: float = 300) -> dict:
     return config
 
 
+def local_url(http_options: dict) -> str:
+    """The URL to reach the proxy from this machine (``0.0.0.0`` binds, 127.0.0.1 answers)."""
+    host = http_options.get("host", "127.0.0.1")
+    host = "127.0.0.1" if host == "0.0.0.0" else host
+    return f"http://{host}:{http_options.get('port', 8000)}"
+
+
 def wait_ready(url: str, timeout_s: float = 120) -> dict:
     """Poll ``GET url/readyz`` until 200; returns its body."""
     deadline = time.monotonic() + timeout_s

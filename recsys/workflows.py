@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.data import movielens
-from recsys.data.io import interactions_checksum, read_side_tables, write_parquet
+from recsys.data.io import interactions_checksum, read_side_tables, read_titles, write_parquet
 from recsys.data.split import split, write_split
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.training.api import TrainArgs, fit_model, training_metrics
@@ -197,7 +197,7 @@ def serve_demo(
         deploy.wait_ready(url)
         seen["ready_s"] = round(time.perf_counter() - t0, 1)
         log(f"app ready at {url} in {seen['ready_s']}s (OpenAPI at {url}/docs)")
-        titles = _titles(catalog)
+        titles = read_titles(catalog)
         for user in users:
             answer = _post(url, "/recommend", {"user_id": user, "k": 5})[1]
             seen.setdefault("answers", []).append(answer)
@@ -240,12 +240,3 @@ def _post(url: str, path: str, body: dict) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def _titles(catalog: Path | None) -> dict[str, str]:
-    if catalog is None or not Path(catalog).exists():
-        return {}
-    items = pd.read_parquet(catalog)
-    if "title" not in items:
-        return {}
-    return dict(zip(items["item_id"].astype(str), items["title"].astype(str), strict=True))

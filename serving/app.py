@@ -25,6 +25,7 @@ from ray import serve
 from ray.serve import Application
 
 from recsys.config import recsys_home
+from recsys.data.io import read_titles
 from recsys.features.online import OnlineFeatures
 from recsys.features.store import default_repo, open_store
 from serving import stages
@@ -47,7 +48,7 @@ class Runtime:
     def __init__(self, args: AppArgs) -> None:
         self.args = args
         root = Path(args.model_root) if args.model_root else recsys_home() / "models"
-        self.models = stages.ModelCache(root, stages.read_titles(args.catalog))
+        self.models = stages.ModelCache(root, read_titles(args.catalog))
         repo = Path(args.feature_repo) if args.feature_repo else default_repo()
         self.store = None
         if (repo / "feature_store.yaml").exists() and (repo / "data").exists():

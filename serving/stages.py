@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from recsys.config import RecsysError
 from recsys.features.online import history_frame
@@ -75,15 +74,6 @@ class ModelCache:
             while len(self._models) > self.keep:
                 self._models.popitem(last=False)
             return served
-
-
-def read_titles(catalog: str | None) -> dict[str, str]:
-    if not catalog or not Path(catalog).exists():
-        return {}
-    items = pd.read_parquet(catalog)
-    if "title" not in items:
-        return {}
-    return dict(zip(items["item_id"].astype(str), items["title"].astype(str), strict=True))
 
 
 def candidates(served: ServedModel, user_id: str, history: list[str], exclude_seen: bool) -> dict:

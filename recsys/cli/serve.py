@@ -65,8 +65,7 @@ def start(config, model_version, model_root, feature_repo, catalog, topology, ho
         topology=topology,
     )
     serve_ops.apply(cfg)
-    http = cfg["http_options"]
-    url = f"http://{'127.0.0.1' if http['host'] == '0.0.0.0' else http['host']}:{http['port']}"
+    url = serve_ops.local_url(cfg["http_options"])
     if model_version:
         serve_ops.wait_ready(url)
     click.echo(f"serving at {url}  (OpenAPI: {url}/docs; version {model_version or 'none yet'})")
@@ -115,8 +114,6 @@ def deploy_cmd(model_version: str, wait_s: float) -> None:
     """Switch the running app to another model version in place (no replica restarts)."""
     connect()
     config = serve_ops.set_version(model_version, wait_s=wait_s)
-    http = config["http_options"]
-    host = http.get("host", "127.0.0.1")
-    url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{http.get('port', 8000)}"
+    url = serve_ops.local_url(config["http_options"])
     ready = serve_ops.wait_ready(url, timeout_s=wait_s)
     click.echo(f"serving {ready['model_version']} at {url}")

@@ -209,3 +209,13 @@ def read_side_tables(directory: Path | None) -> tuple[pd.DataFrame | None, pd.Da
     users = read_table(paths["users"]) if paths["users"].exists() else None
     items = read_table(paths["items"]) if paths["items"].exists() else None
     return users, items
+
+
+def read_titles(catalog: str | os.PathLike | None) -> dict[str, str]:
+    """``item_id -> title`` from an items table with a ``title`` column ({} without one)."""
+    if not catalog or not Path(catalog).exists():
+        return {}
+    items = pd.read_parquet(catalog)
+    if "title" not in items:
+        return {}
+    return dict(zip(items[ITEM].astype(str), items["title"].astype(str), strict=True))

@@ -120,32 +120,27 @@ def materialize(repo: str | Path, online: str | None = None, end: datetime | Non
 
     store = open_store(repo, online)
     end = end or datetime.now(UTC)
-    t0 = time.perf_counter()
     views = store.list_feature_views()
+    stamps = {v.name: _timestamps(Path(repo), v.name) for v in views}  # one read per table
     fresh = [v.name for v in views if v.most_recent_end_time is None]
+    t0 = time.perf_counter()
     with _offline_query(), contextlib.redirect_stdout(io.StringIO()):  # Feast prints per view
         if fresh:
-            start = min(_earliest(Path(repo), v) for v in fresh) - timedelta(seconds=1)
-            store.materialize(start_date=start, end_date=end, feature_views=fresh)
+            earliest = min((stamps[v].min() for v in fresh if len(stamps[v])), default=None)
+            start = earliest.to_pydatetime() if earliest is not None else end
+            store.materialize(
+                start_date=start - timedelta(seconds=1), end_date=end, feature_views=fresh
+            )
         done = [v.name for v in views if v.name not in fresh]
         if done:
             store.materialize_incremental(end_date=end, feature_views=done)
-    rows = {v.name: _rows_up_to(Path(repo), v.name, end) for v in views}
-    return {"rows": rows, "seconds": time.perf_counter() - t0, "online": online_kind(online)}
+    seconds = time.perf_counter() - t0
+    rows = {name: int((ts <= pd.Timestamp(end)).sum()) for name, ts in stamps.items()}
+    return {"rows": rows, "seconds": seconds, "online": online_kind(online)}
 
 
-def _table(repo: Path, view: str) -> Path:
-    return repo / "data" / f"{view}.parquet"
-
-
-def _earliest(repo: Path, view: str) -> datetime:
-    ts = pd.read_parquet(_table(repo, view), columns=[EVENT_TS])[EVENT_TS]
-    return ts.min().to_pydatetime() if len(ts) else datetime.now(UTC)
-
-
-def _rows_up_to(repo: Path, view: str, end: datetime) -> int:
-    ts = pd.read_parquet(_table(repo, view), columns=[EVENT_TS])[EVENT_TS]
-    return int((ts <= pd.Timestamp(end)).sum())
+def _timestamps(repo: Path, view: str) -> pd.Series:
+    return pd.read_parquet(repo / "data" / f"{view}.parquet", columns=[EVENT_TS])[EVENT_TS]
 
 
 def training_set(store, interactions: pd.DataFrame, service: str = DEFAULT_SERVICE) -> pd.DataFrame:
