@@ -46,7 +46,7 @@ benchmark-quality: $(VENV)/.installed
 benchmark-features: $(VENV)/.installed
 	$(BIN)/python benchmarks/features.py
 
-# Needs the demo's model ($(RECSYS_HOME)/runs/quickstart/models/pipeline): run `make demo` first.
+# Serves the registry's champion (what `make demo` promotes): run `make demo` first.
 benchmark-serving: $(VENV)/.installed
 	$(BIN)/python benchmarks/serving_load.py
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.config import code_version, recsys_home
+from recsys.registry import Registry
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serving_load.json"
 CONCURRENCY = (1, 16, 64)
@@ -193,9 +194,8 @@ def run_topology(args, topology: str, users: list[str], port: int) -> list[dict]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_root = recsys_home() / "runs" / "quickstart" / "models"
-    parser.add_argument("--model-root", default=str(default_root))
-    parser.add_argument("--version", default="pipeline")
+    parser.add_argument("--model-root", default=None, help="default: the registry's versions")
+    parser.add_argument("--version", default=None, help="default: the registry's champion")
     parser.add_argument("--feature-repo", default="feature_repo")
     parser.add_argument("--proxy", choices=["default", "haproxy"], default="default")
     parser.add_argument("--topologies", default="composed,fused")
@@ -205,6 +205,13 @@ def main() -> None:
     parser.add_argument("--workdir", default=str(recsys_home() / "runs" / "serving-bench"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.model_root is None or args.version is None:
+        registry = Registry()  # $RECSYS_REGISTRY or $RECSYS_HOME/registry: the demo's champion
+        champion = registry.champion()
+        if champion is None:
+            raise SystemExit(f"no champion in the registry {registry.uri}; run `make demo` first")
+        args.model_root = args.model_root or str(registry.versions_dir())
+        args.version = args.version or champion.version
     if not (Path(args.model_root) / args.version / "manifest.json").exists():
         raise SystemExit(f"{args.model_root}/{args.version}: no model; run `make demo` first")
     if args.proxy == "haproxy":  # before Ray starts: the Serve controller reads them

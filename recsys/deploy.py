@@ -9,6 +9,7 @@ controller does, from the config's ``import_path``. A declarative redeploy that 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +26,27 @@ APP = "recsys"
 def default_config() -> Path:
     """``serving/config.yaml`` of this checkout."""
     return Path(__file__).resolve().parents[1] / "serving" / "config.yaml"
+
+
+def connect(address: str | None = None, *, start_local: bool = False) -> bool:
+    """Join ``address`` (default ``RAY_ADDRESS``, else a running local Ray); start a local Ray
+    if allowed. True when this call started one."""
+    import ray
+
+    from recsys.training.cluster import ensure_ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address or os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
+        return False
+    except ConnectionError:
+        if not start_local:
+            raise RecsysError(
+                "no running Ray cluster (set RAY_ADDRESS, or `ray start --head`)"
+            ) from None
+    ensure_ray()
+    return True
 
 
 def serve_config(

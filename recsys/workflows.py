@@ -163,14 +163,17 @@ def _features_from_feast(run: QualityRun, train, users, items, log):
 
 def serve_demo(
     workdir: Path,
+    model_root: Path,
+    model_version: str,
     feature_repo: Path | None,
     catalog: Path | None,
     users: list[str],
     port: int = 8000,
     log=print,
 ) -> dict:
-    """Start the Serve app on the run's pipeline model, send real HTTP requests (known users,
-    a cold-start visitor, an event, a bad request), print the answers, shut Serve down.
+    """Start the Serve app on ``model_version`` (under ``model_root``), send real HTTP
+    requests (known users, a cold-start visitor, an event, a bad request), print the answers,
+    shut Serve down.
 
     Returns:
         What the demo saw (answers, readiness time) for tests.
@@ -181,13 +184,15 @@ def serve_demo(
     from recsys.training.cluster import ensure_ray
 
     args = {
-        "model_root": str(workdir / "models"),
+        "model_root": str(model_root),
         "feature_repo": str(feature_repo) if feature_repo else None,
         "catalog": str(catalog) if catalog else None,
         "prediction_log_dir": str(workdir / "predictions"),
         "events_dir": str(workdir / "events"),
     }
-    config = deploy.serve_config(model_version="pipeline", args=args, host="127.0.0.1", port=port)
+    config = deploy.serve_config(
+        model_version=model_version, args=args, host="127.0.0.1", port=port
+    )
     ensure_ray()
     t0 = time.perf_counter()
     url = f"http://127.0.0.1:{port}"

@@ -47,7 +47,7 @@ class Runtime:
 
     def __init__(self, args: AppArgs) -> None:
         self.args = args
-        root = Path(args.model_root) if args.model_root else recsys_home() / "models"
+        root = args.model_root or recsys_home() / "models"
         self.models = stages.ModelCache(root, read_titles(args.catalog))
         repo = Path(args.feature_repo) if args.feature_repo else default_repo()
         self.store = None

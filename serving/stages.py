@@ -17,6 +17,7 @@ import numpy as np
 from recsys.config import RecsysError
 from recsys.features.online import history_frame
 from recsys.models import PipelineModel, load_model
+from recsys.registry import Registry
 from serving.schemas import Filters, RecommendedItem, RecommendRequest
 
 
@@ -50,12 +51,19 @@ class ModelCache:
     """Loaded versions by name, the latest two kept: a request that started on the old version
     finishes on it while the replicas switch (no request sees a half-switched pipeline)."""
 
-    def __init__(self, root: Path, titles: dict[str, str] | None = None, keep: int = 2) -> None:
-        self.root, self.titles, self.keep = root, titles or {}, keep
+    def __init__(
+        self, root: str | Path, titles: dict[str, str] | None = None, keep: int = 2
+    ) -> None:
+        # A registry on an object store (s3://, gs://): versions are downloaded on first use.
+        self.registry = Registry(root) if "://" in str(root) else None
+        self.root = None if self.registry else Path(root)
+        self.titles, self.keep = titles or {}, keep
         self._models: OrderedDict[str, ServedModel] = OrderedDict()
         self._lock = threading.Lock()
 
     def path(self, version: str) -> Path:
+        if self.registry is not None:
+            return self.registry.local_path(version)
         path = Path(version)
         return path if path.is_absolute() else self.root / version
 

@@ -46,8 +46,10 @@ def _register() -> None:
         data,
         evaluate,
         features,
+        pipeline,
         quickstart,
         recommend,
+        registry,
         serve,
         train,
     )
@@ -61,6 +63,8 @@ def _register() -> None:
     cli.add_command(quickstart.quickstart)
     cli.add_command(serve.serve)
     cli.add_command(serve.deploy_cmd)
+    cli.add_command(pipeline.pipeline)
+    cli.add_command(registry.registry)
 
 
 _register()

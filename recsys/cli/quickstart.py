@@ -7,12 +7,13 @@ from pathlib import Path
 import click
 
 from recsys import workflows
-from recsys.cli.benchmark import select_models
+from recsys.cli.pipeline import print_result, run_training
 from recsys.config import RecsysError, recsys_home
 from recsys.data import movielens
 from recsys.data.io import read_dataset_info, write_json
 from recsys.evaluation.report import markdown_table
 from recsys.features.store import default_repo
+from recsys.registry import Registry
 
 
 @click.command()
@@ -24,11 +25,6 @@ from recsys.features.store import default_repo
 )
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option(
-    "--models",
-    default=None,
-    help="Comma-separated subset of popularity,ease,pipeline (default: all three).",
-)
-@click.option(
     "--feature-repo",
     type=click.Path(path_type=Path),
     default=None,
@@ -36,22 +32,32 @@ from recsys.features.store import default_repo
     "./feature_repo when it exists).",
 )
 @click.option("--no-features", is_flag=True, help="Read the side tables directly, not via Feast.")
+@click.option(
+    "--registry",
+    "registry_uri",
+    default=None,
+    help="Model registry (default: $RECSYS_REGISTRY or $RECSYS_HOME/registry).",
+)
+@click.option("--params", default=None, help="Pipeline-model hyper-parameters: JSON or @file.")
 @click.option("--no-serve", is_flag=True, help="Skip the Ray Serve step.")
 @click.option("--port", type=int, default=8000, show_default=True, help="HTTP port of the demo.")
 def quickstart(
     workdir: Path | None,
     k: int,
-    models: str | None,
     feature_repo: Path | None,
     no_features: bool,
+    registry_uri: str | None,
+    params: str | None,
     no_serve: bool,
     port: int,
 ) -> None:
-    """Fetch MovieLens-100k, validate, split, build + apply + materialize the Feast features,
-    train the baselines and the pipeline model (two-tower + ranker on Ray Train) from the
-    point-in-time training set, evaluate, print the table; then serve the pipeline model on
-    Ray Serve and send it real HTTP requests."""
-    workdir = workdir or recsys_home() / "runs" / "quickstart"
+    """Fetch MovieLens-100k; run the Kubeflow training pipeline on kfp.local (validate, split,
+    Feast features, train the two-tower + ranker pipeline on Ray Train, evaluate against the
+    champion and the baselines, gate, register, deploy); print the table and the gate's
+    decision; then serve the champion on Ray Serve and send it real HTTP requests.
+
+    Run it twice: the second run, on unchanged data, keeps the champion."""
+    workdir = (workdir or recsys_home() / "runs" / "quickstart").resolve()
     repo = None if no_features else (feature_repo or default_repo())
     if repo is not None and not (repo / "feature_store.yaml").exists():
         if feature_repo is not None:
@@ -62,29 +68,39 @@ def quickstart(
     dataset = movielens.fetch()
     info = read_dataset_info(dataset)
     click.echo(
-        f"{info.n_interactions} ratings, {info.n_users} users, {info.n_items} items, "
-        f"validated (source: {info.source}) -> {dataset}"
+        f"{info.n_interactions} ratings, {info.n_users} users, {info.n_items} items "
+        f"(source: {info.source}) -> {dataset}"
     )
-    click.echo("== 2. split, train, recommend (exclude seen), evaluate")
-    rows = workflows.run_quality(
-        workflows.QualityRun(
-            workdir=workdir,
-            dataset=dataset,
-            k=k,
-            models=select_models(models, workflows.DEMO_MODELS),
-            feature_repo=repo,
-        ),
-        log=click.echo,
+    click.echo(
+        "== 2. the training pipeline on kfp.local: ingest -> Feast features -> training set -> "
+        "train (Ray Train) -> evaluate (+ Evidently) -> gate -> register -> deploy"
+    )
+    result = run_training(
+        source=movielens.NAME,
+        feature_repo=repo,
+        no_features=repo is None,
+        params=params,
+        registry_uri=registry_uri,
+        k=k,
+        workdir=workdir / "kfp",
     )
     click.echo(f"== 3. results at k={k} (stratified protocol), with published reference rows")
-    click.echo(markdown_table([*rows, *workflows.PUBLISHED_MOVIELENS_100K]))
-    write_json({"k": k, "rows": rows}, workdir / "metrics.json")
-    click.echo(f"models, recommendations and metrics.json under {workdir}")
-    if no_serve or "pipeline" not in {r["model"] for r in rows}:
+    print_result(result)
+    click.echo(markdown_table(workflows.PUBLISHED_MOVIELENS_100K))
+    write_json(result["evaluation"], workdir / "metrics.json")
+    click.echo(f"metrics.json under {workdir}")
+    if no_serve:
         return
-    click.echo("== 4. serve: Ingress -> CandidateGenerator -> Ranker -> Ordering on Ray Serve")
+    registry = Registry(registry_uri)
+    champion = registry.champion()
+    click.echo(
+        f"== 4. serve the champion {champion.version}: "
+        "Ingress -> CandidateGenerator -> Ranker -> Ordering on Ray Serve"
+    )
     workflows.serve_demo(
         workdir,
+        registry.local_path(champion.version).parent,
+        champion.version,
         repo,
         dataset / "items.parquet",
         users=["196", "405"],

@@ -8,7 +8,6 @@ place (a ``user_config`` update: no replica restarts).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -16,26 +15,7 @@ import click
 
 from recsys import deploy as serve_ops
 from recsys.config import RecsysError
-
-
-def connect(start_local: bool = False) -> bool:
-    """Join ``RAY_ADDRESS`` or a running local Ray; start one if allowed. True when started."""
-    import ray
-
-    from recsys.training.cluster import ensure_ray
-
-    if ray.is_initialized():
-        return False
-    try:
-        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
-        return False
-    except ConnectionError:
-        if not start_local:
-            raise RecsysError(
-                "no running Ray cluster (set RAY_ADDRESS, or `ray start --head`)"
-            ) from None
-    ensure_ray()
-    return True
+from recsys.deploy import connect
 
 
 @click.group()

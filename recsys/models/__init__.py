@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 
 from recsys.config import RecsysError
@@ -23,10 +25,25 @@ def create_model(kind: str, params: dict | None = None) -> Recommender:
         raise RecsysError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
     cls = MODEL_KINDS[kind]
     try:
-        config = cls.config_type(**(params or {}))
+        config = cls.config_type(**_coerce_ints(cls.config_type, params or {}))
     except TypeError as exc:
         raise RecsysError(f"{kind}: bad hyper-parameters {params}: {exc}") from exc
     return cls(config)
+
+
+def _coerce_ints(config_type: type, params: dict) -> dict:
+    """``16.0`` → ``16`` where the field is an int: JSON that crossed a protobuf Struct (KFP
+    pipeline parameters) carries every number as a float."""
+    hints = typing.get_type_hints(config_type)
+    out = {}
+    for key, value in params.items():
+        hint = hints.get(key)
+        if hint is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = _coerce_ints(hint, value)
+        out[key] = value
+    return out
 
 
 def load_model(directory: str | Path) -> Recommender:

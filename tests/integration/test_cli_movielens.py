@@ -62,44 +62,60 @@ def test_temporal_and_leave_last_out_splits(run_cli, movielens_dir, tmp_path):
     assert pd.read_parquet(tmp_path / "l" / "test.parquet").user_id.nunique() == 943
 
 
-def test_quickstart_trains_the_pipeline_on_ray_and_prints_the_table(
+def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(
     run_cli, movielens_dir, tmp_path
 ):
-    """What `make demo` runs: Feast features, then baselines and the pipeline model (Ray
-    Train) trained from the point-in-time training set, one table."""
+    """What `make demo` runs: the Kubeflow training pipeline on kfp.local (Feast features,
+    the pipeline model on Ray Train from the point-in-time training set, evaluation, gate,
+    registry), one table and the gate's decision, then the champion served over HTTP."""
     repo = copy_feature_repo(tmp_path / "feature_repo")
+    registry = tmp_path / "registry"
     port = free_port()
     proc = run_cli(
-        "quickstart", "--workdir", tmp_path / "qs", "--feature-repo", repo, "--port", port
+        "quickstart",
+        "--workdir",
+        tmp_path / "qs",
+        "--feature-repo",
+        repo,
+        "--registry",
+        registry,
+        "--port",
+        port,
     )
-    assert "materialized into sqlite" in proc.stdout
-    assert "training set: get_historical_features(ranker_v1) -> 75066 rows" in proc.stdout
+    out = proc.stdout
+    for task in ("ingest", "materialize-features", "training-set", "train", "evaluate", "gate"):
+        assert f"Task '{task}' finished with status SUCCESS" in out
+    log = (tmp_path / "qs" / "kfp" / "pipeline.log").read_text()
+    assert "materialized into sqlite" in log
+    assert "training set: get_historical_features(ranker_v1) -> 75066 rows" in log
     assert (repo / "data" / "online_store.db").exists()
-    lines = proc.stdout.splitlines()
-    rows = {ln.split("|")[1].strip(): ln for ln in lines if ln.startswith("| ")}
-    assert {"popularity", "ease", "pipeline", "BiVAE (MS Recommenders)"} <= set(rows)
-    metrics = {
-        r["model"]: r for r in json.loads((tmp_path / "qs" / "metrics.json").read_text())["rows"]
+    rows = {
+        ln.split("|")[1].strip().split(" ")[0]: ln for ln in out.splitlines() if ln.startswith("| ")
     }
-    assert list(metrics) == ["popularity", "ease", "pipeline"]
+    assert {"candidate", "popularity", "ease", "BiVAE"} <= set(rows)
+    evaluation = json.loads((tmp_path / "qs" / "metrics.json").read_text())
+    ndcg = evaluation["candidate"]["metrics"]["ndcg"]
     # The pipeline clears the strongest published row and is not below our EASE baseline.
-    assert metrics["pipeline"]["ndcg"] >= 0.475
-    assert metrics["pipeline"]["ndcg"] >= metrics["ease"]["ndcg"] - 0.005
-    manifest = json.loads((tmp_path / "qs" / "models" / "pipeline" / "manifest.json").read_text())
+    assert ndcg >= 0.475
+    assert ndcg >= evaluation["references"]["ease"]["metrics"]["ndcg"] - 0.005
+    # first run on an empty registry: promoted, registered, the champion
+    version = evaluation["candidate"]["version"]
+    assert f"gate: PROMOTE {version} (no champion yet)" in out
+    assert f"champion: {version}" in out
+    manifest = json.loads((registry / "versions" / version / "manifest.json").read_text())
     assert manifest["kind"] == "pipeline" and manifest["metrics"]["index"]["recall_at_k"] == 1.0
     assert manifest["feature_service"] == "ranker_v1"
-    # step 4: the pipeline model served over HTTP, real answers with reasons, then shut down
-    assert f"app ready at http://127.0.0.1:{port}" in proc.stdout
-    assert proc.stdout.count("— because you watched ") == 10  # 2 users x 5 items
-    assert "(cold_start=True)" in proc.stdout
-    assert "next answer no longer lists it: True" in proc.stdout
-    assert "a bad request (k=0) -> 422" in proc.stdout and "Serve shut down" in proc.stdout
-    checkpoints = tmp_path / "qs" / "checkpoints"
-    assert {
-        "qs-pipeline-two-tower-stage-a",
-        "qs-pipeline-ranker",
-        "qs-pipeline-two-tower-final",
-    } <= {p.name for p in checkpoints.iterdir()}
+    assert (tmp_path / "qs" / "kfp" / "report.html").stat().st_size > 100_000
+    # step 4: the champion served over HTTP, real answers with reasons, then shut down
+    assert f"serve the champion {version}" in out
+    assert f"app ready at http://127.0.0.1:{port}" in out
+    assert out.count("— because you watched ") == 10  # 2 users x 5 items
+    assert "(cold_start=True)" in out
+    assert "next answer no longer lists it: True" in out
+    assert "a bad request (k=0) -> 422" in out and "Serve shut down" in out
+    runs = {p.name for p in (tmp_path / "qs" / "kfp" / "checkpoints").iterdir()}
+    for stage in ("two-tower-stage-a", "ranker", "two-tower-final"):
+        assert any(name.endswith(stage) for name in runs), runs
 
 
 def test_benchmark_quality_writes_results(run_cli, movielens_dir, tmp_path):

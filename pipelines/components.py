@@ -1,0 +1,171 @@
+"""KFP v2 lightweight components, one per ``recsys.steps`` function.
+
+Each body imports ``recsys`` and calls one step with its artifacts' paths; no logic lives here.
+On a cluster the components run in the platform image (``IMAGE``, which has ``recsys`` and
+``kfp`` installed, so KFP installs nothing at start); locally ``kfp.local`` runs the same
+bodies in this Python.
+"""
+
+# No `from __future__ import annotations`: KFP reads the artifact types from the annotations.
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+
+from recsys import __version__
+
+IMAGE = f"ghcr.io/recsys-platform/recsys:{__version__.split('+')[0]}"
+component = dsl.component(base_image=IMAGE, install_kfp_package=False)
+
+
+@component
+def ingest(source: str, protocol: str, seed: int, split: Output[Dataset]):
+    """Fetch or read interactions, validate (quarantine bad rows), split."""
+    from recsys import steps
+
+    split.metadata.update(steps.ingest(source, split.path, protocol=protocol, seed=seed))
+
+
+@component
+def materialize_features(split: Input[Dataset], feature_repo: str, features: Output[Artifact]):
+    """Build the feature tables from the training rows, ``feast apply``, materialize."""
+    import json
+
+    from recsys import steps
+
+    done = steps.materialize_features(split.path, feature_repo)
+    print(
+        f"features: {done['rows']} rows built in {done['build_s']}s, feast apply "
+        f"{done['apply_s']}s, materialized into {done['online']} in {done['materialize_s']}s"
+    )
+    features.metadata.update({k: v for k, v in done.items() if not isinstance(v, dict)})
+    with open(features.path, "w") as out:
+        json.dump(done, out, indent=2)
+
+
+@component
+def training_set(
+    split: Input[Dataset],
+    features: Input[Artifact],
+    feature_repo: str,
+    feature_service: str,
+    training_set: Output[Dataset],
+):
+    """The point-in-time training set (``get_historical_features``) as a dataset directory."""
+    from recsys import steps
+
+    meta = steps.training_set(
+        split.path, training_set.path, feature_repo=feature_repo, feature_service=feature_service
+    )
+    training_set.metadata.update(meta)
+    source = f"get_historical_features({feature_service})" if feature_repo else "side tables"
+    print(f"training set: {source} -> {meta['rows']} rows")
+
+
+@component
+def train(
+    training_set: Input[Dataset],
+    kind: str,
+    params: dict,
+    gpu: bool,
+    num_workers: int,
+    ray_address: str,
+    checkpoint_uri: str,
+    run_name: str,
+    model: Output[Model],
+):
+    """Fit the model on Ray Train (a local Ray, or the cluster at ``ray_address``)."""
+    import os
+
+    from recsys import steps
+
+    if ray_address:
+        os.environ["RAY_ADDRESS"] = ray_address
+    done = steps.train(
+        training_set.path,
+        model.path,
+        kind=kind,
+        params=params,
+        gpu=gpu,
+        num_workers=num_workers,
+        storage_path=checkpoint_uri or None,
+        run_name=run_name,
+    )
+    model.metadata.update(done)
+
+
+@component
+def evaluate(
+    split: Input[Dataset],
+    model: Input[Model],
+    registry_uri: str,
+    k: int,
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+):
+    """Candidate vs champion vs baselines on the same held-out users; Evidently HTML report."""
+    from recsys import steps
+
+    result = steps.evaluate(
+        split.path,
+        model.path,
+        evaluation.path,
+        registry_uri=registry_uri or None,
+        k=k,
+        report_html=report.path,
+    )
+    rows = {"candidate": result["candidate"], "champion": result["champion"]}
+    rows.update(result["references"])
+    for name, row in rows.items():
+        for key in ("ndcg", "precision", "recall", "f1", "catalog_coverage"):
+            if row is not None:
+                metrics.log_metric(f"{name}_{key}", round(float(row["metrics"][key]), 6))
+
+
+@component
+def gate(
+    evaluation: Input[Artifact], margin: float, coverage_tolerance: float, decision: Output[Metrics]
+) -> bool:
+    """Promote only when the candidate beats the champion and the popularity baseline.
+
+    Returns the verdict as the task's single output: ``kfp.local`` resolves a ``dsl.If`` on a
+    task's ``Output`` but not on a named output of a NamedTuple.
+    """
+    import json
+
+    from recsys.registry.gate import GatePolicy, decide
+
+    with open(evaluation.path) as f:
+        policy = GatePolicy(margin=margin, coverage_tolerance=coverage_tolerance)
+        verdict = decide(json.load(f), policy)
+    decision.log_metric("promote", 1.0 if verdict.promote else 0.0)
+    for name, check in verdict.checks.items():
+        decision.log_metric(f"{name}_passed", 1.0 if check.passed else 0.0)
+        decision.log_metric(f"{name}_candidate", round(check.candidate, 6))
+        if check.threshold is not None:
+            decision.log_metric(f"{name}_threshold", round(check.threshold, 6))
+    decision.metadata["reasons"] = verdict.reasons
+    with open(decision.path, "w") as f:
+        f.write(verdict.model_dump_json(indent=2))
+    print(verdict.summary())
+    return verdict.promote
+
+
+@component
+def register(model: Input[Model], decision: Input[Metrics], registry_uri: str) -> str:
+    """Add the candidate to the registry and make it the champion, the gate's reasons kept."""
+    from recsys import steps
+
+    reason = "; ".join(decision.metadata.get("reasons", []))
+    return steps.register(model.path, registry_uri or None, reason=f"gate: {reason}")
+
+
+@component
+def deploy(version: str, registry_uri: str, ray_address: str, serve_config: Output[Artifact]):
+    """Serve the new champion: write its Serve config; switch a running app in place."""
+    from recsys import steps
+
+    done = steps.deploy(
+        version, registry_uri or None, serve_config.path, ray_address=ray_address or None
+    )
+    serve_config.metadata.update(done)
+    print(f"deploy: {done}")

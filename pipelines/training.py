@@ -1,0 +1,143 @@
+"""The training pipeline: ingest → features → training set → train → evaluate → gate → (if
+promoted) register → deploy.
+
+Two compiled variants share one DAG; they differ only in the Kubernetes settings applied to
+the tasks (``kfp-kubernetes``): ``training`` (CPU training) and ``training-gpu`` (the train task
+asks for a GPU, on a GPU node, tolerating its taint). Both read the object-store and Redis
+credentials from Secrets and keep the registry, feature data and checkpoints on a PVC; the
+Helm chart creates those. ``kfp.local`` runs the same DAG without the Kubernetes settings.
+"""
+
+# No `from __future__ import annotations`: KFP reads the parameter types from the annotations.
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kfp import dsl, kubernetes
+
+from pipelines import components as c
+
+PIPELINE_NAME = "recsys-training"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where and with what the tasks run on Kubernetes (compile-time constants)."""
+
+    pvc: str = "recsys-data"  # the registry, feature data, checkpoints
+    mount_path: str = "/var/lib/recsys"
+    object_store_secret: str = "recsys-object-store"  # AWS_* keys for s3:// URIs
+    redis_secret: str = "recsys-redis"  # REDIS_CONNECTION_STRING for the online store
+    train_cpu: str = "4"
+    train_memory: str = "16G"
+    gpu: bool = False
+    gpu_resource: str = "nvidia.com/gpu"
+    gpu_node_label: tuple[str, str] = ("nvidia.com/gpu.present", "true")
+
+
+class Outputs(NamedTuple):
+    """What a run returns: the artifacts a person reads first."""
+
+    evaluation: dsl.Artifact
+    decision: dsl.Metrics
+    report: dsl.HTML
+
+
+VARIANTS = {"training": ClusterSettings(), "training-gpu": ClusterSettings(gpu=True)}
+OBJECT_STORE_KEYS = {
+    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
+}
+
+
+def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
+    """The pipeline function; ``settings`` adds the Kubernetes configuration to its tasks."""
+
+    @dsl.pipeline(name=name, description="Train, evaluate and gate a recommender; promote it.")
+    def training(
+        source: str = "movielens-100k",
+        protocol: str = "stratified",
+        seed: int = 42,
+        feature_repo: str = "feature_repo",
+        feature_service: str = "ranker_v1",
+        model_kind: str = "pipeline",
+        params: dict = {},  # noqa: B006 - a pipeline parameter's default, never mutated
+        gpu: bool = False,
+        num_workers: int = 1,
+        ray_address: str = "",
+        checkpoint_uri: str = "",
+        registry_uri: str = "",
+        k: int = 10,
+        margin: float = 0.005,
+        coverage_tolerance: float = 0.05,
+    ) -> Outputs:
+        split = c.ingest(source=source, protocol=protocol, seed=seed)
+        features = c.materialize_features(split=split.outputs["split"], feature_repo=feature_repo)
+        rows = c.training_set(
+            split=split.outputs["split"],
+            features=features.outputs["features"],
+            feature_repo=feature_repo,
+            feature_service=feature_service,
+        )
+        model = c.train(
+            training_set=rows.outputs["training_set"],
+            kind=model_kind,
+            params=params,
+            gpu=gpu,
+            num_workers=num_workers,
+            ray_address=ray_address,
+            checkpoint_uri=checkpoint_uri,
+            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,  # names the Ray Train runs
+        )
+        scored = c.evaluate(
+            split=split.outputs["split"],
+            model=model.outputs["model"],
+            registry_uri=registry_uri,
+            k=k,
+        )
+        verdict = c.gate(
+            evaluation=scored.outputs["evaluation"],
+            margin=margin,
+            coverage_tolerance=coverage_tolerance,
+        )
+        with dsl.If(verdict.outputs["Output"] == True, name="promote"):  # noqa: E712
+            version = c.register(
+                model=model.outputs["model"],
+                decision=verdict.outputs["decision"],
+                registry_uri=registry_uri,
+            )
+            c.deploy(version=version.output, registry_uri=registry_uri, ray_address=ray_address)
+        tasks = (split, features, rows, model, scored, verdict, version)
+        for task in tasks:
+            # The registry and the feature store are state outside the artifacts: a cached
+            # evaluate or register would answer for a champion that has since changed.
+            task.set_caching_options(False)
+        if settings is not None:
+            _on_cluster(settings, tasks, features, model)
+        return Outputs(
+            evaluation=scored.outputs["evaluation"],
+            decision=verdict.outputs["decision"],
+            report=scored.outputs["report"],
+        )
+
+    return training
+
+
+def _on_cluster(settings: ClusterSettings, tasks, features, model) -> None:
+    for task in tasks:
+        kubernetes.mount_pvc(task, pvc_name=settings.pvc, mount_path=settings.mount_path)
+        task.set_env_variable("RECSYS_HOME", settings.mount_path)
+        kubernetes.use_secret_as_env(
+            task, settings.object_store_secret, OBJECT_STORE_KEYS, optional=True
+        )
+    kubernetes.use_secret_as_env(
+        features, settings.redis_secret, {"REDIS_CONNECTION_STRING": "REDIS_CONNECTION_STRING"}
+    )
+    features.set_env_variable("RECSYS_FEAST_ONLINE", "redis")
+    model.set_cpu_request(settings.train_cpu).set_memory_request(settings.train_memory)
+    if settings.gpu:
+        model.set_accelerator_type(settings.gpu_resource).set_accelerator_limit(1)
+        kubernetes.add_node_selector(model, *settings.gpu_node_label)
+        kubernetes.add_toleration(
+            model, key=settings.gpu_resource, operator="Exists", effect="NoSchedule"
+        )

@@ -1,0 +1,128 @@
+"""The promotion gate: a candidate replaces the champion only when it is better on the same
+held-out users.
+
+Three checks, each with its figures and a sentence, so the decision explains itself:
+
+- ``beats_champion``: candidate nDCG@k ≥ champion nDCG@k + ``margin`` (a retrain on the same
+  data lands within noise of the champion and must not churn the pointer);
+- ``keeps_coverage``: candidate catalog coverage ≥ champion coverage − ``coverage_tolerance``
+  (a model that wins nDCG by recommending only blockbusters is not promoted);
+- ``beats_baseline``: candidate nDCG@k > the popularity baseline's.
+
+Without a champion the first two pass and the baseline decides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+METRIC = "ndcg"
+COVERAGE = "catalog_coverage"
+
+
+class GatePolicy(BaseModel):
+    """How much better a candidate must be (pipeline parameters and CLI options)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    margin: float = Field(0.005, ge=-1.0, le=1.0)  # nDCG@k gain over the champion
+    coverage_tolerance: float = Field(0.05, ge=0.0, le=1.0)  # catalog coverage it may lose
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    passed: bool
+    candidate: float
+    threshold: float | None
+    reason: str
+
+
+class GateDecision(BaseModel):
+    """The gate's verdict; saved as the pipeline's decision artifact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    promote: bool
+    candidate: str
+    champion: str | None
+    k: int
+    checks: dict[str, Check]
+    policy: GatePolicy
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.reason for c in self.checks.values()]
+
+    def summary(self) -> str:
+        if self.promote:
+            over = f"over champion {self.champion}" if self.champion else "(no champion yet)"
+            head = f"PROMOTE {self.candidate} {over}"
+        elif self.champion:
+            head = f"KEEP champion {self.champion}, reject {self.candidate}"
+        else:
+            head = f"REJECT {self.candidate} (no champion yet)"
+        return f"gate: {head}: " + "; ".join(self.reasons)
+
+
+def decide(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> GateDecision:
+    """Apply the gate to an evaluation (``recsys.steps.evaluate``'s result).
+
+    Args:
+        evaluation: ``k``, ``candidate`` / ``champion`` (or None) / ``baseline``, each with
+            ``version`` (or ``model``) and ``metrics`` holding ``ndcg`` and ``catalog_coverage``.
+        policy: the margins; the defaults when omitted.
+
+    Returns:
+        The decision with one check per rule.
+    """
+    policy = policy or GatePolicy()
+    k = evaluation["k"]
+    cand = evaluation["candidate"]["metrics"]
+    champ_entry = evaluation.get("champion")
+    base = evaluation["baseline"]["metrics"]
+    ndcg = float(cand[METRIC])
+    coverage = float(cand[COVERAGE])
+    checks: dict[str, Check] = {}
+    if champ_entry is None:
+        checks["beats_champion"] = Check(
+            passed=True, candidate=ndcg, threshold=None, reason="no champion to beat"
+        )
+        checks["keeps_coverage"] = Check(
+            passed=True, candidate=coverage, threshold=None, reason="no champion coverage to keep"
+        )
+    else:
+        champ = champ_entry["metrics"]
+        need = float(champ[METRIC]) + policy.margin
+        checks["beats_champion"] = Check(
+            passed=ndcg >= need,
+            candidate=ndcg,
+            threshold=need,
+            reason=f"nDCG@{k} {ndcg:.4f} {'≥' if ndcg >= need else '<'} champion "
+            f"{float(champ[METRIC]):.4f} + margin {policy.margin:g}",
+        )
+        floor = float(champ[COVERAGE]) - policy.coverage_tolerance
+        checks["keeps_coverage"] = Check(
+            passed=coverage >= floor,
+            candidate=coverage,
+            threshold=floor,
+            reason=f"coverage {coverage:.3f} {'≥' if coverage >= floor else '<'} champion "
+            f"{float(champ[COVERAGE]):.3f} - tolerance {policy.coverage_tolerance:g}",
+        )
+    floor = float(base[METRIC])
+    checks["beats_baseline"] = Check(
+        passed=ndcg > floor,
+        candidate=ndcg,
+        threshold=floor,
+        reason=f"nDCG@{k} {ndcg:.4f} {'>' if ndcg > floor else '≤'} popularity {floor:.4f}",
+    )
+    return GateDecision(
+        promote=all(c.passed for c in checks.values()),
+        candidate=evaluation["candidate"]["version"],
+        champion=champ_entry["version"] if champ_entry else None,
+        k=k,
+        checks=checks,
+        policy=policy,
+    )

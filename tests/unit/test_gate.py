@@ -1,0 +1,64 @@
+"""The promotion gate: each rule decides on its own and says why."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from recsys.registry.gate import GatePolicy, decide
+
+
+def evaluation(cand=(0.40, 0.50), champ=(0.39, 0.50), base=0.20) -> dict:
+    def row(ndcg, coverage):
+        return {"ndcg": ndcg, "catalog_coverage": coverage}
+
+    return {
+        "k": 10,
+        "candidate": {"version": "new", "metrics": row(*cand)},
+        "champion": {"version": "old", "metrics": row(*champ)} if champ else None,
+        "baseline": {"model": "popularity", "metrics": row(base, 0.05)},
+    }
+
+
+def test_without_a_champion_the_popularity_baseline_decides():
+    first = decide(evaluation(champ=None))
+    assert first.promote and first.champion is None
+    assert first.checks["beats_champion"].reason == "no champion to beat"
+    weak = decide(evaluation(cand=(0.15, 0.5), champ=None))
+    assert not weak.promote and weak.summary().startswith("gate: REJECT new (no champion yet)")
+    assert weak.checks["beats_baseline"].reason == "nDCG@10 0.1500 ≤ popularity 0.2000"
+
+
+def test_a_gain_within_the_margin_keeps_the_champion():
+    same_data = decide(evaluation(cand=(0.4823, 0.5), champ=(0.4801, 0.5)))
+    assert not same_data.promote
+    check = same_data.checks["beats_champion"]
+    assert not check.passed and check.threshold == pytest.approx(0.4851)
+    assert same_data.summary().startswith("gate: KEEP champion old, reject new: nDCG@10 0.4823 <")
+    assert decide(
+        evaluation(cand=(0.4823, 0.5), champ=(0.4801, 0.5)), GatePolicy(margin=0.001)
+    ).promote
+
+
+def test_losing_catalog_coverage_beyond_the_tolerance_blocks_a_better_ndcg():
+    narrow = decide(evaluation(cand=(0.45, 0.30), champ=(0.40, 0.40)))
+    assert not narrow.promote
+    assert narrow.checks["beats_champion"].passed and not narrow.checks["keeps_coverage"].passed
+    assert narrow.checks["keeps_coverage"].threshold == pytest.approx(0.35)
+    assert decide(evaluation(cand=(0.45, 0.36), champ=(0.40, 0.40))).promote
+
+
+def test_every_rule_must_pass_and_the_summary_lists_each_reason():
+    verdict = decide(evaluation(cand=(0.45, 0.5), champ=(0.40, 0.5)))
+    assert verdict.promote
+    summary = verdict.summary()
+    assert summary.startswith("gate: PROMOTE new over champion old: nDCG@10 0.4500 ≥ champion")
+    assert len(verdict.reasons) == 3
+    assert GatePolicy.model_validate(verdict.model_dump()["policy"]) == GatePolicy()
+
+
+def test_policy_refuses_unknown_fields_and_out_of_range_values():
+    with pytest.raises(ValidationError, match="extra"):
+        GatePolicy(margn=0.01)
+    with pytest.raises(ValidationError):
+        GatePolicy(coverage_tolerance=2.0)
