@@ -101,8 +101,10 @@ def evaluate(
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
     report: Output[HTML],
+    reference: Output[Dataset],
 ):
-    """Candidate vs champion vs baselines on the same held-out users; Evidently HTML report."""
+    """Candidate vs champion vs baselines on the same held-out users; Evidently HTML report;
+    the candidate's monitoring reference."""
     from recsys import steps
 
     result = steps.evaluate(
@@ -112,6 +114,7 @@ def evaluate(
         registry_uri=registry_uri or None,
         k=k,
         report_html=report.path,
+        reference_out=reference.path,
     )
     rows = {"candidate": result["candidate"], "champion": result["champion"]}
     rows.update(result["references"])
@@ -151,21 +154,26 @@ def gate(
 
 
 @component
-def register(model: Input[Model], decision: Input[Metrics], registry_uri: str) -> str:
-    """Add the candidate to the registry and make it the champion, the gate's reasons kept."""
+def register(
+    model: Input[Model], decision: Input[Metrics], reference: Input[Dataset], registry_uri: str
+) -> str:
+    """Add the candidate, with its monitoring reference, to the registry and make it the
+    champion; the gate's reasons are kept."""
     from recsys import steps
 
-    reason = "; ".join(decision.metadata.get("reasons", []))
-    return steps.register(model.path, registry_uri or None, reason=f"gate: {reason}")
+    reason = "gate: " + "; ".join(decision.metadata.get("reasons", []))
+    attachments = {"reference.parquet": reference.path}
+    return steps.register(model.path, registry_uri or None, reason=reason, attachments=attachments)
 
 
 @component
-def deploy(version: str, registry_uri: str, ray_address: str, serve_config: Output[Artifact]):
-    """Serve the new champion: write its Serve config; switch a running app in place."""
+def deploy(version: str, registry_uri: str, serve_address: str, serve_config: Output[Artifact]):
+    """Serve the new champion: write its Serve config; switch the app running on the Ray
+    cluster at ``serve_address`` (the RayService's, not the training cluster) in place."""
     from recsys import steps
 
     done = steps.deploy(
-        version, registry_uri or None, serve_config.path, ray_address=ray_address or None
+        version, registry_uri or None, serve_config.path, ray_address=serve_address or None
     )
     serve_config.metadata.update(done)
     print(f"deploy: {done}")

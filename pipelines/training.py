@@ -65,6 +65,7 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
         gpu: bool = False,
         num_workers: int = 1,
         ray_address: str = "",
+        serve_address: str = "",
         checkpoint_uri: str = "",
         registry_uri: str = "",
         k: int = 10,
@@ -104,9 +105,10 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
             version = c.register(
                 model=model.outputs["model"],
                 decision=verdict.outputs["decision"],
+                reference=scored.outputs["reference"],
                 registry_uri=registry_uri,
             )
-            c.deploy(version=version.output, registry_uri=registry_uri, ray_address=ray_address)
+            c.deploy(version=version.output, registry_uri=registry_uri, serve_address=serve_address)
         tasks = (split, features, rows, model, scored, verdict, version)
         for task in tasks:
             # The registry and the feature store are state outside the artifacts: a cached

@@ -161,15 +161,17 @@ def evaluate(
     registry_uri: str | None = None,
     k: int = 10,
     report_html: str | Path | None = None,
+    reference_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score the candidate, the registry's champion and the baselines on the same held-out
-    users (exclude-seen, top-k); write the evaluation JSON and the Evidently HTML report.
+    users (exclude-seen, top-k); write the evaluation JSON, the Evidently HTML report and the
+    candidate's monitoring reference (its top-k with features and relevance).
 
     Returns:
         ``k``, ``candidate`` / ``champion`` (None without one) / ``baseline`` (popularity),
         each ``{"version" or "model", "metrics"}``, and ``references`` (every baseline).
     """
-    from recsys.evaluation.evidently_report import write_quality_report
+    from recsys.evaluation.evidently_report import quality_snapshot, ranking_frame, save_html
     from recsys.evaluation.metrics import ranking_metrics
     from recsys.models import create_model, load_model, read_manifest
     from recsys.registry import Registry
@@ -201,21 +203,48 @@ def evaluate(
             reference_recs = recs
     result["baseline"] = result["references"]["popularity"]
     if report_html:
-        write_quality_report(cand_recs, reference_recs, test, train, k, report_html)
+        reference = ranking_frame(reference_recs, test, k)
+        snapshot = quality_snapshot(ranking_frame(cand_recs, test, k), reference, train, k)
+        save_html(snapshot, report_html)
+    if reference_out:
+        from recsys.monitoring.reference import build_reference, item_popularity
+
+        popularity = item_popularity(model_dir)
+        write_parquet(build_reference(cand_recs, test, train, users, popularity, k), reference_out)
     write_json(result, out)
     return result
 
 
-def register(model_dir: str | Path, registry_uri: str | None, *, reason: str = "") -> str:
+def register(
+    model_dir: str | Path,
+    registry_uri: str | None,
+    *,
+    reason: str = "",
+    attachments: dict[str, str | Path] | None = None,
+) -> str:
     """Add the model version to the registry and make it the champion.
+
+    Args:
+        attachments: files stored in the version's directory beside the model's parts, by
+            name (the monitoring reference).
 
     Returns:
         The version id.
     """
+    import shutil
+    import tempfile
+
     from recsys.registry import Registry
 
     registry = Registry(registry_uri)
-    version = registry.register(model_dir, note=reason).version
+    with tempfile.TemporaryDirectory(prefix="recsys-register-") as tmp:
+        if attachments:  # the artifact is an input: add the files to a copy
+            copy = Path(tmp) / "model"
+            shutil.copytree(model_dir, copy)
+            for name, path in attachments.items():
+                shutil.copyfile(path, copy / name)
+            model_dir = copy
+        version = registry.register(model_dir, note=reason).version
     registry.promote(version, reason=reason)
     return version
 

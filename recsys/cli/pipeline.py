@@ -79,7 +79,10 @@ def _params(value: str | None) -> dict[str, Any]:
     show_default=True,
     help="Catalog coverage the candidate may lose.",
 )
-@click.option("--ray-address", default="", help="Train on (and deploy to) this Ray cluster.")
+@click.option("--ray-address", default="", help="Train on this Ray cluster (default: a local Ray).")
+@click.option(
+    "--serve-address", default="", help="Switch the Serve app on this Ray cluster to a promotion."
+)
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path),
@@ -106,6 +109,7 @@ def run_training(
     margin: float = GatePolicy().margin,
     coverage_tolerance: float = GatePolicy().coverage_tolerance,
     ray_address: str = "",
+    serve_address: str = "",
     workdir: Path | None = None,
     show_logs: bool = False,
 ) -> dict[str, Any]:
@@ -129,6 +133,7 @@ def run_training(
         "margin": margin,
         "coverage_tolerance": coverage_tolerance,
         "ray_address": ray_address,
+        "serve_address": serve_address,
         "checkpoint_uri": str(workdir / "checkpoints"),
     }
     click.echo(f"kfp.local: pipeline root {workdir}")

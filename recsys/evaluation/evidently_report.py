@@ -1,4 +1,4 @@
-"""The Evidently recommendation-quality report: a candidate's top-k against a reference's.
+"""The Evidently recommendation-quality report: a list's top-k against a reference's.
 
 Evidently's ranking metrics read one row per (user, item) with the item's rank and a relevance
 label. Held-out items a list missed must be rows too (ranked past ``k``), or recall would
@@ -40,27 +40,20 @@ def ranking_frame(recs: pd.DataFrame, test: pd.DataFrame, k: int) -> pd.DataFram
     return merged.sort_values([USER, RANK], kind="stable").reset_index(drop=True)
 
 
-def write_quality_report(
-    current: pd.DataFrame,
-    reference: pd.DataFrame | None,
-    test: pd.DataFrame,
-    train: pd.DataFrame,
-    k: int,
-    path: str | Path,
-) -> Path:
-    """Run Evidently's ranking metrics on ``current`` (against ``reference`` when given) and
-    save the HTML report.
+def quality_snapshot(
+    current: pd.DataFrame, reference: pd.DataFrame | None, train: pd.DataFrame | None, k: int
+):
+    """Evidently's ranking metrics on ``current`` (against ``reference`` when given).
 
     Args:
-        current: the candidate's recommendations (``user_id, item_id, rank``).
-        reference: the recommendations it is compared with (the champion's, or a baseline's).
-        test: held-out interactions.
-        train: training interactions (popularity bias and novelty need them).
+        current: :func:`ranking_frame` rows of the list under test.
+        reference: :func:`ranking_frame` rows it is compared with (a champion's, a baseline's,
+            or a version's offline reference).
+        train: training interactions (popularity bias and novelty need them; left out without).
         k: the cut-off.
-        path: the HTML file to write.
 
     Returns:
-        ``path``.
+        The Evidently snapshot (``save_html``, or add it to a workspace).
     """
     from evidently import DataDefinition, Dataset, Report
     from evidently.core.datasets import Recsys
@@ -73,22 +66,29 @@ def write_quality_report(
     )
 
     def dataset(frame: pd.DataFrame) -> Dataset:
-        frame = frame.astype({USER: str, ITEM: str})
+        frame = frame[[USER, ITEM, RANK, TARGET]].astype({USER: str, ITEM: str})
         return Dataset.from_pandas(frame, data_definition=definition)
 
-    train_rows = train[[USER, ITEM]].astype(str).assign(**{TARGET: 1, RANK: 1})
     # RecsysPreset minus ScoreDistribution (needs scores, and a list past k has only ranks) and
     # RecCasesTable (one table per user: megabytes of HTML on a real dataset).
     metrics = [
         *(cls(k=k) for cls in (m.PrecisionTopK, m.RecallTopK, m.FBetaTopK, m.MAP, m.NDCG)),
-        *(cls(k=k) for cls in (m.MRR, m.HitRate, m.Personalization, m.Novelty)),
-        m.PopularityBiasMetric(k=k),
+        *(cls(k=k) for cls in (m.MRR, m.HitRate, m.Personalization)),
     ]
-    snapshot = Report(metrics).run(
-        dataset(ranking_frame(current, test, k)),
-        dataset(ranking_frame(reference, test, k)) if reference is not None else None,
-        additional_data={"current_train_data": dataset(train_rows)},
+    additional = {}
+    if train is not None:
+        metrics += [m.Novelty(k=k), m.PopularityBiasMetric(k=k)]
+        train_rows = train[[USER, ITEM]].astype(str).assign(**{TARGET: 1, RANK: 1})
+        additional["current_train_data"] = dataset(train_rows)
+    return Report(metrics).run(
+        dataset(current),
+        dataset(reference) if reference is not None else None,
+        additional_data=additional,
     )
+
+
+def save_html(snapshot, path: str | Path) -> Path:
+    """Write an Evidently snapshot's HTML; the file appears only when complete."""
     with atomic_path(path) as tmp:
         snapshot.save_html(str(tmp))
     return Path(path)

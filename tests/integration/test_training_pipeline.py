@@ -16,6 +16,7 @@ from recsys import deploy
 from recsys.data.io import write_parquet
 from recsys.features.api import refresh
 from recsys.models import PipelineConfig, PipelineModel
+from recsys.monitoring.reference import read_reference
 from recsys.registry import Registry
 from tests.conftest import copy_feature_repo, free_port, make_interactions
 
@@ -59,7 +60,9 @@ def setup(ray_session, tmp_path_factory):
         "feature_repo": str(repo),
         "params": TINY_PIPELINE,
         "registry_uri": str(registry.uri),
-        "ray_address": ray_session.get_runtime_context().gcs_address,
+        # training starts its own local Ray in the task (as a RayJob would have its own
+        # cluster); deploy joins the cluster that runs the Serve app
+        "serve_address": ray_session.get_runtime_context().gcs_address,
         "checkpoint_uri": str(root / "checkpoints"),
     }
     yield {"root": root, "registry": registry, "url": url, "arguments": arguments}
@@ -93,6 +96,9 @@ def test_first_run_promotes_registers_and_switches_the_live_app(setup):
     manifest = registry.manifest(new)
     assert manifest["kind"] == "pipeline" and manifest["feature_service"] == "ranker_v1"
     assert [e.action for e in registry.history()][-2:] == ["register", "promote"]
+    # the monitoring reference travels with the version: the candidate's offline top-k
+    reference = read_reference(registry.local_path(new))
+    assert reference is not None and {"score", "target", "user_age_bucket"} <= set(reference)
     # deploy switched the running app in place: it now answers with the new version
     assert deploy.wait_ready(setup["url"])["model_version"] == new
     body = httpx.post(f"{setup['url']}/recommend", json={"user_id": "u1", "k": 3}).json()

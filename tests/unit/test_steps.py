@@ -12,6 +12,7 @@ from recsys import steps
 from recsys.data.io import write_parquet
 from recsys.evaluation.evidently_report import ranking_frame
 from recsys.models import create_model
+from recsys.monitoring.reference import read_reference
 from recsys.registry import Registry
 from recsys.registry.gate import decide
 from tests.conftest import make_interactions
@@ -65,6 +66,7 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
         registry_uri=registry.uri,
         k=5,
         report_html=report,
+        reference_out=tmp_path / "reference.parquet",
     )
     assert result["champion"]["version"] == registry.champion().version
     assert result["candidate"]["version"] == trained["version"]
@@ -76,8 +78,21 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
     verdict = decide(result)
     assert verdict.promote, verdict.summary()
 
-    version = steps.register(tmp_path / "model", registry.uri, reason=verdict.summary())
+    reference = pd.read_parquet(tmp_path / "reference.parquet")
+    assert reference["rank"].max() == 5 and set(reference["target"]) <= {0, 1}
+    assert {"score", "user_age_bucket", "user_interactions", "item_popularity"} <= set(reference)
+    assert reference["score"].notna().all() and reference["item_popularity"].notna().all()
+
+    version = steps.register(
+        tmp_path / "model",
+        registry.uri,
+        reason=verdict.summary(),
+        attachments={"reference.parquet": tmp_path / "reference.parquet"},
+    )
     assert version == trained["version"] and registry.champion().version == version
+    stored = read_reference(registry.local_path(version))
+    pd.testing.assert_frame_equal(stored, reference)
+    assert not (tmp_path / "model" / "reference.parquet").exists()  # the input is untouched
     done = steps.deploy(version, registry.uri, tmp_path / "serve.yaml")
     assert done["live"] is False and "no Ray address" in done["note"]
     config = yaml.safe_load((tmp_path / "serve.yaml").read_text())

@@ -1,0 +1,1 @@
+"""Monitoring: the prediction and feedback logs, Evidently reports and the retrain decision."""

@@ -1,0 +1,356 @@
+"""Reading the serving logs back: predictions, feedback events, and the join of the two.
+
+Both logs are JSON lines written by running services (``serving/predlog.py``,
+``recsys.features.events``), so damage is expected: a crash leaves a half-written last line,
+someone drops a gzip file beside them. Nothing here raises on a bad line or file: it is
+skipped and reported in a warning naming the file, because a monitoring job that dies on one
+torn line reports nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+UTC_NS = "datetime64[ns, UTC]"
+PREDICTION_DTYPES = {"request_id": object, "ts": UTC_NS, "user_id": object}
+PREDICTION_DTYPES |= {"model_version": object, "cold_start": bool, "item_id": object}
+PREDICTION_DTYPES |= {"rank": np.int64, "score": np.float64}
+PREDICTION_COLUMNS = tuple(PREDICTION_DTYPES)
+FEEDBACK_DTYPES = {"user_id": object, "item_id": object, "type": object}
+FEEDBACK_DTYPES |= {"rating": np.float64, "timestamp": UTC_NS}
+FEEDBACK_COLUMNS = tuple(FEEDBACK_DTYPES)
+EVENT_TYPES = ("view", "click", "rating", "purchase")
+
+
+def read_jsonl(paths: Iterable[Path]) -> tuple[list[dict], list[str]]:
+    """Every JSON object in the given JSON-lines files, skipping whatever cannot be read.
+
+    Args:
+        paths: the files, read in the order given.
+
+    Returns:
+        The records, and one warning per damaged or unreadable file naming the file, how
+        many lines were skipped and the first reason. Each warning is also logged.
+    """
+    records, warnings = [], []
+    for path in paths:
+        problem = _read_file(Path(path), records)
+        if problem:
+            warnings.append(_warn(problem))
+    return records, warnings
+
+
+def _read_file(path: Path, records: list[dict]) -> str:
+    """Appends the file's records; returns what went wrong, if anything."""
+    skipped, first, n = 0, "", 0
+    try:
+        with path.open("rb") as lines:  # bytes: a non-UTF-8 line is one bad line, not a crash
+            for n, raw in enumerate(lines, start=1):
+                why = _parse_line(raw, records) if raw.strip() else ""
+                if why:
+                    skipped += 1
+                    first = first or f"line {n}: {why}"
+    except OSError as exc:  # permission denied, a directory, an I/O error part-way
+        return f"{path}: unreadable after {n} lines ({type(exc).__name__}: {exc.strerror or exc})"
+    where = first if skipped == 1 else f"first at {first}"
+    return f"{path}: skipped {skipped} of {n} lines ({where})" if skipped else ""
+
+
+def _parse_line(raw: bytes, records: list[dict]) -> str:
+    """Appends the line's record to ``records``, or returns why it cannot be one."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        # Every writer ends a record with its newline in the same write: no newline means
+        # the process died mid-write, expected once per crash rather than corruption.
+        torn = " (half-written last line)" if not raw.endswith(b"\n") else ""
+        return f"not JSON{torn}: {exc.msg} at column {exc.colno}"
+    except RecursionError:
+        return "not JSON: nested too deeply"
+    if not isinstance(value, dict):
+        return f"not a JSON object but {type(value).__name__}"
+    records.append(value)
+    return ""
+
+
+def load_predictions(
+    directory: str | Path, *, since: datetime | None = None, until: datetime | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """The prediction log as one row per returned item.
+
+    Args:
+        directory: holds the ``predictions-*.jsonl`` files.
+        since: keep answers with ``ts >= since`` (a naive datetime is taken as UTC).
+        until: keep answers with ``ts < until``.
+
+    Returns:
+        A frame with ``PREDICTION_COLUMNS`` (``ts`` UTC, ``rank`` 1-based), then the user's
+        scalar features as ``user_<name>`` columns (a name already starting with ``user_``
+        is kept) and ``user_history_len`` (``len(last_items)``); and the warnings. An
+        answer with no items gives no rows.
+    """
+    since, until = _utc(since), _utc(until)
+    paths, warnings = _log_files(Path(directory), "predictions")
+    requests, items, scores, counts = [], [], [], []
+    for path in paths:
+        # One file at a time: the candidate lists dominate a record and are dropped at once.
+        records, problems = read_jsonl([path])
+        warnings += problems
+        bad = Counter()
+        for record in records:
+            row, why = _prediction(record)
+            if why:
+                bad[why] += 1
+            elif (since is None or row["ts"] >= since) and (until is None or row["ts"] < until):
+                requests.append(row)
+                items.extend(str(i) for i in record["items"])
+                scores.extend(record["scores"])
+                counts.append(len(record["items"]))
+        if bad:
+            warnings.append(_tally(path, sum(bad.values()), len(records), bad))
+    if not requests:
+        return _empty(PREDICTION_DTYPES), warnings
+    counts = np.asarray(counts, dtype=np.int64)
+    frame = pd.DataFrame.from_records(requests)
+    frame["ts"] = _ns(frame["ts"])  # before the repeat: parse once per answer, not per item
+    frame = frame.loc[frame.index.repeat(counts)].reset_index(drop=True)  # (items, ...)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)  # each row's answer's first row
+    frame["item_id"] = pd.Series(items, dtype=object)
+    frame["rank"] = np.arange(len(items), dtype=np.int64) - starts + 1
+    frame["score"] = np.asarray(scores, dtype=np.float64)
+    features = sorted(c for c in frame.columns if c not in PREDICTION_COLUMNS)
+    return frame[[*PREDICTION_COLUMNS, *features]], warnings
+
+
+def _prediction(record: dict) -> tuple[dict, str]:
+    """The answer-level fields of one record, or why it cannot be used."""
+    request = record.get("request") if isinstance(record.get("request"), dict) else {}
+    required = {key: record.get(key) for key in ("request_id", "ts", "items", "scores")}
+    for key, value in (required | {"request.user_id": request.get("user_id")}).items():
+        if value is None or value == "":
+            return {}, f"missing {key}"
+    items, scores, ts = record["items"], record["scores"], _parse_ts(record["ts"])
+    if not isinstance(items, list) or not isinstance(scores, list):
+        return {}, "items or scores not a list"
+    if len(items) != len(scores):
+        return {}, "items and scores of different lengths"
+    if not all(map(_is_number, scores)):
+        return {}, "a score that is not a number"
+    if ts is None:
+        return {}, "ts not an ISO 8601 time"
+    row = {"request_id": str(record["request_id"]), "ts": ts, "user_id": str(request["user_id"])}
+    row |= {"model_version": record.get("model_version")}
+    row |= {"cold_start": bool(record.get("cold_start", False))}
+    return row | _flatten(record.get("user_features")), ""
+
+
+def _flatten(features) -> dict:
+    """The scalar features as columns; lists (history, genre shares) do not fit one cell."""
+    out = {}
+    for name, value in (features if isinstance(features, dict) else {}).items():
+        column = name if name.startswith("user_") else f"user_{name}"
+        if name == "last_items" and isinstance(value, list):
+            out["user_history_len"] = len(value)
+        elif column in PREDICTION_COLUMNS:  # a feature must never overwrite the request's id
+            continue
+        elif value is None or isinstance(value, bool | int | float | str):
+            out[column] = value
+    return out
+
+
+def load_feedback(
+    directory: str | Path, *, since: datetime | None = None, until: datetime | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """The accepted feedback events (``events-*.jsonl``; the ``rejected-*`` logs are ignored).
+
+    Args:
+        directory: the event log directory.
+        since: keep events with ``timestamp >= since`` (a naive datetime is taken as UTC).
+        until: keep events with ``timestamp < until``. To join predictions up to ``t`` with
+            a window ``w``, load feedback until ``t + w``.
+
+    Returns:
+        A frame with ``FEEDBACK_COLUMNS`` (``rating`` float, ``timestamp`` UTC) and the
+        warnings; records with a bad id, type, rating or timestamp are skipped.
+    """
+    since, until = _utc(since), _utc(until)
+    paths, warnings = _log_files(Path(directory), "events")
+    frames = []
+    for path in paths:
+        records, problems = read_jsonl([path])
+        warnings += problems
+        frame = pd.DataFrame(records, columns=list(FEEDBACK_COLUMNS))
+        numeric = frame["rating"].map(_is_number)  # "4" or true are not ratings
+        rating = pd.to_numeric(frame["rating"].where(numeric), errors="coerce")
+        ids = frame["user_id"].map(_is_id) & frame["item_id"].map(_is_id)
+        stamp = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601", errors="coerce")
+        bad = {
+            "a bad user_id or item_id": ~ids,
+            f"a type not in {EVENT_TYPES}": ~frame["type"].isin(EVENT_TYPES),
+            "a rating that is not a number": frame["rating"].notna() & ~numeric,
+            "a rating event without a rating": (frame["type"] == "rating") & rating.isna(),
+            "a timestamp not in ISO 8601": stamp.isna(),
+        }
+        invalid = np.logical_or.reduce([mask.to_numpy(bool) for mask in bad.values()])
+        if invalid.any():
+            reasons = Counter({why: int(mask.sum()) for why, mask in bad.items() if mask.any()})
+            warnings.append(_tally(path, int(invalid.sum()), len(frame), reasons))
+        keep = ~invalid & _within(stamp, since, until)
+        frame = frame.assign(rating=rating, timestamp=stamp.astype(UTC_NS))[keep]
+        frames.append(frame.astype({"user_id": str, "item_id": str}))
+    frames = [f for f in frames if len(f)]  # concat warns about empty frames' dtypes
+    return (pd.concat(frames, ignore_index=True) if frames else _empty(FEEDBACK_DTYPES)), warnings
+
+
+def _is_id(value) -> bool:
+    return (isinstance(value, str) and value != "") or type(value) is int
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def join_feedback(
+    predictions: pd.DataFrame,
+    feedback: pd.DataFrame,
+    *,
+    window: timedelta = timedelta(hours=24),
+    positive: tuple[str, ...] = ("click", "rating", "purchase"),
+    min_rating: float = 4.0,
+) -> pd.DataFrame:
+    """Labels each prediction row with whether the user acted on that item afterwards.
+
+    ``target`` is 1 when the same user had an event of a ``positive`` type on the row's item
+    strictly after the prediction's ``ts`` and at most ``window`` later; a ``rating`` event
+    counts only when ``rating >= min_rating``. Views are not in the default ``positive``.
+    Users with no feedback at all keep all-zero targets: whether they ignored the answer or
+    their feedback was never logged cannot be told apart here (see ``sample_summary``).
+
+    Args:
+        predictions: from ``load_predictions`` (``user_id``, ``item_id``, ``ts`` are used).
+        feedback: from ``load_feedback``.
+        window: how long after a prediction an event still counts.
+        positive: the event types that count.
+        min_rating: the smallest rating that counts as positive.
+
+    Returns:
+        A copy of ``predictions`` (same index and order) with an int ``target`` column.
+    """
+    out = predictions.copy()
+    target = np.zeros(len(out), dtype=np.int64)
+    events = feedback[feedback["type"].isin(positive) & feedback["timestamp"].notna()]
+    rating = pd.to_numeric(events["rating"], errors="coerce")
+    events = events[(events["type"] != "rating") | (rating >= min_rating)]
+    if len(out) and len(events):
+        # merge_asof finds, per row, the first positive event after ts for the same user and
+        # item: one output row per prediction however many events a pair has, where a plain
+        # merge would multiply repeated recommendations by repeated clicks.
+        left = _keyed(out, "ts", "ts").assign(row=np.arange(len(out)))
+        left = left[left["ts"].notna()].sort_values("ts", kind="stable")
+        right = _keyed(events, "timestamp", "event_ts").sort_values("event_ts", kind="stable")
+        matched = pd.merge_asof(
+            left,
+            right,
+            left_on="ts",
+            right_on="event_ts",
+            by=["user_id", "item_id"],
+            direction="forward",
+            tolerance=pd.Timedelta(window),
+            allow_exact_matches=False,  # an event at the very instant of the answer predates it
+        )
+        target[matched["row"].to_numpy()] = matched["event_ts"].notna().to_numpy()
+    out["target"] = target
+    return out
+
+
+def sample_summary(predictions: pd.DataFrame, feedback: pd.DataFrame) -> dict:
+    """How much evidence there is, for the monitoring decision's minimum-sample check.
+
+    Args:
+        predictions: from ``load_predictions`` or ``join_feedback``; without a ``target``
+            column the positives are counted with ``join_feedback``'s defaults.
+        feedback: from ``load_feedback``.
+
+    Returns:
+        Ints: ``requests``, ``users``, ``prediction_rows``, ``feedback_events``,
+        ``users_with_feedback`` (predicted users with at least one event of any type) and
+        ``positives`` (prediction rows with ``target == 1``).
+    """
+    if "target" not in predictions.columns:
+        predictions = join_feedback(predictions, feedback)
+    users = predictions["user_id"].astype(str).unique()
+    return {
+        "requests": int(predictions["request_id"].nunique()),
+        "users": len(users),
+        "prediction_rows": len(predictions),
+        "feedback_events": len(feedback),
+        "users_with_feedback": int(np.isin(users, feedback["user_id"].astype(str)).sum()),
+        "positives": int(predictions["target"].sum()),
+    }
+
+
+def _keyed(frame: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
+    """The join keys as strings and the time as ns UTC, on a fresh 0..n-1 index."""
+    keys = {key: frame[key].astype(str).to_numpy() for key in ("user_id", "item_id")}
+    return pd.DataFrame(keys | {name: _ns(frame[column]).array})
+
+
+def _log_files(directory: Path, prefix: str) -> tuple[list[Path], list[str]]:
+    if not directory.is_dir():
+        return [], [_warn(f"{directory}: no such directory (no {prefix} read)")]
+    paths = sorted(directory.glob(f"{prefix}-*.jsonl"))
+    return paths, [] if paths else [_warn(f"{directory}: no {prefix}-*.jsonl files")]
+
+
+def _parse_ts(value) -> datetime | None:
+    try:
+        return _utc(datetime.fromisoformat(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    """Naive times are UTC: the services write aware UTC times, people type naive ones."""
+    if when is None:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _within(times: pd.Series, since: datetime | None, until: datetime | None) -> np.ndarray:
+    keep = times.notna().to_numpy()
+    if since is not None:
+        keep &= (times >= since).to_numpy()
+    if until is not None:
+        keep &= (times < until).to_numpy()
+    return keep
+
+
+def _ns(times: pd.Series) -> pd.Series:
+    # merge_asof refuses keys of different resolutions (us from one reader, ns from another)
+    return pd.to_datetime(times, utc=True).astype(UTC_NS)
+
+
+def _empty(dtypes: dict) -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
+
+
+def _tally(path: Path, skipped: int, total: int, reasons: Counter) -> str:
+    detail = ", ".join(f"{why}: {count}" for why, count in reasons.most_common())
+    return _warn(f"{path}: skipped {skipped} of {total} records ({detail})")
+
+
+def _warn(message: str) -> str:
+    logger.warning(message)
+    return message
