@@ -177,3 +177,69 @@ def deploy(version: str, registry_uri: str, serve_address: str, serve_config: Ou
     )
     serve_config.metadata.update(done)
     print(f"deploy: {done}")
+
+
+@component
+def monitor_check(
+    predictions: str,
+    events: str,
+    out: str,
+    registry_uri: str,
+    policy: str,
+    since_minutes: float,
+    decision: Output[Artifact],
+    signals: Output[Metrics],
+) -> str:
+    """Drift and quality of the champion's traffic (Evidently); the policy's action."""
+    from recsys.monitoring.check import MonitorArgs, check
+    from recsys.monitoring.trigger import record
+
+    args = MonitorArgs(
+        predictions=predictions,
+        events=events,
+        out=out,
+        registry=registry_uri or None,
+        policy=policy or None,
+        since_minutes=since_minutes or None,
+    )
+    verdict, summary = check(args)
+    for key, value in verdict.signals.items():
+        if isinstance(value, int | float):
+            signals.log_metric(key, value)
+    signals.log_metric("requests", summary["samples"].get("requests", 0))
+    signals.metadata["reasons"] = verdict.reasons
+    with open(decision.path, "w") as f:
+        f.write(verdict.model_dump_json(indent=2))
+    if verdict.action != "retrain":  # a retrain decision is recorded by the trigger
+        record(verdict, out)
+    print(f"monitor: {verdict.action}: {'; '.join(verdict.reasons)}")
+    return verdict.action
+
+
+@component
+def start_retraining(
+    decision: Input[Artifact], out: str, policy: str, kfp_host: str, arguments: dict
+) -> str:
+    """Submit the training pipeline (kfp.Client; in-cluster without a host) unless a run
+    started within the policy's cooldown."""
+    from recsys.monitoring.policy import Decision, load_policy
+    from recsys.monitoring.trigger import trigger
+
+    def submit(verdict: Decision) -> dict:
+        import kfp
+
+        client = kfp.Client(host=kfp_host or None)
+        run = client.create_run_from_pipeline_package(
+            "/app/pipelines/compiled/training.yaml",
+            arguments=arguments,
+            run_name=f"retrain-{verdict.at:%Y%m%dT%H%M%SZ}",
+            experiment_name="recsys",
+            enable_caching=False,
+        )
+        return {"run_id": run.run_id}
+
+    with open(decision.path) as f:
+        verdict = Decision.model_validate_json(f.read())
+    outcome = trigger(verdict, load_policy(policy or None), out, submit)
+    print(f"retraining: {outcome}")
+    return "started" if outcome["started"] else outcome["reason"]

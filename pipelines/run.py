@@ -11,11 +11,17 @@ from typing import Any, TextIO
 
 from kfp import compiler, local
 
-from pipelines.training import PIPELINE_NAME, VARIANTS, build
+from pipelines import monitoring
+from pipelines.training import VARIANTS, ClusterSettings, build
 from recsys.config import RecsysError
 from recsys.registry.gate import GateDecision
 
 COMPILED = Path(__file__).resolve().parent / "compiled"
+# What `compile` writes and `submit --variant` uploads: pipelines/compiled/<name>.yaml.
+PACKAGES = {
+    **{name: (lambda s=settings: build(s)) for name, settings in VARIANTS.items()},
+    "monitoring": lambda: monitoring.build(ClusterSettings()),
+}
 
 
 def run_local(
@@ -100,9 +106,9 @@ def compile_all(out: str | Path = COMPILED) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, settings in VARIANTS.items():
+    for name, make in PACKAGES.items():
         path = out / f"{name}.yaml"
-        compiler.Compiler().compile(build(settings), str(path))
+        compiler.Compiler().compile(make(), str(path))
         paths.append(path)
     return paths
 
@@ -137,8 +143,8 @@ def submit(
     """
     import kfp
 
-    if variant not in VARIANTS:
-        raise RecsysError(f"--variant {variant!r}: expected one of {sorted(VARIANTS)}")
+    if variant not in PACKAGES:
+        raise RecsysError(f"--variant {variant!r}: expected one of {sorted(PACKAGES)}")
     package = COMPILED / f"{variant}.yaml"
     if not package.exists():
         raise RecsysError(f"{package}: missing; run `recsys pipeline compile` first")
@@ -146,7 +152,7 @@ def submit(
     expression = cron(schedule) if schedule else None
     _check_reachable(host)
     client = kfp.Client(host=host)
-    name = run_name or f"{PIPELINE_NAME}-{variant}"
+    name = run_name or f"recsys-{variant}"
     if expression is None:
         run = client.create_run_from_pipeline_package(
             str(package),

@@ -125,13 +125,18 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
     return training
 
 
+def mount(settings: ClusterSettings, task) -> None:
+    """The shared volume as ``RECSYS_HOME`` and the object-store credentials, on one task."""
+    kubernetes.mount_pvc(task, pvc_name=settings.pvc, mount_path=settings.mount_path)
+    task.set_env_variable("RECSYS_HOME", settings.mount_path)
+    kubernetes.use_secret_as_env(
+        task, settings.object_store_secret, OBJECT_STORE_KEYS, optional=True
+    )
+
+
 def _on_cluster(settings: ClusterSettings, tasks, features, model) -> None:
     for task in tasks:
-        kubernetes.mount_pvc(task, pvc_name=settings.pvc, mount_path=settings.mount_path)
-        task.set_env_variable("RECSYS_HOME", settings.mount_path)
-        kubernetes.use_secret_as_env(
-            task, settings.object_store_secret, OBJECT_STORE_KEYS, optional=True
-        )
+        mount(settings, task)
     kubernetes.use_secret_as_env(
         features, settings.redis_secret, {"REDIS_CONNECTION_STRING": "REDIS_CONNECTION_STRING"}
     )

@@ -46,6 +46,7 @@ def _register() -> None:
         data,
         evaluate,
         features,
+        monitor,
         pipeline,
         quickstart,
         recommend,
@@ -64,6 +65,7 @@ def _register() -> None:
     cli.add_command(serve.serve)
     cli.add_command(serve.deploy_cmd)
     cli.add_command(pipeline.pipeline)
+    cli.add_command(monitor.monitor)
     cli.add_command(registry.registry)
 
 

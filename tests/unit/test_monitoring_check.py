@@ -11,6 +11,7 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from recsys import steps
@@ -185,3 +186,54 @@ def test_a_version_registered_without_a_reference_is_not_judged(champion, tmp_pa
     decision, summary = check(monitor, now=NOW)
     assert decision.action == "no_action" and summary["samples"]["requests"] > 60
     assert any("reference stored with bare-1" in r for r in decision.reasons)
+
+
+def test_cli_prints_the_decision_reasons_and_reports(champion, tmp_path):
+    from click.testing import CliRunner
+
+    from recsys.cli.main import cli
+
+    replay(champion, tmp_path, shift=True)
+    monitor = args(champion, tmp_path)
+    command = [
+        "monitor",
+        "check",
+        "--predictions",
+        str(monitor.predictions),
+        "--events",
+        str(monitor.events),
+        "--out",
+        str(monitor.out),
+        "--registry",
+        monitor.registry,
+        "--policy",
+        str(monitor.policy),
+    ]
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 0, result.output
+    assert f"monitor: retrain (model {champion['version']})" in result.output
+    assert "features drifted" in result.output and "drift report: " in result.output
+    assert "retraining: started" not in result.output  # without --retrain: recorded only
+    (tmp_path / "policy.yaml").write_text("drift_shar: 0.2\n")
+    bad = CliRunner().invoke(cli, command)
+    assert bad.exit_code == 1 and "drift_shar: Extra inputs are not permitted" in bad.output
+
+
+def test_retraining_snapshot_is_the_base_data_plus_the_accepted_feedback(champion, tmp_path):
+    from recsys.monitoring.snapshot import build_snapshot
+
+    replay(champion, tmp_path)
+    base = tmp_path / "base"
+    write_parquet(
+        make_interactions(n_users=40, n_items=40, per_user=10), base / "interactions.parquet"
+    )
+    users, _ = side_tables(40, 40)
+    write_parquet(users, base / "users.parquet")
+    made = build_snapshot(str(base), tmp_path / "events", tmp_path / "snap")
+    clicks = int(champion["reference"]["target"].sum()) * 3
+    assert made["base_rows"] == 400 and made["event_rows"] == clicks
+    merged = pd.read_parquet(tmp_path / "snap" / "interactions.parquet")
+    assert len(merged) == made["rows"] <= 400 + clicks
+    assert merged["timestamp"].is_monotonic_increasing
+    assert (tmp_path / "snap" / "users.parquet").exists()
+    assert steps.ingest(str(tmp_path / "snap"), tmp_path / "split")["rows"] == len(merged)

@@ -26,7 +26,8 @@ def compiled(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_committed_yaml_is_what_the_code_compiles_to(compiled):
-    assert set(compiled) == set(VARIANTS) == {p.stem for p in COMPILED.glob("*.yaml")}
+    assert set(compiled) == set(runner.PACKAGES) == {p.stem for p in COMPILED.glob("*.yaml")}
+    assert set(VARIANTS) < set(compiled) and "monitoring" in compiled
     for name, fresh in compiled.items():
         committed = COMPILED / f"{name}.yaml"
         assert committed.read_text() == fresh.read_text(), (
@@ -85,6 +86,19 @@ def test_gpu_variant_puts_training_on_a_gpu_node_and_the_cpu_one_does_not(compil
     ]
     redis = [s for s in features["secretAsEnv"] if s["secretName"] == "recsys-redis"]
     assert redis[0]["keyToEnv"][0]["envVar"] == "REDIS_CONNECTION_STRING"
+
+
+def test_monitoring_pipeline_retrains_only_on_a_retrain_decision(compiled):
+    spec, platform = docs(compiled["monitoring"])
+    tasks = spec["root"]["dag"]["tasks"]
+    condition = tasks["condition-1"]["triggerPolicy"]["condition"]
+    assert "pipelinechannel--monitor-check-Output" in condition and "'retrain'" in condition
+    inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert set(inner) == {"start-retraining"}
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["predictions"]["defaultValue"].startswith("/var/lib/recsys/")
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {e["pvcMount"][0]["constant"] for e in executors.values()} == {"recsys-data"}
 
 
 def test_cron_takes_five_or_six_fields():
