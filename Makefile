@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test test-unit test-integration lint format benchmark-quality benchmark-features benchmark-serving constraints clean
+.PHONY: demo demo-drift test test-unit test-integration lint format benchmark-quality benchmark-features benchmark-serving constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/recsys quickstart
+
+# The demo, then the closed loop: drift -> Evidently -> retrain -> gate -> hot reload.
+demo-drift: $(VENV)/.installed
+	$(BIN)/recsys quickstart --drift
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

@@ -1,5 +1,6 @@
 """End-to-end jobs that compose the sub-packages: the quality protocol behind
-``recsys quickstart`` and ``recsys benchmark quality``."""
+``recsys benchmark quality``, and the Serve app's start and HTTP demo behind
+``recsys quickstart``."""
 
 from __future__ import annotations
 
@@ -79,8 +80,6 @@ class QualityRun:
     protocol: str = "stratified"
     k: int = 10
     seed: int = 42
-    feature_repo: Path | None = None  # train from this Feast repository's training set
-    feature_service: str = "ranker_v1"
 
 
 def run_quality(run: QualityRun, log=print) -> list[dict]:
@@ -101,8 +100,6 @@ def run_quality(run: QualityRun, log=print) -> list[dict]:
     )
     log(f"split ({run.protocol}): {len(train)} train / {len(test)} test rows -> {split_dir}")
     users, items = read_side_tables(split_dir)
-    if run.feature_repo is not None:
-        train, users, items = _features_from_feast(run, train, users, items, log)
     user_ids = sorted(train["user_id"].unique())
     rows = []
     for spec in run.models:
@@ -125,7 +122,6 @@ def run_quality(run: QualityRun, log=print) -> list[dict]:
             args.out,
             data_checksum=interactions_checksum(train),
             metrics={**metrics, **training_metrics(model)},
-            feature_service=run.feature_service if run.feature_repo else None,
         )
         write_parquet(recs, run.workdir / "recs" / f"{spec.label}.parquet")
         rows.append(
@@ -138,27 +134,6 @@ def run_quality(run: QualityRun, log=print) -> list[dict]:
         )
         log(f"{spec.label}: nDCG@{run.k} {metrics['ndcg']:.4f}  (fit {fit_s:.1f}s)")
     return rows
-
-
-def _features_from_feast(run: QualityRun, train, users, items, log):
-    """Feature tables from the training interactions only (the test rows never reach a
-    feature), apply + materialize, then the point-in-time training set the models learn from."""
-    from recsys.features.api import load_training_set, refresh
-
-    done = refresh(run.feature_repo, train, users, items)
-    rows = sum(done["rows"].values())
-    log(
-        f"features: {rows} rows built in {done['build_s']}s, feast apply {done['apply_s']}s, "
-        f"materialized into {done['online']} in {done['materialize_s']}s -> {run.feature_repo}"
-    )
-    t0 = time.perf_counter()
-    train, users, items, joined = load_training_set(run.feature_repo, train, run.feature_service)
-    log(
-        f"training set: get_historical_features({run.feature_service}) -> {len(joined)} rows x "
-        f"{joined.shape[1]} columns in {time.perf_counter() - t0:.1f}s"
-    )
-    write_parquet(joined, run.workdir / "split" / "training_set.parquet")
-    return train, users, items
 
 
 def serve_demo(
@@ -180,6 +155,56 @@ def serve_demo(
     """
     from ray import serve
 
+    t0 = time.perf_counter()
+    seen: dict = {}
+    try:
+        url = start_app(model_root, model_version, feature_repo, catalog, workdir, port)
+        seen["ready_s"] = round(time.perf_counter() - t0, 1)
+        log(f"app ready at {url} in {seen['ready_s']}s (OpenAPI at {url}/docs)")
+        titles = read_titles(catalog)
+        for user in users:
+            answer = post(url, "/recommend", {"user_id": user, "k": 5})[1]
+            seen.setdefault("answers", []).append(answer)
+            log(f"user {user} (took {answer['took_ms']:.0f} ms, model {answer['model_version']}):")
+            for item in answer["items"]:
+                name = titles.get(item["item_id"], item["item_id"])
+                log(f"  {item['rank']}. {name} — {item['reason']}")
+        visitor = {"user_id": "new-visitor", "k": 3, "filters": {"include_genres": ["Comedy"]}}
+        cold = post(url, "/recommend", visitor)[1]
+        seen["cold"] = cold
+        names = ", ".join(titles.get(i["item_id"], i["item_id"]) for i in cold["items"])
+        log(f"unknown visitor, comedies (cold_start={cold['cold_start']}): {names}")
+        top = seen["answers"][0]["items"][0]["item_id"]
+        status, _ = post(url, "/events", {"user_id": users[0], "item_id": top, "type": "click"})
+        after = post(url, "/recommend", {"user_id": users[0], "k": 5})[1]
+        seen["after_event"] = after
+        gone = top not in [i["item_id"] for i in after["items"]]
+        log(
+            f"POST /events {users[0]} clicked {titles.get(top, top)} -> {status}; "
+            f"next answer no longer lists it: {gone}"
+        )
+        status, body = post(url, "/recommend", {"user_id": users[0], "k": 0})
+        log(f"a bad request (k=0) -> {status}: {body['detail'][0]['msg']}")
+    finally:
+        serve.shutdown()
+    log("Serve shut down")
+    return seen
+
+
+def start_app(
+    model_root: Path,
+    model_version: str,
+    feature_repo: Path | None,
+    catalog: Path | None,
+    workdir: Path,
+    port: int,
+) -> str:
+    """Start (a local Ray and) the Serve app on ``model_version``, its prediction log and
+    events under ``workdir``; wait until it is ready.
+
+    Returns:
+        The app's URL.
+    """
     from recsys import deploy
     from recsys.training.cluster import ensure_ray
 
@@ -194,45 +219,21 @@ def serve_demo(
         model_version=model_version, args=args, host="127.0.0.1", port=port
     )
     ensure_ray()
-    t0 = time.perf_counter()
+    deploy.apply(config)
     url = f"http://127.0.0.1:{port}"
-    seen: dict = {}
-    try:
-        deploy.apply(config)
-        deploy.wait_ready(url)
-        seen["ready_s"] = round(time.perf_counter() - t0, 1)
-        log(f"app ready at {url} in {seen['ready_s']}s (OpenAPI at {url}/docs)")
-        titles = read_titles(catalog)
-        for user in users:
-            answer = _post(url, "/recommend", {"user_id": user, "k": 5})[1]
-            seen.setdefault("answers", []).append(answer)
-            log(f"user {user} (took {answer['took_ms']:.0f} ms, model {answer['model_version']}):")
-            for item in answer["items"]:
-                name = titles.get(item["item_id"], item["item_id"])
-                log(f"  {item['rank']}. {name} — {item['reason']}")
-        visitor = {"user_id": "new-visitor", "k": 3, "filters": {"include_genres": ["Comedy"]}}
-        cold = _post(url, "/recommend", visitor)[1]
-        seen["cold"] = cold
-        names = ", ".join(titles.get(i["item_id"], i["item_id"]) for i in cold["items"])
-        log(f"unknown visitor, comedies (cold_start={cold['cold_start']}): {names}")
-        top = seen["answers"][0]["items"][0]["item_id"]
-        status, _ = _post(url, "/events", {"user_id": users[0], "item_id": top, "type": "click"})
-        after = _post(url, "/recommend", {"user_id": users[0], "k": 5})[1]
-        seen["after_event"] = after
-        gone = top not in [i["item_id"] for i in after["items"]]
-        log(
-            f"POST /events {users[0]} clicked {titles.get(top, top)} -> {status}; "
-            f"next answer no longer lists it: {gone}"
-        )
-        status, body = _post(url, "/recommend", {"user_id": users[0], "k": 0})
-        log(f"a bad request (k=0) -> {status}: {body['detail'][0]['msg']}")
-    finally:
-        serve.shutdown()
-    log("Serve shut down")
-    return seen
+    deploy.wait_ready(url)
+    return url
 
 
-def _post(url: str, path: str, body: dict) -> tuple[int, dict]:
+def readyz(url: str) -> dict:
+    """``GET /readyz``: the version the app serves."""
+    from recsys import deploy
+
+    return deploy.wait_ready(url, timeout_s=30)
+
+
+def post(url: str, path: str, body: dict) -> tuple[int, dict]:
+    """POST JSON; the status and the JSON answer (also for 4xx/5xx)."""
     import json
     import urllib.error
     import urllib.request

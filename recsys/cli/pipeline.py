@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from recsys.cli.train import parse_params
 from recsys.config import RecsysError, recsys_home
 from recsys.evaluation.report import markdown_table
 from recsys.features.store import default_repo
@@ -207,18 +208,9 @@ def submit(host, variant, schedule, experiment, run_name, params) -> None:
     """Upload the compiled pipeline to a KFP server and run it (or schedule it)."""
     from pipelines.run import submit as submit_run
 
-    arguments = {}
-    for item in params:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise RecsysError(f"--param {item!r}: expected KEY=VALUE")
-        try:
-            arguments[key] = json.loads(value)
-        except json.JSONDecodeError:
-            arguments[key] = value
     done = submit_run(
         host,
-        arguments,
+        parse_params(params),
         variant=variant,
         schedule=schedule,
         experiment=experiment,

@@ -40,6 +40,12 @@ from recsys.registry import Registry
 )
 @click.option("--params", default=None, help="Pipeline-model hyper-parameters: JSON or @file.")
 @click.option("--no-serve", is_flag=True, help="Skip the Ray Serve step.")
+@click.option(
+    "--drift",
+    is_flag=True,
+    help="Then the closed loop: replay held-out and drifted traffic, monitor, retrain, gate, "
+    "hot-reload.",
+)
 @click.option("--port", type=int, default=8000, show_default=True, help="HTTP port of the demo.")
 def quickstart(
     workdir: Path | None,
@@ -49,6 +55,7 @@ def quickstart(
     registry_uri: str | None,
     params: str | None,
     no_serve: bool,
+    drift: bool,
     port: int,
 ) -> None:
     """Fetch MovieLens-100k; run the Kubeflow training pipeline on kfp.local (validate, split,
@@ -56,7 +63,8 @@ def quickstart(
     champion and the baselines, gate, register, deploy); print the table and the gate's
     decision; then serve the champion on Ray Serve and send it real HTTP requests.
 
-    Run it twice: the second run, on unchanged data, keeps the champion."""
+    Run it twice: the second run, on unchanged data, keeps the champion. With --drift, the
+    closed loop follows (about 10 more minutes)."""
     workdir = (workdir or recsys_home() / "runs" / "quickstart").resolve()
     repo = None if no_features else (feature_repo or default_repo())
     if repo is not None and not (repo / "feature_store.yaml").exists():
@@ -107,3 +115,38 @@ def quickstart(
         port=port,
         log=click.echo,
     )
+    if drift:
+        click.echo(
+            "== 5. the closed loop: held-out traffic -> drifted traffic -> Evidently -> "
+            "retrain -> gate -> hot reload"
+        )
+        closed_loop(workdir, repo, registry_uri, port)
+
+
+def closed_loop(workdir: Path, repo: Path | None, registry_uri: str | None, port: int) -> dict:
+    """:func:`recsys.loop.run_loop` with the training pipeline (kfp.local) as the retraining;
+    it trains from its own copy of the feature repository (SQLite takes one writer, and the
+    live app keeps reading the serving store)."""
+    from recsys.features.store import copy_definitions
+    from recsys.loop import LoopDemo, run_loop
+
+    train_repo = copy_definitions(repo, workdir / "loop" / "retrain_repo") if repo else None
+
+    def retrain(snapshot: Path, serve_address: str) -> dict:
+        result = run_training(
+            source=str(snapshot),
+            feature_repo=train_repo,
+            no_features=train_repo is None,
+            registry_uri=registry_uri,
+            serve_address=serve_address,
+            workdir=workdir / "loop" / "retraining",
+        )
+        print_result(result)
+        return result
+
+    seen = run_loop(LoopDemo(workdir, registry_uri, repo, port=port), retrain, log=click.echo)
+    click.echo("timeline:")
+    for stamp, text in seen["timeline"]:
+        click.echo(f"  {stamp}  {text}")
+    click.echo(f"reports and decisions: {workdir / 'loop' / 'monitoring'}")
+    return seen

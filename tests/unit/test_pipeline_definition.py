@@ -116,7 +116,7 @@ def test_submit_to_an_unreachable_host_fails_fast_and_clearly():
     bad = CliRunner().invoke(cli, ["pipeline", "submit", "--host", host, "--schedule", "x y"])
     assert bad.exit_code == 1 and "--schedule 'x y'" in bad.output
     param = CliRunner().invoke(cli, ["pipeline", "submit", "--host", host, "--param", "k"])
-    assert param.exit_code == 1 and "--param 'k': expected KEY=VALUE" in param.output
+    assert param.exit_code == 1 and "--param 'k': expected key=value" in param.output
 
 
 def test_run_refuses_bad_params_before_running(tmp_path):

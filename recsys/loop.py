@@ -1,0 +1,235 @@
+"""The closed loop, demonstrated (``recsys quickstart --drift``): serve the champion, replay
+held-out MovieLens traffic, then traffic from a drifted synthetic population; the monitor sees
+the drift, retraining runs, the gate decides and the Serve app hot-reloads, while a load
+thread counts every failed request.
+
+The retraining itself is a callable (the CLI passes the Kubeflow training pipeline on
+kfp.local), so this module stays below ``pipelines/``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recsys.data import movielens
+from recsys.data.io import ITEM, USER
+from recsys.data.split import split
+from recsys.monitoring.check import MonitorArgs, check_and_trigger
+from recsys.monitoring.policy import Decision
+
+Retrain = Callable[[Path, str], dict[str, Any]]  # (snapshot dir, serve address) -> result
+
+
+@dataclass
+class LoopDemo:
+    """Settings of one closed-loop run."""
+
+    workdir: Path
+    registry_uri: str | None
+    feature_repo: Path | None
+    port: int = 8000
+    heldout_users: int = 300
+    drift_users: int = 200
+    drift_events_per_user: int = 24
+    threads: int = 8
+    timeline: list[tuple[str, str]] = field(default_factory=list)
+
+    def note(self, text: str, log) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        self.timeline.append((stamp, text))
+        log(f"[{stamp}] {text}")
+
+
+def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
+    """Serve, replay, monitor, retrain, hot-reload; print the timeline.
+
+    Returns:
+        The decisions, the retraining result, the failed-request count and the timeline.
+    """
+    import ray
+    from ray import serve
+
+    from recsys import workflows
+    from recsys.registry import Registry
+
+    registry = Registry(demo.registry_uri)
+    champion = registry.champion()
+    loop_dir = demo.workdir / "loop"
+    dataset = movielens.fetch()
+    url = workflows.start_app(
+        registry.versions_dir(),
+        champion.version,
+        demo.feature_repo,
+        dataset / "items.parquet",
+        loop_dir,
+        demo.port,
+    )
+    seen: dict[str, Any] = {"decisions": []}
+    try:
+        demo.note(f"serving champion {champion.version} at {url}", log)
+        interactions = pd.read_parquet(dataset / "interactions.parquet")
+        _, test = split(interactions, "stratified", seed=42)
+        requests, clicks = replay_heldout(url, test, demo)
+        demo.note(f"replayed held-out MovieLens: {requests} requests, {clicks} clicks", log)
+        seen["decisions"].append(monitor(demo, loop_dir, since=None, retrain=None, log=log))
+        drift_start = datetime.now(UTC)
+        synthetic = drifted_population(demo, loop_dir / "synthetic")
+        requests, events = replay_drifted(url, synthetic, demo)
+        demo.note(
+            f"replayed a drifted synthetic population: {requests} requests, {events} events", log
+        )
+        address = ray.get_runtime_context().gcs_address
+        users = [*test[USER].unique()[:50], *synthetic[USER].unique()[:50]]
+        with LoadThread(url, users) as load:
+
+            def start(decision: Decision) -> dict[str, Any]:
+                from recsys.monitoring.snapshot import build_snapshot
+
+                snapshot = loop_dir / "snapshot"
+                made = build_snapshot(movielens.NAME, loop_dir / "events", snapshot)
+                demo.note(
+                    f"retraining on MovieLens + {made['event_rows']} accepted events "
+                    "(the training pipeline on kfp.local)",
+                    log,
+                )
+                return retrain(snapshot, address)
+
+            decision = monitor(demo, loop_dir, since=drift_start, retrain=start, log=log)
+            seen["decisions"].append(decision)
+            time.sleep(3)  # requests that were in flight during the switch finish
+        seen["failed_requests"], seen["requests_during_retraining"] = load.failed, load.sent
+        serving = workflows.readyz(url)
+        seen["serving"] = serving
+        demo.note(
+            f"serving {serving['model_version']}; {load.sent} requests during retraining and "
+            f"the hot reload, {load.failed} failed",
+            log,
+        )
+    finally:
+        serve.shutdown()
+    demo.note("Serve shut down", log)
+    seen["timeline"] = demo.timeline
+    return seen
+
+
+def monitor(demo: LoopDemo, loop_dir: Path, *, since, retrain, log) -> str:
+    """One monitoring check over the traffic since ``since``; the trigger when ``retrain``."""
+    minutes = (datetime.now(UTC) - since).total_seconds() / 60 + 0.1 if since else None
+    args = MonitorArgs(
+        predictions=loop_dir / "predictions",
+        events=loop_dir / "events",
+        out=loop_dir / "monitoring",
+        registry=demo.registry_uri,
+        since_minutes=minutes,
+    )
+    decision, summary, outcome = check_and_trigger(args, retrain)
+    demo.note(f"monitor: {decision.action}: {'; '.join(decision.reasons)}", log)
+    for key in ("drift_html", "quality_html"):
+        if key in summary:
+            log(f"    {key.replace('_html', '')} report: {summary[key]}")
+    if outcome.get("run"):
+        demo.note(f"gate: {outcome['run']['summary']}", log)
+    return decision.action
+
+
+def replay_heldout(url: str, test: pd.DataFrame, demo: LoopDemo) -> tuple[int, int]:
+    """Each sampled held-out user asks for 10 items and clicks those it really watched."""
+    from recsys.workflows import post
+
+    watched = test.groupby(USER)[ITEM].agg(set)
+    users = random.Random(7).sample(sorted(watched.index), demo.heldout_users)
+
+    def one(user: str) -> int:
+        answer = post(url, "/recommend", {"user_id": user, "k": 10})[1]
+        hits = [i["item_id"] for i in answer["items"] if i["item_id"] in watched[user]]
+        for item in hits:
+            post(url, "/events", {"user_id": user, "item_id": item, "type": "click"})
+        return len(hits)
+
+    with ThreadPoolExecutor(demo.threads) as pool:
+        clicks = sum(pool.map(one, users))
+    return len(users), clicks
+
+
+def drifted_population(demo: LoopDemo, out: Path) -> pd.DataFrame:
+    """The synthetic generator with drift on, over MovieLens' item ids: older users, other
+    occupations, popularity moved to other items. Users are new to the service."""
+    from recsys.data.synthetic import SynthConfig, generate
+
+    n = demo.drift_users * demo.drift_events_per_user
+    config = SynthConfig(
+        n_users=demo.drift_users, n_items=1682, n_interactions=n, drift=1.0, seed=11, days=30.0
+    )
+    generate(config, out, progress=False)
+    rows = pd.read_parquet(out / "interactions.parquet")
+    rows[ITEM] = (rows[ITEM].str[1:].astype(int) + 1).astype(str)  # i0 -> MovieLens "1"
+    rows[USER] = "drift-" + rows[USER]
+    return rows.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def replay_drifted(url: str, rows: pd.DataFrame, demo: LoopDemo) -> tuple[int, int]:
+    """Each drifted user rates the first half of its items (events), asks for 10 items, then
+    clicks those of its second half the list contains."""
+    from recsys.workflows import post
+
+    def one(group: pd.DataFrame) -> int:
+        user = group[USER].iloc[0]
+        half = len(group) // 2
+        for item, rating in zip(group[ITEM][:half], group["rating"][:half], strict=True):
+            post(
+                url,
+                "/events",
+                {"user_id": user, "item_id": item, "type": "rating", "rating": float(rating)},
+            )
+        answer = post(url, "/recommend", {"user_id": user, "k": 10})[1]
+        later = set(group[ITEM][half:])
+        hits = [i["item_id"] for i in answer["items"] if i["item_id"] in later]
+        for item in hits:
+            post(url, "/events", {"user_id": user, "item_id": item, "type": "click"})
+        return half + len(hits)
+
+    groups = [g for _, g in rows.groupby(USER, sort=False)]
+    with ThreadPoolExecutor(demo.threads) as pool:
+        events = sum(pool.map(one, groups))
+    return len(groups), events
+
+
+class LoadThread:
+    """Steady /recommend traffic in the background; counts what fails."""
+
+    def __init__(self, url: str, users: list[str], rate_per_s: float = 20.0) -> None:
+        self.url, self.users, self.pause = url, users, 1.0 / rate_per_s
+        self.sent = self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
+
+    def __enter__(self) -> LoadThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        from recsys.workflows import post
+
+        rng = random.Random(3)
+        while not self._stop.is_set():
+            try:
+                status = post(self.url, "/recommend", {"user_id": rng.choice(self.users)})[0]
+            except Exception:  # a refused connection is a failed request too
+                status = 0
+            self.sent += 1
+            self.failed += status != 200
+            time.sleep(self.pause)
