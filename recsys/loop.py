@@ -38,8 +38,11 @@ class LoopDemo:
     registry_uri: str | None
     feature_repo: Path | None
     port: int = 8000
+    dataset: Path | None = None  # interactions + items catalog; default MovieLens-100k
+    url: str | None = None  # an app already serving (its logs under workdir/loop); else start one
+    policy: Path | None = None  # the monitoring policy file
     heldout_users: int = 300
-    drift_users: int = 200
+    drift_users: int = 300
     drift_events_per_user: int = 24
     threads: int = 8
     timeline: list[tuple[str, str]] = field(default_factory=list)
@@ -65,8 +68,10 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
     registry = Registry(demo.registry_uri)
     champion = registry.champion()
     loop_dir = demo.workdir / "loop"
-    dataset = movielens.fetch()
-    url = workflows.start_app(
+    dataset = demo.dataset or movielens.fetch()
+    base = str(demo.dataset) if demo.dataset else movielens.NAME
+    catalog = pd.read_parquet(dataset / "items.parquet")[ITEM].astype(str).tolist()
+    url = demo.url or workflows.start_app(
         registry.versions_dir(),
         champion.version,
         demo.feature_repo,
@@ -80,10 +85,10 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
         interactions = pd.read_parquet(dataset / "interactions.parquet")
         _, test = split(interactions, "stratified", seed=42)
         requests, clicks = replay_heldout(url, test, demo)
-        demo.note(f"replayed held-out MovieLens: {requests} requests, {clicks} clicks", log)
+        demo.note(f"replayed held-out traffic: {requests} requests, {clicks} clicks", log)
         seen["decisions"].append(monitor(demo, loop_dir, since=None, retrain=None, log=log))
         drift_start = datetime.now(UTC)
-        synthetic = drifted_population(demo, loop_dir / "synthetic")
+        synthetic = drifted_population(demo, catalog, loop_dir / "synthetic")
         requests, events = replay_drifted(url, synthetic, demo)
         demo.note(
             f"replayed a drifted synthetic population: {requests} requests, {events} events", log
@@ -96,10 +101,10 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
                 from recsys.monitoring.snapshot import build_snapshot
 
                 snapshot = loop_dir / "snapshot"
-                made = build_snapshot(movielens.NAME, loop_dir / "events", snapshot)
+                made = build_snapshot(base, loop_dir / "events", snapshot)
                 demo.note(
-                    f"retraining on MovieLens + {made['event_rows']} accepted events "
-                    "(the training pipeline on kfp.local)",
+                    f"retraining on {made['base_rows']} base rows + {made['event_rows']} "
+                    "accepted events (the training pipeline on kfp.local)",
                     log,
                 )
                 return retrain(snapshot, address)
@@ -116,8 +121,9 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
             log,
         )
     finally:
-        serve.shutdown()
-    demo.note("Serve shut down", log)
+        if demo.url is None:
+            serve.shutdown()
+            demo.note("Serve shut down", log)
     seen["timeline"] = demo.timeline
     return seen
 
@@ -131,6 +137,7 @@ def monitor(demo: LoopDemo, loop_dir: Path, *, since, retrain, log) -> str:
         out=loop_dir / "monitoring",
         registry=demo.registry_uri,
         since_minutes=minutes,
+        policy=demo.policy,
     )
     decision, summary, outcome = check_and_trigger(args, retrain)
     demo.note(f"monitor: {decision.action}: {'; '.join(decision.reasons)}", log)
@@ -143,17 +150,22 @@ def monitor(demo: LoopDemo, loop_dir: Path, *, since, retrain, log) -> str:
 
 
 def replay_heldout(url: str, test: pd.DataFrame, demo: LoopDemo) -> tuple[int, int]:
-    """Each sampled held-out user asks for 10 items and clicks those it really watched."""
+    """Each sampled held-out user asks for 10 items, clicks those it really watched and views
+    one it watched that the list missed (feedback either way: the user's list is judged)."""
     from recsys.workflows import post
 
     watched = test.groupby(USER)[ITEM].agg(set)
-    users = random.Random(7).sample(sorted(watched.index), demo.heldout_users)
+    n = min(demo.heldout_users, len(watched))
+    users = random.Random(7).sample(sorted(watched.index), n)
 
     def one(user: str) -> int:
         answer = post(url, "/recommend", {"user_id": user, "k": 10})[1]
-        hits = [i["item_id"] for i in answer["items"] if i["item_id"] in watched[user]]
+        shown = {i["item_id"] for i in answer["items"]}
+        hits, missed = sorted(shown & watched[user]), sorted(watched[user] - shown)
         for item in hits:
             post(url, "/events", {"user_id": user, "item_id": item, "type": "click"})
+        if missed:
+            post(url, "/events", {"user_id": user, "item_id": missed[0], "type": "view"})
         return len(hits)
 
     with ThreadPoolExecutor(demo.threads) as pool:
@@ -161,18 +173,24 @@ def replay_heldout(url: str, test: pd.DataFrame, demo: LoopDemo) -> tuple[int, i
     return len(users), clicks
 
 
-def drifted_population(demo: LoopDemo, out: Path) -> pd.DataFrame:
-    """The synthetic generator with drift on, over MovieLens' item ids: older users, other
+def drifted_population(demo: LoopDemo, catalog: list[str], out: Path) -> pd.DataFrame:
+    """The synthetic generator with drift on, over the catalog's item ids: older users, other
     occupations, popularity moved to other items. Users are new to the service."""
     from recsys.data.synthetic import SynthConfig, generate
 
     n = demo.drift_users * demo.drift_events_per_user
     config = SynthConfig(
-        n_users=demo.drift_users, n_items=1682, n_interactions=n, drift=1.0, seed=11, days=30.0
+        n_users=demo.drift_users,
+        n_items=len(catalog),
+        n_interactions=n,
+        drift=1.0,
+        seed=11,
+        days=30.0,
     )
     generate(config, out, progress=False)
     rows = pd.read_parquet(out / "interactions.parquet")
-    rows[ITEM] = (rows[ITEM].str[1:].astype(int) + 1).astype(str)  # i0 -> MovieLens "1"
+    # i<k> is the k-th catalog item (for MovieLens, i0 is "1")
+    rows[ITEM] = pd.Series(catalog).iloc[rows[ITEM].str[1:].astype(int)].to_numpy()
     rows[USER] = "drift-" + rows[USER]
     return rows.sort_values("timestamp", kind="stable").reset_index(drop=True)
 

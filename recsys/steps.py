@@ -8,6 +8,7 @@ deploy. Nothing here knows about KFP: the same calls run from a test or a notebo
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -52,18 +53,36 @@ def ingest(
     """
     out = Path(out)
     dataset = movielens.fetch() if source == movielens.NAME else Path(source)
-    file, side = resolve_interactions(dataset)
-    quarantine = out.parent / f"{out.name}.quarantine.parquet"
-    interactions, report = load_interactions(
-        file, quarantine_to=quarantine, max_bad_share=max_bad_share, rating_range=None
-    )
-    train, test = split(interactions, protocol, seed=seed)
+    snapshot = dataset / "snapshot.json" if dataset.is_dir() else None
+    if snapshot is not None and snapshot.exists():
+        # base data + feedback: the base rows keep the side they had when the champion
+        # trained; only the new rows are split afresh (recsys.monitoring.snapshot)
+        sources = {
+            "": json.loads(snapshot.read_text())["base"],
+            "events": dataset / "events.parquet",
+        }
+        file, side = dataset / "interactions.parquet", dataset
+    else:
+        file, side = resolve_interactions(dataset)
+        sources = {"": file}
+    parts, halves, bad = [], [], 0
+    for name, path in sources.items():
+        quarantine = out.parent / ".".join(filter(None, (out.name, name, "quarantine.parquet")))
+        rows, report = load_interactions(
+            path, quarantine_to=quarantine, max_bad_share=max_bad_share, rating_range=None
+        )
+        parts.append(rows)
+        halves.append(split(rows, protocol, seed=seed) if len(rows) else (rows, rows))
+        bad += len(report.quarantine)
+    interactions = pd.concat(parts, ignore_index=True)
+    train = pd.concat([h[0] for h in halves], ignore_index=True)
+    test = pd.concat([h[1] for h in halves], ignore_index=True)
     checksum = interactions_checksum(interactions)
     params = {"protocol": protocol, "seed": seed, "source": str(file), "checksum": checksum}
     write_split(train, test, out, side_from=side, params=params)
     return {
         "rows": len(interactions),
-        "bad_rows": len(report.quarantine),
+        "bad_rows": bad,
         "train_rows": len(train),
         "test_rows": len(test),
         "users": int(interactions[USER].nunique()),

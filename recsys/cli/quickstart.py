@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from recsys import workflows
 from recsys.cli.pipeline import print_result, run_training
@@ -124,13 +125,31 @@ def quickstart(
 
 
 def closed_loop(workdir: Path, repo: Path | None, registry_uri: str | None, port: int) -> dict:
-    """:func:`recsys.loop.run_loop` with the training pipeline (kfp.local) as the retraining;
-    it trains from its own copy of the feature repository (SQLite takes one writer, and the
-    live app keeps reading the serving store)."""
+    """:func:`recsys.loop.run_loop` with the training pipeline (kfp.local) as the retraining.
+
+    The loop starts from scratch each time (its logs, decisions and cooldown under
+    ``workdir/loop``) and serves from its own feature store, materialized from the champion's
+    training rows, so an earlier run's clicks do not linger in the users' histories. The
+    retraining materializes a third store (SQLite takes one writer; the app keeps reading).
+    """
+    import shutil
+
+    from recsys import steps
+    from recsys.data.io import read_side_tables
+    from recsys.features.api import refresh
     from recsys.features.store import copy_definitions
     from recsys.loop import LoopDemo, run_loop
 
-    train_repo = copy_definitions(repo, workdir / "loop" / "retrain_repo") if repo else None
+    loop = workdir / "loop"
+    shutil.rmtree(loop, ignore_errors=True)
+    serve_repo = train_repo = None
+    if repo is not None:
+        steps.ingest(movielens.NAME, loop / "split")
+        users, items = read_side_tables(loop / "split")
+        train = pd.read_parquet(loop / "split" / "train.parquet")
+        serve_repo = copy_definitions(repo, loop / "serve_repo")
+        refresh(serve_repo, train, users, items)
+        train_repo = copy_definitions(repo, loop / "retrain_repo")
 
     def retrain(snapshot: Path, serve_address: str) -> dict:
         result = run_training(
@@ -144,7 +163,7 @@ def closed_loop(workdir: Path, repo: Path | None, registry_uri: str | None, port
         print_result(result)
         return result
 
-    seen = run_loop(LoopDemo(workdir, registry_uri, repo, port=port), retrain, log=click.echo)
+    seen = run_loop(LoopDemo(workdir, registry_uri, serve_repo, port=port), retrain, log=click.echo)
     click.echo("timeline:")
     for stamp, text in seen["timeline"]:
         click.echo(f"  {stamp}  {text}")

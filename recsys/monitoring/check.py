@@ -78,6 +78,7 @@ def check(args: MonitorArgs, *, now: datetime | None = None) -> tuple[Decision, 
             k=policy.k,
             drift_threshold=policy.drift_threshold,
             samples=samples,
+            feedback_users=set(feedback["user_id"].astype(str)),
             workspace=args.out / "workspace",
             at=now,
         )

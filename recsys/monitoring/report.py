@@ -60,6 +60,7 @@ def run_reports(
     k: int,
     drift_threshold: float,
     samples: dict[str, Any],
+    feedback_users: set[str] | None = None,
     workspace: str | Path | None = None,
     at: datetime | None = None,
 ) -> dict[str, Any]:
@@ -74,6 +75,8 @@ def run_reports(
         drift_threshold: the distance at which a column counts as drifted (for the report's
             own verdicts; the policy applies its thresholds to the distances).
         samples: counts for the policy's minimum-sample rule.
+        feedback_users: users who sent any feedback event: only their lists are judged (a
+            user who never answers says nothing of the list); default: users with a hit.
         workspace: an Evidently workspace directory to add the snapshots to.
         at: the run's time (names the snapshots).
 
@@ -126,7 +129,12 @@ def run_reports(
         }
         summary["drift_html"] = str(save_html(drift, out_dir / "drift.html"))
         snapshots.append(("drift", drift))
-    with_feedback = current[current[USER].isin(current.loc[current[TARGET] > 0, USER])]
+    judged = (
+        feedback_users
+        if feedback_users is not None
+        else set(current.loc[current[TARGET] > 0, USER])
+    )
+    with_feedback = current[current[USER].isin(judged)]
     summary["quality"] = {
         "current": served_quality(with_feedback, "request_id", k),
         "reference": served_quality(reference, USER, k),

@@ -1,5 +1,10 @@
 """The data a retraining run learns from: the base interactions plus the feedback events the
-service has accepted since, as one dataset directory (the training pipeline's ``source``)."""
+service has accepted since, as one dataset directory (the training pipeline's ``source``).
+
+The directory keeps the two parts apart too (``snapshot.json`` names the base file,
+``events.parquet`` holds the new rows), so the pipeline's split can keep every base row on the
+side it was on when the champion trained (:func:`recsys.steps.ingest`): re-splitting the union
+would put some of the champion's training rows into the test set and flatter it at the gate."""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ import pandas as pd
 from recsys.data import movielens
 from recsys.data.io import (
     INTERACTION_COLUMNS,
+    ITEM,
     TS,
+    USER,
     dataset_paths,
     resolve_interactions,
     write_json,
@@ -21,10 +28,14 @@ from recsys.data.io import (
 from recsys.data.validate import load_interactions
 from recsys.monitoring.logs import load_feedback
 
+SNAPSHOT_FILE = "snapshot.json"
+EVENTS_FILE = "events.parquet"
+
 
 def build_snapshot(base: str, events_dir: str | Path, out: str | Path) -> dict[str, Any]:
-    """Write ``out/interactions.parquet`` = base interactions + every accepted event (a view or
-    click without a rating keeps a null rating), with the base's side tables.
+    """Write ``out/interactions.parquet`` = base interactions + the accepted events on user-item
+    pairs the base lacks (a view or click without a rating keeps a null rating; the first event
+    of a pair wins), with the base's side tables.
 
     Args:
         base: ``movielens-100k`` or a dataset directory / interactions file.
@@ -40,14 +51,20 @@ def build_snapshot(base: str, events_dir: str | Path, out: str | Path) -> dict[s
     interactions, _ = load_interactions(file, rating_range=None)
     events, warnings = load_feedback(events_dir)
     events = events.rename(columns={"timestamp": TS})[list(INTERACTION_COLUMNS)]
+    # A user-item pair the base already holds adds nothing to learn, and would leak: feedback
+    # on a base *test* item would land in train, and exclude-seen would then hide that item
+    # from both models at the gate.
+    known = pd.MultiIndex.from_frame(interactions[[USER, ITEM]].astype(str))
+    pairs = pd.MultiIndex.from_frame(events[[USER, ITEM]].astype(str))
+    events = events[~pairs.isin(known)].drop_duplicates([USER, ITEM]).reset_index(drop=True)
     merged = pd.concat([interactions[list(INTERACTION_COLUMNS)], events], ignore_index=True)
-    merged = merged.drop_duplicates([*INTERACTION_COLUMNS]).sort_values(TS, kind="stable")
-    write_parquet(merged.reset_index(drop=True), out / "interactions.parquet")
+    write_parquet(merged, out / "interactions.parquet")
+    write_parquet(events, out / EVENTS_FILE)
     if side is not None:
         for key in ("users", "items"):
             src = dataset_paths(side)[key]
             if src.exists():
                 shutil.copy2(src, out / src.name)
     info = {"base_rows": len(interactions), "event_rows": len(events), "rows": len(merged)}
-    write_json({**info, "base": str(file), "events": str(events_dir)}, out / "snapshot.json")
+    write_json({**info, "base": str(file), "events": str(events_dir)}, out / SNAPSHOT_FILE)
     return {**info, "warnings": warnings}

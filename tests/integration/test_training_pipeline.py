@@ -1,6 +1,7 @@
-"""The Kubeflow training pipeline through kfp.local (SubprocessRunner, this Python): a first
-run beats the champion, registers, promotes and switches a live Serve app over HTTP; a second
-run on unchanged data keeps the champion and touches nothing."""
+"""The Kubeflow training pipeline through kfp.local (SubprocessRunner, this Python), inside
+the closed loop: drifted traffic makes the monitor retrain; the run beats the champion,
+registers, promotes and switches the live Serve app over HTTP under load; a second run on
+unchanged data keeps the champion and touches nothing."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 import torch
 
-from recsys import deploy
+from recsys import deploy, steps
 from recsys.data.io import write_parquet
 from recsys.features.api import refresh
 from recsys.models import PipelineConfig, PipelineModel
@@ -23,10 +25,13 @@ from tests.conftest import copy_feature_repo, free_port, make_interactions
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from tiny_data import TINY_PIPELINE, side_tables  # noqa: E402
 
+POLICY = "min_requests: 30\nmin_feedback_users: 10\n"
+
 
 @pytest.fixture(scope="module")
 def setup(ray_session, tmp_path_factory):
-    """A tiny dataset, a Feast repo, a registry whose champion (v0) a live Serve app serves."""
+    """A tiny dataset and its split, a Feast repo, a registry whose champion (v0, with its
+    monitoring reference) a live Serve app serves."""
     from ray import serve
 
     root = tmp_path_factory.mktemp("kfp")
@@ -35,29 +40,46 @@ def setup(ray_session, tmp_path_factory):
     data = root / "data"
     for name, table in (("interactions", interactions), ("users", users), ("items", items)):
         write_parquet(table, data / f"{name}.parquet")
+    steps.ingest(str(data), root / "split")  # the split the loop's held-out replay uses too
+    train = pd.read_parquet(root / "split" / "train.parquet")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = PipelineModel(PipelineConfig(**TINY_PIPELINE, seed=3)).fit(interactions, users, items)
+    model = PipelineModel(PipelineConfig(**TINY_PIPELINE, seed=3)).fit(train, users, items)
     torch.set_num_threads(threads)
-    repo = copy_feature_repo(root / "repo")  # the store serving reads; the pipeline refreshes it
-    refresh(repo, interactions, users, items)
+    model.save(root / "v0", version="v0")
+    steps.evaluate(
+        root / "split",
+        root / "v0",
+        root / "v0-eval.json",
+        registry_uri=str(root / "none"),
+        reference_out=root / "v0-reference.parquet",
+    )
+    repo = copy_feature_repo(root / "repo")  # the store serving reads
+    refresh(repo, train, users, items)
     registry = Registry(root / "registry")
-    v0 = registry.register(model.save(root / "v0", version="v0")).version
-    registry.promote(v0, reason="seed champion")
+    steps.register(
+        root / "v0",
+        str(registry.uri),
+        reason="seed champion",
+        attachments={"reference.parquet": root / "v0-reference.parquet"},
+    )
     port = free_port()
     args = {
         "model_root": str(registry.versions_dir()),
         "feature_repo": str(repo),
-        "prediction_log_dir": str(root / "predictions"),
-        "events_dir": str(root / "events"),
+        "prediction_log_dir": str(root / "loop" / "predictions"),
+        "events_dir": str(root / "loop" / "events"),
     }
-    config = deploy.serve_config(model_version=v0, args=args, host="127.0.0.1", port=port)
+    config = deploy.serve_config(model_version="v0", args=args, host="127.0.0.1", port=port)
     deploy.apply(config)
     url = f"http://127.0.0.1:{port}"
     assert deploy.wait_ready(url)["model_version"] == "v0"
+    (root / "policy.yaml").write_text(POLICY)
     arguments = {
         "source": str(data),
-        "feature_repo": str(repo),
+        # the pipeline materializes its own store: SQLite takes one writer, and the live app
+        # keeps reading its store meanwhile
+        "feature_repo": str(copy_feature_repo(root / "train_repo")),
         "params": TINY_PIPELINE,
         "registry_uri": str(registry.uri),
         # training starts its own local Ray in the task (as a RayJob would have its own
@@ -65,7 +87,14 @@ def setup(ray_session, tmp_path_factory):
         "serve_address": ray_session.get_runtime_context().gcs_address,
         "checkpoint_uri": str(root / "checkpoints"),
     }
-    yield {"root": root, "registry": registry, "url": url, "arguments": arguments}
+    yield {
+        "root": root,
+        "registry": registry,
+        "url": url,
+        "arguments": arguments,
+        "repo": repo,
+        "data": data,
+    }
     serve.shutdown()
 
 
@@ -77,18 +106,43 @@ def run(setup, name: str, **overrides) -> dict:
     return {**result, "root": root}
 
 
-def test_first_run_promotes_registers_and_switches_the_live_app(setup):
-    # margin -1: any candidate that beats the popularity baseline replaces the seed champion
-    result = run(setup, "first", margin=-1.0, coverage_tolerance=1.0)
+def test_closed_loop_drift_retrains_promotes_and_hot_reloads_without_a_failed_request(setup):
+    """Held-out traffic: no action. A drifted population: retrain -> the training pipeline
+    (margin -1: any candidate beating popularity replaces v0) -> register -> the live app
+    switches while a load thread keeps asking."""
+    from recsys.loop import LoopDemo, run_loop
+
     registry: Registry = setup["registry"]
+    results = []
+
+    def retrain(snapshot, serve_address):
+        assert serve_address == setup["arguments"]["serve_address"]
+        result = run(setup, "retraining", source=str(snapshot), margin=-1.0, coverage_tolerance=1.0)
+        results.append(result)
+        return result
+
+    demo = LoopDemo(
+        workdir=setup["root"],
+        registry_uri=str(registry.uri),
+        feature_repo=setup["repo"],
+        dataset=setup["data"],
+        url=setup["url"],
+        policy=setup["root"] / "policy.yaml",
+        heldout_users=60,
+        drift_users=60,
+        drift_events_per_user=12,
+        threads=4,
+    )
+    seen = run_loop(demo, retrain, log=print)
+    assert seen["decisions"] == ["no_action", "retrain"]
+    assert len(results) == 1  # exactly one retraining
+    result = results[0]
     decision = result["decision"]
     assert decision["promote"] and decision["champion"] == "v0"
     assert set(decision["checks"]) == {"beats_champion", "keeps_coverage", "beats_baseline"}
-    assert "PROMOTE" in result["summary"]
     evaluation = result["evaluation"]
     assert evaluation["champion"]["version"] == "v0"
     assert set(evaluation["references"]) == {"popularity", "ease"}
-    assert evaluation["candidate"]["metrics"]["ndcg"] > evaluation["baseline"]["metrics"]["ndcg"]
     new = evaluation["candidate"]["version"]
     champion = registry.champion()
     assert champion.version == new and champion.previous == ["v0"]
@@ -96,28 +150,33 @@ def test_first_run_promotes_registers_and_switches_the_live_app(setup):
     manifest = registry.manifest(new)
     assert manifest["kind"] == "pipeline" and manifest["feature_service"] == "ranker_v1"
     assert [e.action for e in registry.history()][-2:] == ["register", "promote"]
-    # the monitoring reference travels with the version: the candidate's offline top-k
     reference = read_reference(registry.local_path(new))
     assert reference is not None and {"score", "target", "user_age_bucket"} <= set(reference)
-    # deploy switched the running app in place: it now answers with the new version
-    assert deploy.wait_ready(setup["url"])["model_version"] == new
+    # the hot reload under load: the app serves the new version and no request failed
+    assert seen["serving"]["model_version"] == new
+    assert seen["requests_during_retraining"] > 100 and seen["failed_requests"] == 0
     body = httpx.post(f"{setup['url']}/recommend", json={"user_id": "u1", "k": 3}).json()
     assert body["model_version"] == new and len(body["items"]) == 3
-    # the Evidently report, and the tasks' output kept in the log, not on the terminal
+    # the retraining learned from the feedback: the snapshot holds the accepted events
+    snapshot = pd.read_parquet(setup["root"] / "loop" / "snapshot" / "interactions.parquet")
+    assert snapshot["user_id"].str.startswith("drift-").any()
+    # reports: Evidently's drift and quality HTML per check, the pipeline's report, the logs
+    runs = sorted((setup["root"] / "loop" / "monitoring" / "runs").iterdir())
+    assert len(runs) == 2 and all((r / "drift.html").exists() for r in runs)
     html = Path(result["report"]).read_text()
     assert "NDCG" in html and "Personalization" in html
     log = (result["root"] / "tasks.log").read_text()
     assert "materialized into sqlite" in log and "get_historical_features(ranker_v1)" in log
-    # the Ray Train runs are named after the pipeline run, under the checkpoint URI
-    runs = [p.name for p in (setup["root"] / "checkpoints").iterdir()]
-    assert any(n.startswith("recsys-training-") and n.endswith("-ranker") for n in runs)
+    ray_runs = [p.name for p in (setup["root"] / "checkpoints").iterdir()]
+    assert any(n.startswith("recsys-training-") and n.endswith("-ranker") for n in ray_runs)
 
 
 def test_second_run_on_unchanged_data_keeps_the_champion(setup):
     registry: Registry = setup["registry"]
     before = registry.champion()
     events = len(registry.history())
-    result = run(setup, "second")
+    # the data the champion was trained on: the loop's snapshot
+    result = run(setup, "second", source=str(setup["root"] / "loop" / "snapshot"))
     decision = result["decision"]
     assert not decision["promote"] and decision["champion"] == before.version
     assert not decision["checks"]["beats_champion"]["passed"]

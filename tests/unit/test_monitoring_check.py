@@ -222,18 +222,40 @@ def test_cli_prints_the_decision_reasons_and_reports(champion, tmp_path):
 def test_retraining_snapshot_is_the_base_data_plus_the_accepted_feedback(champion, tmp_path):
     from recsys.monitoring.snapshot import build_snapshot
 
-    replay(champion, tmp_path)
+    replay(champion, tmp_path)  # clicks on held-out pairs the base already holds: left out
+    log = EventLog(tmp_path / "events")
+    for n in range(32):  # new pairs: four new users rate eight items
+        event = {
+            "user_id": f"n{n % 4}",
+            "item_id": f"i{n // 4}",
+            "type": "rating",
+            "rating": 5.0,
+            "timestamp": (START + timedelta(minutes=n)).isoformat(),
+        }
+        log.append(event, START)
     base = tmp_path / "base"
-    write_parquet(
-        make_interactions(n_users=40, n_items=40, per_user=10), base / "interactions.parquet"
-    )
+    interactions = make_interactions(n_users=40, n_items=40, per_user=10)
+    write_parquet(interactions, base / "interactions.parquet")
     users, _ = side_tables(40, 40)
     write_parquet(users, base / "users.parquet")
     made = build_snapshot(str(base), tmp_path / "events", tmp_path / "snap")
-    clicks = int(champion["reference"]["target"].sum()) * 3
-    assert made["base_rows"] == 400 and made["event_rows"] == clicks
+    assert made["base_rows"] == 400 and made["event_rows"] == 32 and made["rows"] == 432
     merged = pd.read_parquet(tmp_path / "snap" / "interactions.parquet")
-    assert len(merged) == made["rows"] <= 400 + clicks
-    assert merged["timestamp"].is_monotonic_increasing
+    assert len(merged) == 432 and merged["user_id"].str.startswith("n").sum() == 32
     assert (tmp_path / "snap" / "users.parquet").exists()
     assert steps.ingest(str(tmp_path / "snap"), tmp_path / "split")["rows"] == len(merged)
+    # every base row stays on the side it had when the champion trained on the base alone
+    steps.ingest(str(base), tmp_path / "base-split")
+
+    def rows(path):
+        frame = pd.read_parquet(path)
+        return set(zip(frame["user_id"], frame["item_id"], frame["timestamp"], strict=True))
+
+    for side in ("train", "test"):
+        before = rows(tmp_path / "base-split" / f"{side}.parquet")
+        after = rows(tmp_path / "split" / f"{side}.parquet")
+        assert before <= after
+    new_test = rows(tmp_path / "split" / "test.parquet") - rows(
+        tmp_path / "base-split" / "test.parquet"
+    )
+    assert len(new_test) == 8 and all(user.startswith("n") for user, _, _ in new_test)
