@@ -100,6 +100,7 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
             def start(decision: Decision) -> dict[str, Any]:
                 from recsys.monitoring.snapshot import build_snapshot
 
+                demo.note(f"monitor: {decision.action}: {'; '.join(decision.reasons)}", log)
                 snapshot = loop_dir / "snapshot"
                 made = build_snapshot(base, loop_dir / "events", snapshot)
                 demo.note(
@@ -140,12 +141,13 @@ def monitor(demo: LoopDemo, loop_dir: Path, *, since, retrain, log) -> str:
         policy=demo.policy,
     )
     decision, summary, outcome = check_and_trigger(args, retrain)
-    demo.note(f"monitor: {decision.action}: {'; '.join(decision.reasons)}", log)
+    if not outcome.get("started"):  # a started run noted the decision before it began
+        demo.note(f"monitor: {decision.action}: {'; '.join(decision.reasons)}", log)
     for key in ("drift_html", "quality_html"):
         if key in summary:
             log(f"    {key.replace('_html', '')} report: {summary[key]}")
     if outcome.get("run"):
-        demo.note(f"gate: {outcome['run']['summary']}", log)
+        demo.note(outcome["run"]["summary"], log)
     return decision.action
 
 
