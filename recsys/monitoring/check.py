@@ -59,9 +59,8 @@ def check(args: MonitorArgs, *, now: datetime | None = None) -> tuple[Decision, 
     # Traffic a previous version served says nothing about the champion.
     served = predictions[predictions["model_version"] == champion.version]
     current = logs.join_feedback(served, feedback, window=timedelta(hours=args.feedback_hours))
-    current["item_popularity"] = (
-        item_popularity(version_dir).reindex(current[ITEM].astype(str)).to_numpy()
-    )
+    popularity = item_popularity(version_dir)
+    current["item_popularity"] = popularity.reindex(current[ITEM].astype(str)).to_numpy()
     run_dir = args.out / "runs" / now.strftime("%Y%m%dT%H%M%SZ")
     samples = logs.sample_summary(served, feedback)
     reference = read_reference(version_dir)
@@ -79,6 +78,7 @@ def check(args: MonitorArgs, *, now: datetime | None = None) -> tuple[Decision, 
             drift_threshold=policy.drift_threshold,
             samples=samples,
             feedback_users=set(feedback["user_id"].astype(str)),
+            popularity=popularity,
             workspace=args.out / "workspace",
             at=now,
         )

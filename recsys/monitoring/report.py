@@ -61,6 +61,7 @@ def run_reports(
     drift_threshold: float,
     samples: dict[str, Any],
     feedback_users: set[str] | None = None,
+    popularity: pd.Series | None = None,
     workspace: str | Path | None = None,
     at: datetime | None = None,
 ) -> dict[str, Any]:
@@ -77,6 +78,7 @@ def run_reports(
         samples: counts for the policy's minimum-sample rule.
         feedback_users: users who sent any feedback event: only their lists are judged (a
             user who never answers says nothing of the list); default: users with a hit.
+        popularity: the version's training counts by item (novelty and popularity bias).
         workspace: an Evidently workspace directory to add the snapshots to.
         at: the run's time (names the snapshots).
 
@@ -141,7 +143,8 @@ def run_reports(
     }
     if len(with_feedback):
         live = with_feedback.assign(**{USER: with_feedback["request_id"]})
-        quality = quality_snapshot(live[[USER, ITEM, RANK, TARGET]], reference, None, k)
+        train = _training_items(popularity) if popularity is not None else None
+        quality = quality_snapshot(live[[USER, ITEM, RANK, TARGET]], reference, train, k)
         summary["quality_html"] = str(save_html(quality, out_dir / "quality.html"))
         snapshots.append(("quality", quality))
     else:
@@ -151,6 +154,14 @@ def run_reports(
     with atomic_path(out_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def _training_items(popularity: pd.Series) -> pd.DataFrame:
+    """Interaction rows with the training popularity of each item: all that Evidently's novelty
+    and popularity bias read of a training set (the monitor has the counts, not the rows)."""
+    counts = popularity[popularity > 0].astype(int)
+    items = counts.index.repeat(counts.to_numpy())
+    return pd.DataFrame({USER: [f"t{n}" for n in range(len(items))], ITEM: items})
 
 
 def _add_to_workspace(workspace: str | Path, snapshots, at: datetime | None) -> str:

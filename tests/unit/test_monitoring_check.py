@@ -131,6 +131,9 @@ def test_traffic_like_the_reference_needs_no_action(champion, tmp_path):
         p.name for p in run.iterdir()
     }
     assert (tmp_path / "monitoring" / "workspace").is_dir()
+    # novelty and popularity bias from the version's training counts, beside the rank metrics
+    html = (run / "quality.html").read_text()
+    assert all(name in html for name in ("NDCG", "Novelty", "Popularity", "Personalization"))
 
 
 def test_drifted_traffic_starts_exactly_one_retraining(champion, tmp_path):
