@@ -23,7 +23,6 @@ import pandas as pd
 
 from recsys.data import movielens
 from recsys.data.io import ITEM, USER
-from recsys.data.split import split
 from recsys.monitoring.check import MonitorArgs, check_and_trigger
 from recsys.monitoring.policy import Decision
 
@@ -37,6 +36,7 @@ class LoopDemo:
     workdir: Path
     registry_uri: str | None
     feature_repo: Path | None
+    split_dir: Path  # the champion's split (steps.ingest): its test users are replayed
     port: int = 8000
     dataset: Path | None = None  # interactions + items catalog; default MovieLens-100k
     url: str | None = None  # an app already serving (its logs under workdir/loop); else start one
@@ -57,12 +57,13 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
     """Serve, replay, monitor, retrain, hot-reload; print the timeline.
 
     Returns:
-        The decisions, the retraining result, the failed-request count and the timeline.
+        The decisions, the version served at the end, the requests sent during retraining
+        and how many failed, and the timeline.
     """
     import ray
     from ray import serve
 
-    from recsys import workflows
+    from recsys import deploy, workflows
     from recsys.registry import Registry
 
     registry = Registry(demo.registry_uri)
@@ -82,8 +83,7 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
     seen: dict[str, Any] = {"decisions": []}
     try:
         demo.note(f"serving champion {champion.version} at {url}", log)
-        interactions = pd.read_parquet(dataset / "interactions.parquet")
-        _, test = split(interactions, "stratified", seed=42)
+        test = pd.read_parquet(demo.split_dir / "test.parquet")
         requests, clicks = replay_heldout(url, test, demo)
         demo.note(f"replayed held-out traffic: {requests} requests, {clicks} clicks", log)
         seen["decisions"].append(monitor(demo, loop_dir, since=None, retrain=None, log=log))
@@ -114,7 +114,7 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
             seen["decisions"].append(decision)
             time.sleep(3)  # requests that were in flight during the switch finish
         seen["failed_requests"], seen["requests_during_retraining"] = load.failed, load.sent
-        serving = workflows.readyz(url)
+        serving = deploy.wait_ready(url, timeout_s=30)
         seen["serving"] = serving
         demo.note(
             f"serving {serving['model_version']}; {load.sent} requests during retraining and "

@@ -304,8 +304,8 @@ def deploy(
             f"the running Serve app loads models from {live_root}, not from this registry "
             f"({root}); restart it with --model-root {root}"
         )
-    serve_ops.set_version(version)
-    url = serve_ops.local_url(serve_ops.live_config()["http_options"])
+    live = serve_ops.set_version(version)
+    url = serve_ops.local_url(live["http_options"])
     ready = serve_ops.wait_ready(url)
     return {**done, "live": True, "url": url, "serving": ready.get("model_version")}
 
@@ -320,8 +320,6 @@ def _read_split(split_dir: str | Path):
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

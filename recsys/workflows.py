@@ -220,16 +220,9 @@ def start_app(
     )
     ensure_ray()
     deploy.apply(config)
-    url = f"http://127.0.0.1:{port}"
+    url = deploy.local_url(config["http_options"])
     deploy.wait_ready(url)
     return url
-
-
-def readyz(url: str) -> dict:
-    """``GET /readyz``: the version the app serves."""
-    from recsys import deploy
-
-    return deploy.wait_ready(url, timeout_s=30)
 
 
 def post(url: str, path: str, body: dict) -> tuple[int, dict]:

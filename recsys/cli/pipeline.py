@@ -16,6 +16,7 @@ import click
 
 from recsys.cli.train import parse_params
 from recsys.config import RecsysError, recsys_home
+from recsys.data import movielens
 from recsys.evaluation.report import markdown_table
 from recsys.features.store import default_repo
 from recsys.registry.gate import GatePolicy
@@ -99,7 +100,7 @@ def run(name: str, **options: Any) -> None:
 
 def run_training(
     *,
-    source: str = "movielens-100k",
+    source: str = movielens.NAME,
     feature_repo: Path | None = None,
     no_features: bool = False,
     feature_service: str = "ranker_v1",
@@ -124,7 +125,7 @@ def run_training(
         raise RecsysError(f"--feature-repo {repo}: no feature_store.yaml there (or --no-features)")
     workdir = (workdir or recsys_home() / "runs" / "pipeline").resolve()
     arguments = {
-        "source": source if source == "movielens-100k" else str(Path(source).resolve()),
+        "source": source if source == movielens.NAME else str(Path(source).resolve()),
         "feature_repo": str(repo.resolve()) if repo else "",
         "feature_service": feature_service,
         "model_kind": model_kind,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from recsys.config import RecsysError
 from recsys.data.io import ITEM, write_json
 from recsys.monitoring import logs
-from recsys.monitoring.policy import Decision, decide, load_policy
+from recsys.monitoring.policy import Decision, MonitorPolicy, decide, load_policy
 from recsys.monitoring.reference import item_popularity, read_reference
 from recsys.monitoring.report import run_reports
 from recsys.monitoring.trigger import record, trigger
@@ -37,8 +37,11 @@ class MonitorArgs(BaseModel):
     feedback_hours: float = Field(24.0, gt=0)  # how long after a recommendation feedback counts
 
 
-def check(args: MonitorArgs, *, now: datetime | None = None) -> tuple[Decision, dict[str, Any]]:
-    """Compare the traffic the champion served with its reference and decide.
+def check(
+    args: MonitorArgs, *, now: datetime | None = None, policy: MonitorPolicy | None = None
+) -> tuple[Decision, dict[str, Any]]:
+    """Compare the traffic the champion served with its reference and decide (by ``policy``,
+    default the one ``args.policy`` names).
 
     Returns:
         The decision (also written to the run directory) and the reports' summary.
@@ -46,7 +49,7 @@ def check(args: MonitorArgs, *, now: datetime | None = None) -> tuple[Decision, 
     from recsys.registry import Registry
 
     now = now or datetime.now(UTC)
-    policy = load_policy(args.policy)
+    policy = policy or load_policy(args.policy)
     registry = Registry(args.registry)
     champion = registry.champion()
     if champion is None:
@@ -102,9 +105,10 @@ def check_and_trigger(
 ) -> tuple[Decision, dict[str, Any], dict[str, Any]]:
     """:func:`check`, then the trigger: a ``retrain`` decision starts ``start_run`` unless a run
     started within the cooldown (``start_run`` None: record the decision only)."""
-    decision, summary = check(args, now=now)
+    policy = load_policy(args.policy)
+    decision, summary = check(args, now=now, policy=policy)
     if start_run is None:  # the cooldown only counts runs that started
         record(decision, args.out)
         return decision, summary, {"started": False, "reason": "retraining not enabled"}
-    outcome = trigger(decision, load_policy(args.policy), args.out, start_run)
+    outcome = trigger(decision, policy, args.out, start_run)
     return decision, summary, outcome

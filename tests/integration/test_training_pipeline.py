@@ -125,6 +125,7 @@ def test_closed_loop_drift_retrains_promotes_and_hot_reloads_without_a_failed_re
         workdir=setup["root"],
         registry_uri=str(registry.uri),
         feature_repo=setup["repo"],
+        split_dir=setup["root"] / "split",
         dataset=setup["data"],
         url=setup["url"],
         policy=setup["root"] / "policy.yaml",
