@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift test test-unit test-integration lint format benchmark-quality benchmark-features benchmark-serving constraints clean
+.PHONY: demo demo-drift test test-unit test-integration lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The Helm chart rendered offline into k8s/rendered/<env>.yaml (commit them), or checked:
+# lint (strict), Kubernetes and KubeRay schemas, policies, a fresh rendering.
+k8s: $(VENV)/.installed-dev
+	$(BIN)/python k8s/render.py
+
+k8s-check: $(VENV)/.installed-dev
+	$(BIN)/python k8s/render.py --check
+	$(BIN)/python -m pytest -q tests/unit/test_k8s_chart.py tests/unit/test_image.py
 
 benchmark-quality: $(VENV)/.installed
 	$(BIN)/python benchmarks/quality_movielens.py

@@ -25,6 +25,9 @@ class ClusterSettings:
 
     pvc: str = "recsys-data"  # the registry, feature data, checkpoints
     mount_path: str = "/var/lib/recsys"
+    feature_repo: str = (
+        "/var/lib/recsys/feature_repo"  # on the PVC; the chart's Feast init fills it
+    )
     object_store_secret: str = "recsys-object-store"  # AWS_* keys for s3:// URIs
     redis_secret: str = "recsys-redis"  # REDIS_CONNECTION_STRING for the online store
     train_cpu: str = "4"
@@ -52,13 +55,14 @@ OBJECT_STORE_KEYS = {
 
 def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
     """The pipeline function; ``settings`` adds the Kubernetes configuration to its tasks."""
+    repo_default = settings.feature_repo if settings is not None else "feature_repo"
 
     @dsl.pipeline(name=name, description="Train, evaluate and gate a recommender; promote it.")
     def training(
         source: str = "movielens-100k",
         protocol: str = "stratified",
         seed: int = 42,
-        feature_repo: str = "feature_repo",
+        feature_repo: str = repo_default,
         feature_service: str = "ranker_v1",
         model_kind: str = "pipeline",
         params: dict = {},  # noqa: B006 - a pipeline parameter's default, never mutated
@@ -115,7 +119,7 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
             # evaluate or register would answer for a champion that has since changed.
             task.set_caching_options(False)
         if settings is not None:
-            _on_cluster(settings, tasks, features, model)
+            _on_cluster(settings, tasks, (features, rows), model)
         return Outputs(
             evaluation=scored.outputs["evaluation"],
             decision=verdict.outputs["decision"],
@@ -134,13 +138,14 @@ def mount(settings: ClusterSettings, task) -> None:
     )
 
 
-def _on_cluster(settings: ClusterSettings, tasks, features, model) -> None:
+def _on_cluster(settings: ClusterSettings, tasks, feast_tasks, model) -> None:
     for task in tasks:
         mount(settings, task)
-    kubernetes.use_secret_as_env(
-        features, settings.redis_secret, {"REDIS_CONNECTION_STRING": "REDIS_CONNECTION_STRING"}
-    )
-    features.set_env_variable("RECSYS_FEAST_ONLINE", "redis")
+    for task in feast_tasks:  # both open the store: the same (Redis) configuration and registry
+        kubernetes.use_secret_as_env(
+            task, settings.redis_secret, {"REDIS_CONNECTION_STRING": "REDIS_CONNECTION_STRING"}
+        )
+        task.set_env_variable("RECSYS_FEAST_ONLINE", "redis")
     model.set_cpu_request(settings.train_cpu).set_memory_request(settings.train_memory)
     if settings.gpu:
         model.set_accelerator_type(settings.gpu_resource).set_accelerator_limit(1)

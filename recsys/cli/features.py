@@ -49,6 +49,27 @@ def features() -> None:
 
 
 @features.command()
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Repository whose definitions to copy (the image's /app/feature_repo).",
+)
+@click.option(
+    "--store-yaml",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Install this file as the repository's Redis configuration (feature_store.redis.yaml).",
+)
+@repo_option
+def init(source: Path, store_yaml: Path | None, repo: Path | None) -> None:
+    """Make REPO a Feast repository with the definitions of --from (data/ is kept)."""
+    dest = feast_store.init_repo(source, _repo(repo), store_yaml)
+    click.echo(f"feature repository -> {dest}")
+
+
+@features.command()
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Dataset or split.")
 @click.option("--last-n", type=click.IntRange(min=1), default=50, show_default=True)
 @repo_option

@@ -81,6 +81,14 @@ def _params(value: str | None) -> dict[str, Any]:
     show_default=True,
     help="Catalog coverage the candidate may lose.",
 )
+@click.option("--gpu", is_flag=True, help="Train the neural models on CUDA (Ray Train workers).")
+@click.option(
+    "--num-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Ray Train workers (data-parallel).",
+)
 @click.option("--ray-address", default="", help="Train on this Ray cluster (default: a local Ray).")
 @click.option(
     "--serve-address", default="", help="Switch the Serve app on this Ray cluster to a promotion."
@@ -110,6 +118,8 @@ def run_training(
     k: int = 10,
     margin: float = GatePolicy().margin,
     coverage_tolerance: float = GatePolicy().coverage_tolerance,
+    gpu: bool = False,
+    num_workers: int = 1,
     ray_address: str = "",
     serve_address: str = "",
     workdir: Path | None = None,
@@ -134,6 +144,8 @@ def run_training(
         "k": k,
         "margin": margin,
         "coverage_tolerance": coverage_tolerance,
+        "gpu": gpu,
+        "num_workers": num_workers,
         "ray_address": ray_address,
         "serve_address": serve_address,
         "checkpoint_uri": str(workdir / "checkpoints"),

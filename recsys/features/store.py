@@ -58,6 +58,29 @@ def copy_definitions(source: str | Path, dest: str | Path) -> Path:
     return dest
 
 
+def init_repo(source: str | Path, dest: str | Path, store_yaml: str | Path | None = None) -> Path:
+    """Make ``dest`` a repository with the definitions of ``source``, and with ``store_yaml``
+    (when given) as its Redis configuration; ``data/`` is kept. Each file is written to a
+    temporary name and renamed, so concurrent inits (one per pod) never expose a half-written
+    definition to a reader.
+    """
+    source, dest = Path(source), Path(dest)
+    if not any(source.glob("*.py")):
+        raise RecsysError(f"{source}: no Feast definitions (*.py) to copy")
+    files = {p.name: p for p in source.iterdir() if p.suffix in (".py", ".yaml")}
+    if store_yaml is not None:
+        store_yaml = Path(store_yaml)
+        if not store_yaml.is_file():
+            raise RecsysError(f"{store_yaml}: no such store configuration")
+        files[YAML["redis"]] = store_yaml
+    (dest / "data").mkdir(parents=True, exist_ok=True)
+    for name, path in files.items():
+        tmp = dest / f".{name}.{os.getpid()}.tmp"
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest / name)
+    return dest
+
+
 def online_kind(online: str | None = None) -> Online:
     kind = online or os.environ.get("RECSYS_FEAST_ONLINE", "sqlite")
     if kind not in YAML:

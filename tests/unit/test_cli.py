@@ -190,3 +190,29 @@ def test_train_quarantines_bad_rows_beside_model_and_fails_above_share(run, tmp_
         "0.5",
     )
     assert r.exit_code == 0, r.output
+
+
+def test_features_init_makes_a_repository_on_the_shared_volume_and_keeps_its_data(run, tmp_path):
+    """What the chart's init containers run: the image's definitions plus the cluster's
+    store configuration; re-running (another pod starting) keeps what data/ holds."""
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[2] / "feature_repo"
+    store = tmp_path / "feature_store.yaml"
+    store.write_text("project: recsys\nonline_store:\n  type: redis\n")
+    repo = tmp_path / "volume" / "feature_repo"
+    r = run("features", "init", "--from", source, "--store-yaml", store, "--repo", repo)
+    assert r.exit_code == 0, r.output
+    assert (repo / "feature_store.redis.yaml").read_text() == store.read_text()
+    definitions = sorted(p.name for p in source.glob("*.py"))
+    assert sorted(p.name for p in repo.glob("*.py")) == definitions
+    (repo / "data" / "registry.redis.db").write_bytes(b"applied")
+    assert run("features", "init", "--from", source, "--repo", repo).exit_code == 0
+    assert (repo / "data" / "registry.redis.db").read_bytes() == b"applied"
+    assert not list(repo.glob(".*.tmp"))
+    r = run(
+        "features", "init", "--from", source, "--store-yaml", tmp_path / "nope.yaml", "--repo", repo
+    )
+    assert r.exit_code == 1 and "nope.yaml: no such store configuration" in r.output
+    r = run("features", "init", "--from", tmp_path / "volume", "--repo", tmp_path / "x")
+    assert r.exit_code == 1 and "no Feast definitions" in r.output

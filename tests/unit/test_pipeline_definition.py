@@ -81,11 +81,16 @@ def test_gpu_variant_puts_training_on_a_gpu_node_and_the_cpu_one_does_not(compil
     for executor in cpu["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
         assert executor["pvcMount"][0]["mountPath"] == "/var/lib/recsys"
         assert executor["secretAsEnv"][0]["secretName"] == "recsys-object-store"
-    features = cpu["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
-        "exec-materialize-features"
-    ]
-    redis = [s for s in features["secretAsEnv"] if s["secretName"] == "recsys-redis"]
-    assert redis[0]["keyToEnv"][0]["envVar"] == "REDIS_CONNECTION_STRING"
+    # Both tasks that open the feature store see the same Redis configuration (and so the
+    # same Feast registry), and the repository on the shared volume.
+    for name in ("exec-materialize-features", "exec-training-set"):
+        feast_task = cpu["platforms"]["kubernetes"]["deploymentSpec"]["executors"][name]
+        redis = [s for s in feast_task["secretAsEnv"] if s["secretName"] == "recsys-redis"]
+        assert redis[0]["keyToEnv"][0]["envVar"] == "REDIS_CONNECTION_STRING"
+        env = spec["deploymentSpec"]["executors"][name]["container"]["env"]
+        assert {"name": "RECSYS_FEAST_ONLINE", "value": "redis"} in env
+    repo = spec["root"]["inputDefinitions"]["parameters"]["feature_repo"]["defaultValue"]
+    assert repo == "/var/lib/recsys/feature_repo"
 
 
 def test_monitoring_pipeline_retrains_only_on_a_retrain_decision(compiled):
@@ -128,6 +133,24 @@ def test_run_refuses_bad_params_before_running(tmp_path):
         cli, ["pipeline", "run", "training", "--feature-repo", str(tmp_path)]
     )
     assert result.exit_code == 1 and "no feature_store.yaml there" in result.output
+
+
+def test_run_passes_the_training_resources_to_the_pipeline(tmp_path, monkeypatch):
+    """The GPU RayJob's entrypoint: `--gpu --num-workers 2` become the pipeline parameters,
+    and every argument is one the pipeline declares."""
+    seen = {}
+
+    def fake_run_local(arguments, workdir, log_file=None):
+        seen.update(arguments)
+        raise RecsysError("stop here")
+
+    monkeypatch.setattr(runner, "run_local", fake_run_local)
+    args = ["pipeline", "run", "training", "--no-features", "--gpu", "--num-workers", "2"]
+    result = CliRunner().invoke(cli, [*args, "--workdir", str(tmp_path)])
+    assert result.exit_code == 1 and "stop here" in result.output
+    assert seen["gpu"] is True and seen["num_workers"] == 2
+    declared = yaml.safe_load((runner.COMPILED / "training.yaml").read_text().split("\n---")[0])
+    assert set(seen) <= set(declared["root"]["inputDefinitions"]["parameters"])
 
 
 def test_local_runs_keep_task_output_in_the_log_and_show_task_status(tmp_path):
