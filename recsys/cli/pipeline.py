@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from recsys.cli.train import parse_params
+from recsys.cli.train import gpu_option, num_workers_option, parse_params
 from recsys.config import RecsysError, recsys_home
 from recsys.data import movielens
 from recsys.evaluation.report import markdown_table
@@ -81,14 +81,8 @@ def _params(value: str | None) -> dict[str, Any]:
     show_default=True,
     help="Catalog coverage the candidate may lose.",
 )
-@click.option("--gpu", is_flag=True, help="Train the neural models on CUDA (Ray Train workers).")
-@click.option(
-    "--num-workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Ray Train workers (data-parallel).",
-)
+@gpu_option
+@num_workers_option
 @click.option("--ray-address", default="", help="Train on this Ray cluster (default: a local Ray).")
 @click.option(
     "--serve-address", default="", help="Switch the Serve app on this Ray cluster to a promotion."

@@ -13,6 +13,18 @@ from recsys.models.api import DEFAULT_MAX_BAD_SHARE
 from recsys.training.api import TrainArgs
 from recsys.training.api import train as train_model
 
+# Shared with `recsys pipeline run` (the training pipeline's train task takes the same).
+gpu_option = click.option(
+    "--gpu", is_flag=True, help="Train neural models on CUDA through Ray Train."
+)
+num_workers_option = click.option(
+    "--num-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Ray Train workers (data-parallel).",
+)
+
 
 def parse_params(pairs: tuple[str, ...]) -> dict:
     """``key=value`` pairs; values parse as JSON when they can (numbers, booleans)."""
@@ -50,14 +62,8 @@ def parse_params(pairs: tuple[str, ...]) -> dict:
     default=DEFAULT_MAX_BAD_SHARE,
     show_default=True,
 )
-@click.option("--gpu", is_flag=True, help="Train neural models on CUDA through Ray Train.")
-@click.option(
-    "--num-workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Ray Train workers (data-parallel).",
-)
+@gpu_option
+@num_workers_option
 @click.option(
     "--resume", is_flag=True, help="Continue the run named --run-name from its latest checkpoint."
 )
