@@ -424,3 +424,11 @@ def test_the_feast_configmap_is_a_valid_redis_configuration(envs, tmp_path, monk
     assert config.online_store.type == "redis"
     assert config.online_store.connection_string == "recsys-redis:6379,password=p"
     assert config.registry.path == "/var/lib/recsys/feature_repo/data/registry.redis.db"
+
+
+def test_the_install_notes_say_how_to_reach_serve_and_which_secrets_to_create():
+    notes = render.notes(render.load_values(render.environments()["gpu"]))
+    assert "port-forward svc/recsys-serve-svc 8000:8000" in notes
+    assert "recsys-redis" in notes and "REDIS_PASSWORD" in notes
+    assert "--variant training-gpu" in notes
+    assert "/var/lib/recsys/monitoring/runs/" in notes
