@@ -165,6 +165,25 @@ def local_url(http_options: dict) -> str:
     return f"http://{host}:{http_options.get('port', 8000)}"
 
 
+def wait_ready_on_head(http_options: dict, timeout_s: float = 120) -> dict:
+    """``wait_ready`` run as a task on the cluster's head node, against its own proxy.
+
+    A Ray Client driver (``ray://``, a promotion from the RayJob or a Kubeflow task) is not
+    where the proxy listens, and the cluster's NetworkPolicy admits only the ingress to the
+    Serve port; the head's loopback is always there.
+    """
+    import ray
+    from ray.exceptions import GetTimeoutError
+
+    probe = ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001})(wait_ready)
+    try:  # the probe times out itself; this bounds a task that never got scheduled
+        return ray.get(probe.remote(local_url(http_options), timeout_s), timeout=timeout_s + 60)
+    except GetTimeoutError:
+        raise RecsysError(
+            f"the readiness probe did not run on the Ray head within {timeout_s + 60:.0f}s"
+        ) from None
+
+
 def wait_ready(url: str, timeout_s: float = 120) -> dict:
     """Poll ``GET url/readyz`` until 200; returns its body."""
     deadline = time.monotonic() + timeout_s

@@ -306,7 +306,10 @@ def deploy(
         )
     live = serve_ops.set_version(version)
     url = serve_ops.local_url(live["http_options"])
-    ready = serve_ops.wait_ready(url)
+    if address.startswith("ray://"):  # a Ray Client: the proxy is on the cluster, not here
+        ready = serve_ops.wait_ready_on_head(live["http_options"])
+    else:
+        ready = serve_ops.wait_ready(url)
     return {**done, "live": True, "url": url, "serving": ready.get("model_version")}
 
 

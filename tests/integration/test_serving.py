@@ -67,6 +67,9 @@ def test_before_a_model_is_named_it_is_not_ready_then_loads_in_place(served):
     assert recommend(client).status_code == 503
     deploy.set_version("v1")
     assert deploy.wait_ready(served["url"])["model_version"] == "v1"
+    # What a promotion over the Ray Client checks: the same probe, run on the head node.
+    http = {"host": "127.0.0.1", "port": served["port"]}
+    assert deploy.wait_ready_on_head(http, timeout_s=30)["model_version"] == "v1"
 
 
 def test_recommend_returns_ranked_unseen_items_with_reasons(served):
