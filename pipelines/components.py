@@ -228,9 +228,11 @@ def start_retraining(
     def submit(verdict: Decision) -> dict:
         import kfp
 
+        from pipelines.run import COMPILED  # the installed package's copy (package data)
+
         client = kfp.Client(host=kfp_host or None)
         run = client.create_run_from_pipeline_package(
-            "/app/pipelines/compiled/training.yaml",
+            str(COMPILED / "training.yaml"),
             arguments=arguments,
             run_name=f"retrain-{verdict.at:%Y%m%dT%H%M%SZ}",
             experiment_name="recsys",

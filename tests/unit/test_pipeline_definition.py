@@ -104,6 +104,11 @@ def test_monitoring_pipeline_retrains_only_on_a_retrain_decision(compiled):
     assert params["predictions"]["defaultValue"].startswith("/var/lib/recsys/")
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert {e["pvcMount"][0]["constant"] for e in executors.values()} == {"recsys-data"}
+    # The retraining submits the package the image installed (no checkout path in the image).
+    body = " ".join(
+        spec["deploymentSpec"]["executors"]["exec-start-retraining"]["container"]["command"]
+    )
+    assert 'COMPILED / "training.yaml"' in body and "/app/pipelines" not in body
 
 
 def test_cron_takes_five_or_six_fields():
