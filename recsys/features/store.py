@@ -47,37 +47,36 @@ def default_repo() -> Path:
     return Path(os.environ.get("RECSYS_FEATURE_REPO", "feature_repo"))
 
 
-def copy_definitions(source: str | Path, dest: str | Path) -> Path:
-    """A new repository at ``dest`` with the definitions of ``source`` (its ``.py`` and
-    ``.yaml`` files; ``data/`` starts empty): a private store for a test or a benchmark."""
+def copy_definitions(
+    source: str | Path, dest: str | Path, overrides: dict[str, Path] | None = None
+) -> Path:
+    """A repository at ``dest`` with the definitions of ``source`` (its ``.py`` and ``.yaml``
+    files) and ``overrides`` (``{name: file}``, added or replacing); ``data/`` is left as it
+    is. Each file is written to a temporary name and renamed, so concurrent copies (one per
+    pod) never expose a half-written definition to a reader."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    for path in Path(source).iterdir():
-        if path.suffix in (".py", ".yaml"):
-            shutil.copy(path, dest / path.name)
+    files = {p.name: p for p in Path(source).iterdir() if p.suffix in (".py", ".yaml")}
+    for name, path in {**files, **(overrides or {})}.items():
+        tmp = dest / f".{name}.{os.getpid()}.tmp"
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest / name)
     return dest
 
 
 def init_repo(source: str | Path, dest: str | Path, store_yaml: str | Path | None = None) -> Path:
     """Make ``dest`` a repository with the definitions of ``source``, and with ``store_yaml``
-    (when given) as its Redis configuration; ``data/`` is kept. Each file is written to a
-    temporary name and renamed, so concurrent inits (one per pod) never expose a half-written
-    definition to a reader.
-    """
-    source, dest = Path(source), Path(dest)
+    (when given) as its Redis configuration; ``data/`` is created or kept."""
+    source = Path(source)
     if not any(source.glob("*.py")):
         raise RecsysError(f"{source}: no Feast definitions (*.py) to copy")
-    files = {p.name: p for p in source.iterdir() if p.suffix in (".py", ".yaml")}
+    overrides = None
     if store_yaml is not None:
-        store_yaml = Path(store_yaml)
-        if not store_yaml.is_file():
+        if not Path(store_yaml).is_file():
             raise RecsysError(f"{store_yaml}: no such store configuration")
-        files[YAML["redis"]] = store_yaml
-    (dest / "data").mkdir(parents=True, exist_ok=True)
-    for name, path in files.items():
-        tmp = dest / f".{name}.{os.getpid()}.tmp"
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest / name)
+        overrides = {YAML["redis"]: Path(store_yaml)}
+    dest = copy_definitions(source, dest, overrides)
+    (dest / "data").mkdir(exist_ok=True)
     return dest
 
 
