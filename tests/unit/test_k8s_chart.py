@@ -432,3 +432,15 @@ def test_the_install_notes_say_how_to_reach_serve_and_which_secrets_to_create():
     assert "recsys-redis" in notes and "REDIS_PASSWORD" in notes
     assert "--variant training-gpu" in notes
     assert "/var/lib/recsys/monitoring/runs/" in notes
+
+
+def test_pull_secrets_reach_every_pod_that_runs_the_platform_image():
+    docs = render.documents(render.render({"image": {"pullSecrets": ["regcred"]}}))
+    pods = 0
+    for doc in docs:
+        for where, template in pod_templates(doc):
+            images = {c["image"] for c in template["spec"]["containers"]}
+            if any(i.startswith("ghcr.io/recsys-platform/recsys:") for i in images):
+                assert template["spec"]["imagePullSecrets"] == [{"name": "regcred"}], where
+                pods += 1
+    assert pods == 7  # Feast, the CronJob, the RayJob's head, worker and submitter, Serve's two

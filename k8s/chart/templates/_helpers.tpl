@@ -12,23 +12,34 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* Labels of every object; the component is passed as .component. */}}
-{{- define "recsys.labels" -}}
+{{- define "recsys.componentSelector" -}}
 {{ include "recsys.selectorLabels" .root }}
 app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels of every object; the component is passed as .component. */}}
+{{- define "recsys.labels" -}}
+{{ include "recsys.componentSelector" . }}
 app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 app.kubernetes.io/part-of: recsys-platform
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 
-{{- define "recsys.componentSelector" -}}
-{{ include "recsys.selectorLabels" .root }}
-app.kubernetes.io/component: {{ .component }}
-{{- end -}}
-
 {{- define "recsys.image" -}}
 {{- printf "%s:%s" .Values.image.repository .Values.image.tag -}}
+{{- end -}}
+
+{{/* For every pod that runs the platform image; nothing without pull secrets.
+Args: root, indent. */}}
+{{- define "recsys.imagePullSecrets" -}}
+{{- $secrets := list -}}
+{{- range .root.Values.image.pullSecrets -}}
+{{- $secrets = append $secrets (dict "name" .) -}}
+{{- end -}}
+{{- with $secrets -}}
+{{- dict "imagePullSecrets" . | toYaml | nindent $.indent -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "recsys.home" -}}/var/lib/recsys{{- end -}}
@@ -154,12 +165,7 @@ spec:
   {{- end }}
   securityContext:
     {{- include "recsys.podSecurityContext" $root | nindent 4 }}
-  {{- with $root.Values.image.pullSecrets }}
-  imagePullSecrets:
-    {{- range . }}
-    - name: {{ . }}
-    {{- end }}
-  {{- end }}
+  {{- include "recsys.imagePullSecrets" (dict "root" $root "indent" 2) }}
   {{- with .nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
