@@ -52,6 +52,18 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line durably: a single ``write`` on an ``O_APPEND`` descriptor, then
+    ``fsync``, so lines from concurrent writers never interleave and an acknowledged line
+    survives a crash."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

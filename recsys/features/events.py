@@ -9,7 +9,6 @@ A bad event is never dropped silently: it goes to the rejected log with the reas
 from __future__ import annotations
 
 import json
-import os
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from recsys.data.io import ITEM, USER
+from recsys.data.io import ITEM, USER, append_line
 from recsys.features.build import EVENT_TS, META_FILE, TICK
 
 PUSH_SOURCE = "user_activity_push"
@@ -104,14 +103,8 @@ class EventLog:
 
     def _append(self, prefix: str, record: dict, when: datetime) -> Path:
         path = self.directory / f"{prefix}-{when:%Y-%m-%d}.jsonl"
-        line = (json.dumps(record, default=str, sort_keys=True) + "\n").encode()
         with self._lock:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_line(path, json.dumps(record, default=str, sort_keys=True))
         return path
 
     def append(self, event: dict, when: datetime) -> Path:

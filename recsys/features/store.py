@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.config import RecsysError
-from recsys.data.io import ITEM, RATING, TS, USER
+from recsys.data.io import ITEM, RATING, TS, USER, atomic_path
 from recsys.features.build import EVENT_TS, TABLES
 
 Online = Literal["sqlite", "redis"]
@@ -58,9 +58,8 @@ def copy_definitions(
     dest.mkdir(parents=True, exist_ok=True)
     files = {p.name: p for p in Path(source).iterdir() if p.suffix in (".py", ".yaml")}
     for name, path in {**files, **(overrides or {})}.items():
-        tmp = dest / f".{name}.{os.getpid()}.tmp"
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest / name)
+        with atomic_path(dest / name) as tmp:
+            shutil.copyfile(path, tmp)
     return dest
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from recsys.data.io import atomic_path
+from recsys.data.io import append_line, atomic_path
 from recsys.monitoring.policy import Decision, MonitorPolicy
 
 STATE = "last_retrain.json"
@@ -48,12 +47,7 @@ def record(decision: Decision, state_dir: str | Path) -> None:
     """Append the decision to ``decisions.jsonl``."""
     path = Path(state_dir) / DECISIONS
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (decision.model_dump_json() + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_line(path, decision.model_dump_json())
 
 
 def trigger(
