@@ -119,26 +119,29 @@ def stage_delta(before: dict, after: dict) -> dict[str, float]:
 
 
 def in_process_floor(args, users: list[str], n: int) -> dict:
-    """The stages called one after another in this process: no HTTP, no Ray."""
+    """The stages called one after another in this process: no HTTP, no Ray (the online read
+    of the user's state, then the one recommendation path's three stage functions)."""
     import torch
 
-    from serving import stages
-    from serving.app import Runtime
+    from recsys import recommend
     from serving.schemas import AppArgs, RecommendRequest
+    from serving.stages import Runtime
 
     torch.set_num_threads(1)
     runtime = Runtime(AppArgs(model_root=args.model_root, feature_repo=args.feature_repo))
-    served = runtime.models.get(args.version)
+    prepared = runtime.models.get(args.version)
+    runtime.require_ready(prepared)
     bodies = [json.loads(b) for b in request_bodies(users, n + 20, seed=1)]
     timings = []
     for body in bodies:
         request = RecommendRequest.model_validate(body)
         t0 = time.perf_counter()
-        cand = runtime.candidates(args.version, request.user_id, request.exclude_seen)
+        state, _ = runtime.read_user(request.user_id)
+        cand = recommend.candidates(prepared, [state], request.exclude_seen)[0]
         t1 = time.perf_counter()
-        scores = stages.rank(served, [cand["rows"]])[0]
+        scores = recommend.rank(prepared, [cand])[0]
         t2 = time.perf_counter()
-        stages.order(served, request, cand["rows"]["iid"], scores, cand["known"], cand["history"])
+        recommend.order(prepared, request.request(), state, cand, scores)
         t3 = time.perf_counter()
         timings.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
     ms = np.asarray(timings[20:]) * 1000
@@ -222,7 +225,7 @@ def main() -> None:
 
     from recsys.training.cluster import ensure_ray
 
-    activity = Path(args.feature_repo) / "data" / "user_activity.parquet"
+    activity = Path(args.feature_repo) / "data" / "user_state.parquet"
     users = sorted(pd.read_parquet(activity, columns=["user_id"]).user_id.unique())
     floor = in_process_floor(args, users, 500)
     print("in-process floor:", floor, flush=True)

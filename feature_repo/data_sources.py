@@ -24,12 +24,17 @@ def _parquet(name: str) -> FileSource:
 
 user_profile_source = _parquet("user_profile")
 user_activity_source = _parquet("user_activity")
+user_state_source = _parquet("user_state")
 item_profile_source = _parquet("item_profile")
 item_stats_source = _parquet("item_stats")
 
-# Real-time events: the event function pushes each user's updated activity row here; it
-# updates the online store at once (the durable record is the event log).
+# Real-time events: the event path pushes each user's updated activity and state rows here;
+# they update the online store at once (the durable record is the event log).
 user_activity_push = PushSource(
     name="user_activity_push",
     batch_source=user_activity_source,
+)
+user_state_push = PushSource(
+    name="user_state_push",
+    batch_source=user_state_source,
 )

@@ -7,6 +7,7 @@ from data_sources import (
     item_stats_source,
     user_activity_push,
     user_profile_source,
+    user_state_push,
 )
 from entities import item, user
 from feast import FeatureView, Field
@@ -36,10 +37,21 @@ user_activity = FeatureView(
         Field(name="user_interactions", dtype=Int64),
         Field(name="user_ratings", dtype=Int64),
         Field(name="user_mean_rating", dtype=Float32),
-        Field(name="last_items", dtype=Array(String), description="most recent first"),
         Field(name="genre_affinity", dtype=Array(Float32), description="share per genre"),
     ],
     source=user_activity_push,
+)
+
+# The user's state, one row per user (not per event): what recommendation reads online.
+user_state = FeatureView(
+    name="user_state",
+    entities=[user],
+    ttl=FOREVER,
+    schema=[
+        Field(name="seen_items", dtype=Array(String), description="every item, each once"),
+        Field(name="recent_items", dtype=Array(String), description="latest first, window N"),
+    ],
+    source=user_state_push,
 )
 
 item_profile = FeatureView(

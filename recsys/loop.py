@@ -23,8 +23,11 @@ import pandas as pd
 
 from recsys.data import movielens
 from recsys.data.io import ITEM, USER
+from recsys.monitoring import logs
 from recsys.monitoring.check import MonitorArgs, check_and_trigger
 from recsys.monitoring.policy import Decision
+from recsys.monitoring.reference import read_reference
+from recsys.monitoring.report import served_quality
 
 Retrain = Callable[[Path, str], dict[str, Any]]  # (snapshot dir, serve address) -> result
 
@@ -84,8 +87,18 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
     try:
         demo.note(f"serving champion {champion.version} at {url}", log)
         test = pd.read_parquet(demo.split_dir / "test.parquet")
-        requests, clicks = replay_heldout(url, test, demo)
-        demo.note(f"replayed held-out traffic: {requests} requests, {clicks} clicks", log)
+        replayed, clicks = replay_heldout(url, test, demo)
+        demo.note(f"replayed held-out traffic: {len(replayed)} requests, {clicks} clicks", log)
+        reference = read_reference(registry.local_path(champion.version))
+        if reference is not None:
+            seen["heldout_quality"] = same_users_quality(loop_dir, reference, replayed)
+            live, offline = (seen["heldout_quality"][s] for s in ("live", "offline"))
+            demo.note(
+                f"on those {len(replayed)} users, live precision@10 {live['precision']:.4f} "
+                f"(hit rate {live['hit_rate']:.4f}); offline, the gate's evaluation: "
+                f"{offline['precision']:.4f} ({offline['hit_rate']:.4f})",
+                log,
+            )
         seen["decisions"].append(monitor(demo, loop_dir, since=None, retrain=None, log=log))
         drift_start = datetime.now(UTC)
         synthetic = drifted_population(demo, catalog, loop_dir / "synthetic")
@@ -151,9 +164,27 @@ def monitor(demo: LoopDemo, loop_dir: Path, *, since, retrain, log) -> str:
     return decision.action
 
 
-def replay_heldout(url: str, test: pd.DataFrame, demo: LoopDemo) -> tuple[int, int]:
+def same_users_quality(loop_dir: Path, reference: pd.DataFrame, users: list[str]) -> dict:
+    """Precision@10, hit rate and MRR of the lists the app served to ``users`` (judged by
+    their clicks) and of the version's offline lists for the same users (judged by the
+    held-out items): one recommendation path, so they agree."""
+    predictions, _ = logs.load_predictions(loop_dir / "predictions")
+    feedback, _ = logs.load_feedback(loop_dir / "events")
+    live = logs.join_feedback(predictions[predictions[USER].isin(users)], feedback)
+    offline = reference[reference[USER].isin(users)]
+    return {
+        "users": len(users),
+        "live": served_quality(live, "request_id", 10),
+        "offline": served_quality(offline, USER, 10),
+    }
+
+
+def replay_heldout(url: str, test: pd.DataFrame, demo: LoopDemo) -> tuple[list[str], int]:
     """Each sampled held-out user asks for 10 items, clicks those it really watched and views
-    one it watched that the list missed (feedback either way: the user's list is judged)."""
+    one it watched that the list missed (feedback either way: the user's list is judged).
+
+    Returns:
+        The users replayed, and the clicks."""
     from recsys.workflows import post
 
     watched = test.groupby(USER)[ITEM].agg(set)
@@ -172,7 +203,7 @@ def replay_heldout(url: str, test: pd.DataFrame, demo: LoopDemo) -> tuple[int, i
 
     with ThreadPoolExecutor(demo.threads) as pool:
         clicks = sum(pool.map(one, users))
-    return len(users), clicks
+    return users, clicks
 
 
 def drifted_population(demo: LoopDemo, catalog: list[str], out: Path) -> pd.DataFrame:

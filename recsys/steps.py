@@ -26,7 +26,7 @@ from recsys.data.io import (
     write_json,
     write_parquet,
 )
-from recsys.data.split import split, write_split
+from recsys.data.split import split, split_lineage, write_split
 from recsys.data.validate import load_interactions
 
 TRAINING_SET_META = "training_set.json"
@@ -78,7 +78,12 @@ def ingest(
     train = pd.concat([h[0] for h in halves], ignore_index=True)
     test = pd.concat([h[1] for h in halves], ignore_index=True)
     checksum = interactions_checksum(interactions)
+    # What the training rows stand for: themselves and, for base data + feedback, the base
+    # part (the champion's training rows): a store built from either serves both versions.
+    base_train = halves[0][0]
+    lineage = list(dict.fromkeys([interactions_checksum(train), interactions_checksum(base_train)]))
     params = {"protocol": protocol, "seed": seed, "source": str(file), "checksum": checksum}
+    params["lineage"] = lineage
     write_split(train, test, out, side_from=side, params=params)
     return {
         "rows": len(interactions),
@@ -95,7 +100,7 @@ def materialize_features(split_dir: str | Path, feature_repo: str | Path) -> dic
     from recsys.features.api import refresh
 
     train, users, items = _read_split(split_dir)
-    done = refresh(feature_repo, train, users, items)
+    done = refresh(feature_repo, train, users, items, lineage=split_lineage(split_dir))
     return {**done, "rows": sum(done["rows"].values())}
 
 
@@ -113,13 +118,15 @@ def training_set(
     """
     out = Path(out)
     train, users, items = _read_split(split_dir)
-    meta: dict[str, Any] = {"feature_service": None, "rows": len(train)}
+    lineage = split_lineage(split_dir) or [interactions_checksum(train)]
+    meta: dict[str, Any] = {"feature_service": None, "rows": len(train), "lineage": lineage}
     if feature_repo:
         from recsys.features.api import load_training_set
 
         train, users, items, joined = load_training_set(feature_repo, train, feature_service)
         write_parquet(joined, out / "training_set.parquet")
-        meta = {"feature_service": feature_service, "rows": len(joined), "columns": joined.shape[1]}
+        meta |= {"feature_service": feature_service, "rows": len(joined)}
+        meta["columns"] = joined.shape[1]
     write_parquet(train, out / "train.parquet")
     for name, table in (("users", users), ("items", items)):
         if table is not None:
@@ -151,7 +158,8 @@ def train(
     rows = read_table(data_dir / "train.parquet")
     users, items = read_side_tables(data_dir)
     meta_file = data_dir / TRAINING_SET_META
-    service = _read_meta(meta_file).get("feature_service") if meta_file.exists() else None
+    meta = _read_meta(meta_file) if meta_file.exists() else {}
+    service = meta.get("feature_service")
     args = TrainArgs(
         data=data_dir,
         model=kind,
@@ -168,6 +176,7 @@ def train(
         data_checksum=interactions_checksum(rows),
         metrics=training_metrics(model),
         feature_service=service,
+        data_lineage=meta.get("lineage"),
     )
     return {"version": read_manifest(args.out).version, "kind": kind, "rows": len(rows)}
 
@@ -193,14 +202,17 @@ def evaluate(
     from recsys.evaluation.evidently_report import quality_snapshot, ranking_frame, save_html
     from recsys.evaluation.metrics import ranking_metrics
     from recsys.models import create_model, load_model, read_manifest
+    from recsys.recommend import Request, prepare, recommend_frame
     from recsys.registry import Registry
 
     train, users, items = _read_split(split_dir)
     test = read_table(Path(split_dir) / "test.parquet")
     user_ids = sorted(set(train[USER]) & set(test[USER]))
+    request = Request(k=k, exclude_seen=True)
 
     def score(model) -> tuple[dict[str, Any], pd.DataFrame]:
-        recs = model.recommend(user_ids, k, history=train, exclude_seen=True)
+        # the one recommendation path, each user's state from the training rows
+        recs = recommend_frame(prepare(model), user_ids, request, history=train)
         return ranking_metrics(recs, test, k, train=train).as_dict(), recs
 
     cand_metrics, cand_recs = score(load_model(model_dir))

@@ -14,6 +14,7 @@ from recsys.data import movielens
 from recsys.data.io import interactions_checksum, read_side_tables, read_titles, write_parquet
 from recsys.data.split import split, write_split
 from recsys.evaluation.metrics import ranking_metrics
+from recsys.recommend import Request, recommend_frame
 from recsys.training.api import TrainArgs, fit_model, training_metrics
 
 # Published Microsoft Recommenders MovieLens-100k figures (README table, k = 10).
@@ -115,7 +116,7 @@ def run_quality(run: QualityRun, log=print) -> list[dict]:
         model = fit_model(spec.kind, train, users, items, spec.params, args=args)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        recs = model.recommend(user_ids, run.k, history=train, exclude_seen=True)
+        recs = recommend_frame(model, user_ids, Request(k=run.k), history=train)
         rec_s = time.perf_counter() - t0
         metrics = ranking_metrics(recs, test, run.k, train=train).as_dict()
         model.save(

@@ -3,125 +3,183 @@
 ``composed`` (default): Ingress → CandidateGenerator → Ranker (``@serve.batch``) → Ordering,
 each its own deployment with its own autoscaling, called through DeploymentHandles.
 ``fused``: the Ingress runs the same three stages in its own replica (no handle hops).
-Every deployment serves the model version named in its ``user_config``; changing it reloads
-the model in place through ``reconfigure``.
+Both run :mod:`recsys.recommend`'s stage functions on the user's state read from the online
+store; this module adds transport (HTTP, handles, batching), telemetry and the prediction log,
+never logic. Every deployment serves the model version named in its ``user_config``; changing
+it reloads the model in place through ``reconfigure``.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations (the
 # request body models) at runtime, after Serve has wrapped the class.
 import asyncio
 import logging
+import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 from ray import serve
 from ray.serve import Application
 
+from recsys import recommend
 from recsys.config import recsys_home
 from recsys.data.io import read_titles
-from recsys.features.online import OnlineFeatures
-from recsys.features.store import default_repo, open_store
-from serving import stages
+from recsys.features.events import Event
+from serving import telemetry
 from serving.predlog import PredictionLog
-from serving.schemas import AppArgs, ModelSelection, RecommendRequest, RecommendResponse
-from serving.telemetry import Telemetry
+from serving.schemas import AppArgs, ModelSelection, Problem, RecommendRequest, RecommendResponse
+from serving.stages import ModelCache, NotReady, Runtime
 
 log = logging.getLogger("ray.serve")
 api = FastAPI(
     title="recsys",
     description="Multi-stage recommendations (two-tower + EASE candidates, DCN ranker) and "
-    "real-time interaction events.",
+    "real-time interaction events. A user's answer is read from the user's state in the "
+    "online store (the complete seen set and the recent window): the app answers 503, with "
+    "the reason, when that store cannot serve the loaded version.",
 )
 STAGE_OPTIONS = {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 64}
+ROUTES = ("/recommend", "/events", "/healthz", "/readyz", "/metrics")
+PROBLEMS = {422: {"model": Problem}, 500: {"model": Problem}, 503: {"model": Problem}}
 
 
-class Runtime:
-    """What a replica holds: the loaded model versions and the online feature reader."""
+class Health(BaseModel):
+    status: str
 
-    def __init__(self, args: AppArgs) -> None:
-        self.args = args
-        root = args.model_root or recsys_home() / "models"
-        self.models = stages.ModelCache(root, read_titles(args.catalog))
-        repo = Path(args.feature_repo) if args.feature_repo else default_repo()
-        self.store = None
-        if (repo / "feature_store.yaml").exists() and (repo / "data").exists():
-            self.store = open_store(repo, args.online_store)
-        self._reader = None
 
-    def user_features(self, user_id: str) -> dict:
-        """The user's online features (empty without a feature store or for unknown users)."""
-        if self.store is None:
-            return {}
-        if self._reader is None:
-            self._reader = OnlineFeatures(self.store)
-        return self._reader.read(user_id).user
+class Readiness(BaseModel):
+    ready: bool
+    model_version: str | None = None
+    reason: str | None = None
 
-    def candidates(self, version: str, user_id: str, exclude_seen: bool) -> dict:
-        t0 = time.perf_counter()
-        features = self.user_features(user_id)
-        history = list(features.get("last_items") or [])
-        out = stages.candidates(self.models.get(version), user_id, history, exclude_seen)
-        ms = (time.perf_counter() - t0) * 1000
-        return out | {"history": history, "user_features": features, "took_ms": ms}
+
+class EventAccepted(BaseModel):
+    accepted: bool
+    new_user: bool
+    pushed: bool
+    warning: str | None = None
 
 
 def _selection(config: dict) -> str | None:
     return ModelSelection.model_validate(config or {}).model_version
 
 
+# Serve freezes the FastAPI app when the Ingress class is decorated (it pickles `api` then):
+# the middleware, the error handlers and every helper a route calls must exist before that.
+def _cause(exc: Exception) -> Exception:
+    """The exception a stage raised: Ray delivers one raised in another deployment as a
+    ``RayTaskError`` holding the original as ``cause``."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, Exception) else exc
+
+
+@api.middleware("http")
+async def _count(request: Request, call_next):
+    """Every answer counted in ``recsys_requests_total`` by route and status: 4xx from
+    validation and 5xx included."""
+    route = request.url.path if request.url.path in ROUTES else "other"
+    requests = telemetry.for_this_process().requests
+    try:
+        response = await call_next(request)
+    except Exception:
+        requests.labels(route, "500").inc()
+        raise
+    requests.labels(route, str(response.status_code)).inc()
+    return response
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each bad field, its input shown as JSON can hold it (NaN as "nan")."""
+    return JSONResponse({"detail": _plain(exc.errors())}, status_code=422)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+@api.exception_handler(Exception)
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """An unexpected failure: logged with its stack here, never sent to the client."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("internal error %s on %s", error_id, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal error", "error_id": error_id}, status_code=500)
+
+
 class Stage:
-    """A stage deployment's shared part: its runtime and the version it preloads."""
+    """A stage deployment's shared part: the versions it holds and the one it preloads."""
 
     def __init__(self, args: dict) -> None:
-        self.runtime = Runtime(AppArgs.model_validate(args))
+        parsed = AppArgs.model_validate(args)
+        root = parsed.model_root or recsys_home() / "models"
+        self.models = ModelCache(root, read_titles(parsed.catalog))  # titles: the reasons
         self.version: str | None = None
 
     def reconfigure(self, config: dict) -> None:
         version = _selection(config)
         if version:
-            self.runtime.models.get(version)  # load before switching; old one kept
+            self.models.get(version)  # load before switching; the old one is kept
         self.version = version
 
-    def ready(self, version: str) -> bool:
-        self.runtime.models.get(version)
-        return True
+    def ready(self, version: str) -> str:
+        self.models.get(version)
+        return ""
 
 
 @serve.deployment(**STAGE_OPTIONS)
 class CandidateGenerator(Stage):
-    """User features from Feast online → user tower → FAISS top-N, plus EASE and popular."""
+    """The user's state from Feast online → the model's candidate generators."""
+
+    def __init__(self, args: dict) -> None:
+        self.runtime = Runtime(AppArgs.model_validate(args))
+        self.models, self.version = self.runtime.models, None
 
     def __call__(self, version: str, user_id: str, exclude_seen: bool) -> dict:
-        return self.runtime.candidates(version, user_id, exclude_seen)
+        prepared = self.models.get(version)
+        self.runtime.require_ready(prepared)
+        state, features = self.runtime.read_user(user_id)
+        cand = recommend.candidates(prepared, [state], exclude_seen)[0]
+        return {"state": state, "candidates": cand, "features": features}
+
+    def ready(self, version: str) -> str:
+        return self.runtime.not_ready(self.models.get(version))
 
 
 @serve.deployment(**STAGE_OPTIONS)
 class Ranker(Stage):
-    """The DCN ranker over candidate rows, batched across concurrent requests."""
+    """The final scores of the candidates, batched across concurrent requests."""
 
     def __init__(self, args: dict) -> None:
         super().__init__(args)
-        parsed = self.runtime.args
+        parsed = AppArgs.model_validate(args)
         self.score.set_max_batch_size(parsed.max_batch_size)
         self.score.set_batch_wait_timeout_s(parsed.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
-    async def score(self, requests: list[tuple[str, dict]]) -> list[np.ndarray]:
+    async def score(self, requests: list[tuple]) -> list[np.ndarray]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._score_batch, requests)
 
-    def _score_batch(self, requests: list[tuple[str, dict]]) -> list[np.ndarray]:
+    def _score_batch(self, requests: list[tuple]) -> list[np.ndarray]:
         out: list = [None] * len(requests)
         for version in {v for v, _ in requests}:  # a switch may mix versions in one batch
             mine = [n for n, (v, _) in enumerate(requests) if v == version]
-            scores = stages.rank(self.runtime.models.get(version), [requests[n][1] for n in mine])
+            scores = recommend.rank(self.models.get(version), [requests[n][1] for n in mine])
             for n, s in zip(mine, scores, strict=True):
                 out[n] = s
         return out
@@ -129,14 +187,11 @@ class Ranker(Stage):
 
 @serve.deployment(**STAGE_OPTIONS)
 class Ordering(Stage):
-    """Seen items out, genre filters, optional MMR, reasons, the cold-start answer."""
+    """The list: seen items out, genre filters, optional MMR, reasons, cold start, fill."""
 
-    def __call__(self, version, request: dict, codes, scores, known: bool, history) -> dict:
-        body = RecommendRequest.model_validate(request)
-        items, cold = stages.order(
-            self.runtime.models.get(version), body, codes, scores, known, history
-        )
-        return {"items": [i.model_dump() for i in items], "cold_start": cold}
+    def __call__(self, version: str, request: dict, state, cand, scores) -> recommend.Answer:
+        body = recommend.Request.model_validate(request)
+        return recommend.order(self.models.get(version), body, state, cand, scores)
 
 
 @serve.deployment(**STAGE_OPTIONS)
@@ -151,7 +206,7 @@ class Ingress:
         # taking turns on the GIL mid-request.
         self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
         self.handles = (candidate_generator, ranker, ordering)
-        self.telemetry = Telemetry()
+        self.telemetry = telemetry.for_this_process()
         directory = self.args.prediction_log_dir or recsys_home() / "predictions"
         self.predictions = PredictionLog(directory)
         self.version: str | None = None
@@ -172,131 +227,149 @@ class Ingress:
         self.telemetry.set_version(version)
 
     # -- routes ------------------------------------------------------------------------
-    @api.get("/healthz")
+    @api.get("/healthz", response_model=Health)
     def healthz(self) -> dict:
         return {"status": "ok"}
 
-    @api.get("/readyz")
+    @api.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
     async def readyz(self) -> JSONResponse:
-        if self.load_error or self.version is None:
-            reason = self.load_error or "no model loaded yet (set model_version in user_config)"
+        reason = self.load_error
+        if not reason and self.version is None:
+            reason = "no model loaded yet (set model_version in user_config)"
+        if not reason:
+            reason = await self._not_ready(self.version)
+        if reason:
             return JSONResponse({"ready": False, "reason": reason}, status_code=503)
-        if self.fused is None:
-            await self.handles[0].ready.remote(self.version)
-            await self.handles[1].ready.remote(self.version)
-            await self.handles[2].ready.remote(self.version)
         return JSONResponse({"ready": True, "model_version": self.version})
 
-    @api.get("/metrics")
+    @api.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def metrics(self) -> Response:
         body = self.telemetry.render(self.predictions.stats())
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    @api.post("/recommend", response_model=RecommendResponse)
+    @api.post(
+        "/recommend",
+        response_model=RecommendResponse,
+        responses={400: {"model": Problem, "description": "an unreadable body"}, **PROBLEMS},
+    )
     async def recommend(self, body: RecommendRequest) -> RecommendResponse:
         t0 = time.perf_counter()
         version = self.version
         if version is None:
-            self.telemetry.requests.labels("/recommend", "503").inc()
             raise HTTPException(503, "no model loaded yet")
         try:
-            result, cand, timings = await self._run_stages(version, body)
-        except stages.BadRequest as exc:
-            self.telemetry.requests.labels("/recommend", "422").inc()
-            cause = getattr(exc, "cause", None) or exc  # a stage's error arrives wrapped
-            raise HTTPException(422, str(cause)) from None
+            answer, cand, scores, features, timings = await self._run_stages(version, body)
         except Exception as exc:
-            self.telemetry.requests.labels("/recommend", "500").inc()
-            self.telemetry.errors.labels("/recommend", type(exc).__name__).inc()
+            cause = _cause(exc)  # one raised in another deployment arrives wrapped
+            if isinstance(cause, recommend.BadRequest):
+                raise HTTPException(422, str(cause)) from None
+            if isinstance(cause, NotReady):
+                raise HTTPException(503, str(cause)) from None
+            self.telemetry.errors.labels("/recommend", type(cause).__name__).inc()
             raise
         took_ms = (time.perf_counter() - t0) * 1000
         response = RecommendResponse(
             user_id=body.user_id,
             model_version=version,
-            items=result["items"],
-            cold_start=result["cold_start"],
+            items=answer.items,
+            cold_start=answer.cold_start,
             took_ms=round(took_ms, 3),
         )
-        self._observe(body, response, cand, timings, took_ms)
+        self._observe(body, response, cand, scores, features, timings, took_ms)
         return response
 
-    @api.post("/events", status_code=202)
+    @api.post(
+        "/events",
+        status_code=202,
+        response_model=EventAccepted,
+        responses=PROBLEMS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": Event.model_json_schema()}},
+            }
+        },
+    )
     async def events(self, request: Request) -> JSONResponse:
         ingestor = self._ingestor()
         if ingestor is None:
-            self.telemetry.requests.labels("/events", "503").inc()
             return JSONResponse({"detail": "no feature store configured"}, status_code=503)
         payload = await request.body()
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(None, ingestor.ingest, payload)
         if not result.accepted:
-            self.telemetry.requests.labels("/events", "422").inc()
             return JSONResponse({"detail": result.reason}, status_code=422)
-        self.telemetry.requests.labels("/events", "202").inc()
         body = {"accepted": True, "new_user": result.new_user, "pushed": result.pushed}
         if result.reason:
             body["warning"] = result.reason
         return JSONResponse(body, status_code=202)
 
     # -- helpers -----------------------------------------------------------------------
-    async def _run_stages(self, version: str, body: RecommendRequest):
-        timings = {}
-        t0 = time.perf_counter()
+    async def _not_ready(self, version: str) -> str:
         if self.fused is not None:
             loop = asyncio.get_running_loop()
-            result, cand, timings = await loop.run_in_executor(
-                self._compute, self._fused, version, body
-            )
-            return result, cand, timings
+            prepared = self.fused.models.get(version)
+            return await loop.run_in_executor(self._compute, self.fused.not_ready, prepared)
+        reasons = await asyncio.gather(*(h.ready.remote(version) for h in self.handles))
+        return next((r for r in reasons if r), "")
+
+    async def _run_stages(self, version: str, body: RecommendRequest):
+        if self.fused is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._compute, self._fused, version, body)
         generator, ranker, ordering = self.handles
-        cand = await generator.remote(version, body.user_id, body.exclude_seen)
+        t0 = time.perf_counter()
+        got = await generator.remote(version, body.user_id, body.exclude_seen)
         t1 = time.perf_counter()
-        scores = await ranker.score.remote((version, cand["rows"]))
+        scores = await ranker.score.remote((version, got["candidates"]))
         t2 = time.perf_counter()
-        result = await ordering.remote(
-            version, body.model_dump(), cand["rows"]["iid"], scores, cand["known"], cand["history"]
-        )
+        request = body.request().model_dump()
+        answer = await ordering.remote(version, request, got["state"], got["candidates"], scores)
         t3 = time.perf_counter()
         timings = {"candidates": t1 - t0, "rank": t2 - t1, "order": t3 - t2}
-        cand["scores"] = scores
-        return result, cand, timings
+        features = {**got["features"], "history_len": len(got["state"].seen)}
+        return answer, got["candidates"], scores, features, timings
 
     def _fused(self, version: str, body: RecommendRequest):
+        """The same three stage functions, in this replica."""
         runtime, t0 = self.fused, time.perf_counter()
-        cand = runtime.candidates(version, body.user_id, body.exclude_seen)
+        prepared = runtime.models.get(version)
+        runtime.require_ready(prepared)
+        recommend.genre_mask(prepared, body.filters)  # an unknown genre fails before any work
+        state, features = runtime.read_user(body.user_id)
+        cand = recommend.candidates(prepared, [state], body.exclude_seen)[0]
         t1 = time.perf_counter()
-        served = runtime.models.get(version)
-        scores = stages.rank(served, [cand["rows"]])[0]
+        scores = recommend.rank(prepared, [cand])[0]
         t2 = time.perf_counter()
-        items, cold = stages.order(
-            served, body, cand["rows"]["iid"], scores, cand["known"], cand["history"]
-        )
+        answer = recommend.order(prepared, body.request(), state, cand, scores)
         t3 = time.perf_counter()
-        cand["scores"] = scores
-        result = {"items": [i.model_dump() for i in items], "cold_start": cold}
-        return result, cand, {"candidates": t1 - t0, "rank": t2 - t1, "order": t3 - t2}
+        timings = {"candidates": t1 - t0, "rank": t2 - t1, "order": t3 - t2}
+        return answer, cand, scores, {**features, "history_len": len(state.seen)}, timings
 
-    def _observe(self, body, response, cand, timings, took_ms) -> None:
+    def _observe(self, body, response, cand, scores, features, timings, took_ms) -> None:
         t = self.telemetry
-        t.requests.labels("/recommend", "200").inc()
         t.latency.labels("/recommend").observe(took_ms / 1000)
         for stage, seconds in timings.items():
             t.stage.labels(stage).observe(seconds)
         if response.cold_start:
             t.cold_start.inc()
-        codes = np.asarray(cand["rows"]["iid"], dtype=np.int64)
         self.predictions.log(
             {
                 "request_id": uuid.uuid4().hex,
                 "ts": datetime.now(UTC).isoformat(),
                 "request": body.model_dump(),
                 "model_version": response.model_version,
-                "user_features": cand.get("user_features", {}),
-                "candidates": len(codes),
-                "candidate_codes": codes,
-                "candidate_scores": np.round(np.asarray(cand["scores"], dtype=np.float32), 4),
+                "user_features": features,
+                "candidates": len(cand.codes),
+                "candidate_codes": np.asarray(cand.codes, dtype=np.int64),
+                "candidate_scores": np.round(np.asarray(scores, dtype=np.float32), 4),
                 "items": [i.item_id for i in response.items],
                 "scores": [i.score for i in response.items],
+                "sources": [i.source for i in response.items],
                 "cold_start": response.cold_start,
                 "latency_ms": round(took_ms, 3),
                 "stage_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
@@ -313,14 +386,6 @@ class Ingress:
             events_dir = self.args.events_dir or recsys_home() / "events"
             self._events = EventIngestor(runtime.store, EventLog(events_dir))
         return self._events
-
-
-@api.exception_handler(Exception)
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """An unexpected failure: logged with its stack here, never sent to the client."""
-    error_id = uuid.uuid4().hex[:12]
-    log.error("internal error %s on %s", error_id, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": "internal error", "error_id": error_id}, status_code=500)
 
 
 def build_app(args: AppArgs) -> Application:

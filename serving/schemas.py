@@ -1,5 +1,6 @@
 """What crosses the serving boundary: the app's arguments, the deployments' user_config, and
-the HTTP request and response bodies. Every one forbids unknown fields."""
+the HTTP request and response bodies. Every one forbids unknown fields; numbers are strict
+(no booleans or numeric strings) and finite (NaN and infinities are refused with 422)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.recommend import Filters, Recommendation, Request
+
+__all__ = [
+    "AppArgs",
+    "Filters",
+    "ModelSelection",
+    "Recommendation",
+    "RecommendRequest",
+    "RecommendResponse",
+]
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class AppArgs(Strict):
@@ -33,29 +45,26 @@ class ModelSelection(Strict):
     model_version: str | None = None
 
 
-class Filters(Strict):
-    include_genres: list[str] = []  # keep items with at least one of these genres
-    exclude_genres: list[str] = []  # drop items with any of these
+class RecommendRequest(Request):
+    """``POST /recommend``: the user and the request of the one recommendation path."""
 
-
-class RecommendRequest(Strict):
     user_id: str = Field(min_length=1, max_length=256, strict=True)
     k: int = Field(10, ge=1, le=100, strict=True)
-    exclude_seen: bool = Field(True, strict=True)
-    filters: Filters = Filters()
-    diversity: float = Field(0.0, ge=0.0, le=1.0)  # MMR: 0 = pure relevance
 
-
-class RecommendedItem(Strict):
-    item_id: str
-    score: float
-    rank: int
-    reason: str
+    def request(self) -> Request:
+        return Request.model_validate(self.model_dump(exclude={"user_id"}))
 
 
 class RecommendResponse(Strict):
     user_id: str
     model_version: str
-    items: list[RecommendedItem]
+    items: list[Recommendation]
     cold_start: bool
     took_ms: float
+
+
+class Problem(Strict):
+    """An error answer: what was wrong (FastAPI's validation errors list each field)."""
+
+    detail: str | list[dict]
+    error_id: str | None = None

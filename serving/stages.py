@@ -1,50 +1,28 @@
-"""The serving stages as plain functions over a loaded model version — no Ray here, so the
-fused topology, the composed deployments and the in-process benchmark floor share one code.
-
-candidates (user tower + FAISS, EASE, popular) → rank (the DCN ranker, batched) → order
-(exclude seen, genre filters, MMR, a reason per item, the cold-start answer).
+"""The serving side of the one recommendation path: loading versions for the replicas, and
+reading a user's state from the online store, with the readiness check that guards it.
+Recommending itself is :mod:`recsys.recommend`'s; nothing here decides what a user gets.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from recsys.config import RecsysError
-from recsys.features.online import history_frame
-from recsys.models import PipelineModel, load_model
+from recsys.data.io import read_titles
+from recsys.features.build import read_store_meta
+from recsys.features.online import OnlineFeatures
+from recsys.features.state import UserState
+from recsys.features.store import default_repo, open_store
+from recsys.models import load_model, read_manifest
+from recsys.recommend import PreparedModel, check_store, prepare
 from recsys.registry import Registry
-from serving.schemas import Filters, RecommendedItem, RecommendRequest
+from serving.schemas import AppArgs
 
 
-class BadRequest(ValueError):
-    """A request that is well-formed but names something the model does not know (HTTP 422)."""
-
-
-@dataclass
-class ServedModel:
-    """A pipeline model version and what the stages precompute from it."""
-
-    version: str
-    model: PipelineModel
-    titles: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        tt = self.model.two_tower
-        self.item_ids = np.asarray(self.model.item_ids, dtype=object)
-        self.position = {str(i): n for n, i in enumerate(self.item_ids)}
-        emb = tt.item_embeddings.astype(np.float32)  # (n_items, dim)
-        self.unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
-        self.genres, self.member = tt.item_genres()  # (n_items, n_genres)
-        self.genre_index = {g: j for j, g in enumerate(self.genres)}
-        self.popularity = np.asarray(self.model.item_popularity, dtype=np.float64)
-
-    def title(self, item_id: str) -> str:
-        return self.titles.get(item_id, item_id)
+class NotReady(RecsysError):
+    """The version cannot be served from this online store (HTTP 503, the reason named)."""
 
 
 class ModelCache:
@@ -58,7 +36,7 @@ class ModelCache:
         self.registry = Registry(root) if "://" in str(root) else None
         self.root = None if self.registry else Path(root)
         self.titles, self.keep = titles or {}, keep
-        self._models: OrderedDict[str, ServedModel] = OrderedDict()
+        self._models: OrderedDict[str, PreparedModel] = OrderedDict()
         self._lock = threading.Lock()
 
     def path(self, version: str) -> Path:
@@ -67,140 +45,85 @@ class ModelCache:
         path = Path(version)
         return path if path.is_absolute() else self.root / version
 
-    def get(self, version: str) -> ServedModel:
+    def get(self, version: str) -> PreparedModel:
         with self._lock:
             if version in self._models:
                 self._models.move_to_end(version)
                 return self._models[version]
-            model = load_model(self.path(version))
-            if not isinstance(model, PipelineModel):
-                raise RecsysError(
-                    f"model {version}: serving needs a pipeline model, got {model.kind}"
-                )
-            served = ServedModel(version, model, self.titles)
-            self._models[version] = served
+            path = self.path(version)
+            model, manifest = load_model(path), read_manifest(path)
+            prepared = prepare(model, version, self.titles, manifest.lineage())
+            self._models[version] = prepared
             while len(self._models) > self.keep:
                 self._models.popitem(last=False)
-            return served
+            return prepared
 
 
-def candidates(served: ServedModel, user_id: str, history: list[str], exclude_seen: bool) -> dict:
-    """Stage 1: the user's candidates with the ranker's features; ``known`` False means nothing
-    is known of the user (the ordering stage gives the cold-start answer)."""
-    frame = history_frame(user_id, {"last_items": history})
-    rows, known = served.model.serve_candidates(user_id, frame, exclude_seen)
-    return {"rows": rows, "known": known}
+class Runtime:
+    """What a replica that reads the store holds: the loaded versions, the online reader,
+    and the readiness verdict per (version, feature build)."""
 
+    def __init__(self, args: AppArgs) -> None:
+        from recsys.config import recsys_home
 
-def rank(served: ServedModel, batch: list[dict]) -> list[np.ndarray]:
-    """Stage 2: ranker logits for several requests' candidate rows in one forward pass."""
-    sizes = [len(rows["iid"]) for rows in batch]
-    if not sum(sizes):
-        return [np.zeros(0) for _ in batch]
-    joined = {k: np.concatenate([rows[k] for rows in batch]) for k in batch[0]}
-    scores = served.model.ranker.score(joined)
-    return np.split(scores, np.cumsum(sizes)[:-1])
+        self.args = args
+        root = args.model_root or recsys_home() / "models"
+        self.models = ModelCache(root, read_titles(args.catalog))
+        self.repo = Path(args.feature_repo) if args.feature_repo else default_repo()
+        self.store = None
+        if (self.repo / "feature_store.yaml").exists() and (self.repo / "data").exists():
+            self.store = open_store(self.repo, args.online_store)
+        self._reader: OnlineFeatures | None = None
+        self._verdicts: dict[tuple[str, float], str] = {}
+        self._meta = None
+        self._probed: set[str] = set()
 
+    @property
+    def reader(self) -> OnlineFeatures:
+        if self._reader is None:
+            self._reader = OnlineFeatures(self.store)
+        return self._reader
 
-def genre_mask(served: ServedModel, filters: Filters) -> np.ndarray | None:
-    """Items allowed by the request's genre filters (None: no filter)."""
-    if not filters.include_genres and not filters.exclude_genres:
-        return None
-    mask = np.ones(len(served.item_ids), dtype=bool)
-    for name, genres in (
-        ("include_genres", filters.include_genres),
-        ("exclude_genres", filters.exclude_genres),
-    ):
-        unknown = [g for g in genres if g not in served.genre_index]
-        if unknown:
-            raise BadRequest(
-                f"filters.{name}: unknown genre {unknown[0]!r} (known: {', '.join(served.genres)})"
+    def read_user(self, user_id: str) -> tuple[UserState, dict]:
+        return self.reader.read_user(user_id)
+
+    def not_ready(self, prepared: PreparedModel) -> str:
+        """Why ``prepared`` cannot be served from the online store now ('' when it can).
+
+        Re-checked whenever the feature build's metadata changes (one ``stat`` a request)."""
+        if self.store is None:
+            return (
+                f"no online store: {self.repo} is not a built Feast repository (set "
+                "feature_repo; the pipeline's materialize step builds it)"
             )
-    if filters.include_genres:
-        cols = [served.genre_index[g] for g in filters.include_genres]
-        mask &= served.member[:, cols].any(axis=1)
-    if filters.exclude_genres:
-        cols = [served.genre_index[g] for g in filters.exclude_genres]
-        mask &= ~served.member[:, cols].any(axis=1)
-    return mask
+        meta_file = self.repo / "data" / "feature_meta.json"
+        try:
+            stamp = meta_file.stat().st_mtime
+        except OSError:
+            stamp = -1.0
+        key = (prepared.version, stamp)
+        if key not in self._verdicts:
+            if len(self._verdicts) > 8:  # versions come and go; builds replace each other
+                self._verdicts.clear()
+            self._meta = read_store_meta(self.repo / "data")
+            self._verdicts[key] = check_store(prepared, self._meta)
+        return self._verdicts[key] or self._probe(self._meta)
 
+    def require_ready(self, prepared: PreparedModel) -> None:
+        if reason := self.not_ready(prepared):
+            raise NotReady(reason)
 
-def order(
-    served: ServedModel,
-    request: RecommendRequest,
-    item_codes: np.ndarray,
-    scores: np.ndarray,
-    known: bool,
-    history: list[str],
-) -> tuple[list[RecommendedItem], bool]:
-    """Stage 3: the final list — filters, optional MMR, reasons; popular items for a user
-    nothing is known of. Returns the items and whether this was the cold-start answer."""
-    allowed = genre_mask(served, request.filters)
-    seen = {served.position[i] for i in history if i in served.position}
-    if known:
-        idx, score = np.asarray(item_codes, dtype=np.int64) - 1, np.asarray(scores, float)
-    else:
-        idx = np.argsort(-served.popularity, kind="stable")
-        score = np.log1p(served.popularity[idx])
-    keep = np.ones(len(idx), dtype=bool)
-    if allowed is not None:
-        keep &= allowed[idx]
-    if request.exclude_seen and seen:
-        keep &= ~np.isin(idx, list(seen))
-    idx, score = idx[keep], score[keep]
-    top = np.argsort(-score, kind="stable")
-    if request.diversity > 0 and len(top):
-        top = _mmr(served, idx, score, top, request.k, request.diversity)
-    picked, picked_score = idx[top[: request.k]], score[top[: request.k]]
-    reasons = _reasons(served, picked, history, known, request.filters)
-    if known and len(picked) < request.k:  # the filters left too few candidates: popular fill
-        hidden = (seen if request.exclude_seen else set()) | set(picked.tolist())
-        fill = _popular(served, allowed, hidden, request.k - len(picked))
-        floor = picked_score.min() if len(picked) else 0.0
-        picked = np.concatenate([picked, fill])
-        picked_score = np.concatenate([picked_score, floor - 1.0 - np.arange(len(fill))])
-        reasons += _reasons(served, fill, history, False, request.filters)
-    items = [
-        RecommendedItem(item_id=str(served.item_ids[i]), score=float(s), rank=n + 1, reason=r)
-        for n, (i, s, r) in enumerate(zip(picked, picked_score, reasons, strict=True))
-    ]
-    return items, not known
-
-
-def _popular(served: ServedModel, allowed, hidden: set[int], n: int) -> np.ndarray:
-    """The ``n`` most popular items the filters allow, minus ``hidden``."""
-    ranked = np.argsort(-served.popularity, kind="stable")
-    ok = ~np.isin(ranked, list(hidden)) if hidden else np.ones(len(ranked), dtype=bool)
-    if allowed is not None:
-        ok &= allowed[ranked]
-    return ranked[ok][:n]
-
-
-def _mmr(served, idx, score, top, k, diversity) -> np.ndarray:
-    """Maximal marginal relevance over the best 5k: (1-d)·relevance − d·max similarity to the
-    items already picked (cosine of item embeddings)."""
-    pool = top[: max(5 * k, 50)]
-    rel = score[pool]
-    rel = (rel - rel.min()) / max(rel.max() - rel.min(), 1e-9)
-    vec = served.unit[idx[pool]]  # (pool, dim)
-    picked, best_sim = [], np.full(len(pool), -1.0)
-    for _ in range(min(k, len(pool))):
-        gain = (1 - diversity) * rel - diversity * np.maximum(best_sim, 0.0)
-        gain[picked] = -np.inf
-        j = int(np.argmax(gain))
-        picked.append(j)
-        best_sim = np.maximum(best_sim, vec @ vec[j])
-    return pool[picked]
-
-
-def _reasons(served, chosen: np.ndarray, history: list[str], known: bool, filters) -> list[str]:
-    """ "because you watched X": the history item nearest to each pick (item embeddings)."""
-    hist = [served.position[i] for i in history if i in served.position]
-    if not known:
-        where = f" in {', '.join(filters.include_genres)}" if filters.include_genres else ""
-        return [f"popular{where}"] * len(chosen)
-    if not hist or not len(chosen):
-        return ["matches your profile"] * len(chosen)
-    sims = served.unit[chosen] @ served.unit[hist].T  # (picks, history)
-    nearest = np.asarray(hist)[np.argmax(sims, axis=1)]
-    return [f"because you watched {served.title(str(served.item_ids[h]))}" for h in nearest]
+    def _probe(self, meta) -> str:
+        """The store must hold the build's probe user: else it was never materialized. A
+        success is remembered per build; a failure is asked again (materializing takes a
+        while, and then the store is ready without anything else changing)."""
+        if meta is None or meta.probe_user is None or meta.build_id in self._probed:
+            return ""
+        state, _ = self.read_user(meta.probe_user)
+        if state.empty:
+            return (
+                f"the online store holds no state for user {meta.probe_user} of feature build "
+                f"{meta.build_id}: materialize it (`recsys features materialize`)"
+            )
+        self._probed.add(meta.build_id)
+        return ""

@@ -52,3 +52,15 @@ class Telemetry:
                 self.log_state.labels(state=state).set(log_stats[state])
             self.log_ok.set(1 if log_stats["healthy"] else 0)
         return generate_latest(self.registry)
+
+
+_PROCESS: Telemetry | None = None
+
+
+def for_this_process() -> Telemetry:
+    """The replica's metrics (one Ingress replica per process): what the routes, the error
+    handlers and the counting middleware all write to."""
+    global _PROCESS
+    if _PROCESS is None:
+        _PROCESS = Telemetry()
+    return _PROCESS

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from recsys.features.store import copy_definitions
+from recsys.recommend import Request, recommend_frame
 
 
 def make_interactions(
@@ -54,3 +55,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def recommend_rows(model, user_ids, k: int = 10, *, history=None, exclude_seen: bool = True):
+    """The one recommendation path's rows for ``user_ids``, states from ``history``."""
+    return recommend_frame(
+        model, user_ids, Request(k=k, exclude_seen=exclude_seen), history=history
+    )

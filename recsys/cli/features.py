@@ -15,8 +15,10 @@ import click
 
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import read_side_tables, resolve_interactions, write_parquet
+from recsys.data.split import split_lineage
 from recsys.data.validate import load_interactions
 from recsys.features import store as feast_store
+from recsys.features.state import DEFAULT_RECENT_N
 
 repo_option = click.option(
     "--repo",
@@ -71,15 +73,23 @@ def init(source: Path, store_yaml: Path | None, repo: Path | None) -> None:
 
 @features.command()
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Dataset or split.")
-@click.option("--last-n", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--recent-n",
+    type=click.IntRange(min=1),
+    default=DEFAULT_RECENT_N,
+    show_default=True,
+    help="The users' recent window: at least what the served model reads.",
+)
 @repo_option
-def build(data: Path, last_n: int, repo: Path | None) -> None:
-    """Write the point-in-time feature tables (parquet) into REPO/data."""
+def build(data: Path, recent_n: int, repo: Path | None) -> None:
+    """Write the point-in-time feature tables and the users' state (parquet) into REPO/data."""
     from recsys.features.build import FeatureConfig, build_features
 
     interactions, users, items = _interactions(data)
     out = _repo(repo) / "data"
-    rows = build_features(interactions, users, items, out, FeatureConfig(last_n=last_n))
+    lineage = split_lineage(data) if Path(data).is_dir() else None
+    config = FeatureConfig(recent_n=recent_n)
+    rows = build_features(interactions, users, items, out, config, lineage)
     for name, n in rows.items():
         click.echo(f"{name}: {n} rows")
     click.echo(f"-> {out}")
@@ -130,12 +140,13 @@ def training_set(data: Path, out: Path, service: str, repo: Path | None) -> None
 @repo_option
 @online_option
 def get(user_id: str, items: str, service: str, repo: Path | None, online: str | None) -> None:
-    """Print a user's online features (and some items') as JSON."""
+    """Print a user's online state and features (and some items') as JSON."""
     from recsys.features.online import OnlineFeatures
 
     reader = OnlineFeatures(feast_store.open_store(_repo(repo), online), service)
     result = reader.read(user_id, [i for i in items.split(",") if i])
-    payload = {"user": result.user, "items": result.items.to_dict(orient="records")}
+    state = {"seen_items": list(result.state.seen), "recent_items": list(result.state.recent)}
+    payload = {"user": result.user, "state": state, "items": result.items.to_dict("records")}
     click.echo(json.dumps(payload, default=_jsonable, indent=1))
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from recsys.models.api import RecommendArgs
-from recsys.models.api import recommend as recommend_fn
+from recsys.recommend.offline import RecommendArgs, recommend_files
 
 
 @click.command()
@@ -30,13 +29,13 @@ from recsys.models.api import recommend as recommend_fn
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Output parquet: user_id, item_id, score, rank.",
+    help="Output parquet: user_id, item_id, score, rank, reason, source.",
 )
 def recommend(model, data, users, k, exclude_seen, out) -> None:
     """Recommend k items to each user and write them as parquet."""
     args = RecommendArgs(
         model=model, data=data, users=users, k=k, exclude_seen=exclude_seen, out=out
     )
-    recs = recommend_fn(args)
+    recs = recommend_files(args)
     n_users = recs["user_id"].nunique()
     click.echo(f"{len(recs)} recommendations for {n_users} users -> {out}")

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from recsys.config import RecsysError
+from recsys.data.validate import DEFAULT_MAX_BAD_SHARE
 from recsys.models import MODEL_KINDS, read_manifest
-from recsys.models.api import DEFAULT_MAX_BAD_SHARE
 from recsys.training.api import TrainArgs
 from recsys.training.api import train as train_model
 

@@ -127,7 +127,8 @@ def update_checksum(h: hashlib._Hash, df: pd.DataFrame) -> None:
     """Add the rows of ``df`` to a running :func:`interactions_checksum`."""
     for start in range(0, len(df), 1_000_000):
         part = df.iloc[start : start + 1_000_000]
-        ts = part[TS].astype("int64") // 10**9
+        # epoch seconds whatever the unit the timestamps arrive in (ns, µs from Feast, ...)
+        ts = pd.to_datetime(part[TS], utc=True).dt.as_unit("ns").astype("int64") // 10**9
         rating = _format_ratings(part[RATING].to_numpy(dtype="float64"))
         lines = (
             part[USER].astype(str)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Literal
@@ -96,6 +97,18 @@ def write_split(
     }
     write_json(info, out / "split.json")
     return out
+
+
+def split_lineage(split_dir: str | Path) -> list[str] | None:
+    """The data checksums a split's training rows stand for (``split.json``'s ``lineage``:
+    the rows' own, and for base data + feedback the base part's), if recorded."""
+    path = Path(split_dir) / "split.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text()).get("lineage")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecsysError(f"{path}: unreadable split metadata ({exc})") from exc
 
 
 def _check_ratio(ratio: float) -> None:

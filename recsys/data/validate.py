@@ -37,6 +37,7 @@ REASONS = (
 )
 # Clocks disagree a little; a timestamp this far past "now" is still accepted.
 FUTURE_SKEW = pd.Timedelta(minutes=5)
+DEFAULT_MAX_BAD_SHARE = 0.05  # what the commands that read interactions tolerate by default
 
 
 @dataclass

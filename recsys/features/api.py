@@ -23,14 +23,18 @@ def refresh(
     *,
     online: str | None = None,
     config: FeatureConfig | None = None,
+    lineage: list[str] | None = None,
 ) -> dict:
     """Build the feature tables into ``repo/data``, ``feast apply``, materialize.
+
+    ``lineage`` names the data the interactions stand for (default: their checksum); the
+    serving readiness check compares it with the served version's.
 
     Returns:
         Rows per table, and the seconds each step took.
     """
     t0 = time.perf_counter()
-    rows = build_features(interactions, users, items, Path(repo) / "data", config)
+    rows = build_features(interactions, users, items, Path(repo) / "data", config, lineage)
     t1 = time.perf_counter()
     feast_store.apply(repo, online)
     t2 = time.perf_counter()

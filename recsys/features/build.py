@@ -1,34 +1,48 @@
 """Feature tables as parquet, every row stamped with the time from which it is true.
 
-``build_features`` turns interactions plus the user and item side tables into the four Feast
-sources of ``feature_repo/``. Aggregates are computed as of each event: the row that includes
-an event at time t is stamped t + 1 µs, so Feast's point-in-time join (latest row with
-``event_timestamp <= entity time``) gives an interaction the state just *before* it — never
-its own item nor anything later. Sliding-window counts also get a row when an event leaves
-the window, so a quiet item's 7-day popularity falls back to 0 instead of staying stale.
+``build_features`` turns interactions plus the user and item side tables into the five Feast
+sources of ``feature_repo/``: profiles, activity and item statistics as of each event, and
+each user's state (seen set and recent window, one row per user; ``recsys.features.state``).
+Aggregates are computed as of each event: the row that includes an event at time t is stamped
+t + 1 µs, so Feast's point-in-time join (latest row with ``event_timestamp <= entity time``)
+gives an interaction the state just *before* it — never its own item nor anything later.
+Sliding-window counts also get a row when an event leaves the window, so a quiet item's 7-day
+popularity falls back to 0 instead of staying stale.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
-from recsys.data.io import ITEM, RATING, TS, USER, age_bucket, write_json, write_parquet
+from recsys.data.io import (
+    ITEM,
+    RATING,
+    TS,
+    USER,
+    age_bucket,
+    interactions_checksum,
+    read_json_model,
+    write_json,
+    write_parquet,
+)
+from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, TICK, state_table
 
-EVENT_TS = "event_timestamp"
-TICK = pd.Timedelta(microseconds=1)
 META_FILE = "feature_meta.json"
-TABLES = ("user_profile", "user_activity", "item_profile", "item_stats")
+TABLES = ("user_profile", "user_activity", "user_state", "item_profile", "item_stats")
 
 
 @dataclass
 class FeatureConfig:
     """How the feature tables are computed."""
 
-    last_n: int = 50  # length of the ``last_items`` list
+    recent_n: int = DEFAULT_RECENT_N  # the user state's recent window (models read up to this)
     windows_days: tuple[int, ...] = (7, 30)  # popularity_7d, popularity_30d
 
 
@@ -38,15 +52,18 @@ def build_features(
     items: pd.DataFrame | None,
     out_dir: str | Path,
     config: FeatureConfig | None = None,
+    lineage: list[str] | None = None,
 ) -> dict[str, int]:
-    """Write the four feature tables and ``feature_meta.json`` into ``out_dir``.
+    """Write the five feature tables and ``feature_meta.json`` into ``out_dir``.
 
     Args:
         interactions: validated interactions (``user_id, item_id, rating?, timestamp``).
         users: the user side table (``age, gender, occupation``), or None.
         items: the item side table (``genres`` as "a|b", ``release_year``), or None.
         out_dir: the feature repository's data directory.
-        config: window and list lengths.
+        config: window lengths.
+        lineage: the data checksums these interactions stand for (a split's ``lineage``);
+            default the checksum of ``interactions``. Serving compares it with the model's.
 
     Returns:
         Rows written per table.
@@ -58,17 +75,49 @@ def build_features(
     item_genres = _item_genre_matrix(items, genres)
     tables = {
         "user_profile": user_profile(users, events),
-        "user_activity": user_activity(events, item_genres, len(genres), config.last_n),
+        "user_activity": user_activity(events, item_genres, len(genres)),
+        "user_state": state_table(interactions, config.recent_n),
         "item_profile": item_profile(items, events),
         "item_stats": item_stats(events, config.windows_days),
     }
     for name, table in tables.items():
         write_parquet(table, out_dir / f"{name}.parquet")
-    write_json(
-        {"genres": genres, "last_n": config.last_n, "windows_days": list(config.windows_days)},
-        out_dir / META_FILE,
+    meta = StoreMeta(
+        build_id=f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
+        lineage=lineage or [interactions_checksum(interactions)],
+        recent_n=config.recent_n,
+        genres=genres,
+        windows_days=list(config.windows_days),
+        probe_user=str(tables["user_state"][USER].iloc[0]) if len(tables["user_state"]) else None,
     )
+    write_json(meta.model_dump(), out_dir / META_FILE)
     return {name: len(t) for name, t in tables.items()}
+
+
+class StoreMeta(BaseModel):
+    """``data/feature_meta.json``: what a feature build holds, for the readiness check.
+
+    ``lineage`` names the training data the build was made from (its checksum, and that of
+    the data it extends); ``probe_user`` is a user whose state the online store must hold
+    once materialized.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    build_id: str
+    lineage: list[str]
+    recent_n: int
+    genres: list[str] = []
+    windows_days: list[int] = []
+    probe_user: str | None = None
+
+
+def read_store_meta(data_dir: str | Path) -> StoreMeta | None:
+    """The build's metadata, or None when the repository was never built."""
+    path = Path(data_dir) / META_FILE
+    if not path.exists():
+        return None
+    return read_json_model(path, StoreMeta, "feature build")
 
 
 def _sorted_events(interactions: pd.DataFrame) -> pd.DataFrame:
@@ -140,11 +189,9 @@ def item_profile(items: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFra
     )
 
 
-def user_activity(
-    events: pd.DataFrame, item_genres: pd.DataFrame, n_genres: int, last_n: int
-) -> pd.DataFrame:
-    """One row per (user, event time): counts, mean rating, last items and genre shares of
-    everything up to and including that time, stamped one tick later."""
+def user_activity(events: pd.DataFrame, item_genres: pd.DataFrame, n_genres: int) -> pd.DataFrame:
+    """One row per (user, event time): counts, mean rating and genre shares of everything up
+    to and including that time, stamped one tick later."""
     ev = events.sort_values([USER, TS], kind="mergesort").reset_index(drop=True)
     users = ev[USER].to_numpy()
     start = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1]
@@ -159,15 +206,12 @@ def user_activity(
     if onehot.shape[1] != n_genres:
         onehot = np.zeros((len(ev), n_genres))
     affinity = _group_cumsum(onehot, start, first) / count[:, None]  # (rows, genres)
-    item_arr = ev[ITEM].to_numpy(dtype=object)
-    lasts = [item_arr[max(f, i - last_n + 1) : i + 1][::-1].tolist() for i, f in enumerate(first)]
     out = pd.DataFrame(
         {
             USER: users,
             "user_interactions": count.astype(np.int64),
             "user_ratings": n_rated.astype(np.int64),
             "user_mean_rating": mean.astype(np.float32),
-            "last_items": lasts,
             "genre_affinity": list(affinity.astype(np.float32)),
             EVENT_TS: (ev[TS] + TICK).array,
         }

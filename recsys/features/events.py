@@ -1,8 +1,10 @@
 """Real-time interaction events: validate, append durably, push the user's new features.
 
 An event is acknowledged only once its line is in the event log and fsync'd; the online
-store is updated after that through the ``user_activity_push`` PushSource, so the user's next
-recommendation sees the item (exclude-seen, the towers' recent-items input, the counts).
+store is updated after that through the ``user_state_push`` and ``user_activity_push``
+PushSources, so the user's next recommendation sees the item (exclude-seen, the towers'
+recent-items input, the counts). The state is folded by :func:`recsys.features.state.fold`,
+the function a test holds to the batch build.
 A bad event is never dropped silently: it goes to the rejected log with the reason.
 """
 
@@ -14,29 +16,46 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from recsys.data.io import ITEM, USER, append_line
-from recsys.features.build import EVENT_TS, META_FILE, TICK
+from recsys.features.build import read_store_meta
+from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, RECENT, SEEN, TICK, fold, from_row
 
-PUSH_SOURCE = "user_activity_push"
-ACTIVITY = ("user_interactions", "user_ratings", "user_mean_rating", "last_items", "genre_affinity")
+ACTIVITY_PUSH, STATE_PUSH = "user_activity_push", "user_state_push"
+ACTIVITY = ("user_interactions", "user_ratings", "user_mean_rating", "genre_affinity")
+
+
+# What the JSON schema (the OpenAPI document) says of the rules the policy checks: the default
+# rating scale, and that a "rating" event carries its rating.
+RATING_SCHEMA = {"anyOf": [{"type": "number", "minimum": 1.0, "maximum": 5.0}, {"type": "null"}]}
+TIME_SCHEMA = {
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}],
+    "description": "ISO 8601, or epoch seconds; at most 5 minutes ahead; default: when received",
+}
+RATING_NEEDS_A_RATING = {
+    "if": {"properties": {"type": {"const": "rating"}}, "required": ["type"]},
+    "then": {"required": ["rating"], "properties": {"rating": {"type": "number"}}},
+}
 
 
 class Event(BaseModel):
     """One interaction event as clients send it (HTTP body, a JSON line)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, json_schema_extra=RATING_NEEDS_A_RATING
+    )
 
     user_id: str = Field(min_length=1, max_length=256, strict=True)
     item_id: str = Field(min_length=1, max_length=256, strict=True)
     type: Literal["view", "click", "rating", "purchase"]
-    rating: float | None = Field(None, strict=True)  # a number, never a numeric string
-    timestamp: datetime | None = None  # ISO 8601 or epoch seconds; default: when received
+    # a number, never a numeric string; the range is the policy's (see parse_event)
+    rating: Annotated[float | None, WithJsonSchema(RATING_SCHEMA)] = Field(None, strict=True)
+    timestamp: Annotated[datetime | None, WithJsonSchema(TIME_SCHEMA)] = None
 
 
 @dataclass
@@ -141,10 +160,9 @@ class EventIngestor:
         self.store = store
         self.log = log
         self.policy = policy or EventPolicy()
-        meta_path = Path(store.repo_path) / "data" / META_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        self.genres: list[str] = meta.get("genres", [])
-        self.last_n: int = meta.get("last_n", 50)
+        meta = read_store_meta(Path(store.repo_path) / "data")
+        self.genres: list[str] = meta.genres if meta else []
+        self.recent_n: int = meta.recent_n if meta else DEFAULT_RECENT_N
         self._user_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
@@ -173,18 +191,32 @@ class EventIngestor:
             return self._user_locks.setdefault(user_id, threading.Lock())
 
     def _push(self, event: Event) -> tuple[bool, dict]:
+        from feast.data_source import PushMode
+
         current = self.store.get_online_features(
-            features=[f"user_activity:{f}" for f in ACTIVITY] + ["item_profile:genres"],
+            features=[f"user_activity:{f}" for f in ACTIVITY]
+            + [f"user_state:{SEEN}", f"user_state:{RECENT}", "item_profile:genres"],
             entity_rows=[{USER: event.user_id, ITEM: event.item_id}],
         ).to_dict()
         row = {k: v[0] for k, v in current.items()}
-        new_user = row.get("user_interactions") is None
+        state = fold(from_row(event.user_id, row), event.item_id, self.recent_n)
+        new_user = row.get("user_interactions") is None and not row.get(SEEN)
         features = self._updated(row, event)
-        frame = pd.DataFrame([{USER: event.user_id, **features, EVENT_TS: self._stamp()}])
-        from feast.data_source import PushMode
-
-        self.store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
-        return new_user, features
+        stamp = self._stamp()
+        activity = pd.DataFrame([{USER: event.user_id, **features, EVENT_TS: stamp}])
+        self.store.push(ACTIVITY_PUSH, activity, to=PushMode.ONLINE)
+        states = pd.DataFrame(
+            [
+                {
+                    USER: event.user_id,
+                    SEEN: list(state.seen),
+                    RECENT: list(state.recent),
+                    EVENT_TS: stamp,
+                }
+            ]
+        )
+        self.store.push(STATE_PUSH, states, to=PushMode.ONLINE)
+        return new_user, {**features, SEEN: list(state.seen), RECENT: list(state.recent)}
 
     def _updated(self, row: dict, event: Event) -> dict:
         n = int(row.get("user_interactions") or 0)
@@ -197,12 +229,10 @@ class EventIngestor:
         if len(affinity) != len(self.genres):
             affinity = np.zeros(len(self.genres))
         onehot = np.isin(self.genres, list(row.get("genres") or [])).astype(float)
-        last = [event.item_id, *list(row.get("last_items") or [])][: self.last_n]
         return {
             "user_interactions": n + 1,
             "user_ratings": rated,
             "user_mean_rating": np.float32(np.nan if mean is None else mean),
-            "last_items": last,
             "genre_affinity": ((affinity * n + onehot) / (n + 1)).astype(np.float32).tolist(),
         }
 

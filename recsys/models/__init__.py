@@ -7,8 +7,9 @@ import typing
 from pathlib import Path
 
 from recsys.config import RecsysError
-from recsys.models.base import Manifest, Recommender, read_manifest
+from recsys.models.base import Candidates, Recommender, StateBatch
 from recsys.models.ease import EASE, EASEConfig
+from recsys.models.manifest import Manifest, StateSpec, read_manifest
 from recsys.models.pipeline import PipelineConfig, PipelineModel
 from recsys.models.popularity import Popularity, PopularityConfig
 from recsys.models.two_tower import TwoTowerConfig
@@ -59,6 +60,9 @@ def load_model(directory: str | Path) -> Recommender:
 
 
 __all__ = [
+    "Candidates",
+    "StateBatch",
+    "StateSpec",
     "PipelineConfig",
     "PipelineModel",
     "TwoTower",

@@ -1,9 +1,12 @@
 """The recommender contract that training, evaluation and serving depend on.
 
-A model scores every item of its vocabulary for a batch of users given their history;
-:meth:`Recommender.recommend` turns scores into top-k rows, masks what a user has seen and
-answers users it cannot score (cold start) from item popularity. A model version is a directory
-(``manifest.json`` plus the parts the model writes); :func:`load_model` needs nothing else.
+A model reads users' states (:class:`recsys.features.state.UserState`: the seen set and the
+recent window, encoded into its vocabulary as a :class:`StateBatch`) and proposes scored
+candidates; a multi-stage model proposes feature rows that its ranker scores in
+:meth:`Recommender.rank`. Turning candidates into a list (exclude seen, filters, diversity,
+reasons, cold start, padding) is :mod:`recsys.recommend`'s, the one recommendation path.
+A model version is a directory (``manifest.json`` plus the parts the model writes);
+:func:`load_model` needs nothing else.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -22,33 +25,42 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict
 
 from recsys.config import RecsysError, code_version
-from recsys.data.io import ITEM, USER, read_json_model, require_columns
+from recsys.data.io import ITEM, USER, require_columns
+from recsys.features.state import UserState
+from recsys.models.manifest import MANIFEST, Manifest, StateSpec, read_manifest
 
-MANIFEST = "manifest.json"
 ITEMS_FILE = "item_vocab.json"
 POPULARITY_FILE = "item_popularity.npy"
-BATCH_USERS = 1024
+GENRES_FILE = "item_genres.json"
+REASON_WINDOW = 20  # recent items a model without a history input reads (for its reasons)
 
 
-class Manifest(BaseModel):
-    """``manifest.json`` of a model version."""
+@dataclass
+class StateBatch:
+    """Users' states in a model's vocabulary.
 
-    model_config = ConfigDict(extra="forbid")
+    Attributes:
+        user_ids: the users, in request order.
+        seen: ``(U, n_items)`` binary: each user's complete seen set.
+        recent: ``(U, recent_n)`` item codes (vocabulary index + 1), most recent first, 0 pad.
+    """
 
-    version: str
-    kind: str
-    created: str
-    data_checksum: str | None = None
-    feature_service: str | None = None
-    config: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
-    code_version: str
-    n_items: int
-    n_train_users: int
-    parts: list[str] = []
+    user_ids: list[str]
+    seen: sp.csr_matrix
+    recent: np.ndarray
+
+
+@dataclass
+class Candidates:
+    """One user's candidates: vocabulary positions and either the model's own scores
+    (single-stage models) or the feature rows its ranker scores (multi-stage)."""
+
+    codes: np.ndarray  # (C,) int64
+    known: bool  # False: nothing is known of the user (the path gives the cold-start answer)
+    scores: np.ndarray | None = None  # (C,) float64
+    rows: dict[str, np.ndarray] | None = None  # ranker features, C rows each
 
 
 class Recommender(ABC):
@@ -56,11 +68,14 @@ class Recommender(ABC):
 
     kind: ClassVar[str]
     config_type: ClassVar[type]  # the model's hyper-parameter dataclass
+    n_candidates: ClassVar[int] = 1000  # a single-stage model's candidates per user
+    unexplained: ClassVar[str] = "matches your profile"  # the reason when explain finds none
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.config_type()
         self.item_ids: np.ndarray = np.array([], dtype=object)  # the item vocabulary
         self.item_popularity: np.ndarray = np.array([], dtype=np.float32)  # training counts
+        self.item_genres: list[str] = []  # "a|b" per vocabulary item ("" unknown)
         self.n_train_users = 0
         self._item_index: dict[str, int] = {}
 
@@ -76,14 +91,8 @@ class Recommender(ABC):
         """Learn from ``train`` (its users × item-vocabulary matrix is ``x``)."""
 
     @abstractmethod
-    def _score(
-        self, user_ids: Sequence[str], x: sp.csr_matrix, history: pd.DataFrame | None
-    ) -> np.ndarray:
-        """Scores ``(n_users, n_items)``; rows of users the model cannot score are all NaN.
-
-        ``x`` is the users' binary history over the item vocabulary; ``history`` the raw rows
-        (with timestamps) for models that read the order of events.
-        """
+    def _score(self, batch: StateBatch) -> np.ndarray:
+        """Scores ``(n_users, n_items)``; rows of users the model cannot score are all NaN."""
 
     @abstractmethod
     def _save_parts(self, directory: Path) -> list[str]:
@@ -95,6 +104,14 @@ class Recommender(ABC):
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
+
+    def state_spec(self) -> StateSpec:
+        """The user state this model reads (its recent window)."""
+        return StateSpec(recent_n=REASON_WINDOW)
+
+    def item_vectors(self) -> np.ndarray | None:
+        """``(n_items, dim)`` item vectors for diversity and reasons, or None."""
+        return None
 
     # -- the shared machinery ----------------------------------------------------------
     def fit(
@@ -118,6 +135,7 @@ class Recommender(ABC):
         self._set_items(self._item_vocabulary(train, items))
         counts = train[ITEM].value_counts()
         self.item_popularity = counts.reindex(self.item_ids).fillna(0).to_numpy(dtype=np.float32)
+        self.item_genres = _genres_of(self.item_ids, items)
         self.n_train_users = int(train[USER].nunique())
         return train
 
@@ -146,65 +164,60 @@ class Recommender(ABC):
         x.data[:] = 1.0  # duplicates summed above; the matrix is binary
         return x
 
-    def recommend(
-        self,
-        user_ids: Sequence[str],
-        k: int = 10,
-        *,
-        history: pd.DataFrame | None = None,
-        exclude_seen: bool = True,
-    ) -> pd.DataFrame:
-        """Top-``k`` items for each user, as ``user_id, item_id, score, rank`` rows.
-
-        Args:
-            user_ids: the users to answer; ids the model has never seen are cold-start users.
-            k: items per user. A user gets fewer only when fewer unseen items exist.
-            history: interactions used as each user's known items (seen items, model input).
-            exclude_seen: drop items in ``history`` from that user's list.
-
-        Returns:
-            A DataFrame ordered by user (as given) and rank (1-based); cold-start rows come from
-            popularity and keep the popularity count as their score.
-        """
-        if k < 1:
-            raise RecsysError(f"k must be at least 1, got {k}")
-        if not len(self.item_ids):
-            raise RecsysError(f"{self.kind}: the model is not fitted")
-        user_ids = list(dict.fromkeys(str(u) for u in user_ids))
-        frames = []
-        for start in range(0, len(user_ids), BATCH_USERS):
-            batch = user_ids[start : start + BATCH_USERS]
-            frames.append(self._recommend_batch(batch, k, history, exclude_seen))
-        if not frames:
-            return pd.DataFrame({USER: [], ITEM: [], "score": [], "rank": []})
-        return pd.concat(frames, ignore_index=True)
-
-    def _recommend_batch(
-        self, batch: list[str], k: int, history: pd.DataFrame | None, exclude_seen: bool
-    ) -> pd.DataFrame:
-        x = self.history_matrix(history, batch)
-        scores = np.asarray(self._score(batch, x, history), dtype=np.float64)  # (batch, items)
-        cold = np.isnan(scores).all(axis=1)
-        scores[cold] = self.item_popularity
-        if exclude_seen:
-            rows, cols = x.nonzero()
-            scores[rows, cols] = -np.inf
-        kk = min(k, scores.shape[1])
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]  # (batch, kk), unordered
-        part_scores = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-part_scores, axis=1, kind="stable")
-        top = np.take_along_axis(part, order, axis=1)  # (batch, kk)
-        top_scores = np.take_along_axis(part_scores, order, axis=1)
-        keep = np.isfinite(top_scores)
-        n = keep.sum(axis=1)
-        return pd.DataFrame(
-            {
-                USER: np.repeat(np.asarray(batch, dtype=object), n),
-                ITEM: self.item_ids[top[keep]],
-                "score": top_scores[keep].astype(np.float32),
-                "rank": np.concatenate([np.arange(1, c + 1) for c in n]) if len(n) else [],
-            }
+    # -- the stages the recommendation path runs -----------------------------------------
+    def encode(self, states: Sequence[UserState]) -> StateBatch:
+        """States → this model's inputs: ids the vocabulary lacks are dropped (after the
+        recent window is cut to ``recent_n``, the same cut offline and online)."""
+        n = self.state_spec().recent_n
+        lookup = self._item_index
+        rows, cols = [], []
+        recent = np.zeros((len(states), n), dtype=np.int64)
+        for r, state in enumerate(states):
+            codes = [lookup[i] for i in state.seen if i in lookup]
+            rows.extend([r] * len(codes))
+            cols.extend(codes)
+            window = [lookup[i] + 1 for i in state.recent[:n] if i in lookup]
+            recent[r, : len(window)] = window
+        seen = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+            shape=(len(states), len(self.item_ids)),
         )
+        return StateBatch([s.user_id for s in states], seen, recent)
+
+    def candidates(self, batch: StateBatch, exclude_seen: bool = True) -> list[Candidates]:
+        """Each user's ``n_candidates`` best items by the model's own scores (seen items out
+        when excluded); an unknown user gets none and ``known=False``."""
+        scores = np.asarray(self._score(batch), dtype=np.float64)  # (U, n_items)
+        known = ~np.isnan(scores).all(axis=1)
+        if exclude_seen:
+            r, c = batch.seen.nonzero()
+            scores[r, c] = -np.inf
+        n = min(self.n_candidates, scores.shape[1])
+        top = np.argpartition(-np.nan_to_num(scores, nan=-np.inf), n - 1, axis=1)[:, :n]
+        out = []
+        for u in range(len(batch.user_ids)):
+            if not known[u]:
+                out.append(Candidates(np.zeros(0, dtype=np.int64), False, np.zeros(0)))
+                continue
+            codes = top[u][np.isfinite(scores[u, top[u]])]
+            out.append(Candidates(codes.astype(np.int64), True, scores[u, codes]))
+        return out
+
+    def rank(self, candidates: Sequence[Candidates]) -> list[np.ndarray]:
+        """The final score of every candidate; a single-stage model's own scores."""
+        return [c.scores if c.scores is not None else np.zeros(len(c.codes)) for c in candidates]
+
+    def explain(self, picks: np.ndarray, recent: np.ndarray) -> np.ndarray:
+        """For each picked position, the recent item (position) that explains it best, or -1.
+
+        The default: the recent item nearest in :meth:`item_vectors` (cosine)."""
+        vectors = self.item_vectors()
+        if vectors is None or not len(recent) or not len(picks):
+            return np.full(len(picks), -1, dtype=np.int64)
+        if getattr(self, "_unit_of", None) is not vectors:  # normalise once per vectors
+            self._unit, self._unit_of = _unit(vectors), vectors
+        sims = self._unit[picks] @ self._unit[recent].T  # (picks, recent)
+        return np.asarray(recent)[np.argmax(sims, axis=1)]
 
     # -- persistence -------------------------------------------------------------------
     def save(
@@ -215,10 +228,12 @@ class Recommender(ABC):
         metrics: dict[str, Any] | None = None,
         version: str | None = None,
         feature_service: str | None = None,
+        data_lineage: list[str] | None = None,
     ) -> Path:
         """Write the model directory; it replaces ``directory`` only once complete.
 
-        ``feature_service`` names the Feast feature service the training set came from.
+        ``feature_service`` names the Feast feature service the training set came from;
+        ``data_lineage`` the checksums the training data stands for (default: its own).
         """
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
@@ -226,14 +241,17 @@ class Recommender(ABC):
         try:
             (tmp / ITEMS_FILE).write_text(json.dumps(list(self.item_ids)))
             np.save(tmp / POPULARITY_FILE, self.item_popularity)
-            parts = [ITEMS_FILE, POPULARITY_FILE, *self._save_parts(tmp)]
+            (tmp / GENRES_FILE).write_text(json.dumps(self.item_genres))
+            parts = [ITEMS_FILE, POPULARITY_FILE, GENRES_FILE, *self._save_parts(tmp)]
             now = datetime.now(UTC)
             manifest = Manifest(
                 version=version or f"{self.kind}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
                 kind=self.kind,
                 created=now.isoformat(timespec="seconds"),
                 data_checksum=data_checksum,
+                data_lineage=data_lineage or ([data_checksum] if data_checksum else []),
                 feature_service=feature_service,
+                state=self.state_spec(),
                 config=self.config_dict(),
                 metrics=metrics or {},
                 code_version=code_version(),
@@ -260,11 +278,25 @@ class Recommender(ABC):
         Recommender.__init__(model, cls.config_type(**manifest.config))
         model._set_items(np.asarray(json.loads((directory / ITEMS_FILE).read_text()), dtype=object))
         model.item_popularity = np.load(directory / POPULARITY_FILE)
+        if (directory / GENRES_FILE).exists():
+            model.item_genres = json.loads((directory / GENRES_FILE).read_text())
         model.n_train_users = manifest.n_train_users
         model._load_parts(directory)
         return model
 
 
-def read_manifest(directory: str | Path) -> Manifest:
-    """Read and check a model directory's manifest."""
-    return read_json_model(Path(directory) / MANIFEST, Manifest, "model")
+def _genres_of(item_ids: np.ndarray, items: pd.DataFrame | None) -> list[str]:
+    """Each vocabulary item's genres as ``"a|b"`` ("" when unknown), from the item table."""
+    if items is None or "genres" not in items or ITEM not in items:
+        return [""] * len(item_ids)
+    side = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
+    genres = side.set_index(ITEM)["genres"].reindex(np.asarray(item_ids, dtype=object))
+    return [g if isinstance(g, str) else "" for g in genres.tolist()]
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+
+__all__ = ["MANIFEST", "Candidates", "Manifest", "Recommender", "StateBatch", "read_manifest"]

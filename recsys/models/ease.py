@@ -7,7 +7,6 @@ with a history gets scores, including one the training data never saw.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from recsys.config import RecsysError
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, StateBatch
 
 WEIGHTS_FILE = "ease_B.npy"
 
@@ -57,11 +56,19 @@ class EASE(Recommender):
         b[np.diag_indices(n_items)] = 0.0
         self.weights = np.ascontiguousarray(b, dtype=np.float32)  # C order: x @ W copies none
 
-    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix, history=None) -> np.ndarray:
+    def _score(self, batch: StateBatch) -> np.ndarray:
+        x = batch.seen
         scores = np.asarray(x @ self.weights)  # (users, items)
         no_history = np.asarray(x.sum(axis=1)).ravel() == 0
-        scores[no_history] = np.nan  # cold start: the base class answers from popularity
+        scores[no_history] = np.nan  # cold start: the recommendation path answers popularity
         return scores
+
+    def explain(self, picks: np.ndarray, recent: np.ndarray) -> np.ndarray:
+        """The recent item whose weight towards each pick is largest (its term of x·B)."""
+        if not len(recent) or not len(picks):
+            return np.full(len(picks), -1, dtype=np.int64)
+        weights = self.weights[np.asarray(recent)][:, np.asarray(picks)]  # (recent, picks)
+        return np.asarray(recent)[np.argmax(weights, axis=0)]
 
     def _save_parts(self, directory: Path) -> list[str]:
         np.save(directory / WEIGHTS_FILE, self.weights)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.data.io import AGE_EDGES, ITEM, TS, USER, age_bucket
+from recsys.data.io import AGE_EDGES, ITEM, USER, age_bucket
 
 MAX_GENRES = 6
 ENCODER_FILE = "feature_encoder.json"
@@ -173,40 +173,4 @@ def profile_samples(users: np.ndarray, n: int, seed: int) -> np.ndarray:
     step = 1 + (rng.random((rows, n)) * np.maximum(group - 1, 1)[:, None]).astype(np.int64)
     out = first[:, None] + (offset[:, None] + step) % group[:, None]  # never the row itself
     out[group == 1] = -1
-    return out
-
-
-def last_items(
-    history: pd.DataFrame | None, user_ids: list[str], item_index: dict[str, int], n: int
-) -> np.ndarray:
-    """``(len(user_ids), n)`` each user's latest ``n`` known items (codes = index + 1)."""
-    out = np.zeros((len(user_ids), n), dtype=np.int64)
-    if history is None or history.empty:
-        return out
-    if len(user_ids) == 1:  # the serving path: one user, a short history, no pandas groupby
-        return _last_items_of_one(history, str(user_ids[0]), item_index, n)
-    h = history[history[USER].astype(str).isin(set(user_ids))]
-    if TS in h.columns:
-        h = h.sort_values(TS, kind="mergesort")
-    codes = h[ITEM].astype(str).map(item_index)
-    h = h.assign(_code=codes + 1).dropna(subset=["_code"])
-    tail = h.groupby(USER, sort=False).tail(n)
-    row_of = {u: r for r, u in enumerate(user_ids)}
-    for user, group in tail.groupby(USER, sort=False):
-        recent = group["_code"].to_numpy(dtype=np.int64)[::-1]  # most recent first
-        out[row_of[str(user)], : len(recent)] = recent
-    return out
-
-
-def _last_items_of_one(
-    history: pd.DataFrame, user_id: str, item_index: dict[str, int], n: int
-) -> np.ndarray:
-    """:func:`last_items` for a single user (same order rules: time, then row order)."""
-    mine = history[USER].astype(str).to_numpy() == user_id
-    items = history[ITEM].astype(str).to_numpy()[mine]
-    if TS in history.columns:
-        items = items[np.argsort(history[TS].to_numpy()[mine], kind="stable")]
-    codes = [item_index[i] + 1 for i in items if i in item_index][-n:][::-1]
-    out = np.zeros((1, n), dtype=np.int64)
-    out[0, : len(codes)] = codes
     return out

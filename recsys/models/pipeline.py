@@ -24,8 +24,10 @@ import scipy.stats
 
 from recsys.data.io import ITEM, USER
 from recsys.data.split import stratified_split
-from recsys.models.base import Recommender
+from recsys.features.state import states_from_interactions
+from recsys.models.base import Candidates, Recommender, StateBatch
 from recsys.models.ease import EASE, EASEConfig
+from recsys.models.manifest import StateSpec
 from recsys.models.ranker import DENSE_FEATURES, Ranker, RankerConfig
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower_model import TwoTower, catalog_vocabulary
@@ -131,42 +133,63 @@ class PipelineModel(Recommender):
         self._item_table = tt._item_table
 
     # -- candidates and their features ---------------------------------------------------
+    def state_spec(self) -> StateSpec:
+        return StateSpec(recent_n=self.config.two_tower.history_len)
+
+    def item_vectors(self) -> np.ndarray:
+        return self.two_tower.item_embeddings
+
     def candidate_rows(
         self,
         user_ids: Sequence[str],
         history: pd.DataFrame | None,
         labels: pd.DataFrame | None = None,
     ) -> dict[str, np.ndarray]:
-        """Every (user, candidate) pair with the ranker's features (and labels when given)."""
+        """Every (user, candidate) pair with the ranker's features (and labels when given),
+        the users' states taken from ``history`` (the ranker's training rows)."""
+        states = states_from_interactions(history, user_ids, self.state_spec().recent_n)
+        step = self.score_batch_users
         chunks = [
-            self._candidate_chunk(list(user_ids[s : s + self.score_batch_users]), history, labels)[
-                0
-            ]
-            for s in range(0, len(user_ids), self.score_batch_users)
+            self._candidate_chunk(self.encode(states[s : s + step]), labels)[0]
+            for s in range(0, len(states), step)
         ]
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
-    def serve_candidates(
-        self, user_id: str, history: pd.DataFrame | None, exclude_seen: bool = True
-    ) -> tuple[dict[str, np.ndarray], bool]:
-        """One user's candidates with the ranker's features (the serving path's first stage),
-        and whether anything is known of the user (False: give the popularity answer)."""
-        rows, known = self._candidate_chunk([str(user_id)], history, None, exclude_seen)
+    def candidates(self, batch: StateBatch, exclude_seen: bool = True) -> list[Candidates]:
+        """Stage 1 for a batch of users: the union of the generators' candidates, each with
+        the ranker's feature rows (stage 2 scores them in :meth:`rank`)."""
+        rows, known = self._candidate_chunk(batch, None, exclude_seen)
+        r = rows.pop("row")
         rows.pop("user")
-        rows.pop("row")
-        return rows, bool(known[0])
+        bounds = np.searchsorted(r, np.arange(len(batch.user_ids) + 1))  # rows are user-major
+        return [
+            Candidates(
+                rows["iid"][a:b] - 1,
+                bool(known[u]),
+                rows={k: v[a:b] for k, v in rows.items()},
+            )
+            for u, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+        ]
+
+    def rank(self, candidates: Sequence[Candidates]) -> list[np.ndarray]:
+        """Stage 2: the ranker's logits for several users' candidates in one forward pass."""
+        sizes = [len(c.codes) for c in candidates]
+        if not sum(sizes):
+            return [np.zeros(0) for _ in candidates]
+        joined = {k: np.concatenate([c.rows[k] for c in candidates]) for k in candidates[0].rows}
+        return np.split(self.ranker.score(joined), np.cumsum(sizes)[:-1])
 
     def _candidate_chunk(
-        self, users: list[str], history, labels, exclude_seen: bool = True
+        self, batch: StateBatch, labels, exclude_seen: bool = True
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Candidate rows with features (and labels), and which users anything is known of.
 
         ``exclude_seen=False`` keeps the users' history items among the candidates (they
         still shape the user embedding and the EASE scores)."""
-        cfg, n_items = self.config, len(self.item_ids)
-        x = self.history_matrix(history, users)  # (U, items)
+        cfg, n_items, users = self.config, len(self.item_ids), batch.user_ids
+        x = batch.seen  # (U, items)
         seen = x.toarray() > 0
-        z_u, known = self.two_tower.embed_users(users, history)  # (U, dim), (U,)
+        z_u, known = self.two_tower.embed_users(users, batch.recent)  # (U, dim), (U,)
         seen_lists = [np.flatnonzero(row) for row in seen] if exclude_seen else None
         _, ann = self.two_tower.retrieve(z_u, cfg.n_two_tower, seen_lists)  # (U, n_tt), -1 pad
         cand = np.zeros((len(users), n_items), dtype=bool)
@@ -231,23 +254,15 @@ class PipelineModel(Recommender):
         return scores
 
     # -- scoring -----------------------------------------------------------------------
-    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix, history=None) -> np.ndarray:
-        rows, known = self._candidate_chunk(list(user_ids), history, None)
-        scores = np.full((len(user_ids), len(self.item_ids)), -np.inf)
-        rows.pop("user")
-        r = rows.pop("row")
-        scores[r, rows["iid"] - 1] = self.ranker.score(rows)
-        scores[~known] = np.nan  # nothing known: the popularity answer
+    def _score(self, batch: StateBatch) -> np.ndarray:
+        """The ranker's scores on the candidates, -inf elsewhere, NaN for unknown users."""
+        scores = np.full((len(batch.user_ids), len(self.item_ids)), -np.inf)
+        candidates = self.candidates(batch)
+        for u, (cand, score) in enumerate(zip(candidates, self.rank(candidates), strict=True)):
+            scores[u, cand.codes] = score
+            if not cand.known:
+                scores[u] = np.nan
         return scores
-
-    def _recommend_batch(self, batch, k, history, exclude_seen):
-        out = [
-            super(PipelineModel, self)._recommend_batch(
-                batch[s : s + self.score_batch_users], k, history, exclude_seen
-            )
-            for s in range(0, len(batch), self.score_batch_users)
-        ]
-        return pd.concat(out, ignore_index=True)
 
     # -- persistence -------------------------------------------------------------------
     def config_dict(self) -> dict:
@@ -270,6 +285,8 @@ class PipelineModel(Recommender):
 
         self.two_tower = load_model(directory / "two_tower")
         self._align(self.two_tower)
+        if not any(self.item_genres):
+            self.item_genres = list(self.two_tower.item_genres)
         self.ease = load_model(directory / "ease") if (directory / "ease").exists() else None
         self.ranker = Ranker.load(directory / "ranker", self.config.ranker)
         self._popularity = np.load(directory / "pipeline_popularity.npy")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, StateBatch
 
 
 @dataclass
@@ -23,12 +22,14 @@ class Popularity(Recommender):
 
     kind = "popularity"
     config_type = PopularityConfig
+    unexplained = "popular"
 
     def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
         pass  # the base class already counted item popularity
 
-    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix, history=None) -> np.ndarray:
-        return np.broadcast_to(self.item_popularity, (len(user_ids), len(self.item_ids))).copy()
+    def _score(self, batch: StateBatch) -> np.ndarray:
+        shape = (len(batch.user_ids), len(self.item_ids))
+        return np.broadcast_to(self.item_popularity, shape).astype(np.float64)
 
     def _save_parts(self, directory: Path) -> list[str]:
         return []

@@ -20,14 +20,15 @@ import scipy.sparse as sp
 import torch
 
 from recsys.data.io import ITEM, TS, USER
-from recsys.models.base import Recommender
+from recsys.features.state import states_from_interactions
+from recsys.models.base import Recommender, StateBatch
 from recsys.models.encoding import (
     MAX_GENRES,
     FeatureEncoder,
     history_windows,
-    last_items,
     profile_samples,
 )
+from recsys.models.manifest import StateSpec
 from recsys.models.neural import numpy_batches, ranking_ndcg, run_epochs, seed_everything
 from recsys.models.two_tower import Batch, TwoTowerConfig, TwoTowerLoss, TwoTowerNet
 from recsys.retrieval import ItemIndex
@@ -198,29 +199,39 @@ class TwoTower(Recommender):
         self.index = index or ItemIndex.build(self.item_embeddings)
 
     # -- scoring -----------------------------------------------------------------------
+    def state_spec(self) -> StateSpec:
+        return StateSpec(recent_n=self.config.history_len)
+
+    def item_vectors(self) -> np.ndarray:
+        return self.item_embeddings
+
     @torch.no_grad()
     def embed_users(
-        self, user_ids: Sequence[str], history: pd.DataFrame | None
+        self, user_ids: Sequence[str], recent: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """User embeddings ``(U, dim)`` from ids, side features and the latest items, and
-        ``(U,)`` whether anything at all (id, a feature, a history item) was known."""
+        """User embeddings ``(U, dim)`` from ids, side features and the recent items (codes,
+        most recent first: :attr:`StateBatch.recent`), and ``(U,)`` whether anything at all
+        (id, a feature, a history item) was known."""
         ids = [str(u) for u in user_ids]
         uid = np.array([self._user_index.get(u, -1) + 1 for u in ids], dtype=np.int64)
         arrays = {"uid": uid, "iid": np.zeros_like(uid)}
         feats = self.encoder.user_features(np.asarray(ids, dtype=object))
-        hist = last_items(history, ids, self._item_index, self.config.history_len)
+        hist = np.zeros((len(ids), self.config.history_len), dtype=np.int64)  # (U, history_len)
+        window = np.asarray(recent)[:, : self.config.history_len]
+        hist[:, : window.shape[1]] = window
         arrays |= {f"f{j}": feats[:, j] for j in range(3)}
         arrays |= {f"h{j}": hist[:, j] for j in range(hist.shape[1])}
         known = (uid > 0) | (feats > 0).any(axis=1) | (hist > 0).any(axis=1)
         return self.net.user(to_batch(arrays)).numpy(), known
 
     def user_embeddings(self, user_ids: Sequence[str], history: pd.DataFrame | None) -> np.ndarray:
-        """``(len(user_ids), dim)`` from ids, side features and the latest items."""
-        return self.embed_users(user_ids, history)[0]
+        """``(len(user_ids), dim)``, each user's state taken from ``history``."""
+        states = states_from_interactions(history, user_ids, self.state_spec().recent_n)
+        return self.embed_users(user_ids, self.encode(states).recent)[0]
 
-    def _score(self, user_ids: Sequence[str], x: sp.csr_matrix, history=None) -> np.ndarray:
-        z_u, known = self.embed_users(user_ids, history)  # (U, dim), (U,)
-        scores = z_u @ self.item_embeddings.T  # (U, n_items)
+    def _score(self, batch: StateBatch) -> np.ndarray:
+        z_u, known = self.embed_users(batch.user_ids, batch.recent)  # (U, dim), (U,)
+        scores = (z_u @ self.item_embeddings.T).astype(np.float64)  # (U, n_items)
         scores[~known] = np.nan  # nothing known about the user: popularity answers
         return scores
 
@@ -233,14 +244,12 @@ class TwoTower(Recommender):
         """ANN top-``n`` item indices and scores for user embeddings, seen items excluded."""
         return self.index.search(z_u.astype(np.float32), n, exclude=seen)
 
-    def item_genres(self) -> tuple[list[str], np.ndarray]:
-        """Genre names and an ``(n_items, n_genres)`` membership matrix (filters, reasons)."""
+    def genres_from_table(self) -> list[str]:
+        """Each item's genres (``"a|b"``) as the item tower reads them: for model directories
+        written before the vocabulary kept them."""
         names = sorted(self.encoder.genres, key=self.encoder.genres.get)  # codes 1..n
         codes = self._item_table[1:, :MAX_GENRES]  # (n_items, MAX_GENRES), 0 = none
-        member = np.zeros((len(codes), len(names)), dtype=bool)
-        rows, slots = np.nonzero(codes)
-        member[rows, codes[rows, slots] - 1] = True
-        return names, member
+        return ["|".join(names[c - 1] for c in row if c > 0) for row in codes]
 
     def index_info(self) -> dict:
         return self.index.info()
@@ -263,6 +272,8 @@ class TwoTower(Recommender):
         self._user_index = {u: i for i, u in enumerate(self.user_ids)}
         self.encoder = FeatureEncoder.load(directory)
         self._item_table = np.load(directory / "item_table.npy")
+        if not any(self.item_genres):
+            self.item_genres = self.genres_from_table()
         self.net = self.build_net()
         state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         self.load_state(state, ItemIndex.load(directory))

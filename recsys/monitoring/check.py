@@ -18,7 +18,7 @@ from recsys.config import RecsysError
 from recsys.data.io import ITEM, write_json
 from recsys.monitoring import logs
 from recsys.monitoring.policy import Decision, MonitorPolicy, decide, load_policy
-from recsys.monitoring.reference import item_popularity, read_reference
+from recsys.monitoring.reference import SOURCE, item_popularity, read_reference
 from recsys.monitoring.report import run_reports
 from recsys.monitoring.trigger import record, trigger
 
@@ -66,7 +66,17 @@ def check(
     current["item_popularity"] = popularity.reindex(current[ITEM].astype(str)).to_numpy()
     run_dir = args.out / "runs" / now.strftime("%Y%m%dT%H%M%SZ")
     samples = logs.sample_summary(served, feedback)
+    # Like with like: the model's own answers only. A cold-start answer and the popular fill
+    # of a short list are popularity, not the version; they are counted, not judged.
+    model_rows = (~current["cold_start"].astype(bool)) & (current["source"] == "model")
+    samples |= {
+        "cold_start_requests": int(served.loc[served["cold_start"], "request_id"].nunique()),
+        "popular_items": int((~model_rows).sum()),
+    }
+    current = current[model_rows]
     reference = read_reference(version_dir)
+    if reference is not None and SOURCE in reference:
+        reference = reference[reference[SOURCE] == "model"]
     if reference is None:
         summary: dict[str, Any] = {
             "samples": samples,

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 UTC_NS = "datetime64[ns, UTC]"
 PREDICTION_DTYPES = {"request_id": object, "ts": UTC_NS, "user_id": object}
 PREDICTION_DTYPES |= {"model_version": object, "cold_start": bool, "item_id": object}
-PREDICTION_DTYPES |= {"rank": np.int64, "score": np.float64}
+PREDICTION_DTYPES |= {"rank": np.int64, "score": np.float64, "source": object}
 PREDICTION_COLUMNS = tuple(PREDICTION_DTYPES)
 FEEDBACK_DTYPES = {"user_id": object, "item_id": object, "type": object}
 FEEDBACK_DTYPES |= {"rating": np.float64, "timestamp": UTC_NS}
@@ -98,12 +98,14 @@ def load_predictions(
     Returns:
         A frame with ``PREDICTION_COLUMNS`` (``ts`` UTC, ``rank`` 1-based), then the user's
         scalar features as ``user_<name>`` columns (a name already starting with ``user_``
-        is kept) and ``user_history_len`` (``len(last_items)``); and the warnings. An
-        answer with no items gives no rows.
+        is kept) and ``user_history_len`` (the size of the user's seen set); ``source`` is
+        ``model`` for the model's own items, ``popular`` for a cold-start answer's items and
+        the popular fill of a short list. And the warnings. An answer with no items gives no
+        rows.
     """
     since, until = _utc(since), _utc(until)
     paths, warnings = _log_files(Path(directory), "predictions")
-    requests, items, scores, counts = [], [], [], []
+    requests, items, scores, sources, counts = [], [], [], [], []
     for path in paths:
         # One file at a time: the candidate lists dominate a record and are dropped at once.
         records, problems = read_jsonl([path])
@@ -117,6 +119,7 @@ def load_predictions(
                 requests.append(row)
                 items.extend(str(i) for i in record["items"])
                 scores.extend(record["scores"])
+                sources.extend(_sources(record))
                 counts.append(len(record["items"]))
         if bad:
             warnings.append(_tally(path, sum(bad.values()), len(records), bad))
@@ -130,6 +133,7 @@ def load_predictions(
     frame["item_id"] = pd.Series(items, dtype=object)
     frame["rank"] = np.arange(len(items), dtype=np.int64) - starts + 1
     frame["score"] = np.asarray(scores, dtype=np.float64)
+    frame["source"] = pd.Series(sources, dtype=object)
     features = sorted(c for c in frame.columns if c not in PREDICTION_COLUMNS)
     return frame[[*PREDICTION_COLUMNS, *features]], warnings
 
@@ -154,6 +158,16 @@ def _prediction(record: dict) -> tuple[dict, str]:
     row |= {"model_version": record.get("model_version")}
     row |= {"cold_start": bool(record.get("cold_start", False))}
     return row | _flatten(record.get("user_features")), ""
+
+
+def _sources(record: dict) -> list[str]:
+    """Each item's source (``model`` or ``popular``); answers logged before sources were
+    recorded count as the model's, a cold-start answer's items as popular."""
+    n = len(record["items"])
+    given = record.get("sources")
+    if isinstance(given, list) and len(given) == n and all(isinstance(s, str) for s in given):
+        return given
+    return ["popular" if record.get("cold_start") else "model"] * n
 
 
 def _flatten(features) -> dict:

@@ -17,12 +17,11 @@ from recsys.data.io import ITEM, RATING, USER, age_bucket, read_table
 from recsys.evaluation.evidently_report import TARGET, ranking_frame
 
 REFERENCE_FILE = "reference.parquet"
-HISTORY_LEN = 50  # the online feature ``last_items`` keeps this many
 # Monitored for drift: the request's user features (as the online store serves them, with the
 # prediction log's names) and what the model returned (its popularity, its score).
 CATEGORICAL = ("user_age_bucket", "user_gender", "user_occupation")
 NUMERICAL = ("user_interactions", "user_mean_rating", "user_history_len", "item_popularity")
-SCORE = "score"
+SCORE, SOURCE = "score", "source"
 
 
 def user_features(train: pd.DataFrame, users: pd.DataFrame | None) -> pd.DataFrame:
@@ -36,7 +35,7 @@ def user_features(train: pd.DataFrame, users: pd.DataFrame | None) -> pd.DataFra
             "user_mean_rating": g[RATING].mean() if RATING in train else np.nan,
         }
     )
-    out["user_history_len"] = np.minimum(out["user_interactions"], HISTORY_LEN)
+    out["user_history_len"] = g[ITEM].nunique()  # the seen set's size, as the log records
     if users is not None:
         profile = users.set_index(users[USER].astype(str))
         if "age_bucket" in profile:
@@ -72,7 +71,8 @@ def build_reference(
     features and the item's popularity.
 
     Args:
-        recs: the version's recommendations (``user_id, item_id, rank, score``).
+        recs: the version's recommendations (``user_id, item_id, rank, score``, and
+            ``source`` from the recommendation path).
         test: held-out interactions (relevance).
         train: training interactions (user features as of their end).
         users: the user side table, when there is one.
@@ -81,7 +81,10 @@ def build_reference(
     """
     frame = ranking_frame(recs, test, k)
     frame = frame[frame["rank"] <= k]  # the rows ranked past k are misses: not served
-    frame = frame.merge(recs[[USER, ITEM, SCORE]], on=[USER, ITEM], how="left")
+    extra = [c for c in (SCORE, SOURCE) if c in recs]
+    frame = frame.merge(recs[[USER, ITEM, *extra]], on=[USER, ITEM], how="left")
+    if SOURCE not in frame:
+        frame[SOURCE] = "model"
     frame = frame.merge(user_features(train, users), on=USER, how="left")
     frame["item_popularity"] = popularity.reindex(frame[ITEM].astype(str)).to_numpy()
     return frame.reset_index(drop=True)
@@ -98,6 +101,7 @@ __all__ = [
     "NUMERICAL",
     "REFERENCE_FILE",
     "SCORE",
+    "SOURCE",
     "TARGET",
     "build_reference",
     "item_popularity",

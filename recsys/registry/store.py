@@ -105,7 +105,7 @@ class Registry:
                 different manifest.
         """
         # Imported here: recsys.models pulls in torch, which listing and promoting never need.
-        from recsys.models.base import Manifest, read_manifest
+        from recsys.models.manifest import Manifest, read_manifest
 
         manifest = read_manifest(model_dir)
         _check_id(manifest.version)

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import interactions_checksum, read_side_tables, resolve_interactions
-from recsys.data.validate import load_interactions
+from recsys.data.split import split_lineage
+from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
 from recsys.models import PipelineModel, Recommender, create_model
-from recsys.models.api import DEFAULT_MAX_BAD_SHARE
 from recsys.training.ray_trainer import RayRun, fit_on_ray
 from recsys.training.two_tower import train_two_tower
 
@@ -125,6 +125,7 @@ def train(args: TrainArgs) -> Path:
         data_checksum=interactions_checksum(interactions),
         metrics=training_metrics(model),
         feature_service=service,
+        data_lineage=split_lineage(args.data) if args.data.is_dir() else None,
     )
 
 

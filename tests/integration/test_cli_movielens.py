@@ -1,9 +1,19 @@
 """CLI round trips on the real MovieLens-100k, through the installed ``recsys`` command."""
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
+import httpx
+import numpy as np
 import pandas as pd
+import pytest
 
+from recsys.features import store as feast_store
+from recsys.features.events import EventLog
+from recsys.features.online import OnlineFeatures
+from recsys.features.state import DEFAULT_RECENT_N, states_from_interactions
 from tests.conftest import copy_feature_repo, free_port
 
 
@@ -62,27 +72,42 @@ def test_temporal_and_leave_last_out_splits(run_cli, movielens_dir, tmp_path):
     assert pd.read_parquet(tmp_path / "l" / "test.parquet").user_id.nunique() == 943
 
 
-def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(
-    run_cli, movielens_dir, tmp_path
-):
-    """What `make demo` runs: the Kubeflow training pipeline on kfp.local (Feast features,
-    the pipeline model on Ray Train from the point-in-time training set, evaluation, gate,
-    registry), one table and the gate's decision, then the champion served over HTTP."""
-    repo = copy_feature_repo(tmp_path / "feature_repo")
-    registry = tmp_path / "registry"
+@pytest.fixture(scope="module")
+def quickstart(recsys_cmd, movielens_dir, tmp_path_factory):
+    """What `make demo` runs, once for the module: the Kubeflow training pipeline on kfp.local
+    (Feast features, the pipeline model on Ray Train from the point-in-time training set,
+    evaluation, gate, registry), one table and the gate's decision, then the champion served
+    over HTTP."""
+    tmp = tmp_path_factory.mktemp("quickstart")
+    repo = copy_feature_repo(tmp / "feature_repo")
+    registry = tmp / "registry"
     port = free_port()
-    proc = run_cli(
-        "quickstart",
-        "--workdir",
-        tmp_path / "qs",
-        "--feature-repo",
-        repo,
-        "--registry",
-        registry,
-        "--port",
-        port,
+    args = ["quickstart", "--workdir", tmp / "qs", "--feature-repo", repo]
+    args += ["--registry", registry, "--port", port]
+    env = {**os.environ, "FEAST_USAGE": "False"}
+    proc = subprocess.run(
+        [*recsys_cmd, *map(str, args)], capture_output=True, text=True, env=env, timeout=1200
     )
-    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    (split,) = [p.parent for p in (tmp / "qs" / "kfp").rglob("split.json")]
+    evaluation = json.loads((tmp / "qs" / "metrics.json").read_text())
+    version = evaluation["candidate"]["version"]
+    return {
+        "out": proc.stdout,
+        "tmp": tmp,
+        "repo": repo,
+        "registry": registry,
+        "port": port,
+        "split": split,
+        "evaluation": evaluation,
+        "version": version,
+        "events": EventLog(tmp / "qs" / "events").read(),
+    }
+
+
+def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(quickstart):
+    tmp_path, out, repo, registry = (quickstart[k] for k in ("tmp", "out", "repo", "registry"))
+    port = quickstart["port"]
     for task in ("ingest", "materialize-features", "training-set", "train", "evaluate", "gate"):
         assert f"Task '{task}' finished with status SUCCESS" in out
     log = (tmp_path / "qs" / "kfp" / "pipeline.log").read_text()
@@ -93,18 +118,24 @@ def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(
         ln.split("|")[1].strip().split(" ")[0]: ln for ln in out.splitlines() if ln.startswith("| ")
     }
     assert {"candidate", "popularity", "ease", "BiVAE"} <= set(rows)
-    evaluation = json.loads((tmp_path / "qs" / "metrics.json").read_text())
+    evaluation = quickstart["evaluation"]
     ndcg = evaluation["candidate"]["metrics"]["ndcg"]
     # The pipeline clears the strongest published row and is not below our EASE baseline.
     assert ndcg >= 0.475
     assert ndcg >= evaluation["references"]["ease"]["metrics"]["ndcg"] - 0.005
     # first run on an empty registry: promoted, registered, the champion
-    version = evaluation["candidate"]["version"]
+    version = quickstart["version"]
     assert f"gate: PROMOTE {version} (no champion yet)" in out
     assert f"champion: {version}" in out
     manifest = json.loads((registry / "versions" / version / "manifest.json").read_text())
     assert manifest["kind"] == "pipeline" and manifest["metrics"]["index"]["recall_at_k"] == 1.0
     assert manifest["feature_service"] == "ranker_v1"
+    split_info = json.loads((quickstart["split"] / "split.json").read_text())
+    assert manifest["data_lineage"] == split_info["lineage"]
+    assert (
+        manifest["state"]["recent_n"]
+        <= json.loads((repo / "data" / "feature_meta.json").read_text())["recent_n"]
+    )
     assert (tmp_path / "qs" / "kfp" / "report.html").stat().st_size > 100_000
     # step 4: the champion served over HTTP, real answers with reasons, then shut down
     assert f"serve the champion {version}" in out
@@ -116,6 +147,92 @@ def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(
     runs = {p.name for p in (tmp_path / "qs" / "kfp" / "checkpoints").iterdir()}
     for stage in ("two-tower-stage-a", "ranker", "two-tower-final"):
         assert any(name.endswith(stage) for name in runs), runs
+
+
+def test_the_online_store_holds_every_training_users_state(quickstart):
+    """Store parity on MovieLens-100k: for every training user the online seen set is the
+    user's training items (and the demo's event), the recent window the last N of them."""
+    train = pd.read_parquet(quickstart["split"] / "train.parquet")
+    events = quickstart["events"]
+    assert len(events) == 1  # the demo's click
+    history = pd.concat([train, events[["user_id", "item_id", "timestamp"]]], ignore_index=True)
+    history["timestamp"] = pd.to_datetime(history["timestamp"], utc=True, format="ISO8601")
+    reader = OnlineFeatures(feast_store.open_store(quickstart["repo"]))
+    users = sorted(train.user_id.unique())
+    assert len(users) == 943
+    expected = states_from_interactions(history, users, DEFAULT_RECENT_N)
+    wrong = [u for u, want in zip(users, expected, strict=True) if reader.read_user(u)[0] != want]
+    assert wrong == []
+    seen = dict(zip(users, (set(s.seen) for s in expected), strict=True))
+    mine = train.groupby("user_id").item_id.agg(set)
+    assert all(seen[u] - mine[u] <= set(events.item_id) for u in users)
+
+
+def test_the_endpoint_answers_what_recsys_recommend_answers(quickstart, ray_session, run_cli):
+    """One recommendation path, measured where it matters: 200 seeded held-out users, the
+    live app's /recommend against `recsys recommend` for the same version and users."""
+    from ray import serve
+
+    from recsys.workflows import start_app
+
+    split, version = quickstart["split"], quickstart["version"]
+    test = pd.read_parquet(split / "test.parquet")
+    train = pd.read_parquet(split / "train.parquet")
+    evented = set(quickstart["events"].user_id)  # their online state moved on by design
+    pool = sorted(set(test.user_id) - evented)
+    users = [str(u) for u in np.random.default_rng(7).choice(pool, 200, replace=False)]
+    (quickstart["tmp"] / "users.txt").write_text("\n".join(users))
+    out = quickstart["tmp"] / "offline.parquet"
+    model_dir = quickstart["registry"] / "versions" / version
+    run_cli(
+        "recommend",
+        "--model",
+        model_dir,
+        "--data",
+        split,
+        "--users",
+        quickstart["tmp"] / "users.txt",
+        "--k",
+        10,
+        "--out",
+        out,
+    )
+    offline = pd.read_parquet(out)
+    catalog = Path(split) / "items.parquet"
+    port = free_port()
+    try:
+        url = start_app(
+            model_dir.parent,
+            version,
+            quickstart["repo"],
+            catalog,
+            quickstart["tmp"] / "parity",
+            port,
+        )
+        with httpx.Client(base_url=url, timeout=60) as client:
+            online = {
+                u: client.post("/recommend", json={"user_id": u, "k": 10}).json() for u in users
+            }
+    finally:
+        serve.shutdown()
+    seen = train.groupby("user_id").item_id.agg(set)
+    identical, overlaps, leaked = 0, [], 0
+    for user in users:
+        answer = online[user]
+        assert answer["model_version"] == version and not answer["cold_start"]
+        served = [i["item_id"] for i in answer["items"]]
+        mine = offline[offline.user_id == user].sort_values("rank")
+        identical += served == mine.item_id.tolist()
+        overlaps.append(len(set(served) & set(mine.item_id)) / 10)
+        leaked += len(set(served) & seen[user])
+        if served == mine.item_id.tolist():
+            np.testing.assert_allclose(
+                [i["score"] for i in answer["items"]], mine.score, rtol=1e-5, atol=1e-5
+            )
+            assert [i["reason"] for i in answer["items"]] == mine.reason.tolist()
+    assert identical >= 198, identical
+    assert np.mean(overlaps) >= 0.99
+    assert leaked == 0
 
 
 def test_benchmark_quality_writes_results(run_cli, movielens_dir, tmp_path):

@@ -13,8 +13,10 @@ from recsys.data.io import age_bucket
 from recsys.features import store as feast_store
 from recsys.features.api import load_training_set, refresh
 from recsys.features.events import EventIngestor, EventLog
-from recsys.features.online import OnlineFeatures, history_frame
+from recsys.features.online import OnlineFeatures
+from recsys.features.state import DEFAULT_RECENT_N, states_from_interactions
 from recsys.models import create_model
+from recsys.recommend import Request, recommend_frame
 from tests.conftest import copy_feature_repo, make_interactions
 
 DAY = pd.Timedelta(days=1)
@@ -56,10 +58,7 @@ def test_training_rows_see_only_what_happened_before_them(repo):
             (interactions.item_id == r.item_id) & (interactions.timestamp < r.timestamp)
         ]
         if len(mine):
-            assert r.user_interactions == len(mine)
-            expected = mine.sort_values("timestamp", ascending=False).item_id.tolist()
-            assert list(r.last_items) == expected
-            assert r.item_id not in r.last_items  # never its own item
+            assert r.user_interactions == len(mine)  # never its own event
         else:
             assert pd.isna(r.user_interactions)
         if len(its):
@@ -99,6 +98,19 @@ def test_a_value_written_after_an_interaction_never_reaches_its_row(repo):
         original.to_parquet(table)
 
 
+def test_the_online_state_is_the_offline_state_of_every_user(repo):
+    """Store parity: what materialization put online is what the offline path computes."""
+    path, interactions, _, _ = repo
+    reader = OnlineFeatures(feast_store.open_store(path))
+    users = sorted(interactions.user_id.unique())
+    offline = states_from_interactions(interactions, users, DEFAULT_RECENT_N)
+    for user, expected in zip(users, offline, strict=True):
+        state, _ = reader.read_user(user)
+        assert state == expected, user
+        mine = interactions[interactions.user_id == user]
+        assert set(state.seen) == set(mine.item_id)
+
+
 def test_one_online_read_gives_the_user_and_200_candidates(repo):
     path, interactions, _, _ = repo
     reader = OnlineFeatures(feast_store.open_store(path))
@@ -106,7 +118,7 @@ def test_one_online_read_gives_the_user_and_200_candidates(repo):
     result = reader.read("u3", candidates)
     mine = interactions[interactions.user_id == "u3"].sort_values("timestamp", ascending=False)
     assert result.known_user and result.user["user_interactions"] == len(mine)
-    assert result.user["last_items"] == mine.item_id.tolist()
+    assert list(result.state.recent) == mine.item_id.tolist()
     age = repo[2].set_index("user_id").age["u3"]
     assert result.user["age_bucket"] == age_bucket(pd.Series([age])).iloc[0]
     assert result.items.item_id.tolist() == candidates
@@ -121,11 +133,12 @@ def test_an_event_updates_the_online_features_and_the_next_recommendations(repo,
     store = feast_store.open_store(path)
     reader = OnlineFeatures(store)
     model = create_model("ease", {"l2": 10.0}).fit(interactions)
-    before = reader.read("u5").user
+    before = reader.read("u5")
 
     def recommend():
-        history = history_frame("u5", reader.read("u5").user)
-        return model.recommend(["u5"], 5, history=history, exclude_seen=True).item_id.tolist()
+        state, _ = reader.read_user("u5")
+        rows = recommend_frame(model, ["u5"], Request(k=5), states=[state])
+        return rows.item_id.tolist()
 
     top = recommend()[0]
     log = EventLog(tmp_path / "events")
@@ -133,10 +146,11 @@ def test_an_event_updates_the_online_features_and_the_next_recommendations(repo,
         json.dumps({"user_id": "u5", "item_id": top, "type": "rating", "rating": 5})
     )
     assert result.accepted and result.pushed and not result.new_user
-    after = reader.read("u5").user
-    assert after["user_interactions"] == before["user_interactions"] + 1
-    assert after["last_items"] == [top, *before["last_items"]]
-    assert after["user_ratings"] == before["user_ratings"] + 1
+    after = reader.read("u5")
+    assert after.user["user_interactions"] == before.user["user_interactions"] + 1
+    assert after.state.recent == (top, *before.state.recent)
+    assert after.state.seen == (*before.state.seen, top)
+    assert after.user["user_ratings"] == before.user["user_ratings"] + 1
     assert top not in recommend()
     assert log.read().item_id.tolist() == [top]  # durably logged
 
@@ -146,7 +160,7 @@ def test_bad_events_are_rejected_logged_and_change_nothing(repo, tmp_path):
     store = feast_store.open_store(path)
     log = EventLog(tmp_path / "events")
     ingestor = EventIngestor(store, log)
-    before = OnlineFeatures(store).read("u7").user
+    before = OnlineFeatures(store).read("u7")
     bad = [
         {"user_id": "u7", "item_id": "i1", "type": "click", "extra": 1},
         {"user_id": "u7", "item_id": "i1", "type": "rating", "rating": 11},
@@ -160,7 +174,8 @@ def test_bad_events_are_rejected_logged_and_change_nothing(repo, tmp_path):
     assert reasons[3].startswith("user_id: Input should be a valid string")
     assert log.read("rejected").reason.tolist() == reasons
     assert log.read().empty
-    assert OnlineFeatures(store).read("u7").user == before
+    after = OnlineFeatures(store).read("u7")
+    assert after.user == before.user and after.state == before.state
 
 
 def test_an_unseen_user_becomes_a_cold_start_user(repo, tmp_path):
@@ -170,8 +185,9 @@ def test_an_unseen_user_becomes_a_cold_start_user(repo, tmp_path):
         {"user_id": "brand-new", "item_id": "i2", "type": "view"}
     )
     assert result.accepted and result.new_user
-    user = OnlineFeatures(store).read("brand-new").user
-    assert user["user_interactions"] == 1 and user["last_items"] == ["i2"]
+    read = OnlineFeatures(store).read("brand-new")
+    user = read.user
+    assert user["user_interactions"] == 1 and read.state.seen == read.state.recent == ("i2",)
     assert user["age_bucket"] is None  # no profile yet: the cold-start path
     assert user["genre_affinity"][0] == pytest.approx(1.0)  # "Common" sorts first
 
@@ -193,6 +209,7 @@ def test_the_cli_builds_applies_materializes_reads_and_trains_from_features(run_
         run_cli("features", "get", "--user", "u1", "--items", "i1,i5", "--repo", repo).stdout
     )
     assert got["user"]["user_interactions"] == 6 and len(got["items"]) == 2
+    assert len(got["state"]["seen_items"]) == 6 and len(got["state"]["recent_items"]) == 6
     events = tmp_path / "events"
     ok = run_cli(
         "features",
@@ -237,5 +254,6 @@ def test_the_redis_online_store_serves_the_same_features(repo, redis_server, mon
     pd.testing.assert_frame_equal(a.items, b.items)
     ingest = EventIngestor(feast_store.open_store(path, "redis"), EventLog(tmp_path / "ev"))
     assert ingest.ingest({"user_id": "u9", "item_id": "i0", "type": "click"}).pushed
-    assert on_redis.read("u9").user["last_items"][0] == "i0"
-    assert on_sqlite.read("u9").user == b.user  # the other store is untouched
+    assert a.state == b.state
+    assert on_redis.read("u9").state.recent[0] == "i0"
+    assert on_sqlite.read("u9").state == b.state  # the other store is untouched

@@ -15,6 +15,7 @@ from recsys.data.split import stratified_split, write_split
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.models import PipelineModel, Popularity, load_model, read_manifest
 from recsys.training.api import TrainArgs, train
+from tests.conftest import recommend_rows
 
 N_USERS = 200  # the most active users: ~53k interactions, a few minutes on two cores
 PARAMS = {"two_tower": {"epochs": 2, "history_len": 50}, "ranker": {"epochs": 2}}
@@ -68,12 +69,12 @@ def test_model_directory_loads_and_beats_popularity(trained):
     model = load_model(trained.model_dir)
     assert isinstance(model, PipelineModel) and model.ease is not None
     users = sorted(trained.test.user_id.unique())
-    recs = model.recommend(users, 10, history=trained.train)
+    recs = recommend_rows(model, users, 10, history=trained.train)
     assert recs.groupby("user_id").size().eq(10).all() and set(recs.user_id) == set(users)
     seen = trained.train[["user_id", "item_id"]]
     assert seen.merge(recs, on=["user_id", "item_id"]).empty
     ndcg = ranking_metrics(recs, trained.test, 10).ndcg
-    pop = Popularity().fit(trained.train).recommend(users, 10, history=trained.train)
+    pop = recommend_rows(Popularity().fit(trained.train), users, 10, history=trained.train)
     pop_ndcg = ranking_metrics(pop, trained.test, 10).ndcg
     # On this slice popularity reaches ~0.62 and the pipeline ~0.72 (EASE's ordering at least:
     # the ranker starts from it and keeps it unless held-out users say otherwise).

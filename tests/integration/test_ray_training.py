@@ -20,6 +20,7 @@ from recsys.models import Popularity, load_model, read_manifest
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.training.api import TrainArgs, train
 from recsys.training.two_tower import FAIL_AT_EPOCH_ENV, RayRun, train_two_tower
+from tests.conftest import recommend_rows
 
 CONFIG = {"epochs": 3, "history_len": 50}
 CLI_PARAMS = [arg for k, v in CONFIG.items() for arg in ("--param", f"{k}={v}")]
@@ -96,11 +97,11 @@ def test_checkpoints_history_and_quality(uninterrupted, split_dir, storage):
     train_df = pd.read_parquet(split_dir / "train.parquet")
     test_df = pd.read_parquet(split_dir / "test.parquet")
     users = sorted(test_df.user_id.unique())
-    recs = load_model(uninterrupted.model_dir).recommend(users, 10, history=train_df)
+    recs = recommend_rows(load_model(uninterrupted.model_dir), users, 10, history=train_df)
     assert recs.groupby("user_id").size().eq(10).all()
     assert train_df[["user_id", "item_id"]].merge(recs, on=["user_id", "item_id"]).empty
     ndcg = ranking_metrics(recs, test_df, 10).ndcg
-    pop = Popularity().fit(train_df).recommend(users, 10, history=train_df)
+    pop = recommend_rows(Popularity().fit(train_df), users, 10, history=train_df)
     pop_ndcg = ranking_metrics(pop, test_df, 10).ndcg
     # Popularity is ~0.25 on this split; three epochs of the two-tower reach ~0.39.
     assert ndcg > 0.30 and ndcg > pop_ndcg + 0.05, (ndcg, pop_ndcg)
@@ -175,4 +176,4 @@ def test_gpu_training_one_epoch(ray_session, split_dir, tmp_path):
     assert manifest.config["use_gpu"] is True
     assert len(manifest.metrics["training"]["history"]) == 1
     model = load_model(out)  # the weights come back to the CPU
-    assert len(model.recommend(["1", "2"], 10, history=None)) == 20
+    assert len(recommend_rows(model, ["1", "2"], 10, history=None)) == 20

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -15,7 +17,10 @@ import pytest
 import torch
 
 from recsys import deploy
+from recsys.data.io import interactions_checksum
+from recsys.features import store as feast_store
 from recsys.features.api import refresh
+from recsys.features.build import build_features
 from recsys.models import PipelineConfig, PipelineModel
 from tests.conftest import copy_feature_repo, free_port, make_interactions
 
@@ -33,9 +38,10 @@ def served(ray_session, tmp_path_factory):
     users, items = side_tables()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    checksum = interactions_checksum(interactions)  # the store below is built from these rows
     for version, seed in (("v1", 42), ("v2", 7)):
         model = PipelineModel(PipelineConfig(**TINY, seed=seed)).fit(interactions, users, items)
-        model.save(root / "models" / version)
+        model.save(root / "models" / version, data_checksum=checksum)
     torch.set_num_threads(threads)
     repo = copy_feature_repo(root / "repo")
     refresh(repo, interactions, users, items)
@@ -131,6 +137,73 @@ def test_malformed_json_and_unknown_genres_get_422(served):
     assert genre.json()["detail"].startswith("filters.include_genres: unknown genre 'Nope'")
 
 
+def test_nan_booleans_and_bytes_that_are_not_utf8_are_refused_and_counted(served):
+    client = served["client"]
+    nan = client.post(
+        "/recommend",
+        content=b'{"user_id": "u1", "diversity": NaN}',
+        headers={"content-type": "application/json"},
+    )
+    assert nan.status_code == 422 and nan.json()["detail"][0]["loc"][-1] == "diversity"
+    for value in (True, "0.5", float("inf")):
+        body = {"user_id": "u1", "diversity": value}
+        answer = client.post(
+            "/recommend",
+            content=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )
+        assert answer.status_code == 422, value
+    garbled = client.post(
+        "/recommend",
+        content=b'{"user_id": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
+    assert garbled.status_code in (400, 422)
+    metrics = client.get("/metrics").text
+    count = re.search(r'recsys_requests_total\{route="/recommend",status="422"\} (\S+)', metrics)
+    assert count and float(count.group(1)) >= 4
+    document = client.get("/openapi.json").json()
+    assert str(garbled.status_code) in document["paths"]["/recommend"]["post"]["responses"]
+
+
+def test_the_openapi_document_names_every_body_and_status(served):
+    paths = served["client"].get("/openapi.json").json()["paths"]
+    events = paths["/events"]["post"]
+    schema = events["requestBody"]["content"]["application/json"]["schema"]
+    assert {"user_id", "item_id", "type"} <= set(schema["properties"])
+    assert {"202", "422", "503"} <= set(events["responses"])
+    assert {"200", "400", "422", "500", "503"} <= set(paths["/recommend"]["post"]["responses"])
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert "503" in paths["/readyz"]["get"]["responses"]
+
+
+def test_a_store_that_cannot_serve_the_version_answers_503_with_the_reason(served):
+    """A version trained on other data than the online store holds: never answered from
+    another population's histories."""
+    alien = served["root"] / "models" / "alien"
+    shutil.copytree(served["root"] / "models" / "v1", alien)
+    manifest = json.loads((alien / "manifest.json").read_text())
+    manifest |= {"version": "alien", "data_checksum": "0" * 64, "data_lineage": ["0" * 64]}
+    (alien / "manifest.json").write_text(json.dumps(manifest))
+    client = served["client"]
+    try:
+        deploy.set_version("alien")
+        deadline, ready = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            ready = client.get("/readyz")
+            if "alien" in ready.text:
+                break
+            time.sleep(0.3)
+        assert ready.status_code == 503, ready.text
+        assert "model alien was trained on 000000000000" in ready.json()["reason"]
+        answer = recommend(client)
+        assert answer.status_code == 503 and "holds data" in answer.json()["detail"]
+    finally:
+        deploy.set_version("v1")
+    assert deploy.wait_ready(served["url"])["model_version"] == "v1"
+    assert recommend(client).status_code == 200
+
+
 def test_an_event_is_accepted_and_the_item_leaves_the_next_answer(served):
     client = served["client"]
     top = recommend(client, k=3).json()["items"][0]["item_id"]
@@ -143,6 +216,42 @@ def test_an_event_is_accepted_and_the_item_leaves_the_next_answer(served):
     assert newbie.status_code == 202 and newbie.json()["new_user"]
     log = (served["root"] / "events").glob("events-*.jsonl")
     assert sum(len(p.read_text().splitlines()) for p in log) == 2
+
+
+def test_schemathesis_finds_nothing_against_the_live_app(served, tmp_path):
+    """Generated requests against /openapi.json: no 5xx, every status and content type and
+    body as documented, invalid input refused. Not checked: that every schema-valid request
+    is accepted — a genre the served version does not know, or an event stamped in the future,
+    is a 422 that names the value, by rules a static schema cannot hold."""
+    st = Path(sys.executable).with_name("st")
+    proc = subprocess.run(
+        [
+            str(st),
+            "run",
+            f"{served['url']}/openapi.json",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--report-dir",
+            str(tmp_path / "schemathesis"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
 
 def test_metrics_docs_and_the_prediction_log(served):
@@ -226,3 +335,26 @@ def test_the_fused_topology_serves_the_same_and_an_unwritable_log_fails_no_reque
     assert "recsys_prediction_log_healthy 0.0" in metrics
     errors = re.search(r'recsys_prediction_log_records\{state="errors"\} (\S+)', metrics)
     assert float(errors.group(1)) >= 1
+
+
+def test_a_missing_or_unmaterialized_store_is_not_ready(served):
+    """Never answer silently from an empty history: no store, or a store whose build was
+    never materialized, is a 503 that says so."""
+    client, root = served["client"], served["root"]
+    empty = copy_feature_repo(root / "empty_repo")  # definitions only: never built
+    built = copy_feature_repo(root / "built_repo")  # built and applied, never materialized
+    build_features(make_interactions(), *side_tables(), built / "data")
+    feast_store.apply(built)
+    for repo, reason in ((empty, "is not a built Feast repository"), (built, "holds no state")):
+        config = deploy.serve_config(
+            args={**served["args"], "feature_repo": str(repo)},
+            model_version="v1",
+            host="127.0.0.1",
+            port=served["port"],
+            topology="fused",
+        )
+        deploy.apply(config)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and reason in ready.json()["reason"], ready.text
+        answer = recommend(client)
+        assert answer.status_code == 503 and reason in answer.json()["detail"]

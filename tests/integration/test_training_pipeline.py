@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from recsys import deploy, steps
-from recsys.data.io import write_parquet
+from recsys.data.io import interactions_checksum, write_parquet
 from recsys.features.api import refresh
 from recsys.models import PipelineConfig, PipelineModel
 from recsys.monitoring.reference import read_reference
@@ -46,7 +46,7 @@ def setup(ray_session, tmp_path_factory):
     torch.set_num_threads(1)
     model = PipelineModel(PipelineConfig(**TINY_PIPELINE, seed=3)).fit(train, users, items)
     torch.set_num_threads(threads)
-    model.save(root / "v0", version="v0")
+    model.save(root / "v0", version="v0", data_checksum=interactions_checksum(train))
     steps.evaluate(
         root / "split",
         root / "v0",
@@ -136,6 +136,13 @@ def test_closed_loop_drift_retrains_promotes_and_hot_reloads_without_a_failed_re
     )
     seen = run_loop(demo, retrain, log=print)
     assert seen["decisions"] == ["no_action", "retrain"]
+    # What was served is what was evaluated: on the replayed held-out users, the live
+    # figures (their clicks on what the app answered) are the offline ones (the gate's).
+    quality = seen["heldout_quality"]
+    live, offline = quality["live"], quality["offline"]
+    assert quality["users"] == live["lists"] == offline["lists"] > 50
+    assert abs(live["precision"] - offline["precision"]) <= 0.005, quality
+    assert abs(live["hit_rate"] - offline["hit_rate"]) <= 0.01, quality
     assert len(results) == 1  # exactly one retraining
     result = results[0]
     decision = result["decision"]

@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.data.io import interactions_checksum
 from recsys.features.build import (
     TICK,
     FeatureConfig,
     build_features,
     genre_vocabulary,
     item_stats,
+    read_store_meta,
     user_activity,
     user_profile,
 )
@@ -41,7 +43,7 @@ ITEMS = pd.DataFrame(
 def test_user_activity_rows_include_the_event_and_are_stamped_one_tick_later():
     ev = sorted_events(events([("u", "a", 4.0, 0), ("u", "b", None, 1), ("u", "c", 2.0, 2)]))
     genres = genre_vocabulary(ITEMS)
-    out = user_activity(ev, item_genre_matrix(ITEMS, genres), len(genres), last_n=2)
+    out = user_activity(ev, item_genre_matrix(ITEMS, genres), len(genres))
     assert list(out["event_timestamp"]) == [
         T0 + TICK,
         T0 + pd.Timedelta(hours=1) + TICK,
@@ -50,7 +52,6 @@ def test_user_activity_rows_include_the_event_and_are_stamped_one_tick_later():
     assert list(out["user_interactions"]) == [1, 2, 3]
     assert list(out["user_ratings"]) == [1, 1, 2]  # the unrated event counts but has no rating
     np.testing.assert_allclose(out["user_mean_rating"], [4.0, 4.0, 3.0])
-    assert [list(x) for x in out["last_items"]] == [["a"], ["b", "a"], ["c", "b"]]
     assert genres == ["Comedy", "Drama", "War"]
     np.testing.assert_allclose(out["genre_affinity"].iloc[1], [0.5, 0.5, 0.5])
     np.testing.assert_allclose(out["genre_affinity"].iloc[2], [1 / 3, 1 / 3, 1 / 3])
@@ -58,7 +59,7 @@ def test_user_activity_rows_include_the_event_and_are_stamped_one_tick_later():
 
 def test_events_at_one_time_give_one_row_with_the_state_after_all_of_them():
     ev = sorted_events(events([("u", "a", 5.0, 0), ("u", "b", 3.0, 0), ("v", "a", 1.0, 0)]))
-    out = user_activity(ev, item_genre_matrix(ITEMS, []), 0, last_n=5)
+    out = user_activity(ev, item_genre_matrix(ITEMS, []), 0)
     u = out[out.user_id == "u"]
     assert len(u) == 1 and u["user_interactions"].item() == 2
     assert u["user_mean_rating"].item() == pytest.approx(4.0)
@@ -104,10 +105,21 @@ def test_encoder_reads_age_buckets_like_raw_ages():
     assert a[2, 0] == 0  # unknown age
 
 
-def test_build_writes_the_four_tables_and_the_genre_order(tmp_path):
+def test_build_writes_the_five_tables_the_genre_order_and_the_lineage(tmp_path):
     ev = events([("u", "a", 4.0, 0), ("v", "b", 3.0, 1)])
-    rows = build_features(ev, None, ITEMS, tmp_path, FeatureConfig(last_n=3))
-    assert set(rows) == {"user_profile", "user_activity", "item_profile", "item_stats"}
+    rows = build_features(ev, None, ITEMS, tmp_path, FeatureConfig(recent_n=3))
+    assert set(rows) == {
+        "user_profile",
+        "user_activity",
+        "user_state",
+        "item_profile",
+        "item_stats",
+    }
+    meta = read_store_meta(tmp_path)
+    assert meta.lineage == [interactions_checksum(ev)] and meta.recent_n == 3
+    assert meta.probe_user == "u" and meta.genres == ["Comedy", "Drama", "War"]
+    rows = build_features(ev, None, ITEMS, tmp_path, lineage=["abc", "def"])
+    assert read_store_meta(tmp_path).lineage == ["abc", "def"]
     for name in rows:
         table = pd.read_parquet(tmp_path / f"{name}.parquet")
         assert str(table["event_timestamp"].dtype) == "datetime64[ns, UTC]", name

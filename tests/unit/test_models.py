@@ -8,6 +8,7 @@ import pytest
 
 from recsys.config import RecsysError
 from recsys.models import EASE, EASEConfig, Popularity, create_model, load_model
+from tests.conftest import recommend_rows
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def train(interactions):
 def test_exactly_k_unseen_items_per_user(kind, train):
     model = create_model(kind).fit(train)
     users = sorted(train.user_id.unique())
-    recs = model.recommend(users, 5, history=train, exclude_seen=True)
+    recs = recommend_rows(model, users, 5, history=train, exclude_seen=True)
     assert recs.groupby("user_id").size().eq(5).all()
     assert set(recs.user_id) == set(users)
     seen = set(zip(train.user_id, train.item_id, strict=True))
@@ -31,8 +32,10 @@ def test_exactly_k_unseen_items_per_user(kind, train):
 def test_include_seen_can_return_history():
     df = pd.DataFrame({"user_id": ["a", "b", "c", "c"], "item_id": ["hit", "hit", "hit", "x"]})
     model = Popularity().fit(df)
-    assert model.recommend(["a"], 1, history=df, exclude_seen=False).item_id.tolist() == ["hit"]
-    assert model.recommend(["a"], 1, history=df, exclude_seen=True).item_id.tolist() == ["x"]
+    assert recommend_rows(model, ["a"], 1, history=df, exclude_seen=False).item_id.tolist() == [
+        "hit"
+    ]
+    assert recommend_rows(model, ["a"], 1, history=df, exclude_seen=True).item_id.tolist() == ["x"]
 
 
 def test_ease_matches_per_column_ridge_solution(train):
@@ -50,7 +53,7 @@ def test_ease_matches_per_column_ridge_solution(train):
 def test_ease_learns_the_clusters(train):
     model = EASE(EASEConfig(l2=1.0)).fit(train)
     # Each user has seen 8 of the 10 items of their cluster: the 2 left must come first.
-    recs = model.recommend(["u0", "u1"], 2, history=train)
+    recs = recommend_rows(model, ["u0", "u1"], 2, history=train)
     for user, cluster in (("u0", 0), ("u1", 1)):
         items = recs[recs.user_id == user].item_id.str[1:].astype(int)
         assert (items % 4 == cluster).all()
@@ -58,7 +61,7 @@ def test_ease_learns_the_clusters(train):
 
 def test_cold_start_user_gets_popular_items_not_a_crash(train):
     model = EASE().fit(train)
-    recs = model.recommend(["never-seen"], 4, history=train)
+    recs = recommend_rows(model, ["never-seen"], 4, history=train)
     popular = train.item_id.value_counts()
     assert len(recs) == 4
     # The four most popular counts (ties may pick either item of a tie).
@@ -69,13 +72,13 @@ def test_cold_start_user_gets_popular_items_not_a_crash(train):
 def test_history_with_unknown_items_is_ignored(train):
     model = EASE().fit(train)
     history = pd.DataFrame({"user_id": ["new", "new"], "item_id": ["i0", "not-in-vocab"]})
-    recs = model.recommend(["new"], 3, history=history)
+    recs = recommend_rows(model, ["new"], 3, history=history)
     assert "i0" not in set(recs.item_id) and len(recs) == 3
 
 
 def test_fewer_unseen_items_than_k_returns_what_exists():
     df = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"]})
-    recs = Popularity().fit(df).recommend(["a", "b"], 5, history=df)
+    recs = recommend_rows(Popularity().fit(df), ["a", "b"], 5, history=df)
     assert recs[recs.user_id == "a"].empty and recs[recs.user_id == "b"].item_id.tolist() == ["y"]
 
 
@@ -83,13 +86,13 @@ def test_fewer_unseen_items_than_k_returns_what_exists():
 def test_save_load_round_trip(kind, train, tmp_path):
     model = create_model(kind).fit(train)
     users = sorted(train.user_id.unique())
-    before = model.recommend(users, 5, history=train)
+    before = recommend_rows(model, users, 5, history=train)
     path = model.save(tmp_path / "m", data_checksum="abc", metrics={"ndcg": 0.5})
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == kind and manifest["data_checksum"] == "abc"
     assert manifest["n_items"] == train.item_id.nunique()
     assert all((path / part).exists() for part in manifest["parts"])
-    after = load_model(path).recommend(users, 5, history=train)
+    after = recommend_rows(load_model(path), users, 5, history=train)
     pd.testing.assert_frame_equal(before, after)
 
 

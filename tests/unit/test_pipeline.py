@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 from tiny_data import TINY_PIPELINE, cluster, side_tables
 
+from recsys.features.state import states_from_interactions
 from recsys.models import PipelineConfig, PipelineModel, load_model
 from recsys.models.pipeline import fit_ranker_in_process, fit_two_tower_in_process
 from recsys.models.ranker import DENSE_FEATURES, Ranker, RankerConfig
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower_model import TwoTower
+from tests.conftest import recommend_rows
 
 TINY = TINY_PIPELINE
 
@@ -45,7 +47,7 @@ def test_recommends_k_unseen_items_mostly_from_the_users_cluster(fitted):
     assert isinstance(model.two_tower, TwoTower) and model.ease is not None
     assert isinstance(model.ranker, Ranker)
     users = sorted(train.user_id.unique())
-    recs = model.recommend(users, 5, history=train)
+    recs = recommend_rows(model, users, 5, history=train)
     assert recs.groupby("user_id").size().eq(5).all() and set(recs.user_id) == set(users)
     seen = set(zip(train.user_id, train.item_id, strict=True))
     assert not any((u, i) in seen for u, i in zip(recs.user_id, recs.item_id, strict=True))
@@ -53,7 +55,7 @@ def test_recommends_k_unseen_items_mostly_from_the_users_cluster(fitted):
     assert np.isfinite(recs.score).all()
     # Each user has 3 unseen items of their cluster (2 with interactions, 1 cold) among 36:
     # the top 2 should be from it (chance is about 8%).
-    top2 = model.recommend(users, 2, history=train)
+    top2 = recommend_rows(model, users, 2, history=train)
     assert (cluster(top2.item_id) == cluster(top2.user_id)).mean() > 0.75
     log = model.training_log
     assert 0.0 < log["candidate_recall"] <= 1.0 and log["ranker_positives"] > 0
@@ -118,7 +120,7 @@ def test_candidates_are_the_three_sources_minus_seen(interactions):
     model.config = base
 
     # The ranker scores the candidates; everything else is -inf.
-    scores = model._score(users, model.history_matrix(train, users), train)
+    scores = model._score(model.encode(states_from_interactions(train, users, 200)))
     features = {k: v for k, v in rows.items() if k not in ("user", "row")}
     np.testing.assert_allclose(
         scores[rows["row"], rows["iid"] - 1], model.ranker.score(features), rtol=1e-6
@@ -148,11 +150,11 @@ def test_candidate_rows_carry_labels_and_generator_scores(fitted):
 
 def test_cold_start_users_get_k_items(fitted):
     model, train = fitted
-    recs = model.recommend(["nobody", "new1"], 5, history=train)  # unknown; features only
+    recs = recommend_rows(model, ["nobody", "new1"], 5, history=train)  # unknown; features only
     assert recs.groupby("user_id").size().to_dict() == {"new1": 5, "nobody": 5}
     assert recs.item_id.isin(model.item_ids).all() and np.isfinite(recs.score).all()
     stranger = pd.DataFrame({"user_id": "stranger", "item_id": ["i1", "i5", "unknown-item"]})
-    recs = model.recommend(["stranger"], 5, history=stranger)
+    recs = recommend_rows(model, ["stranger"], 5, history=stranger)
     assert len(recs) == 5 and not set(recs.item_id) & {"i1", "i5"}
 
 
@@ -160,7 +162,7 @@ def test_unknown_user_without_anything_gets_popularity(fitted):
     """The contract (``Recommender``): users the model cannot score are answered from
     popularity, as the two-tower model and EASE do."""
     model, train = fitted
-    recs = model.recommend(["nobody"], 5, history=train)
+    recs = recommend_rows(model, ["nobody"], 5, history=train)
     popular = train.item_id.value_counts()
     assert sorted(popular[recs.item_id].tolist()) == sorted(popular.iloc[:5].tolist())
 
@@ -187,7 +189,8 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert isinstance(loaded, PipelineModel) and loaded.config == model.config
     users = [*sorted(train.user_id.unique()), "nobody", "new2"]
     pd.testing.assert_frame_equal(
-        loaded.recommend(users, 5, history=train), model.recommend(users, 5, history=train)
+        recommend_rows(loaded, users, 5, history=train),
+        recommend_rows(model, users, 5, history=train),
     )
 
 
@@ -231,7 +234,7 @@ def test_fit_uses_the_injected_callables(interactions):
     assert model.two_tower is final_model
     (_, fit_rows, val, _), ranker_model = ranker.calls[0]
     assert model.ranker is ranker_model and "group" in fit_rows and "label" in fit_rows
-    assert len(model.recommend(["u0", "u1"], 3, history=interactions)) == 6
+    assert len(recommend_rows(model, ["u0", "u1"], 3, history=interactions)) == 6
 
 
 def test_without_refit_the_stage_a_generators_serve(interactions):
@@ -239,7 +242,7 @@ def test_without_refit_the_stage_a_generators_serve(interactions):
     model = fit(interactions, refit_generators=False, fit_two_tower=two_tower)
     assert two_tower.tags == ["stage-a"]
     assert model.two_tower is two_tower.calls[0][1]
-    recs = model.recommend(sorted(interactions.user_id.unique()), 5, history=interactions)
+    recs = recommend_rows(model, sorted(interactions.user_id.unique()), 5, history=interactions)
     assert recs.groupby("user_id").size().eq(5).all()
 
 
@@ -249,11 +252,11 @@ def test_catalog_over_ease_max_items_has_no_ease_part(interactions, tmp_path):
     users = sorted(interactions.user_id.unique())
     rows = model.candidate_rows(users, interactions)
     assert (rows["d0"] == 0).all() and (rows["d1"] == 0).all()  # no EASE scores
-    recs = model.recommend(users, 5, history=interactions)
+    recs = recommend_rows(model, users, 5, history=interactions)
     assert recs.groupby("user_id").size().eq(5).all() and np.isfinite(recs.score).all()
     path = model.save(tmp_path / "no-ease")
     assert "ease" not in json.loads((path / "manifest.json").read_text())["parts"]
     assert not (path / "ease").exists()
     loaded = load_model(path)
     assert loaded.ease is None
-    pd.testing.assert_frame_equal(loaded.recommend(users, 5, history=interactions), recs)
+    pd.testing.assert_frame_equal(recommend_rows(loaded, users, 5, history=interactions), recs)

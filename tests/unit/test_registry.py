@@ -11,6 +11,7 @@ from recsys.cli.main import cli
 from recsys.config import RecsysError
 from recsys.models import create_model, load_model
 from recsys.registry import Registry, default_uri
+from tests.conftest import recommend_rows
 
 
 def save_model(interactions, directory, version, ndcg=0.3):
@@ -155,7 +156,7 @@ def test_local_path_loads_and_temp_directories_are_not_versions(reg, models, int
     (reg.versions_dir() / "v3").mkdir()  # no manifest: not a complete version
     assert [v.version for v in reg.versions()] == ["v1"]
     model = load_model(reg.local_path("v1"))
-    assert len(model.recommend(["u1"], k=3, history=interactions)) == 3
+    assert len(recommend_rows(model, ["u1"], k=3, history=interactions)) == 3
 
 
 def test_default_uri_and_file_uris(monkeypatch, tmp_path):
@@ -179,7 +180,7 @@ def test_memory_registry_round_trip(memory_uri, models, interactions, tmp_path):
     assert [a for a, _, _ in actions(reg)] == ["register"] * 3 + ["promote"] * 2 + ["rollback"]
     path = reg.local_path("v2")
     assert path.is_relative_to(tmp_path / "recsys-home" / "registry-cache")
-    assert load_model(path).recommend(["u1"], k=2, history=interactions).shape[0] == 2
+    assert recommend_rows(load_model(path), ["u1"], k=2, history=interactions).shape[0] == 2
     assert reg.local_path("v2") == path  # cached: downloaded once
 
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from recsys import steps
-from recsys.data.io import write_parquet
+from recsys.data.io import interactions_checksum, write_parquet
 from recsys.evaluation.evidently_report import ranking_frame
-from recsys.models import create_model
+from recsys.models import create_model, read_manifest
 from recsys.monitoring.reference import read_reference
 from recsys.registry import Registry
 from recsys.registry.gate import decide
@@ -49,7 +49,9 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
     split = tmp_path / "split"
     steps.ingest(str(dataset), split)
     meta = steps.training_set(split, tmp_path / "rows")
-    assert meta == {"feature_service": None, "rows": len(pd.read_parquet(split / "train.parquet"))}
+    rows = pd.read_parquet(split / "train.parquet")
+    lineage = [interactions_checksum(rows)]
+    assert meta == {"feature_service": None, "rows": len(rows), "lineage": lineage}
     registry = Registry(tmp_path / "registry")
     # the champion: a popularity model; the candidate: EASE, trained by the train step
     train = pd.read_parquet(split / "train.parquet")
@@ -57,6 +59,8 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
     registry.promote(registry.register(popular).version)
     trained = steps.train(tmp_path / "rows", tmp_path / "model", kind="ease")
     assert trained["kind"] == "ease" and trained["version"].startswith("ease-")
+    manifest = read_manifest(tmp_path / "model")
+    assert manifest.data_lineage == lineage and manifest.state.recent_n == 20
 
     report = tmp_path / "report.html"
     result = steps.evaluate(

@@ -21,6 +21,7 @@ from recsys.models.encoding import (
 )
 from recsys.models.neural import make_optimizers
 from recsys.models.two_tower import TwoTowerLoss, TwoTowerNet
+from tests.conftest import recommend_rows
 
 # Small enough for well under a second per fit; lr high enough to learn in 20 tiny epochs.
 TINY = dict(
@@ -217,12 +218,12 @@ def test_in_batch_softmax_matches_its_definition(logq):
 def test_fit_learns_the_clusters(interactions):
     model = create_model("two_tower", TINY).fit(interactions)
     users = sorted(interactions.user_id.unique())
-    recs = model.recommend(users, 10, history=interactions, exclude_seen=False)
+    recs = recommend_rows(model, users, 10, history=interactions, exclude_seen=False)
     assert recs.groupby("user_id").size().eq(10).all()
     # Chance is 1/4; each cluster has 10 items, so a perfect model fills the top-10 with them.
     assert (cluster(recs.item_id) == cluster(recs.user_id)).mean() > 0.6
     # The 2 unseen items of a user's cluster among 32 unseen: chance is about 6%.
-    unseen = model.recommend(users, 2, history=interactions)
+    unseen = recommend_rows(model, users, 2, history=interactions)
     assert (cluster(unseen.item_id) == cluster(unseen.user_id)).mean() > 0.5
     seen = set(zip(interactions.user_id, interactions.item_id, strict=True))
     assert not any((u, i) in seen for u, i in zip(unseen.user_id, unseen.item_id, strict=True))
@@ -243,8 +244,8 @@ def with_tables(interactions):
 def test_cold_user_from_side_features_only(with_tables):
     model, train = with_tables
     new = [f"new{c}" for c in range(4)]
-    recs = model.recommend(new, 5, history=train)
-    popular = model.recommend(["nobody"], 5, history=train)
+    recs = recommend_rows(model, new, 5, history=train)
+    popular = recommend_rows(model, ["nobody"], 5, history=train)
     assert recs.groupby("user_id").size().eq(5).all()
     for user in new:
         assert recs[recs.user_id == user].item_id.tolist() != popular.item_id.tolist()
@@ -256,7 +257,7 @@ def test_unseen_user_with_history_uses_it(interactions):
     # Without side tables no user has features, so a new user with history is in distribution.
     model = create_model("two_tower", TINY).fit(interactions)
     history = pd.DataFrame({"user_id": "stranger", "item_id": ["i1", "i5", "i9", "i13"]})
-    recs = model.recommend(["stranger"], 4, history=history)
+    recs = recommend_rows(model, ["stranger"], 4, history=history)
     assert len(recs) == 4 and not set(recs.item_id) & set(history.item_id)
     assert (cluster(recs.item_id) == 1).mean() >= 0.75  # chance 1/4
 
@@ -264,15 +265,15 @@ def test_unseen_user_with_history_uses_it(interactions):
 def test_unseen_user_with_history_and_no_features_is_not_a_crash(with_tables):
     model, train = with_tables
     history = pd.DataFrame({"user_id": "stranger", "item_id": ["i1", "i5", "i9", "not-an-item"]})
-    recs = model.recommend(["stranger"], 4, history=history)
-    popular = model.recommend(["nobody"], 4, history=history)
+    recs = recommend_rows(model, ["stranger"], 4, history=history)
+    popular = recommend_rows(model, ["nobody"], 4, history=history)
     assert len(recs) == 4 and not set(recs.item_id) & set(history.item_id)
     assert recs.item_id.tolist() != popular.item_id.tolist()  # scored by the towers
 
 
 def test_unknown_user_without_anything_gets_popularity(with_tables):
     model, train = with_tables
-    recs = model.recommend(["nobody"], 5, history=train)
+    recs = recommend_rows(model, ["nobody"], 5, history=train)
     popular = train.item_id.value_counts()
     assert recs.score.tolist() == popular.iloc[:5].astype(float).tolist()
     assert popular[recs.item_id].tolist() == popular.iloc[:5].tolist()
@@ -292,7 +293,7 @@ def test_cold_item_gets_an_embedding_from_its_features(with_tables):
     own = cluster(pd.Series(users)).to_numpy()
     assert (scores.argmax(axis=1) == own).mean() > 0.5  # chance 1/4
     # And it can be recommended: it is ranked, with a finite score, like any other item.
-    recs = model.recommend(users[:4], len(model.item_ids), history=None, exclude_seen=False)
+    recs = recommend_rows(model, users[:4], len(model.item_ids), history=None, exclude_seen=False)
     assert set(cold) <= set(recs.item_id) and np.isfinite(recs.score).all()
 
 
@@ -300,7 +301,7 @@ def test_cold_item_gets_an_embedding_from_its_features(with_tables):
 def test_save_load_round_trip(with_tables, tmp_path):
     model, train = with_tables
     users = [*sorted(train.user_id.unique()), "new0", "nobody"]
-    before = model.recommend(users, 5, history=train)
+    before = recommend_rows(model, users, 5, history=train)
     path = model.save(tmp_path / "m", data_checksum="abc")
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "two_tower" and manifest["n_items"] == 44
@@ -309,7 +310,7 @@ def test_save_load_round_trip(with_tables, tmp_path):
     loaded = load_model(path)
     assert isinstance(loaded, TwoTower) and loaded.config == model.config
     np.testing.assert_array_equal(loaded.item_embeddings, model.item_embeddings)
-    pd.testing.assert_frame_equal(loaded.recommend(users, 5, history=train), before)
+    pd.testing.assert_frame_equal(recommend_rows(loaded, users, 5, history=train), before)
 
 
 # -- the feature encoder ------------------------------------------------------------------
@@ -380,4 +381,4 @@ def test_users_table_with_a_repeated_id_does_not_crash_fit(interactions):
     users, items = side_tables()
     users = pd.concat([users, users.iloc[:1]], ignore_index=True)
     model = create_model("two_tower", {**TINY, "epochs": 1}).fit(interactions, users, items)
-    assert len(model.recommend(["u0"], 3, history=interactions)) == 3
+    assert len(recommend_rows(model, ["u0"], 3, history=interactions)) == 3

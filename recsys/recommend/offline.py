@@ -1,8 +1,5 @@
-"""The recommending entry point (training's is ``recsys.training.api.train``).
-
-The CLI, the benchmarks and (later) the pipeline components all call these; their arguments
-cross a boundary, so they are pydantic models that refuse unknown fields.
-"""
+"""``recsys recommend``: top-k for users from a model directory and an interactions table, by
+the one recommendation path (each user's state from the interactions)."""
 
 from __future__ import annotations
 
@@ -12,15 +9,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.config import RecsysError
-from recsys.data.io import (
-    USER,
-    read_table,
-    write_parquet,
-)
-from recsys.data.validate import load_interactions
-from recsys.models import load_model
-
-DEFAULT_MAX_BAD_SHARE = 0.05
+from recsys.data.io import USER, read_table, read_titles, resolve_interactions, write_parquet
+from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
+from recsys.models import load_model, read_manifest
+from recsys.recommend.stages import Request, prepare, recommend_frame
 
 
 class RecommendArgs(BaseModel):
@@ -35,6 +27,7 @@ class RecommendArgs(BaseModel):
     exclude_seen: bool = True
     out: Path | None = None
     max_bad_share: float = Field(DEFAULT_MAX_BAD_SHARE, ge=0.0, le=1.0)
+    catalog: Path | None = None  # items with titles, for the reasons; default beside --data
 
 
 def read_user_ids(spec: str, history: pd.DataFrame) -> list[str]:
@@ -59,12 +52,16 @@ def read_user_ids(spec: str, history: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def recommend(args: RecommendArgs) -> pd.DataFrame:
+def recommend_files(args: RecommendArgs) -> pd.DataFrame:
     """Top-k recommendations for the requested users, written to ``args.out`` when given."""
     model = load_model(args.model)
+    manifest = read_manifest(args.model)
     history, _ = load_interactions(args.data, max_bad_share=args.max_bad_share, rating_range=None)
-    user_ids = read_user_ids(args.users, history)
-    recs = model.recommend(user_ids, args.k, history=history, exclude_seen=args.exclude_seen)
+    _, side = resolve_interactions(args.data)
+    catalog = args.catalog or (side / "items.parquet" if side else None)
+    prepared = prepare(model, manifest.version, read_titles(catalog), manifest.lineage())
+    request = Request(k=args.k, exclude_seen=args.exclude_seen)
+    recs = recommend_frame(prepared, read_user_ids(args.users, history), request, history=history)
     if args.out is not None:
         write_parquet(recs, args.out)
     return recs

@@ -1,0 +1,302 @@
+"""The one recommendation path: (model version, the users' states, a request) → ranked items
+with scores and reasons.
+
+``recsys recommend``, the pipeline's evaluation, the monitoring reference, the quality
+benchmark and every Serve topology call these functions; ``serving/`` only adapts HTTP and Ray
+Serve to them. The three stages, for a batch of users (a single request is a batch of one):
+
+1. :func:`candidates` — the model's candidate generators over the users' states;
+2. :func:`rank` — the final score of every candidate (the ranker of a multi-stage model);
+3. :func:`order` — the list: seen items out, genre filters, optional MMR diversity, ties by
+   (score desc, vocabulary position asc), a reason per item, the most popular items for a user
+   nothing is known of (cold start), and popular items to fill a list the filters left short.
+
+:func:`recommend` runs the three; :func:`recommend_frame` runs it for many users from an
+interactions table (the offline side). The user's state is the same contract offline and
+online (:mod:`recsys.features.state`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.config import RecsysError
+from recsys.data.io import ITEM, USER
+from recsys.features.state import UserState, states_from_interactions
+from recsys.models.base import Candidates, Recommender
+
+SCORE, RANK, REASON, SOURCE = "score", "rank", "reason", "source"
+FRAME_COLUMNS = (USER, ITEM, SCORE, RANK, REASON, SOURCE)
+BATCH_USERS = 256
+
+
+class BadRequest(RecsysError):
+    """A well-formed request naming something the model does not know (HTTP 422)."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Filters(Strict):
+    """Genre filters over the model's catalog."""
+
+    include_genres: list[str] = []  # keep items with at least one of these genres
+    exclude_genres: list[str] = []  # drop items with any of these
+
+
+class Request(Strict):
+    """What every recommendation asks for besides the user."""
+
+    k: int = Field(10, ge=1, le=10_000, strict=True)
+    exclude_seen: bool = Field(True, strict=True)
+    filters: Filters = Filters()
+    diversity: float = Field(0.0, ge=0.0, le=1.0, strict=True)  # MMR: 0 = pure relevance
+
+
+class Recommendation(Strict):
+    """One recommended item. ``source``: ``model`` (the model's own ranking) or ``popular``
+    (the cold-start answer, or the fill of a list the filters left short)."""
+
+    item_id: str
+    score: float
+    rank: int
+    reason: str
+    source: Literal["model", "popular"] = "model"
+
+
+@dataclass
+class Answer:
+    """One user's list; ``cold_start`` when nothing was known of the user."""
+
+    user_id: str
+    items: list[Recommendation]
+    cold_start: bool
+
+
+@dataclass
+class PreparedModel:
+    """A loaded model version and what the ordering stage precomputes from it."""
+
+    model: Recommender
+    version: str = ""
+    titles: dict[str, str] = field(default_factory=dict)
+    lineage: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        model = self.model
+        self.item_ids = np.asarray(model.item_ids, dtype=object)
+        self.position = {str(i): n for n, i in enumerate(self.item_ids)}
+        self.recent_n = model.state_spec().recent_n
+        self.popularity = np.asarray(model.item_popularity, dtype=np.float64)
+        self.popular = np.argsort(-self.popularity, kind="stable")  # ties: vocabulary order
+        genres = [
+            g.split("|") if g else [] for g in (model.item_genres or [""] * len(self.item_ids))
+        ]
+        self.genres = sorted({g for row in genres for g in row})
+        self.genre_index = {g: j for j, g in enumerate(self.genres)}
+        self.member = np.zeros((len(self.item_ids), len(self.genres)), dtype=bool)
+        for row, names in enumerate(genres):
+            self.member[row, [self.genre_index[g] for g in names]] = True
+        vectors = model.item_vectors()
+        if vectors is None and self.genres:  # diversity over genres when no embeddings
+            vectors = self.member.astype(np.float32)
+        self.unit = None
+        if vectors is not None:
+            vectors = np.asarray(vectors, dtype=np.float32)
+            self.unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+    def title(self, item_id: str) -> str:
+        return self.titles.get(item_id, item_id)
+
+    def positions(self, ids: Sequence[str]) -> np.ndarray:
+        """Vocabulary positions of the ids the model knows (unknown ids dropped)."""
+        lookup = self.position
+        return np.fromiter((lookup[i] for i in ids if i in lookup), dtype=np.int64)
+
+
+def prepare(
+    model: Recommender,
+    version: str = "",
+    titles: dict[str, str] | None = None,
+    lineage: list[str] | None = None,
+) -> PreparedModel:
+    return PreparedModel(model, version, titles or {}, list(lineage or []))
+
+
+# -- the three stages ------------------------------------------------------------------------
+def candidates(
+    prepared: PreparedModel, states: Sequence[UserState], exclude_seen: bool = True
+) -> list[Candidates]:
+    """Stage 1: each user's candidates (batched over ``states``)."""
+    model = prepared.model
+    return model.candidates(model.encode(states), exclude_seen)
+
+
+def rank(prepared: PreparedModel, batch: Sequence[Candidates]) -> list[np.ndarray]:
+    """Stage 2: the final score of each user's candidates (one forward pass for the batch)."""
+    return prepared.model.rank(batch)
+
+
+def order(
+    prepared: PreparedModel,
+    request: Request,
+    state: UserState,
+    cand: Candidates,
+    scores: np.ndarray,
+) -> Answer:
+    """Stage 3: one user's list from the candidates and their scores."""
+    allowed = genre_mask(prepared, request.filters)
+    seen = prepared.positions(state.seen)
+    recent = prepared.positions(state.recent[: prepared.recent_n])
+    if cand.known:
+        idx, score = np.asarray(cand.codes, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+    else:
+        idx, score = prepared.popular, prepared.popularity[prepared.popular]
+    keep = np.isfinite(score)
+    if allowed is not None:
+        keep &= allowed[idx]
+    if request.exclude_seen and len(seen):
+        keep &= ~np.isin(idx, seen)
+    idx, score = idx[keep], score[keep]
+    top = np.lexsort((idx, -score))  # score descending, then vocabulary position
+    if request.diversity > 0 and len(top) and prepared.unit is not None:
+        top = _mmr(prepared, idx, score, top, request.k, request.diversity)
+    top = top[: request.k]
+    picked, picked_score = idx[top], score[top]
+    source = "model" if cand.known else "popular"
+    reasons = _reasons(prepared, picked, recent, cand.known, request.filters)
+    sources = [source] * len(picked)
+    if cand.known and len(picked) < request.k:  # too few candidates passed: popular fill
+        hidden = np.concatenate([seen if request.exclude_seen else seen[:0], picked])
+        fill = _popular(prepared, allowed, hidden, request.k - len(picked))
+        floor = picked_score.min() if len(picked) else 0.0
+        picked = np.concatenate([picked, fill])
+        picked_score = np.concatenate([picked_score, floor - 1.0 - np.arange(len(fill))])
+        reasons += _reasons(prepared, fill, recent, False, request.filters)
+        sources += ["popular"] * len(fill)
+    items = [
+        Recommendation(
+            item_id=str(prepared.item_ids[i]), score=float(s), rank=n + 1, reason=r, source=src
+        )
+        for n, (i, s, r, src) in enumerate(zip(picked, picked_score, reasons, sources, strict=True))
+    ]
+    return Answer(state.user_id, items, not cand.known)
+
+
+def recommend(
+    prepared: PreparedModel, states: Sequence[UserState], request: Request
+) -> list[Answer]:
+    """The three stages for a batch of users."""
+    genre_mask(prepared, request.filters)  # an unknown genre fails before any work
+    cands = candidates(prepared, states, request.exclude_seen)
+    scores = rank(prepared, cands)
+    return [
+        order(prepared, request, state, cand, score)
+        for state, cand, score in zip(states, cands, scores, strict=True)
+    ]
+
+
+def recommend_frame(
+    prepared: PreparedModel | Recommender,
+    user_ids: Sequence[str],
+    request: Request | None = None,
+    *,
+    history: pd.DataFrame | None = None,
+    states: Sequence[UserState] | None = None,
+) -> pd.DataFrame:
+    """Top-k rows for many users: each user's state from ``history`` (the offline side:
+    :func:`~recsys.features.state.states_from_interactions`) unless ``states`` are given.
+
+    Returns:
+        ``user_id, item_id, score, rank, reason, source``, users in the order given (each
+        once), ranks 1-based.
+    """
+    prepared = prepared if isinstance(prepared, PreparedModel) else prepare(prepared)
+    request = request or Request()
+    if not len(prepared.item_ids):
+        raise RecsysError(f"{prepared.model.kind}: the model is not fitted")
+    user_ids = list(dict.fromkeys(str(u) for u in user_ids))
+    if states is None:
+        states = states_from_interactions(history, user_ids, prepared.recent_n)
+    rows: list[tuple] = []
+    for start in range(0, len(states), BATCH_USERS):
+        for answer in recommend(prepared, states[start : start + BATCH_USERS], request):
+            rows.extend(
+                (answer.user_id, i.item_id, i.score, i.rank, i.reason, i.source)
+                for i in answer.items
+            )
+    frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+    return frame.astype({USER: object, ITEM: object, SCORE: np.float64, RANK: np.int64})
+
+
+# -- ordering helpers -------------------------------------------------------------------------
+def genre_mask(prepared: PreparedModel, filters: Filters) -> np.ndarray | None:
+    """Items allowed by the request's genre filters (None: no filter)."""
+    if not filters.include_genres and not filters.exclude_genres:
+        return None
+    for name, genres in (
+        ("include_genres", filters.include_genres),
+        ("exclude_genres", filters.exclude_genres),
+    ):
+        unknown = [g for g in genres if g not in prepared.genre_index]
+        if unknown:
+            known = ", ".join(prepared.genres) or "none: the model has no genres"
+            raise BadRequest(f"filters.{name}: unknown genre {unknown[0]!r} (known: {known})")
+    mask = np.ones(len(prepared.item_ids), dtype=bool)
+    if filters.include_genres:
+        cols = [prepared.genre_index[g] for g in filters.include_genres]
+        mask &= prepared.member[:, cols].any(axis=1)
+    if filters.exclude_genres:
+        cols = [prepared.genre_index[g] for g in filters.exclude_genres]
+        mask &= ~prepared.member[:, cols].any(axis=1)
+    return mask
+
+
+def _popular(prepared: PreparedModel, allowed, hidden: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` most popular items the filters allow, minus ``hidden``."""
+    ranked = prepared.popular
+    ok = ~np.isin(ranked, hidden) if len(hidden) else np.ones(len(ranked), dtype=bool)
+    if allowed is not None:
+        ok &= allowed[ranked]
+    return ranked[ok][:n]
+
+
+def _mmr(prepared: PreparedModel, idx, score, top, k: int, diversity: float) -> np.ndarray:
+    """Maximal marginal relevance over the best max(5k, 50): (1-d)·relevance − d·max
+    similarity to the items already picked (cosine of item vectors)."""
+    pool = top[: max(5 * k, 50)]
+    rel = score[pool]
+    rel = (rel - rel.min()) / max(rel.max() - rel.min(), 1e-9)
+    vec = prepared.unit[idx[pool]]  # (pool, dim)
+    picked, best_sim = [], np.full(len(pool), -1.0)
+    for _ in range(min(k, len(pool))):
+        gain = (1 - diversity) * rel - diversity * np.maximum(best_sim, 0.0)
+        gain[picked] = -np.inf
+        j = int(np.argmax(gain))
+        picked.append(j)
+        best_sim = np.maximum(best_sim, vec @ vec[j])
+    return pool[picked]
+
+
+def _reasons(prepared: PreparedModel, chosen, recent, known: bool, filters: Filters) -> list[str]:
+    """ "because you watched X" (the recent item that explains the pick best, by the model),
+    "popular" for the popularity answer."""
+    if not known:
+        where = f" in {', '.join(filters.include_genres)}" if filters.include_genres else ""
+        return [f"popular{where}"] * len(chosen)
+    if not len(chosen):
+        return []
+    because = prepared.model.explain(np.asarray(chosen, dtype=np.int64), recent)
+    return [
+        f"because you watched {prepared.title(str(prepared.item_ids[j]))}"
+        if j >= 0
+        else prepared.model.unexplained
+        for j in because
+    ]
