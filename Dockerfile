@@ -16,6 +16,9 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_CPU=https://download.pytorch.org/whl/cpu
 ARG TORCH_INDEX_CUDA=https://download.pytorch.org/whl/cu128
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# OpenMP, for LightGBM's import check below (the runtime stage installs it too).
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY constraints.txt ./
 RUN case "$VARIANT" in \
@@ -33,14 +36,18 @@ COPY pipelines ./pipelines
 # keeps /usr/local/bin (a venv's bin would be dropped).
 RUN pip install --prefix=/install -c constraints.txt . \
  && PYTHONPATH=$(echo /install/lib/python3*/site-packages) python -c \
-      "import recsys, serving.app, pipelines.training, feast, ray, kfp, evidently, faiss"
+      "import recsys, serving.app, pipelines.training, feast, ray, kfp, evidently, faiss, lightgbm"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu
 LABEL org.opencontainers.image.source="https://github.com/recsys-platform/recsys" \
       org.opencontainers.image.description="recsys-platform (${VARIANT})"
-# Ray's containers need no more than the slim base: KubeRay runs `ray start` through bash.
-RUN groupadd --gid 1000 recsys \
+# Ray's containers need no more than the slim base (KubeRay runs `ray start` through bash) and
+# OpenMP for LightGBM, the multi-stage model's ranker.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 1000 recsys \
  && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/recsys recsys \
  && mkdir -p /var/lib/recsys && chown 1000:1000 /var/lib/recsys
 COPY --from=build /install /usr/local

@@ -216,9 +216,10 @@ def evaluate(
         return ranking_metrics(recs, test, k, train=train).as_dict(), recs
 
     cand_metrics, cand_recs = score(load_model(model_dir))
+    manifest = read_manifest(model_dir)
     result: dict[str, Any] = {
         "k": k,
-        "candidate": {"version": read_manifest(model_dir).version, "metrics": cand_metrics},
+        "candidate": {"version": manifest.version, "kind": manifest.kind, "metrics": cand_metrics},
         "champion": None,
         "references": {},
     }

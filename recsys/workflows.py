@@ -8,14 +8,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recsys.data import movielens
-from recsys.data.io import interactions_checksum, read_side_tables, read_titles, write_parquet
+from recsys.data.io import read_side_tables, read_titles
 from recsys.data.split import split, write_split
 from recsys.evaluation.metrics import ranking_metrics
+from recsys.features.state import states_from_interactions
 from recsys.recommend import Request, recommend_frame
-from recsys.training.api import TrainArgs, fit_model, training_metrics
+from recsys.training.api import TrainArgs, fit_model
 
 # Published Microsoft Recommenders MovieLens-100k figures (README table, k = 10).
 PUBLISHED_MOVIELENS_100K = [
@@ -61,14 +63,18 @@ class ModelSpec:
 
 BASELINES = (ModelSpec("popularity", "popularity"), ModelSpec("ease", "ease"))
 DEMO_MODELS = (*BASELINES, ModelSpec("pipeline", "pipeline"))
-# "ranker" is the pipeline with the learned ranker alone: no start from the EASE ordering,
-# no gate keeping that ordering when learning does not beat it on held-out users.
+# Every source alone, the two-tower model, the shipped multi-stage model and its DCN option.
 BENCHMARK_MODELS = (
     *BASELINES,
+    ModelSpec("rp3beta", "rp3beta"),
     ModelSpec("two_tower", "two_tower", {"history_len": 200, "epochs": 12}),
-    ModelSpec("ranker", "pipeline", {"ranker": {"prior_weight": 0.0, "lr": 1e-3}}),
     ModelSpec("pipeline", "pipeline"),
+    ModelSpec("pipeline-dcn", "pipeline", {"ranker": "dcn"}),
 )
+SEEDED = ("pipeline",)  # trained once per seed: the shipped model must win for each
+# The two-tower reads what fits the protocol: a sample of the user's items for a random split,
+# the latest items for a temporal one.
+PROTOCOL_PARAMS = {"temporal": {"two_tower": {"history_mode": "recent"}}}
 
 
 @dataclass
@@ -78,63 +84,138 @@ class QualityRun:
     workdir: Path
     dataset: Path | None = None  # default: MovieLens-100k, fetched on first use
     models: tuple[ModelSpec, ...] = BASELINES
-    protocol: str = "stratified"
+    protocols: tuple[str, ...] = ("stratified",)
+    seeds: tuple[int, ...] = (42,)  # training seeds of the SEEDED models
     k: int = 10
-    seed: int = 42
+    seed: int = 42  # the split's
+    validation: bool = False  # also score on a validation split carved from train
 
 
 def run_quality(run: QualityRun, log=print) -> list[dict]:
-    """Split, train every model, recommend with exclude-seen, evaluate; one row per model.
+    """Per protocol (and on a validation split carved from train, when asked): split, train
+    every model, recommend through the one recommendation path, evaluate; one row per
+    (protocol, model, seed), and for the multi-stage model each source's recall@100.
 
-    Neural models train on Ray Train (a local Ray unless ``RAY_ADDRESS`` is set). Each model
-    directory and its recommendations stay under ``run.workdir``.
+    Neural models and the rankers train on Ray Train (a local Ray unless ``RAY_ADDRESS``).
     """
     dataset = run.dataset or movielens.fetch()
     interactions = pd.read_parquet(dataset / "interactions.parquet")
-    train, test = split(interactions, run.protocol, seed=run.seed)
+    rows = []
+    for protocol in run.protocols:
+        train, test = split(interactions, protocol, seed=run.seed)
+        splits = [(protocol, train, test)]
+        if run.validation:  # the choices are made here, never on the test split
+            fit_part, val = split(train, protocol, seed=run.seed + 1, ratio=0.8)
+            splits.insert(0, (f"{protocol}-validation", fit_part, val))
+        for name, fit_rows, held in splits:
+            rows += _quality_on_split(run, dataset, name, fit_rows, held, log)
+    return rows
+
+
+def _quality_on_split(run: QualityRun, dataset: Path, name, train, test, log) -> list[dict]:
+    workdir = run.workdir / name
+    protocol = name.split("-")[0]
     split_dir = write_split(
-        train,
-        test,
-        run.workdir / "split",
-        side_from=dataset,
-        params={"protocol": run.protocol, "seed": run.seed},
+        train, test, workdir / "split", side_from=dataset, params={"protocol": protocol}
     )
-    log(f"split ({run.protocol}): {len(train)} train / {len(test)} test rows -> {split_dir}")
+    log(f"{name}: {len(train)} train / {len(test)} test rows -> {split_dir}")
     users, items = read_side_tables(split_dir)
-    user_ids = sorted(train["user_id"].unique())
+    user_ids = sorted(set(train["user_id"]) & set(test["user_id"]))
     rows = []
     for spec in run.models:
-        t0 = time.perf_counter()
-        args = TrainArgs(
-            data=split_dir,
-            model=spec.kind,
-            out=run.workdir / "models" / spec.label,
-            params=spec.params,
-            run_name=f"{run.workdir.name}-{spec.label}",
-            storage_path=str(run.workdir / "checkpoints"),
-        )
-        model = fit_model(spec.kind, train, users, items, spec.params, args=args)
-        fit_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        recs = recommend_frame(model, user_ids, Request(k=run.k), history=train)
-        rec_s = time.perf_counter() - t0
-        metrics = ranking_metrics(recs, test, run.k, train=train).as_dict()
-        model.save(
-            args.out,
-            data_checksum=interactions_checksum(train),
-            metrics={**metrics, **training_metrics(model)},
-        )
-        write_parquet(recs, run.workdir / "recs" / f"{spec.label}.parquet")
-        rows.append(
-            {
-                "model": spec.label,
-                **metrics,
-                "fit_s": round(fit_s, 3),
-                "recommend_s": round(rec_s, 3),
-            }
-        )
-        log(f"{spec.label}: nDCG@{run.k} {metrics['ndcg']:.4f}  (fit {fit_s:.1f}s)")
+        for seed in run.seeds if spec.label in SEEDED else (None,):
+            params = _merge(PROTOCOL_PARAMS.get(protocol, {}), spec.params)
+            if seed is not None:
+                params = {**params, "seed": seed}
+            tag = spec.label if seed is None else f"{spec.label}-seed{seed}"
+            t0 = time.perf_counter()
+            args = TrainArgs(
+                data=split_dir,
+                model=spec.kind,
+                out=workdir / "models" / tag,
+                params=params,
+                run_name=f"{workdir.name}-{tag}",
+                storage_path=str(run.workdir / "checkpoints"),
+            )
+            model = fit_model(spec.kind, train, users, items, params, args=args)
+            fit_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            recs = recommend_frame(model, user_ids, Request(k=run.k), history=train)
+            rec_s = time.perf_counter() - t0
+            metrics = ranking_metrics(recs, test, run.k, train=train).as_dict()
+            row = {"protocol": name, "model": spec.label, "seed": seed, **metrics}
+            row |= {"fit_s": round(fit_s, 3), "recommend_s": round(rec_s, 3)}
+            if spec.kind == "pipeline" and seed == run.seeds[0]:
+                row["sources"] = source_recall(model, train, test, user_ids)
+            rows.append(row)
+            log(f"{name} {tag}: nDCG@{run.k} {metrics['ndcg']:.4f}  (fit {fit_s:.1f}s)")
     return rows
+
+
+def source_recall(model, train: pd.DataFrame, test: pd.DataFrame, user_ids, n: int = 100):
+    """Recall@``n`` of each candidate source of a multi-stage model alone (its own top-n of
+    unseen items) and of the candidates the ranker orders (their union), on the test items."""
+    truth = test.groupby("user_id")["item_id"].agg(set)
+    found: dict[str, list[float]] = {}
+    sizes: list[int] = []
+    states = states_from_interactions(train, user_ids, model.state_spec().recent_n)
+    for start in range(0, len(states), 256):
+        batch = model.encode(states[start : start + 256])
+        seen = batch.seen.toarray() > 0
+        scores = model.sources.scores(batch.seen, batch.recent, batch.user_ids)
+        candidates = model.candidates(batch)
+        for u, user in enumerate(batch.user_ids):
+            relevant = {
+                model.item_ids.tolist().index(i) for i in truth[user] if i in model._item_index
+            }
+            if not relevant:
+                continue
+            for source, s in scores.items():
+                top = np.argsort(-np.where(seen[u], -np.inf, s[u]), kind="stable")[:n]
+                found.setdefault(source, []).append(len(relevant & set(top)) / len(relevant))
+            codes = set(candidates[u].codes.tolist())
+            found.setdefault("union", []).append(len(relevant & codes) / len(relevant))
+            sizes.append(len(codes))
+    out = {
+        f"{k}_recall@{n}" if k != "union" else "union_recall": round(float(np.mean(v)), 4)
+        for k, v in found.items()
+    }
+    return out | {"union_size": round(float(np.mean(sizes)), 1)}
+
+
+def quality_summary(rows: list[dict], k: int = 10) -> dict:
+    """Per protocol: the shipped model's mean and spread over seeds against every other row."""
+    out = {}
+    for protocol in dict.fromkeys(r["protocol"] for r in rows):
+        mine = [r for r in rows if r["protocol"] == protocol]
+        shipped = [r for r in mine if r["model"] == "pipeline"]
+        if not shipped:
+            continue
+        best_other = {
+            m: max(r[m] for r in mine if r["model"] != "pipeline")
+            for m in ("ndcg", "map", "precision", "recall", "hit_rate")
+        }
+        ease = next((r for r in mine if r["model"] == "ease"), None)
+        ndcg = [r["ndcg"] for r in shipped]
+        out[protocol] = {
+            "seeds": [r["seed"] for r in shipped],
+            "ndcg_mean": round(float(np.mean(ndcg)), 4),
+            "ndcg_min": round(min(ndcg), 4),
+            "ndcg_max": round(max(ndcg), 4),
+            "above_ease_every_seed": bool(ease and min(ndcg) > ease["ndcg"]),
+            "min_gain_over_ease": round(min(ndcg) - ease["ndcg"], 4) if ease else None,
+            "above_every_other_row_every_seed": {
+                m: bool(min(r[m] for r in shipped) > v) for m, v in best_other.items()
+            },
+        }
+    return out
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and key in out else value
+    return out
 
 
 def serve_demo(

@@ -31,26 +31,58 @@ def select_models(labels: str | None, available=workflows.BENCHMARK_MODELS) -> t
     return tuple(by_label[label] for label in wanted)
 
 
-def quality_benchmark(out: Path, workdir: Path, k: int = 10, models: tuple | None = None) -> dict:
-    """MovieLens-100k, stratified protocol, every model we have, beside the published table."""
-    rows = workflows.run_quality(
-        workflows.QualityRun(workdir=workdir, k=k, models=models or workflows.BENCHMARK_MODELS),
-        log=lambda m: click.echo(m, err=True),
+def quality_benchmark(
+    out: Path,
+    workdir: Path,
+    k: int = 10,
+    models: tuple | None = None,
+    protocols: tuple[str, ...] = ("stratified",),
+    seeds: tuple[int, ...] = (42,),
+    validation: bool = False,
+) -> dict:
+    """MovieLens-100k per protocol, every model we have (the shipped one per seed), each
+    candidate source's recall, beside the published table (stratified protocol)."""
+    run = workflows.QualityRun(
+        workdir=workdir,
+        k=k,
+        models=models or workflows.BENCHMARK_MODELS,
+        protocols=protocols,
+        seeds=seeds,
+        validation=validation,
     )
-    table = markdown_table(
-        [*rows, *workflows.PUBLISHED_MOVIELENS_100K], extra=(("fit_s", "fit s"),)
-    )
+    rows = workflows.run_quality(run, log=lambda m: click.echo(m, err=True))
+    tables = []
+    for protocol in dict.fromkeys(r["protocol"] for r in rows):
+        mine = [
+            {**r, "model": r["model"] + (f" (seed {r['seed']})" if r["seed"] is not None else "")}
+            for r in rows
+            if r["protocol"] == protocol
+        ]
+        published = workflows.PUBLISHED_MOVIELENS_100K if protocol == "stratified" else []
+        table = markdown_table([*mine, *published], extra=(("fit_s", "fit s"),))
+        tables.append(f"{protocol} protocol, k={k}\n\n{table}")
+        sources = [(r["model"], r["sources"]) for r in mine if r.get("sources")]
+        for model, recall in sources:
+            figures = ", ".join(f"{name} {value}" for name, value in recall.items())
+            tables.append(f"{protocol}: {model} candidate sources: {figures}")
     result = {
         "benchmark": "quality_movielens",
         "dataset": "movielens-100k",
-        "protocol": "stratified: per item 75/25, seed 42 (MS Recommenders python_stratified_split)",
+        "protocols": {
+            "stratified": "per item 75/25, seed 42 (MS Recommenders python_stratified_split)",
+            "temporal": "everything after the 75% timestamp quantile is held out",
+            "*-validation": "the same protocol again inside the training split (80/20): "
+            "where the choices are made",
+        },
         "k": k,
+        "seeds": list(seeds),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''} {_cpu_count()} cpus".strip(),
         "code_version": code_version(),
         "rows": rows,
+        "summary": workflows.quality_summary(rows, k),
         "published": workflows.PUBLISHED_MOVIELENS_100K,
-        "table_markdown": table,
+        "table_markdown": "\n\n".join(tables),
     }
     write_json(result, out)
     return result
@@ -79,12 +111,26 @@ def _cpu_count() -> int:
 @click.option(
     "--models",
     default=None,
-    help="Comma-separated subset: popularity,ease,two_tower,ranker,pipeline.",
+    help="Comma-separated subset: popularity,ease,rp3beta,two_tower,pipeline,pipeline-dcn.",
 )
-def quality(out, workdir, k, models) -> None:
-    """MovieLens-100k quality table next to the published Microsoft Recommenders figures."""
+@click.option(
+    "--protocols",
+    default="stratified",
+    show_default=True,
+    help="Comma-separated: stratified,temporal.",
+)
+@click.option("--seeds", default="42", show_default=True, help="Training seeds of the pipeline.")
+@click.option("--validation", is_flag=True, help="Also on a validation split carved from train.")
+def quality(out, workdir, k, models, protocols, seeds, validation) -> None:
+    """MovieLens-100k quality tables next to the published Microsoft Recommenders figures."""
     result = quality_benchmark(
-        out, workdir or recsys_home() / "runs" / "benchmark-quality", k, select_models(models)
+        out,
+        workdir or recsys_home() / "runs" / "benchmark-quality",
+        k,
+        select_models(models),
+        tuple(p.strip() for p in protocols.split(",") if p.strip()),
+        tuple(int(s) for s in seeds.split(",") if s.strip()),
+        validation,
     )
     click.echo(result["table_markdown"])
     click.echo(f"results -> {out}")

@@ -12,11 +12,12 @@ from recsys.models.ease import EASE, EASEConfig
 from recsys.models.manifest import Manifest, StateSpec, read_manifest
 from recsys.models.pipeline import PipelineConfig, PipelineModel
 from recsys.models.popularity import Popularity, PopularityConfig
+from recsys.models.rp3beta import RP3beta, RP3betaConfig
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower_model import TwoTower
 
 MODEL_KINDS: dict[str, type[Recommender]] = {
-    cls.kind: cls for cls in (Popularity, EASE, TwoTower, PipelineModel)
+    cls.kind: cls for cls in (Popularity, EASE, RP3beta, TwoTower, PipelineModel)
 }
 
 
@@ -73,6 +74,8 @@ __all__ = [
     "Manifest",
     "Popularity",
     "PopularityConfig",
+    "RP3beta",
+    "RP3betaConfig",
     "Recommender",
     "create_model",
     "load_model",

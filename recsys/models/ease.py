@@ -41,20 +41,7 @@ class EASE(Recommender):
     config_type = EASEConfig
 
     def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
-        n_items = x.shape[1]
-        if n_items > self.config.max_items:
-            raise RecsysError(
-                f"ease: {n_items} items exceed max_items={self.config.max_items}; B would need "
-                f"{n_items**2 * 4 / 2**30:.1f} GiB. Use a two-tower model for this catalog."
-            )
-        if self.config.l2 <= 0:
-            raise RecsysError(f"ease: l2 must be positive, got {self.config.l2}")
-        gram = (x.T @ x).toarray().astype(np.float64)  # (items, items)
-        gram[np.diag_indices(n_items)] += self.config.l2
-        p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)  # (items, items)
-        b = p / (-np.diag(p))  # column j divided by -P_jj
-        b[np.diag_indices(n_items)] = 0.0
-        self.weights = np.ascontiguousarray(b, dtype=np.float32)  # C order: x @ W copies none
+        self.weights = ease_weights(x, self.config)
 
     def _score(self, batch: StateBatch) -> np.ndarray:
         x = batch.seen
@@ -76,3 +63,24 @@ class EASE(Recommender):
 
     def _load_parts(self, directory: Path) -> None:
         self.weights = np.ascontiguousarray(np.load(directory / WEIGHTS_FILE), dtype=np.float32)
+
+
+def ease_weights(x: sp.csr_matrix, config: EASEConfig) -> np.ndarray:
+    """The ``(items, items)`` B of a binary user × item matrix, C order (``x @ B`` copies
+    nothing)."""
+    n_items = x.shape[1]
+    if n_items > config.max_items:
+        raise RecsysError(
+            f"ease: {n_items} items exceed max_items={config.max_items}; B would need "
+            f"{n_items**2 * 4 / 2**30:.1f} GiB. Use a two-tower model for this catalog."
+        )
+    if config.l2 <= 0:
+        raise RecsysError(f"ease: l2 must be positive, got {config.l2}")
+    x = sp.csr_matrix(x, dtype=np.float64)
+    x.data[:] = 1.0
+    gram = (x.T @ x).toarray()  # (items, items)
+    gram[np.diag_indices(n_items)] += config.l2
+    p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)  # (items, items)
+    b = p / (-np.diag(p))  # column j divided by -P_jj
+    b[np.diag_indices(n_items)] = 0.0
+    return np.ascontiguousarray(b, dtype=np.float32)

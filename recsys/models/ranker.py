@@ -76,10 +76,11 @@ class RankerNet(nn.Module):
         n_items: int,
         card: dict[str, int],
         item_table: np.ndarray,
-        n_dense: int,
+        dense_features: tuple[str, ...],
         cfg: RankerConfig,
     ):
         super().__init__()
+        n_dense = len(dense_features)
         self.item_id = nn.Embedding(n_items + 1, cfg.id_dim, padding_idx=0, sparse=True)
         self.age = nn.Embedding(card["age"], cfg.feat_dim, padding_idx=0)
         self.gender = nn.Embedding(card["gender"], cfg.feat_dim, padding_idx=0)
@@ -94,7 +95,8 @@ class RankerNet(nn.Module):
         self.wide = nn.Linear(n_dense, 1)  # the generators' scores, blended linearly
         with torch.no_grad():  # start from the strongest generator's ranking, learn from there
             self.wide.weight.zero_()
-            self.wide.weight[0, DENSE_FEATURES.index(cfg.prior_feature)] = cfg.prior_weight
+            if cfg.prior_feature in dense_features:
+                self.wide.weight[0, dense_features.index(cfg.prior_feature)] = cfg.prior_weight
         self.mlp = nn.Sequential(
             nn.Linear(dim, cfg.hidden),
             nn.ReLU(),
@@ -181,19 +183,25 @@ class Ranker:
     """Trainable wrapper (same protocol as the two-tower model, so Ray Train runs either)."""
 
     def __init__(
-        self, config: RankerConfig, n_items: int, card: dict[str, int], item_table: np.ndarray
+        self,
+        config: RankerConfig,
+        n_items: int,
+        card: dict[str, int],
+        item_table: np.ndarray,
+        features: tuple[str, ...] = DENSE_FEATURES,
     ):
         self.config, self.n_items, self.card, self.item_table = config, n_items, card, item_table
+        self.features = tuple(features)
         self.net: RankerNet | None = None
 
     def build_net(self) -> RankerNet:
         seed_everything(self.config.seed)
-        return RankerNet(self.n_items, self.card, self.item_table, len(DENSE_FEATURES), self.config)
+        return RankerNet(self.n_items, self.card, self.item_table, self.features, self.config)
 
     def prepare(self, rows: dict[str, np.ndarray]) -> tuple[dict, tuple | None]:
         """Build the network with the dense features' statistics; split validation users."""
         self.net = self.build_net()
-        dense = np.stack([rows[f"d{j}"] for j in range(len(DENSE_FEATURES))], axis=1)
+        dense = np.stack([rows[f"d{j}"] for j in range(len(self.features))], axis=1)
         self.net.dense_mean.copy_(torch.as_tensor(dense.mean(axis=0)))
         self.net.dense_std.copy_(torch.as_tensor(dense.std(axis=0) + 1e-6))
         users = np.unique(rows["user"])
@@ -276,16 +284,17 @@ class Ranker:
 
     def save(self, directory: Path) -> list[str]:
         torch.save(self.net.state_dict(), directory / WEIGHTS_FILE)
-        (directory / META_FILE).write_text(json.dumps({"n_items": self.n_items, "card": self.card}))
+        meta = {"n_items": self.n_items, "card": self.card, "features": list(self.features)}
+        (directory / META_FILE).write_text(json.dumps(meta))
         np.save(directory / "ranker_item_table.npy", self.item_table)
         return [WEIGHTS_FILE, META_FILE, "ranker_item_table.npy"]
 
     @classmethod
     def load(cls, directory: Path, config: RankerConfig) -> Ranker:
         meta = json.loads((directory / META_FILE).read_text())
-        ranker = cls(
-            config, meta["n_items"], meta["card"], np.load(directory / "ranker_item_table.npy")
-        )
+        table = np.load(directory / "ranker_item_table.npy")
+        features = tuple(meta.get("features", DENSE_FEATURES))
+        ranker = cls(config, meta["n_items"], meta["card"], table, features)
         ranker.load_state(
             torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         )

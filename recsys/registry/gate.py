@@ -7,9 +7,13 @@ Three checks, each with its figures and a sentence, so the decision explains its
   data lands within noise of the champion and must not churn the pointer);
 - ``keeps_coverage``: candidate catalog coverage ≥ champion coverage − ``coverage_tolerance``
   (a model that wins nDCG by recommending only blockbusters is not promoted);
-- ``beats_baseline``: candidate nDCG@k > the popularity baseline's.
+- ``beats_baseline``: candidate nDCG@k > the strongest baseline's evaluated beside it on the
+  same users (EASE, popularity; not the candidate's own kind) + ``baseline_margin``: a
+  multi-stage model that loses to one of its own sources is cost, not a model.
 
-Without a champion the first two pass and the baseline decides.
+Without a champion the first two pass and the baselines decide. When a baseline wins, the
+decision names it: it is a model kind of its own, which the pipeline trains, gates, registers
+and serves like any other (``recsys pipeline run training --model ease``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class GatePolicy(BaseModel):
 
     margin: float = Field(0.005, ge=-1.0, le=1.0)  # nDCG@k gain over the champion
     coverage_tolerance: float = Field(0.05, ge=0.0, le=1.0)  # catalog coverage it may lose
+    baseline_margin: float = Field(0.001, ge=-1.0, le=1.0)  # nDCG@k gain over every baseline
 
 
 class Check(BaseModel):
@@ -51,6 +56,8 @@ class GateDecision(BaseModel):
     k: int
     checks: dict[str, Check]
     policy: GatePolicy
+    baseline: str | None = None  # the strongest baseline beside the candidate
+    baseline_wins: bool = False  # it beat the candidate: serve that kind instead
 
     @property
     def reasons(self) -> list[str]:
@@ -64,14 +71,21 @@ class GateDecision(BaseModel):
             head = f"KEEP champion {self.champion}, reject {self.candidate}"
         else:
             head = f"REJECT {self.candidate} (no champion yet)"
-        return f"gate: {head}: " + "; ".join(self.reasons)
+        tail = ""
+        if self.baseline_wins:
+            tail = (
+                f" — the {self.baseline} baseline is better on these users: train and serve it "
+                f"with `recsys pipeline run training --model {self.baseline}`"
+            )
+        return f"gate: {head}: " + "; ".join(self.reasons) + tail
 
 
 def decide(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> GateDecision:
     """Apply the gate to an evaluation (``recsys.steps.evaluate``'s result).
 
     Args:
-        evaluation: ``k``, ``candidate`` / ``champion`` (or None) / ``baseline``, each with
+        evaluation: ``k``, ``candidate`` (with its ``kind`` when known) / ``champion`` (or
+            None) / ``references`` (the baselines by kind) or a single ``baseline``, each with
             ``version`` (or ``model``) and ``metrics`` holding ``ndcg`` and ``catalog_coverage``.
         policy: the margins; the defaults when omitted.
 
@@ -82,7 +96,7 @@ def decide(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> Gate
     k = evaluation["k"]
     cand = evaluation["candidate"]["metrics"]
     champ_entry = evaluation.get("champion")
-    base = evaluation["baseline"]["metrics"]
+    base_name, base = strongest_baseline(evaluation)
     ndcg = float(cand[METRIC])
     coverage = float(cand[COVERAGE])
     checks: dict[str, Check] = {}
@@ -111,12 +125,15 @@ def decide(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> Gate
             reason=f"coverage {coverage:.3f} {'≥' if coverage >= floor else '<'} champion "
             f"{float(champ[COVERAGE]):.3f} - tolerance {policy.coverage_tolerance:g}",
         )
-    floor = float(base[METRIC])
+    floor = float(base[METRIC]) + policy.baseline_margin
+    beats = ndcg > floor
+    margin = f" + margin {policy.baseline_margin:g}" if policy.baseline_margin else ""
     checks["beats_baseline"] = Check(
-        passed=ndcg > floor,
+        passed=beats,
         candidate=ndcg,
         threshold=floor,
-        reason=f"nDCG@{k} {ndcg:.4f} {'>' if ndcg > floor else '≤'} popularity {floor:.4f}",
+        reason=f"nDCG@{k} {ndcg:.4f} {'>' if beats else '≤'} {base_name} "
+        f"{float(base[METRIC]):.4f}{margin}",
     )
     return GateDecision(
         promote=all(c.passed for c in checks.values()),
@@ -125,4 +142,21 @@ def decide(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> Gate
         k=k,
         checks=checks,
         policy=policy,
+        baseline=base_name,
+        baseline_wins=not beats,
     )
+
+
+def strongest_baseline(evaluation: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The baseline with the best nDCG@k beside the candidate (never its own kind)."""
+    own = evaluation["candidate"].get("kind")
+    refs = {
+        name: entry["metrics"]
+        for name, entry in (evaluation.get("references") or {}).items()
+        if name != own
+    }
+    if not refs:
+        entry = evaluation["baseline"]
+        return str(entry.get("model", "popularity")), entry["metrics"]
+    name = max(refs, key=lambda n: float(refs[n][METRIC]))
+    return name, refs[name]

@@ -7,6 +7,7 @@ for a cluster).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,13 @@ from recsys.data.io import interactions_checksum, read_side_tables, resolve_inte
 from recsys.data.split import split_lineage
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
 from recsys.models import PipelineModel, Recommender, create_model
+from recsys.models.gbdt import GBDTRanker
+from recsys.training.gbdt import fit_gbdt_on_ray
 from recsys.training.ray_trainer import RayRun, fit_on_ray
 from recsys.training.two_tower import train_two_tower
 
-NEURAL_KINDS = ("two_tower", "pipeline")
+NEURAL_KINDS = ("two_tower", "pipeline")  # trained on Ray Train
+log = logging.getLogger(__name__)
 
 
 class TrainArgs(BaseModel):
@@ -58,9 +62,10 @@ def fit_model(
             raise RecsysError(f"--gpu and --resume apply to neural models, not {kind!r}")
         return create_model(kind, params).fit(train, users, items)
     params = dict(params or {})
-    if args is not None and args.gpu:
+    gpu = bool(args is not None and args.gpu)
+    if gpu:
         _require_gpu()
-        if kind == "pipeline":  # the two-tower stages train on the GPU; the ranker is small
+        if kind == "pipeline":  # the network parts train on the GPU; the trees on CPUs
             params["two_tower"] = {**params.get("two_tower", {}), "use_gpu": True}
         else:
             params["use_gpu"] = True
@@ -81,12 +86,21 @@ def fit_model(
     model = create_model(kind, params)
     if kind == "two_tower":
         return train_two_tower(train, users, items, model.config, run("", model.config.use_gpu))
+    config = model.config
+    if gpu and config.n_two_tower == 0 and config.ranker == "gbdt":
+        log.warning("--gpu: this pipeline model has no network part (gbdt ranker, no two-tower)")
+
+    def fit_ranker(ranker, rows, val, tag: str):
+        if isinstance(ranker, GBDTRanker):  # LightGBM on Ray Train's LightGBMTrainer
+            return fit_gbdt_on_ray(ranker, rows, val, run(tag))
+        return fit_on_ray(ranker, rows, val, run(tag, gpu))  # the DCN on TorchTrainer
+
     pipeline = PipelineModel(
-        model.config,
+        config,
         fit_two_tower=lambda tr, us, it, cfg, tag: train_two_tower(
             tr, us, it, cfg, run(f"two-tower-{tag}", cfg.use_gpu)
         ),
-        fit_ranker=lambda ranker, rows, val, tag: fit_on_ray(ranker, rows, val, run(tag)),
+        fit_ranker=fit_ranker,
     )
     return pipeline.fit(train, users, items)
 
@@ -134,7 +148,8 @@ def training_metrics(model: Recommender) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     if log := getattr(model, "training_log", None):
         metrics["training"] = log
-    two_tower = model if hasattr(model, "index_info") else getattr(model, "two_tower", None)
+    sources = getattr(model, "sources", None)
+    two_tower = model if hasattr(model, "index_info") else getattr(sources, "two_tower", None)
     if two_tower is not None:
         metrics["index"] = two_tower.index_info()
     return metrics

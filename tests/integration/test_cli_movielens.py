@@ -123,12 +123,13 @@ def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(quickstar
     # The pipeline clears the strongest published row and is not below our EASE baseline.
     assert ndcg >= 0.475
     assert ndcg >= evaluation["references"]["ease"]["metrics"]["ndcg"] - 0.005
+    assert f"nDCG@10 {ndcg:.4f} > ease" in out  # the gate held it to the strongest baseline
     # first run on an empty registry: promoted, registered, the champion
     version = quickstart["version"]
     assert f"gate: PROMOTE {version} (no champion yet)" in out
     assert f"champion: {version}" in out
     manifest = json.loads((registry / "versions" / version / "manifest.json").read_text())
-    assert manifest["kind"] == "pipeline" and manifest["metrics"]["index"]["recall_at_k"] == 1.0
+    assert manifest["kind"] == "pipeline" and manifest["config"]["ranker"] == "gbdt"
     assert manifest["feature_service"] == "ranker_v1"
     split_info = json.loads((quickstart["split"] / "split.json").read_text())
     assert manifest["data_lineage"] == split_info["lineage"]
@@ -145,8 +146,7 @@ def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(quickstar
     assert "next answer no longer lists it: True" in out
     assert "a bad request (k=0) -> 422" in out and "Serve shut down" in out
     runs = {p.name for p in (tmp_path / "qs" / "kfp" / "checkpoints").iterdir()}
-    for stage in ("two-tower-stage-a", "ranker", "two-tower-final"):
-        assert any(name.endswith(stage) for name in runs), runs
+    assert any(name.endswith("-ranker") for name in runs), runs  # LightGBM on Ray Train
 
 
 def test_the_online_store_holds_every_training_users_state(quickstart):

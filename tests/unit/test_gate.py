@@ -26,7 +26,8 @@ def test_without_a_champion_the_popularity_baseline_decides():
     assert first.checks["beats_champion"].reason == "no champion to beat"
     weak = decide(evaluation(cand=(0.15, 0.5), champ=None))
     assert not weak.promote and weak.summary().startswith("gate: REJECT new (no champion yet)")
-    assert weak.checks["beats_baseline"].reason == "nDCG@10 0.1500 ≤ popularity 0.2000"
+    reason = "nDCG@10 0.1500 ≤ popularity 0.2000 + margin 0.001"
+    assert weak.checks["beats_baseline"].reason == reason
 
 
 def test_a_gain_within_the_margin_keeps_the_champion():
@@ -62,3 +63,28 @@ def test_policy_refuses_unknown_fields_and_out_of_range_values():
         GatePolicy(margn=0.01)
     with pytest.raises(ValidationError):
         GatePolicy(coverage_tolerance=2.0)
+
+
+def test_the_strongest_baseline_beside_the_candidate_must_be_beaten():
+    result = evaluation(cand=(0.4503, 0.5), champ=None)
+    result["references"] = {
+        "popularity": {"model": "popularity", "metrics": {"ndcg": 0.25, "catalog_coverage": 0.03}},
+        "ease": {"model": "ease", "metrics": {"ndcg": 0.4823, "catalog_coverage": 0.2}},
+    }
+    verdict = decide(result)
+    assert not verdict.promote and verdict.baseline == "ease" and verdict.baseline_wins
+    assert verdict.checks["beats_baseline"].reason == (
+        "nDCG@10 0.4503 ≤ ease 0.4823 + margin 0.001"
+    )
+    assert "the ease baseline is better" in verdict.summary()
+    assert "--model ease" in verdict.summary()
+    result["candidate"]["metrics"]["ndcg"] = 0.4870
+    assert decide(result).promote and not decide(result).baseline_wins
+    # a candidate of a baseline's own kind is held to the others, not to itself
+    result["candidate"] = {
+        "version": "e1",
+        "kind": "ease",
+        "metrics": {"ndcg": 0.4823, "catalog_coverage": 0.2},
+    }
+    verdict = decide(result)
+    assert verdict.promote and verdict.baseline == "popularity"

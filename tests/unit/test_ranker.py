@@ -118,7 +118,7 @@ def test_cross_layer_is_x0_times_linear_of_x_plus_x():
 def test_untrained_net_scores_the_standardised_prior(prior_weight):
     cfg = RankerConfig(**{**TINY, "prior_weight": prior_weight})
     torch.manual_seed(0)
-    net = RankerNet(N_ITEMS, CARD, item_table(), len(DENSE_FEATURES), cfg).eval()
+    net = RankerNet(N_ITEMS, CARD, item_table(), DENSE_FEATURES, cfg).eval()
     mean = torch.arange(len(DENSE_FEATURES), dtype=torch.float32)
     std = torch.linspace(0.5, 3.0, len(DENSE_FEATURES))
     net.dense_mean.copy_(mean)

@@ -4,13 +4,15 @@ import pandas as pd
 
 # A pipeline small enough to fit in seconds on one thread (unit and serving tests).
 TINY_PIPELINE = dict(
-    n_two_tower=10,
     n_ease=10,
+    n_rp3=10,
     n_popular=5,
+    folds=3,
+    gbdt=dict(rounds=20, num_leaves=7, min_data_in_leaf=5),
     two_tower=dict(
         dim=16, id_dim=16, feat_dim=8, hidden=32, epochs=5, batch_size=64, history_len=10
     ),
-    ranker=dict(epochs=3, batch_size=256),
+    dcn=dict(epochs=3, batch_size=256),
 )
 
 
