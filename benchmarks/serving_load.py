@@ -137,7 +137,8 @@ def in_process_floor(args, users: list[str], n: int) -> dict:
         request = RecommendRequest.model_validate(body)
         t0 = time.perf_counter()
         state, _ = runtime.read_user(request.user_id)
-        cand = recommend.candidates(prepared, [state], request.exclude_seen)[0]
+        items = runtime.item_context(prepared)
+        cand = recommend.candidates(prepared, [state], request.exclude_seen, items)[0]
         t1 = time.perf_counter()
         scores = recommend.rank(prepared, [cand])[0]
         t2 = time.perf_counter()

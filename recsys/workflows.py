@@ -15,7 +15,7 @@ from recsys.data import movielens
 from recsys.data.io import read_side_tables, read_titles
 from recsys.data.split import split, write_split
 from recsys.evaluation.metrics import ranking_metrics
-from recsys.features.state import states_from_interactions
+from recsys.features.offline import item_context, states_from_interactions
 from recsys.recommend import Request, recommend_frame
 from recsys.training.api import TrainArgs, fit_model
 
@@ -159,11 +159,12 @@ def source_recall(model, train: pd.DataFrame, test: pd.DataFrame, user_ids, n: i
     found: dict[str, list[float]] = {}
     sizes: list[int] = []
     states = states_from_interactions(train, user_ids, model.state_spec().recent_n)
+    items = item_context(train, model.item_ids)
     for start in range(0, len(states), 256):
         batch = model.encode(states[start : start + 256])
         seen = batch.seen.toarray() > 0
         scores = model.sources.scores(batch.seen, batch.recent, batch.user_ids)
-        candidates = model.candidates(batch)
+        candidates = model.candidates(batch, items=items)
         for u, user in enumerate(batch.user_ids):
             relevant = {
                 model.item_ids.tolist().index(i) for i in truth[user] if i in model._item_index

@@ -153,7 +153,8 @@ class CandidateGenerator(Stage):
         prepared = self.models.get(version)
         self.runtime.require_ready(prepared)
         state, features = self.runtime.read_user(user_id)
-        cand = recommend.candidates(prepared, [state], exclude_seen)[0]
+        items = self.runtime.item_context(prepared)
+        cand = recommend.candidates(prepared, [state], exclude_seen, items)[0]
         return {"state": state, "candidates": cand, "features": features}
 
     def ready(self, version: str) -> str:
@@ -341,7 +342,8 @@ class Ingress:
         runtime.require_ready(prepared)
         recommend.genre_mask(prepared, body.filters)  # an unknown genre fails before any work
         state, features = runtime.read_user(body.user_id)
-        cand = recommend.candidates(prepared, [state], body.exclude_seen)[0]
+        items = runtime.item_context(prepared)
+        cand = recommend.candidates(prepared, [state], body.exclude_seen, items)[0]
         t1 = time.perf_counter()
         scores = recommend.rank(prepared, [cand])[0]
         t2 = time.perf_counter()

@@ -77,6 +77,7 @@ class Runtime:
         self._verdicts: dict[tuple[str, float], str] = {}
         self._meta = None
         self._probed: set[str] = set()
+        self._items: dict[tuple, dict] = {}
 
     @property
     def reader(self) -> OnlineFeatures:
@@ -86,6 +87,19 @@ class Runtime:
 
     def read_user(self, user_id: str) -> tuple[UserState, dict]:
         return self.reader.read_user(user_id)
+
+    def item_context(self, prepared: PreparedModel) -> dict | None:
+        """The items' context the version reads, from the online store: one batched read of
+        the catalog per (version, feature build), kept while the build stands (events move
+        users' rows, not items')."""
+        if not prepared.model.state_spec().context:
+            return None
+        key = (prepared.version, self._meta.build_id if self._meta else None)
+        if key not in self._items:
+            if len(self._items) > 4:
+                self._items.clear()
+            self._items[key] = self.reader.item_context(prepared.item_ids)
+        return self._items[key]
 
     def not_ready(self, prepared: PreparedModel) -> str:
         """Why ``prepared`` cannot be served from the online store now ('' when it can).
@@ -106,8 +120,20 @@ class Runtime:
             if len(self._verdicts) > 8:  # versions come and go; builds replace each other
                 self._verdicts.clear()
             self._meta = read_store_meta(self.repo / "data")
-            self._verdicts[key] = check_store(prepared, self._meta)
+            self._verdicts[key] = check_store(prepared, self._meta) or self._unreadable(prepared)
         return self._verdicts[key] or self._probe(self._meta)
+
+    def _unreadable(self, prepared: PreparedModel) -> str:
+        """The context features the version reads that the served feature service lacks."""
+        readable = {*self.reader.user_features, *self.reader.item_features}
+        missing = [f for f in prepared.model.state_spec().context if f not in readable]
+        if not missing:
+            return ""
+        service = self.reader.service.name
+        return (
+            f"the feature service {service} lacks {', '.join(missing)}, which model "
+            f"{prepared.version} reads: apply the repository's definitions"
+        )
 
     def require_ready(self, prepared: PreparedModel) -> None:
         if reason := self.not_ready(prepared):

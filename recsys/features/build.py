@@ -36,6 +36,10 @@ from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, TICK, state_table
 
 META_FILE = "feature_meta.json"
 TABLES = ("user_profile", "user_activity", "user_state", "item_profile", "item_stats")
+# The features a model reads of the user and of each candidate item, as the online store holds
+# them (the latest row of each): recsys.recommend passes them to the model.
+USER_CONTEXT = ("user_interactions", "user_mean_rating")  # of user_activity
+ITEM_CONTEXT = ("item_interactions", "item_mean_rating")  # of item_stats
 
 
 @dataclass
@@ -260,3 +264,17 @@ def item_stats(events: pd.DataFrame, windows_days: tuple[int, ...]) -> pd.DataFr
     out = pd.concat(frames, ignore_index=True)
     out[EVENT_TS] = pd.to_datetime(out[EVENT_TS], utc=True)
     return out
+
+
+def latest_user_activity(interactions: pd.DataFrame) -> pd.DataFrame:
+    """``USER_CONTEXT`` by ``user_id``: the latest ``user_activity`` row of each user, what
+    materializing the table puts online (events then move it on)."""
+    table = user_activity(_sorted_events(interactions), pd.DataFrame(), 0)
+    return table.drop_duplicates(USER, keep="last").set_index(USER)[list(USER_CONTEXT)]
+
+
+def latest_item_stats(interactions: pd.DataFrame) -> pd.DataFrame:
+    """``ITEM_CONTEXT`` by ``item_id``: the latest ``item_stats`` row of each item (the counts
+    of every event; the windowed counts are left out: they decay with the clock)."""
+    table = item_stats(_sorted_events(interactions), ())
+    return table.drop_duplicates(ITEM, keep="last").set_index(ITEM)[list(ITEM_CONTEXT)]

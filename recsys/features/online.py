@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from recsys.data.io import ITEM, USER
+from recsys.features.build import ITEM_CONTEXT, USER_CONTEXT
 from recsys.features.state import RECENT, SEEN, UserState, from_row
 from recsys.features.store import DEFAULT_SERVICE
 
@@ -54,9 +56,20 @@ class OnlineFeatures:
             features=self._user_read, entity_rows=[{USER: str(user_id)}]
         ).to_dict()
         values = {name: _plain(column[0]) for name, column in row.items() if name != USER}
-        state = from_row(user_id, values)
+        state = from_row(user_id, values, USER_CONTEXT)
         features = {k: v for k, v in values.items() if k not in (SEEN, RECENT)}
         return state, features
+
+    def item_context(self, item_ids) -> dict[str, np.ndarray]:
+        """``ITEM_CONTEXT`` of ``item_ids`` as float arrays (NaN where the store has none), in
+        one batched read: what a replica caches per feature build for the ranker."""
+        ids = [str(i) for i in item_ids]
+        read = self.store.get_online_features(
+            features=[f"item_stats:{k}" for k in ITEM_CONTEXT], entity_rows={ITEM: ids}
+        ).to_dict()
+        return {
+            k: np.asarray([_number(v) for v in read[k]], dtype=np.float64) for k in ITEM_CONTEXT
+        }
 
     def read(self, user_id: str, item_ids: list[str] | tuple[str, ...] = ()) -> OnlineRead:
         """The user's state and features, and those of ``item_ids``.
@@ -74,6 +87,10 @@ class OnlineFeatures:
         ).to_dict()
         frame = pd.DataFrame({c: items[c] for c in [ITEM, *item_cols] if c in items})
         return OnlineRead(state, user, frame)
+
+
+def _number(value) -> float:
+    return np.nan if value is None else float(value)
 
 
 def _plain(value):

@@ -10,8 +10,9 @@ the same rows. No pandas-free shortcut, no Bloom filter: a false positive would 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,11 +35,14 @@ class UserState:
         user_id: the user.
         seen: every item the user interacted with, each once, in order of first interaction.
         recent: the latest items (at most the store's window), most recent first; repeats kept.
+        features: the user's context as the store holds it (``USER_CONTEXT`` of
+            ``recsys.features.build``: counts, mean rating; None where unknown).
     """
 
     user_id: str
     seen: tuple[str, ...] = ()
     recent: tuple[str, ...] = ()
+    features: Mapping[str, float | None] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -46,7 +50,7 @@ class UserState:
 
     def window(self, n: int) -> UserState:
         """The same state with the recent list cut to ``n`` (what a model of window n reads)."""
-        return UserState(self.user_id, self.seen, self.recent[:n])
+        return UserState(self.user_id, self.seen, self.recent[:n], self.features)
 
 
 def state_table(interactions: pd.DataFrame, recent_n: int) -> pd.DataFrame:
@@ -90,31 +94,40 @@ def state_table(interactions: pd.DataFrame, recent_n: int) -> pd.DataFrame:
     )
 
 
-def states_from_interactions(
-    interactions: pd.DataFrame | None, user_ids: Sequence[str], recent_n: int
+def states_from_table(
+    table: pd.DataFrame, context: pd.DataFrame | None, user_ids: Sequence[str]
 ) -> list[UserState]:
-    """The state of each of ``user_ids`` as of the end of ``interactions`` (empty for a user
-    without any): the offline twin of the online read."""
-    ids = [str(u) for u in user_ids]
-    if interactions is None or interactions.empty:
-        return [UserState(u) for u in ids]
-    mine = interactions[interactions[USER].astype(str).isin(set(ids))]
-    table = state_table(mine, recent_n).set_index(USER)
+    """States of ``user_ids`` from a :func:`state_table` and the users' context rows (both
+    indexed by user id): empty for a user in neither."""
+    table = table.set_index(USER) if USER in table.columns else table
     out = []
-    for user in ids:
+    for user in (str(u) for u in user_ids):
+        features = {}
+        if context is not None and user in context.index:
+            features = {k: plain_number(v) for k, v in context.loc[user].items()}
         if user in table.index:
             row = table.loc[user]
-            out.append(UserState(user, tuple(row[SEEN]), tuple(row[RECENT])))
+            out.append(UserState(user, tuple(row[SEEN]), tuple(row[RECENT]), features))
         else:
-            out.append(UserState(user))
+            out.append(UserState(user, features=features))
     return out
 
 
-def from_row(user_id: str, row: dict) -> UserState:
-    """A state from an online read's values (``None`` where the store has no row)."""
+def from_row(user_id: str, row: dict, context: Sequence[str] = ()) -> UserState:
+    """A state from an online read's values (``None`` where the store has no row), with the
+    ``context`` features among them."""
     seen = row.get(SEEN)
     recent = row.get(RECENT)
-    return UserState(str(user_id), tuple(seen or ()), tuple(recent or ()))
+    features = {k: plain_number(row.get(k)) for k in context if row.get(k) is not None}
+    return UserState(str(user_id), tuple(seen or ()), tuple(recent or ()), features)
+
+
+def plain_number(value) -> float | None:
+    """A feature value as a plain float (None for a missing one, NaN included)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
 
 
 def fold(state: UserState, item_id: str, recent_n: int) -> UserState:

@@ -17,7 +17,7 @@ import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -50,6 +50,7 @@ class StateBatch:
     user_ids: list[str]
     seen: sp.csr_matrix
     recent: np.ndarray
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # (U,) each; NaN unknown
 
 
 @dataclass
@@ -182,11 +183,22 @@ class Recommender(ABC):
             (np.ones(len(rows), dtype=np.float32), (rows, cols)),
             shape=(len(states), len(self.item_ids)),
         )
-        return StateBatch([s.user_id for s in states], seen, recent)
+        names = {name for s in states for name in s.features}
+        features = {
+            name: np.asarray(
+                [np.nan if s.features.get(name) is None else s.features[name] for s in states],
+                dtype=np.float64,
+            )
+            for name in names
+        }
+        return StateBatch([s.user_id for s in states], seen, recent, features)
 
-    def candidates(self, batch: StateBatch, exclude_seen: bool = True) -> list[Candidates]:
+    def candidates(
+        self, batch: StateBatch, exclude_seen: bool = True, items: dict | None = None
+    ) -> list[Candidates]:
         """Each user's ``n_candidates`` best items by the model's own scores (seen items out
-        when excluded); an unknown user gets none and ``known=False``."""
+        when excluded); an unknown user gets none and ``known=False``. ``items``: the items'
+        context features (``ITEM_CONTEXT``, vocabulary order), for models that read them."""
         scores = np.asarray(self._score(batch), dtype=np.float64)  # (U, n_items)
         known = ~np.isnan(scores).all(axis=1)
         if exclude_seen:

@@ -14,13 +14,15 @@ MANIFEST = "manifest.json"
 
 
 class StateSpec(BaseModel):
-    """The user state a version reads: the complete seen set, and the ``recent_n`` latest
-    items (the same window offline and online; the online store must hold at least this)."""
+    """What a version reads of the feature store: the complete seen set, the ``recent_n``
+    latest items (the same window offline and online; the online store must hold at least
+    this), and the ``context`` features (``view:feature``) of the user and of the items."""
 
     model_config = ConfigDict(extra="forbid")
 
     seen: Literal["complete"] = "complete"
     recent_n: int = Field(ge=0)
+    context: list[str] = []
 
 
 class Manifest(BaseModel):

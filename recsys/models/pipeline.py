@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from recsys.config import RecsysError
 from recsys.data.io import ITEM, USER
-from recsys.features.state import states_from_interactions
+from recsys.features.offline import item_context, states_from_interactions
 from recsys.models.base import REASON_WINDOW, Candidates, Recommender, StateBatch
 from recsys.models.ease import EASEConfig
 from recsys.models.encoding import FeatureEncoder
@@ -36,7 +36,14 @@ from recsys.models.gbdt import GBDTConfig, GBDTRanker, RankingRows
 from recsys.models.manifest import StateSpec
 from recsys.models.ranker import Ranker, RankerConfig
 from recsys.models.rp3beta import RP3betaConfig
-from recsys.models.sources import FEATURES, Sources, candidate_mask, features
+from recsys.models.sources import (
+    FEATURES,
+    FEATURES_WITH_STORE,
+    STORE_CONTEXT,
+    Sources,
+    candidate_mask,
+    features,
+)
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower_model import TwoTower, catalog_vocabulary
 
@@ -55,6 +62,9 @@ class PipelineConfig:
     n_rp3: int = 100
     n_popular: int = 50
     n_two_tower: int = 0  # 0: no two-tower source (measured: it does not pay here, README)
+    # The users' and items' mean ratings from the feature store as ranker features (measured
+    # on the validation split: no gain, more spread over seeds; README).
+    store_context: bool = False
     folds: int = 5
     ranker: str = "gbdt"  # "gbdt" (LightGBM, listwise) or "dcn" (DCN-v2 on Ray Train)
     seed: int = 42
@@ -114,7 +124,12 @@ class PipelineModel(Recommender):
 
     def state_spec(self) -> StateSpec:
         n = self.config.two_tower.history_len if self.config.n_two_tower > 0 else REASON_WINDOW
-        return StateSpec(recent_n=max(n, REASON_WINDOW))
+        context = list(STORE_CONTEXT.values()) if self.config.store_context else []
+        return StateSpec(recent_n=max(n, REASON_WINDOW), context=context)
+
+    def feature_names(self) -> tuple[str, ...]:
+        """The ranker's columns."""
+        return FEATURES_WITH_STORE if self.config.store_context else FEATURES
 
     # -- fitting -----------------------------------------------------------------------
     def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
@@ -156,13 +171,15 @@ class PipelineModel(Recommender):
         labelled by the fold's items. Returns (features, labels, query ids, item codes)."""
         users = sorted(labels[USER].unique())
         states = states_from_interactions(history, users, self.state_spec().recent_n)
+        items = item_context(history, self.item_ids)  # as the store would hold them then
         out = []
         for s in range(0, len(states), self.score_batch_users):
             batch = self.encode(states[s : s + self.score_batch_users])
             hide = batch.seen.toarray() > 0
             scores = sources.scores(batch.seen, batch.recent, batch.user_ids)
             r, c = np.nonzero(candidate_mask(scores, hide, self._counts()))
-            x = features(scores, hide, r, c, self._context(batch, r, c))
+            context = self._context(batch, r, c, items)
+            x = features(scores, hide, r, c, context, self.feature_names())
             truth = self.history_matrix(labels, batch.user_ids).toarray() > 0
             user = np.asarray([self._user_key(u) for u in batch.user_ids])[r]
             query = fold * 10_000_000 + s + r  # unique per (fold, user)
@@ -172,12 +189,12 @@ class PipelineModel(Recommender):
     def _train_ranker(self, rows: RankingRows, items: np.ndarray):
         cfg = self.config
         if cfg.ranker == "gbdt":
-            ranker = GBDTRanker(dataclasses.replace(cfg.gbdt, seed=cfg.seed), FEATURES)
+            ranker = GBDTRanker(dataclasses.replace(cfg.gbdt, seed=cfg.seed), self.feature_names())
             fit, val = ranker.split(rows)
             return self._fit_ranker(ranker, fit, val, "ranker")
         card, table = self.encoder.cardinalities, self.encoder.item_table(self.item_ids, None)
         config = dataclasses.replace(cfg.dcn, seed=cfg.seed)
-        ranker = Ranker(config, len(self.item_ids), card, table, FEATURES)
+        ranker = Ranker(config, len(self.item_ids), card, table, self.feature_names())
         fit_rows, val = ranker.prepare(_dcn_rows(rows.x, items, rows.user, rows.label))
         return self._fit_ranker(ranker, fit_rows, val, "ranker")
 
@@ -212,7 +229,9 @@ class PipelineModel(Recommender):
             year = pd.to_numeric(side.set_index(ITEM)["release_year"], errors="coerce")
         self.item_year = year.reindex(self.item_ids).to_numpy(dtype=np.float32)
 
-    def _context(self, batch: StateBatch, r: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
+    def _context(
+        self, batch: StateBatch, r: np.ndarray, c: np.ndarray, items: dict | None
+    ) -> dict[str, np.ndarray]:
         seen = batch.seen
         profile = np.asarray(seen @ self.item_genre_matrix)  # (U, genres)
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
@@ -227,20 +246,38 @@ class PipelineModel(Recommender):
             "gender": codes[r, 1],
             "occupation": codes[r, 2],
             "release_year": self.item_year[c],
-        }
+        } | self._store_context(batch, r, c, items)
+
+    def _store_context(self, batch: StateBatch, r, c, items: dict | None) -> dict:
+        """The feature store's user and item features the ranker reads (``store_context``)."""
+        if not self.config.store_context:
+            return {}
+        if items is None:
+            raise RecsysError(
+                "pipeline model: the items' context (item_stats) is missing: read it from the "
+                "feature store, or compute it from the interactions"
+            )
+        users = _column(batch.features, "user_mean_rating", len(batch.user_ids))
+        return {"user_mean_rating": users[r], "item_mean_rating": items["item_mean_rating"][c]}
 
     # -- the stages the recommendation path runs -----------------------------------------
-    def candidates(self, batch: StateBatch, exclude_seen: bool = True) -> list[Candidates]:
+    def candidates(
+        self, batch: StateBatch, exclude_seen: bool = True, items: dict | None = None
+    ) -> list[Candidates]:
         """Stage 1: the full fit's candidates, each with its features under every fold's fit
-        (``rows["x"]``: ``(folds, C, features)``)."""
+        (``rows["x"]``: ``(folds, C, features)``). ``items``: the items' context from the
+        feature store (offline: ``recsys.features.offline.item_context``)."""
         seen = batch.seen.toarray() > 0
         hide = seen if exclude_seen else np.zeros_like(seen)
         full = self.sources.scores(batch.seen, batch.recent, batch.user_ids)
         r, c = np.nonzero(candidate_mask(full, hide, self._counts()))
-        context = self._context(batch, r, c)
+        context = self._context(batch, r, c, items)
+        names = self.feature_names()
         x = np.stack(
             [
-                features(s.scores(batch.seen, batch.recent, batch.user_ids), hide, r, c, context)
+                features(
+                    s.scores(batch.seen, batch.recent, batch.user_ids), hide, r, c, context, names
+                )
                 for s in self.fold_sources
             ]
         )  # (folds, rows, features)
@@ -287,10 +324,10 @@ class PipelineModel(Recommender):
         tower = self.sources.two_tower
         return tower.item_embeddings if tower is not None else None
 
-    def _score(self, batch: StateBatch) -> np.ndarray:
+    def _score(self, batch: StateBatch, items: dict | None = None) -> np.ndarray:
         """The ranker's scores on the candidates, -inf elsewhere, NaN for unknown users."""
         scores = np.full((len(batch.user_ids), len(self.item_ids)), -np.inf)
-        candidates = self.candidates(batch)
+        candidates = self.candidates(batch, items=items)
         for u, (cand, score) in enumerate(zip(candidates, self.rank(candidates), strict=True)):
             scores[u, cand.codes] = score
             if not cand.known:
@@ -330,6 +367,10 @@ class PipelineModel(Recommender):
             self.ranker = GBDTRanker.load(directory / "ranker")
         else:
             self.ranker = Ranker.load(directory / "ranker", self.config.dcn)
+
+
+def _column(features: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
+    return features[name] if name in features else np.full(n, np.nan)
 
 
 def _dcn_rows(x: np.ndarray, items: np.ndarray, group, label) -> dict[str, np.ndarray]:

@@ -36,7 +36,14 @@ SOURCE_FEATURES = (
     "popularity_rank",
 )
 CONTEXT_FEATURES = ("log_history", "genre_match", "age", "gender", "occupation", "release_year")
+# Read from the online store beside the user's state (view:feature), with the pipeline's
+# ``store_context`` on; offline the same build functions compute them from the interactions.
+STORE_CONTEXT = {
+    "user_mean_rating": "user_activity:user_mean_rating",
+    "item_mean_rating": "item_stats:item_mean_rating",
+}
 FEATURES = (*SOURCE_FEATURES, *CONTEXT_FEATURES)
+FEATURES_WITH_STORE = (*FEATURES, *STORE_CONTEXT)
 
 
 @dataclass
@@ -127,18 +134,20 @@ def features(
     rows: np.ndarray,
     cols: np.ndarray,
     context: dict[str, np.ndarray],
+    names: tuple[str, ...] = FEATURES,
 ) -> np.ndarray:
-    """``(len(rows), len(FEATURES))`` float32: the ranker's inputs for (user row, item) pairs.
+    """``(len(rows), len(names))`` float32: the ranker's inputs for (user row, item) pairs.
 
     Args:
         scores: one fit's source scores, ``(U, n_items)`` each.
         hide: ``(U, n_items)`` the items out of every list (seen ones, when excluded): ranks
             are among the rest.
         rows, cols: the candidate pairs (user row in the batch, item position).
-        context: the pair-level context features (:data:`CONTEXT_FEATURES`), one array each.
+        context: the pair-level context features, one array each.
+        names: the columns (:data:`FEATURES`, or :data:`FEATURES_WITH_STORE`).
     """
-    out = np.full((len(rows), len(FEATURES)), np.nan, dtype=np.float32)
-    col = {name: j for j, name in enumerate(FEATURES)}
+    out = np.full((len(rows), len(names)), np.nan, dtype=np.float32)
+    col = {name: j for j, name in enumerate(names)}
     cand = np.zeros(hide.shape, dtype=bool)
     cand[rows, cols] = True
     for name in ("ease", "rp3", "two_tower"):
@@ -152,7 +161,7 @@ def features(
     popularity = scores["popularity"]
     out[:, col["log_popularity"]] = np.log1p(popularity[rows, cols])
     out[:, col["popularity_rank"]] = _rank_feature(np.where(hide, -np.inf, popularity))[rows, cols]
-    for name in CONTEXT_FEATURES:
+    for name in names[len(SOURCE_FEATURES) :]:
         out[:, col[name]] = context[name]
     return out
 

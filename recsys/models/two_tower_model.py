@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys.data.io import ITEM, TS, USER
-from recsys.features.state import states_from_interactions
+from recsys.features.offline import states_from_interactions
 from recsys.models.base import Recommender, StateBatch
 from recsys.models.encoding import (
     MAX_GENRES,

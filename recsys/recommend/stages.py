@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.config import RecsysError
 from recsys.data.io import ITEM, USER
-from recsys.features.state import UserState, states_from_interactions
+from recsys.features.offline import item_context, states_from_interactions
+from recsys.features.state import UserState
 from recsys.models.base import Candidates, Recommender
 
 SCORE, RANK, REASON, SOURCE = "score", "rank", "reason", "source"
@@ -88,6 +89,7 @@ class PreparedModel:
     version: str = ""
     titles: dict[str, str] = field(default_factory=dict)
     lineage: list[str] = field(default_factory=list)
+    items: dict | None = None  # the items' context (ITEM_CONTEXT): the store's, or offline
 
     def __post_init__(self) -> None:
         model = self.model
@@ -132,11 +134,15 @@ def prepare(
 
 # -- the three stages ------------------------------------------------------------------------
 def candidates(
-    prepared: PreparedModel, states: Sequence[UserState], exclude_seen: bool = True
+    prepared: PreparedModel,
+    states: Sequence[UserState],
+    exclude_seen: bool = True,
+    items: dict | None = None,
 ) -> list[Candidates]:
-    """Stage 1: each user's candidates (batched over ``states``)."""
+    """Stage 1: each user's candidates (batched over ``states``); ``items``: the items'
+    context as the store holds it (default: the prepared model's)."""
     model = prepared.model
-    return model.candidates(model.encode(states), exclude_seen)
+    return model.candidates(model.encode(states), exclude_seen, items or prepared.items)
 
 
 def rank(prepared: PreparedModel, batch: Sequence[Candidates]) -> list[np.ndarray]:
@@ -191,11 +197,14 @@ def order(
 
 
 def recommend(
-    prepared: PreparedModel, states: Sequence[UserState], request: Request
+    prepared: PreparedModel,
+    states: Sequence[UserState],
+    request: Request,
+    items: dict | None = None,
 ) -> list[Answer]:
     """The three stages for a batch of users."""
     genre_mask(prepared, request.filters)  # an unknown genre fails before any work
-    cands = candidates(prepared, states, request.exclude_seen)
+    cands = candidates(prepared, states, request.exclude_seen, items)
     scores = rank(prepared, cands)
     return [
         order(prepared, request, state, cand, score)
@@ -211,8 +220,9 @@ def recommend_frame(
     history: pd.DataFrame | None = None,
     states: Sequence[UserState] | None = None,
 ) -> pd.DataFrame:
-    """Top-k rows for many users: each user's state from ``history`` (the offline side:
-    :func:`~recsys.features.state.states_from_interactions`) unless ``states`` are given.
+    """Top-k rows for many users: each user's state and the items' context from ``history``
+    (the offline side, ``recsys.features.offline``) unless ``states`` (and the prepared
+    model's ``items``) are given.
 
     Returns:
         ``user_id, item_id, score, rank, reason, source``, users in the order given (each
@@ -225,9 +235,12 @@ def recommend_frame(
     user_ids = list(dict.fromkeys(str(u) for u in user_ids))
     if states is None:
         states = states_from_interactions(history, user_ids, prepared.recent_n)
+    items = prepared.items
+    if items is None and history is not None:
+        items = item_context(history, prepared.item_ids)
     rows: list[tuple] = []
     for start in range(0, len(states), BATCH_USERS):
-        for answer in recommend(prepared, states[start : start + BATCH_USERS], request):
+        for answer in recommend(prepared, states[start : start + BATCH_USERS], request, items):
             rows.extend(
                 (answer.user_id, i.item_id, i.score, i.rank, i.reason, i.source)
                 for i in answer.items

@@ -12,8 +12,9 @@ import pytest
 
 from recsys.features import store as feast_store
 from recsys.features.events import EventLog
+from recsys.features.offline import states_from_interactions
 from recsys.features.online import OnlineFeatures
-from recsys.features.state import DEFAULT_RECENT_N, states_from_interactions
+from recsys.features.state import DEFAULT_RECENT_N
 from tests.conftest import copy_feature_repo, free_port
 
 

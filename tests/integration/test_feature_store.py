@@ -12,10 +12,12 @@ import pytest
 from recsys.data.io import age_bucket
 from recsys.features import store as feast_store
 from recsys.features.api import load_training_set, refresh
+from recsys.features.build import ITEM_CONTEXT
 from recsys.features.events import EventIngestor, EventLog
+from recsys.features.offline import item_context, states_from_interactions
 from recsys.features.online import OnlineFeatures
-from recsys.features.state import DEFAULT_RECENT_N, states_from_interactions
-from recsys.models import create_model
+from recsys.features.state import DEFAULT_RECENT_N
+from recsys.models import PipelineConfig, PipelineModel, create_model
 from recsys.recommend import Request, recommend_frame
 from tests.conftest import copy_feature_repo, make_interactions
 
@@ -109,6 +111,24 @@ def test_the_online_state_is_the_offline_state_of_every_user(repo):
         assert state == expected, user
         mine = interactions[interactions.user_id == user]
         assert set(state.seen) == set(mine.item_id)
+
+
+def test_the_rankers_store_features_read_online_equal_the_offline_ones(repo):
+    """What the ranker reads of the store (with ``store_context``) is in the feature service,
+    and the online values are those the offline path computes from the interactions."""
+    path, interactions, _, _ = repo
+    reader = OnlineFeatures(feast_store.open_store(path))
+    readable = {*reader.user_features, *reader.item_features}
+    model = PipelineModel(PipelineConfig(store_context=True))
+    assert set(model.state_spec().context) <= readable
+    items = [f"i{i}" for i in range(42)]  # i40, i41: never interacted with
+    online, offline = reader.item_context(items), item_context(interactions, items)
+    for name in ITEM_CONTEXT:
+        np.testing.assert_allclose(online[name], offline[name], rtol=1e-6, equal_nan=True)
+    assert np.isnan(online["item_mean_rating"][-2:]).all()
+    users = sorted(interactions.user_id.unique())
+    expected = states_from_interactions(interactions, users, DEFAULT_RECENT_N)
+    assert [reader.read_user(u)[0].features for u in users] == [s.features for s in expected]
 
 
 def test_one_online_read_gives_the_user_and_200_candidates(repo):

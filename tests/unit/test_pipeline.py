@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from tiny_data import TINY_PIPELINE, cluster, side_tables
 
-from recsys.features.state import states_from_interactions
+from recsys.config import RecsysError
+from recsys.features.offline import item_context, states_from_interactions
 from recsys.models import PipelineConfig, PipelineModel, load_model
 from recsys.models.gbdt import GBDTRanker, RankingRows
 from recsys.models.pipeline import fit_ranker_in_process, fit_two_tower_in_process
@@ -60,6 +61,10 @@ def batch_of(model: PipelineModel, history: pd.DataFrame, users: list[str]):
     return model.encode(states_from_interactions(history, users, 200))
 
 
+def items_of(model: PipelineModel, history: pd.DataFrame) -> dict:
+    return item_context(history, model.item_ids)  # what the store holds of the items
+
+
 # -- fit and recommend --------------------------------------------------------------------
 def test_recommends_k_unseen_items_mostly_from_the_users_cluster(fitted):
     model, train = fitted
@@ -84,7 +89,7 @@ def test_candidates_are_the_full_fits_sources_minus_seen(fitted):
     model, train = fitted
     users = sorted(train.user_id.unique())
     batch = batch_of(model, train, users)
-    got = model.candidates(batch)
+    got = model.candidates(batch, items=items_of(model, train))
     x = batch.seen.toarray()
     ease = pd.DataFrame(x @ model.sources.ease, index=users, columns=model.item_ids)
     rp3 = pd.DataFrame(
@@ -113,11 +118,12 @@ def test_each_folds_features_come_from_that_folds_fit(fitted):
     model, train = fitted
     users = sorted(train.user_id.unique())[:5]
     batch = batch_of(model, train, users)
-    cands = model.candidates(batch)
+    items = items_of(model, train)
+    cands = model.candidates(batch, items=items)
     seen = batch.seen.toarray() > 0
     r = np.concatenate([np.full(len(c.codes), u) for u, c in enumerate(cands)])
     c = np.concatenate([c.codes for c in cands])
-    context = model._context(batch, r, c)
+    context = model._context(batch, r, c, items)
     stacked = np.concatenate([cand.rows["x"] for cand in cands], axis=1)
     for f, sources in enumerate(model.fold_sources):
         scores = sources.scores(batch.seen, batch.recent, batch.user_ids)
@@ -213,7 +219,7 @@ def test_a_two_tower_source_is_fitted_per_fold_and_adds_its_ann_candidates(inter
     assert [s.two_tower for s in model.fold_sources] == [r for _, r in two_tower.calls[:3]]
     users = sorted(interactions.user_id.unique())
     batch = batch_of(model, interactions, users)
-    cands = model.candidates(batch)
+    cands = model.candidates(batch, items=items_of(model, interactions))
     tower = model.sources.two_tower
     z_u, _ = tower.embed_users(batch.user_ids, batch.recent)
     seen = [np.flatnonzero(row) for row in batch.seen.toarray()]
@@ -228,7 +234,9 @@ def test_catalog_over_ease_max_items_has_no_ease_part(interactions, tmp_path):
     model = fit(interactions, ease={"max_items": 40})  # 44 items with the cold ones
     assert model.sources.ease is None and all(s.ease is None for s in model.fold_sources)
     users = sorted(interactions.user_id.unique())
-    cands = model.candidates(batch_of(model, interactions, users))
+    cands = model.candidates(
+        batch_of(model, interactions, users), items=items_of(model, interactions)
+    )
     assert np.isnan(cands[0].rows["x"][:, :, FEATURES.index("ease")]).all()
     recs = recommend_rows(model, users, 5, history=interactions)
     assert recs.groupby("user_id").size().eq(5).all() and np.isfinite(recs.score).all()
@@ -237,3 +245,34 @@ def test_catalog_over_ease_max_items_has_no_ease_part(interactions, tmp_path):
     pd.testing.assert_frame_equal(
         recommend_rows(load_model(path), users, 5, history=interactions), recs
     )
+
+
+def test_with_store_context_the_ranker_reads_the_stores_features_and_needs_them(interactions):
+    """The mean ratings come from the feature store's views (offline: the same build
+    functions over the interactions); without the items' context a request is refused rather
+    than ranked on missing values. Off by default: measured, they do not pay (README)."""
+    assert PipelineModel(PipelineConfig()).state_spec().context == []
+    train = with_noise(interactions)
+    model = fit(train, store_context=True)
+    assert model.state_spec().context == [
+        "user_activity:user_mean_rating",
+        "item_stats:item_mean_rating",
+    ]
+    assert model.feature_names()[-2:] == ("user_mean_rating", "item_mean_rating")
+    assert model.ranker.features == model.feature_names()
+    users = sorted(train.user_id.unique())[:3]
+    batch = batch_of(model, train, users)
+    means = train.groupby("user_id").rating.mean()
+    np.testing.assert_allclose(batch.features["user_mean_rating"], means[users], rtol=1e-6)
+    items = items_of(model, train)
+    item_means = train.groupby("item_id").rating.mean().reindex(model.item_ids)
+    np.testing.assert_allclose(items["item_mean_rating"], item_means, rtol=1e-6)
+    cands = model.candidates(batch, items=items)
+    col = model.feature_names().index("item_mean_rating")
+    np.testing.assert_allclose(
+        cands[0].rows["x"][0, :, col], item_means.iloc[cands[0].codes], rtol=1e-6
+    )
+    with pytest.raises(RecsysError, match="items' context"):
+        model.candidates(batch)
+    recs = recommend_rows(model, users, 5, history=train)  # offline: computed from history
+    assert recs.groupby("user_id").size().eq(5).all()

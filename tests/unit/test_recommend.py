@@ -10,7 +10,9 @@ import torch
 from tiny_data import TINY_PIPELINE, side_tables
 
 from recsys import recommend
-from recsys.features.state import UserState, fold, from_row, state_table, states_from_interactions
+from recsys.features.build import USER_CONTEXT, latest_user_activity
+from recsys.features.offline import item_context, states_from_interactions
+from recsys.features.state import UserState, fold, from_row, state_table
 from recsys.models import Candidates, PipelineConfig, PipelineModel, create_model
 from recsys.recommend import Filters, Request
 from tests.conftest import make_interactions
@@ -36,8 +38,10 @@ def model(train) -> PipelineModel:
 
 
 @pytest.fixture(scope="module")
-def served(model) -> recommend.PreparedModel:
-    return recommend.prepare(model, "v1")
+def served(model, train) -> recommend.PreparedModel:
+    prepared = recommend.prepare(model, "v1")
+    prepared.items = item_context(train, prepared.item_ids)  # as the store holds them
+    return prepared
 
 
 def state_of(train: pd.DataFrame, user: str) -> UserState:
@@ -97,9 +101,11 @@ def test_the_online_state_gives_the_offline_lists(served, train, fields):
     request = Request(k=8, **fields)
     users = [*sorted(train.user_id.unique()), "new1", "stranger"]
     offline = recommend.recommend_frame(served, users, request, history=train)  # batched
-    # Online: the rows the store materializes (as Feast returns them), and the state the
-    # event path folds from the same events: one user per request.
+    # Online: the rows the store materializes (as Feast returns them: the state and the
+    # user's activity), and the state the event path folds from the same events; one user
+    # per request.
     table = state_table(train, STORE_WINDOW).set_index("user_id")
+    activity = latest_user_activity(train)
     folded: dict[str, UserState] = {}
     for event in train.sort_values("timestamp", kind="stable").itertuples():
         before = folded.get(event.user_id, UserState(event.user_id))
@@ -107,8 +113,11 @@ def test_the_online_state_gives_the_offline_lists(served, train, fields):
     online = []
     for user in users:
         row = table.loc[user].to_dict() if user in table.index else {}
-        state = from_row(user, {k: list(v) for k, v in row.items() if k != "event_timestamp"})
-        assert state == folded.get(user, UserState(user))
+        row = {k: list(v) for k, v in row.items() if k != "event_timestamp"}
+        row |= activity.loc[user].to_dict() if user in activity.index else {}
+        state = from_row(user, row, USER_CONTEXT)
+        replayed = folded.get(user, UserState(user))
+        assert (state.seen, state.recent) == (replayed.seen, replayed.recent)
         answer = recommend.recommend(served, [state], request)[0]
         online += [(user, i.item_id, i.score, i.rank, i.reason, i.source) for i in answer.items]
     online = pd.DataFrame(online, columns=list(recommend.FRAME_COLUMNS))
@@ -192,6 +201,7 @@ def test_filters_that_leave_few_candidates_are_filled_with_popular_items(served,
 def test_reasons_use_the_catalog_titles(model, train):
     history = list(state_of(train, "u1").recent)
     titled = recommend.prepare(model, "v1", {i: f"Title of {i}" for i in history})
+    titled.items = item_context(train, titled.item_ids)
     assert titled.title("i1") == "Title of i1" and titled.title("i999") == "i999"
     items, *_ = run(titled, train)
     assert all(i.reason.startswith(f"{REASON}Title of i") for i in items)

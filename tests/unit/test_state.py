@@ -6,13 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from recsys.features.offline import states_from_interactions
 from recsys.features.state import (
     TICK,
     UserState,
     fold,
     from_row,
     state_table,
-    states_from_interactions,
 )
 from tests.conftest import make_interactions
 
@@ -59,7 +59,8 @@ def test_replaying_events_through_the_fold_gives_the_batch_rows():
 def test_states_for_requested_users_unknown_ones_empty():
     interactions = rows(("u", "a", 0), ("v", "b", 1), ("u", "c", 2))
     u, nobody = states_from_interactions(interactions, ["u", "nobody"], 5)
-    assert u == UserState("u", ("a", "c"), ("c", "a"))
+    assert (u.seen, u.recent) == (("a", "c"), ("c", "a"))
+    assert u.features == {"user_interactions": 2.0, "user_mean_rating": None}  # no ratings
     assert nobody == UserState("nobody") and nobody.empty
     assert states_from_interactions(None, ["x"], 5) == [UserState("x")]
     assert u.window(1).recent == ("c",) and u.window(1).seen == u.seen
@@ -69,6 +70,8 @@ def test_an_online_row_reads_as_a_state():
     assert from_row("u", {"seen_items": ["a"], "recent_items": ["a"]}) == UserState(
         "u", ("a",), ("a",)
     )
+    row = {"seen_items": ["a"], "recent_items": ["a"], "user_mean_rating": 4.5, "other": 1}
+    assert from_row("u", row, ("user_mean_rating",)).features == {"user_mean_rating": 4.5}
     assert from_row("u", {"seen_items": None, "recent_items": None}).empty
 
 
