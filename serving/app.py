@@ -143,19 +143,20 @@ class Stage:
 
 @serve.deployment(**STAGE_OPTIONS)
 class CandidateGenerator(Stage):
-    """The user's state from Feast online → the model's candidate generators."""
+    """The users' states from Feast online → the model's candidate generators, batched across
+    concurrent requests (one online read, one matrix operation)."""
 
     def __init__(self, args: dict) -> None:
-        self.runtime = Runtime(AppArgs.model_validate(args))
+        parsed = AppArgs.model_validate(args)
+        self.runtime = Runtime(parsed)
         self.models, self.version = self.runtime.models, None
+        self.__call__.set_max_batch_size(parsed.max_batch_size)
+        self.__call__.set_batch_wait_timeout_s(parsed.batch_wait_timeout_s)
 
-    def __call__(self, version: str, user_id: str, exclude_seen: bool) -> dict:
-        prepared = self.models.get(version)
-        self.runtime.require_ready(prepared)
-        state, features = self.runtime.read_user(user_id)
-        items = self.runtime.item_context(prepared)
-        cand = recommend.candidates(prepared, [state], exclude_seen, items)[0]
-        return {"state": state, "candidates": cand, "features": features}
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    async def __call__(self, requests: list[tuple[str, str, bool]]) -> list:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.runtime.candidates_batch, requests)
 
     def ready(self, version: str) -> str:
         return self.runtime.not_ready(self.models.get(version))
@@ -213,6 +214,8 @@ class Ingress:
         self.version: str | None = None
         self.load_error = ""
         self._events = None
+        self._fused_batch.set_max_batch_size(self.args.max_batch_size)
+        self._fused_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
 
     def reconfigure(self, config: dict) -> None:
         version = _selection(config)
@@ -320,11 +323,15 @@ class Ingress:
 
     async def _run_stages(self, version: str, body: RecommendRequest):
         if self.fused is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._compute, self._fused, version, body)
+            out = await self._fused_batch((version, body))
+            if isinstance(out, Exception):
+                raise out
+            return out
         generator, ranker, ordering = self.handles
         t0 = time.perf_counter()
-        got = await generator.remote(version, body.user_id, body.exclude_seen)
+        got = await generator.remote((version, body.user_id, body.exclude_seen))
+        if isinstance(got, Exception):
+            raise got
         t1 = time.perf_counter()
         scores = await ranker.score.remote((version, got["candidates"]))
         t2 = time.perf_counter()
@@ -332,25 +339,15 @@ class Ingress:
         answer = await ordering.remote(version, request, got["state"], got["candidates"], scores)
         t3 = time.perf_counter()
         timings = {"candidates": t1 - t0, "rank": t2 - t1, "order": t3 - t2}
-        features = {**got["features"], "history_len": len(got["state"].seen)}
-        return answer, got["candidates"], scores, features, timings
+        return answer, got["candidates"], scores, got["features"], timings
 
-    def _fused(self, version: str, body: RecommendRequest):
-        """The same three stage functions, in this replica."""
-        runtime, t0 = self.fused, time.perf_counter()
-        prepared = runtime.models.get(version)
-        runtime.require_ready(prepared)
-        recommend.genre_mask(prepared, body.filters)  # an unknown genre fails before any work
-        state, features = runtime.read_user(body.user_id)
-        items = runtime.item_context(prepared)
-        cand = recommend.candidates(prepared, [state], body.exclude_seen, items)[0]
-        t1 = time.perf_counter()
-        scores = recommend.rank(prepared, [cand])[0]
-        t2 = time.perf_counter()
-        answer = recommend.order(prepared, body.request(), state, cand, scores)
-        t3 = time.perf_counter()
-        timings = {"candidates": t1 - t0, "rank": t2 - t1, "order": t3 - t2}
-        return answer, cand, scores, {**features, "history_len": len(state.seen)}, timings
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    async def _fused_batch(self, requests: list[tuple[str, RecommendRequest]]) -> list:
+        """The fused topology: the same stage functions, in this replica, for the requests
+        that arrived together (one compute thread: they queue on the event loop rather than
+        taking turns on the GIL)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._compute, self.fused.recommend_batch, requests)
 
     def _observe(self, body, response, cand, scores, features, timings, took_ms) -> None:
         t = self.telemetry

@@ -6,6 +6,7 @@ Recommending itself is :mod:`recsys.recommend`'s; nothing here decides what a us
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,7 +17,15 @@ from recsys.features.online import OnlineFeatures
 from recsys.features.state import UserState
 from recsys.features.store import default_repo, open_store
 from recsys.models import load_model, read_manifest
-from recsys.recommend import PreparedModel, check_store, prepare
+from recsys.recommend import (
+    PreparedModel,
+    candidates,
+    check_store,
+    genre_mask,
+    order,
+    prepare,
+    rank,
+)
 from recsys.registry import Registry
 from serving.schemas import AppArgs
 
@@ -87,6 +96,73 @@ class Runtime:
 
     def read_user(self, user_id: str) -> tuple[UserState, dict]:
         return self.reader.read_user(user_id)
+
+    def read_users(self, user_ids) -> list[tuple[UserState, dict]]:
+        return self.reader.read_users(user_ids)
+
+    def candidates_batch(self, requests: list[tuple[str, str, bool]]) -> list:
+        """Stage 1 for concurrent requests ``(version, user_id, exclude_seen)``: one online
+        read of their users, then the candidates as one matrix operation per (version,
+        exclude_seen). Per request: ``{"state", "candidates", "features"}``, or the exception
+        it met (a store that cannot serve its version)."""
+        results: list = [None] * len(requests)
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for n, (version, _, exclude_seen) in enumerate(requests):
+            groups.setdefault((version, exclude_seen), []).append(n)
+        for (version, exclude_seen), members in groups.items():
+            try:
+                prepared = self.models.get(version)
+                self.require_ready(prepared)
+            except Exception as exc:  # the whole group meets it
+                for n in members:
+                    results[n] = exc
+                continue
+            reads = self.read_users([requests[n][1] for n in members])
+            states = [state for state, _ in reads]
+            cands = candidates(prepared, states, exclude_seen, self.item_context(prepared))
+            for n, (state, features), cand in zip(members, reads, cands, strict=True):
+                features = {**features, "history_len": len(state.seen)}
+                results[n] = {"state": state, "candidates": cand, "features": features}
+        return results
+
+    def recommend_batch(self, requests: list[tuple[str, object]]) -> list:
+        """The one path for concurrent requests ``(version, RecommendRequest)``: stage 1 as
+        :meth:`candidates_batch`, the ranker in one pass per version, then each list. Per
+        request: ``(answer, candidates, scores, user features, stage seconds)``, or the
+        exception that request met (an unknown genre; a store that cannot serve it)."""
+        results: list = [None] * len(requests)
+        valid = []
+        for n, (version, body) in enumerate(requests):
+            try:
+                genre_mask(self.models.get(version), body.filters)  # fails before any work
+                valid.append(n)
+            except Exception as exc:
+                results[n] = exc
+        t0 = time.perf_counter()
+        stage1 = self.candidates_batch(
+            [(requests[n][0], requests[n][1].user_id, requests[n][1].exclude_seen) for n in valid]
+        )
+        t1 = time.perf_counter()
+        done = []
+        for version in dict.fromkeys(requests[n][0] for n in valid):
+            mine = [j for j, n in enumerate(valid) if requests[n][0] == version]
+            ok = [j for j in mine if not isinstance(stage1[j], Exception)]
+            for j in set(mine) - set(ok):
+                results[valid[j]] = stage1[j]
+            if not ok:
+                continue
+            prepared = self.models.get(version)
+            scores = rank(prepared, [stage1[j]["candidates"] for j in ok])
+            for j, score in zip(ok, scores, strict=True):
+                done.append((j, prepared, score))
+        t2 = time.perf_counter()
+        for j, prepared, score in done:
+            got, body = stage1[j], requests[valid[j]][1]
+            answer = order(prepared, body.request(), got["state"], got["candidates"], score)
+            results[valid[j]] = (answer, got["candidates"], score, got["features"], None)
+        t3 = time.perf_counter()
+        timings = {"candidates": t1 - t0, "rank": t2 - t1, "order": t3 - t2}
+        return [(*r[:4], timings) if isinstance(r, tuple) else r for r in results]
 
     def item_context(self, prepared: PreparedModel) -> dict | None:
         """The items' context the version reads, from the online store: one batched read of

@@ -52,13 +52,23 @@ class OnlineFeatures:
 
     def read_user(self, user_id: str) -> tuple[UserState, dict]:
         """One online read of the user's key: the state and the other user features."""
-        row = self.store.get_online_features(
-            features=self._user_read, entity_rows=[{USER: str(user_id)}]
+        return self.read_users([user_id])[0]
+
+    def read_users(self, user_ids) -> list[tuple[UserState, dict]]:
+        """One online read of several users' keys (a batch of requests): each state and the
+        other user features, in order."""
+        ids = [str(u) for u in user_ids]
+        if not ids:
+            return []
+        read = self.store.get_online_features(
+            features=self._user_read, entity_rows=[{USER: u} for u in ids]
         ).to_dict()
-        values = {name: _plain(column[0]) for name, column in row.items() if name != USER}
-        state = from_row(user_id, values, USER_CONTEXT)
-        features = {k: v for k, v in values.items() if k not in (SEEN, RECENT)}
-        return state, features
+        out = []
+        for n, user in enumerate(ids):
+            values = {name: _plain(column[n]) for name, column in read.items() if name != USER}
+            features = {k: v for k, v in values.items() if k not in (SEEN, RECENT)}
+            out.append((from_row(user, values, USER_CONTEXT), features))
+        return out
 
     def item_context(self, item_ids) -> dict[str, np.ndarray]:
         """``ITEM_CONTEXT`` of ``item_ids`` as float arrays (NaN where the store has none), in

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.stats
 
 from recsys.models.ease import EASEConfig, ease_weights
 from recsys.models.rp3beta import RP3betaConfig, walk_weights
@@ -43,6 +42,7 @@ STORE_CONTEXT = {
     "item_mean_rating": "item_stats:item_mean_rating",
 }
 FEATURES = (*SOURCE_FEATURES, *CONTEXT_FEATURES)
+DENSE_ITEMS = 10_000  # RP3beta is kept dense in memory up to this catalog size
 FEATURES_WITH_STORE = (*FEATURES, *STORE_CONTEXT)
 
 
@@ -75,13 +75,21 @@ class Sources:
         """Each source's ``(U, n_items)`` scores for users with these states."""
         out = {"popularity": np.broadcast_to(self.popularity, seen.shape).astype(np.float64)}
         if self.ease is not None:
-            out["ease"] = np.asarray(seen @ self.ease, dtype=np.float64)
+            out["ease"] = _row_sums(seen, self.ease)
         if self.rp3 is not None:
-            out["rp3"] = np.asarray((seen @ self.rp3).todense(), dtype=np.float64)
+            out["rp3"] = _row_sums(seen, self._dense_rp3())
         if self.two_tower is not None:
             z_u, _ = self.two_tower.embed_users(user_ids, recent)  # (U, dim)
             out["two_tower"] = (z_u @ self.two_tower.item_embeddings.T).astype(np.float64)
         return out
+
+    def _dense_rp3(self):
+        """RP3beta's matrix, dense for a catalog small enough (one dense product per request
+        costs less than a sparse one), else as stored."""
+        if not hasattr(self, "_rp3_dense"):
+            small = self.rp3.shape[0] <= DENSE_ITEMS
+            self._rp3_dense = self.rp3.toarray() if small else self.rp3
+        return self._rp3_dense
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: Path) -> list[str]:
@@ -109,6 +117,12 @@ class Sources:
             rp3=sp.load_npz(rp3).tocsr() if rp3.exists() else None,
             two_tower=load_model(tower) if tower.exists() else None,
         )
+
+
+def _row_sums(seen: sp.csr_matrix, weights) -> np.ndarray:
+    """``seen @ weights`` as a dense ``(U, n_items)`` float64."""
+    product = seen @ weights
+    return np.asarray(product.todense() if sp.issparse(product) else product, dtype=np.float64)
 
 
 def candidate_mask(
@@ -148,19 +162,18 @@ def features(
     """
     out = np.full((len(rows), len(names)), np.nan, dtype=np.float32)
     col = {name: j for j, name in enumerate(names)}
-    cand = np.zeros(hide.shape, dtype=bool)
-    cand[rows, cols] = True
     for name in ("ease", "rp3", "two_tower"):
         if name not in scores:
             continue
         s = np.nan_to_num(scores[name], nan=0.0)
-        out[:, col[name]] = s[rows, cols]
-        out[:, col[f"{name}_rank"]] = _rank_feature(np.where(hide, -np.inf, s))[rows, cols]
+        values = s[rows, cols]
+        out[:, col[name]] = values
+        out[:, col[f"{name}_rank"]] = _rank_feature(np.where(hide, -np.inf, s), rows, cols)
         if f"{name}_z" in col:
-            out[:, col[f"{name}_z"]] = _within_candidates_z(s, cand)[rows, cols]
+            out[:, col[f"{name}_z"]] = _within_candidates_z(values, rows, s.shape[0])
     popularity = scores["popularity"]
     out[:, col["log_popularity"]] = np.log1p(popularity[rows, cols])
-    out[:, col["popularity_rank"]] = _rank_feature(np.where(hide, -np.inf, popularity))[rows, cols]
+    out[:, col["popularity_rank"]] = _rank_feature(np.where(hide, -np.inf, popularity), rows, cols)
     for name in names[len(SOURCE_FEATURES) :]:
         out[:, col[name]] = context[name]
     return out
@@ -175,18 +188,25 @@ def _top_mask(scores: np.ndarray, n: int) -> np.ndarray:
     return mask & np.isfinite(scores)
 
 
-def _rank_feature(scores: np.ndarray) -> np.ndarray:
-    """1 / log2(rank + 2) of each item within its row (rank 0 = best): robust to scale.
-
-    Tied scores share the best rank of the tie, so no order is invented among them.
-    """
-    rank = scipy.stats.rankdata(-scores, method="min", axis=1) - 1
+def _rank_feature(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """1 / log2(rank + 2) of the (row, col) items within their rows, rank 0 the best: robust
+    to scale. The rank is the number of the row's items scored strictly higher, so tied
+    scores share the best rank of the tie and no order is invented among them. One sort per
+    row, then a binary search per candidate (not a full ranking of every row)."""
+    rank = np.empty(len(rows), dtype=np.float64)
+    width = scores.shape[1]
+    bounds = np.searchsorted(rows, np.arange(scores.shape[0] + 1))  # rows are user-major
+    for r in np.flatnonzero(np.diff(bounds)):
+        a, b = bounds[r], bounds[r + 1]
+        ordered = np.sort(scores[r])
+        rank[a:b] = width - np.searchsorted(ordered, scores[r, cols[a:b]], side="right")
     return (1.0 / np.log2(rank + 2.0)).astype(np.float32)
 
 
-def _within_candidates_z(scores: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """Each score standardised over its user's candidates: what a user's list is made of."""
-    n = np.maximum(cand.sum(axis=1, keepdims=True), 1)
-    mean = np.where(cand, scores, 0.0).sum(axis=1, keepdims=True) / n
-    var = np.where(cand, (scores - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / n
-    return ((scores - mean) / (np.sqrt(var) + 1e-9)).astype(np.float32)
+def _within_candidates_z(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """Each candidate's score standardised over its user's candidates (``rows``: each value's
+    user): what a user's list is made of."""
+    n = np.maximum(np.bincount(rows, minlength=n_rows), 1)
+    mean = np.bincount(rows, values, minlength=n_rows) / n
+    var = np.bincount(rows, (values - mean[rows]) ** 2, minlength=n_rows) / n
+    return ((values - mean[rows]) / (np.sqrt(var[rows]) + 1e-9)).astype(np.float32)
