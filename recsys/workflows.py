@@ -73,8 +73,13 @@ BENCHMARK_MODELS = (
 )
 SEEDED = ("pipeline",)  # trained once per seed: the shipped model must win for each
 # The two-tower reads what fits the protocol: a sample of the user's items for a random split,
-# the latest items for a temporal one.
-PROTOCOL_PARAMS = {"temporal": {"two_tower": {"history_mode": "recent"}}}
+# the latest items for a temporal one (by model kind: its own config, or the pipeline's source).
+PROTOCOL_PARAMS = {
+    "temporal": {
+        "two_tower": {"history_mode": "recent"},
+        "pipeline": {"two_tower": {"history_mode": "recent"}},
+    }
+}
 
 
 @dataclass
@@ -91,12 +96,13 @@ class QualityRun:
     validation: bool = False  # also score on a validation split carved from train
 
 
-def run_quality(run: QualityRun, log=print) -> list[dict]:
+def run_quality(run: QualityRun, log=print, on_rows=None) -> list[dict]:
     """Per protocol (and on a validation split carved from train, when asked): split, train
     every model, recommend through the one recommendation path, evaluate; one row per
     (protocol, model, seed), and for the multi-stage model each source's recall@100.
 
     Neural models and the rankers train on Ray Train (a local Ray unless ``RAY_ADDRESS``).
+    ``on_rows`` receives the rows after each split.
     """
     dataset = run.dataset or movielens.fetch()
     interactions = pd.read_parquet(dataset / "interactions.parquet")
@@ -109,6 +115,8 @@ def run_quality(run: QualityRun, log=print) -> list[dict]:
             splits.insert(0, (f"{protocol}-validation", fit_part, val))
         for name, fit_rows, held in splits:
             rows += _quality_on_split(run, dataset, name, fit_rows, held, log)
+            if on_rows is not None:  # results so far, written as they come
+                on_rows(rows)
     return rows
 
 
@@ -124,7 +132,7 @@ def _quality_on_split(run: QualityRun, dataset: Path, name, train, test, log) ->
     rows = []
     for spec in run.models:
         for seed in run.seeds if spec.label in SEEDED else (None,):
-            params = _merge(PROTOCOL_PARAMS.get(protocol, {}), spec.params)
+            params = _merge(PROTOCOL_PARAMS.get(protocol, {}).get(spec.kind, {}), spec.params)
             if seed is not None:
                 params = {**params, "seed": seed}
             tag = spec.label if seed is None else f"{spec.label}-seed{seed}"

@@ -50,7 +50,15 @@ def quality_benchmark(
         seeds=seeds,
         validation=validation,
     )
-    rows = workflows.run_quality(run, log=lambda m: click.echo(m, err=True))
+
+    def write(rows: list[dict]) -> dict:
+        return _write_quality(out, rows, k, seeds)
+
+    rows = workflows.run_quality(run, log=lambda m: click.echo(m, err=True), on_rows=write)
+    return write(rows)
+
+
+def _write_quality(out: Path, rows: list[dict], k: int, seeds: tuple[int, ...]) -> dict:
     tables = []
     for protocol in dict.fromkeys(r["protocol"] for r in rows):
         mine = [

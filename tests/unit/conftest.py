@@ -1,7 +1,13 @@
-"""Unit-test fixtures: an isolated $RECSYS_HOME and one torch thread."""
+"""Unit-test fixtures: an isolated $RECSYS_HOME, one torch thread, and one tiny fitted
+multi-stage model shared by the modules that only read it."""
 
+import pandas as pd
 import pytest
 import torch
+from tiny_data import TINY_PIPELINE, side_tables
+
+from recsys.models import PipelineConfig, PipelineModel
+from tests.conftest import make_interactions
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +22,20 @@ def _one_thread():
     torch.set_num_threads(1)  # tiny matrices: threads only add noise and contention
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_train() -> pd.DataFrame:
+    return make_interactions()
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_train) -> PipelineModel:
+    """The tiny multi-stage model fitted on :func:`tiny_train` (never modified by a test)."""
+    users, items = side_tables()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return PipelineModel(PipelineConfig(**TINY_PIPELINE)).fit(tiny_train, users, items)
+    finally:
+        torch.set_num_threads(threads)

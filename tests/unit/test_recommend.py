@@ -6,35 +6,27 @@ lists, batched or one user at a time. No Ray, no Serve, no network."""
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from tiny_data import TINY_PIPELINE, side_tables
+from tiny_data import side_tables
 
 from recsys import recommend
 from recsys.features.build import USER_CONTEXT, latest_user_activity
 from recsys.features.offline import item_context, states_from_interactions
 from recsys.features.state import UserState, fold, from_row, state_table
-from recsys.models import Candidates, PipelineConfig, PipelineModel, create_model
+from recsys.models import Candidates, PipelineModel, create_model
 from recsys.recommend import Filters, Request
-from tests.conftest import make_interactions
 
 REASON = "because you watched "
 STORE_WINDOW = 200  # the online store keeps more than the model reads
 
 
 @pytest.fixture(scope="module")
-def train() -> pd.DataFrame:
-    return make_interactions()
+def train(tiny_train) -> pd.DataFrame:
+    return tiny_train
 
 
 @pytest.fixture(scope="module")
-def model(train) -> PipelineModel:
-    users, items = side_tables()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return PipelineModel(PipelineConfig(**TINY_PIPELINE)).fit(train, users, items)
-    finally:
-        torch.set_num_threads(threads)
+def model(tiny_pipeline) -> PipelineModel:
+    return tiny_pipeline
 
 
 @pytest.fixture(scope="module")

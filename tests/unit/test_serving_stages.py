@@ -6,48 +6,28 @@ import builtins
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 from fastapi import FastAPI
-from tiny_data import TINY_PIPELINE, side_tables
 
-from recsys.models import PipelineConfig, PipelineModel, create_model
+from recsys.models import create_model
 from recsys.recommend import PreparedModel, prepare
 from serving import stages
 from serving.app import _internal_error
 from serving.predlog import PredictionLog
-from tests.conftest import make_interactions
 
 
 @pytest.fixture(scope="module")
-def train() -> pd.DataFrame:
-    return make_interactions()
-
-
-@pytest.fixture(scope="module")
-def model(train) -> PipelineModel:
-    users, items = side_tables()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return PipelineModel(PipelineConfig(**TINY_PIPELINE)).fit(train, users, items)
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def served(model) -> PreparedModel:
-    return prepare(model, "v1")
+def served(tiny_pipeline) -> PreparedModel:
+    return prepare(tiny_pipeline, "v1")
 
 
 # -- model cache -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def model_root(model, train, tmp_path_factory):
+def model_root(tiny_pipeline, tiny_train, tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     for version in ("v1", "v2", "v3"):
-        model.save(root / version, data_checksum="abc")
-    create_model("ease").fit(train).save(root / "ease")
+        tiny_pipeline.save(root / version, data_checksum="abc")
+    create_model("ease").fit(tiny_train).save(root / "ease")
     return root
 
 
