@@ -27,14 +27,17 @@ demo: $(VENV)/.installed
 demo-drift: $(VENV)/.installed
 	$(BIN)/recsys quickstart --drift
 
+# Two workers (pytest-xdist), a test module whole on one of them; TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test-unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest tests/unit
 
 test-integration: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest tests/integration
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder tests/integration
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
