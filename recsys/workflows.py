@@ -290,8 +290,9 @@ def start_app(
     workdir: Path,
     port: int,
 ) -> str:
-    """Start (a local Ray and) the Serve app on ``model_version``, its prediction log and
-    events under ``workdir``; wait until it is ready.
+    """Start (a local Ray and) the Serve app on ``model_version`` in the local topology (one
+    replica runs every stage), its prediction log and events under ``workdir``; wait until it
+    is ready.
 
     Returns:
         The app's URL.
@@ -307,7 +308,11 @@ def start_app(
         "events_dir": str(workdir / "events"),
     }
     config = deploy.serve_config(
-        model_version=model_version, args=args, host="127.0.0.1", port=port
+        model_version=model_version,
+        args=args,
+        host="127.0.0.1",
+        port=port,
+        topology=deploy.LOCAL_TOPOLOGY,
     )
     ensure_ray()
     deploy.apply(config)

@@ -13,7 +13,6 @@ import pytest
 from recsys.features.store import copy_definitions
 from recsys.recommend import Request, recommend_frame
 
-
 # Each xdist worker starts its own local Ray (and Serve): its own temp directory keeps the
 # clusters' sessions, sockets and logs apart. Subprocesses (`recsys ...`) inherit it.
 if os.environ.get("PYTEST_XDIST_WORKER"):

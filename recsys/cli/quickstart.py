@@ -103,7 +103,8 @@ def quickstart(
     champion = registry.champion()
     click.echo(
         f"== 4. serve the champion {champion.version}: "
-        "Ingress -> CandidateGenerator -> Ranker -> Ordering on Ray Serve"
+        "candidates -> ranker -> ordering in one Ray Serve replica (the cluster's chart gives "
+        "each stage a deployment of its own)"
     )
     workflows.serve_demo(
         workdir,

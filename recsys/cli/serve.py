@@ -29,7 +29,14 @@ def serve() -> None:
 @click.option("--model-root", default=None, help="Directory of model versions.")
 @click.option("--feature-repo", default=None, help="Feast repository (online features).")
 @click.option("--catalog", default=None, help="Items parquet with titles (for reasons).")
-@click.option("--topology", type=click.Choice(["composed", "fused"]), default=None)
+@click.option(
+    "--topology",
+    type=click.Choice(["composed", "fused"]),
+    default=serve_ops.LOCAL_TOPOLOGY,
+    show_default=True,
+    help="fused: one replica runs every stage (faster on one machine); composed: a deployment "
+    "per stage (the cluster's, scaled apart).",
+)
 @click.option("--host", default=None, help="HTTP host (default: the config's).")
 @click.option("--port", type=int, default=None, help="HTTP port (default: the config's).")
 @click.option("--detach", is_flag=True, help="Return once ready (needs a running Ray cluster).")
