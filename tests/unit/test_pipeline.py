@@ -12,7 +12,7 @@ from tiny_data import TINY_PIPELINE, cluster, side_tables
 
 from recsys.config import RecsysError
 from recsys.features.offline import item_context, states_from_interactions
-from recsys.models import PipelineConfig, PipelineModel, load_model
+from recsys.models import PipelineConfig, PipelineModel, load_model, read_manifest
 from recsys.models.gbdt import GBDTRanker, RankingRows
 from recsys.models.pipeline import fit_ranker_in_process, fit_two_tower_in_process
 from recsys.models.ranker import Ranker
@@ -148,6 +148,45 @@ def test_the_ranker_learns_from_cross_fitted_rows(interactions):
     # Each fold's sources were fitted without that fold: their counts add up to the rest.
     held = sum(len(train) - s.popularity.sum() for s in model.fold_sources)
     assert held == len(train)
+
+
+def test_time_cross_fitting_learns_the_future_from_the_past_and_serves_the_full_fit(
+    interactions, tmp_path
+):
+    """``crossfit="time"``: each window's items are labels for sources fitted on everything
+    before the window only; at serving the full fit alone gives the features."""
+    train = with_noise(interactions)
+    # every user active across the whole span (the fixture gives each user one day)
+    step = pd.to_timedelta(train.groupby("user_id").cumcount() * 24, unit="h")
+    train["timestamp"] = (
+        pd.Timestamp("2024-01-01", tz="UTC")
+        + step
+        + train.index.to_series().map(lambda i: pd.Timedelta(seconds=i))
+    )
+    model = fit(train, crossfit="time")
+    folds = list(model._folds(train))
+    assert len(folds) == TINY["folds"] - 1
+    for history, labels in folds:
+        assert history.timestamp.max() < labels.timestamp.min()  # never the future
+        assert set(labels.user_id) <= set(history.user_id)  # users the sources know
+    labelled = sum(len(labels) for _, labels in folds)
+    assert model.training_log["ranker_positives"] <= labelled < len(train)
+    assert model.fold_sources == [] and model.serving_fits() == [model.sources]
+    users = sorted(train.user_id.unique())[:5]
+    cands = model.candidates(batch_of(model, train, users), items=items_of(model, train))
+    assert all(c.rows["x"].shape[0] == 1 for c in cands)
+    path = model.save(tmp_path / "time")
+    assert not any(p.startswith("folds/") for p in read_manifest(path).parts)
+    users += ["nobody"]
+    pd.testing.assert_frame_equal(
+        recommend_rows(load_model(path), users, 5, history=train),
+        recommend_rows(model, users, 5, history=train),
+    )
+    with pytest.raises(ValueError, match="crossfit must be one of"):
+        PipelineConfig(crossfit="weekly")
+    # each fixture user lives one day: no window has a user seen before it
+    with pytest.raises(RecsysError, match="no fold has a user with history before it"):
+        fit(interactions, crossfit="time")
 
 
 def test_cold_start_users_get_k_items(fitted):
