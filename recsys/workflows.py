@@ -63,13 +63,14 @@ class ModelSpec:
 
 BASELINES = (ModelSpec("popularity", "popularity"), ModelSpec("ease", "ease"))
 DEMO_MODELS = (*BASELINES, ModelSpec("pipeline", "pipeline"))
-# Every source alone, the two-tower model, the shipped multi-stage model and its DCN option.
+# Every source alone, the two-tower model, the shipped multi-stage model and its options.
 BENCHMARK_MODELS = (
     *BASELINES,
     ModelSpec("rp3beta", "rp3beta"),
     ModelSpec("two_tower", "two_tower", {"history_len": 200, "epochs": 12}),
     ModelSpec("pipeline", "pipeline"),
     ModelSpec("pipeline-dcn", "pipeline", {"ranker": "dcn"}),
+    ModelSpec("pipeline-time", "pipeline", {"crossfit": "time"}),
 )
 SEEDED = ("pipeline",)  # trained once per seed: the shipped model must win for each
 # The two-tower reads what fits the protocol: a sample of the user's items for a random split,
