@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,7 +251,7 @@ def serve_demo(
     t0 = time.perf_counter()
     seen: dict = {}
     try:
-        url = start_app(model_root, model_version, feature_repo, catalog, workdir, port)
+        url = start_app(model_root, model_version, feature_repo, catalog, workdir, port, log)
         seen["ready_s"] = round(time.perf_counter() - t0, 1)
         log(f"app ready at {url} in {seen['ready_s']}s (OpenAPI at {url}/docs)")
         titles = read_titles(catalog)
@@ -290,10 +291,12 @@ def start_app(
     catalog: Path | None,
     workdir: Path,
     port: int,
+    log=None,
 ) -> str:
     """Start (a local Ray and) the Serve app on ``model_version`` in the local topology (one
     replica runs every stage), its prediction log and events under ``workdir``; wait until it
-    is ready.
+    is ready. A local Ray started here keeps Ray's and Serve's own logs in its session
+    directory, which ``log`` is told, instead of on the screen.
 
     Returns:
         The app's URL.
@@ -315,7 +318,11 @@ def start_app(
         port=port,
         topology=deploy.LOCAL_TOPOLOGY,
     )
-    ensure_ray()
+    session = ensure_ray(log_to_driver=False)
+    if session is not None:
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the driver's own lines
+        if log is not None:
+            log(f"(Ray and Serve logs: {session}/logs)")
     deploy.apply(config)
     url = deploy.local_url(config["http_options"])
     deploy.wait_ready(url)
