@@ -119,11 +119,11 @@ def stage_delta(before: dict, after: dict) -> dict[str, float]:
 
 
 def in_process_floor(args, users: list[str], n: int) -> dict:
-    """The stages called one after another in this process: no HTTP, no Ray (the online read
-    of the user's state, then the one recommendation path's three stage functions)."""
+    """The stages called one after another in this process: no HTTP, no Ray (what the fused
+    replica runs for a batch of one: the online read of the user's state, then the one
+    recommendation path's three stage functions)."""
     import torch
 
-    from recsys import recommend
     from serving.schemas import AppArgs, RecommendRequest
     from serving.stages import Runtime
 
@@ -135,16 +135,12 @@ def in_process_floor(args, users: list[str], n: int) -> dict:
     timings = []
     for body in bodies:
         request = RecommendRequest.model_validate(body)
-        t0 = time.perf_counter()
-        state, _ = runtime.read_user(request.user_id)
-        items = runtime.item_context(prepared)
-        cand = recommend.candidates(prepared, [state], request.exclude_seen, items)[0]
-        t1 = time.perf_counter()
-        scores = recommend.rank(prepared, [cand])[0]
-        t2 = time.perf_counter()
-        recommend.order(prepared, request.request(), state, cand, scores)
-        t3 = time.perf_counter()
-        timings.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
+        (out,) = runtime.recommend_batch([(args.version, request)])
+        if isinstance(out, Exception):
+            raise out
+        stage = out[4]
+        stage_s = (stage["candidates"], stage["rank"], stage["order"])
+        timings.append((*stage_s, sum(stage_s)))
     ms = np.asarray(timings[20:]) * 1000
     return {
         "requests": len(ms),

@@ -169,16 +169,15 @@ def source_recall(model, train: pd.DataFrame, test: pd.DataFrame, user_ids, n: i
     found: dict[str, list[float]] = {}
     sizes: list[int] = []
     states = states_from_interactions(train, user_ids, model.state_spec().recent_n)
-    items = item_context(train, model.item_ids)
+    items = item_context(train, model.item_ids) if model.state_spec().context else None
     for start in range(0, len(states), 256):
         batch = model.encode(states[start : start + 256])
         seen = batch.seen.toarray() > 0
         scores = model.sources.scores(batch.seen, batch.recent, batch.user_ids)
         candidates = model.candidates(batch, items=items)
         for u, user in enumerate(batch.user_ids):
-            relevant = {
-                model.item_ids.tolist().index(i) for i in truth[user] if i in model._item_index
-            }
+            index = model._item_index
+            relevant = {index[i] for i in truth[user] if i in index}
             if not relevant:
                 continue
             for source, s in scores.items():

@@ -77,9 +77,7 @@ class OnlineFeatures:
         read = self.store.get_online_features(
             features=[f"item_stats:{k}" for k in ITEM_CONTEXT], entity_rows={ITEM: ids}
         ).to_dict()
-        return {
-            k: np.asarray([_number(v) for v in read[k]], dtype=np.float64) for k in ITEM_CONTEXT
-        }
+        return {k: np.asarray(read[k], dtype=np.float64) for k in ITEM_CONTEXT}  # None → NaN
 
     def read(self, user_id: str, item_ids: list[str] | tuple[str, ...] = ()) -> OnlineRead:
         """The user's state and features, and those of ``item_ids``.
@@ -97,10 +95,6 @@ class OnlineFeatures:
         ).to_dict()
         frame = pd.DataFrame({c: items[c] for c in [ITEM, *item_cols] if c in items})
         return OnlineRead(state, user, frame)
-
-
-def _number(value) -> float:
-    return np.nan if value is None else float(value)
 
 
 def _plain(value):

@@ -306,6 +306,16 @@ def _genres_of(item_ids: np.ndarray, items: pd.DataFrame | None) -> list[str]:
     return [g if isinstance(g, str) else "" for g in genres.tolist()]
 
 
+def strongest_recent(weights, picks: np.ndarray, recent: np.ndarray) -> np.ndarray:
+    """For each pick, the recent item whose item-item weight towards it is largest (its term
+    of ``x @ weights``), or -1 without recent items; ``weights`` dense or sparse."""
+    if not len(recent) or not len(picks):
+        return np.full(len(picks), -1, dtype=np.int64)
+    w = weights[np.asarray(recent)][:, np.asarray(picks)]  # (recent, picks)
+    w = w.toarray() if sp.issparse(w) else w
+    return np.asarray(recent)[np.argmax(w, axis=0)]
+
+
 def _unit(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)

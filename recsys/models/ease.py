@@ -16,7 +16,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from recsys.config import RecsysError
-from recsys.models.base import Recommender, StateBatch
+from recsys.models.base import Recommender, StateBatch, strongest_recent
 
 WEIGHTS_FILE = "ease_B.npy"
 
@@ -52,10 +52,7 @@ class EASE(Recommender):
 
     def explain(self, picks: np.ndarray, recent: np.ndarray) -> np.ndarray:
         """The recent item whose weight towards each pick is largest (its term of x·B)."""
-        if not len(recent) or not len(picks):
-            return np.full(len(picks), -1, dtype=np.int64)
-        weights = self.weights[np.asarray(recent)][:, np.asarray(picks)]  # (recent, picks)
-        return np.asarray(recent)[np.argmax(weights, axis=0)]
+        return strongest_recent(self.weights, picks, recent)
 
     def _save_parts(self, directory: Path) -> list[str]:
         np.save(directory / WEIGHTS_FILE, self.weights)

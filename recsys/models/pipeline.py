@@ -33,7 +33,13 @@ import scipy.sparse as sp
 from recsys.config import RecsysError
 from recsys.data.io import ITEM, USER
 from recsys.features.offline import item_context, states_from_interactions
-from recsys.models.base import REASON_WINDOW, Candidates, Recommender, StateBatch
+from recsys.models.base import (
+    REASON_WINDOW,
+    Candidates,
+    Recommender,
+    StateBatch,
+    strongest_recent,
+)
 from recsys.models.ease import EASEConfig
 from recsys.models.encoding import FeatureEncoder
 from recsys.models.gbdt import GBDTConfig, GBDTRanker, RankingRows
@@ -209,7 +215,8 @@ class PipelineModel(Recommender):
         labelled by the fold's items. Returns (features, labels, query ids, item codes)."""
         users = sorted(labels[USER].unique())
         states = states_from_interactions(history, users, self.state_spec().recent_n)
-        items = item_context(history, self.item_ids)  # as the store would hold them then
+        # the items' context as the store would hold it then, for a ranker that reads it
+        items = item_context(history, self.item_ids) if self.state_spec().context else None
         out = []
         for s in range(0, len(states), self.score_batch_users):
             batch = self.encode(states[s : s + self.score_batch_users])
@@ -352,11 +359,9 @@ class PipelineModel(Recommender):
     def explain(self, picks: np.ndarray, recent: np.ndarray) -> np.ndarray:
         """The recent item with the largest EASE (else RP3beta) weight towards each pick."""
         weights = self.sources.ease if self.sources.ease is not None else self.sources.rp3
-        if weights is None or not len(recent) or not len(picks):
+        if weights is None:
             return super().explain(picks, recent)
-        w = weights[np.asarray(recent)][:, np.asarray(picks)]  # (recent, picks)
-        w = w.toarray() if sp.issparse(w) else w
-        return np.asarray(recent)[np.argmax(w, axis=0)]
+        return strongest_recent(weights, picks, recent)
 
     def item_vectors(self) -> np.ndarray | None:
         tower = self.sources.two_tower

@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.config import RecsysError
-from recsys.models.base import Recommender, StateBatch
+from recsys.models.base import Recommender, StateBatch, strongest_recent
 
 WEIGHTS_FILE = "rp3beta_W.npz"
 
@@ -56,10 +56,7 @@ class RP3beta(Recommender):
 
     def explain(self, picks: np.ndarray, recent: np.ndarray) -> np.ndarray:
         """The recent item whose walk weight towards each pick is largest."""
-        if not len(recent) or not len(picks):
-            return np.full(len(picks), -1, dtype=np.int64)
-        weights = self.weights[np.asarray(recent)][:, np.asarray(picks)].toarray()
-        return np.asarray(recent)[np.argmax(weights, axis=0)]
+        return strongest_recent(self.weights, picks, recent)
 
     def _save_parts(self, directory: Path) -> list[str]:
         sp.save_npz(directory / WEIGHTS_FILE, self.weights)

@@ -236,7 +236,7 @@ def recommend_frame(
     if states is None:
         states = states_from_interactions(history, user_ids, prepared.recent_n)
     items = prepared.items
-    if items is None and history is not None:
+    if items is None and history is not None and prepared.model.state_spec().context:
         items = item_context(history, prepared.item_ids)
     rows: list[tuple] = []
     for start in range(0, len(states), BATCH_USERS):
