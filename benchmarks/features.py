@@ -28,10 +28,11 @@ import pandas as pd
 
 from recsys.config import code_version
 from recsys.data import movielens
-from recsys.data.io import dataset_paths, read_side_tables, write_json
+from recsys.data.io import dataset_paths, read_side_tables
 from recsys.features import store as feast_store
 from recsys.features.build import TABLES, build_features
 from recsys.features.online import OnlineFeatures
+from recsys.files import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "features.json"
 DEFINITIONS = Path(__file__).resolve().parents[1] / "feature_repo"

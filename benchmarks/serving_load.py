@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.config import code_version, recsys_home
+from recsys import serve_ops
+from recsys.config import code_version, ensure_ray, recsys_home
 from recsys.registry import Registry
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serving_load.json"
@@ -157,9 +158,7 @@ def in_process_floor(args, users: list[str], n: int) -> dict:
 
 def run_topology(args, topology: str, users: list[str], port: int) -> list[dict]:
     """Deploy ``topology`` (replacing the app already there) and load it at each level."""
-    from recsys import deploy
-
-    config = deploy.serve_config(
+    config = serve_ops.serve_config(
         model_version=args.version,
         args={
             "model_root": args.model_root,
@@ -175,10 +174,8 @@ def run_topology(args, topology: str, users: list[str], port: int) -> list[dict]
         for d in config["applications"][0]["deployments"]:
             d.pop("autoscaling_config", None)
             d["num_replicas"] = args.replicas
-    url = f"http://127.0.0.1:{port}"
     rows = []
-    deploy.apply(config)
-    deploy.wait_ready(url)
+    url = serve_ops.start(config)
     warm = request_bodies(users, 100, seed=2)
     asyncio.run(closed_loop(f"{url}/recommend", warm, 8, 30))
     for concurrency in CONCURRENCY:
@@ -219,8 +216,6 @@ def main() -> None:
         os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     os.environ.setdefault("FEAST_USAGE", "False")
     import pandas as pd
-
-    from recsys.training.cluster import ensure_ray
 
     activity = Path(args.feature_repo) / "data" / "user_state.parquet"
     users = sorted(pd.read_parquet(activity, columns=["user_id"]).user_id.unique())

@@ -34,8 +34,9 @@ import ray
 import torch
 
 from recsys.config import code_version
-from recsys.data.io import dataset_paths, write_json
+from recsys.data.io import dataset_paths
 from recsys.data.synthetic import SynthConfig, generate
+from recsys.files import write_json
 from recsys.models.neural import numpy_batches
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower_model import TwoTower, to_batch

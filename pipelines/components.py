@@ -1,6 +1,7 @@
-"""KFP v2 lightweight components, one per ``recsys.steps`` function.
+"""KFP v2 lightweight components, each over one function of ``recsys``.
 
-Each body imports ``recsys`` and calls one step with its artifacts' paths; no logic lives here.
+Each body imports ``recsys`` and calls one function with its artifacts' paths; no logic lives
+here.
 On a cluster the components run in the platform image (``IMAGE``, which has ``recsys`` and
 ``kfp`` installed, so KFP installs nothing at start); locally ``kfp.local`` runs the same
 bodies in this Python.
@@ -19,9 +20,9 @@ component = dsl.component(base_image=IMAGE, install_kfp_package=False)
 @component
 def ingest(source: str, protocol: str, seed: int, split: Output[Dataset]):
     """Fetch or read interactions, validate (quarantine bad rows), split."""
-    from recsys import steps
+    from recsys.data.ingest import ingest
 
-    split.metadata.update(steps.ingest(source, split.path, protocol=protocol, seed=seed))
+    split.metadata.update(ingest(source, split.path, protocol=protocol, seed=seed))
 
 
 @component
@@ -29,9 +30,9 @@ def materialize_features(split: Input[Dataset], feature_repo: str, features: Out
     """Build the feature tables from the training rows, ``feast apply``, materialize."""
     import json
 
-    from recsys import steps
+    from recsys.features.api import materialize_split
 
-    done = steps.materialize_features(split.path, feature_repo)
+    done = materialize_split(split.path, feature_repo)
     print(
         f"features: {done['rows']} rows built in {done['build_s']}s, feast apply "
         f"{done['apply_s']}s, materialized into {done['online']} in {done['materialize_s']}s"
@@ -50,9 +51,9 @@ def training_set(
     training_set: Output[Dataset],
 ):
     """The point-in-time training set (``get_historical_features``) as a dataset directory."""
-    from recsys import steps
+    from recsys.features.api import write_training_set
 
-    meta = steps.training_set(
+    meta = write_training_set(
         split.path, training_set.path, feature_repo=feature_repo, feature_service=feature_service
     )
     training_set.metadata.update(meta)
@@ -75,11 +76,11 @@ def train(
     """Fit the model on Ray Train (a local Ray, or the cluster at ``ray_address``)."""
     import os
 
-    from recsys import steps
+    from recsys.training.api import train_from_set
 
     if ray_address:
         os.environ["RAY_ADDRESS"] = ray_address
-    done = steps.train(
+    done = train_from_set(
         training_set.path,
         model.path,
         kind=kind,
@@ -105,13 +106,14 @@ def evaluate(
 ):
     """Candidate vs champion vs baselines on the same held-out users; Evidently HTML report;
     the candidate's monitoring reference."""
-    from recsys import steps
+    from recsys.evaluation.protocol import evaluate_candidate
+    from recsys.registry import champion_model
 
-    result = steps.evaluate(
+    result = evaluate_candidate(
         split.path,
         model.path,
         evaluation.path,
-        registry_uri=registry_uri or None,
+        champion=champion_model(registry_uri or None),
         k=k,
         report_html=report.path,
         reference_out=reference.path,
@@ -135,11 +137,11 @@ def gate(
     """
     import json
 
-    from recsys.registry.gate import GatePolicy, decide
+    from recsys.registry.gate import GatePolicy, judge
 
     with open(evaluation.path) as f:
         policy = GatePolicy(margin=margin, coverage_tolerance=coverage_tolerance)
-        verdict = decide(json.load(f), policy)
+        verdict = judge(json.load(f), policy)
     decision.log_metric("promote", 1.0 if verdict.promote else 0.0)
     for name, check in verdict.checks.items():
         decision.log_metric(f"{name}_passed", 1.0 if check.passed else 0.0)
@@ -159,20 +161,22 @@ def register(
 ) -> str:
     """Add the candidate, with its monitoring reference, to the registry and make it the
     champion; the gate's reasons are kept."""
-    from recsys import steps
+    from recsys.registry import register_champion
 
     reason = "gate: " + "; ".join(decision.metadata.get("reasons", []))
     attachments = {"reference.parquet": reference.path}
-    return steps.register(model.path, registry_uri or None, reason=reason, attachments=attachments)
+    return register_champion(
+        model.path, registry_uri or None, reason=reason, attachments=attachments
+    )
 
 
 @component
 def deploy(version: str, registry_uri: str, serve_address: str, serve_config: Output[Artifact]):
     """Serve the new champion: write its Serve config; switch the app running on the Ray
     cluster at ``serve_address`` (the RayService's, not the training cluster) in place."""
-    from recsys import steps
+    from recsys.serve_ops import deploy_version
 
-    done = steps.deploy(
+    done = deploy_version(
         version, registry_uri or None, serve_config.path, ray_address=serve_address or None
     )
     serve_config.metadata.update(done)
@@ -222,26 +226,11 @@ def start_retraining(
 ) -> str:
     """Submit the training pipeline (kfp.Client; in-cluster without a host) unless a run
     started within the policy's cooldown."""
-    from recsys.monitoring.policy import Decision, load_policy
-    from recsys.monitoring.trigger import trigger
+    from importlib.resources import files
 
-    def submit(verdict: Decision) -> dict:
-        import kfp
+    from recsys.monitoring.trigger import start_retraining as start
 
-        from pipelines.run import COMPILED  # the installed package's copy (package data)
-
-        client = kfp.Client(host=kfp_host or None)
-        run = client.create_run_from_pipeline_package(
-            str(COMPILED / "training.yaml"),
-            arguments=arguments,
-            run_name=f"retrain-{verdict.at:%Y%m%dT%H%M%SZ}",
-            experiment_name="recsys",
-            enable_caching=False,
-        )
-        return {"run_id": run.run_id}
-
-    with open(decision.path) as f:
-        verdict = Decision.model_validate_json(f.read())
-    outcome = trigger(verdict, load_policy(policy or None), out, submit)
-    print(f"retraining: {outcome}")
-    return "started" if outcome["started"] else outcome["reason"]
+    package = files("pipelines") / "compiled" / "training.yaml"  # the installed package data
+    return start(
+        decision.path, out, package, arguments, policy=policy or None, kfp_host=kfp_host or None
+    )

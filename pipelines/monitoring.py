@@ -9,7 +9,7 @@ Scheduled as a recurring run: ``recsys pipeline submit --variant monitoring --sc
 from kfp import dsl
 
 from pipelines import components as c
-from pipelines.training import ClusterSettings, mount
+from pipelines.cluster import ClusterSettings, mount
 
 PIPELINE_NAME = "recsys-monitoring"
 

@@ -8,10 +8,15 @@ from pathlib import Path
 
 import click
 
-from recsys import workflows
 from recsys.config import RecsysError, code_version, recsys_home
-from recsys.data.io import write_json
+from recsys.demo.quality import QualityRun, run_quality
+from recsys.evaluation.quality import (
+    BENCHMARK_MODELS,
+    PUBLISHED_MOVIELENS_100K,
+    quality_summary,
+)
 from recsys.evaluation.report import markdown_table
+from recsys.files import write_json
 
 
 @click.group()
@@ -19,7 +24,7 @@ def benchmark() -> None:
     """Quality and speed benchmarks; each prints a table and writes results JSON."""
 
 
-def select_models(labels: str | None, available=workflows.BENCHMARK_MODELS) -> tuple:
+def select_models(labels: str | None, available=BENCHMARK_MODELS) -> tuple:
     """The model specs named in a comma-separated list (all of ``available`` when None)."""
     if not labels:
         return tuple(available)
@@ -42,10 +47,10 @@ def quality_benchmark(
 ) -> dict:
     """MovieLens-100k per protocol, every model we have (the shipped one per seed), each
     candidate source's recall, beside the published table (stratified protocol)."""
-    run = workflows.QualityRun(
+    run = QualityRun(
         workdir=workdir,
         k=k,
-        models=models or workflows.BENCHMARK_MODELS,
+        models=models or BENCHMARK_MODELS,
         protocols=protocols,
         seeds=seeds,
         validation=validation,
@@ -54,7 +59,7 @@ def quality_benchmark(
     def write(rows: list[dict]) -> dict:
         return _write_quality(out, rows, k, seeds)
 
-    rows = workflows.run_quality(run, log=lambda m: click.echo(m, err=True), on_rows=write)
+    rows = run_quality(run, log=lambda m: click.echo(m, err=True), on_rows=write)
     return write(rows)
 
 
@@ -66,7 +71,7 @@ def _write_quality(out: Path, rows: list[dict], k: int, seeds: tuple[int, ...]) 
             for r in rows
             if r["protocol"] == protocol
         ]
-        published = workflows.PUBLISHED_MOVIELENS_100K if protocol == "stratified" else []
+        published = PUBLISHED_MOVIELENS_100K if protocol == "stratified" else []
         table = markdown_table([*mine, *published], extra=(("fit_s", "fit s"),))
         tables.append(f"{protocol} protocol, k={k}\n\n{table}")
         sources = [(r["model"], r["sources"]) for r in mine if r.get("sources")]
@@ -88,8 +93,8 @@ def _write_quality(out: Path, rows: list[dict], k: int, seeds: tuple[int, ...]) 
         "machine": f"{platform.machine()} {platform.processor() or ''} {_cpu_count()} cpus".strip(),
         "code_version": code_version(),
         "rows": rows,
-        "summary": workflows.quality_summary(rows, k),
-        "published": workflows.PUBLISHED_MOVIELENS_100K,
+        "summary": quality_summary(rows, k),
+        "published": PUBLISHED_MOVIELENS_100K,
         "table_markdown": "\n\n".join(tables),
     }
     write_json(result, out)

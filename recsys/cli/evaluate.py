@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from recsys.data.io import ITEM, USER, read_table, resolve_interactions, write_json
+from recsys.data.io import ITEM, USER, read_table, resolve_interactions
 from recsys.data.validate import ids_to_str
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.evaluation.report import markdown_table
+from recsys.files import write_json
 
 
 def _read_ids(path: Path) -> pd.DataFrame:

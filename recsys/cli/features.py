@@ -14,11 +14,12 @@ from pathlib import Path
 import click
 
 from recsys.config import RecsysError, recsys_home
-from recsys.data.io import read_side_tables, resolve_interactions, write_parquet
+from recsys.data.io import read_side_tables, resolve_interactions
 from recsys.data.split import split_lineage
 from recsys.data.validate import load_interactions
 from recsys.features import store as feast_store
 from recsys.features.state import DEFAULT_RECENT_N
+from recsys.files import write_parquet
 
 repo_option = click.option(
     "--repo",

@@ -96,7 +96,7 @@ def retrain_runner(args: MonitorArgs, base: str, feature_repo, serve_address: st
         made = build_snapshot(base, args.events, snapshot)
         click.echo(f"retraining on {made['rows']} rows ({made['event_rows']} from feedback)")
         if kfp_host:
-            from pipelines.run import submit
+            from pipelines.client import submit
 
             return submit(kfp_host, {"source": str(snapshot), "registry_uri": args.registry or ""})
         from recsys.cli.pipeline import print_result, run_training

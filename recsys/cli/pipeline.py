@@ -121,7 +121,7 @@ def run_training(
 ) -> dict[str, Any]:
     """The options of ``pipeline run training`` → the local run's result (the quickstart
     calls this too). The report is copied to ``workdir/report.html``."""
-    from pipelines.run import run_local
+    from pipelines.client import run_local
 
     GatePolicy(margin=margin, coverage_tolerance=coverage_tolerance)  # fail before running
     repo = None if no_features else (feature_repo or default_repo())
@@ -186,7 +186,7 @@ def print_result(result: dict[str, Any]) -> None:
 )
 def compile_cmd(out: Path | None) -> None:
     """Compile every variant (training, training-gpu) to YAML for the Kubeflow Pipelines UI."""
-    from pipelines.run import COMPILED, compile_all
+    from pipelines.client import COMPILED, compile_all
 
     for path in compile_all(out or COMPILED):
         click.echo(f"wrote {path}")
@@ -213,7 +213,7 @@ def compile_cmd(out: Path | None) -> None:
 )
 def submit(host, variant, schedule, experiment, run_name, params) -> None:
     """Upload the compiled pipeline to a KFP server and run it (or schedule it)."""
-    from pipelines.run import submit as submit_run
+    from pipelines.client import submit as submit_run
 
     done = submit_run(
         host,

@@ -6,13 +6,16 @@ from pathlib import Path
 
 import click
 
-from recsys import workflows
 from recsys.cli.pipeline import print_result, run_training
 from recsys.config import RecsysError, recsys_home
 from recsys.data import movielens
-from recsys.data.io import read_dataset_info, write_json
+from recsys.data.io import read_dataset_info
+from recsys.demo.loop import closed_loop
+from recsys.demo.quickstart import serve_demo
+from recsys.evaluation.quality import PUBLISHED_MOVIELENS_100K
 from recsys.evaluation.report import markdown_table
 from recsys.features.store import default_repo
+from recsys.files import write_json
 from recsys.registry import Registry
 
 
@@ -94,7 +97,7 @@ def quickstart(
     )
     click.echo(f"== 3. results at k={k} (stratified protocol), with published reference rows")
     print_result(result)
-    click.echo(markdown_table(workflows.PUBLISHED_MOVIELENS_100K))
+    click.echo(markdown_table(PUBLISHED_MOVIELENS_100K))
     write_json(result["evaluation"], workdir / "metrics.json")
     click.echo(f"metrics.json under {workdir}")
     if no_serve:
@@ -106,7 +109,7 @@ def quickstart(
         "candidates -> ranker -> ordering in one Ray Serve replica (the cluster's chart gives "
         "each stage a deployment of its own)"
     )
-    workflows.serve_demo(
+    serve_demo(
         workdir,
         registry.local_path(champion.version).parent,
         champion.version,
@@ -121,48 +124,17 @@ def quickstart(
             "== 5. the closed loop: held-out traffic -> drifted traffic -> Evidently -> "
             "retrain -> gate -> hot reload"
         )
-        closed_loop(workdir, repo, registry_uri, port)
 
+        def retrain(snapshot: Path, train_repo: Path | None, serve_address: str) -> dict:
+            result = run_training(
+                source=str(snapshot),
+                feature_repo=train_repo,
+                no_features=train_repo is None,
+                registry_uri=registry_uri,
+                serve_address=serve_address,
+                workdir=workdir / "loop" / "retraining",
+            )
+            print_result(result)
+            return result
 
-def closed_loop(workdir: Path, repo: Path | None, registry_uri: str | None, port: int) -> dict:
-    """:func:`recsys.loop.run_loop` with the training pipeline (kfp.local) as the retraining.
-
-    The loop starts from scratch each time (its logs, decisions and cooldown under
-    ``workdir/loop``) and serves from its own feature store, materialized from the champion's
-    training rows, so an earlier run's clicks do not linger in the users' histories. The
-    retraining materializes a third store (SQLite takes one writer; the app keeps reading).
-    """
-    import shutil
-
-    from recsys import steps
-    from recsys.features.store import copy_definitions
-    from recsys.loop import LoopDemo, run_loop
-
-    loop = workdir / "loop"
-    shutil.rmtree(loop, ignore_errors=True)
-    steps.ingest(movielens.NAME, loop / "split")  # the champion's split: held-out users, store
-    serve_repo = train_repo = None
-    if repo is not None:
-        serve_repo = copy_definitions(repo, loop / "serve_repo")
-        steps.materialize_features(loop / "split", serve_repo)
-        train_repo = copy_definitions(repo, loop / "retrain_repo")
-
-    def retrain(snapshot: Path, serve_address: str) -> dict:
-        result = run_training(
-            source=str(snapshot),
-            feature_repo=train_repo,
-            no_features=train_repo is None,
-            registry_uri=registry_uri,
-            serve_address=serve_address,
-            workdir=workdir / "loop" / "retraining",
-        )
-        print_result(result)
-        return result
-
-    demo = LoopDemo(workdir, registry_uri, serve_repo, loop / "split", port=port)
-    seen = run_loop(demo, retrain, log=click.echo)
-    click.echo("timeline:")
-    for stamp, text in seen["timeline"]:
-        click.echo(f"  {stamp}  {text}")
-    click.echo(f"reports and decisions: {workdir / 'loop' / 'monitoring'}")
-    return seen
+        closed_loop(workdir, repo, registry_uri, port, retrain, log=click.echo)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import click
 
-from recsys import deploy as serve_ops
+from recsys import serve_ops
 from recsys.config import RecsysError
-from recsys.deploy import connect
+from recsys.serve_ops import connect
 
 
 @click.group()
@@ -51,10 +51,7 @@ def start(config, model_version, model_root, feature_repo, catalog, topology, ho
         port=port,
         topology=topology,
     )
-    serve_ops.apply(cfg)
-    url = serve_ops.local_url(cfg["http_options"])
-    if model_version:
-        serve_ops.wait_ready(url)
+    url = serve_ops.start(cfg)
     click.echo(f"serving at {url}  (OpenAPI: {url}/docs; version {model_version or 'none yet'})")
     if detach:
         return

@@ -1,19 +1,10 @@
-"""Files on disk: atomic writes, reading interaction tables, dataset directories.
-
-Every writer goes through :func:`atomic_path`: the data lands in a temporary file beside the
-target and is renamed over it only once complete, so a crash never leaves half a file.
-"""
+"""Interaction tables and dataset directories on disk (writes go through ``recsys.files``)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,9 +13,9 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from recsys.config import RecsysError
+from recsys.files import read_json_model
 
 USER, ITEM, RATING, TS = "user_id", "item_id", "rating", "timestamp"
-M = TypeVar("M", bound=BaseModel)
 INTERACTION_COLUMNS = (USER, ITEM, RATING, TS)
 AGE_EDGES = (18, 25, 35, 45, 50, 56)  # the MovieLens-1M age buckets
 
@@ -34,54 +25,6 @@ def age_bucket(age: pd.Series) -> pd.Series:
     age = pd.to_numeric(age, errors="coerce")
     bucket = np.searchsorted(AGE_EDGES, age.fillna(0).to_numpy(), "right")
     return pd.Series(bucket, index=age.index).where(age.notna()).astype("Int64")
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it over ``target`` on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give files the usual mode
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def append_line(path: str | os.PathLike, line: str) -> None:
-    """Append one line durably: a single ``write`` on an ``O_APPEND`` descriptor, then
-    ``fsync``, so lines from concurrent writers never interleave and an acknowledged line
-    survives a crash."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line.rstrip("\n") + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a DataFrame to parquet atomically (no index)."""
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
-    return Path(path)
-
-
-def write_json(obj: object, path: str | os.PathLike) -> Path:
-    """Write JSON atomically, pretty-printed, keys in insertion order."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    return Path(path)
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -174,22 +117,6 @@ def dataset_paths(directory: str | os.PathLike) -> dict[str, Path]:
         "info": d / "dataset.json",
         "quarantine": d / "quarantine.parquet",
     }
-
-
-def read_json_model(path: Path, model: type[M], what: str) -> M:
-    """Read a JSON file into a strict pydantic model; errors name the file and the directory.
-
-    Args:
-        path: the JSON file.
-        model: the pydantic model to validate against.
-        what: what the directory holding ``path`` should be ("dataset", "model").
-    """
-    if not path.exists():
-        raise RecsysError(f"{path.parent}: not a {what} directory (no {path.name})")
-    try:
-        return model.model_validate_json(path.read_text())
-    except ValueError as exc:
-        raise RecsysError(f"{path}: invalid {path.name}: {exc}") from exc
 
 
 def read_dataset_info(directory: str | os.PathLike) -> DatasetInfo:

@@ -31,10 +31,9 @@ from recsys.data.io import (
     dataset_paths,
     interactions_checksum,
     read_dataset_info,
-    write_json,
-    write_parquet,
 )
 from recsys.data.validate import validate_interactions
+from recsys.files import write_json, write_parquet
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.config import RecsysError
-from recsys.data.io import ITEM, TS, USER, dataset_paths, write_json, write_parquet
+from recsys.data.io import ITEM, TS, USER, dataset_paths, read_side_tables, read_table
+from recsys.files import write_json, write_parquet
 
 Protocol = Literal["stratified", "temporal", "leave-last-out"]
 PROTOCOLS: tuple[str, ...] = ("stratified", "temporal", "leave-last-out")
@@ -109,6 +110,15 @@ def split_lineage(split_dir: str | Path) -> list[str] | None:
         return json.loads(path.read_text()).get("lineage")
     except (OSError, json.JSONDecodeError) as exc:
         raise RecsysError(f"{path}: unreadable split metadata ({exc})") from exc
+
+
+def read_split(split_dir: str | Path):
+    """``train.parquet`` and the side tables of a split (or training-set) directory."""
+    split_dir = Path(split_dir)
+    if not (split_dir / "train.parquet").exists():
+        raise RecsysError(f"{split_dir}: no train.parquet (not a split directory)")
+    users, items = read_side_tables(split_dir)
+    return read_table(split_dir / "train.parquet"), users, items
 
 
 def _check_ratio(ratio: float) -> None:

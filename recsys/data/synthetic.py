@@ -29,18 +29,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.config import RecsysError
-from recsys.data.io import (
-    ITEM,
-    RATING,
-    TS,
-    USER,
-    DatasetInfo,
-    atomic_path,
-    dataset_paths,
-    update_checksum,
-    write_json,
-)
+from recsys.data.io import ITEM, RATING, TS, USER, DatasetInfo, dataset_paths, update_checksum
 from recsys.data.movielens import GENRES as _ML_GENRES
+from recsys.files import atomic_path, write_json
 
 N_CANDIDATES = 8
 CHOICE_SIGNAL = 2.0  # logit per unit of affinity in the Gumbel-max choice

@@ -15,16 +15,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.config import RecsysError
-from recsys.data.io import (
-    ITEM,
-    RATING,
-    TS,
-    USER,
-    read_table,
-    require_columns,
-    resolve_interactions,
-    write_parquet,
-)
+from recsys.data.io import ITEM, RATING, TS, USER, read_table, require_columns, resolve_interactions
+from recsys.files import write_parquet
 
 REASONS = (
     "missing_user_id",

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from recsys.data.io import ITEM, USER, atomic_path
+from recsys.data.io import ITEM, USER
 from recsys.evaluation.metrics import top_k
+from recsys.files import atomic_path
 
 RANK = "rank"
 TARGET = "target"

@@ -1,18 +1,26 @@
-"""Entry points over the feature store: refresh it from interactions, read a training set.
+"""Entry points over the feature store: refresh it from interactions (or a split), read a
+point-in-time training set, write one as a dataset directory.
 
-The CLI, the quickstart and (later) the pipeline components call these.
+The CLI, the quickstart and the pipeline components call these.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from recsys.data.io import INTERACTION_COLUMNS, TS
+from recsys.config import RecsysError
+from recsys.data.io import INTERACTION_COLUMNS, TS, interactions_checksum
+from recsys.data.split import read_split, split_lineage
 from recsys.features import store as feast_store
 from recsys.features.build import TICK, FeatureConfig, build_features
+from recsys.files import write_json, write_parquet
+
+TRAINING_SET_META = "training_set.json"
 
 
 def refresh(
@@ -67,3 +75,50 @@ def load_training_set(
     users, items = feast_store.side_tables(joined, feast_store.catalog(store, as_of))
     rows = joined[[c for c in INTERACTION_COLUMNS if c in joined]]
     return rows, users, items, joined
+
+
+def materialize_split(split_dir: str | Path, feature_repo: str | Path) -> dict[str, Any]:
+    """Build the feature tables from the training rows only, ``feast apply``, materialize."""
+    train, users, items = read_split(split_dir)
+    done = refresh(feature_repo, train, users, items, lineage=split_lineage(split_dir))
+    return {**done, "rows": sum(done["rows"].values())}
+
+
+def write_training_set(
+    split_dir: str | Path,
+    out: str | Path,
+    *,
+    feature_repo: str | Path | None = None,
+    feature_service: str = "ranker_v1",
+) -> dict[str, Any]:
+    """The rows and attributes the models learn from, as a dataset directory.
+
+    With ``feature_repo``, the point-in-time training set of ``feature_service``
+    (``get_historical_features``); without it, the split's own side tables.
+    """
+    out = Path(out)
+    train, users, items = read_split(split_dir)
+    lineage = split_lineage(split_dir) or [interactions_checksum(train)]
+    meta: dict[str, Any] = {"feature_service": None, "rows": len(train), "lineage": lineage}
+    if feature_repo:
+        train, users, items, joined = load_training_set(feature_repo, train, feature_service)
+        write_parquet(joined, out / "training_set.parquet")
+        meta |= {"feature_service": feature_service, "rows": len(joined)}
+        meta["columns"] = joined.shape[1]
+    write_parquet(train, out / "train.parquet")
+    for name, table in (("users", users), ("items", items)):
+        if table is not None:
+            write_parquet(table, out / f"{name}.parquet")
+    write_json(meta, out / TRAINING_SET_META)
+    return meta
+
+
+def read_training_set_meta(data_dir: str | Path) -> dict[str, Any]:
+    """``training_set.json`` of a training-set directory ({} for a plain split directory)."""
+    path = Path(data_dir) / TRAINING_SET_META
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecsysError(f"{path}: unreadable training-set metadata ({exc})") from exc

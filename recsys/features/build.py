@@ -21,18 +21,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from recsys.data.io import (
-    ITEM,
-    RATING,
-    TS,
-    USER,
-    age_bucket,
-    interactions_checksum,
-    read_json_model,
-    write_json,
-    write_parquet,
-)
+from recsys.data.io import ITEM, RATING, TS, USER, age_bucket, interactions_checksum
 from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, TICK, state_table
+from recsys.files import read_json_model, write_json, write_parquet
 
 META_FILE = "feature_meta.json"
 TABLES = ("user_profile", "user_activity", "user_state", "item_profile", "item_stats")

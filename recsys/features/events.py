@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from recsys.data.io import ITEM, USER, append_line
+from recsys.data.io import ITEM, USER
 from recsys.features.build import read_store_meta
 from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, RECENT, SEEN, TICK, fold, from_row
+from recsys.files import append_line
 
 ACTIVITY_PUSH, STATE_PUSH = "user_activity_push", "user_state_push"
 ACTIVITY = ("user_interactions", "user_ratings", "user_mean_rating", "genre_affinity")

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from recsys.config import RecsysError
-from recsys.data.io import ITEM, RATING, TS, USER, atomic_path
+from recsys.data.io import ITEM, RATING, TS, USER
 from recsys.features.build import EVENT_TS, TABLES
+from recsys.files import atomic_path
 
 Online = Literal["sqlite", "redis"]
 YAML = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}

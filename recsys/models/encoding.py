@@ -82,7 +82,7 @@ class FeatureEncoder:
             "year": len(self.years) + 1,
         }
 
-    def user_features(self, user_ids: np.ndarray) -> np.ndarray:
+    def codes_of_users(self, user_ids: np.ndarray) -> np.ndarray:
         """``(n, 3)`` codes (age bucket, gender, occupation); unknown users get zeros."""
         if getattr(self, "_lookup_of", None) is not self.user_keys:  # keys replaced: rehash
             self._lookup, self._lookup_of = pd.Index(self.user_keys), self.user_keys

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recsys.data.io import read_json_model
+from recsys.files import read_json_model
 
 MANIFEST = "manifest.json"
 

@@ -283,7 +283,7 @@ class PipelineModel(Recommender):
         genre = self.item_genre_matrix / np.maximum(
             np.linalg.norm(self.item_genre_matrix, axis=1, keepdims=True), 1e-9
         )
-        codes = self.encoder.user_features(np.asarray(batch.user_ids, dtype=object))  # (U, 3)
+        codes = self.encoder.codes_of_users(np.asarray(batch.user_ids, dtype=object))  # (U, 3)
         return {
             "log_history": np.log1p(np.asarray(seen.sum(axis=1)).ravel())[r],
             "genre_match": np.einsum("rg,rg->r", profile[r], genre[c]),
@@ -326,7 +326,7 @@ class PipelineModel(Recommender):
                 for s in self.serving_fits()
             ]
         )  # (fits, rows, features)
-        codes = self.encoder.user_features(np.asarray(batch.user_ids, dtype=object))
+        codes = self.encoder.codes_of_users(np.asarray(batch.user_ids, dtype=object))
         known = seen.any(axis=1) | (codes > 0).any(axis=1)
         bounds = np.searchsorted(r, np.arange(len(batch.user_ids) + 1))  # rows are user-major
         return [

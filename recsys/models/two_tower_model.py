@@ -116,7 +116,7 @@ class TwoTower(Recommender):
         else:
             pos = profile_samples(uid, self.config.history_len, self.config.seed)
             hist = np.where(pos >= 0, iid[np.maximum(pos, 0)], 0)  # (rows, history_len)
-        feats = self.encoder.user_features(df[USER].astype(str).to_numpy())  # (rows, 3)
+        feats = self.encoder.codes_of_users(df[USER].astype(str).to_numpy())  # (rows, 3)
         cols = {"uid": uid, "iid": iid}
         cols |= {f"f{j}": feats[:, j] for j in range(3)}
         cols |= {f"h{j}": hist[:, j] for j in range(hist.shape[1])}
@@ -215,7 +215,7 @@ class TwoTower(Recommender):
         ids = [str(u) for u in user_ids]
         uid = np.array([self._user_index.get(u, -1) + 1 for u in ids], dtype=np.int64)
         arrays = {"uid": uid, "iid": np.zeros_like(uid)}
-        feats = self.encoder.user_features(np.asarray(ids, dtype=object))
+        feats = self.encoder.codes_of_users(np.asarray(ids, dtype=object))
         hist = np.zeros((len(ids), self.config.history_len), dtype=np.int64)  # (U, history_len)
         window = np.asarray(recent)[:, : self.config.history_len]
         hist[:, : window.shape[1]] = window

@@ -15,10 +15,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.config import RecsysError
-from recsys.data.io import ITEM, write_json
+from recsys.data.io import ITEM
+from recsys.evaluation.reference import SOURCE, item_popularity, read_reference
+from recsys.files import write_json
 from recsys.monitoring import logs
 from recsys.monitoring.policy import Decision, MonitorPolicy, decide, load_policy
-from recsys.monitoring.reference import SOURCE, item_popularity, read_reference
 from recsys.monitoring.report import run_reports
 from recsys.monitoring.trigger import record, trigger
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from recsys.data.io import ITEM, USER, atomic_path
+from recsys.data.io import ITEM, USER
 from recsys.evaluation.evidently_report import RANK, TARGET, quality_snapshot, save_html
-from recsys.monitoring.reference import CATEGORICAL, NUMERICAL, SCORE
+from recsys.evaluation.reference import CATEGORICAL, NUMERICAL, SCORE
+from recsys.files import atomic_path
 
 PROJECT = "recsys-monitoring"
 
@@ -68,7 +69,7 @@ def run_reports(
     """Drift and quality of ``current`` (prediction rows with ``target``) against ``reference``.
 
     Args:
-        reference: the version's reference rows (``recsys.monitoring.reference``).
+        reference: the version's reference rows (``recsys.evaluation.reference``).
         current: live prediction rows with the same feature columns, ``request_id`` and
             ``target`` (feedback joined).
         out_dir: where this run's HTML and ``summary.json`` go.

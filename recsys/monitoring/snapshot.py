@@ -3,7 +3,7 @@ service has accepted since, as one dataset directory (the training pipeline's ``
 
 The directory keeps the two parts apart too (``snapshot.json`` names the base file,
 ``events.parquet`` holds the new rows), so the pipeline's split can keep every base row on the
-side it was on when the champion trained (:func:`recsys.steps.ingest`): re-splitting the union
+side it was on when the champion trained (:func:`recsys.data.ingest.ingest`): re-splitting the union
 would put some of the champion's training rows into the test set and flatter it at the gate."""
 
 from __future__ import annotations
@@ -15,17 +15,9 @@ from typing import Any
 import pandas as pd
 
 from recsys.data import movielens
-from recsys.data.io import (
-    INTERACTION_COLUMNS,
-    ITEM,
-    TS,
-    USER,
-    dataset_paths,
-    resolve_interactions,
-    write_json,
-    write_parquet,
-)
+from recsys.data.io import INTERACTION_COLUMNS, ITEM, TS, USER, dataset_paths, resolve_interactions
 from recsys.data.validate import load_interactions
+from recsys.files import write_json, write_parquet
 from recsys.monitoring.logs import load_feedback
 
 SNAPSHOT_FILE = "snapshot.json"

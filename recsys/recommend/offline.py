@@ -9,8 +9,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.config import RecsysError
-from recsys.data.io import USER, read_table, read_titles, resolve_interactions, write_parquet
+from recsys.data.io import USER, read_table, read_titles, resolve_interactions
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
+from recsys.files import write_parquet
 from recsys.models import load_model, read_manifest
 from recsys.recommend.stages import Request, prepare, recommend_frame
 

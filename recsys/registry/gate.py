@@ -80,8 +80,8 @@ class GateDecision(BaseModel):
         return f"gate: {head}: " + "; ".join(self.reasons) + tail
 
 
-def decide(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> GateDecision:
-    """Apply the gate to an evaluation (``recsys.steps.evaluate``'s result).
+def judge(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> GateDecision:
+    """Apply the gate to an evaluation (``recsys.evaluation.protocol.evaluate_candidate``'s result).
 
     Args:
         evaluation: ``k``, ``candidate`` (with its ``kind`` when known) / ``champion`` (or

@@ -20,7 +20,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
+import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -274,6 +276,43 @@ class Registry:
             return ModelVersion(**fields, uri=url)
         except ValidationError as exc:
             raise RecsysError(f"{url}/{MANIFEST}: invalid manifest: {exc}") from exc
+
+
+def register_champion(
+    model_dir: str | Path,
+    registry_uri: str | None,
+    *,
+    reason: str = "",
+    attachments: dict[str, str | Path] | None = None,
+) -> str:
+    """Add the model version to the registry and make it the champion.
+
+    Args:
+        attachments: files stored in the version's directory beside the model's parts, by
+            name (the monitoring reference).
+
+    Returns:
+        The version id.
+    """
+    registry = Registry(registry_uri)
+    with tempfile.TemporaryDirectory(prefix="recsys-register-") as tmp:
+        if attachments:  # the artifact is an input: add the files to a copy
+            copy = Path(tmp) / "model"
+            shutil.copytree(model_dir, copy)
+            for name, path in attachments.items():
+                shutil.copyfile(path, copy / name)
+            model_dir = copy
+        version = registry.register(model_dir, note=reason).version
+    registry.promote(version, reason=reason)
+    return version
+
+
+def champion_model(registry_uri: str | None) -> tuple[str, Path] | None:
+    """The registry's champion as ``(version, local model directory)``, or None without one."""
+    registry = Registry(registry_uri)
+    if (champion := registry.champion()) is None:
+        return None
+    return champion.version, registry.local_path(champion.version)
 
 
 def _now() -> datetime:

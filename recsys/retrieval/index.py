@@ -23,7 +23,7 @@ import faiss
 import numpy as np
 
 from recsys.config import RecsysError
-from recsys.data.io import atomic_path, write_json
+from recsys.files import atomic_path, write_json
 
 INDEX_FILE = "item_index.faiss"
 META_FILE = "item_index.json"

@@ -1,6 +1,7 @@
 """``train(args) -> model directory``: the one training entry point for every model kind.
 
-The CLI, the benchmarks and the pipeline components call this. Closed-form and counting models
+The CLI, the benchmarks and the pipeline components call this module; it holds the only
+fit-and-save. Closed-form and counting models
 fit in-process; the neural models train on Ray Train (a local Ray by default, ``RAY_ADDRESS``
 for a cluster).
 """
@@ -15,10 +16,16 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.config import RecsysError, recsys_home
-from recsys.data.io import interactions_checksum, read_side_tables, resolve_interactions
+from recsys.data.io import (
+    interactions_checksum,
+    read_side_tables,
+    read_table,
+    resolve_interactions,
+)
 from recsys.data.split import split_lineage
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
-from recsys.models import PipelineModel, Recommender, create_model
+from recsys.features.api import load_training_set, read_training_set_meta
+from recsys.models import PipelineModel, Recommender, create_model, read_manifest
 from recsys.models.gbdt import GBDTRanker
 from recsys.training.gbdt import fit_gbdt_on_ray
 from recsys.training.ray_trainer import RayRun, fit_on_ray
@@ -113,7 +120,7 @@ def _require_gpu() -> None:
 
 
 def train(args: TrainArgs) -> Path:
-    """Fit a model on validated interactions and save it as a model directory.
+    """Fit a model on validated interactions (a file or a dataset directory) and save it.
 
     Returns:
         The model directory (``args.out``).
@@ -127,19 +134,68 @@ def train(args: TrainArgs) -> Path:
     )
     service = None
     if args.features is not None:  # side features from Feast's point-in-time join
-        from recsys.features.api import load_training_set
-
         service = args.feature_service
         interactions, users, items, _ = load_training_set(args.features, interactions, service)
     else:
         users, items = read_side_tables(side_dir)
-    model = fit_model(args.model, interactions, users, items, args.params, args=args)
+    lineage = split_lineage(args.data) if args.data.is_dir() else None
+    return _fit_and_save(args, interactions, users, items, service=service, lineage=lineage)
+
+
+def train_from_set(
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    kind: str = "pipeline",
+    params: dict[str, Any] | None = None,
+    gpu: bool = False,
+    num_workers: int = 1,
+    storage_path: str | None = None,
+    run_name: str | None = None,
+) -> dict[str, Any]:
+    """Fit ``kind`` on a training-set directory (``recsys.features.api.write_training_set``:
+    rows already validated, the feature service and lineage in its metadata) and save it.
+
+    Returns:
+        The new model version's id, its kind and the number of training rows.
+    """
+    data_dir = Path(data_dir)
+    rows = read_table(data_dir / "train.parquet")
+    users, items = read_side_tables(data_dir)
+    meta = read_training_set_meta(data_dir)
+    args = TrainArgs(
+        data=data_dir,
+        model=kind,
+        out=Path(out),
+        params=params or {},
+        gpu=gpu,
+        num_workers=num_workers,
+        storage_path=storage_path,
+        run_name=run_name,
+    )
+    service, lineage = meta.get("feature_service"), meta.get("lineage")
+    _fit_and_save(args, rows, users, items, service=service, lineage=lineage)
+    return {"version": read_manifest(args.out).version, "kind": kind, "rows": len(rows)}
+
+
+def _fit_and_save(
+    args: TrainArgs,
+    rows: pd.DataFrame,
+    users: pd.DataFrame | None,
+    items: pd.DataFrame | None,
+    *,
+    service: str | None,
+    lineage: list[str] | None,
+) -> Path:
+    """The one fit-and-save: fit, then write the model directory with the rows' checksum,
+    the training metrics, the feature service read and the data lineage."""
+    model = fit_model(args.model, rows, users, items, args.params, args=args)
     return model.save(
         args.out,
-        data_checksum=interactions_checksum(interactions),
+        data_checksum=interactions_checksum(rows),
         metrics=training_metrics(model),
         feature_service=service,
-        data_lineage=split_lineage(args.data) if args.data.is_dir() else None,
+        data_lineage=lineage,
     )
 
 

@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
 
-from recsys.training.cluster import ensure_ray
+from recsys.config import ensure_ray
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"

@@ -58,7 +58,7 @@ def ray_session():
     """The one local Ray of the integration session (``ensure_ray``), shut down at the end."""
     import ray
 
-    from recsys.training.cluster import ensure_ray
+    from recsys.config import ensure_ray
 
     ensure_ray()
     yield ray

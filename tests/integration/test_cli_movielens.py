@@ -174,7 +174,7 @@ def test_the_endpoint_answers_what_recsys_recommend_answers(quickstart, ray_sess
     live app's /recommend against `recsys recommend` for the same version and users."""
     from ray import serve
 
-    from recsys.workflows import start_app
+    from recsys.serve_ops import start_local
 
     split, version = quickstart["split"], quickstart["version"]
     test = pd.read_parquet(split / "test.parquet")
@@ -202,7 +202,7 @@ def test_the_endpoint_answers_what_recsys_recommend_answers(quickstart, ray_sess
     catalog = Path(split) / "items.parquet"
     port = free_port()
     try:
-        url = start_app(
+        url = start_local(
             model_dir.parent,
             version,
             quickstart["repo"],

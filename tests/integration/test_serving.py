@@ -16,7 +16,7 @@ import httpx
 import pytest
 import torch
 
-from recsys import deploy
+from recsys import serve_ops
 from recsys.data.io import interactions_checksum
 from recsys.features import store as feast_store
 from recsys.features.api import refresh
@@ -52,7 +52,7 @@ def served(ray_session, tmp_path_factory):
         "prediction_log_dir": str(root / "predictions"),
         "events_dir": str(root / "events"),
     }
-    deploy.apply(deploy.serve_config(args=args, host="127.0.0.1", port=port))
+    serve_ops.apply(serve_ops.serve_config(args=args, host="127.0.0.1", port=port))
     url = f"http://127.0.0.1:{port}"
     with httpx.Client(base_url=url, timeout=60) as client:
         yield {"client": client, "url": url, "root": root, "args": args, "port": port}
@@ -71,11 +71,11 @@ def test_before_a_model_is_named_it_is_not_ready_then_loads_in_place(served):
     ready = client.get("/readyz")
     assert ready.status_code == 503 and "no model loaded" in ready.json()["reason"]
     assert recommend(client).status_code == 503
-    deploy.set_version("v1")
-    assert deploy.wait_ready(served["url"])["model_version"] == "v1"
+    serve_ops.set_version("v1")
+    assert serve_ops.wait_ready(served["url"])["model_version"] == "v1"
     # What a promotion over the Ray Client checks: the same probe, run on the head node.
     http = {"host": "127.0.0.1", "port": served["port"]}
-    assert deploy.wait_ready_on_head(http, timeout_s=30)["model_version"] == "v1"
+    assert serve_ops.wait_ready_on_head(http, timeout_s=30)["model_version"] == "v1"
 
 
 def test_recommend_returns_ranked_unseen_items_with_reasons(served):
@@ -187,7 +187,7 @@ def test_a_store_that_cannot_serve_the_version_answers_503_with_the_reason(serve
     (alien / "manifest.json").write_text(json.dumps(manifest))
     client = served["client"]
     try:
-        deploy.set_version("alien")
+        serve_ops.set_version("alien")
         deadline, ready = time.monotonic() + 60, None
         while time.monotonic() < deadline:
             ready = client.get("/readyz")
@@ -199,8 +199,8 @@ def test_a_store_that_cannot_serve_the_version_answers_503_with_the_reason(serve
         answer = recommend(client)
         assert answer.status_code == 503 and "holds data" in answer.json()["detail"]
     finally:
-        deploy.set_version("v1")
-    assert deploy.wait_ready(served["url"])["model_version"] == "v1"
+        serve_ops.set_version("v1")
+    assert serve_ops.wait_ready(served["url"])["model_version"] == "v1"
     assert recommend(client).status_code == 200
 
 
@@ -299,7 +299,7 @@ def test_a_model_switch_under_load_fails_no_request_and_restarts_no_replica(serv
     workers = [threading.Thread(target=load) for _ in range(4)]
     [w.start() for w in workers]
     time.sleep(1.0)
-    deploy.set_version("v2")
+    serve_ops.set_version("v2")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not any(v == "v2" for _, v in results[-8:]):
         time.sleep(0.2)
@@ -317,11 +317,11 @@ def test_the_fused_topology_serves_the_same_and_an_unwritable_log_fails_no_reque
     blocked = served["root"] / "not-a-directory"
     blocked.write_text("a file where the prediction log directory should be")
     args = {**served["args"], "prediction_log_dir": str(blocked / "predictions")}
-    config = deploy.serve_config(
+    config = serve_ops.serve_config(
         args=args, model_version="v2", host="127.0.0.1", port=served["port"], topology="fused"
     )
-    deploy.apply(config)
-    assert deploy.wait_ready(served["url"])["model_version"] == "v2"
+    serve_ops.apply(config)
+    assert serve_ops.wait_ready(served["url"])["model_version"] == "v2"
     assert set(replica_ids()) == {"Ingress"}  # one deployment runs every stage
     client = served["client"]
     answers = [recommend(client, k=4) for _ in range(5)]
@@ -346,14 +346,14 @@ def test_a_missing_or_unmaterialized_store_is_not_ready(served):
     build_features(make_interactions(), *side_tables(), built / "data")
     feast_store.apply(built)
     for repo, reason in ((empty, "is not a built Feast repository"), (built, "holds no state")):
-        config = deploy.serve_config(
+        config = serve_ops.serve_config(
             args={**served["args"], "feature_repo": str(repo)},
             model_version="v1",
             host="127.0.0.1",
             port=served["port"],
             topology="fused",
         )
-        deploy.apply(config)
+        serve_ops.apply(config)
         ready = client.get("/readyz")
         assert ready.status_code == 503 and reason in ready.json()["reason"], ready.text
         answer = recommend(client)

@@ -14,12 +14,15 @@ import pandas as pd
 import pytest
 import torch
 
-from recsys import deploy, steps
-from recsys.data.io import interactions_checksum, write_parquet
+from recsys import serve_ops
+from recsys.data.ingest import ingest
+from recsys.data.io import interactions_checksum
+from recsys.evaluation.protocol import evaluate_candidate
+from recsys.evaluation.reference import read_reference
 from recsys.features.api import refresh
+from recsys.files import write_parquet
 from recsys.models import PipelineConfig, PipelineModel
-from recsys.monitoring.reference import read_reference
-from recsys.registry import Registry
+from recsys.registry import Registry, champion_model, register_champion
 from tests.conftest import copy_feature_repo, free_port, make_interactions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
@@ -40,24 +43,24 @@ def setup(ray_session, tmp_path_factory):
     data = root / "data"
     for name, table in (("interactions", interactions), ("users", users), ("items", items)):
         write_parquet(table, data / f"{name}.parquet")
-    steps.ingest(str(data), root / "split")  # the split the loop's held-out replay uses too
+    ingest(str(data), root / "split")  # the split the loop's held-out replay uses too
     train = pd.read_parquet(root / "split" / "train.parquet")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     model = PipelineModel(PipelineConfig(**TINY_PIPELINE, seed=3)).fit(train, users, items)
     torch.set_num_threads(threads)
     model.save(root / "v0", version="v0", data_checksum=interactions_checksum(train))
-    steps.evaluate(
+    evaluate_candidate(
         root / "split",
         root / "v0",
         root / "v0-eval.json",
-        registry_uri=str(root / "none"),
+        champion=champion_model(str(root / "none")),
         reference_out=root / "v0-reference.parquet",
     )
     repo = copy_feature_repo(root / "repo")  # the store serving reads
     refresh(repo, train, users, items)
     registry = Registry(root / "registry")
-    steps.register(
+    register_champion(
         root / "v0",
         str(registry.uri),
         reason="seed champion",
@@ -70,10 +73,10 @@ def setup(ray_session, tmp_path_factory):
         "prediction_log_dir": str(root / "loop" / "predictions"),
         "events_dir": str(root / "loop" / "events"),
     }
-    config = deploy.serve_config(model_version="v0", args=args, host="127.0.0.1", port=port)
-    deploy.apply(config)
+    config = serve_ops.serve_config(model_version="v0", args=args, host="127.0.0.1", port=port)
+    serve_ops.apply(config)
     url = f"http://127.0.0.1:{port}"
-    assert deploy.wait_ready(url)["model_version"] == "v0"
+    assert serve_ops.wait_ready(url)["model_version"] == "v0"
     (root / "policy.yaml").write_text(POLICY)
     arguments = {
         "source": str(data),
@@ -99,7 +102,7 @@ def setup(ray_session, tmp_path_factory):
 
 
 def run(setup, name: str, **overrides) -> dict:
-    from pipelines.run import run_local
+    from pipelines.client import run_local
 
     root = setup["root"] / name
     result = run_local({**setup["arguments"], **overrides}, root, log_file=root / "tasks.log")
@@ -110,7 +113,7 @@ def test_closed_loop_drift_retrains_promotes_and_hot_reloads_without_a_failed_re
     """Held-out traffic: no action. A drifted population: retrain -> the training pipeline
     (margin -1: any candidate beating popularity replaces v0) -> register -> the live app
     switches while a load thread keeps asking."""
-    from recsys.loop import LoopDemo, run_loop
+    from recsys.demo.loop import LoopDemo, run_loop
 
     registry: Registry = setup["registry"]
     results = []
@@ -193,7 +196,7 @@ def test_second_run_on_unchanged_data_keeps_the_champion(setup):
     assert registry.champion() == before and len(registry.history()) == events
     assert {v.version for v in registry.versions()} == {"v0", before.version}
     assert not list(result["root"].rglob("register"))
-    assert deploy.wait_ready(setup["url"])["model_version"] == before.version
+    assert serve_ops.wait_ready(setup["url"])["model_version"] == before.version
     gate = json.loads(Path(result["root"].glob("*/gate/decision").__next__()).read_text())
     assert gate["checks"]["beats_champion"]["threshold"] == pytest.approx(
         result["evaluation"]["champion"]["metrics"]["ndcg"] + 0.005

@@ -99,8 +99,8 @@ def test_encoder_reads_age_buckets_like_raw_ages():
         {"user_id": ["u", "v", "w"], "age": [17, 40, None], "gender": ["F", "M", "F"]}
     )
     bucketed = user_profile(raw, sorted_events(events([("u", "a", 1.0, 0)])))
-    a = FeatureEncoder.fit(raw, None).user_features(np.array(["u", "v", "w"], dtype=object))
-    b = FeatureEncoder.fit(bucketed, None).user_features(np.array(["u", "v", "w"], dtype=object))
+    a = FeatureEncoder.fit(raw, None).codes_of_users(np.array(["u", "v", "w"], dtype=object))
+    b = FeatureEncoder.fit(bucketed, None).codes_of_users(np.array(["u", "v", "w"], dtype=object))
     np.testing.assert_array_equal(a, b)
     assert a[2, 0] == 0  # unknown age
 

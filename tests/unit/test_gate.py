@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from recsys.registry.gate import GatePolicy, decide
+from recsys.registry.gate import GatePolicy, judge
 
 
 def evaluation(cand=(0.40, 0.50), champ=(0.39, 0.50), base=0.20) -> dict:
@@ -21,36 +21,36 @@ def evaluation(cand=(0.40, 0.50), champ=(0.39, 0.50), base=0.20) -> dict:
 
 
 def test_without_a_champion_the_popularity_baseline_decides():
-    first = decide(evaluation(champ=None))
+    first = judge(evaluation(champ=None))
     assert first.promote and first.champion is None
     assert first.checks["beats_champion"].reason == "no champion to beat"
-    weak = decide(evaluation(cand=(0.15, 0.5), champ=None))
+    weak = judge(evaluation(cand=(0.15, 0.5), champ=None))
     assert not weak.promote and weak.summary().startswith("gate: REJECT new (no champion yet)")
     reason = "nDCG@10 0.1500 ≤ popularity 0.2000 + margin 0.001"
     assert weak.checks["beats_baseline"].reason == reason
 
 
 def test_a_gain_within_the_margin_keeps_the_champion():
-    same_data = decide(evaluation(cand=(0.4823, 0.5), champ=(0.4801, 0.5)))
+    same_data = judge(evaluation(cand=(0.4823, 0.5), champ=(0.4801, 0.5)))
     assert not same_data.promote
     check = same_data.checks["beats_champion"]
     assert not check.passed and check.threshold == pytest.approx(0.4851)
     assert same_data.summary().startswith("gate: KEEP champion old, reject new: nDCG@10 0.4823 <")
-    assert decide(
+    assert judge(
         evaluation(cand=(0.4823, 0.5), champ=(0.4801, 0.5)), GatePolicy(margin=0.001)
     ).promote
 
 
 def test_losing_catalog_coverage_beyond_the_tolerance_blocks_a_better_ndcg():
-    narrow = decide(evaluation(cand=(0.45, 0.30), champ=(0.40, 0.40)))
+    narrow = judge(evaluation(cand=(0.45, 0.30), champ=(0.40, 0.40)))
     assert not narrow.promote
     assert narrow.checks["beats_champion"].passed and not narrow.checks["keeps_coverage"].passed
     assert narrow.checks["keeps_coverage"].threshold == pytest.approx(0.35)
-    assert decide(evaluation(cand=(0.45, 0.36), champ=(0.40, 0.40))).promote
+    assert judge(evaluation(cand=(0.45, 0.36), champ=(0.40, 0.40))).promote
 
 
 def test_every_rule_must_pass_and_the_summary_lists_each_reason():
-    verdict = decide(evaluation(cand=(0.45, 0.5), champ=(0.40, 0.5)))
+    verdict = judge(evaluation(cand=(0.45, 0.5), champ=(0.40, 0.5)))
     assert verdict.promote
     summary = verdict.summary()
     assert summary.startswith("gate: PROMOTE new over champion old: nDCG@10 0.4500 ≥ champion")
@@ -71,7 +71,7 @@ def test_the_strongest_baseline_beside_the_candidate_must_be_beaten():
         "popularity": {"model": "popularity", "metrics": {"ndcg": 0.25, "catalog_coverage": 0.03}},
         "ease": {"model": "ease", "metrics": {"ndcg": 0.4823, "catalog_coverage": 0.2}},
     }
-    verdict = decide(result)
+    verdict = judge(result)
     assert not verdict.promote and verdict.baseline == "ease" and verdict.baseline_wins
     assert verdict.checks["beats_baseline"].reason == (
         "nDCG@10 0.4503 ≤ ease 0.4823 + margin 0.001"
@@ -79,12 +79,12 @@ def test_the_strongest_baseline_beside_the_candidate_must_be_beaten():
     assert "the ease baseline is better" in verdict.summary()
     assert "--model ease" in verdict.summary()
     result["candidate"]["metrics"]["ndcg"] = 0.4870
-    assert decide(result).promote and not decide(result).baseline_wins
+    assert judge(result).promote and not judge(result).baseline_wins
     # a candidate of a baseline's own kind is held to the others, not to itself
     result["candidate"] = {
         "version": "e1",
         "kind": "ease",
         "metrics": {"ndcg": 0.4823, "catalog_coverage": 0.2},
     }
-    verdict = decide(result)
+    verdict = judge(result)
     assert verdict.promote and verdict.baseline == "popularity"

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipelines.training import ClusterSettings
-from recsys import __version__, deploy
+from pipelines.cluster import ClusterSettings
+from recsys import __version__, serve_ops
 from serving.schemas import AppArgs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,12 +214,12 @@ def test_the_serve_config_has_one_source(envs):
         "prediction_log_dir": "/var/lib/recsys/serving/predictions",
     }
     rendered = yaml.safe_load(one(envs["local"]["docs"], "RayService")["spec"]["serveConfigV2"])
-    assert rendered == deploy.serve_config(args=cluster_args)
+    assert rendered == serve_ops.serve_config(args=cluster_args)
     # The same overrides `recsys serve start` applies: a version, a topology, a port.
     values = {"serve": {"modelVersion": "v7", "args": {"topology": "fused"}, "port": 9000}}
     rayservice = one(render.documents(render.render(values)), "RayService")
     rendered = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
-    expected = deploy.serve_config(
+    expected = serve_ops.serve_config(
         args=cluster_args, model_version="v7", topology="fused", port=9000
     )
     assert rendered == expected and [

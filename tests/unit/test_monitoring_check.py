@@ -14,12 +14,15 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from recsys import steps
-from recsys.data.io import write_parquet
+from recsys.data.ingest import ingest
+from recsys.evaluation.protocol import evaluate_candidate
+from recsys.evaluation.reference import read_reference
+from recsys.features.api import write_training_set
 from recsys.features.events import EventLog
+from recsys.files import write_parquet
 from recsys.monitoring.check import MonitorArgs, check, check_and_trigger
-from recsys.monitoring.reference import read_reference
-from recsys.registry import Registry
+from recsys.registry import Registry, champion_model, register_champion
+from recsys.training.api import train_from_set
 from serving.predlog import PredictionLog
 from tests.conftest import make_interactions
 from tests.unit.tiny_data import side_tables
@@ -36,19 +39,19 @@ def champion(tmp_path_factory):
     users, items = side_tables(40, 40)
     for name, table in (("interactions", interactions), ("users", users), ("items", items)):
         write_parquet(table, root / "data" / f"{name}.parquet")
-    steps.ingest(str(root / "data"), root / "split")
-    steps.training_set(root / "split", root / "rows")
-    steps.train(root / "rows", root / "model", kind="ease")
-    steps.evaluate(
+    ingest(str(root / "data"), root / "split")
+    write_training_set(root / "split", root / "rows")
+    train_from_set(root / "rows", root / "model", kind="ease")
+    evaluate_candidate(
         root / "split",
         root / "model",
         root / "eval.json",
-        registry_uri=str(root / "reg"),
+        champion=champion_model(str(root / "reg")),
         k=5,
         reference_out=root / "reference.parquet",
     )
     attachments = {"reference.parquet": root / "reference.parquet"}
-    version = steps.register(root / "model", str(root / "reg"), attachments=attachments)
+    version = register_champion(root / "model", str(root / "reg"), attachments=attachments)
     registry = Registry(root / "reg")
     return {
         "registry": registry,
@@ -246,9 +249,9 @@ def test_retraining_snapshot_is_the_base_data_plus_the_accepted_feedback(champio
     merged = pd.read_parquet(tmp_path / "snap" / "interactions.parquet")
     assert len(merged) == 432 and merged["user_id"].str.startswith("n").sum() == 32
     assert (tmp_path / "snap" / "users.parquet").exists()
-    assert steps.ingest(str(tmp_path / "snap"), tmp_path / "split")["rows"] == len(merged)
+    assert ingest(str(tmp_path / "snap"), tmp_path / "split")["rows"] == len(merged)
     # every base row stays on the side it had when the champion trained on the base alone
-    steps.ingest(str(base), tmp_path / "base-split")
+    ingest(str(base), tmp_path / "base-split")
 
     def rows(path):
         frame = pd.read_parquet(path)

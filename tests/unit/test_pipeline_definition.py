@@ -9,8 +9,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipelines import run as runner
-from pipelines.training import VARIANTS
+from pipelines import client
+from pipelines.cluster import VARIANTS
 from recsys.cli.main import cli
 from recsys.config import RecsysError
 from tests.conftest import free_port
@@ -22,11 +22,11 @@ ORDER = ["ingest", "materialize-features", "training-set", "train", "evaluate", 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("compiled")
-    return {p.stem: p for p in runner.compile_all(out)}
+    return {p.stem: p for p in client.compile_all(out)}
 
 
 def test_committed_yaml_is_what_the_code_compiles_to(compiled):
-    assert set(compiled) == set(runner.PACKAGES) == {p.stem for p in COMPILED.glob("*.yaml")}
+    assert set(compiled) == set(client.PACKAGES) == {p.stem for p in COMPILED.glob("*.yaml")}
     assert set(VARIANTS) < set(compiled) and "monitoring" in compiled
     for name, fresh in compiled.items():
         committed = COMPILED / f"{name}.yaml"
@@ -108,14 +108,15 @@ def test_monitoring_pipeline_retrains_only_on_a_retrain_decision(compiled):
     body = " ".join(
         spec["deploymentSpec"]["executors"]["exec-start-retraining"]["container"]["command"]
     )
-    assert 'COMPILED / "training.yaml"' in body and "/app/pipelines" not in body
+    assert 'files("pipelines") / "compiled" / "training.yaml"' in body
+    assert "/app/pipelines" not in body
 
 
 def test_cron_takes_five_or_six_fields():
-    assert runner.cron("0 3 * * *") == "0 0 3 * * *"
-    assert runner.cron("30 0 3 * * 1") == "30 0 3 * * 1"
+    assert client.cron("0 3 * * *") == "0 0 3 * * *"
+    assert client.cron("30 0 3 * * 1") == "30 0 3 * * 1"
     with pytest.raises(RecsysError, match="expected a cron expression of 5 fields"):
-        runner.cron("daily")
+        client.cron("daily")
 
 
 def test_submit_to_an_unreachable_host_fails_fast_and_clearly():
@@ -149,12 +150,12 @@ def test_run_passes_the_training_resources_to_the_pipeline(tmp_path, monkeypatch
         seen.update(arguments)
         raise RecsysError("stop here")
 
-    monkeypatch.setattr(runner, "run_local", fake_run_local)
+    monkeypatch.setattr(client, "run_local", fake_run_local)
     args = ["pipeline", "run", "training", "--no-features", "--gpu", "--num-workers", "2"]
     result = CliRunner().invoke(cli, [*args, "--workdir", str(tmp_path)])
     assert result.exit_code == 1 and "stop here" in result.output
     assert seen["gpu"] is True and seen["num_workers"] == 2
-    declared = yaml.safe_load((runner.COMPILED / "training.yaml").read_text().split("\n---")[0])
+    declared = yaml.safe_load((client.COMPILED / "training.yaml").read_text().split("\n---")[0])
     assert set(seen) <= set(declared["root"]["inputDefinitions"]["parameters"])
 
 
@@ -162,7 +163,7 @@ def test_local_runs_keep_task_output_in_the_log_and_show_task_status(tmp_path):
     import io
 
     terminal = io.StringIO()
-    sink = runner._TaskLines(tmp_path / "run.log", terminal)
+    sink = client._TaskLines(tmp_path / "run.log", terminal)
     sink.write("10:50:47.218 - INFO - Executing task \x1b[96m'ingest'\x1b[0m\n    fetching\n")
     sink.write("10:50:48.318 - INFO - Task \x1b[96m'ingest'\x1b[0m finished with status ")
     sink.write("\x1b[92mSUCCESS\x1b[0m\n10:50:48.319 - INFO - Task 'ingest' outputs:\n")

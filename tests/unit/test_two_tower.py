@@ -318,7 +318,7 @@ def test_age_buckets():
     ages = [10, 17, 18, 24, 25, 34, 35, 44, 45, 49, 50, 55, 56, 80, None]
     users = pd.DataFrame({"user_id": [f"u{j}" for j in range(len(ages))], "age": ages})
     enc = FeatureEncoder.fit(users, None)
-    codes = enc.user_features(users.user_id.to_numpy())[:, 0]
+    codes = enc.codes_of_users(users.user_id.to_numpy())[:, 0]
     assert codes.tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 0]
     assert codes.max() < enc.cardinalities["age"]
 
@@ -334,11 +334,11 @@ def test_unknown_users_and_categories_map_to_zero():
     )
     enc = FeatureEncoder.fit(users, None)
     assert enc.genders == {"F": 1, "M": 2} and enc.occupations == {"artist": 1, "writer": 2}
-    codes = enc.user_features(np.array(["c", "ghost", "a", "b"], dtype=object))
+    codes = enc.codes_of_users(np.array(["c", "ghost", "a", "b"], dtype=object))
     np.testing.assert_array_equal(codes, [[7, 0, 0], [0, 0, 0], [3, 2, 2], [0, 1, 1]])
     assert enc.cardinalities == {"age": 8, "gender": 3, "occupation": 3, "genre": 1, "year": 1}
     empty = FeatureEncoder.fit(None, None)
-    np.testing.assert_array_equal(empty.user_features(np.array(["a"], dtype=object)), [[0, 0, 0]])
+    np.testing.assert_array_equal(empty.codes_of_users(np.array(["a"], dtype=object)), [[0, 0, 0]])
 
 
 def test_item_table_genre_and_year_codes(tmp_path):

@@ -1,4 +1,5 @@
-"""Running the Serve app from its config file, and switching the model version in place.
+"""Serve operations: the Serve config (build, apply), start (locally or on a cluster), switch
+the model version in place, wait until ready.
 
 This speaks only Ray Serve's declarative API (the same one ``serve run config.yaml``, the
 dashboard's ``serve deploy`` and KubeRay use); it never imports ``serving/`` — the Serve
@@ -9,6 +10,7 @@ controller does, from the config's ``import_path``. A declarative redeploy that 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -18,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from recsys.config import RecsysError
+from recsys.config import RecsysError, ensure_ray
+from recsys.registry import Registry
 
 APP = "recsys"
 # Serving on one machine (`recsys serve start`, the demo) runs every stage in one replica: on 2
@@ -38,8 +41,6 @@ def connect(address: str | None = None, *, start_local: bool = False) -> bool:
     """Join ``address`` (default ``RAY_ADDRESS``, else a running local Ray); start a local Ray
     if allowed. True when this call started one."""
     import ray
-
-    from recsys.training.cluster import ensure_ray
 
     if ray.is_initialized():
         return False
@@ -116,6 +117,100 @@ def apply(config: dict, *, wait_s: float = 300) -> None:
                 raise
             time.sleep(2)
     wait_running(wait_s)
+
+
+def start(config: dict, *, wait_s: float = 300) -> str:
+    """Deploy ``config`` (starting Serve if needed), wait until the app is RUNNING and, when
+    it names a model version, until ``/readyz`` answers 200.
+
+    Returns:
+        The app's URL from this machine.
+    """
+    apply(config, wait_s=wait_s)
+    url = local_url(config["http_options"])
+    app = next(a for a in config["applications"] if a["name"] == APP)
+    if any(d.get("user_config", {}).get("model_version") for d in app["deployments"]):
+        wait_ready(url, timeout_s=wait_s)
+    return url
+
+
+def start_local(
+    model_root: Path,
+    model_version: str,
+    feature_repo: Path | None,
+    catalog: Path | None,
+    workdir: Path,
+    port: int,
+    log=None,
+) -> str:
+    """Start (a local Ray and) the Serve app on ``model_version`` in the local topology (one
+    replica runs every stage), its prediction log and events under ``workdir``; wait until it
+    is ready. A local Ray started here keeps Ray's and Serve's own logs in its session
+    directory, which ``log`` is told, instead of on the screen.
+
+    Returns:
+        The app's URL.
+    """
+    args = {
+        "model_root": str(model_root),
+        "feature_repo": str(feature_repo) if feature_repo else None,
+        "catalog": str(catalog) if catalog else None,
+        "prediction_log_dir": str(workdir / "predictions"),
+        "events_dir": str(workdir / "events"),
+    }
+    config = serve_config(
+        model_version=model_version,
+        args=args,
+        host="127.0.0.1",
+        port=port,
+        topology=LOCAL_TOPOLOGY,
+    )
+    session = ensure_ray(log_to_driver=False)
+    if session is not None:
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the driver's own lines
+        if log is not None:
+            log(f"(Ray and Serve logs: {session}/logs)")
+    return start(config)
+
+
+def deploy_version(
+    version: str,
+    registry_uri: str | None,
+    serve_config_out: str | Path,
+    *,
+    ray_address: str | None = None,
+) -> dict[str, Any]:
+    """Write the Serve config that serves ``version`` from the registry; when a Ray cluster is
+    named (``ray_address`` or ``RAY_ADDRESS``), switch its running app to ``version`` in place.
+
+    Returns:
+        ``{"version", "live", "config", ...}``; ``live`` says whether a running app switched.
+    """
+    registry = Registry(registry_uri)
+    registry.get(version)  # fail here, not in the replicas, when the version is missing
+    root = str(registry.versions_dir() or registry.uri)
+    config = serve_config(model_version=version, args={"model_root": root})
+    Path(serve_config_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(serve_config_out).write_text(yaml.safe_dump(config, sort_keys=False))
+    done: dict[str, Any] = {"version": version, "live": False, "config": str(serve_config_out)}
+    address = ray_address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        done["note"] = "no Ray address given: the config is written, no app was switched"
+        return done
+    connect(address)
+    live_root = live_config()["applications"][0].get("args", {}).get("model_root")
+    if live_root and Path(live_root).resolve() != Path(root).resolve():
+        raise RecsysError(
+            f"the running Serve app loads models from {live_root}, not from this registry "
+            f"({root}); restart it with --model-root {root}"
+        )
+    live = set_version(version)
+    url = local_url(live["http_options"])
+    if address.startswith("ray://"):  # a Ray Client: the proxy is on the cluster, not here
+        ready = wait_ready_on_head(live["http_options"])
+    else:
+        ready = wait_ready(url)
+    return {**done, "live": True, "url": url, "serving": ready.get("model_version")}
 
 
 def wait_running(wait_s: float = 300) -> None:

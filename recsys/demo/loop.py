@@ -10,6 +10,7 @@ kfp.local), so this module stays below ``pipelines/``.
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -21,13 +22,21 @@ from typing import Any
 
 import pandas as pd
 
+from recsys import serve_ops
 from recsys.data import movielens
+from recsys.data.ingest import ingest
 from recsys.data.io import ITEM, USER
+from recsys.data.synthetic import SynthConfig, generate
+from recsys.demo.quickstart import post
+from recsys.evaluation.reference import read_reference
+from recsys.features.api import materialize_split
+from recsys.features.store import copy_definitions
 from recsys.monitoring import logs
 from recsys.monitoring.check import MonitorArgs, check_and_trigger
 from recsys.monitoring.policy import Decision
-from recsys.monitoring.reference import read_reference
 from recsys.monitoring.report import served_quality
+from recsys.monitoring.snapshot import build_snapshot
+from recsys.registry import Registry
 
 Retrain = Callable[[Path, str], dict[str, Any]]  # (snapshot dir, serve address) -> result
 
@@ -39,7 +48,7 @@ class LoopDemo:
     workdir: Path
     registry_uri: str | None
     feature_repo: Path | None
-    split_dir: Path  # the champion's split (steps.ingest): its test users are replayed
+    split_dir: Path  # the champion's split (recsys.data.ingest): its test users are replayed
     port: int = 8000
     dataset: Path | None = None  # interactions + items catalog; default MovieLens-100k
     url: str | None = None  # an app already serving (its logs under workdir/loop); else start one
@@ -66,16 +75,13 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
     import ray
     from ray import serve
 
-    from recsys import deploy, workflows
-    from recsys.registry import Registry
-
     registry = Registry(demo.registry_uri)
     champion = registry.champion()
     loop_dir = demo.workdir / "loop"
     dataset = demo.dataset or movielens.fetch()
     base = str(demo.dataset) if demo.dataset else movielens.NAME
     catalog = pd.read_parquet(dataset / "items.parquet")[ITEM].astype(str).tolist()
-    url = demo.url or workflows.start_app(
+    url = demo.url or serve_ops.start_local(
         registry.versions_dir(),
         champion.version,
         demo.feature_repo,
@@ -111,7 +117,6 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
         with LoadThread(url, users) as load:
 
             def start(decision: Decision) -> dict[str, Any]:
-                from recsys.monitoring.snapshot import build_snapshot
 
                 demo.note(f"monitor: {decision.action}: {'; '.join(decision.reasons)}", log)
                 snapshot = loop_dir / "snapshot"
@@ -127,7 +132,7 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
             seen["decisions"].append(decision)
             time.sleep(3)  # requests that were in flight during the switch finish
         seen["failed_requests"], seen["requests_during_retraining"] = load.failed, load.sent
-        serving = deploy.wait_ready(url, timeout_s=30)
+        serving = serve_ops.wait_ready(url, timeout_s=30)
         seen["serving"] = serving
         demo.note(
             f"serving {serving['model_version']}; {load.sent} requests during retraining and "
@@ -185,8 +190,6 @@ def replay_heldout(url: str, test: pd.DataFrame, demo: LoopDemo) -> tuple[list[s
 
     Returns:
         The users replayed, and the clicks."""
-    from recsys.workflows import post
-
     watched = test.groupby(USER)[ITEM].agg(set)
     n = min(demo.heldout_users, len(watched))
     users = random.Random(7).sample(sorted(watched.index), n)
@@ -209,8 +212,6 @@ def replay_heldout(url: str, test: pd.DataFrame, demo: LoopDemo) -> tuple[list[s
 def drifted_population(demo: LoopDemo, catalog: list[str], out: Path) -> pd.DataFrame:
     """The synthetic generator with drift on, over the catalog's item ids: older users, other
     occupations, popularity moved to other items. Users are new to the service."""
-    from recsys.data.synthetic import SynthConfig, generate
-
     n = demo.drift_users * demo.drift_events_per_user
     config = SynthConfig(
         n_users=demo.drift_users,
@@ -231,7 +232,6 @@ def drifted_population(demo: LoopDemo, catalog: list[str], out: Path) -> pd.Data
 def replay_drifted(url: str, rows: pd.DataFrame, demo: LoopDemo) -> tuple[int, int]:
     """Each drifted user rates the first half of its items (events), asks for 10 items, then
     clicks those of its second half the list contains."""
-    from recsys.workflows import post
 
     def one(group: pd.DataFrame) -> int:
         user = group[USER].iloc[0]
@@ -273,8 +273,6 @@ class LoadThread:
         self._thread.join(timeout=60)
 
     def _run(self) -> None:
-        from recsys.workflows import post
-
         rng = random.Random(3)
         while not self._stop.is_set():
             try:
@@ -284,3 +282,40 @@ class LoadThread:
             self.sent += 1
             self.failed += status != 200
             time.sleep(self.pause)
+
+
+def closed_loop(
+    workdir: Path,
+    repo: Path | None,
+    registry_uri: str | None,
+    port: int,
+    retrain: Callable[[Path, Path | None, str], dict[str, Any]],
+    log=print,
+) -> dict:
+    """:func:`run_loop` from scratch on MovieLens-100k, ``retrain`` as the retraining.
+
+    The loop starts afresh each time (its logs, decisions and cooldown under
+    ``workdir/loop``) and serves from its own feature store, materialized from the champion's
+    training rows, so an earlier run's clicks do not linger in the users' histories. The
+    retraining materializes a third store (SQLite takes one writer; the app keeps reading).
+
+    Args:
+        retrain: ``(snapshot dir, its feature repository or None, serve address) -> result``;
+            the CLI passes the Kubeflow training pipeline on kfp.local.
+    """
+    loop = workdir / "loop"
+    shutil.rmtree(loop, ignore_errors=True)
+    ingest(movielens.NAME, loop / "split")  # the champion's split: held-out users, store
+    serve_repo = train_repo = None
+    if repo is not None:
+        serve_repo = copy_definitions(repo, loop / "serve_repo")
+        materialize_split(loop / "split", serve_repo)
+        train_repo = copy_definitions(repo, loop / "retrain_repo")
+
+    demo = LoopDemo(workdir, registry_uri, serve_repo, loop / "split", port=port)
+    seen = run_loop(demo, lambda snapshot, address: retrain(snapshot, train_repo, address), log)
+    log("timeline:")
+    for stamp, text in seen["timeline"]:
+        log(f"  {stamp}  {text}")
+    log(f"reports and decisions: {workdir / 'loop' / 'monitoring'}")
+    return seen

@@ -24,7 +24,7 @@ NUMERICAL = ("user_interactions", "user_mean_rating", "user_history_len", "item_
 SCORE, SOURCE = "score", "source"
 
 
-def user_features(train: pd.DataFrame, users: pd.DataFrame | None) -> pd.DataFrame:
+def monitored_user_features(train: pd.DataFrame, users: pd.DataFrame | None) -> pd.DataFrame:
     """The user features of the online store as of the end of ``train``, one row per user,
     named as the prediction log names them."""
     g = train.groupby(USER)
@@ -85,7 +85,7 @@ def build_reference(
     frame = frame.merge(recs[[USER, ITEM, *extra]], on=[USER, ITEM], how="left")
     if SOURCE not in frame:
         frame[SOURCE] = "model"
-    frame = frame.merge(user_features(train, users), on=USER, how="left")
+    frame = frame.merge(monitored_user_features(train, users), on=USER, how="left")
     frame["item_popularity"] = popularity.reindex(frame[ITEM].astype(str)).to_numpy()
     return frame.reset_index(drop=True)
 
@@ -106,5 +106,5 @@ __all__ = [
     "build_reference",
     "item_popularity",
     "read_reference",
-    "user_features",
+    "monitored_user_features",
 ]

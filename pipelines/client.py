@@ -12,8 +12,10 @@ from typing import Any, TextIO
 from kfp import compiler, local
 
 from pipelines import monitoring
-from pipelines.training import VARIANTS, ClusterSettings, build
+from pipelines.cluster import VARIANTS, ClusterSettings
+from pipelines.training import build
 from recsys.config import RecsysError
+from recsys.monitoring.trigger import check_reachable, submit_pipeline
 from recsys.registry.gate import GateDecision
 
 COMPILED = Path(__file__).resolve().parent / "compiled"
@@ -149,19 +151,12 @@ def submit(
     if not package.exists():
         raise RecsysError(f"{package}: missing; run `recsys pipeline compile` first")
     host = host.rstrip("/")
-    expression = cron(schedule) if schedule else None
-    _check_reachable(host)
-    client = kfp.Client(host=host)
     name = run_name or f"recsys-{variant}"
-    if expression is None:
-        run = client.create_run_from_pipeline_package(
-            str(package),
-            arguments=arguments,
-            run_name=name,
-            experiment_name=experiment,
-            enable_caching=False,
-        )
-        return {"run_id": run.run_id, "url": f"{host}/#/runs/details/{run.run_id}"}
+    if not schedule:
+        return submit_pipeline(host, package, arguments, run_name=name, experiment=experiment)
+    expression = cron(schedule)
+    check_reachable(host)
+    client = kfp.Client(host=host)
     try:
         exp = client.get_experiment(experiment_name=experiment)
     except Exception:  # kfp raises a bare ValueError / ApiException when it does not exist
@@ -180,21 +175,3 @@ def submit(
         "schedule": expression,
         "url": f"{host}/#/recurringrun/details/{job.recurring_run_id}",
     }
-
-
-def _check_reachable(host: str, timeout_s: float = 10) -> None:
-    """Fail fast with the URL and the cause (``kfp.Client`` retries its health check for long)."""
-    import urllib.error
-    import urllib.request
-
-    url = f"{host}/apis/v2beta1/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s):
-            return
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):  # behind auth: the client's own credentials may pass
-            return
-        raise RecsysError(f"{url}: HTTP {exc.code}; is {host} a Kubeflow Pipelines API?") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise RecsysError(f"cannot reach the Kubeflow Pipelines API at {host}: {reason}") from exc

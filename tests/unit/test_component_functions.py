@@ -8,13 +8,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from recsys import steps
-from recsys.data.io import interactions_checksum, write_parquet
+from recsys.data.ingest import ingest
+from recsys.data.io import interactions_checksum
 from recsys.evaluation.evidently_report import ranking_frame
+from recsys.evaluation.protocol import evaluate_candidate
+from recsys.evaluation.reference import read_reference
+from recsys.features.api import write_training_set
+from recsys.files import write_parquet
 from recsys.models import create_model, read_manifest
-from recsys.monitoring.reference import read_reference
-from recsys.registry import Registry
-from recsys.registry.gate import decide
+from recsys.registry import Registry, champion_model, register_champion
+from recsys.registry.gate import judge
+from recsys.serve_ops import deploy_version
+from recsys.training.api import train_from_set
 from tests.conftest import make_interactions
 from tests.unit.tiny_data import side_tables
 
@@ -32,7 +37,7 @@ def dataset(tmp_path):
 
 
 def test_ingest_validates_quarantines_and_splits(dataset, tmp_path):
-    info = steps.ingest(str(dataset), tmp_path / "split")
+    info = ingest(str(dataset), tmp_path / "split")
     assert info["rows"] == 400 and info["bad_rows"] == 2
     assert info["train_rows"] + info["test_rows"] == 400
     assert len(pd.read_parquet(tmp_path / "split.quarantine.parquet")) == 2
@@ -47,8 +52,8 @@ def test_ingest_validates_quarantines_and_splits(dataset, tmp_path):
 
 def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path):
     split = tmp_path / "split"
-    steps.ingest(str(dataset), split)
-    meta = steps.training_set(split, tmp_path / "rows")
+    ingest(str(dataset), split)
+    meta = write_training_set(split, tmp_path / "rows")
     rows = pd.read_parquet(split / "train.parquet")
     lineage = [interactions_checksum(rows)]
     assert meta == {"feature_service": None, "rows": len(rows), "lineage": lineage}
@@ -57,17 +62,17 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
     train = pd.read_parquet(split / "train.parquet")
     popular = create_model("popularity").fit(train, None, None).save(tmp_path / "pop")
     registry.promote(registry.register(popular).version)
-    trained = steps.train(tmp_path / "rows", tmp_path / "model", kind="ease")
+    trained = train_from_set(tmp_path / "rows", tmp_path / "model", kind="ease")
     assert trained["kind"] == "ease" and trained["version"].startswith("ease-")
     manifest = read_manifest(tmp_path / "model")
     assert manifest.data_lineage == lineage and manifest.state.recent_n == 20
 
     report = tmp_path / "report.html"
-    result = steps.evaluate(
+    result = evaluate_candidate(
         split,
         tmp_path / "model",
         tmp_path / "eval.json",
-        registry_uri=registry.uri,
+        champion=champion_model(registry.uri),
         k=5,
         report_html=report,
         reference_out=tmp_path / "reference.parquet",
@@ -79,7 +84,7 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
     assert result["champion"]["metrics"] == result["references"]["popularity"]["metrics"]
     assert result["candidate"]["metrics"] == result["references"]["ease"]["metrics"]
     assert "NDCG" in report.read_text()
-    verdict = decide(result)
+    verdict = judge(result)
     assert verdict.promote, verdict.summary()
 
     reference = pd.read_parquet(tmp_path / "reference.parquet")
@@ -87,7 +92,7 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
     assert {"score", "user_age_bucket", "user_interactions", "item_popularity"} <= set(reference)
     assert reference["score"].notna().all() and reference["item_popularity"].notna().all()
 
-    version = steps.register(
+    version = register_champion(
         tmp_path / "model",
         registry.uri,
         reason=verdict.summary(),
@@ -97,7 +102,7 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
     stored = read_reference(registry.local_path(version))
     pd.testing.assert_frame_equal(stored, reference)
     assert not (tmp_path / "model" / "reference.parquet").exists()  # the input is untouched
-    done = steps.deploy(version, registry.uri, tmp_path / "serve.yaml")
+    done = deploy_version(version, registry.uri, tmp_path / "serve.yaml")
     assert done["live"] is False and "no Ray address" in done["note"]
     config = yaml.safe_load((tmp_path / "serve.yaml").read_text())
     app = config["applications"][0]
@@ -109,7 +114,7 @@ def test_deploy_refuses_a_version_the_registry_lacks(tmp_path):
     from recsys.config import RecsysError
 
     with pytest.raises(RecsysError, match="nope"):
-        steps.deploy("nope", str(tmp_path / "registry"), tmp_path / "serve.yaml")
+        deploy_version("nope", str(tmp_path / "registry"), tmp_path / "serve.yaml")
 
 
 def test_ranking_frame_keeps_the_missed_held_out_items_past_k():

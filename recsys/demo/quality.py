@@ -1,0 +1,112 @@
+"""The quality run behind ``recsys benchmark quality`` and ``make benchmark-quality``: per
+protocol, split, train every model, recommend through the one recommendation path, score.
+
+It fits (``recsys.training``) and evaluates (``recsys.evaluation``), so it lives above both.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from recsys.data import movielens
+from recsys.data.io import read_side_tables
+from recsys.data.split import split, write_split
+from recsys.evaluation.metrics import ranking_metrics
+from recsys.evaluation.quality import (
+    BASELINE_SPECS,
+    PROTOCOL_PARAMS,
+    SEEDED,
+    ModelSpec,
+    source_recall,
+)
+from recsys.recommend import Request, recommend_frame
+from recsys.training.api import TrainArgs, fit_model
+
+
+@dataclass
+class QualityRun:
+    """Settings of one quality run on a dataset directory."""
+
+    workdir: Path
+    dataset: Path | None = None  # default: MovieLens-100k, fetched on first use
+    models: tuple[ModelSpec, ...] = BASELINE_SPECS
+    protocols: tuple[str, ...] = ("stratified",)
+    seeds: tuple[int, ...] = (42,)  # training seeds of the SEEDED models
+    k: int = 10
+    seed: int = 42  # the split's
+    validation: bool = False  # also score on a validation split carved from train
+
+
+def run_quality(run: QualityRun, log=print, on_rows=None) -> list[dict]:
+    """Per protocol (and on a validation split carved from train, when asked): split, train
+    every model, recommend through the one recommendation path, evaluate; one row per
+    (protocol, model, seed), and for the multi-stage model each source's recall@100.
+
+    Neural models and the rankers train on Ray Train (a local Ray unless ``RAY_ADDRESS``).
+    ``on_rows`` receives the rows after each split.
+    """
+    dataset = run.dataset or movielens.fetch()
+    interactions = pd.read_parquet(dataset / "interactions.parquet")
+    rows = []
+    for protocol in run.protocols:
+        train, test = split(interactions, protocol, seed=run.seed)
+        splits = [(protocol, train, test)]
+        if run.validation:  # the choices are made here, never on the test split
+            fit_part, val = split(train, protocol, seed=run.seed + 1, ratio=0.8)
+            splits.insert(0, (f"{protocol}-validation", fit_part, val))
+        for name, fit_rows, held in splits:
+            rows += _quality_on_split(run, dataset, name, fit_rows, held, log)
+            if on_rows is not None:  # results so far, written as they come
+                on_rows(rows)
+    return rows
+
+
+def _quality_on_split(run: QualityRun, dataset: Path, name, train, test, log) -> list[dict]:
+    workdir = run.workdir / name
+    protocol = name.split("-")[0]
+    split_dir = write_split(
+        train, test, workdir / "split", side_from=dataset, params={"protocol": protocol}
+    )
+    log(f"{name}: {len(train)} train / {len(test)} test rows -> {split_dir}")
+    users, items = read_side_tables(split_dir)
+    user_ids = sorted(set(train["user_id"]) & set(test["user_id"]))
+    rows = []
+    for spec in run.models:
+        for seed in run.seeds if spec.label in SEEDED else (None,):
+            params = _merge(PROTOCOL_PARAMS.get(protocol, {}).get(spec.kind, {}), spec.params)
+            if seed is not None:
+                params = {**params, "seed": seed}
+            tag = spec.label if seed is None else f"{spec.label}-seed{seed}"
+            t0 = time.perf_counter()
+            args = TrainArgs(
+                data=split_dir,
+                model=spec.kind,
+                out=workdir / "models" / tag,
+                params=params,
+                run_name=f"{workdir.name}-{tag}",
+                storage_path=str(run.workdir / "checkpoints"),
+            )
+            model = fit_model(spec.kind, train, users, items, params, args=args)
+            fit_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            recs = recommend_frame(model, user_ids, Request(k=run.k), history=train)
+            rec_s = time.perf_counter() - t0
+            metrics = ranking_metrics(recs, test, run.k, train=train).as_dict()
+            row = {"protocol": name, "model": spec.label, "seed": seed, **metrics}
+            row |= {"fit_s": round(fit_s, 3), "recommend_s": round(rec_s, 3)}
+            if spec.kind == "pipeline" and seed == run.seeds[0]:
+                row["sources"] = source_recall(model, train, test, user_ids)
+            rows.append(row)
+            log(f"{name} {tag}: nDCG@{run.k} {metrics['ndcg']:.4f}  (fit {fit_s:.1f}s)")
+    return rows
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and key in out else value
+    return out

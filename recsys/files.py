@@ -1,0 +1,89 @@
+"""Files on disk, for every layer: atomic writes (temp file, then rename), durable appends,
+strict JSON.
+
+Every writer goes through :func:`atomic_path`: the data lands in a temporary file beside the
+target and is renamed over it only once complete, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel
+
+from recsys.config import RecsysError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it over ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give files the usual mode
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line durably: a single ``write`` on an ``O_APPEND`` descriptor, then
+    ``fsync``, so lines from concurrent writers never interleave and an acknowledged line
+    survives a crash."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a DataFrame to parquet atomically (no index)."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def write_json(obj: object, path: str | os.PathLike) -> Path:
+    """Write JSON atomically, pretty-printed, keys in insertion order."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    return Path(path)
+
+
+def read_json_model(path: Path, model: type[M], what: str) -> M:
+    """Read a JSON file into a strict pydantic model; errors name the file and the directory.
+
+    Args:
+        path: the JSON file.
+        model: the pydantic model to validate against.
+        what: what the directory holding ``path`` should be ("dataset", "model").
+    """
+    if not path.exists():
+        raise RecsysError(f"{path.parent}: not a {what} directory (no {path.name})")
+    try:
+        return model.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise RecsysError(f"{path}: invalid {path.name}: {exc}") from exc
