@@ -2,7 +2,7 @@
 
 For each topology (``composed``: Ingress → CandidateGenerator → Ranker → Ordering over
 DeploymentHandles; ``fused``: every stage inside the Ingress replica), the app is deployed on
-a local Ray with the MovieLens pipeline model, and a closed-loop client (aiohttp, 127.0.0.1
+a local Ray with the MovieLens multi-stage model, and a closed-loop client (aiohttp, 127.0.0.1
 only, bounded in requests and seconds) runs at concurrency 1, 16 and 64: requests/s and
 p50/p95/p99 latency, errors, and the mean time per stage from the app's own ``/metrics``.
 In the same run the same stages are called in-process without HTTP or Ray: the floor.

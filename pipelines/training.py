@@ -38,7 +38,7 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
         seed: int = 42,
         feature_repo: str = repo_default,
         feature_service: str = "ranker_v1",
-        model_kind: str = "pipeline",
+        model_kind: str = "multistage",
         params: dict = {},  # noqa: B006 - a pipeline parameter's default, never mutated
         gpu: bool = False,
         num_workers: int = 1,

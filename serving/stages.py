@@ -16,7 +16,8 @@ from recsys.features.build import read_store_meta
 from recsys.features.online import OnlineFeatures
 from recsys.features.state import UserState
 from recsys.features.store import default_repo, open_store
-from recsys.models import load_model, read_manifest
+from recsys.models.kinds import load_model
+from recsys.models.manifest import read_manifest
 from recsys.recommend import (
     PreparedModel,
     candidates,

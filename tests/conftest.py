@@ -27,7 +27,7 @@ MODULE_SECONDS = {
     "tests/integration/test_ray_training.py": 150,
     "tests/integration/test_serving.py": 90,
     "tests/integration/test_feature_store.py": 75,
-    "tests/integration/test_pipeline_ray.py": 57,
+    "tests/integration/test_multistage_ray.py": 57,
 }
 
 

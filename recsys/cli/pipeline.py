@@ -58,7 +58,7 @@ def _params(value: str | None) -> dict[str, Any]:
 )
 @click.option("--no-features", is_flag=True, help="Train on the side tables, not via Feast.")
 @click.option("--feature-service", default="ranker_v1", show_default=True)
-@click.option("--model", "model_kind", default="pipeline", show_default=True)
+@click.option("--model", "model_kind", default="multistage", show_default=True)
 @click.option("--params", default=None, help="Hyper-parameters: JSON, or @file.json.")
 @click.option(
     "--registry",
@@ -106,7 +106,7 @@ def run_training(
     feature_repo: Path | None = None,
     no_features: bool = False,
     feature_service: str = "ranker_v1",
-    model_kind: str = "pipeline",
+    model_kind: str = "multistage",
     params: str | dict | None = None,
     registry_uri: str | None = None,
     k: int = 10,

@@ -9,7 +9,8 @@ import click
 
 from recsys.config import RecsysError
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE
-from recsys.models import MODEL_KINDS, read_manifest
+from recsys.models.kinds import MODEL_KINDS
+from recsys.models.manifest import read_manifest
 from recsys.training.api import TrainArgs
 from recsys.training.api import train as train_model
 

@@ -98,7 +98,7 @@ def _quality_on_split(run: QualityRun, dataset: Path, name, train, test, log) ->
             metrics = ranking_metrics(recs, test, run.k, train=train).as_dict()
             row = {"protocol": name, "model": spec.label, "seed": seed, **metrics}
             row |= {"fit_s": round(fit_s, 3), "recommend_s": round(rec_s, 3)}
-            if spec.kind == "pipeline" and seed == run.seeds[0]:
+            if spec.kind == "multistage" and seed == run.seeds[0]:
                 row["sources"] = source_recall(model, train, test, user_ids)
             rows.append(row)
             log(f"{name} {tag}: nDCG@{run.k} {metrics['ndcg']:.4f}  (fit {fit_s:.1f}s)")

@@ -14,7 +14,8 @@ from recsys.evaluation.evidently_report import quality_snapshot, ranking_frame, 
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.evaluation.reference import build_reference, item_popularity
 from recsys.files import write_json, write_parquet
-from recsys.models import create_model, load_model, read_manifest
+from recsys.models.kinds import create_model, load_model
+from recsys.models.manifest import read_manifest
 from recsys.recommend import Request, prepare, recommend_frame
 
 # The model kinds evaluated beside every candidate; the gate holds it to the strongest.

@@ -54,23 +54,23 @@ class ModelSpec:
 
 
 BASELINE_SPECS = tuple(ModelSpec(kind, kind) for kind in BASELINES)
-DEMO_MODELS = (*BASELINE_SPECS, ModelSpec("pipeline", "pipeline"))
+DEMO_MODELS = (*BASELINE_SPECS, ModelSpec("multistage", "multistage"))
 # Every source alone, the two-tower model, the shipped multi-stage model and its options.
 BENCHMARK_MODELS = (
     *BASELINE_SPECS,
     ModelSpec("rp3beta", "rp3beta"),
     ModelSpec("two_tower", "two_tower", {"history_len": 200, "epochs": 12}),
-    ModelSpec("pipeline", "pipeline"),
-    ModelSpec("pipeline-dcn", "pipeline", {"ranker": "dcn"}),
-    ModelSpec("pipeline-time", "pipeline", {"crossfit": "time"}),
+    ModelSpec("multistage", "multistage"),
+    ModelSpec("multistage-dcn", "multistage", {"ranker": "dcn"}),
+    ModelSpec("multistage-time", "multistage", {"crossfit": "time"}),
 )
-SEEDED = ("pipeline",)  # trained once per seed: the shipped model must win for each
+SEEDED = ("multistage",)  # trained once per seed: the shipped model must win for each
 # The two-tower reads what fits the protocol: a sample of the user's items for a random split,
 # the latest items for a temporal one (by model kind: its own config, or the pipeline's source).
 PROTOCOL_PARAMS = {
     "temporal": {
         "two_tower": {"history_mode": "recent"},
-        "pipeline": {"two_tower": {"history_mode": "recent"}},
+        "multistage": {"two_tower": {"history_mode": "recent"}},
     }
 }
 
@@ -111,11 +111,11 @@ def quality_summary(rows: list[dict], k: int = 10) -> dict:
     out = {}
     for protocol in dict.fromkeys(r["protocol"] for r in rows):
         mine = [r for r in rows if r["protocol"] == protocol]
-        shipped = [r for r in mine if r["model"] == "pipeline"]
+        shipped = [r for r in mine if r["model"] == "multistage"]
         if not shipped:
             continue
         best_other = {
-            m: max(r[m] for r in mine if r["model"] != "pipeline")
+            m: max(r[m] for r in mine if r["model"] != "multistage")
             for m in ("ndcg", "map", "precision", "recall", "hit_rate")
         }
         ease = next((r for r in mine if r["model"] == "ease"), None)

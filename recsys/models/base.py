@@ -285,6 +285,12 @@ class Recommender(ABC):
         return directory
 
     @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        """A model of this class from its directory (``recsys.models.kinds.load_model`` loads
+        any kind by its manifest)."""
+        return cls._from_directory(Path(directory), read_manifest(directory))
+
+    @classmethod
     def _from_directory(cls, directory: Path, manifest: Manifest) -> Self:
         model = cls.__new__(cls)
         Recommender.__init__(model, cls.config_type(**manifest.config))

@@ -3,7 +3,7 @@
 The objective is listwise (``rank_xendcg`` by default, LambdaRank as an option): each user's
 candidates form one query group and the model learns their order. Validation users are held
 out for early stopping. Training runs wherever the injected fit function says: in-process
-for small data and tests, on Ray Train's ``LightGBMTrainer`` in the pipeline
+for small data and tests, on Ray Train's ``LightGBMTrainer`` in the multi-stage model
 (``recsys.training.gbdt``).
 """
 
@@ -95,7 +95,7 @@ class GBDTRanker:
         return rows.take(~is_val), rows.take(is_val)
 
     def fit_in_process(self, fit: RankingRows, val: RankingRows | None) -> GBDTRanker:
-        """Train here (small data, tests); the pipeline trains on Ray Train instead."""
+        """Train here (small data, tests); the multi-stage model trains on Ray Train instead."""
         import lightgbm as lgb
 
         booster, log = train_booster(lgb, self.config, self.features, fit, val)

@@ -2,7 +2,7 @@
 are — side features of both sides, a DCN-v2 cross layer for explicit feature crosses, and the
 candidate generators' scores as inputs — ending in σ(logit).
 
-It scores (user, candidate) rows built by the pipeline model; :class:`RankerLoss` owns the
+It scores (user, candidate) rows built by the multi-stage model; :class:`RankerLoss` owns the
 binary cross-entropy against hard negatives (the other candidates of the same user).
 """
 

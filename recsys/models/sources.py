@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from recsys.models.ease import EASEConfig, ease_weights
 from recsys.models.rp3beta import RP3betaConfig, walk_weights
+from recsys.models.two_tower_model import TwoTower
 
 SOURCE_FEATURES = (
     "ease",
@@ -35,7 +36,7 @@ SOURCE_FEATURES = (
     "popularity_rank",
 )
 CONTEXT_FEATURES = ("log_history", "genre_match", "age", "gender", "occupation", "release_year")
-# Read from the online store beside the user's state (view:feature), with the pipeline's
+# Read from the online store beside the user's state (view:feature), with the multi-stage model's
 # ``store_context`` on; offline the same build functions compute them from the interactions.
 STORE_CONTEXT = {
     "user_mean_rating": "user_activity:user_mean_rating",
@@ -53,7 +54,7 @@ class Sources:
     popularity: np.ndarray  # (n_items,) training counts
     ease: np.ndarray | None = None  # (n_items, n_items)
     rp3: sp.csr_matrix | None = None  # (n_items, n_items)
-    two_tower: object | None = None  # a fitted TwoTower in the same vocabulary
+    two_tower: TwoTower | None = None  # a fitted TwoTower in the same vocabulary
 
     @classmethod
     def fit(
@@ -108,14 +109,14 @@ class Sources:
         return [f"{directory.name}/{p}" for p in parts]
 
     @classmethod
-    def load(cls, directory: Path, load_model) -> Sources:
+    def load(cls, directory: Path) -> Sources:
         ease, rp3 = directory / "ease_B.npy", directory / "rp3beta_W.npz"
         tower = directory / "two_tower"
         return cls(
             popularity=np.load(directory / "popularity.npy"),
             ease=np.ascontiguousarray(np.load(ease)) if ease.exists() else None,
             rp3=sp.load_npz(rp3).tocsr() if rp3.exists() else None,
-            two_tower=load_model(tower) if tower.exists() else None,
+            two_tower=TwoTower.load(tower) if tower.exists() else None,
         )
 
 

@@ -12,7 +12,8 @@ from recsys.config import RecsysError
 from recsys.data.io import USER, read_table, read_titles, resolve_interactions
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
 from recsys.files import write_parquet
-from recsys.models import load_model, read_manifest
+from recsys.models.kinds import load_model
+from recsys.models.manifest import read_manifest
 from recsys.recommend.stages import Request, prepare, recommend_frame
 
 

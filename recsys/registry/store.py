@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recsys.config import RecsysError, recsys_home
+from recsys.models.manifest import Manifest, read_manifest
 from recsys.registry.backends import MANIFEST, LocalBackend, open_backend
 
 CHAMPION = "champion.json"
@@ -38,18 +39,9 @@ MAX_PREVIOUS = 50  # how many earlier champions the pointer remembers for rollba
 VERSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one safe path component
 
 
-class ModelVersion(BaseModel):
-    """A registered model version: its manifest's headline fields and where it lives."""
+class ModelVersion(Manifest):
+    """A registered model version: its manifest and where it lives."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    version: str
-    kind: str
-    created: str
-    data_checksum: str | None = None
-    feature_service: str | None = None
-    metrics: dict[str, Any] = {}
-    code_version: str
     uri: str
 
 
@@ -106,9 +98,6 @@ class Registry:
             RecsysError: the directory is not a model, or its version id is registered with a
                 different manifest.
         """
-        # Imported here: recsys.models pulls in torch, which listing and promoting never need.
-        from recsys.models.manifest import Manifest, read_manifest
-
         manifest = read_manifest(model_dir)
         _check_id(manifest.version)
         if not self._backend.publish_dir(Path(model_dir), f"versions/{manifest.version}"):
@@ -269,11 +258,9 @@ class Registry:
             raise RecsysError(f"{self._backend.url(rel)}: not valid JSON: {exc}") from exc
 
     def _version(self, manifest: dict[str, Any], name: str) -> ModelVersion:
-        # The registry validated the whole manifest on register; here it needs only these.
-        fields = {k: manifest[k] for k in ModelVersion.model_fields if k in manifest}
         url = self._backend.url(f"versions/{name}")
         try:
-            return ModelVersion(**fields, uri=url)
+            return ModelVersion(**manifest, uri=url)
         except ValidationError as exc:
             raise RecsysError(f"{url}/{MANIFEST}: invalid manifest: {exc}") from exc
 

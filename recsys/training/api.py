@@ -25,13 +25,16 @@ from recsys.data.io import (
 from recsys.data.split import split_lineage
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
 from recsys.features.api import load_training_set, read_training_set_meta
-from recsys.models import PipelineModel, Recommender, create_model, read_manifest
+from recsys.models.base import Recommender
 from recsys.models.gbdt import GBDTRanker
+from recsys.models.kinds import create_model
+from recsys.models.manifest import read_manifest
+from recsys.models.multistage import MultiStageModel
 from recsys.training.gbdt import fit_gbdt_on_ray
 from recsys.training.ray_trainer import RayRun, fit_on_ray
 from recsys.training.two_tower import train_two_tower
 
-NEURAL_KINDS = ("two_tower", "pipeline")  # trained on Ray Train
+NEURAL_KINDS = ("two_tower", "multistage")  # trained on Ray Train
 log = logging.getLogger(__name__)
 
 
@@ -72,7 +75,7 @@ def fit_model(
     gpu = bool(args is not None and args.gpu)
     if gpu:
         _require_gpu()
-        if kind == "pipeline":  # the network parts train on the GPU; the trees on CPUs
+        if kind == "multistage":  # the network parts train on the GPU; the trees on CPUs
             params["two_tower"] = {**params.get("two_tower", {}), "use_gpu": True}
         else:
             params["use_gpu"] = True
@@ -95,14 +98,14 @@ def fit_model(
         return train_two_tower(train, users, items, model.config, run("", model.config.use_gpu))
     config = model.config
     if gpu and config.n_two_tower == 0 and config.ranker == "gbdt":
-        log.warning("--gpu: this pipeline model has no network part (gbdt ranker, no two-tower)")
+        log.warning("--gpu: this multi-stage model has no network part (gbdt ranker, no two-tower)")
 
     def fit_ranker(ranker, rows, val, tag: str):
         if isinstance(ranker, GBDTRanker):  # LightGBM on Ray Train's LightGBMTrainer
             return fit_gbdt_on_ray(ranker, rows, val, run(tag))
         return fit_on_ray(ranker, rows, val, run(tag, gpu))  # the DCN on TorchTrainer
 
-    pipeline = PipelineModel(
+    pipeline = MultiStageModel(
         config,
         fit_two_tower=lambda tr, us, it, cfg, tag: train_two_tower(
             tr, us, it, cfg, run(f"two-tower-{tag}", cfg.use_gpu)
@@ -146,7 +149,7 @@ def train_from_set(
     data_dir: str | Path,
     out: str | Path,
     *,
-    kind: str = "pipeline",
+    kind: str = "multistage",
     params: dict[str, Any] | None = None,
     gpu: bool = False,
     num_workers: int = 1,

@@ -76,7 +76,7 @@ def test_temporal_and_leave_last_out_splits(run_cli, movielens_dir, tmp_path):
 @pytest.fixture(scope="module")
 def quickstart(recsys_cmd, movielens_dir, tmp_path_factory):
     """What `make demo` runs, once for the module: the Kubeflow training pipeline on kfp.local
-    (Feast features, the pipeline model on Ray Train from the point-in-time training set,
+    (Feast features, the multi-stage model on Ray Train from the point-in-time training set,
     evaluation, gate, registry), one table and the gate's decision, then the champion served
     over HTTP."""
     tmp = tmp_path_factory.mktemp("quickstart")
@@ -130,7 +130,7 @@ def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(quickstar
     assert f"gate: PROMOTE {version} (no champion yet)" in out
     assert f"champion: {version}" in out
     manifest = json.loads((registry / "versions" / version / "manifest.json").read_text())
-    assert manifest["kind"] == "pipeline" and manifest["config"]["ranker"] == "gbdt"
+    assert manifest["kind"] == "multistage" and manifest["config"]["ranker"] == "gbdt"
     assert manifest["feature_service"] == "ranker_v1"
     split_info = json.loads((quickstart["split"] / "split.json").read_text())
     assert manifest["data_lineage"] == split_info["lineage"]

@@ -17,7 +17,8 @@ from recsys.features.events import EventIngestor, EventLog
 from recsys.features.offline import item_context, states_from_interactions
 from recsys.features.online import OnlineFeatures
 from recsys.features.state import DEFAULT_RECENT_N
-from recsys.models import PipelineConfig, PipelineModel, create_model
+from recsys.models.kinds import create_model
+from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.recommend import Request, recommend_frame
 from tests.conftest import copy_feature_repo, make_interactions
 
@@ -119,7 +120,7 @@ def test_the_rankers_store_features_read_online_equal_the_offline_ones(repo):
     path, interactions, _, _ = repo
     reader = OnlineFeatures(feast_store.open_store(path))
     readable = {*reader.user_features, *reader.item_features}
-    model = PipelineModel(PipelineConfig(store_context=True))
+    model = MultiStageModel(MultiStageConfig(store_context=True))
     assert set(model.state_spec().context) <= readable
     items = [f"i{i}" for i in range(42)]  # i40, i41: never interacted with
     online, offline = reader.item_context(items), item_context(interactions, items)

@@ -16,7 +16,9 @@ import torch
 
 from recsys.data.split import stratified_split, write_split
 from recsys.evaluation.metrics import ranking_metrics
-from recsys.models import Popularity, load_model, read_manifest
+from recsys.models.kinds import load_model
+from recsys.models.manifest import read_manifest
+from recsys.models.popularity import Popularity
 from recsys.training.api import TrainArgs, train
 from recsys.training.two_tower import FAIL_AT_EPOCH_ENV
 from tests.conftest import recommend_rows

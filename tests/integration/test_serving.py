@@ -21,13 +21,13 @@ from recsys.data.io import interactions_checksum
 from recsys.features import store as feast_store
 from recsys.features.api import refresh
 from recsys.features.build import build_features
-from recsys.models import PipelineConfig, PipelineModel
+from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from tests.conftest import copy_feature_repo, free_port, make_interactions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from tiny_data import TINY_PIPELINE, side_tables  # noqa: E402
+from tiny_data import TINY_MULTISTAGE, side_tables  # noqa: E402
 
-TINY = TINY_PIPELINE
+TINY = TINY_MULTISTAGE
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def served(ray_session, tmp_path_factory):
     torch.set_num_threads(1)
     checksum = interactions_checksum(interactions)  # the store below is built from these rows
     for version, seed in (("v1", 42), ("v2", 7)):
-        model = PipelineModel(PipelineConfig(**TINY, seed=seed)).fit(interactions, users, items)
+        model = MultiStageModel(MultiStageConfig(**TINY, seed=seed)).fit(interactions, users, items)
         model.save(root / "models" / version, data_checksum=checksum)
     torch.set_num_threads(threads)
     repo = copy_feature_repo(root / "repo")

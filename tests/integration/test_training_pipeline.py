@@ -21,12 +21,12 @@ from recsys.evaluation.protocol import evaluate_candidate
 from recsys.evaluation.reference import read_reference
 from recsys.features.api import refresh
 from recsys.files import write_parquet
-from recsys.models import PipelineConfig, PipelineModel
+from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.registry import Registry, champion_model, register_champion
 from tests.conftest import copy_feature_repo, free_port, make_interactions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from tiny_data import TINY_PIPELINE, side_tables  # noqa: E402
+from tiny_data import TINY_MULTISTAGE, side_tables  # noqa: E402
 
 POLICY = "min_requests: 30\nmin_feedback_users: 10\n"
 
@@ -47,7 +47,7 @@ def setup(ray_session, tmp_path_factory):
     train = pd.read_parquet(root / "split" / "train.parquet")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = PipelineModel(PipelineConfig(**TINY_PIPELINE, seed=3)).fit(train, users, items)
+    model = MultiStageModel(MultiStageConfig(**TINY_MULTISTAGE, seed=3)).fit(train, users, items)
     torch.set_num_threads(threads)
     model.save(root / "v0", version="v0", data_checksum=interactions_checksum(train))
     evaluate_candidate(
@@ -83,7 +83,7 @@ def setup(ray_session, tmp_path_factory):
         # the pipeline materializes its own store: SQLite takes one writer, and the live app
         # keeps reading its store meanwhile
         "feature_repo": str(copy_feature_repo(root / "train_repo")),
-        "params": TINY_PIPELINE,
+        "params": TINY_MULTISTAGE,
         "registry_uri": str(registry.uri),
         # training starts its own local Ray in the task (as a RayJob would have its own
         # cluster); deploy joins the cluster that runs the Serve app
@@ -159,7 +159,7 @@ def test_closed_loop_drift_retrains_promotes_and_hot_reloads_without_a_failed_re
     assert champion.version == new and champion.previous == ["v0"]
     assert champion.reason.startswith("gate: ")
     manifest = registry.manifest(new)
-    assert manifest["kind"] == "pipeline" and manifest["feature_service"] == "ranker_v1"
+    assert manifest["kind"] == "multistage" and manifest["feature_service"] == "ranker_v1"
     assert [e.action for e in registry.history()][-2:] == ["register", "promote"]
     reference = read_reference(registry.local_path(new))
     assert reference is not None and {"score", "target", "user_age_bucket"} <= set(reference)

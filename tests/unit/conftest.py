@@ -4,9 +4,9 @@ multi-stage model shared by the modules that only read it."""
 import pandas as pd
 import pytest
 import torch
-from tiny_data import TINY_PIPELINE, side_tables
+from tiny_data import TINY_MULTISTAGE, side_tables
 
-from recsys.models import PipelineConfig, PipelineModel
+from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from tests.conftest import make_interactions
 
 
@@ -30,12 +30,12 @@ def tiny_train() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def tiny_pipeline(tiny_train) -> PipelineModel:
+def tiny_pipeline(tiny_train) -> MultiStageModel:
     """The tiny multi-stage model fitted on :func:`tiny_train` (never modified by a test)."""
     users, items = side_tables()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return PipelineModel(PipelineConfig(**TINY_PIPELINE)).fit(tiny_train, users, items)
+        return MultiStageModel(MultiStageConfig(**TINY_MULTISTAGE)).fit(tiny_train, users, items)
     finally:
         torch.set_num_threads(threads)

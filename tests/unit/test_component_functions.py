@@ -15,7 +15,8 @@ from recsys.evaluation.protocol import evaluate_candidate
 from recsys.evaluation.reference import read_reference
 from recsys.features.api import write_training_set
 from recsys.files import write_parquet
-from recsys.models import create_model, read_manifest
+from recsys.models.kinds import create_model
+from recsys.models.manifest import read_manifest
 from recsys.registry import Registry, champion_model, register_champion
 from recsys.registry.gate import judge
 from recsys.serve_ops import deploy_version
@@ -131,6 +132,6 @@ def test_ranking_frame_keeps_the_missed_held_out_items_past_k():
 
 
 def test_json_numbers_become_ints_where_the_config_wants_ints():
-    model = create_model("pipeline", {"n_ease": 10.0, "two_tower": {"dim": 16.0, "lr": 1.0}})
+    model = create_model("multistage", {"n_ease": 10.0, "two_tower": {"dim": 16.0, "lr": 1.0}})
     assert model.config.n_ease == 10 and isinstance(model.config.n_ease, int)
     assert isinstance(model.config.two_tower.dim, int) and model.config.two_tower.lr == 1.0

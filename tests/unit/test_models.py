@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from recsys.config import RecsysError
-from recsys.models import EASE, EASEConfig, Popularity, create_model, load_model
+from recsys.models.ease import EASE, EASEConfig
+from recsys.models.kinds import create_model, load_model
+from recsys.models.popularity import Popularity
 from tests.conftest import recommend_rows
 
 

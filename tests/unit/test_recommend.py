@@ -12,7 +12,9 @@ from recsys import recommend
 from recsys.features.build import USER_CONTEXT, latest_user_activity
 from recsys.features.offline import item_context, states_from_interactions
 from recsys.features.state import UserState, fold, from_row, state_table
-from recsys.models import Candidates, PipelineModel, create_model
+from recsys.models.base import Candidates
+from recsys.models.kinds import create_model
+from recsys.models.multistage import MultiStageModel
 from recsys.recommend import Filters, Request
 
 REASON = "because you watched "
@@ -25,7 +27,7 @@ def train(tiny_train) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def model(tiny_pipeline) -> PipelineModel:
+def model(tiny_pipeline) -> MultiStageModel:
     return tiny_pipeline
 
 

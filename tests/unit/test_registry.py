@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from recsys.cli.main import cli
 from recsys.config import RecsysError
-from recsys.models import create_model, load_model
+from recsys.models.kinds import create_model, load_model
 from recsys.registry import Registry, default_uri
 from tests.conftest import recommend_rows
 

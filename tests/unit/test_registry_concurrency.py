@@ -67,7 +67,7 @@ def _reader(root: str, start, stop, results) -> None:
 def root(tmp_path, interactions):
     # Imported here, not at the top: spawned processes import this module, and recsys.models
     # would make each of them import torch.
-    from recsys.models import create_model
+    from recsys.models.kinds import create_model
 
     reg = Registry(tmp_path / "reg")
     model = create_model("popularity").fit(interactions)

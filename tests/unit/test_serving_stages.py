@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from recsys.models import create_model
+from recsys.models.kinds import create_model
 from recsys.recommend import PreparedModel, prepare
 from serving import stages
 from serving.app import _internal_error

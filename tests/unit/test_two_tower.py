@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from tiny_data import cluster, side_tables
 
-from recsys.models import TwoTower, TwoTowerConfig, create_model, load_model
 from recsys.models.encoding import (
     AGE_EDGES,
     MAX_GENRES,
@@ -19,8 +18,10 @@ from recsys.models.encoding import (
     history_windows,
     profile_samples,
 )
+from recsys.models.kinds import create_model, load_model
 from recsys.models.neural import make_optimizers
-from recsys.models.two_tower import TwoTowerLoss, TwoTowerNet
+from recsys.models.two_tower import TwoTowerConfig, TwoTowerLoss, TwoTowerNet
+from recsys.models.two_tower_model import TwoTower
 from tests.conftest import recommend_rows
 
 # Small enough for well under a second per fit; lr high enough to learn in 20 tiny epochs.

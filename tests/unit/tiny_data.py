@@ -3,7 +3,7 @@
 import pandas as pd
 
 # A pipeline small enough to fit in seconds on one thread (unit and serving tests).
-TINY_PIPELINE = dict(
+TINY_MULTISTAGE = dict(
     n_ease=10,
     n_rp3=10,
     n_popular=5,

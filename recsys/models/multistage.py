@@ -66,7 +66,7 @@ CROSSFITS = ("random", "time")
 
 
 @dataclass
-class PipelineConfig:
+class MultiStageConfig:
     """Candidate counts per source, the cross-fitting, the ranker and each part's settings."""
 
     n_ease: int = 100
@@ -93,7 +93,7 @@ class PipelineConfig:
     dcn: RankerConfig = field(default_factory=lambda: RankerConfig(prior_weight=0.5, lr=1e-3))
 
     def __post_init__(self) -> None:
-        # A partial dict overrides this pipeline's defaults for the stage, not the stage class's.
+        # A partial dict overrides this model's defaults for the stage, not the stage class's.
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
@@ -120,16 +120,16 @@ def fit_ranker_in_process(ranker, fit_rows, val, tag: str):
     return ranker
 
 
-class PipelineModel(Recommender):
+class MultiStageModel(Recommender):
     """EASE + RP3beta + popular (+ two-tower) candidates, ordered by a cross-fitted ranker."""
 
-    kind = "pipeline"
-    config_type = PipelineConfig
+    kind = "multistage"
+    config_type = MultiStageConfig
     score_batch_users = 256
 
     def __init__(
         self,
-        config: PipelineConfig | None = None,
+        config: MultiStageConfig | None = None,
         *,
         fit_two_tower: TwoTowerFit = fit_two_tower_in_process,
         fit_ranker: RankerFit = fit_ranker_in_process,
@@ -204,7 +204,7 @@ class PipelineModel(Recommender):
         if cfg.n_two_tower > 0:
             tower = self._fit_two_tower(train, users, items, cfg.two_tower, tag)
             if not np.array_equal(tower.item_ids, self.item_ids):
-                raise ValueError("two-tower vocabulary differs from the pipeline's")
+                raise ValueError("two-tower vocabulary differs from the multi-stage model's")
         big = len(self.item_ids) > cfg.ease.max_items
         ease = cfg.ease if cfg.n_ease > 0 and not big else None
         rp3 = cfg.rp3 if cfg.n_rp3 > 0 and len(self.item_ids) <= cfg.rp3.max_items else None
@@ -299,7 +299,7 @@ class PipelineModel(Recommender):
             return {}
         if items is None:
             raise RecsysError(
-                "pipeline model: the items' context (item_stats) is missing: read it from the "
+                "multistage model: the items' context (item_stats) is missing: read it from the "
                 "feature store, or compute it from the interactions"
             )
         users = _column(batch.features, "user_mean_rating", len(batch.user_ids))
@@ -393,17 +393,15 @@ class PipelineModel(Recommender):
         return [*parts, "item_genre_matrix.npy", "item_year.npy"]
 
     def _load_parts(self, directory: Path) -> None:
-        from recsys.models import load_model  # the registry of kinds sits above this module
-
         if not (directory / "sources").exists():
             raise RecsysError(
-                f"{directory}: a pipeline model written by an earlier version (no cross-fitted "
+                f"{directory}: a multi-stage model written by an earlier version (no cross-fitted "
                 "sources): train it again"
             )
-        self.sources = Sources.load(directory / "sources", load_model)
+        self.sources = Sources.load(directory / "sources")
         folds = (directory / "folds").iterdir() if (directory / "folds").exists() else ()
         folds = sorted(folds, key=lambda p: int(p.name.split("-")[1]))
-        self.fold_sources = [Sources.load(p, load_model) for p in folds]
+        self.fold_sources = [Sources.load(p) for p in folds]
         self.encoder = FeatureEncoder.load(directory)
         self.item_genre_matrix = np.load(directory / "item_genre_matrix.npy")
         self.item_year = np.load(directory / "item_year.npy")

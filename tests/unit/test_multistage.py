@@ -8,29 +8,37 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_data import TINY_PIPELINE, cluster, side_tables
+from tiny_data import TINY_MULTISTAGE, cluster, side_tables
 
 from recsys.config import RecsysError
 from recsys.features.offline import item_context, states_from_interactions
-from recsys.models import PipelineConfig, PipelineModel, load_model, read_manifest
 from recsys.models.gbdt import GBDTRanker, RankingRows
-from recsys.models.pipeline import fit_ranker_in_process, fit_two_tower_in_process
+from recsys.models.kinds import create_model, load_model
+from recsys.models.manifest import read_manifest
+from recsys.models.multistage import (
+    MultiStageConfig,
+    MultiStageModel,
+    fit_ranker_in_process,
+    fit_two_tower_in_process,
+)
 from recsys.models.ranker import Ranker
 from recsys.models.sources import FEATURES, features
 from recsys.models.two_tower import TwoTowerConfig
 from tests.conftest import make_interactions, recommend_rows
 
-TINY = TINY_PIPELINE
+TINY = TINY_MULTISTAGE
 
 
-def fit(train: pd.DataFrame, **overrides) -> PipelineModel:
+def fit(train: pd.DataFrame, **overrides) -> MultiStageModel:
     users, items = side_tables()
     kwargs = {k: overrides.pop(k) for k in ("fit_two_tower", "fit_ranker") if k in overrides}
-    return PipelineModel(PipelineConfig(**{**TINY, **overrides}), **kwargs).fit(train, users, items)
+    return MultiStageModel(MultiStageConfig(**{**TINY, **overrides}), **kwargs).fit(
+        train, users, items
+    )
 
 
 @pytest.fixture(scope="module")
-def fitted() -> tuple[PipelineModel, pd.DataFrame]:
+def fitted() -> tuple[MultiStageModel, pd.DataFrame]:
     train = with_noise(make_interactions())
     return fit(train), train
 
@@ -57,11 +65,11 @@ def top_with_ties(scores: pd.Series, n: int) -> tuple[set, set]:
     return set(scores.index[scores > cut]), set(scores.index[scores >= cut])
 
 
-def batch_of(model: PipelineModel, history: pd.DataFrame, users: list[str]):
+def batch_of(model: MultiStageModel, history: pd.DataFrame, users: list[str]):
     return model.encode(states_from_interactions(history, users, 200))
 
 
-def items_of(model: PipelineModel, history: pd.DataFrame) -> dict:
+def items_of(model: MultiStageModel, history: pd.DataFrame) -> dict:
     return item_context(history, model.item_ids)  # what the store holds of the items
 
 
@@ -183,7 +191,7 @@ def test_time_cross_fitting_learns_the_future_from_the_past_and_serves_the_full_
         recommend_rows(model, users, 5, history=train),
     )
     with pytest.raises(ValueError, match="crossfit must be one of"):
-        PipelineConfig(crossfit="weekly")
+        MultiStageConfig(crossfit="weekly")
     # each fixture user lives one day: no window has a user seen before it
     with pytest.raises(RecsysError, match="no fold has a user with history before it"):
         fit(interactions, crossfit="time")
@@ -205,17 +213,17 @@ def test_cold_start_users_get_k_items(fitted):
 def test_save_load_round_trip(interactions, tmp_path, ranker):
     model = fit(interactions, ranker=ranker)
     assert isinstance(model.ranker, GBDTRanker if ranker == "gbdt" else Ranker)
-    path = model.save(tmp_path / "pipeline")
+    path = model.save(tmp_path / "multistage")
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["kind"] == "pipeline" and manifest["n_items"] == 44
+    assert manifest["kind"] == "multistage" and manifest["n_items"] == 44
     parts = manifest["parts"]
     assert {"sources/ease_B.npy", "sources/rp3beta_W.npz", "sources/popularity.npy"} <= set(parts)
     assert "folds/fold-2/ease_B.npy" in parts
     assert all((path / part).exists() for part in parts)
-    config = PipelineConfig(**manifest["config"])
+    config = MultiStageConfig(**manifest["config"])
     assert config == model.config and isinstance(config.two_tower, TwoTowerConfig)
     loaded = load_model(path)
-    assert isinstance(loaded, PipelineModel) and loaded.config == model.config
+    assert isinstance(loaded, MultiStageModel) and loaded.config == model.config
     users = [*sorted(interactions.user_id.unique()), "nobody", "new2"]
     pd.testing.assert_frame_equal(
         recommend_rows(loaded, users, 5, history=interactions),
@@ -223,14 +231,31 @@ def test_save_load_round_trip(interactions, tmp_path, ranker):
     )
 
 
+def test_a_model_directory_of_the_old_kind_name_still_loads(interactions, tmp_path):
+    """The kind was called "pipeline" before it was renamed "multistage": such a directory
+    loads as the multi-stage model, and the old name still creates one."""
+    model = fit(interactions)
+    path = model.save(tmp_path / "old")
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "kind": "pipeline"}))
+    loaded = load_model(path)
+    assert isinstance(loaded, MultiStageModel)
+    users = sorted(interactions.user_id.unique())
+    pd.testing.assert_frame_equal(
+        recommend_rows(loaded, users, 5, history=interactions),
+        recommend_rows(model, users, 5, history=interactions),
+    )
+    assert isinstance(create_model("pipeline"), MultiStageModel)
+
+
 def test_config_accepts_nested_dicts_and_refuses_unknowns():
-    cfg = PipelineConfig(n_ease=7, ease={"l2": 3.0}, two_tower={"dim": 8}, gbdt={"rounds": 9})
+    cfg = MultiStageConfig(n_ease=7, ease={"l2": 3.0}, two_tower={"dim": 8}, gbdt={"rounds": 9})
     assert cfg.ease.l2 == 3.0 and cfg.two_tower.dim == 8 and cfg.gbdt.rounds == 9
-    assert PipelineConfig(**dataclasses.asdict(cfg)) == cfg
+    assert MultiStageConfig(**dataclasses.asdict(cfg)) == cfg
     with pytest.raises(TypeError):
-        PipelineConfig(gbdt={"no_such_field": 1})
+        MultiStageConfig(gbdt={"no_such_field": 1})
     with pytest.raises(ValueError, match="ranker"):
-        PipelineConfig(ranker="forest")
+        MultiStageConfig(ranker="forest")
 
 
 # -- the injected fit callables and the optional two-tower source -----------------------
@@ -290,7 +315,7 @@ def test_with_store_context_the_ranker_reads_the_stores_features_and_needs_them(
     """The mean ratings come from the feature store's views (offline: the same build
     functions over the interactions); without the items' context a request is refused rather
     than ranked on missing values. Off by default: measured, they do not pay (README)."""
-    assert PipelineModel(PipelineConfig()).state_spec().context == []
+    assert MultiStageModel(MultiStageConfig()).state_spec().context == []
     train = with_noise(interactions)
     model = fit(train, store_context=True)
     assert model.state_spec().context == [

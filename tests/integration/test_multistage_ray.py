@@ -1,4 +1,4 @@
-"""The pipeline model trained through ``train(TrainArgs)`` on Ray Train, on a slice of the real
+"""The multi-stage model trained through ``train(TrainArgs)`` on Ray Train, on a slice of the real
 MovieLens-100k: the cross-fitted ranker as a checkpointed Ray run (LightGBM on
 ``LightGBMTrainer``; the DCN option on ``TorchTrainer``), a model directory that loads and
 serves, quality above popularity and at EASE's level, and the manifest's metrics.
@@ -14,8 +14,12 @@ import pytest
 
 from recsys.data.split import stratified_split, write_split
 from recsys.evaluation.metrics import ranking_metrics
-from recsys.models import EASE, PipelineModel, Popularity, load_model, read_manifest
+from recsys.models.ease import EASE
 from recsys.models.gbdt import GBDTRanker
+from recsys.models.kinds import load_model
+from recsys.models.manifest import read_manifest
+from recsys.models.multistage import MultiStageModel
+from recsys.models.popularity import Popularity
 from recsys.models.ranker import Ranker
 from recsys.training.api import TrainArgs, train
 from tests.conftest import recommend_rows
@@ -49,7 +53,7 @@ def trained(ray_session, movielens_dir, tmp_path_factory) -> Trained:
     for name, params in RUNS.items():
         args = TrainArgs(
             data=split_dir,
-            model="pipeline",
+            model="multistage",
             out=tmp_path_factory.mktemp("models") / name,
             params=params,
             storage_path=str(storage),
@@ -71,7 +75,7 @@ def test_the_ranker_is_a_checkpointed_ray_run(trained):
 @pytest.mark.parametrize("name", list(RUNS))
 def test_model_directory_loads_and_beats_popularity(trained, name):
     model = load_model(trained.models[name])
-    assert isinstance(model, PipelineModel)
+    assert isinstance(model, MultiStageModel)
     assert isinstance(model.ranker, GBDTRanker if name == "gbdt" else Ranker)
     users = sorted(trained.test.user_id.unique())
     recs = recommend_rows(model, users, 10, history=trained.train)
@@ -92,7 +96,7 @@ def test_model_directory_loads_and_beats_popularity(trained, name):
 
 def test_manifest_records_config_state_and_training(trained):
     manifest = read_manifest(trained.models["gbdt"])
-    assert manifest.kind == "pipeline" and manifest.config["ranker"] == "gbdt"
+    assert manifest.kind == "multistage" and manifest.config["ranker"] == "gbdt"
     assert manifest.config["folds"] == 5 and manifest.state.recent_n >= 20
     assert {"sources/ease_B.npy", "ranker/gbdt.txt", "folds/fold-4/rp3beta_W.npz"} <= set(
         manifest.parts
