@@ -29,6 +29,7 @@ import pandas as pd
 from recsys.config import code_version
 from recsys.data import movielens
 from recsys.data.io import dataset_paths, read_side_tables
+from recsys.data.synthetic import SynthConfig, generate
 from recsys.features import store as feast_store
 from recsys.features.build import TABLES, build_features
 from recsys.features.online import OnlineFeatures
@@ -42,8 +43,6 @@ KEYS = {"user_profile": "user_id", "user_activity": "user_id"}
 def dataset(args, tmp: Path) -> Path:
     if not args.synthetic:
         return movielens.fetch()
-    from recsys.data.synthetic import SynthConfig, generate
-
     n = args.synthetic
     config = SynthConfig(n_users=max(n // 50, 10), n_items=max(n // 200, 10), n_interactions=n)
     generate(config, tmp / "synthetic", progress=False)

@@ -33,6 +33,8 @@ import numpy as np
 from recsys import serve_ops
 from recsys.config import code_version, ensure_ray, recsys_home
 from recsys.registry import Registry
+from serving.schemas import AppArgs, RecommendRequest
+from serving.stages import Runtime
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serving_load.json"
 CONCURRENCY = (1, 16, 64)
@@ -124,9 +126,6 @@ def in_process_floor(args, users: list[str], n: int) -> dict:
     replica runs for a batch of one: the online read of the user's state, then the one
     recommendation path's three stage functions)."""
     import torch
-
-    from serving.schemas import AppArgs, RecommendRequest
-    from serving.stages import Runtime
 
     torch.set_num_threads(1)
     runtime = Runtime(AppArgs(model_root=args.model_root, feature_repo=args.feature_repo))

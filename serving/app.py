@@ -31,7 +31,7 @@ from ray.serve import Application
 from recsys import recommend
 from recsys.config import recsys_home
 from recsys.data.io import read_titles
-from recsys.features.events import Event
+from recsys.features.events import Event, EventIngestor, EventLog
 from serving import telemetry
 from serving.predlog import PredictionLog
 from serving.schemas import AppArgs, ModelSelection, Problem, RecommendRequest, RecommendResponse
@@ -377,8 +377,6 @@ class Ingress:
 
     def _ingestor(self):
         if self._events is None:
-            from recsys.features.events import EventIngestor, EventLog
-
             runtime = self.fused or Runtime(self.args)
             if runtime.store is None:
                 return None

@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from recsys.config import RecsysError
+from recsys.config import RecsysError, recsys_home
 from recsys.data.io import read_titles
 from recsys.features.build import read_store_meta
 from recsys.features.online import OnlineFeatures
@@ -74,8 +74,6 @@ class Runtime:
     and the readiness verdict per (version, feature build)."""
 
     def __init__(self, args: AppArgs) -> None:
-        from recsys.config import recsys_home
-
         self.args = args
         root = args.model_root or recsys_home() / "models"
         self.models = ModelCache(root, read_titles(args.catalog))

@@ -10,6 +10,7 @@ from recsys.config import RecsysError
 from recsys.data import movielens
 from recsys.data.io import read_dataset_info, resolve_interactions
 from recsys.data.split import PROTOCOLS, split, write_split
+from recsys.data.synthetic import SynthConfig, generate
 from recsys.data.validate import load_interactions
 
 DATASETS = {"movielens-100k": movielens.fetch}
@@ -56,8 +57,6 @@ def fetch(name: str, dest: Path | None) -> None:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def synth(n_users, n_items, n_interactions, seed, drift, chunk_size, out, no_progress) -> None:
     """Generate a synthetic dataset with latent-factor ground truth (chunked, bounded memory)."""
-    from recsys.data.synthetic import SynthConfig, generate
-
     config = SynthConfig(
         n_users=n_users,
         n_items=n_items,

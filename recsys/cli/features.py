@@ -18,6 +18,9 @@ from recsys.data.io import read_side_tables, resolve_interactions
 from recsys.data.split import split_lineage
 from recsys.data.validate import load_interactions
 from recsys.features import store as feast_store
+from recsys.features.build import FeatureConfig, build_features
+from recsys.features.events import EventIngestor, EventLog
+from recsys.features.online import OnlineFeatures
 from recsys.features.state import DEFAULT_RECENT_N
 from recsys.files import write_parquet
 
@@ -84,8 +87,6 @@ def init(source: Path, store_yaml: Path | None, repo: Path | None) -> None:
 @repo_option
 def build(data: Path, recent_n: int, repo: Path | None) -> None:
     """Write the point-in-time feature tables and the users' state (parquet) into REPO/data."""
-    from recsys.features.build import FeatureConfig, build_features
-
     interactions, users, items = _interactions(data)
     out = _repo(repo) / "data"
     lineage = split_lineage(data) if Path(data).is_dir() else None
@@ -142,8 +143,6 @@ def training_set(data: Path, out: Path, service: str, repo: Path | None) -> None
 @online_option
 def get(user_id: str, items: str, service: str, repo: Path | None, online: str | None) -> None:
     """Print a user's online state and features (and some items') as JSON."""
-    from recsys.features.online import OnlineFeatures
-
     reader = OnlineFeatures(feast_store.open_store(_repo(repo), online), service)
     result = reader.read(user_id, [i for i in items.split(",") if i])
     state = {"seen_items": list(result.state.seen), "recent_items": list(result.state.recent)}
@@ -170,8 +169,6 @@ def event(payload: str, events_dir: Path | None, repo: Path | None, online: str 
 
     Exit status 1 when any event was rejected (see the rejected-*.jsonl log).
     """
-    from recsys.features.events import EventIngestor, EventLog
-
     ingestor = EventIngestor(
         feast_store.open_store(_repo(repo), online),
         EventLog(events_dir or recsys_home() / "events"),

@@ -14,6 +14,19 @@ import sys
 import click
 
 from recsys import __version__
+from recsys.cli import (
+    benchmark,
+    data,
+    evaluate,
+    features,
+    monitor,
+    pipeline,
+    quickstart,
+    recommend,
+    registry,
+    serve,
+    train,
+)
 from recsys.config import RecsysError
 
 
@@ -40,36 +53,18 @@ def cli(verbose: bool) -> None:
     )
 
 
-def _register() -> None:
-    from recsys.cli import (
-        benchmark,
-        data,
-        evaluate,
-        features,
-        monitor,
-        pipeline,
-        quickstart,
-        recommend,
-        registry,
-        serve,
-        train,
-    )
-
-    cli.add_command(data.data)
-    cli.add_command(features.features)
-    cli.add_command(train.train)
-    cli.add_command(recommend.recommend)
-    cli.add_command(evaluate.evaluate)
-    cli.add_command(benchmark.benchmark)
-    cli.add_command(quickstart.quickstart)
-    cli.add_command(serve.serve)
-    cli.add_command(serve.deploy_cmd)
-    cli.add_command(pipeline.pipeline)
-    cli.add_command(monitor.monitor)
-    cli.add_command(registry.registry)
-
-
-_register()
+cli.add_command(data.data)
+cli.add_command(features.features)
+cli.add_command(train.train)
+cli.add_command(recommend.recommend)
+cli.add_command(evaluate.evaluate)
+cli.add_command(benchmark.benchmark)
+cli.add_command(quickstart.quickstart)
+cli.add_command(serve.serve)
+cli.add_command(serve.deploy_cmd)
+cli.add_command(pipeline.pipeline)
+cli.add_command(monitor.monitor)
+cli.add_command(registry.registry)
 
 
 def main() -> None:

@@ -9,9 +9,12 @@ from typing import Any
 
 import click
 
+from pipelines.client import submit
+from recsys.cli.pipeline import print_result, run_training
 from recsys.config import recsys_home
 from recsys.monitoring.check import MonitorArgs, check_and_trigger
 from recsys.monitoring.policy import Decision
+from recsys.monitoring.snapshot import build_snapshot
 
 
 @click.group()
@@ -89,18 +92,12 @@ def retrain_runner(args: MonitorArgs, base: str, feature_repo, serve_address: st
     """What a ``retrain`` decision starts: the training pipeline on base data + feedback."""
 
     def start(decision: Decision) -> dict[str, Any]:
-        from recsys.monitoring.snapshot import build_snapshot
-
         stamp = decision.at.strftime("%Y%m%dT%H%M%SZ")
         snapshot = args.out / "snapshots" / stamp
         made = build_snapshot(base, args.events, snapshot)
         click.echo(f"retraining on {made['rows']} rows ({made['event_rows']} from feedback)")
         if kfp_host:
-            from pipelines.client import submit
-
             return submit(kfp_host, {"source": str(snapshot), "registry_uri": args.registry or ""})
-        from recsys.cli.pipeline import print_result, run_training
-
         result = run_training(
             source=str(snapshot),
             feature_repo=feature_repo,

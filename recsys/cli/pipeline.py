@@ -14,11 +14,13 @@ from typing import Any
 
 import click
 
+from pipelines import client
 from recsys.cli.train import gpu_option, num_workers_option, parse_params
 from recsys.config import RecsysError, recsys_home
 from recsys.data import movielens
 from recsys.evaluation.report import markdown_table
 from recsys.features.store import default_repo
+from recsys.registry import Registry
 from recsys.registry.gate import GatePolicy
 
 PIPELINES = ("training",)
@@ -121,8 +123,6 @@ def run_training(
 ) -> dict[str, Any]:
     """The options of ``pipeline run training`` → the local run's result (the quickstart
     calls this too). The report is copied to ``workdir/report.html``."""
-    from pipelines.client import run_local
-
     GatePolicy(margin=margin, coverage_tolerance=coverage_tolerance)  # fail before running
     repo = None if no_features else (feature_repo or default_repo())
     if repo is not None and not (repo / "feature_store.yaml").exists():
@@ -146,7 +146,7 @@ def run_training(
     }
     click.echo(f"kfp.local: pipeline root {workdir}")
     log_file = None if show_logs else workdir / "pipeline.log"
-    result = run_local(arguments, workdir, log_file=log_file)
+    result = client.run_local(arguments, workdir, log_file=log_file)
     report = workdir / "report.html"
     shutil.copyfile(result["report"], report)
     log = str(log_file) if log_file else None
@@ -155,8 +155,6 @@ def run_training(
 
 def print_result(result: dict[str, Any]) -> None:
     """The evaluation table, the gate's decision and the registry's champion."""
-    from recsys.registry import Registry
-
     evaluation = result["evaluation"]
     k = evaluation["k"]
     entries = [("candidate", evaluation["candidate"]), ("champion", evaluation["champion"])]
@@ -186,9 +184,7 @@ def print_result(result: dict[str, Any]) -> None:
 )
 def compile_cmd(out: Path | None) -> None:
     """Compile every variant (training, training-gpu) to YAML for the Kubeflow Pipelines UI."""
-    from pipelines.client import COMPILED, compile_all
-
-    for path in compile_all(out or COMPILED):
+    for path in client.compile_all(out or client.COMPILED):
         click.echo(f"wrote {path}")
 
 
@@ -213,9 +209,7 @@ def compile_cmd(out: Path | None) -> None:
 )
 def submit(host, variant, schedule, experiment, run_name, params) -> None:
     """Upload the compiled pipeline to a KFP server and run it (or schedule it)."""
-    from pipelines.client import submit as submit_run
-
-    done = submit_run(
+    done = client.submit(
         host,
         parse_params(params),
         variant=variant,

@@ -22,6 +22,7 @@ from recsys.monitoring import logs
 from recsys.monitoring.policy import Decision, MonitorPolicy, decide, load_policy
 from recsys.monitoring.report import run_reports
 from recsys.monitoring.trigger import record, trigger
+from recsys.registry import Registry
 
 
 class MonitorArgs(BaseModel):
@@ -47,8 +48,6 @@ def check(
     Returns:
         The decision (also written to the run directory) and the reports' summary.
     """
-    from recsys.registry import Registry
-
     now = now or datetime.now(UTC)
     policy = policy or load_policy(args.policy)
     registry = Registry(args.registry)
