@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from pipelines.client import submit
-from recsys.cli.pipeline import print_result, run_training
+from recsys.cli.pipeline import retrain
 from recsys.config import recsys_home
 from recsys.monitoring.check import MonitorArgs, check_and_trigger
 from recsys.monitoring.policy import Decision
@@ -98,14 +98,13 @@ def retrain_runner(args: MonitorArgs, base: str, feature_repo, serve_address: st
         click.echo(f"retraining on {made['rows']} rows ({made['event_rows']} from feedback)")
         if kfp_host:
             return submit(kfp_host, {"source": str(snapshot), "registry_uri": args.registry or ""})
-        result = run_training(
-            source=str(snapshot),
+        result = retrain(
+            snapshot,
             feature_repo=feature_repo,
             registry_uri=args.registry,
             serve_address=serve_address,
             workdir=args.out / "retraining" / stamp,
         )
-        print_result(result)
         return {"summary": result["summary"], "promote": result["decision"]["promote"]}
 
     return start

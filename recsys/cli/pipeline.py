@@ -153,6 +153,30 @@ def run_training(
     return {**result, "report": str(report), "log": log, "registry_uri": registry_uri}
 
 
+def retrain(
+    snapshot: Path,
+    *,
+    feature_repo: Path | None,
+    registry_uri: str | None,
+    serve_address: str | None,
+    workdir: Path,
+    no_features: bool = False,
+) -> dict[str, Any]:
+    """The training pipeline on kfp.local over a retraining snapshot (base data + feedback),
+    its result printed: what a ``retrain`` decision starts here (the monitor's ``--retrain``
+    without a KFP host, the closed-loop demo)."""
+    result = run_training(
+        source=str(snapshot),
+        feature_repo=feature_repo,
+        no_features=no_features,
+        registry_uri=registry_uri,
+        serve_address=serve_address,
+        workdir=workdir,
+    )
+    print_result(result)
+    return result
+
+
 def print_result(result: dict[str, Any]) -> None:
     """The evaluation table, the gate's decision and the registry's champion."""
     evaluation = result["evaluation"]

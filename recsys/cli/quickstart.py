@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from recsys.cli.pipeline import print_result, run_training
+from recsys.cli.pipeline import print_result, retrain, run_training
 from recsys.config import RecsysError, recsys_home
 from recsys.data import movielens
 from recsys.data.io import read_dataset_info
@@ -125,16 +125,14 @@ def quickstart(
             "retrain -> gate -> hot reload"
         )
 
-        def retrain(snapshot: Path, train_repo: Path | None, serve_address: str) -> dict:
-            result = run_training(
-                source=str(snapshot),
+        def start(snapshot: Path, train_repo: Path | None, serve_address: str) -> dict:
+            return retrain(
+                snapshot,
                 feature_repo=train_repo,
                 no_features=train_repo is None,
                 registry_uri=registry_uri,
                 serve_address=serve_address,
                 workdir=workdir / "loop" / "retraining",
             )
-            print_result(result)
-            return result
 
-        closed_loop(workdir, repo, registry_uri, port, retrain, log=click.echo)
+        closed_loop(workdir, repo, registry_uri, port, start, log=click.echo)

@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from recsys.data.io import ITEM, RATING, TS, USER, age_bucket, interactions_checksum
+from recsys.features.activity import fold_activity
 from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, TICK, state_table
 from recsys.files import read_json_model, write_json, write_parquet
 
@@ -186,40 +187,16 @@ def item_profile(items: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFra
 
 def user_activity(events: pd.DataFrame, item_genres: pd.DataFrame, n_genres: int) -> pd.DataFrame:
     """One row per (user, event time): counts, mean rating and genre shares of everything up
-    to and including that time, stamped one tick later."""
+    to and including that time (:func:`recsys.features.activity.fold_activity`, as the event
+    path folds them), stamped one tick later."""
     ev = events.sort_values([USER, TS], kind="mergesort").reset_index(drop=True)
-    users = ev[USER].to_numpy()
-    start = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1]
-    first = np.repeat(start, np.diff(np.r_[start, len(ev)]))  # (rows,) each row's user start
-    pos = np.arange(len(ev)) - first  # 0-based position within the user
-    count = pos + 1
-    rated = ev[RATING].notna().to_numpy()
-    n_rated = _group_cumsum(rated.astype(np.float64), start, first)
-    sum_rating = _group_cumsum(ev[RATING].fillna(0).to_numpy(np.float64), start, first)
-    mean = np.where(n_rated > 0, sum_rating / np.maximum(n_rated, 1), np.nan)
     onehot = item_genres.reindex(ev[ITEM]).fillna(0).to_numpy(np.float64)  # (rows, genres)
     if onehot.shape[1] != n_genres:
         onehot = np.zeros((len(ev), n_genres))
-    affinity = _group_cumsum(onehot, start, first) / count[:, None]  # (rows, genres)
-    out = pd.DataFrame(
-        {
-            USER: users,
-            "user_interactions": count.astype(np.int64),
-            "user_ratings": n_rated.astype(np.int64),
-            "user_mean_rating": mean.astype(np.float32),
-            "genre_affinity": list(affinity.astype(np.float32)),
-            EVENT_TS: (ev[TS] + TICK).array,
-        }
-    )
+    out = fold_activity(ev, onehot)
+    out[EVENT_TS] = (ev[TS] + TICK).array
     # several events of a user at one time: keep the state after all of them
     return out[~out.duplicated([USER, EVENT_TS], keep="last")].reset_index(drop=True)
-
-
-def _group_cumsum(values: np.ndarray, start: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """Cumulative sums restarting at each group start (rows grouped contiguously)."""
-    total = np.cumsum(values, axis=0)
-    before = np.concatenate([np.zeros_like(values[:1]), total[:-1]])  # sum of earlier rows
-    return total - before[first]
 
 
 def item_stats(events: pd.DataFrame, windows_days: tuple[int, ...]) -> pd.DataFrame:

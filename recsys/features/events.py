@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from recsys.data.io import ITEM, USER
+from recsys.data.io import ITEM, RATING, USER
+from recsys.features.activity import ACTIVITY, fold_activity
 from recsys.features.build import read_store_meta
 from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, RECENT, SEEN, TICK, fold, from_row
 from recsys.files import append_line
 
 ACTIVITY_PUSH, STATE_PUSH = "user_activity_push", "user_state_push"
-ACTIVITY = ("user_interactions", "user_ratings", "user_mean_rating", "genre_affinity")
 
 
 # What the JSON schema (the OpenAPI document) says of the rules the policy checks: the default
@@ -220,22 +220,7 @@ class EventIngestor:
         return new_user, {**features, SEEN: list(state.seen), RECENT: list(state.recent)}
 
     def _updated(self, row: dict, event: Event) -> dict:
-        n = int(row.get("user_interactions") or 0)
-        rated = int(row.get("user_ratings") or 0)
-        mean = row.get("user_mean_rating")
-        if event.rating is not None:
-            mean = ((mean or 0.0) * rated + float(event.rating)) / (rated + 1)
-            rated += 1
-        affinity = np.asarray(row.get("genre_affinity") or np.zeros(len(self.genres)), float)
-        if len(affinity) != len(self.genres):
-            affinity = np.zeros(len(self.genres))
-        onehot = np.isin(self.genres, list(row.get("genres") or [])).astype(float)
-        return {
-            "user_interactions": n + 1,
-            "user_ratings": rated,
-            "user_mean_rating": np.float32(np.nan if mean is None else mean),
-            "genre_affinity": ((affinity * n + onehot) / (n + 1)).astype(np.float32).tolist(),
-        }
+        return activity_after(row, event.user_id, event.rating, row.get("genres"), self.genres)
 
     def _stamp(self) -> datetime:
         """The pushed row's time: now, strictly after this ingestor's previous push (an online
@@ -244,3 +229,25 @@ class EventIngestor:
             stamp = max(datetime.now(UTC), self._last_stamp + TICK.to_pytimedelta())
             self._last_stamp = stamp
         return stamp
+
+
+def activity_after(
+    row: dict, user_id: str, rating: float | None, item_genres, genres: list[str]
+) -> dict:
+    """The user's activity features after one event: :func:`fold_activity` from the online
+    ``row`` (the ``ACTIVITY`` features, None where the store has none) over the event.
+
+    Args:
+        item_genres: the event's item's genres (names), or None.
+        genres: the store's genre vocabulary (``genre_affinity``'s positions).
+    """
+    prior = pd.DataFrame([{USER: user_id, **{f: row.get(f) for f in ACTIVITY}}]).set_index(USER)
+    onehot = np.isin(genres, list(item_genres or [])).astype(np.float64)[None, :]  # (1, G)
+    event = pd.DataFrame({USER: [user_id], RATING: [np.nan if rating is None else float(rating)]})
+    after = fold_activity(event, onehot, prior).iloc[0]
+    return {
+        "user_interactions": int(after["user_interactions"]),
+        "user_ratings": int(after["user_ratings"]),
+        "user_mean_rating": np.float32(after["user_mean_rating"]),
+        "genre_affinity": after["genre_affinity"].tolist(),
+    }

@@ -19,6 +19,7 @@ from recsys.features.build import (
 )
 from recsys.features.build import _item_genre_matrix as item_genre_matrix
 from recsys.features.build import _sorted_events as sorted_events
+from recsys.features.events import activity_after
 from recsys.models.encoding import FeatureEncoder
 
 T0 = pd.Timestamp("2024-03-01 12:00", tz="UTC")
@@ -55,6 +56,47 @@ def test_user_activity_rows_include_the_event_and_are_stamped_one_tick_later():
     assert genres == ["Comedy", "Drama", "War"]
     np.testing.assert_allclose(out["genre_affinity"].iloc[1], [0.5, 0.5, 0.5])
     np.testing.assert_allclose(out["genre_affinity"].iloc[2], [1 / 3, 1 / 3, 1 / 3])
+
+
+def test_replaying_events_one_at_a_time_gives_the_rows_of_a_batch_rebuild():
+    """The event path (``activity_after`` on the online row, one event at a time) and the
+    batch build fold the same function: after replaying the later events the online rows are
+    the latest rows of a rebuild over all events."""
+    rng = np.random.default_rng(3)
+    n = 400
+    rows = pd.DataFrame(
+        {
+            "user_id": rng.choice(["u1", "u2", "u3", "u4", "new"], n),
+            "item_id": rng.choice(["a", "b", "c"], n),
+            "rating": np.where(rng.random(n) < 0.3, np.nan, rng.integers(1, 6, n).astype(float)),
+            "timestamp": T0 + pd.to_timedelta(np.arange(n), unit="min"),
+        }
+    )
+    first, later = rows.iloc[:250], rows.iloc[250:]
+    first = first[first.user_id != "new"]  # one user the store has never seen
+    genres = genre_vocabulary(ITEMS)
+    onehot = item_genre_matrix(ITEMS, genres)
+
+    def latest(frame: pd.DataFrame) -> dict[str, dict]:
+        table = user_activity(sorted_events(frame), onehot, len(genres))
+        return {r["user_id"]: r for r in table.groupby("user_id").tail(1).to_dict("records")}
+
+    online = latest(first)
+    item_genres = ITEMS.set_index("item_id")["genres"].str.split("|")
+    for event in later.itertuples():
+        row = online.get(event.user_id, {})
+        rating = None if np.isnan(event.rating) else event.rating
+        online[event.user_id] = activity_after(
+            row, event.user_id, rating, item_genres[event.item_id], genres
+        )
+    rebuilt = latest(pd.concat([first, later]))
+    assert set(online) == set(rebuilt)
+    for user, expected in rebuilt.items():
+        got = online[user]
+        assert got["user_interactions"] == expected["user_interactions"]
+        assert got["user_ratings"] == expected["user_ratings"]
+        np.testing.assert_allclose(got["user_mean_rating"], expected["user_mean_rating"], 1e-5)
+        np.testing.assert_allclose(got["genre_affinity"], expected["genre_affinity"], 1e-5)
 
 
 def test_events_at_one_time_give_one_row_with_the_state_after_all_of_them():
