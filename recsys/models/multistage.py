@@ -22,7 +22,7 @@ future from the past, as a temporal split asks; at serving the full fit gives th
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,10 +57,6 @@ from recsys.models.sources import (
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower_model import TwoTower, catalog_vocabulary
 
-TwoTowerFit = Callable[
-    [pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None, TwoTowerConfig, str], TwoTower
-]
-RankerFit = Callable[[object, object, object, str], object]
 RANKERS = ("gbdt", "dcn")
 CROSSFITS = ("random", "time")
 
@@ -106,18 +102,23 @@ class MultiStageConfig:
             raise ValueError(f"crossfit must be one of {CROSSFITS}, got {self.crossfit!r}")
 
 
-def fit_two_tower_in_process(train, users, items, config: TwoTowerConfig, tag: str) -> TwoTower:
-    return TwoTower(config).fit(train, users, items)
+class StageTrainer:
+    """Where the multi-stage model's learned parts train. The model builds each part and its
+    rows and calls these; a trainer owns the loop. This one trains here (small data, tests);
+    ``recsys.training.api.RayStageTrainer`` runs the same parts on Ray Train."""
 
+    def two_tower(self, train, users, items, config: TwoTowerConfig, tag: str) -> TwoTower:
+        """A fitted two-tower source on ``train`` (``tag``: the fold, or "all")."""
+        return TwoTower(config).fit(train, users, items)
 
-def fit_ranker_in_process(ranker, fit_rows, val, tag: str):
-    """The DCN's epochs, or the trees' rounds, here (small data, tests)."""
-    if isinstance(ranker, GBDTRanker):
-        return ranker.fit_in_process(fit_rows, val)
-    loss = ranker.loss_module()
-    ranker.run_epochs(lambda e: ranker.batches(fit_rows, ranker.config.seed + e), loss, val)
-    ranker.net.eval()
-    return ranker
+    def ranker(self, ranker, fit_rows, val, tag: str):
+        """The fitted ranker: the DCN's epochs, or the trees' rounds."""
+        if isinstance(ranker, GBDTRanker):
+            return ranker.fit_in_process(fit_rows, val)
+        loss = ranker.loss_module()
+        ranker.run_epochs(lambda e: ranker.batches(fit_rows, ranker.config.seed + e), loss, val)
+        ranker.net.eval()
+        return ranker
 
 
 class MultiStageModel(Recommender):
@@ -128,14 +129,10 @@ class MultiStageModel(Recommender):
     score_batch_users = 256
 
     def __init__(
-        self,
-        config: MultiStageConfig | None = None,
-        *,
-        fit_two_tower: TwoTowerFit = fit_two_tower_in_process,
-        fit_ranker: RankerFit = fit_ranker_in_process,
+        self, config: MultiStageConfig | None = None, *, trainer: StageTrainer | None = None
     ) -> None:
         super().__init__(config)
-        self._fit_two_tower, self._fit_ranker = fit_two_tower, fit_ranker
+        self.trainer = trainer or StageTrainer()
 
     def _item_vocabulary(self, train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
         return catalog_vocabulary(train, items)
@@ -202,7 +199,7 @@ class MultiStageModel(Recommender):
         x = self.history_matrix(train, np.sort(train[USER].unique()))
         tower = None
         if cfg.n_two_tower > 0:
-            tower = self._fit_two_tower(train, users, items, cfg.two_tower, tag)
+            tower = self.trainer.two_tower(train, users, items, cfg.two_tower, tag)
             if not np.array_equal(tower.item_ids, self.item_ids):
                 raise ValueError("two-tower vocabulary differs from the multi-stage model's")
         big = len(self.item_ids) > cfg.ease.max_items
@@ -236,12 +233,12 @@ class MultiStageModel(Recommender):
         if cfg.ranker == "gbdt":
             ranker = GBDTRanker(dataclasses.replace(cfg.gbdt, seed=cfg.seed), self.feature_names())
             fit, val = ranker.split(rows)
-            return self._fit_ranker(ranker, fit, val, "ranker")
+            return self.trainer.ranker(ranker, fit, val, "ranker")
         card, table = self.encoder.cardinalities, self.encoder.item_table(self.item_ids, None)
         config = dataclasses.replace(cfg.dcn, seed=cfg.seed)
         ranker = Ranker(config, len(self.item_ids), card, table, self.feature_names())
         fit_rows, val = ranker.prepare(_dcn_rows(rows.x, items, rows.user, rows.label))
-        return self._fit_ranker(ranker, fit_rows, val, "ranker")
+        return self.trainer.ranker(ranker, fit_rows, val, "ranker")
 
     def _user_key(self, user_id: str) -> int:
         """A number per training user (the ranker's validation split is by user)."""

@@ -9,6 +9,7 @@ for a cluster).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ from recsys.models.base import Recommender
 from recsys.models.gbdt import GBDTRanker
 from recsys.models.kinds import create_model
 from recsys.models.manifest import read_manifest
-from recsys.models.multistage import MultiStageModel
+from recsys.models.multistage import MultiStageModel, StageTrainer
+from recsys.models.two_tower import TwoTowerConfig
+from recsys.models.two_tower_model import TwoTower
 from recsys.training.gbdt import fit_gbdt_on_ray
 from recsys.training.ray_trainer import RayRun, fit_on_ray
 from recsys.training.two_tower import train_two_tower
@@ -100,19 +103,31 @@ def fit_model(
     if gpu and config.n_two_tower == 0 and config.ranker == "gbdt":
         log.warning("--gpu: this multi-stage model has no network part (gbdt ranker, no two-tower)")
 
-    def fit_ranker(ranker, rows, val, tag: str):
-        if isinstance(ranker, GBDTRanker):  # LightGBM on Ray Train's LightGBMTrainer
-            return fit_gbdt_on_ray(ranker, rows, val, run(tag))
-        return fit_on_ray(ranker, rows, val, run(tag, gpu))  # the DCN on TorchTrainer
+    trainer = RayStageTrainer(run, gpu)
+    return MultiStageModel(config, trainer=trainer).fit(train, users, items)
 
-    pipeline = MultiStageModel(
-        config,
-        fit_two_tower=lambda tr, us, it, cfg, tag: train_two_tower(
-            tr, us, it, cfg, run(f"two-tower-{tag}", cfg.use_gpu)
-        ),
-        fit_ranker=fit_ranker,
-    )
-    return pipeline.fit(train, users, items)
+
+class RayStageTrainer(StageTrainer):
+    """The multi-stage model's learned parts on Ray Train: the two-tower sources and the DCN
+    on ``TorchTrainer`` (on the GPU with ``gpu``), the LightGBM ranker on ``LightGBMTrainer``.
+
+    Args:
+        run: the Ray Train run settings for a part, by its tag.
+        gpu: train the DCN ranker on a GPU.
+    """
+
+    def __init__(self, run: Callable[..., RayRun], gpu: bool = False) -> None:
+        self.run, self.gpu = run, gpu
+
+    def two_tower(self, train, users, items, config: TwoTowerConfig, tag: str) -> TwoTower:
+        return train_two_tower(
+            train, users, items, config, self.run(f"two-tower-{tag}", config.use_gpu)
+        )
+
+    def ranker(self, ranker, fit_rows, val, tag: str):
+        if isinstance(ranker, GBDTRanker):  # LightGBM on Ray Train's LightGBMTrainer
+            return fit_gbdt_on_ray(ranker, fit_rows, val, self.run(tag))
+        return fit_on_ray(ranker, fit_rows, val, self.run(tag, self.gpu))  # the DCN
 
 
 def _require_gpu() -> None:

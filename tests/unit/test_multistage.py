@@ -18,8 +18,7 @@ from recsys.models.manifest import read_manifest
 from recsys.models.multistage import (
     MultiStageConfig,
     MultiStageModel,
-    fit_ranker_in_process,
-    fit_two_tower_in_process,
+    StageTrainer,
 )
 from recsys.models.ranker import Ranker
 from recsys.models.sources import FEATURES, features
@@ -31,8 +30,8 @@ TINY = TINY_MULTISTAGE
 
 def fit(train: pd.DataFrame, **overrides) -> MultiStageModel:
     users, items = side_tables()
-    kwargs = {k: overrides.pop(k) for k in ("fit_two_tower", "fit_ranker") if k in overrides}
-    return MultiStageModel(MultiStageConfig(**{**TINY, **overrides}), **kwargs).fit(
+    trainer = overrides.pop("trainer", None)
+    return MultiStageModel(MultiStageConfig(**{**TINY, **overrides}), trainer=trainer).fit(
         train, users, items
     )
 
@@ -145,10 +144,10 @@ def test_each_folds_features_come_from_that_folds_fit(fitted):
 def test_the_ranker_learns_from_cross_fitted_rows(interactions):
     """Every training interaction is a label once, found among candidates of sources that
     never saw it."""
-    spy = Spy(fit_ranker_in_process)
+    spy = SpyTrainer()
     train = with_noise(interactions)
-    model = fit(train, fit_ranker=spy)
-    (ranker, rows, val, tag), result = spy.calls[0]
+    model = fit(train, trainer=spy)
+    (ranker, rows, val, tag), result = spy.calls["ranker"][0]
     assert tag == "ranker" and model.ranker is result and val is None  # fixed rounds
     assert isinstance(rows, RankingRows) and rows.x.shape[1] == len(FEATURES)
     assert (np.diff(rows.group) >= 0).all()  # queries contiguous
@@ -259,28 +258,30 @@ def test_config_accepts_nested_dicts_and_refuses_unknowns():
 
 
 # -- the injected fit callables and the optional two-tower source -----------------------
-class Spy:
-    """Wraps a fit callable and records each call's tag and arguments."""
+class SpyTrainer(StageTrainer):
+    """Trains in process and records each call's arguments and result, by part."""
 
-    def __init__(self, inner):
-        self.inner, self.calls = inner, []
+    def __init__(self) -> None:
+        self.calls: dict[str, list] = {"two_tower": [], "ranker": []}
 
-    def __call__(self, *args):
-        result = self.inner(*args)
-        self.calls.append((args, result))
+    def two_tower(self, *args):
+        result = super().two_tower(*args)
+        self.calls["two_tower"].append((args, result))
         return result
 
-    @property
-    def tags(self) -> list[str]:
-        return [args[-1] for args, _ in self.calls]
+    def ranker(self, *args):
+        result = super().ranker(*args)
+        self.calls["ranker"].append((args, result))
+        return result
 
 
 def test_a_two_tower_source_is_fitted_per_fold_and_adds_its_ann_candidates(interactions):
-    two_tower = Spy(fit_two_tower_in_process)
-    model = fit(interactions, n_two_tower=5, fit_two_tower=two_tower)
-    assert two_tower.tags == ["fold-0", "fold-1", "fold-2", "all"]
-    assert model.sources.two_tower is two_tower.calls[-1][1]
-    assert [s.two_tower for s in model.fold_sources] == [r for _, r in two_tower.calls[:3]]
+    spy = SpyTrainer()
+    model = fit(interactions, n_two_tower=5, trainer=spy)
+    towers = spy.calls["two_tower"]
+    assert [args[-1] for args, _ in towers] == ["fold-0", "fold-1", "fold-2", "all"]
+    assert model.sources.two_tower is towers[-1][1]
+    assert [s.two_tower for s in model.fold_sources] == [r for _, r in towers[:3]]
     users = sorted(interactions.user_id.unique())
     batch = batch_of(model, interactions, users)
     cands = model.candidates(batch, items=items_of(model, interactions))
