@@ -36,7 +36,7 @@ COPY pipelines ./pipelines
 # keeps /usr/local/bin (a venv's bin would be dropped).
 RUN pip install --prefix=/install -c constraints.txt . \
  && PYTHONPATH=$(echo /install/lib/python3*/site-packages) python -c \
-      "import recsys, serving.app, pipelines.training, feast, ray, kfp, evidently, faiss, lightgbm"
+      "import recsys, recsys.cli.main, serving.app, pipelines.client, feast, ray, kfp, evidently, faiss, lightgbm"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu

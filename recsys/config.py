@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,6 +57,17 @@ def code_version() -> str:
     return f"{__version__}+g{sha}" if sha else __version__
 
 
+def ray_settings() -> None:
+    """The environment Ray reads when it is imported: Train V2, no usage stats, no progress
+    bars, and for a new local Ray its default token authentication stated explicitly (the same
+    security, without Ray's notice on the screen). Call before importing Ray."""
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    if not os.environ.get("RAY_ADDRESS") and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
 def ensure_ray(num_cpus: int | None = None, *, log_to_driver: bool = True) -> str | None:
     """Start (or join) Ray once per process.
 
@@ -67,11 +79,8 @@ def ensure_ray(num_cpus: int | None = None, *, log_to_driver: bool = True) -> st
         The session directory of a local Ray this call started (its logs under ``logs/``);
         None when Ray was already up or a cluster was joined.
     """
+    ray_settings()
     import ray
-
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False

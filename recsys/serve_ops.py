@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from recsys.config import RecsysError, ensure_ray
+from recsys.config import RecsysError, ensure_ray, ray_settings
 from recsys.registry import Registry
 
 APP = "recsys"
@@ -165,6 +166,9 @@ def start_local(
         port=port,
         topology=LOCAL_TOPOLOGY,
     )
+    ray_settings()
+    import ray.serve  # noqa: F401  (before Ray starts: Serve then configures its logger once)
+
     session = ensure_ray(log_to_driver=False)
     if session is not None:
         logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the driver's own lines
@@ -211,6 +215,30 @@ def deploy_version(
     else:
         ready = wait_ready(url)
     return {**done, "live": True, "url": url, "serving": ready.get("model_version")}
+
+
+def stop(*, local_ray: bool) -> None:
+    """Shut the app down: with ``local_ray`` (this process started the Ray it runs on) the
+    whole local Ray, Serve's processes with it; otherwise Serve only, the cluster stays.
+
+    Stopping the local Ray outright also keeps the raylet's report of the Serve controller's
+    killed shutdown task off the screen.
+    """
+    import ray
+    from ray import serve
+
+    if local_ray:
+        ray.shutdown()
+    else:
+        serve.shutdown()
+
+
+def owns_local_ray() -> bool:
+    """Whether the next :func:`start_local` in this process starts a local Ray of its own
+    (Ray itself is not imported here: its import must follow ``ensure_ray``'s settings)."""
+    ray = sys.modules.get("ray")
+    initialized = ray is not None and ray.is_initialized()
+    return not initialized and not os.environ.get("RAY_ADDRESS")
 
 
 def wait_running(wait_s: float = 300) -> None:

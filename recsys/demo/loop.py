@@ -73,7 +73,6 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
         and how many failed, and the timeline.
     """
     import ray
-    from ray import serve
 
     registry = Registry(demo.registry_uri)
     champion = registry.champion()
@@ -81,6 +80,7 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
     dataset = demo.dataset or movielens.fetch()
     base = str(demo.dataset) if demo.dataset else movielens.NAME
     catalog = pd.read_parquet(dataset / "items.parquet")[ITEM].astype(str).tolist()
+    local_ray = demo.url is None and serve_ops.owns_local_ray()
     url = demo.url or serve_ops.start_local(
         registry.versions_dir(),
         champion.version,
@@ -141,8 +141,8 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
         )
     finally:
         if demo.url is None:
-            serve.shutdown()
-            demo.note("Serve shut down", log)
+            serve_ops.stop(local_ray=local_ray)
+            demo.note("Serve shut down" + (" (and the local Ray)" if local_ray else ""), log)
     seen["timeline"] = demo.timeline
     return seen
 

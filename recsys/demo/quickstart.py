@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from recsys.data.io import read_titles
-from recsys.serve_ops import start_local
+from recsys.serve_ops import owns_local_ray, start_local, stop
 
 
 def serve_demo(
@@ -30,10 +30,9 @@ def serve_demo(
     Returns:
         What the demo saw (answers, readiness time) for tests.
     """
-    from ray import serve
-
     t0 = time.perf_counter()
     seen: dict = {}
+    local_ray = owns_local_ray()
     try:
         url = start_local(model_root, model_version, feature_repo, catalog, workdir, port, log)
         seen["ready_s"] = round(time.perf_counter() - t0, 1)
@@ -63,8 +62,8 @@ def serve_demo(
         status, body = post(url, "/recommend", {"user_id": users[0], "k": 0})
         log(f"a bad request (k=0) -> {status}: {body['detail'][0]['msg']}")
     finally:
-        serve.shutdown()
-    log("Serve shut down")
+        stop(local_ray=local_ray)
+    log("Serve shut down" + (" (and the local Ray)" if local_ray else ""))
     return seen
 
 
