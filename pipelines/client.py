@@ -73,9 +73,12 @@ def run_local(
 
 
 class _TaskLines:
-    """A stdout that writes everything to a log file and echoes kfp's per-task lines."""
+    """A stdout that writes everything to a log file and echoes kfp's per-task lines and the
+    training's progress lines (``recsys.progress``)."""
 
-    KEEP = re.compile(r" - (INFO|ERROR) - (Executing task|Task '[^']+' finished|Pipeline )")
+    KEEP = re.compile(
+        r" - (INFO|ERROR) - (Executing task|Task '[^']+' finished|Pipeline )|\bprogress: "
+    )
 
     def __init__(self, path: Path, terminal: TextIO) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

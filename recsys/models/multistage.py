@@ -22,6 +22,7 @@ future from the past, as a temporal split asks; at serving the full fit gives th
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +59,8 @@ from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower_model import TwoTower, catalog_vocabulary
 
 RANKERS = ("gbdt", "dcn")
+# Training steps, one line each: `recsys pipeline run` and the demo show them while a model trains.
+progress = logging.getLogger("recsys.progress")
 CROSSFITS = ("random", "time")
 
 
@@ -151,12 +154,14 @@ class MultiStageModel(Recommender):
         cfg = self.config
         self._context_tables(users, items)
         self.fold_sources, parts = [], []
+        folds = cfg.folds if cfg.crossfit == "random" else cfg.folds - 1
         for f, (history, labels) in enumerate(self._folds(train)):
             sources = self._fit_sources(history, users, items, tag=f"fold-{f}")
             if cfg.crossfit == "random":  # their features are averaged at serving
                 self.fold_sources.append(sources)
             if len(labels):
                 parts.append(self._training_rows(sources, history, labels, f))
+            progress.info("fold %d/%d: sources fitted on %d rows", f + 1, folds, len(history))
         if not parts:
             raise RecsysError(
                 f"crossfit={cfg.crossfit!r}: no fold has a user with history before it, so the "
@@ -164,7 +169,14 @@ class MultiStageModel(Recommender):
             )
         self.sources = self._fit_sources(train, users, items, tag="all")
         rows = RankingRows(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
+        progress.info(
+            "the %s ranker: %d candidate rows, %d positives",
+            cfg.ranker,
+            len(rows.label),
+            int(rows.label.sum()),
+        )
         self.ranker = self._train_ranker(rows, np.concatenate([p[4] for p in parts]))
+        progress.info("%s ranker trained", cfg.ranker)
         self.training_log = {
             "ranker": self.config.ranker,
             "ranker_log": getattr(self.ranker, "training_log", None),

@@ -9,6 +9,7 @@ for a cluster).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,7 @@ def train_from_set(
     Returns:
         The new model version's id, its kind and the number of training rows.
     """
+    show_progress()
     data_dir = Path(data_dir)
     rows = read_table(data_dir / "train.parquet")
     users, items = read_side_tables(data_dir)
@@ -194,6 +196,18 @@ def train_from_set(
     service, lineage = meta.get("feature_service"), meta.get("lineage")
     _fit_and_save(args, rows, users, items, service=service, lineage=lineage)
     return {"version": read_manifest(args.out).version, "kind": kind, "rows": len(rows)}
+
+
+def show_progress() -> None:
+    """Print the training's progress lines (``recsys.progress``) on stdout, once per process:
+    a pipeline task's stdout is its log, and ``recsys pipeline run`` echoes these lines."""
+    logger = logging.getLogger("recsys.progress")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("progress: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def _fit_and_save(

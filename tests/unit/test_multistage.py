@@ -141,12 +141,16 @@ def test_each_folds_features_come_from_that_folds_fit(fitted):
     np.testing.assert_allclose(ranked, np.mean(folds, axis=0), rtol=1e-6)
 
 
-def test_the_ranker_learns_from_cross_fitted_rows(interactions):
+def test_the_ranker_learns_from_cross_fitted_rows(interactions, caplog):
     """Every training interaction is a label once, found among candidates of sources that
-    never saw it."""
+    never saw it; each step says so on the progress logger."""
     spy = SpyTrainer()
     train = with_noise(interactions)
-    model = fit(train, trainer=spy)
+    with caplog.at_level("INFO", logger="recsys.progress"):
+        model = fit(train, trainer=spy)
+    lines = [r.getMessage() for r in caplog.records if r.name == "recsys.progress"]
+    assert [line.split(":")[0] for line in lines[:3]] == ["fold 1/3", "fold 2/3", "fold 3/3"]
+    assert lines[-1] == "gbdt ranker trained"
     (ranker, rows, val, tag), result = spy.calls["ranker"][0]
     assert tag == "ranker" and model.ranker is result and val is None  # fixed rounds
     assert isinstance(rows, RankingRows) and rows.x.shape[1] == len(FEATURES)

@@ -167,9 +167,11 @@ def test_local_runs_keep_task_output_in_the_log_and_show_task_status(tmp_path):
     sink.write("10:50:47.218 - INFO - Executing task \x1b[96m'ingest'\x1b[0m\n    fetching\n")
     sink.write("10:50:48.318 - INFO - Task \x1b[96m'ingest'\x1b[0m finished with status ")
     sink.write("\x1b[92mSUCCESS\x1b[0m\n10:50:48.319 - INFO - Task 'ingest' outputs:\n")
+    sink.write("progress: fold 1/5: sources fitted on 60000 rows\nepoch 3 loss 0.1\n")
     sink.close()
     assert terminal.getvalue().splitlines() == [
         "  10:50:47.218 - INFO - Executing task 'ingest'",
         "  10:50:48.318 - INFO - Task 'ingest' finished with status SUCCESS",
+        "  progress: fold 1/5: sources fitted on 60000 rows",
     ]
     assert "    fetching" in (tmp_path / "run.log").read_text()
