@@ -170,7 +170,7 @@ class MultiStageModel(Recommender):
         self.sources = self._fit_sources(train, users, items, tag="all")
         rows = RankingRows(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
         progress.info(
-            "the %s ranker: %d candidate rows, %d positives",
+            "%s ranker: %d candidate rows, %d positives",
             cfg.ranker,
             len(rows.label),
             int(rows.label.sum()),
