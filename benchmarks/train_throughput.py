@@ -38,8 +38,8 @@ from recsys.data.io import dataset_paths
 from recsys.data.synthetic import SynthConfig, generate
 from recsys.files import write_json
 from recsys.models.neural import numpy_batches
-from recsys.models.two_tower import TwoTowerConfig
-from recsys.models.two_tower_model import TwoTower, to_batch
+from recsys.models.towers import TwoTowerConfig
+from recsys.models.two_tower import TwoTower, to_batch
 from recsys.training.two_tower import RayRun, train_two_tower
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"

@@ -13,7 +13,7 @@ from recsys.models.manifest import read_manifest
 from recsys.models.multistage import MultiStageModel
 from recsys.models.popularity import Popularity
 from recsys.models.rp3beta import RP3beta
-from recsys.models.two_tower_model import TwoTower
+from recsys.models.two_tower import TwoTower
 
 MODEL_KINDS: dict[str, type[Recommender]] = {
     cls.kind: cls for cls in (Popularity, EASE, RP3beta, TwoTower, MultiStageModel)

@@ -55,8 +55,8 @@ from recsys.models.sources import (
     candidate_mask,
     features,
 )
-from recsys.models.two_tower import TwoTowerConfig
-from recsys.models.two_tower_model import TwoTower, catalog_vocabulary
+from recsys.models.towers import TwoTowerConfig
+from recsys.models.two_tower import TwoTower, catalog_vocabulary
 
 RANKERS = ("gbdt", "dcn")
 # Training steps, one line each: `recsys pipeline run` and the demo show them while a model trains.

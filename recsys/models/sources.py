@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from recsys.models.ease import EASEConfig, ease_weights
 from recsys.models.rp3beta import RP3betaConfig, walk_weights
-from recsys.models.two_tower_model import TwoTower
+from recsys.models.two_tower import TwoTower
 
 SOURCE_FEATURES = (
     "ease",

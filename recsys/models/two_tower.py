@@ -1,203 +1,279 @@
-"""The two-tower retrieval model of the design article: z_u = f(x_u), z_i = g(x_i),
-score r_ui = σ(z_u·z_i).
+"""TwoTower as a :class:`Recommender`: vocabularies, training examples, fit, score, save.
 
-Each tower embeds the id plus side features through an MLP. The user tower reads age bucket,
-gender, occupation and the mean of the user's recent items; the item tower reads genres and the
-release-year bucket. Embeddings are L2-normalised and scaled by 1/sqrt(temperature), so
-z_u·z_i is a cosine over the temperature. Id 0 is "unknown": its embedding is zero, and ids are
-dropped at random during training, so an unseen user or item falls back to the feature-only
-part of its tower.
-
-The served module returns scores; :class:`TwoTowerLoss` owns the loss and the negatives:
-in-batch sampled softmax with logQ popularity correction (optionally extra uniform negatives),
-or the article's binary cross-entropy with sampled negatives.
+``fit`` trains in-process (small data, unit tests). ``recsys.training`` trains the same module
+with the same loop inside Ray Train workers and hands the weights back through
+:meth:`TwoTower.load_state`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from recsys.models.encoding import MAX_GENRES
+from recsys.data.io import ITEM, TS, USER
+from recsys.features.offline import states_from_interactions
+from recsys.models.base import Recommender, StateBatch
+from recsys.models.encoding import (
+    MAX_GENRES,
+    FeatureEncoder,
+    history_windows,
+    profile_samples,
+)
+from recsys.models.manifest import StateSpec
+from recsys.models.neural import numpy_batches, ranking_ndcg, run_epochs, seed_everything
+from recsys.models.towers import Batch, TwoTowerConfig, TwoTowerLoss, TwoTowerNet
+from recsys.retrieval import ItemIndex
 
-Batch = dict[str, torch.Tensor]
-
-
-@dataclass
-class TwoTowerConfig:
-    """Hyper-parameters of the two-tower model and its training."""
-
-    dim: int = 64  # d, the output embedding size
-    id_dim: int = 64
-    feat_dim: int = 16
-    hidden: int = 128
-    history_len: int = 20
-    # "profile": train on a random sample of the user's other items (random-split protocols);
-    # "recent": on the items just before each interaction (next-item, temporal protocols).
-    history_mode: str = "profile"
-    temperature: float = 0.1
-    logq_correction: bool = True  # subtract log(sampling probability) from in-batch logits
-    loss: str = "softmax"  # "softmax" (in-batch, logQ-corrected) or "bce" (sampled negatives)
-    extra_negatives: int = 0  # uniform negatives added to the in-batch softmax
-    bce_negatives: int = 4
-    id_dropout: float = 0.1
-    epochs: int = 30
-    batch_size: int = 512
-    lr: float = 0.003
-    sparse_lr: float = 0.01
-    weight_decay: float = 1e-5
-    patience: int = 3
-    val_share: float = 0.1
-    seed: int = 42
-    use_gpu: bool = False
+log = logging.getLogger(__name__)
+WEIGHTS_FILE = "two_tower.pt"
+USERS_FILE = "user_vocab.json"
+MAX_VAL_ROWS = 5_000
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+def to_batch(arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") -> Batch:
+    """Flat example columns (``uid, iid, f0..f2, h0..hN``) → the towers' tensors."""
+    n_hist = sum(1 for k in arrays if k.startswith("h"))
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)  # noqa: E731
+    return {
+        "uid": t(arrays["uid"]),
+        "iid": t(arrays["iid"]),
+        "ufeat": t(np.stack([arrays[f"f{j}"] for j in range(3)], axis=1)),  # (B, 3)
+        "hist": t(np.stack([arrays[f"h{j}"] for j in range(n_hist)], axis=1)),  # (B, n_hist)
+    }
 
 
-def _drop_ids(ids: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    if not training or p <= 0:
-        return ids
-    return ids.masked_fill(torch.rand(ids.shape, device=ids.device) < p, 0)
+def catalog_vocabulary(train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
+    """Items seen in training plus every item of the catalog table (cold ones included)."""
+    ids = set(train[ITEM].unique())
+    if items is not None and ITEM in items:
+        ids |= set(items[ITEM].astype(str))
+    return np.sort(np.fromiter(ids, dtype=object))
 
 
-class UserTower(nn.Module):
-    """f(x_u): user id, age bucket, gender, occupation, mean of the last items."""
+class TwoTower(Recommender):
+    """Two-tower retrieval: scores are the logits z_u·z_i (σ of them is the article's r_ui)."""
 
-    def __init__(self, n_users: int, n_items: int, card: dict[str, int], cfg: TwoTowerConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.id = nn.Embedding(n_users + 1, cfg.id_dim, padding_idx=0, sparse=True)
-        self.history = nn.EmbeddingBag(
-            n_items + 1, cfg.id_dim, mode="mean", padding_idx=0, sparse=True
+    kind = "two_tower"
+    config_type = TwoTowerConfig
+
+    # -- preparing ---------------------------------------------------------------------
+    def _item_vocabulary(self, train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
+        return catalog_vocabulary(train, items)
+
+    def prepare(
+        self, train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None
+    ) -> dict[str, np.ndarray]:
+        """Vocabularies, feature encoder and the network; returns the training examples."""
+        self.user_ids = np.sort(train[USER].astype(str).unique()).astype(object)
+        self._user_index = {u: i for i, u in enumerate(self.user_ids)}
+        self.encoder = FeatureEncoder.fit(users, items)
+        self._item_table = self.encoder.item_table(self.item_ids, items)
+        self.net = self.build_net()
+        return self.examples(train)
+
+    def build_net(self) -> TwoTowerNet:
+        seed_everything(self.config.seed)
+        n_users, n_items = self.n_users, len(self._item_table) - 1
+        return TwoTowerNet(
+            n_users, n_items, self.encoder.cardinalities, self._item_table, self.config
         )
-        self.age = nn.Embedding(card["age"], cfg.feat_dim, padding_idx=0)
-        self.gender = nn.Embedding(card["gender"], cfg.feat_dim, padding_idx=0)
-        self.occupation = nn.Embedding(card["occupation"], cfg.feat_dim, padding_idx=0)
-        self.mlp = mlp(2 * cfg.id_dim + 3 * cfg.feat_dim, cfg.hidden, cfg.dim)
 
-    def forward(self, uid: torch.Tensor, ufeat: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
-        uid = _drop_ids(uid, self.cfg.id_dropout, self.training)
-        x = torch.cat(
-            [
-                self.id(uid),  # (B, id_dim)
-                self.history(hist),  # (B, id_dim); all-padding rows give zeros
-                self.age(ufeat[:, 0]),
-                self.gender(ufeat[:, 1]),
-                self.occupation(ufeat[:, 2]),
-            ],
-            dim=1,
-        )  # (B, 2*id_dim + 3*feat_dim)
-        return F.normalize(self.mlp(x), dim=1) / self.cfg.temperature**0.5  # (B, dim)
+    @property
+    def n_users(self) -> int:
+        return self._n_users if hasattr(self, "_n_users") else len(self.user_ids)
 
+    def worker_copy(self) -> TwoTower:
+        """What a Ray Train worker needs, without the id vocabularies (which can be large)."""
+        slim = copy.copy(self)
+        slim._n_users = len(self.user_ids)
+        slim.user_ids = slim.item_ids = slim.item_popularity = None
+        slim._user_index = slim._item_index = None
+        slim.net = None
+        slim.encoder = dataclasses.replace(
+            self.encoder,
+            user_keys=np.array([], dtype=object),
+            user_codes=np.zeros((0, 3), dtype=np.int64),
+        )
+        return slim
 
-class ItemTower(nn.Module):
-    """g(x_i): item id, genres (mean of genre embeddings), release-year bucket."""
+    def examples(self, train: pd.DataFrame) -> dict[str, np.ndarray]:
+        """One row per interaction: ids, user features and the history *before* it."""
+        order = [USER, TS] if TS in train.columns else [USER]
+        df = train.sort_values(order, kind="mergesort")
+        uid = df[USER].astype(str).map(self._user_index).to_numpy(dtype=np.int64) + 1
+        iid = df[ITEM].astype(str).map(self._item_index).to_numpy(dtype=np.int64) + 1
+        if self.config.history_mode == "recent":
+            hist = history_windows(uid, iid, self.config.history_len)  # (rows, history_len)
+        else:
+            pos = profile_samples(uid, self.config.history_len, self.config.seed)
+            hist = np.where(pos >= 0, iid[np.maximum(pos, 0)], 0)  # (rows, history_len)
+        feats = self.encoder.codes_of_users(df[USER].astype(str).to_numpy())  # (rows, 3)
+        cols = {"uid": uid, "iid": iid}
+        cols |= {f"f{j}": feats[:, j] for j in range(3)}
+        cols |= {f"h{j}": hist[:, j] for j in range(hist.shape[1])}
+        return cols
 
-    def __init__(
-        self, n_items: int, card: dict[str, int], item_table: np.ndarray, cfg: TwoTowerConfig
-    ):
-        super().__init__()
-        self.cfg = cfg
-        self.id = nn.Embedding(n_items + 1, cfg.id_dim, padding_idx=0, sparse=True)
-        self.genres = nn.EmbeddingBag(card["genre"], cfg.feat_dim, mode="mean", padding_idx=0)
-        self.year = nn.Embedding(card["year"], cfg.feat_dim, padding_idx=0)
-        # A copy: the table may arrive read-only from Ray's object store.
-        self.register_buffer("table", torch.tensor(np.array(item_table), dtype=torch.long))
-        self.mlp = mlp(cfg.id_dim + 2 * cfg.feat_dim, cfg.hidden, cfg.dim)
+    def split_validation(self, ex: dict[str, np.ndarray]):
+        """A random ``val_share`` of examples for early stopping (at most 5,000 rows)."""
+        n = len(ex["uid"])
+        rng = np.random.default_rng(self.config.seed)
+        n_val = min(int(n * self.config.val_share), MAX_VAL_ROWS)
+        if n_val == 0:
+            return ex, None
+        val = np.zeros(n, dtype=bool)
+        val[rng.choice(n, n_val, replace=False)] = True
+        train = {k: v[~val] for k, v in ex.items()}
+        seen = sp.csr_matrix(
+            (np.ones(int((~val).sum()), dtype=np.float32), (train["uid"], train["iid"] - 1)),
+            shape=(self.n_users + 1, len(self.item_ids)),
+        )
+        return train, ({k: v[val] for k, v in ex.items()}, seen)
 
-    def forward(self, iid: torch.Tensor) -> torch.Tensor:
-        feats = self.table[iid]  # (B, MAX_GENRES + 1)
-        ids = _drop_ids(iid, self.cfg.id_dropout, self.training)
-        x = torch.cat(
-            [self.id(ids), self.genres(feats[:, :MAX_GENRES]), self.year(feats[:, MAX_GENRES])],
-            dim=1,
-        )  # (B, id_dim + 2*feat_dim)
-        return F.normalize(self.mlp(x), dim=1) / self.cfg.temperature**0.5  # (B, dim)
+    # -- training ----------------------------------------------------------------------
+    def item_counts(self, ex: dict[str, np.ndarray]) -> np.ndarray:
+        """Training occurrences per item: the in-batch sampling distribution for logQ."""
+        return np.bincount(ex["iid"] - 1, minlength=len(self._item_table) - 1).astype(float)
 
-
-class TwoTowerNet(nn.Module):
-    """The served module: towers and the article's score σ(z_u·z_i)."""
-
-    def __init__(
-        self,
-        n_users: int,
-        n_items: int,
-        card: dict[str, int],
-        item_table: np.ndarray,
-        cfg: TwoTowerConfig,
-    ):
-        super().__init__()
-        self.n_items = n_items
-        self.user_tower = UserTower(n_users, n_items, card, cfg)
-        self.item_tower = ItemTower(n_items, card, item_table, cfg)
-
-    def user(self, batch: Batch) -> torch.Tensor:
-        return self.user_tower(batch["uid"], batch["ufeat"], batch["hist"])  # (B, dim)
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        z_u, z_i = self.user(batch), self.item_tower(batch["iid"])  # (B, dim) each
-        return torch.sigmoid((z_u * z_i).sum(dim=1))  # (B,)
-
-    def all_items_train(self) -> torch.Tensor:
-        codes = torch.arange(1, self.n_items + 1, device=self.item_tower.table.device)
-        return self.item_tower(codes)
+    def loss_module(self, item_counts: np.ndarray) -> TwoTowerLoss:
+        return TwoTowerLoss(self.net, item_counts, self.config)
 
     @torch.no_grad()
-    def all_items(self, chunk: int = 65_536) -> torch.Tensor:
-        """Embeddings of every catalog item, in vocabulary order: ``(n_items, dim)``."""
-        codes = torch.arange(1, self.n_items + 1, device=self.item_tower.table.device)
-        return torch.cat([self.item_tower(c) for c in codes.split(chunk)])
+    def validate(self, val) -> float:
+        """nDCG@10 of each held-out interaction against all items, seen items masked."""
+        if val is None:
+            return float("nan")
+        rows, seen = val
+        self.net.eval()
+        device = self.net.item_tower.table.device
+        z_i = self.net.all_items()  # (n_items, dim)
+        z_u = self.net.user(to_batch(rows, device))  # (V, dim)
+        scores = (z_u @ z_i.T).cpu().numpy()  # (V, n_items)
+        self.net.train()
+        mask = seen[rows["uid"]].toarray() > 0
+        scores[mask] = -np.inf
+        return ranking_ndcg(scores, rows["iid"] - 1, k=10)
 
+    def run_epochs(self, batches, loss, val, **kwargs) -> dict:
+        """The shared epoch loop (:func:`recsys.models.neural.run_epochs`) on this model."""
+        return run_epochs(self, batches, loss, val, **kwargs)
 
-class TwoTowerLoss(nn.Module):
-    """Training wrapper: owns the loss and the negatives, never served."""
+    def batch(self, arrays: dict[str, np.ndarray], device="cpu") -> Batch:
+        return to_batch(arrays, device)
 
-    def __init__(self, net: TwoTowerNet, item_counts: np.ndarray, cfg: TwoTowerConfig):
-        super().__init__()
-        self.net, self.cfg = net, cfg
-        q = (item_counts + 1.0) / (item_counts + 1.0).sum()  # sampling probability per item
-        self.register_buffer("log_q", torch.as_tensor(np.r_[0.0, np.log(q)], dtype=torch.float))
+    def example_order(self, rows: dict[str, np.ndarray], seed: int) -> np.ndarray:
+        """Examples are shuffled once on disk, then again within a buffer each epoch."""
+        return np.random.default_rng(seed).permutation(len(rows["uid"]))
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        z_u = self.net.user(batch)  # (B, dim)
-        z_i = self.net.item_tower(batch["iid"])  # (B, dim)
-        if self.cfg.loss == "bce":
-            return self._bce(z_u, z_i)
-        if self.cfg.loss == "full":
-            logits = z_u @ self.net.all_items_train().T  # (B, n_items)
-            return F.cross_entropy(logits, batch["iid"] - 1)
-        return self._softmax(z_u, z_i, batch["iid"])
+    def shuffle_buffer(self) -> int:
+        return 4 * self.config.batch_size
 
-    def _softmax(self, z_u: torch.Tensor, z_i: torch.Tensor, iid: torch.Tensor) -> torch.Tensor:
-        logits = z_u @ z_i.T  # (B, B)
-        if self.cfg.logq_correction:
-            logits = logits - self.log_q[iid][None, :]
-        same = iid[None, :] == iid[:, None]
-        eye = torch.eye(len(iid), dtype=torch.bool, device=iid.device)
-        logits = logits.masked_fill(same & ~eye, float("-inf"))  # accidental hits
-        if self.cfg.extra_negatives > 0:
-            neg = self._uniform(self.cfg.extra_negatives, iid.device)
-            z_n = self.net.item_tower(neg)  # (M, dim)
-            correction = np.log(self.cfg.extra_negatives / self.net.n_items)
-            logits = torch.cat([logits, z_u @ z_n.T - correction], dim=1)  # (B, B + M)
-        target = torch.arange(len(iid), device=iid.device)
-        return F.cross_entropy(logits, target)
+    def loss_args(self, fit_rows: dict[str, np.ndarray]) -> np.ndarray:
+        return self.item_counts(fit_rows)
 
-    def _bce(self, z_u: torch.Tensor, z_i: torch.Tensor) -> torch.Tensor:
-        b, m = len(z_u), self.cfg.bce_negatives
-        z_n = self.net.item_tower(self._uniform(b * m, z_u.device)).view(b, m, -1)  # (B, M, d)
-        pos = (z_u * z_i).sum(dim=1, keepdim=True)  # (B, 1)
-        neg = torch.einsum("bd,bmd->bm", z_u, z_n)  # (B, M)
-        logits = torch.cat([pos, neg], dim=1)  # (B, 1 + M)
-        labels = torch.zeros_like(logits)
-        labels[:, 0] = 1.0
-        return F.binary_cross_entropy_with_logits(logits, labels)
+    def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
+        ex = self.prepare(train, users, items)
+        fit_rows, val = self.split_validation(ex)
+        loss = self.loss_module(self.item_counts(fit_rows))
+        self.run_epochs(
+            lambda epoch: numpy_batches(
+                fit_rows, self.config.batch_size, seed=self.config.seed + epoch, to_batch=to_batch
+            ),
+            loss,
+            val,
+        )
+        self.finalize()
 
-    def _uniform(self, n: int, device: torch.device) -> torch.Tensor:
-        return torch.randint(1, self.net.n_items + 1, (n,), device=device)
+    def finalize(self, index: ItemIndex | None = None) -> None:
+        """Cache the item embeddings and index them for retrieval (after training or loading)."""
+        self.net.eval().cpu()
+        self.item_embeddings = self.net.all_items().numpy()  # (n_items, dim)
+        self.index = index or ItemIndex.build(self.item_embeddings)
+
+    # -- scoring -----------------------------------------------------------------------
+    def state_spec(self) -> StateSpec:
+        return StateSpec(recent_n=self.config.history_len)
+
+    def item_vectors(self) -> np.ndarray:
+        return self.item_embeddings
+
+    @torch.no_grad()
+    def embed_users(
+        self, user_ids: Sequence[str], recent: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """User embeddings ``(U, dim)`` from ids, side features and the recent items (codes,
+        most recent first: :attr:`StateBatch.recent`), and ``(U,)`` whether anything at all
+        (id, a feature, a history item) was known."""
+        ids = [str(u) for u in user_ids]
+        uid = np.array([self._user_index.get(u, -1) + 1 for u in ids], dtype=np.int64)
+        arrays = {"uid": uid, "iid": np.zeros_like(uid)}
+        feats = self.encoder.codes_of_users(np.asarray(ids, dtype=object))
+        hist = np.zeros((len(ids), self.config.history_len), dtype=np.int64)  # (U, history_len)
+        window = np.asarray(recent)[:, : self.config.history_len]
+        hist[:, : window.shape[1]] = window
+        arrays |= {f"f{j}": feats[:, j] for j in range(3)}
+        arrays |= {f"h{j}": hist[:, j] for j in range(hist.shape[1])}
+        known = (uid > 0) | (feats > 0).any(axis=1) | (hist > 0).any(axis=1)
+        return self.net.user(to_batch(arrays)).numpy(), known
+
+    def user_embeddings(self, user_ids: Sequence[str], history: pd.DataFrame | None) -> np.ndarray:
+        """``(len(user_ids), dim)``, each user's state taken from ``history``."""
+        states = states_from_interactions(history, user_ids, self.state_spec().recent_n)
+        return self.embed_users(user_ids, self.encode(states).recent)[0]
+
+    def _score(self, batch: StateBatch) -> np.ndarray:
+        z_u, known = self.embed_users(batch.user_ids, batch.recent)  # (U, dim), (U,)
+        scores = (z_u @ self.item_embeddings.T).astype(np.float64)  # (U, n_items)
+        scores[~known] = np.nan  # nothing known about the user: popularity answers
+        return scores
+
+    # -- persistence -------------------------------------------------------------------
+    def load_state(self, state_dict: dict, index: ItemIndex | None = None) -> None:
+        self.net.load_state_dict(state_dict)
+        self.finalize(index)
+
+    def retrieve(self, z_u: np.ndarray, n: int, seen: list[np.ndarray] | None = None):
+        """ANN top-``n`` item indices and scores for user embeddings, seen items excluded."""
+        return self.index.search(z_u.astype(np.float32), n, exclude=seen)
+
+    def genres_from_table(self) -> list[str]:
+        """Each item's genres (``"a|b"``) as the item tower reads them: for model directories
+        written before the vocabulary kept them."""
+        names = sorted(self.encoder.genres, key=self.encoder.genres.get)  # codes 1..n
+        codes = self._item_table[1:, :MAX_GENRES]  # (n_items, MAX_GENRES), 0 = none
+        return ["|".join(names[c - 1] for c in row if c > 0) for row in codes]
+
+    def index_info(self) -> dict:
+        return self.index.info()
+
+    def _save_parts(self, directory: Path) -> list[str]:
+        torch.save(self.net.state_dict(), directory / WEIGHTS_FILE)
+        (directory / USERS_FILE).write_text(json.dumps(list(self.user_ids)))
+        np.save(directory / "item_table.npy", self._item_table)
+        index_files = self.index.save(directory)
+        return [
+            WEIGHTS_FILE,
+            USERS_FILE,
+            "item_table.npy",
+            *index_files,
+            *self.encoder.save(directory),
+        ]
+
+    def _load_parts(self, directory: Path) -> None:
+        self.user_ids = np.asarray(json.loads((directory / USERS_FILE).read_text()), dtype=object)
+        self._user_index = {u: i for i, u in enumerate(self.user_ids)}
+        self.encoder = FeatureEncoder.load(directory)
+        self._item_table = np.load(directory / "item_table.npy")
+        if not any(self.item_genres):
+            self.item_genres = self.genres_from_table()
+        self.net = self.build_net()
+        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        self.load_state(state, ItemIndex.load(directory))

@@ -32,8 +32,8 @@ from recsys.models.gbdt import GBDTRanker
 from recsys.models.kinds import create_model
 from recsys.models.manifest import read_manifest
 from recsys.models.multistage import MultiStageModel, StageTrainer
-from recsys.models.two_tower import TwoTowerConfig
-from recsys.models.two_tower_model import TwoTower
+from recsys.models.towers import TwoTowerConfig
+from recsys.models.two_tower import TwoTower
 from recsys.training.gbdt import fit_gbdt_on_ray
 from recsys.training.ray_trainer import RayRun, fit_on_ray
 from recsys.training.two_tower import train_two_tower

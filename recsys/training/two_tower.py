@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from recsys.config import ensure_ray
-from recsys.models.two_tower import TwoTowerConfig
-from recsys.models.two_tower_model import TwoTower
+from recsys.models.towers import TwoTowerConfig
+from recsys.models.two_tower import TwoTower
 from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, RayRun, fit_on_ray
 
 __all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "train_two_tower"]

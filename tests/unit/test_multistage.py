@@ -22,7 +22,7 @@ from recsys.models.multistage import (
 )
 from recsys.models.ranker import Ranker
 from recsys.models.sources import FEATURES, features
-from recsys.models.two_tower import TwoTowerConfig
+from recsys.models.towers import TwoTowerConfig
 from tests.conftest import make_interactions, recommend_rows
 
 TINY = TINY_MULTISTAGE
