@@ -42,10 +42,10 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu
 LABEL org.opencontainers.image.source="https://github.com/recsys-platform/recsys" \
       org.opencontainers.image.description="recsys-platform (${VARIANT})"
-# Ray's containers need no more than the slim base (KubeRay runs `ray start` through bash) and
-# OpenMP for LightGBM, the multi-stage model's ranker.
+# Ray's containers need no more than the slim base (KubeRay runs `ray start` through bash),
+# OpenMP for LightGBM, the multi-stage model's ranker, and HAProxy, Serve's fast proxy.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
+ && apt-get install -y --no-install-recommends libgomp1 haproxy \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 recsys \
  && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/recsys recsys \

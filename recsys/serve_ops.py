@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 import urllib.error
@@ -31,6 +32,8 @@ APP = "recsys"
 # benchmarks/results/serving_load.json), and starts one process instead of four.
 # serving/config.yaml, and so the chart, keeps the composed graph: a cluster scales each stage.
 LOCAL_TOPOLOGY = "fused"
+# Serve's fast proxy: the chart sets these on every Ray container (serve.fastProxy).
+FAST_PROXY = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
 def default_config() -> Path:
@@ -38,23 +41,50 @@ def default_config() -> Path:
     return Path(__file__).resolve().parents[1] / "serving" / "config.yaml"
 
 
-def connect(address: str | None = None, *, start_local: bool = False) -> bool:
+def connect(address: str | None = None, *, start_local: bool = False) -> str | None:
     """Join ``address`` (default ``RAY_ADDRESS``, else a running local Ray); start a local Ray
-    if allowed. True when this call started one."""
+    if allowed, with :func:`proxy_settings`.
+
+    Returns:
+        When this call started a local Ray, the line that says which proxy serves; else None.
+    """
     import ray
 
     if ray.is_initialized():
-        return False
+        return None
     try:
         ray.init(address=address or os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
-        return False
+        return None
     except ConnectionError:
         if not start_local:
             raise RecsysError(
                 "no running Ray cluster (set RAY_ADDRESS, or `ray start --head`)"
             ) from None
+    proxy = proxy_settings()
     ensure_ray()
-    return True
+    return proxy
+
+
+def proxy_settings() -> str:
+    """For a local Ray this process is about to start: HAProxy in place of Serve's Python
+    proxy, with Serve's throughput-optimised mode, when ``haproxy`` is on PATH (measured on 2
+    CPUs, fused topology, concurrency 16: 99.2 against 77.1 req/s at one replica, 238.7 at two;
+    README, Serving). Variables the user set are kept. Call before the local Ray starts: its
+    Serve controller reads them.
+
+    Returns:
+        A line that says which proxy serves, and how to get the fast one when it is missing.
+    """
+    if "RAY_SERVE_ENABLE_HA_PROXY" in os.environ:  # the user's choice stands
+        chosen = os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+        return f"proxy: {'HAProxy' if chosen else 'Serve default'} (RAY_SERVE_ENABLE_HA_PROXY set)"
+    if shutil.which("haproxy") is None:
+        return (
+            "proxy: Serve's default (haproxy is not on PATH; install it, e.g. `apt-get install "
+            "haproxy`, for the faster proxy)"
+        )
+    os.environ.update(FAST_PROXY)
+    return "proxy: HAProxy, throughput-optimised (" + ", ".join(f"{k}=1" for k in FAST_PROXY) + ")"
 
 
 def serve_config(
@@ -166,6 +196,7 @@ def start_local(
         port=port,
         topology=LOCAL_TOPOLOGY,
     )
+    proxy = proxy_settings() if owns_local_ray() else None
     ray_settings()
     import ray.serve  # noqa: F401  (before Ray starts: Serve then configures its logger once)
 
@@ -173,7 +204,7 @@ def start_local(
     if session is not None:
         logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the driver's own lines
         if log is not None:
-            log(f"(Ray and Serve logs: {session}/logs)")
+            log(f"(Ray and Serve logs: {session}/logs; {proxy})")
     return start(config)
 
 

@@ -56,14 +56,12 @@ def start(config, model_version, model_root, feature_repo, catalog, topology, ho
     if detach:
         return
     if started:
-        click.echo("Ray runs inside this command: Ctrl-C stops the app")
+        click.echo(f"Ray runs inside this command: Ctrl-C stops the app; {started}")
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        from ray import serve as ray_serve
-
-        ray_serve.shutdown()
+        serve_ops.stop(local_ray=bool(started))
 
 
 @serve.command()

@@ -160,3 +160,9 @@ def test_the_installed_package_carries_the_serve_config_and_the_compiled_pipelin
     assert "serving/config.yaml" in names
     for variant in ("training", "training-gpu", "monitoring"):
         assert f"pipelines/compiled/{variant}.yaml" in names
+
+
+def test_the_runtime_installs_haproxy_for_serve():
+    """The chart turns on Serve's HAProxy proxy (serve.fastProxy): the binary must be there."""
+    runs = [rest for word, rest in stages()["runtime"] if word == "RUN"]
+    assert any("apt-get install" in r and " haproxy" in r for r in runs)

@@ -444,3 +444,23 @@ def test_pull_secrets_reach_every_pod_that_runs_the_platform_image():
                 assert template["spec"]["imagePullSecrets"] == [{"name": "regcred"}], where
                 pods += 1
     assert pods == 7  # Feast, the CronJob, the RayJob's head, worker and submitter, Serve's two
+
+
+def test_every_ray_container_runs_serve_behind_haproxy_unless_turned_off(envs):
+    """``serve.fastProxy`` (default on) puts HAProxy and the throughput-optimised mode on every
+    Ray container (the image installs haproxy); off, neither variable is set."""
+    fast = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    for env, rendered in envs.items():
+        ray = [doc for doc in rendered["docs"] if doc["kind"] in ("RayService", "RayJob")]
+        assert ray, env
+        for doc in ray:
+            for where, template in pod_templates(doc):
+                if where.endswith("submitter"):
+                    continue
+                for c in template["spec"]["containers"]:
+                    values = {e["name"]: e.get("value") for e in c.get("env", [])}
+                    assert {k: values.get(k) for k in fast} == fast, f"{env} {where}"
+    values = render.load_values(render.environments()["local"])
+    values["serve"]["fastProxy"] = False
+    docs = render.documents(render.render(values))
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in json.dumps(docs)

@@ -196,6 +196,12 @@ spec:
       {{- end }}
       env:
         {{- include "recsys.env" $root | nindent 8 }}
+        {{- if $root.Values.serve.fastProxy }}
+        - name: RAY_SERVE_ENABLE_HA_PROXY
+          value: "1"
+        - name: RAY_SERVE_THROUGHPUT_OPTIMIZED
+          value: "1"
+        {{- end }}
       resources:
         requests:
           cpu: {{ .resources.requests.cpu | quote }}
