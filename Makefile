@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift test test-unit test-integration lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving constraints clean
+.PHONY: demo demo-drift test test-unit test-integration lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ benchmark-features: $(VENV)/.installed
 # Serves the registry's champion (what `make demo` promotes): run `make demo` first.
 benchmark-serving: $(VENV)/.installed
 	$(BIN)/python benchmarks/serving_load.py
+
+# One of two serving replicas killed under load: failed requests, recovery, replacement.
+benchmark-replica-loss: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.replica_loss
 
 # Re-resolve everything together and re-pin (needs the package index).
 constraints:
