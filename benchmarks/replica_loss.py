@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from benchmarks.serving_load import free_port, request_bodies
 from recsys import serve_ops
@@ -36,11 +37,14 @@ REPLICA_CLASS = f"ServeReplica:{serve_ops.APP}:Ingress"
 
 
 def replica_pids() -> list[int]:
-    """The process ids of the Ingress replicas alive now."""
-    from ray.util.state import list_actors
-
-    alive = list_actors(filters=[("class_name", "=", REPLICA_CLASS), ("state", "=", "ALIVE")])
-    return sorted(int(a.pid) for a in alive)
+    """The process ids of the Ingress replicas alive now (Ray titles each actor's process
+    ``ray::<class>``; the state API would need the dashboard, which a local Ray here lacks)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if cmdline.startswith(f"ray::{REPLICA_CLASS}"):
+            found.append(int(proc.info["pid"]))
+    return sorted(found)
 
 
 async def load(url: str, bodies: list[bytes], concurrency: int, seconds: float) -> list[tuple]:
