@@ -8,11 +8,14 @@ p50/p95/p99 latency, errors, and the mean time per stage from the app's own ``/m
 In the same run the same stages are called in-process without HTTP or Ray: the floor.
 The load generator shares the machine's CPUs with the app.
 
-    python benchmarks/serving_load.py [--model-root DIR --version pipeline]
-        [--proxy default|haproxy] [--requests 3000 --seconds 20]
+    python benchmarks/serving_load.py [--model-root DIR --version V]
+        [--proxy default|haproxy] [--replicas N] [--requests 3000 --seconds 20] [--no-noop]
 
 ``--proxy haproxy`` sets RAY_SERVE_ENABLE_HA_PROXY=1 and RAY_SERVE_THROUGHPUT_OPTIMIZED=1
-(needs Debian's ``haproxy``); each proxy's rows are kept in the one results file.
+(needs Debian's ``haproxy``); each proxy's rows are kept in the one results file. After each
+topology, a no-op app of the same shape (the same deployments, proxy and settings, no work)
+runs the same load in the same run: each recommender row carries its share of the no-op's
+req/s, and its replicas' resident memory.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from recsys import serve_ops
 from recsys.config import code_version, ensure_ray, recsys_home
@@ -155,6 +159,80 @@ def in_process_floor(args, users: list[str], n: int) -> dict:
     }
 
 
+def noop_app(topology: str, replicas: int):
+    """A Serve app of the same shape that does no work: an Ingress (FastAPI, POST
+    ``/recommend``) that answers at once (``fused``), or that first calls three no-op
+    deployments in a chain over DeploymentHandles (``composed``: the recommender's three hops).
+    Same replica settings as the recommender's deployments; what it costs is the proxy, HTTP,
+    FastAPI and the hops alone."""
+    from fastapi import FastAPI
+    from ray import serve
+
+    options = {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 64}
+
+    @serve.deployment(num_replicas=replicas, **options)
+    class Hop:
+        def __init__(self, after=None) -> None:
+            self.after = after
+
+        async def __call__(self, body: dict) -> dict:
+            return await self.after.remote(body) if self.after is not None else body
+
+    api = FastAPI()
+
+    @serve.deployment(num_replicas=replicas, **options)
+    @serve.ingress(api)
+    class NoopIngress:
+        def __init__(self, first=None) -> None:
+            self.first = first
+
+        @api.post("/recommend")
+        async def recommend(self, body: dict) -> dict:
+            if self.first is not None:
+                await self.first.remote(body)
+            return {"items": [], "model_version": "noop"}
+
+    if topology == "composed":
+        return NoopIngress.bind(Hop.bind(Hop.bind(Hop.bind())))
+    return NoopIngress.bind()
+
+
+def run_noop(args, topology: str, users: list[str], url: str) -> list[dict]:
+    """The no-op app of ``topology`` beside the recommender (same Serve, proxy and settings),
+    loaded at each level; the rows carry the recommender's req/s as a share of it."""
+    from ray import serve
+
+    serve.run(noop_app(topology, args.replicas or 1), name="noop", route_prefix="/noop")
+    rows = []
+    try:
+        asyncio.run(closed_loop(f"{url}/noop/recommend", request_bodies(users, 100, 2), 8, 10))
+        for concurrency in CONCURRENCY:
+            bodies = request_bodies(users, args.requests, seed=concurrency)
+            row = asyncio.run(
+                closed_loop(f"{url}/noop/recommend", bodies, concurrency, args.seconds)
+            )
+            replicas = args.replicas or "auto"
+            noop = f"no-op {topology}"
+            rows.append({"topology": noop, "proxy": args.proxy, "replicas": replicas, **row})
+            rows[-1]["stage_ms"] = {}
+            print(rows[-1], flush=True)
+    finally:
+        serve.delete("noop")
+    return rows
+
+
+def replica_rss_mb() -> dict[str, float]:
+    """Resident memory of each Serve replica process of the recommender, MB."""
+    out: dict[str, float] = {}
+    for proc in psutil.process_iter(["pid", "cmdline", "memory_info"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if cmdline.startswith(f"ray::ServeReplica:{serve_ops.APP}:"):
+            name = cmdline.split()[0].split(":")[-1]
+            key = f"{name} (pid {proc.info['pid']})"
+            out[key] = round(proc.info["memory_info"].rss / 2**20, 1)
+    return out
+
+
 def run_topology(args, topology: str, users: list[str], port: int) -> list[dict]:
     """Deploy ``topology`` (replacing the app already there) and load it at each level."""
     config = serve_ops.serve_config(
@@ -185,6 +263,15 @@ def run_topology(args, topology: str, users: list[str], port: int) -> list[dict]
         replicas = args.replicas or "auto"
         rows.append({"topology": topology, "proxy": args.proxy, "replicas": replicas, **row})
         print(rows[-1], flush=True)
+    rss = replica_rss_mb()
+    for row in rows:
+        row["replica_rss_mb"] = rss
+    if args.noop:  # the same shape doing nothing, under the same proxy, in the same run
+        noop = run_noop(args, topology, users, url)
+        for row, base in zip(rows, noop, strict=True):
+            row["noop_rps"] = base["rps"]
+            row["share_of_noop"] = round(row["rps"] / base["rps"], 3) if base["rps"] else None
+        rows += noop
     return rows
 
 
@@ -199,6 +286,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="per concurrency level")
     parser.add_argument("--seconds", type=float, default=20, help="per concurrency level")
     parser.add_argument("--workdir", default=str(recsys_home() / "runs" / "serving-bench"))
+    parser.add_argument(
+        "--no-noop", dest="noop", action="store_false", help="skip the no-op app of each shape"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.model_root is None or args.version is None:
@@ -230,7 +320,9 @@ def main() -> None:
     finally:
         serve.shutdown()
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    ran = {(args.proxy, t, args.replicas or "auto") for t in args.topologies.split(",")}
+    shapes = args.topologies.split(",")
+    shapes += [f"no-op {t}" for t in shapes] if args.noop else []
+    ran = {(args.proxy, t, args.replicas or "auto") for t in shapes}
     kept = [
         r
         for r in previous.get("rows", [])
@@ -257,8 +349,8 @@ def table(result: dict) -> str:
     floor = result["in_process_floor"]
     lines = [
         "| proxy | topology | replicas | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | "
-        "candidates / rank / order ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "candidates / rank / order ms | share of no-op |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         s = r["stage_ms"]
@@ -266,12 +358,13 @@ def table(result: dict) -> str:
         lines.append(
             f"| {r['proxy']} | {r['topology']} | {r.get('replicas', 'auto')} | {r['concurrency']} "
             f"| {r['rps']} | {r['p50_ms']} "
-            f"| {r['p95_ms']} | {r['p99_ms']} | {r['errors']} | {stage} |"
+            f"| {r['p95_ms']} | {r['p99_ms']} | {r['errors']} | {stage} "
+            f"| {r.get('share_of_noop', '')} |"
         )
     fs = floor["stage_ms"]
     lines.append(
         f"| — | in-process floor | — | 1 | {floor['rps_one_thread']} | {floor['p50_ms']} | — "
-        f"| {floor['p99_ms']} | 0 | {fs['candidates']} / {fs['rank']} / {fs['order']} |"
+        f"| {floor['p99_ms']} | 0 | {fs['candidates']} / {fs['rank']} / {fs['order']} | |"
     )
     return "\n".join(lines)
 
