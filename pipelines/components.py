@@ -195,8 +195,7 @@ def monitor_check(
     signals: Output[Metrics],
 ) -> str:
     """Drift and quality of the champion's traffic (Evidently); the policy's action."""
-    from recsys.monitoring.check import MonitorArgs, check
-    from recsys.monitoring.trigger import record
+    from recsys.monitoring.check import MonitorArgs, check_and_record
 
     args = MonitorArgs(
         predictions=predictions,
@@ -206,7 +205,7 @@ def monitor_check(
         policy=policy or None,
         since_minutes=since_minutes or None,
     )
-    verdict, summary = check(args)
+    verdict, summary = check_and_record(args)
     for key, value in verdict.signals.items():
         if isinstance(value, int | float):
             signals.log_metric(key, value)
@@ -214,8 +213,6 @@ def monitor_check(
     signals.metadata["reasons"] = verdict.reasons
     with open(decision.path, "w") as f:
         f.write(verdict.model_dump_json(indent=2))
-    if verdict.action != "retrain":  # a retrain decision is recorded by the trigger
-        record(verdict, out)
     print(f"monitor: {verdict.action}: {'; '.join(verdict.reasons)}")
     return verdict.action
 

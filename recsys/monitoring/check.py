@@ -122,3 +122,15 @@ def check_and_trigger(
         return decision, summary, {"started": False, "reason": "retraining not enabled"}
     outcome = trigger(decision, policy, args.out, start_run)
     return decision, summary, outcome
+
+
+def check_and_record(
+    args: MonitorArgs, *, now: datetime | None = None
+) -> tuple[Decision, dict[str, Any]]:
+    """The monitoring pipeline's check: :func:`check`, and the decision recorded, except a
+    ``retrain`` decision, which the pipeline's next task hands to the trigger (it records it
+    with the outcome: started, or inside the cooldown)."""
+    decision, summary = check(args, now=now)
+    if decision.action != "retrain":
+        record(decision, args.out)
+    return decision, summary

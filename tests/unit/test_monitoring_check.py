@@ -20,7 +20,7 @@ from recsys.evaluation.reference import read_reference
 from recsys.features.api import write_training_set
 from recsys.features.events import EventLog
 from recsys.files import write_parquet
-from recsys.monitoring.check import MonitorArgs, check, check_and_trigger
+from recsys.monitoring.check import MonitorArgs, check, check_and_record, check_and_trigger
 from recsys.registry import Registry, champion_model, register_champion
 from recsys.training.api import train_from_set
 from serving.predlog import PredictionLog
@@ -153,6 +153,20 @@ def test_drifted_traffic_starts_exactly_one_retraining(champion, tmp_path):
     assert len(runs) == 1
     decisions = (tmp_path / "monitoring" / "decisions.jsonl").read_text().splitlines()
     assert len(decisions) == 2
+
+
+def test_the_pipeline_check_records_what_starts_nothing_and_leaves_retrain_to_the_trigger(
+    champion, tmp_path
+):
+    """The monitoring pipeline's check task: a no-action decision is recorded at once; a
+    retrain decision is not, as the trigger task records it with its outcome (once)."""
+    decisions = tmp_path / "quiet" / "monitoring" / "decisions.jsonl"
+    calm, _ = check_and_record(args(champion, replay(champion, tmp_path / "quiet")), now=NOW)
+    assert calm.action == "no_action" and len(decisions.read_text().splitlines()) == 1
+    drifted = args(champion, replay(champion, tmp_path / "drift", shift=True))
+    decision, _ = check_and_record(drifted, now=NOW)
+    assert decision.action == "retrain"
+    assert not (tmp_path / "drift" / "monitoring" / "decisions.jsonl").exists()
 
 
 def test_too_few_samples_give_no_decision(champion, tmp_path):
