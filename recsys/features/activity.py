@@ -10,66 +10,69 @@ one at a time is the row a batch rebuild over the same events gives (a test hold
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from recsys.data.io import RATING, USER
+from recsys.data.io import USER
 
 ACTIVITY = ("user_interactions", "user_ratings", "user_mean_rating", "genre_affinity")
 
 
 def fold_activity(
-    events: pd.DataFrame, genre_onehot: np.ndarray, prior: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """The activity features after each event.
+    users: np.ndarray,
+    ratings: np.ndarray,
+    genre_onehot: np.ndarray,
+    prior: list[dict | None] | None = None,
+) -> dict[str, np.ndarray]:
+    """The activity features after each event (numpy only: the event path calls it per event).
 
     Args:
-        events: ``user_id`` and ``rating`` (missing for an event without one), each user's
-            events contiguous and in time order.
-        genre_onehot: ``(len(events), n_genres)`` the genres of each event's item, 0/1.
-        prior: the ``ACTIVITY`` row of users known before these events, indexed by
-            ``user_id`` (as the online store holds it); None or a missing user: nothing known.
+        users: ``(events,)`` the user of each event, each user's events contiguous and in
+            time order.
+        ratings: ``(events,)`` float, NaN for an event without a rating.
+        genre_onehot: ``(events, n_genres)`` the genres of each event's item, 0/1.
+        prior: per event, the user's ``ACTIVITY`` before the run, as the online store holds
+            it (a dict, None where nothing is known); None: nothing known of anyone.
 
     Returns:
-        One row per event, in the input's order: ``user_id`` and the ``ACTIVITY`` columns.
+        ``user_id`` and the ``ACTIVITY`` columns, one value per event, in the input's order.
     """
-    users = events[USER].to_numpy()
     n = len(users)
     start = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1] if n else np.zeros(0, int)
     first = np.repeat(start, np.diff(np.r_[start, n]))  # (rows,) each row's run start
-    count0, rated0, sum0, genres0 = _sums_before(prior, users, genre_onehot.shape[1])
-    ratings = events[RATING].to_numpy(np.float64, na_value=np.nan)
+    count0, rated0, sum0, genres0 = _sums_before(prior, n, genre_onehot.shape[1])
     rated = ~np.isnan(ratings)
     count = count0 + (np.arange(n) - first) + 1
     n_rated = rated0 + _group_cumsum(rated.astype(np.float64), first)
     total = sum0 + _group_cumsum(np.where(rated, ratings, 0.0), first)
     mean = np.where(n_rated > 0, total / np.maximum(n_rated, 1), np.nan)
     genres = genres0 + _group_cumsum(genre_onehot.astype(np.float64), first)  # (rows, G)
-    return pd.DataFrame(
-        {
-            USER: users,
-            "user_interactions": count.astype(np.int64),
-            "user_ratings": n_rated.astype(np.int64),
-            "user_mean_rating": mean.astype(np.float32),
-            "genre_affinity": list((genres / count[:, None]).astype(np.float32)),
-        }
-    )
+    return {
+        USER: users,
+        "user_interactions": count.astype(np.int64),
+        "user_ratings": n_rated.astype(np.int64),
+        "user_mean_rating": mean.astype(np.float32),
+        "genre_affinity": list((genres / count[:, None]).astype(np.float32)),
+    }
 
 
-def _sums_before(prior: pd.DataFrame | None, users: np.ndarray, n_genres: int):
+def _sums_before(prior: list[dict | None] | None, n: int, n_genres: int):
     """Per event row: the user's count, rated count, rating sum and genre counts before it."""
-    n = len(users)
-    if prior is None or not len(prior):
-        return np.zeros(n), np.zeros(n), np.zeros(n), np.zeros((n, n_genres))
-    known = prior.reindex(users)
-    count = known["user_interactions"].fillna(0).to_numpy(np.float64)
-    rated = known["user_ratings"].fillna(0).to_numpy(np.float64)
-    mean = known["user_mean_rating"].to_numpy(np.float64, na_value=np.nan)
-    total = np.where(rated > 0, np.nan_to_num(mean) * rated, 0.0)
-    shares = np.zeros((n, n_genres))
-    for row, value in enumerate(known["genre_affinity"]):
-        if value is not None and not np.isscalar(value) and len(value) == n_genres:
-            shares[row] = np.asarray(value, np.float64)
-    return count, rated, total, shares * count[:, None]
+    count, rated, total = np.zeros(n), np.zeros(n), np.zeros(n)
+    genres = np.zeros((n, n_genres))
+    for row, known in enumerate(prior or ()):
+        if not known:
+            continue
+        count[row] = _known(known.get("user_interactions"))
+        rated[row] = _known(known.get("user_ratings"))
+        total[row] = _known(known.get("user_mean_rating")) * rated[row]
+        shares = known.get("genre_affinity")
+        if shares is not None and not np.isscalar(shares) and len(shares) == n_genres:
+            genres[row] = np.asarray(shares, np.float64) * count[row]
+    return count, rated, total, genres
+
+
+def _known(value) -> float:
+    """A stored number, 0 where the store has none (None or NaN)."""
+    return 0.0 if value is None or np.isnan(value) else float(value)
 
 
 def _group_cumsum(values: np.ndarray, first: np.ndarray) -> np.ndarray:

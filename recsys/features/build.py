@@ -193,7 +193,8 @@ def user_activity(events: pd.DataFrame, item_genres: pd.DataFrame, n_genres: int
     onehot = item_genres.reindex(ev[ITEM]).fillna(0).to_numpy(np.float64)  # (rows, genres)
     if onehot.shape[1] != n_genres:
         onehot = np.zeros((len(ev), n_genres))
-    out = fold_activity(ev, onehot)
+    ratings = ev[RATING].to_numpy(np.float64, na_value=np.nan)
+    out = pd.DataFrame(fold_activity(ev[USER].to_numpy(), ratings, onehot))
     out[EVENT_TS] = (ev[TS] + TICK).array
     # several events of a user at one time: keep the state after all of them
     return out[~out.duplicated([USER, EVENT_TS], keep="last")].reset_index(drop=True)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from recsys.data.io import ITEM, RATING, USER
+from recsys.data.io import ITEM, USER
 from recsys.features.activity import ACTIVITY, fold_activity
 from recsys.features.build import read_store_meta
 from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, RECENT, SEEN, TICK, fold, from_row
@@ -241,13 +241,12 @@ def activity_after(
         item_genres: the event's item's genres (names), or None.
         genres: the store's genre vocabulary (``genre_affinity``'s positions).
     """
-    prior = pd.DataFrame([{USER: user_id, **{f: row.get(f) for f in ACTIVITY}}]).set_index(USER)
     onehot = np.isin(genres, list(item_genres or [])).astype(np.float64)[None, :]  # (1, G)
-    event = pd.DataFrame({USER: [user_id], RATING: [np.nan if rating is None else float(rating)]})
-    after = fold_activity(event, onehot, prior).iloc[0]
+    ratings = np.array([np.nan if rating is None else float(rating)])
+    after = fold_activity(np.array([user_id], dtype=object), ratings, onehot, [row])
     return {
-        "user_interactions": int(after["user_interactions"]),
-        "user_ratings": int(after["user_ratings"]),
-        "user_mean_rating": np.float32(after["user_mean_rating"]),
-        "genre_affinity": after["genre_affinity"].tolist(),
+        "user_interactions": int(after["user_interactions"][0]),
+        "user_ratings": int(after["user_ratings"][0]),
+        "user_mean_rating": after["user_mean_rating"][0],
+        "genre_affinity": after["genre_affinity"][0].tolist(),
     }
