@@ -301,8 +301,7 @@ def main() -> None:
     if not (Path(args.model_root) / args.version / "manifest.json").exists():
         raise SystemExit(f"{args.model_root}/{args.version}: no model; run `make demo` first")
     if args.proxy == "haproxy":  # before Ray starts: the Serve controller reads them
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        os.environ.update(serve_ops.FAST_PROXY)
     os.environ.setdefault("FEAST_USAGE", "False")
     import pandas as pd
 

@@ -84,7 +84,8 @@ def proxy_settings() -> str:
             "haproxy`, for the faster proxy)"
         )
     os.environ.update(FAST_PROXY)
-    return "proxy: HAProxy, throughput-optimised (" + ", ".join(f"{k}=1" for k in FAST_PROXY) + ")"
+    settings = ", ".join(f"{k}={v}" for k, v in FAST_PROXY.items())
+    return f"proxy: HAProxy, throughput-optimised ({settings})"
 
 
 def serve_config(

@@ -117,7 +117,6 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
         with LoadThread(url, users) as load:
 
             def start(decision: Decision) -> dict[str, Any]:
-
                 demo.note(f"monitor: {decision.action}: {'; '.join(decision.reasons)}", log)
                 snapshot = loop_dir / "snapshot"
                 made = build_snapshot(base, loop_dir / "events", snapshot)
