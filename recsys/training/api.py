@@ -31,7 +31,7 @@ from recsys.models.base import Recommender
 from recsys.models.gbdt import GBDTRanker
 from recsys.models.kinds import create_model
 from recsys.models.manifest import read_manifest
-from recsys.models.multistage import MultiStageModel, StageTrainer
+from recsys.models.multistage import StageTrainer
 from recsys.models.towers import TwoTowerConfig
 from recsys.models.two_tower import TwoTower
 from recsys.training.gbdt import fit_gbdt_on_ray
@@ -103,9 +103,8 @@ def fit_model(
     config = model.config
     if gpu and config.n_two_tower == 0 and config.ranker == "gbdt":
         log.warning("--gpu: this multi-stage model has no network part (gbdt ranker, no two-tower)")
-
-    trainer = RayStageTrainer(run, gpu)
-    return MultiStageModel(config, trainer=trainer).fit(train, users, items)
+    model.trainer = RayStageTrainer(run, gpu)
+    return model.fit(train, users, items)
 
 
 class RayStageTrainer(StageTrainer):
