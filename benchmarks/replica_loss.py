@@ -18,7 +18,6 @@ import os
 import platform
 import signal
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from benchmarks.serving_load import free_port, request_bodies
+from benchmarks.serving_load import free_port, request_bodies, timed_requests
 from recsys import serve_ops
 from recsys.config import code_version, ensure_ray, recsys_home
 from recsys.registry import Registry
@@ -47,40 +46,9 @@ def replica_pids() -> list[int]:
     return sorted(found)
 
 
-async def load(url: str, bodies: list[bytes], concurrency: int, seconds: float) -> list[tuple]:
-    """``(finished at, ok)`` per request, seconds since the start."""
-    import aiohttp
-
-    done: list[tuple[float, bool]] = []
-    start = time.perf_counter()
-    deadline = start + seconds
-    cursor = 0
-
-    async def worker(session) -> None:
-        nonlocal cursor
-        while time.perf_counter() < deadline:
-            body = bodies[cursor % len(bodies)]
-            cursor += 1
-            try:
-                async with session.post(
-                    url, data=body, headers={"content-type": "application/json"}
-                ) as response:
-                    await response.read()
-                    ok = response.status == 200
-            except aiohttp.ClientError:
-                ok = False
-            done.append((time.perf_counter() - start, ok))
-
-    timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    return done
-
-
-def recovery(done: list[tuple[float, bool]], kill_at: float, seconds: float) -> dict:
+def recovery(done: list[tuple[float, float, bool]], kill_at: float, seconds: float) -> dict:
     """Per-second throughput before and after the kill, and when it came back."""
-    ok_times = np.asarray([t for t, ok in done if ok])
+    ok_times = np.asarray([t for t, _, ok in done if ok])
     per_second = np.histogram(ok_times, bins=np.arange(0, int(seconds) + 1))[0]
     before = per_second[2 : int(kill_at)]  # the first seconds warm the connections
     baseline = float(before.mean()) if len(before) else 0.0
@@ -137,13 +105,17 @@ def main() -> None:
         bodies = request_bodies(users, 5000, seed=3)
         killer = threading.Timer(args.kill_at, os.kill, (victim, signal.SIGKILL))
         killer.start()
-        done = asyncio.run(load(f"{url}/recommend", bodies, args.concurrency, args.seconds))
+        done = asyncio.run(
+            timed_requests(
+                f"{url}/recommend", bodies, args.concurrency, args.seconds, cycle=True, timeout_s=30
+            )
+        )
         killer.join()
         serve_ops.wait_running(120)
         after = replica_pids()
     finally:
         serve_ops.stop(local_ray=True)
-    failed = sum(1 for _, ok in done if not ok)
+    failed = sum(1 for *_, ok in done if not ok)
     result = {
         "benchmark": "replica_loss",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

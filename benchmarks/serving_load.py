@@ -65,39 +65,63 @@ def request_bodies(users: list[str], n: int, seed: int) -> list[bytes]:
     return bodies
 
 
-async def closed_loop(url: str, bodies: list[bytes], concurrency: int, max_s: float) -> dict:
+async def timed_requests(
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    max_s: float,
+    *,
+    cycle: bool = False,
+    timeout_s: float = 300,
+) -> list[tuple[float, float, bool]]:
+    """A closed loop of ``concurrency`` clients POSTing ``bodies`` (once each, or round and
+    round with ``cycle``) for at most ``max_s`` seconds; a request unanswered after
+    ``timeout_s`` (aiohttp's default, 300) counts as failed.
+
+    Returns:
+        ``(finished at, latency ms, ok)`` per request, times in seconds since the start.
+    """
     import aiohttp
 
-    latencies, errors, cursor = [], 0, 0
-    deadline = time.perf_counter() + max_s
+    done: list[tuple[float, float, bool]] = []
+    start = time.perf_counter()
+    deadline = start + max_s
+    cursor = 0
 
-    async def worker(session):
-        nonlocal cursor, errors
-        while cursor < len(bodies) and time.perf_counter() < deadline:
-            body = bodies[cursor]
+    async def worker(session) -> None:
+        nonlocal cursor
+        while (cycle or cursor < len(bodies)) and time.perf_counter() < deadline:
+            body = bodies[cursor % len(bodies)]
             cursor += 1
             t0 = time.perf_counter()
             try:
                 async with session.post(
                     url, data=body, headers={"content-type": "application/json"}
-                ) as r:
-                    await r.read()
-                    if r.status != 200:
-                        errors += 1
-            except aiohttp.ClientError:
-                errors += 1
-            latencies.append((time.perf_counter() - t0) * 1000)
+                ) as response:
+                    await response.read()
+                    ok = response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            now = time.perf_counter()
+            done.append((now - start, (now - t0) * 1000, ok))
 
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        t0 = time.perf_counter()
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - t0
-    lat = np.asarray(latencies)
+    return done
+
+
+async def closed_loop(url: str, bodies: list[bytes], concurrency: int, max_s: float) -> dict:
+    """Requests/s, latency percentiles and errors of :func:`timed_requests`."""
+    t0 = time.perf_counter()
+    done = await timed_requests(url, bodies, concurrency, max_s)
+    elapsed = time.perf_counter() - t0
+    lat = np.asarray([ms for _, ms, _ in done])
     return {
         "concurrency": concurrency,
         "requests": len(lat),
-        "errors": errors,
+        "errors": sum(1 for *_, ok in done if not ok),
         "rps": round(len(lat) / elapsed, 1),
         "p50_ms": round(float(np.percentile(lat, 50)), 2),
         "p95_ms": round(float(np.percentile(lat, 95)), 2),
