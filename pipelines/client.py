@@ -35,7 +35,7 @@ def run_local(
     """Run the pipeline with ``kfp.local.SubprocessRunner`` in this Python environment.
 
     With ``log_file``, the tasks' output goes there and only kfp's task lines (started,
-    finished with status) reach this process's stdout.
+    finished with status) and the training's progress lines reach this process's stdout.
 
     Each task is a subprocess of this interpreter; artifacts go under ``pipeline_root``. The
     DAG is the compiled variants' without their Kubernetes settings (``kfp.local`` would apply

@@ -21,10 +21,9 @@ from recsys.config import RecsysError, recsys_home
 from recsys.data.io import (
     interactions_checksum,
     read_side_tables,
-    read_table,
     resolve_interactions,
 )
-from recsys.data.split import split_lineage
+from recsys.data.split import read_split, split_lineage
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
 from recsys.features.api import load_training_set, read_training_set_meta
 from recsys.models.base import Recommender
@@ -179,8 +178,7 @@ def train_from_set(
     """
     show_progress()
     data_dir = Path(data_dir)
-    rows = read_table(data_dir / "train.parquet")
-    users, items = read_side_tables(data_dir)
+    rows, users, items = read_split(data_dir)
     meta = read_training_set_meta(data_dir)
     args = TrainArgs(
         data=data_dir,
