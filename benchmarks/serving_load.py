@@ -149,36 +149,53 @@ def stage_delta(before: dict, after: dict) -> dict[str, float]:
     return out
 
 
-def in_process_floor(args, users: list[str], n: int) -> dict:
+def in_process_floor(args, users: list[str], n: int, batch: int = 8) -> dict:
     """The stages called one after another in this process: no HTTP, no Ray (what the fused
-    replica runs for a batch of one: the online read of the user's state, then the one
-    recommendation path's three stage functions)."""
+    replica runs: the online read of the users' states, then the one recommendation path's
+    three stage functions), for one request at a time and for batches of ``batch`` (what
+    ``@serve.batch`` hands a replica under load)."""
     import torch
 
     torch.set_num_threads(1)
     runtime = Runtime(AppArgs(model_root=args.model_root, feature_repo=args.feature_repo))
     prepared = runtime.models.get(args.version)
     runtime.require_ready(prepared)
-    bodies = [json.loads(b) for b in request_bodies(users, n + 20, seed=1)]
-    timings = []
-    for body in bodies:
-        request = RecommendRequest.model_validate(body)
-        (out,) = runtime.recommend_batch([(args.version, request)])
-        if isinstance(out, Exception):
-            raise out
-        stage = out[4]
-        stage_s = (stage["candidates"], stage["rank"], stage["order"])
-        timings.append((*stage_s, sum(stage_s)))
-    ms = np.asarray(timings[20:]) * 1000
+    bodies = [
+        RecommendRequest.model_validate(json.loads(b))
+        for b in request_bodies(users, n + 20, seed=1)
+    ]
+    out = {}
+    for size in (1, batch):
+        timings = []
+        for s in range(0, len(bodies) - size + 1, size):
+            t0 = time.perf_counter()
+            answers = runtime.recommend_batch([(args.version, b) for b in bodies[s : s + size]])
+            total = time.perf_counter() - t0
+            for a in answers:
+                if isinstance(a, Exception):
+                    raise a
+            stage = answers[0][4]  # the batch's stage seconds
+            timings.append((stage["candidates"], stage["rank"], stage["order"], total))
+        ms = np.asarray(timings[max(20 // size, 1) :]) * 1000 / size  # per request
+        out[size] = ms
+    one, many = out[1], out[batch]
     return {
-        "requests": len(ms),
-        "rps_one_thread": round(1000 / ms[:, 3].mean(), 1),
-        "p50_ms": round(float(np.percentile(ms[:, 3], 50)), 2),
-        "p99_ms": round(float(np.percentile(ms[:, 3], 99)), 2),
+        "requests": len(one),
+        "rps_one_thread": round(1000 / one[:, 3].mean(), 1),
+        "p50_ms": round(float(np.percentile(one[:, 3], 50)), 2),
+        "p99_ms": round(float(np.percentile(one[:, 3], 99)), 2),
         "stage_ms": {
-            "candidates": round(float(ms[:, 0].mean()), 2),
-            "rank": round(float(ms[:, 1].mean()), 2),
-            "order": round(float(ms[:, 2].mean()), 2),
+            "candidates": round(float(one[:, 0].mean()), 2),
+            "rank": round(float(one[:, 1].mean()), 2),
+            "order": round(float(one[:, 2].mean()), 2),
+        },
+        "batch": batch,
+        "batched_ms_per_request": round(float(many[:, 3].mean()), 3),
+        "batched_rps_one_thread": round(1000 / many[:, 3].mean(), 1),
+        "batched_stage_ms_per_request": {
+            "candidates": round(float(many[:, 0].mean()), 3),
+            "rank": round(float(many[:, 1].mean()), 3),
+            "order": round(float(many[:, 2].mean()), 3),
         },
     }
 
@@ -232,9 +249,11 @@ def run_noop(args, topology: str, users: list[str], url: str) -> list[dict]:
         asyncio.run(closed_loop(f"{url}/noop/recommend", request_bodies(users, 100, 2), 8, 10))
         for concurrency in CONCURRENCY:
             bodies = request_bodies(users, args.requests, seed=concurrency)
+            meter = CpuMeter()
             row = asyncio.run(
                 closed_loop(f"{url}/noop/recommend", bodies, concurrency, args.seconds)
             )
+            row["cpu_ms_per_request"] = meter.per_request_ms(row["requests"])
             replicas = args.replicas or "auto"
             noop = f"no-op {topology}"
             rows.append({"topology": noop, "proxy": args.proxy, "replicas": replicas, **row})
@@ -243,6 +262,60 @@ def run_noop(args, topology: str, users: list[str], url: str) -> list[dict]:
     finally:
         serve.delete("noop")
     return rows
+
+
+def process_class(proc: psutil.Process) -> str | None:
+    """Which part of the request path a process on this machine is (None: not one)."""
+    try:
+        cmdline = " ".join(proc.cmdline())
+        name = proc.name()
+    except (psutil.Error, OSError):
+        return None
+    if proc.pid == os.getpid():
+        return "load generator (+ Ray driver)"
+    if name.startswith("haproxy"):
+        return "haproxy"
+    if cmdline.startswith("ray::ServeReplica:"):  # ray::ServeReplica:<app>:<deployment>
+        return "replica " + cmdline.split()[0].split(":")[4]
+    if "ProxyActor" in cmdline:
+        return "Serve proxy actor"
+    if "ServeController" in cmdline:
+        return "Serve controller"
+    if any(
+        k in cmdline for k in ("raylet", "gcs_server", "dashboard", "log_monitor", "monitor.py")
+    ):
+        return "Ray's own processes"
+    return "Ray's own processes" if cmdline.startswith("ray::") else None
+
+
+class CpuMeter:
+    """CPU seconds of every process of the request path while a load runs: per request, per
+    kind of process (the client, HAProxy, each deployment's replicas, Serve and Ray)."""
+
+    def __init__(self) -> None:
+        self.procs = {p.pid: p for p in psutil.process_iter() if process_class(p)}
+        self.kind = {pid: process_class(p) for pid, p in self.procs.items()}
+        self.before = self._times()
+
+    def _times(self) -> dict[int, float]:
+        out = {}
+        for pid, proc in self.procs.items():
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            out[pid] = t.user + t.system
+        return out
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        after, out = self._times(), {}
+        for pid, t in after.items():
+            kind = self.kind[pid]
+            out[kind] = out.get(kind, 0.0) + t - self.before.get(pid, t)
+        ms = {k: round(v * 1000 / max(requests, 1), 3) for k, v in out.items()}
+        ms = dict(sorted(ms.items(), key=lambda kv: -kv[1]))
+        ms["total"] = round(sum(ms.values()), 3)
+        return ms
 
 
 def replica_rss_mb() -> dict[str, float]:
@@ -282,7 +355,9 @@ def run_topology(args, topology: str, users: list[str], port: int) -> list[dict]
     for concurrency in CONCURRENCY:
         before = stage_means(f"{url}/metrics")
         bodies = request_bodies(users, args.requests, seed=concurrency)
+        meter = CpuMeter()
         row = asyncio.run(closed_loop(f"{url}/recommend", bodies, concurrency, args.seconds))
+        row["cpu_ms_per_request"] = meter.per_request_ms(row["requests"])
         row["stage_ms"] = stage_delta(before, stage_means(f"{url}/metrics"))
         replicas = args.replicas or "auto"
         rows.append({"topology": topology, "proxy": args.proxy, "replicas": replicas, **row})
@@ -384,11 +459,37 @@ def table(result: dict) -> str:
             f"| {r['p95_ms']} | {r['p99_ms']} | {r['errors']} | {stage} "
             f"| {r.get('share_of_noop', '')} |"
         )
-    fs = floor["stage_ms"]
+    fs, fb = floor["stage_ms"], floor.get("batched_stage_ms_per_request")
     lines.append(
         f"| — | in-process floor | — | 1 | {floor['rps_one_thread']} | {floor['p50_ms']} | — "
         f"| {floor['p99_ms']} | 0 | {fs['candidates']} / {fs['rank']} / {fs['order']} | |"
     )
+    if fb:
+        lines.append(
+            f"| — | in-process floor, batches of {floor['batch']} | — | {floor['batch']} "
+            f"| {floor['batched_rps_one_thread']} | — | — | — | 0 "
+            f"| {fb['candidates']} / {fb['rank']} / {fb['order']} per request | |"
+        )
+    lines += ["", cpu_table(result["rows"])]
+    return "\n".join(lines)
+
+
+def cpu_table(rows: list[dict], concurrency: int = 16) -> str:
+    """Where the machine's CPU goes per request at ``concurrency``: one column per kind of
+    process, one row per (proxy, topology)."""
+    measured = [r for r in rows if r["concurrency"] == concurrency and "cpu_ms_per_request" in r]
+    kinds = list(dict.fromkeys(k for r in measured for k in r["cpu_ms_per_request"]))
+    kinds = [k for k in kinds if k != "total"] + ["total"]
+    lines = [
+        f"CPU ms per request at concurrency {concurrency}, by process:",
+        "",
+        "| proxy | topology | req/s | " + " | ".join(kinds) + " |",
+        "|---|---|---|" + "---|" * len(kinds),
+    ]
+    for r in measured:
+        cpu = r["cpu_ms_per_request"]
+        cells = " | ".join(str(cpu.get(k, "")) for k in kinds)
+        lines.append(f"| {r['proxy']} | {r['topology']} | {r['rps']} | {cells} |")
     return "\n".join(lines)
 
 

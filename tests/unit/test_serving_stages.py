@@ -1,6 +1,6 @@
-"""The serving adapters in-process: the model cache, the prediction log and the app's
-internal-error handler. (The recommendation path itself: ``test_recommend.py``.) No Ray, no
-Serve, no network."""
+"""The serving adapters in-process: the model cache, the prediction log, the app's
+internal-error handler and its answer counter. (The recommendation path itself:
+``test_recommend.py``.) No Ray, no Serve, no network."""
 
 import builtins
 import json
@@ -11,8 +11,8 @@ from fastapi import FastAPI
 
 from recsys.models.kinds import create_model
 from recsys.recommend import PreparedModel, prepare
-from serving import stages
-from serving.app import _internal_error
+from serving import stages, telemetry
+from serving.app import CountAnswers, _internal_error
 from serving.predlog import PredictionLog
 
 
@@ -141,3 +141,36 @@ def test_an_internal_error_hides_the_details_from_the_client():
     assert body["detail"] == "internal error"
     assert isinstance(body["error_id"], str) and len(body["error_id"]) == 12
     assert "secret detail" not in response.text and "Traceback" not in response.text
+
+
+@pytest.mark.filterwarnings("ignore::starlette.exceptions.StarletteDeprecationWarning")
+def test_every_answer_is_counted_by_route_and_status_500_included():
+    from starlette.testclient import TestClient
+
+    app = FastAPI()
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(CountAnswers)
+
+    @app.post("/recommend")
+    def answer(k: int):
+        if k < 0:
+            raise RuntimeError("boom")
+        return {"k": k}
+
+    counted = telemetry.for_this_process().requests
+
+    def count(route, status):
+        return counted.labels(route, status)._value.get()
+
+    before = {s: count("/recommend", s) for s in ("200", "422", "500")}
+    other = count("other", "404")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/recommend?k=3").status_code == 200
+        assert client.post("/recommend?k=3").status_code == 200
+        assert client.post("/recommend?k=x").status_code == 422
+        assert client.post("/recommend?k=-1").status_code == 500
+        assert client.get("/nowhere").status_code == 404
+    assert count("/recommend", "200") == before["200"] + 2
+    assert count("/recommend", "422") == before["422"] + 1
+    assert count("/recommend", "500") == before["500"] + 1
+    assert count("other", "404") == other + 1
