@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
 
-from recsys.config import ensure_ray
+from recsys.config import RecsysError, ensure_ray
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
@@ -86,6 +86,21 @@ def _train_loop(cfg: dict) -> None:
     )
 
 
+def require_room_for_data(num_workers: int) -> None:
+    """Each worker holds a CPU for the whole run and Ray Data's reads need one more: on a
+    local Ray without it the run waits for ever. Fail at once instead, naming the numbers. (A
+    cluster joined through ``RAY_ADDRESS`` may autoscale: it is left to grow.)"""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if not os.environ.get("RAY_ADDRESS") and cpus < num_workers + 1:
+        raise RecsysError(
+            f"num_workers={num_workers} needs at least {num_workers + 1} CPUs in the local Ray "
+            f"(one per worker and one for Ray Data's reads); it has {cpus:g}: use fewer workers "
+            "or a Ray cluster (RAY_ADDRESS)"
+        )
+
+
 def fit_on_ray(model, fit_rows: dict[str, np.ndarray], val, run: RayRun):
     """Train a prepared neural model on Ray Train; load the best weights into it.
 
@@ -99,6 +114,7 @@ def fit_on_ray(model, fit_rows: dict[str, np.ndarray], val, run: RayRun):
     from ray.train.torch import TorchTrainer
 
     ensure_ray()
+    require_room_for_data(run.num_workers)
     fs, base = storage_filesystem(run.storage_path)
     if not run.resume:
         _delete_dir(fs, f"{base}/{run.name}")  # a fresh run must not pick up old checkpoints

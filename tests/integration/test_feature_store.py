@@ -101,6 +101,46 @@ def test_a_value_written_after_an_interaction_never_reaches_its_row(repo):
         original.to_parquet(table)
 
 
+@pytest.mark.parametrize("boundary", ["hour", "day", "month"])
+def test_a_value_written_just_before_a_window_boundary_reaches_rows_just_after_it(repo, boundary):
+    """The point-in-time join must not lose a value written one second before a time window's
+    boundary (an hour, a day, a month) for entity rows one second after it: a join that
+    splits the feature rows into windows and looks back only within a row's own window
+    misses it (Feast's Ray offline store is suspected of this for large views)."""
+    path, interactions, _, _ = repo
+    table = path / "data" / "user_profile.parquet"
+    original = pd.read_parquet(table)
+    user = interactions.sort_values("timestamp").iloc[0]
+    later = user.timestamp + pd.Timedelta(days=35)  # after every event of the fixture
+    edge = {
+        "hour": later.ceil("h"),
+        "day": later.ceil("D"),
+        "month": (later + pd.offsets.MonthBegin(1)).normalize(),
+    }[boundary]
+    second = pd.Timedelta(seconds=1)
+    written = original[original.user_id == user.user_id].assign(
+        gender=["BEFORE-EDGE"], event_timestamp=edge - second
+    )
+    after = written.assign(gender="AFTER-PROBE", event_timestamp=edge + 2 * second)
+    try:
+        pd.concat([original, written, after]).to_parquet(table)
+        probe = pd.DataFrame(
+            {
+                "user_id": [user.user_id] * 3,
+                "item_id": [user.item_id] * 3,
+                "timestamp": [edge - 2 * second, edge + second, edge + 3 * second],
+            }
+        )
+        joined = feast_store.training_set(feast_store.open_store(path), probe)
+        assert joined.sort_values("timestamp").gender.tolist() == [
+            original.set_index("user_id").gender[user.user_id],  # before the write
+            "BEFORE-EDGE",  # across the boundary: the value written a second before it
+            "AFTER-PROBE",
+        ]
+    finally:
+        original.to_parquet(table)
+
+
 def test_the_online_state_is_the_offline_state_of_every_user(repo):
     """Store parity: what materialization put online is what the offline path computes."""
     path, interactions, _, _ = repo

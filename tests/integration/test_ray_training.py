@@ -14,12 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
+from recsys.config import RecsysError
 from recsys.data.split import stratified_split, write_split
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
 from recsys.models.popularity import Popularity
 from recsys.training.api import TrainArgs, train
+from recsys.training.ray_trainer import require_room_for_data
 from recsys.training.two_tower import FAIL_AT_EPOCH_ENV
 from tests.conftest import recommend_rows
 
@@ -166,3 +168,13 @@ def test_gpu_training_one_epoch(ray_session, split_dir, tmp_path):
     assert len(manifest.metrics["training"]["history"]) == 1
     model = load_model(out)  # the weights come back to the CPU
     assert len(recommend_rows(model, ["1", "2"], 10, history=None)) == 20
+
+
+def test_more_workers_than_a_local_ray_can_feed_fail_at_once(ray_session, monkeypatch):
+    """Two workers on a 2-CPU local Ray leave no CPU for Ray Data's reads: the run would wait
+    for ever, so it is refused with the numbers."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cpus = int(ray_session.cluster_resources()["CPU"])
+    require_room_for_data(cpus - 1)
+    with pytest.raises(RecsysError, match=rf"num_workers={cpus} needs at least {cpus + 1} CPUs"):
+        require_room_for_data(cpus)
