@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift test test-unit test-integration lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss constraints clean
+.PHONY: demo demo-drift test test-unit test-integration lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,14 @@ benchmark-serving: $(VENV)/.installed
 # One of two serving replicas killed under load: failed requests, recovery, replacement.
 benchmark-replica-loss: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.replica_loss
+
+# Two-tower examples/s on Ray Train (1 and 2 workers) against plain PyTorch loops.
+benchmark-train: $(VENV)/.installed
+	$(BIN)/python benchmarks/train_throughput.py
+
+# The loop on synthetic data at scale (1M interactions; --interactions for another size).
+benchmark-scale: $(VENV)/.installed
+	$(BIN)/python benchmarks/scale.py
 
 # Re-resolve everything together and re-pin (needs the package index).
 constraints:

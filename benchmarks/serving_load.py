@@ -181,7 +181,7 @@ def in_process_floor(args, users: list[str], n: int, batch: int = 8) -> dict:
     one, many = out[1], out[batch]
     return {
         "requests": len(one),
-        "rps_one_thread": round(1000 / one[:, 3].mean(), 1),
+        "rps_one_thread": round(float(1000 / one[:, 3].mean()), 1),
         "p50_ms": round(float(np.percentile(one[:, 3], 50)), 2),
         "p99_ms": round(float(np.percentile(one[:, 3], 99)), 2),
         "stage_ms": {
@@ -191,7 +191,7 @@ def in_process_floor(args, users: list[str], n: int, batch: int = 8) -> dict:
         },
         "batch": batch,
         "batched_ms_per_request": round(float(many[:, 3].mean()), 3),
-        "batched_rps_one_thread": round(1000 / many[:, 3].mean(), 1),
+        "batched_rps_one_thread": round(float(1000 / many[:, 3].mean()), 1),
         "batched_stage_ms_per_request": {
             "candidates": round(float(many[:, 0].mean()), 3),
             "rank": round(float(many[:, 1].mean()), 3),

@@ -1,9 +1,12 @@
-"""The serving benchmark's CPU meter: it finds this process and charges it the CPU it spends."""
+"""The benchmarks' own pieces: the serving benchmark's CPU meter (it finds this process and
+charges it the CPU it spends), its CPU table, and the scale benchmark's join-size count."""
 
 import time
 
+import pandas as pd
 import psutil
 
+from benchmarks.scale import join_pairs
 from benchmarks.serving_load import CpuMeter, cpu_table, process_class
 
 
@@ -39,3 +42,19 @@ def test_the_cpu_table_has_a_column_per_kind_of_process():
     assert table[2] == "| proxy | topology | req/s | replica Ingress | haproxy | total |"
     assert table[4] == "| haproxy | fused | 200.0 | 6.0 | 0.2 | 6.2 |"
     assert len(table) == 5  # concurrency 16 only
+
+
+def test_the_scale_benchmark_counts_the_pairs_a_per_key_join_forms(tmp_path):
+    """Feast's DuckDB join pairs each entity row with every feature row of its key: the
+    benchmark counts them per view before it runs the join."""
+    (tmp_path / "data").mkdir()
+    ts = pd.Timestamp("2024-01-01", tz="UTC")
+    pd.DataFrame(
+        {"user_id": ["a", "a", "a", "b"], "event_timestamp": [ts] * 4, "x": range(4)}
+    ).to_parquet(tmp_path / "data" / "user_activity.parquet")
+    pd.DataFrame({"item_id": ["i", "j"], "event_timestamp": [ts] * 2}).to_parquet(
+        tmp_path / "data" / "item_stats.parquet"
+    )
+    entity = pd.DataFrame({"user_id": ["a", "a", "b", "c"], "item_id": ["i", "i", "i", "j"]})
+    # users: a has 3 feature rows x 2 entity rows, b 1 x 1; items: i 1 x 3, j 1 x 1
+    assert join_pairs(tmp_path, entity) == {"item_stats": 4, "user_activity": 7}

@@ -1,0 +1,276 @@
+"""The loop at scale on synthetic data: every stage's wall time, rows/s, peak memory and disk.
+
+    python benchmarks/scale.py --interactions 1000000 [--online sqlite|redis] [--workdir DIR]
+    make benchmark-scale                                  # 1M interactions
+
+Sizes follow the issue's 20M shape (1M users x 200k items): ``interactions / 20`` users and
+``interactions / 100`` items. The stages call the platform's own functions, in order:
+
+    synth -> validate -> split (temporal) -> feature build -> feast apply -> materialize
+    -> point-in-time training set (Feast get_historical_features) -> two-tower on Ray Train
+    (one full epoch) -> evaluate a seeded sample of test users (recall@100, nDCG@10)
+
+Per stage: seconds, rows/s, the peak resident memory of this process and every process under
+it (Ray's included; shared pages count once per process, so an upper bound), and the disk the
+work directory holds after it. Before the point-in-time join the benchmark counts the pairs
+Feast's DuckDB offline store will form (each entity row with every feature row of its key, per
+feature view); above ``--max-join-pairs`` the stage is recorded as skipped with that count
+instead of filling the disk. Not yet here (``missing`` in the results): the multi-stage model's
+ranker and a candidate source that scales in place of EASE, and serving.
+
+Results: ``benchmarks/results/scale.json``, a list of runs (one per size, the latest kept),
+each with ``interactions``, ``completed``, ``peak_rss_gib``, ``disk_gib`` and ``stages``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from recsys.config import code_version, ensure_ray, recsys_home
+from recsys.data.io import ITEM, USER, read_side_tables
+from recsys.data.split import split, write_split
+from recsys.data.synthetic import SynthConfig, generate
+from recsys.data.validate import load_interactions
+from recsys.evaluation.metrics import ranking_metrics
+from recsys.features import store as feast_store
+from recsys.features.build import EVENT_TS, build_features
+from recsys.files import write_json
+from recsys.models.towers import TwoTowerConfig
+from recsys.recommend import Request, recommend_frame
+from recsys.training.two_tower import RayRun, train_two_tower
+
+RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
+GIB = 2**30
+MISSING = ("multistage ranker with a scalable candidate source", "serve and answer requests")
+
+
+class PeakRss:
+    """The largest sum of RSS over this process and all its descendants, sampled."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self.interval_s, self.peak = interval_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                continue  # ended between listing and reading
+        self.peak = max(self.peak, total)
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+class Run:
+    """The stages of one run, timed and measured as they go."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir, self.stages = workdir, []
+
+    @contextmanager
+    def stage(self, name: str, rows: int | None = None):
+        info: dict = {"rows": rows}
+        t0 = time.perf_counter()
+        with PeakRss() as rss:
+            yield info
+        seconds = time.perf_counter() - t0
+        rows = info.pop("rows")
+        row = {
+            "name": name,
+            "seconds": round(seconds, 2),
+            "rows": rows,
+            "rows_per_s": round(rows / seconds) if rows and seconds else None,
+            "peak_rss_gib": round(rss.peak / GIB, 3),
+            "disk_gib": round(disk_bytes(self.workdir) / GIB, 3),
+            **info,
+        }
+        self.stages.append(row)
+        print(
+            f"{name:<16} {seconds:8.1f} s  {row['rows_per_s'] or '':>10} rows/s  "
+            f"peak RSS {row['peak_rss_gib']:6.2f} GiB  disk {row['disk_gib']:6.2f} GiB",
+            flush=True,
+        )
+
+
+def join_pairs(repo: Path, entity: pd.DataFrame) -> dict[str, int]:
+    """Per feature view: the (entity row, feature row) pairs of the same key, what Feast's
+    DuckDB offline store forms before it keeps the latest row at or before each entity row."""
+    keys = {USER: entity[USER].value_counts(), ITEM: entity[ITEM].value_counts()}
+    out = {}
+    for table in sorted((repo / "data").glob("*.parquet")):
+        columns = pd.read_parquet(table, columns=None).columns
+        key = USER if USER in columns else ITEM if ITEM in columns else None
+        if key is None or EVENT_TS not in columns:
+            continue
+        per_key = pd.read_parquet(table, columns=[key])[key].astype(str).value_counts()
+        entity_rows = keys[key].reindex(per_key.index).fillna(0)
+        out[table.stem] = int((per_key * entity_rows).sum())
+    return out
+
+
+def run_once(args: argparse.Namespace) -> dict:
+    n = args.interactions
+    work = Path(args.workdir) / f"n{n}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    run = Run(work)
+    data_dir, split_dir, repo = work / "data", work / "split", work / "feature_repo"
+    completed = True
+
+    synth = SynthConfig(n_users=max(n // 20, 10), n_items=max(n // 100, 10), n_interactions=n)
+    with run.stage("synth", n) as info:
+        generate(synth, data_dir, progress=False)
+        info |= {"users": synth.n_users, "items": synth.n_items}
+    with run.stage("validate", n) as info:
+        clean, result = load_interactions(data_dir, rating_range=(1.0, 5.0))
+        info["quarantined"] = int(len(result.quarantine))
+    with run.stage("split", len(clean)) as info:
+        train, test = split(clean, "temporal")
+        write_split(train, test, split_dir, params={"protocol": "temporal"}, side_from=data_dir)
+        info |= {"train": len(train), "test": len(test)}
+    del clean
+    users, items = read_side_tables(split_dir)
+    feast_store.init_repo(feast_store.default_repo(), repo)
+    with run.stage("feature build", len(train)) as info:
+        tables = build_features(train, users, items, repo / "data")
+        info["rows"], info["tables"] = len(train), tables
+        info["feature_rows"] = int(sum(tables.values()))
+    with run.stage("feast apply"):
+        feast_store.apply(repo, args.online)
+    with run.stage("materialize") as info:
+        done = feast_store.materialize(repo, args.online)
+        info["rows"] = int(sum(done["rows"].values()))
+        info["online"] = done["online"]
+    pairs = join_pairs(repo, train.assign(**{USER: train[USER].astype(str)}))
+    with run.stage("training set", len(train)) as info:
+        info["join_pairs"] = pairs
+        if max(pairs.values()) > args.max_join_pairs:
+            info |= {"skipped": True, "rows": None}
+            info["reason"] = (
+                f"Feast's DuckDB join would pair {max(pairs.values()):,} rows for one view "
+                f"(limit --max-join-pairs {args.max_join_pairs:,})"
+            )
+            completed = False
+            print(info["reason"], flush=True)
+        else:
+            store = feast_store.open_store(repo, args.online)
+            joined = feast_store.training_set(store, train)
+            info["columns"] = joined.shape[1]
+            info["checksum"] = int(pd.util.hash_pandas_object(joined, index=False).sum() % 2**61)
+            del joined
+    ensure_ray()
+    config = TwoTowerConfig(
+        epochs=1, val_share=0.0, patience=0, history_len=20, batch_size=args.batch_size
+    )
+    with run.stage("two-tower (Ray Train)", len(train)) as info:
+        run_cfg = RayRun(storage_path=str(work / "checkpoints"), name="scale-two-tower")
+        model = train_two_tower(train, users, items, config, run_cfg)
+        metrics = model.training_log["metrics"]
+        info["examples_per_s"] = round(metrics["examples_per_s"])
+        info["epoch_s"] = round(metrics["epoch_s"], 1)
+    rng = np.random.default_rng(0)
+    known = np.intersect1d(test[USER].unique(), train[USER].unique())
+    sample = sorted(rng.choice(known, min(args.eval_users, len(known)), replace=False))
+    held = test[test[USER].isin(sample)]
+    with run.stage("evaluate", len(sample)) as info:
+        mine = train[train[USER].isin(sample)]
+        recs = recommend_frame(model, sample, Request(k=100), history=mine)
+        top10 = recs[recs["rank"] <= 10]
+        info["recall_at_100"] = round(ranking_metrics(recs, held, 100, train=mine).recall, 4)
+        info["ndcg_at_10"] = round(ranking_metrics(top10, held, 10, train=mine).ndcg, 4)
+        info["users"] = len(sample)
+    return {
+        "interactions": n,
+        "users": synth.n_users,
+        "items": synth.n_items,
+        "completed": completed,
+        "missing": list(MISSING),
+        "peak_rss_gib": max(s["peak_rss_gib"] for s in run.stages),
+        "disk_gib": max(s["disk_gib"] for s in run.stages),
+        "stages": run.stages,
+        "online": feast_store.online_kind(args.online),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
+        },
+    }
+
+
+def table(runs: list[dict]) -> str:
+    lines = [
+        "| interactions | stage | seconds | rows/s | peak RSS GiB | disk GiB | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        for s in r["stages"]:
+            note = s.get("reason") or ""
+            if "recall_at_100" in s:
+                note = f"recall@100 {s['recall_at_100']}, nDCG@10 {s['ndcg_at_10']}"
+            lines.append(
+                f"| {r['interactions']:,} | {s['name']} | {s['seconds']} | {s['rows_per_s'] or ''} "
+                f"| {s['peak_rss_gib']} | {s['disk_gib']} | {note} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--interactions", type=int, default=1_000_000)
+    p.add_argument("--online", choices=["sqlite", "redis"], default=None)
+    p.add_argument("--max-join-pairs", type=int, default=300_000_000)
+    p.add_argument("--eval-users", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--workdir", default=str(recsys_home() / "runs" / "scale"))
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args()
+    os.environ.setdefault("FEAST_USAGE", "False")
+    result = run_once(args)
+    if not args.keep:
+        shutil.rmtree(Path(args.workdir) / f"n{args.interactions}", ignore_errors=True)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    runs = [r for r in previous.get("runs", []) if r["interactions"] != args.interactions]
+    runs = sorted([*runs, result], key=lambda r: r["interactions"])
+    write_json({"benchmark": "scale", "runs": runs, "table_markdown": table(runs)}, args.out)
+    print(table([result]))
+    print(f"results -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
