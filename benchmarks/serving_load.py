@@ -339,6 +339,9 @@ def run_topology(args, topology: str, users: list[str], port: int) -> list[dict]
             "feature_repo": args.feature_repo,
             "prediction_log_dir": str(Path(args.workdir) / "predictions"),
             "events_dir": str(Path(args.workdir) / "events"),
+            **(
+                {"batch_wait_timeout_s": args.batch_wait_s} if args.batch_wait_s is not None else {}
+            ),
         },
         host="127.0.0.1",
         port=port,
@@ -382,6 +385,9 @@ def main() -> None:
     parser.add_argument("--proxy", choices=["default", "haproxy"], default="default")
     parser.add_argument("--topologies", default="composed,fused")
     parser.add_argument("--replicas", type=int, default=0, help="fixed replicas (0: autoscale)")
+    parser.add_argument(
+        "--batch-wait-s", type=float, default=None, help="@serve.batch wait (default: the app's)"
+    )
     parser.add_argument("--requests", type=int, default=3000, help="per concurrency level")
     parser.add_argument("--seconds", type=float, default=20, help="per concurrency level")
     parser.add_argument("--workdir", default=str(recsys_home() / "runs" / "serving-bench"))

@@ -170,7 +170,7 @@ class CandidateGenerator(Stage):
         self.__call__.set_max_batch_size(parsed.max_batch_size)
         self.__call__.set_batch_wait_timeout_s(parsed.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def __call__(self, requests: list[tuple[str, str, bool]]) -> list:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.runtime.candidates_batch, requests)
@@ -189,7 +189,7 @@ class Ranker(Stage):
         self.score.set_max_batch_size(parsed.max_batch_size)
         self.score.set_batch_wait_timeout_s(parsed.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def score(self, requests: list[tuple]) -> list[np.ndarray]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._score_batch, requests)
@@ -358,7 +358,7 @@ class Ingress:
         timings = {"candidates": t1 - t0, "rank": t2 - t1, "order": t3 - t2}
         return answer, got["candidates"], scores, got["features"], timings
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _fused_batch(self, requests: list[tuple[str, RecommendRequest]]) -> list:
         """The fused topology: the same stage functions, in this replica, for the requests
         that arrived together (one compute thread: they queue on the event loop rather than
