@@ -76,7 +76,7 @@ benchmark-train: $(VENV)/.installed
 
 # The loop on synthetic data at scale (1M interactions; --interactions for another size).
 benchmark-scale: $(VENV)/.installed
-	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python -m benchmarks.scale
 
 # Re-resolve everything together and re-pin (needs the package index).
 constraints:

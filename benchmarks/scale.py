@@ -1,6 +1,6 @@
 """The loop at scale on synthetic data: every stage's wall time, rows/s, peak memory and disk.
 
-    python benchmarks/scale.py --interactions 1000000 [--online sqlite|redis] [--workdir DIR]
+    python -m benchmarks.scale --interactions 1000000 [--online sqlite|redis] [--workdir DIR]
     make benchmark-scale                                  # 1M interactions
 
 Sizes follow the issue's 20M shape (1M users x 200k items): ``interactions / 20`` users and
@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import threading
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from benchmarks.train_throughput import PeakRss
 from recsys.config import code_version, ensure_ray, recsys_home
 from recsys.data.io import ITEM, USER, read_side_tables
 from recsys.data.split import split, write_split
@@ -55,39 +55,6 @@ from recsys.training.two_tower import RayRun, train_two_tower
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 GIB = 2**30
 MISSING = ("multistage ranker with a scalable candidate source", "serve and answer requests")
-
-
-class PeakRss:
-    """The largest sum of RSS over this process and all its descendants, sampled."""
-
-    def __init__(self, interval_s: float = 0.5) -> None:
-        self.interval_s, self.peak = interval_s, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> PeakRss:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._sample()
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                continue  # ended between listing and reading
-        self.peak = max(self.peak, total)
 
 
 def disk_bytes(path: Path) -> int:
@@ -113,7 +80,7 @@ class Run:
             "seconds": round(seconds, 2),
             "rows": rows,
             "rows_per_s": round(rows / seconds) if rows and seconds else None,
-            "peak_rss_gib": round(rss.peak / GIB, 3),
+            "peak_rss_gib": round(rss.tree / GIB, 3),
             "disk_gib": round(disk_bytes(self.workdir) / GIB, 3),
             **info,
         }
@@ -123,6 +90,18 @@ class Run:
             f"peak RSS {row['peak_rss_gib']:6.2f} GiB  disk {row['disk_gib']:6.2f} GiB",
             flush=True,
         )
+
+
+def frame_checksum(frame: pd.DataFrame) -> int:
+    """A checksum of a training set's rows (list-valued features as text), the sum of the
+    rows' hashes so that two engines need not agree on row order: what their training sets
+    are compared by."""
+    plain = frame.copy()
+    for col in plain.select_dtypes(include="object").columns:
+        plain[col] = plain[col].map(
+            lambda v: str(list(v)) if isinstance(v, list | tuple | np.ndarray) else str(v)
+        )
+    return int(pd.util.hash_pandas_object(plain, index=False).sum() % 2**61)
 
 
 def join_pairs(repo: Path, entity: pd.DataFrame) -> dict[str, int]:
@@ -189,7 +168,7 @@ def run_once(args: argparse.Namespace) -> dict:
             store = feast_store.open_store(repo, args.online)
             joined = feast_store.training_set(store, train)
             info["columns"] = joined.shape[1]
-            info["checksum"] = int(pd.util.hash_pandas_object(joined, index=False).sum() % 2**61)
+            info["checksum"] = frame_checksum(joined)
             del joined
     ensure_ray()
     config = TwoTowerConfig(

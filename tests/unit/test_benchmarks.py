@@ -6,7 +6,7 @@ import time
 import pandas as pd
 import psutil
 
-from benchmarks.scale import join_pairs
+from benchmarks.scale import frame_checksum, join_pairs
 from benchmarks.serving_load import CpuMeter, cpu_table, process_class
 
 
@@ -58,3 +58,13 @@ def test_the_scale_benchmark_counts_the_pairs_a_per_key_join_forms(tmp_path):
     entity = pd.DataFrame({"user_id": ["a", "a", "b", "c"], "item_id": ["i", "i", "i", "j"]})
     # users: a has 3 feature rows x 2 entity rows, b 1 x 1; items: i 1 x 3, j 1 x 1
     assert join_pairs(tmp_path, entity) == {"item_stats": 4, "user_activity": 7}
+
+
+def test_the_training_set_checksum_reads_list_features_and_changes_with_any_value():
+    frame = pd.DataFrame({"user_id": ["a", "b"], "affinity": [[0.5, 0.5], [1.0, 0.0]], "n": [1, 2]})
+    same = pd.DataFrame({"user_id": ["a", "b"], "affinity": [[0.5, 0.5], [1.0, 0.0]], "n": [1, 2]})
+    assert frame_checksum(frame) == frame_checksum(same)
+    same.at[1, "affinity"] = [0.0, 1.0]
+    assert frame_checksum(frame) != frame_checksum(same)
+    assert frame_checksum(frame) == frame_checksum(frame.iloc[::-1])  # any row order
+    assert frame_checksum(frame) != frame_checksum(frame.iloc[:1])
