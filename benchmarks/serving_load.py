@@ -129,6 +129,15 @@ async def closed_loop(url: str, bodies: list[bytes], concurrency: int, max_s: fl
     }
 
 
+def metered_loop(url: str, bodies: list[bytes], concurrency: int, max_s: float) -> dict:
+    """:func:`closed_loop`, with the CPU every process of the request path spent on it
+    (``cpu_ms_per_request``, :class:`CpuMeter`)."""
+    meter = CpuMeter()
+    row = asyncio.run(closed_loop(url, bodies, concurrency, max_s))
+    row["cpu_ms_per_request"] = meter.per_request_ms(row["requests"])
+    return row
+
+
 def stage_means(metrics_url: str) -> dict[str, tuple[float, int]]:
     import urllib.request
 
@@ -249,11 +258,7 @@ def run_noop(args, topology: str, users: list[str], url: str) -> list[dict]:
         asyncio.run(closed_loop(f"{url}/noop/recommend", request_bodies(users, 100, 2), 8, 10))
         for concurrency in CONCURRENCY:
             bodies = request_bodies(users, args.requests, seed=concurrency)
-            meter = CpuMeter()
-            row = asyncio.run(
-                closed_loop(f"{url}/noop/recommend", bodies, concurrency, args.seconds)
-            )
-            row["cpu_ms_per_request"] = meter.per_request_ms(row["requests"])
+            row = metered_loop(f"{url}/noop/recommend", bodies, concurrency, args.seconds)
             replicas = args.replicas or "auto"
             noop = f"no-op {topology}"
             rows.append({"topology": noop, "proxy": args.proxy, "replicas": replicas, **row})
@@ -262,6 +267,14 @@ def run_noop(args, topology: str, users: list[str], url: str) -> list[dict]:
     finally:
         serve.delete("noop")
     return rows
+
+
+def replica_deployment(cmdline: str) -> tuple[str, str] | None:
+    """``(app, deployment)`` of a Serve replica process (its command line reads
+    ``ray::ServeReplica:<app>:<deployment>``); None for any other process."""
+    if not cmdline.startswith("ray::ServeReplica:"):
+        return None
+    return tuple(cmdline.split()[0].split(":")[3:5])
 
 
 def process_class(proc: psutil.Process) -> str | None:
@@ -275,17 +288,16 @@ def process_class(proc: psutil.Process) -> str | None:
         return "load generator (+ Ray driver)"
     if name.startswith("haproxy"):
         return "haproxy"
-    if cmdline.startswith("ray::ServeReplica:"):  # ray::ServeReplica:<app>:<deployment>
-        return "replica " + cmdline.split()[0].split(":")[4]
+    if replica := replica_deployment(cmdline):
+        return f"replica {replica[1]}"
     if "ProxyActor" in cmdline:
         return "Serve proxy actor"
     if "ServeController" in cmdline:
         return "Serve controller"
-    if any(
-        k in cmdline for k in ("raylet", "gcs_server", "dashboard", "log_monitor", "monitor.py")
-    ):
+    daemons = ("raylet", "gcs_server", "dashboard", "log_monitor", "monitor.py")
+    if cmdline.startswith("ray::") or any(k in cmdline for k in daemons):
         return "Ray's own processes"
-    return "Ray's own processes" if cmdline.startswith("ray::") else None
+    return None
 
 
 class CpuMeter:
@@ -293,8 +305,9 @@ class CpuMeter:
     kind of process (the client, HAProxy, each deployment's replicas, Serve and Ray)."""
 
     def __init__(self) -> None:
-        self.procs = {p.pid: p for p in psutil.process_iter() if process_class(p)}
-        self.kind = {pid: process_class(p) for pid, p in self.procs.items()}
+        kinds = {p: process_class(p) for p in psutil.process_iter()}
+        self.procs = {p.pid: p for p, kind in kinds.items() if kind}
+        self.kind = {p.pid: kind for p, kind in kinds.items() if kind}
         self.before = self._times()
 
     def _times(self) -> dict[int, float]:
@@ -322,10 +335,9 @@ def replica_rss_mb() -> dict[str, float]:
     """Resident memory of each Serve replica process of the recommender, MB."""
     out: dict[str, float] = {}
     for proc in psutil.process_iter(["pid", "cmdline", "memory_info"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if cmdline.startswith(f"ray::ServeReplica:{serve_ops.APP}:"):
-            name = cmdline.split()[0].split(":")[-1]
-            key = f"{name} (pid {proc.info['pid']})"
+        replica = replica_deployment(" ".join(proc.info["cmdline"] or []))
+        if replica and replica[0] == serve_ops.APP:
+            key = f"{replica[1]} (pid {proc.info['pid']})"
             out[key] = round(proc.info["memory_info"].rss / 2**20, 1)
     return out
 
@@ -358,9 +370,7 @@ def run_topology(args, topology: str, users: list[str], port: int) -> list[dict]
     for concurrency in CONCURRENCY:
         before = stage_means(f"{url}/metrics")
         bodies = request_bodies(users, args.requests, seed=concurrency)
-        meter = CpuMeter()
-        row = asyncio.run(closed_loop(f"{url}/recommend", bodies, concurrency, args.seconds))
-        row["cpu_ms_per_request"] = meter.per_request_ms(row["requests"])
+        row = metered_loop(f"{url}/recommend", bodies, concurrency, args.seconds)
         row["stage_ms"] = stage_delta(before, stage_means(f"{url}/metrics"))
         replicas = args.replicas or "auto"
         rows.append({"topology": topology, "proxy": args.proxy, "replicas": replicas, **row})

@@ -121,18 +121,19 @@ def run_ours(data: dict, cfg: TwoTowerConfig, storage: Path, use_gpu: bool, work
         model = train_two_tower(data["interactions"], data["users"], data["items"], cfg, run)
     wall_s = time.perf_counter() - t0
     m = model.training_log["metrics"]
+    examples = m["examples"] * workers  # rank 0 reports its shard
     return {
         "trainer": f"ours: Ray Train, {workers} worker{'s' if workers > 1 else ''}",
         "optimiser": "SparseAdam (id tables) + AdamW",
         "workers": workers,
         "examples_per_s": m["examples_per_s"] * workers,
         "examples_per_s_per_worker": m["examples_per_s"],
-        "examples": m["examples"] * workers,
+        "examples": examples,
         "steps": -(-m["examples"] // cfg.batch_size),
         "epoch_s": m["epoch_s"],
         "loss": m["loss"],
         "wall_s_with_ray_start": wall_s,
-        "examples_per_s_wall": cfg.epochs * m["examples"] / wall_s,
+        "examples_per_s_wall": cfg.epochs * examples / wall_s,
         "threads": "1 per worker (Ray sets OMP_NUM_THREADS=1 for a 1-CPU worker); Ray Data "
         "runs beside them",
         "worker_cpu_s": rss.worker_cpu_s,

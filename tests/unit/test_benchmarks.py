@@ -7,7 +7,7 @@ import pandas as pd
 import psutil
 
 from benchmarks.scale import frame_checksum, join_pairs
-from benchmarks.serving_load import CpuMeter, cpu_table, process_class
+from benchmarks.serving_load import CpuMeter, cpu_table, process_class, replica_deployment
 
 
 def test_the_meter_charges_this_process_the_cpu_it_spent_per_request():
@@ -68,3 +68,9 @@ def test_the_training_set_checksum_reads_list_features_and_changes_with_any_valu
     assert frame_checksum(frame) != frame_checksum(same)
     assert frame_checksum(frame) == frame_checksum(frame.iloc[::-1])  # any row order
     assert frame_checksum(frame) != frame_checksum(frame.iloc[:1])
+
+
+def test_a_replica_is_named_by_its_deployment():
+    assert replica_deployment("ray::ServeReplica:recsys:Ingress") == ("recsys", "Ingress")
+    assert replica_deployment("ray::ServeReplica:noop:Hop_1 extra") == ("noop", "Hop_1")
+    assert replica_deployment("ray::ServeController") is None
