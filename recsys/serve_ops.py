@@ -68,9 +68,9 @@ def connect(address: str | None = None, *, start_local: bool = False) -> str | N
 def proxy_settings() -> str:
     """For a local Ray this process is about to start: HAProxy in place of Serve's Python
     proxy, with Serve's throughput-optimised mode, when ``haproxy`` is on PATH (measured on 2
-    CPUs, fused topology, concurrency 16: 99.2 against 77.1 req/s at one replica, 238.7 at two;
-    README, Serving). Variables the user set are kept. Call before the local Ray starts: its
-    Serve controller reads them.
+    CPUs, fused topology, concurrency 16, one replica: 99.2 against 77.1 req/s; the serving
+    table in the README has the current figures). Variables the user set are kept. Call
+    before the local Ray starts: its Serve controller reads them.
 
     Returns:
         A line that says which proxy serves, and how to get the fast one when it is missing.

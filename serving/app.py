@@ -47,6 +47,8 @@ api = FastAPI(
 )
 STAGE_OPTIONS = {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 64}
 ROUTES = ("/recommend", "/events", "/healthz", "/readyz", "/metrics")
+# Each @serve.batch starts with AppArgs' defaults; the replica then sets the app's own values.
+BATCHING = {f: AppArgs.model_fields[f].default for f in ("max_batch_size", "batch_wait_timeout_s")}
 PROBLEMS = {422: {"model": Problem}, 500: {"model": Problem}, 503: {"model": Problem}}
 
 
@@ -170,7 +172,7 @@ class CandidateGenerator(Stage):
         self.__call__.set_max_batch_size(parsed.max_batch_size)
         self.__call__.set_batch_wait_timeout_s(parsed.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(**BATCHING)
     async def __call__(self, requests: list[tuple[str, str, bool]]) -> list:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.runtime.candidates_batch, requests)
@@ -189,7 +191,7 @@ class Ranker(Stage):
         self.score.set_max_batch_size(parsed.max_batch_size)
         self.score.set_batch_wait_timeout_s(parsed.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(**BATCHING)
     async def score(self, requests: list[tuple]) -> list[np.ndarray]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._score_batch, requests)
@@ -358,7 +360,7 @@ class Ingress:
         timings = {"candidates": t1 - t0, "rank": t2 - t1, "order": t3 - t2}
         return answer, got["candidates"], scores, got["features"], timings
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(**BATCHING)
     async def _fused_batch(self, requests: list[tuple[str, RecommendRequest]]) -> list:
         """The fused topology: the same stage functions, in this replica, for the requests
         that arrived together (one compute thread: they queue on the event loop rather than
