@@ -11,12 +11,15 @@ Sizes follow the issue's 20M shape (1M users x 200k items): ``interactions / 20`
     (one full epoch) -> evaluate a seeded sample of test users (recall@100, nDCG@10)
 
 Per stage: seconds, rows/s, the peak resident memory of this process and every process under
-it (Ray's included; shared pages count once per process, so an upper bound), and the disk the
-work directory holds after it. Before the point-in-time join the benchmark counts the pairs
-Feast's DuckDB offline store will form (each entity row with every feature row of its key, per
-feature view); above ``--max-join-pairs`` the stage is recorded as skipped with that count
-instead of filling the disk. Not yet here (``missing`` in the results): the multi-stage model's
-ranker and a candidate source that scales in place of EASE, and serving.
+it (Ray's and Spark's included; shared pages count once per process, so an upper bound), and
+the disk the work directory holds after it. The training set is Feast's
+``get_historical_features`` on the as-of offline store (``recsys/features/asof.py``), saved by
+the engine as a Feast saved dataset; ``--compare-engine spark`` builds it on Spark's local mode
+too and records whether the two checksums agree. Each training-set stage also records the
+pairs Feast's own DuckDB join would have formed (``feast_join_pairs``: each entity row with
+every feature row of its key), the reason that join fills the disk at 1M. Not yet here
+(``missing`` in the results): the multi-stage model's ranker with a candidate source that
+scales in place of EASE, and serving.
 
 Results: ``benchmarks/results/scale.json``, a list of runs (one per size, the latest kept),
 each with ``interactions``, ``completed``, ``peak_rss_gib``, ``disk_gib`` and ``stages``.
@@ -47,6 +50,7 @@ from recsys.data.synthetic import SynthConfig, generate
 from recsys.data.validate import load_interactions
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.features import store as feast_store
+from recsys.features.asof import stop_spark
 from recsys.features.build import EVENT_TS, build_features
 from recsys.files import write_json
 from recsys.models.towers import TwoTowerConfig
@@ -105,6 +109,19 @@ def frame_checksum(frame: pd.DataFrame) -> int:
     return int(pd.util.hash_pandas_object(plain, index=False).sum() % 2**61)
 
 
+def parquet_summary(path: Path) -> dict:
+    """Rows, columns and :func:`frame_checksum` of a parquet file or folder, read a batch at a
+    time."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(str(path), format="parquet")
+    rows, total = 0, 0
+    for batch in dataset.to_batches(batch_size=500_000):
+        rows += batch.num_rows
+        total = (total + frame_checksum(batch.to_pandas())) % 2**61
+    return {"rows_out": rows, "columns": len(dataset.schema), "checksum": total}
+
+
 def join_pairs(repo: Path, entity: pd.DataFrame) -> dict[str, int]:
     """Per feature view: the (entity row, feature row) pairs of the same key, what Feast's
     DuckDB offline store forms before it keeps the latest row at or before each entity row."""
@@ -128,7 +145,6 @@ def run_once(args: argparse.Namespace) -> dict:
     work.mkdir(parents=True)
     run = Run(work)
     data_dir, split_dir, repo = work / "data", work / "split", work / "feature_repo"
-    skipped = False
 
     synth = SynthConfig(n_users=max(n // 20, 10), n_items=max(n // 100, 10), n_interactions=n)
     with run.stage("synth", n) as info:
@@ -155,22 +171,22 @@ def run_once(args: argparse.Namespace) -> dict:
         info["rows"] = int(sum(done["rows"].values()))
         info["online"] = done["online"]
     pairs = join_pairs(repo, train)
-    with run.stage("training set", len(train)) as info:
-        info["join_pairs"] = pairs
-        if max(pairs.values()) > args.max_join_pairs:
-            info |= {"skipped": True, "rows": None}
-            info["reason"] = (
-                f"Feast's DuckDB join would pair {max(pairs.values()):,} rows for one view "
-                f"(limit --max-join-pairs {args.max_join_pairs:,})"
+    store = feast_store.open_store(repo, args.online)
+    engines = [args.offline_engine, *([args.compare_engine] if args.compare_engine else [])]
+    sums = {}
+    for engine in engines:
+        os.environ["RECSYS_OFFLINE_ENGINE"] = engine
+        name = "training set" if engine == args.offline_engine else f"training set ({engine})"
+        with run.stage(name, len(train)) as info:
+            info |= {"engine": engine, "feast_join_pairs": pairs}
+            out = feast_store.save_training_set(
+                feast_store.open_store(repo, args.online), train, work / f"training_set.{engine}"
             )
-            skipped = True
-            print(info["reason"], flush=True)
-        else:
-            store = feast_store.open_store(repo, args.online)
-            joined = feast_store.training_set(store, train)
-            info["columns"] = joined.shape[1]
-            info["checksum"] = frame_checksum(joined)
-            del joined
+        stop_spark()
+        run.stages[-1] |= parquet_summary(out)  # read back after the stage, not timed in it
+        sums[engine] = run.stages[-1]["checksum"]
+    os.environ["RECSYS_OFFLINE_ENGINE"] = args.offline_engine
+    del store
     ensure_ray()
     config = TwoTowerConfig(
         epochs=1, val_share=0.0, patience=0, history_len=20, batch_size=args.batch_size
@@ -196,7 +212,8 @@ def run_once(args: argparse.Namespace) -> dict:
         "interactions": n,
         "users": synth.n_users,
         "items": synth.n_items,
-        "completed": not skipped and not MISSING,  # every stage of the loop ran
+        "completed": not MISSING,  # every stage of the loop ran
+        "engines_agree": len(set(sums.values())) == 1 if len(sums) > 1 else None,
         "missing": list(MISSING),
         "peak_rss_gib": max(s["peak_rss_gib"] for s in run.stages),
         "disk_gib": max(s["disk_gib"] for s in run.stages),
@@ -233,7 +250,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--interactions", type=int, default=1_000_000)
     p.add_argument("--online", choices=["sqlite", "redis"], default=None)
-    p.add_argument("--max-join-pairs", type=int, default=300_000_000)
+    p.add_argument("--offline-engine", choices=["duckdb", "spark"], default="duckdb")
+    p.add_argument(
+        "--compare-engine",
+        choices=["duckdb", "spark"],
+        default=None,
+        help="build the training set on this engine too and compare checksums",
+    )
     p.add_argument("--eval-users", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--workdir", default=str(recsys_home() / "runs" / "scale"))

@@ -40,6 +40,8 @@ def _offline_query():
         warnings.filterwarnings(
             "ignore", message=".*fetch_arrow_table", category=DeprecationWarning
         )
+        # create_saved_dataset's notice; the saved file is plain parquet, read as such
+        warnings.filterwarnings("ignore", message="Saving dataset is an experimental feature")
         yield
 
 
@@ -174,22 +176,56 @@ def training_set(store, interactions: pd.DataFrame, service: str = DEFAULT_SERVI
     Returns:
         ``user_id, item_id, rating?, timestamp`` plus one column per feature.
     """
+    entity = _entity_rows(interactions)
+    with _offline_query():
+        df = _historical(store, entity, service).to_df()
+    df = df.sort_values(ROW).drop(columns=[ROW]).reset_index(drop=True)
+    return df.rename(columns={EVENT_TS: TS})
+
+
+def save_training_set(
+    store, interactions: pd.DataFrame, path: str | Path, service: str = DEFAULT_SERVICE
+) -> Path:
+    """The training set of :func:`training_set`, written by the offline store's engine to
+    ``path`` and registered as a Feast saved dataset named after the file: the form for data
+    too large to hold in this process (rows in the engine's order, ``__row`` the entity row,
+    ``event_timestamp`` the interaction's time).
+
+    Returns:
+        ``path``.
+    """
+    from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+
+    path = Path(path)
+    job = _historical(store, _entity_rows(interactions), service)
+    with _offline_query():
+        store.create_saved_dataset(
+            from_=job,
+            name=path.stem,
+            storage=SavedDatasetFileStorage(path=str(path.resolve())),
+            allow_overwrite=True,
+        )
+    return path
+
+
+def _entity_rows(interactions: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in (USER, ITEM, RATING) if c in interactions]
     entity = interactions[cols].copy()
     entity[USER] = entity[USER].astype(str)
     entity[ITEM] = entity[ITEM].astype(str)
     entity[EVENT_TS] = pd.to_datetime(interactions[TS], utc=True)
     entity[ROW] = np.arange(len(entity))
+    return entity
+
+
+def _historical(store, entity: pd.DataFrame, service: str):
     try:
         feature_service = store.get_feature_service(service)
     except Exception as exc:  # FeatureServiceNotFoundException and registry errors
         raise RecsysError(
             f"feature service {service!r}: {exc} (run `recsys features apply`)"
         ) from None
-    with _offline_query():
-        df = store.get_historical_features(entity_df=entity, features=feature_service).to_df()
-    df = df.sort_values(ROW).drop(columns=[ROW]).reset_index(drop=True)
-    return df.rename(columns={EVENT_TS: TS})
+    return store.get_historical_features(entity_df=entity, features=feature_service)
 
 
 def catalog(store, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import pytest
 from recsys.data.io import age_bucket
 from recsys.features import store as feast_store
 from recsys.features.api import load_training_set, refresh
+from recsys.features.asof import stop_spark
 from recsys.features.build import ITEM_CONTEXT
 from recsys.features.events import EventIngestor, EventLog
 from recsys.features.offline import item_context, states_from_interactions
@@ -46,7 +47,20 @@ def repo(tmp_path_factory):
     return path, interactions, users, items
 
 
-def test_training_rows_see_only_what_happened_before_them(repo):
+@pytest.fixture(scope="module")
+def spark_afterwards():
+    yield
+    stop_spark()
+
+
+@pytest.fixture(params=["duckdb", "spark"])
+def engine(request, monkeypatch, spark_afterwards):
+    """The as-of offline store's engine: DuckDB, and the same SQL on Spark's local mode."""
+    monkeypatch.setenv("RECSYS_OFFLINE_ENGINE", request.param)
+    return request.param
+
+
+def test_training_rows_see_only_what_happened_before_them(repo, engine):
     path, interactions, _, _ = repo
     rows, users, items, joined = load_training_set(path, interactions)
     assert len(joined) == len(interactions)
@@ -74,7 +88,30 @@ def test_training_rows_see_only_what_happened_before_them(repo):
     assert len(items) == 40 and items.genres.str.contains("Common").all()
 
 
-def test_a_value_written_after_an_interaction_never_reaches_its_row(repo):
+def test_the_as_of_join_gives_what_feasts_own_duckdb_join_gives(repo, engine):
+    """The as-of store (either engine) against Feast's own DuckDB store, which pairs each
+    entity row with every feature row of its key: the same frame, row for row."""
+    path, interactions, _, _ = repo
+    stock = path / "feature_store.feast-duckdb.yaml"
+    stock.write_text(
+        (path / "feature_store.yaml")
+        .read_text()
+        .replace("type: recsys.features.asof.AsofOfflineStore", "type: duckdb")
+    )
+    from feast import FeatureStore
+
+    feast = FeatureStore(repo_path=str(path), fs_yaml_file=stock)
+    assert type(feast._get_provider().offline_store).__name__ == "DuckDBOfflineStore"
+    ours = feast_store.open_store(path)
+    assert ours.config.offline_store.engine == engine
+    probe = interactions.assign(timestamp=interactions.timestamp + pd.Timedelta(seconds=1))
+    both = pd.concat([interactions, probe], ignore_index=True)
+    expected = feast_store.training_set(feast, both)
+    pd.testing.assert_frame_equal(feast_store.training_set(ours, both), expected)
+    assert expected.user_interactions.notna().any() and expected.popularity_7d.notna().any()
+
+
+def test_a_value_written_after_an_interaction_never_reaches_its_row(repo, engine):
     path, interactions, _, _ = repo
     table = path / "data" / "user_profile.parquet"
     original = pd.read_parquet(table)
@@ -102,7 +139,9 @@ def test_a_value_written_after_an_interaction_never_reaches_its_row(repo):
 
 
 @pytest.mark.parametrize("boundary", ["hour", "day", "month"])
-def test_a_value_written_just_before_a_window_boundary_reaches_rows_just_after_it(repo, boundary):
+def test_a_value_written_just_before_a_window_boundary_reaches_rows_just_after_it(
+    repo, boundary, engine
+):
     """The point-in-time join must not lose a value written one second before a time window's
     boundary (an hour, a day, a month) for entity rows one second after it: a join that
     splits the feature rows into windows and looks back only within a row's own window
