@@ -36,16 +36,20 @@ COPY pipelines ./pipelines
 # keeps /usr/local/bin (a venv's bin would be dropped).
 RUN pip install --prefix=/install -c constraints.txt . \
  && PYTHONPATH=$(echo /install/lib/python3*/site-packages) python -c \
-      "import recsys, recsys.cli.main, serving.app, pipelines.client, feast, ray, kfp, evidently, faiss, lightgbm"
+      "import recsys, recsys.cli.main, serving.app, pipelines.client, feast, ray, kfp, evidently, faiss, lightgbm, pyspark"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu
 LABEL org.opencontainers.image.source="https://github.com/recsys-platform/recsys" \
       org.opencontainers.image.description="recsys-platform (${VARIANT})"
 # Ray's containers need no more than the slim base (KubeRay runs `ray start` through bash),
-# OpenMP for LightGBM, the multi-stage model's ranker, and HAProxy, Serve's fast proxy.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 haproxy \
+# OpenMP for LightGBM, the multi-stage model's ranker, HAProxy, Serve's fast proxy, and a
+# Java 17 runtime for the chart's Spark Connect server (pyspark's spark-submit and jars: the
+# Feast offline store's point-in-time join); the slim base lacks the man directory the JRE's
+# install links into.
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 haproxy openjdk-17-jre-headless \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 recsys \
  && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/recsys recsys \

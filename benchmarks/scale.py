@@ -160,6 +160,14 @@ def run_once(args: argparse.Namespace) -> dict:
     del clean
     users, items = read_side_tables(split_dir)
     feast_store.init_repo(feast_store.default_repo(), repo)
+    if args.duckdb_memory_limit:  # this run's copy of the repository only
+        yaml = repo / "feature_store.yaml"
+        text = yaml.read_text().replace(
+            "  type: recsys.features.asof.AsofOfflineStore\n",
+            f"  type: recsys.features.asof.AsofOfflineStore\n"
+            f"  memory_limit: {args.duckdb_memory_limit}\n",
+        )
+        yaml.write_text(text)
     with run.stage("feature build", len(train)) as info:
         tables = build_features(train, users, items, repo / "data")
         info["tables"] = tables
@@ -187,6 +195,8 @@ def run_once(args: argparse.Namespace) -> dict:
         sums[engine] = run.stages[-1]["checksum"]
     os.environ["RECSYS_OFFLINE_ENGINE"] = args.offline_engine
     del store
+    if args.stop_after == "training-set":
+        return summary(args, synth, run, sums)
     ensure_ray()
     config = TwoTowerConfig(
         epochs=1, val_share=0.0, patience=0, history_len=20, batch_size=args.batch_size
@@ -208,13 +218,19 @@ def run_once(args: argparse.Namespace) -> dict:
         info["recall_at_100"] = round(ranking_metrics(recs, held, 100, train=mine).recall, 4)
         info["ndcg_at_10"] = round(ranking_metrics(top10, held, 10, train=mine).ndcg, 4)
         info["users"] = len(sample)
+    return summary(args, synth, run, sums)
+
+
+def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) -> dict:
+    stopped = args.stop_after is not None
     return {
-        "interactions": n,
+        "interactions": args.interactions,
         "users": synth.n_users,
         "items": synth.n_items,
-        "completed": not MISSING,  # every stage of the loop ran
-        "engines_agree": len(set(sums.values())) == 1 if len(sums) > 1 else None,
+        "completed": not MISSING and not stopped,  # every stage of the loop ran
+        "stopped_after": args.stop_after,
         "missing": list(MISSING),
+        "engines_agree": len(set(sums.values())) == 1 if len(sums) > 1 else None,
         "peak_rss_gib": max(s["peak_rss_gib"] for s in run.stages),
         "disk_gib": max(s["disk_gib"] for s in run.stages),
         "stages": run.stages,
@@ -256,6 +272,17 @@ def main() -> None:
         choices=["duckdb", "spark"],
         default=None,
         help="build the training set on this engine too and compare checksums",
+    )
+    p.add_argument(
+        "--stop-after",
+        choices=["training-set"],
+        default=None,
+        help="stop after this stage (the run is recorded as not completed)",
+    )
+    p.add_argument(
+        "--duckdb-memory-limit",
+        default=None,
+        help="the offline store's DuckDB memory limit (e.g. 3GB; past it DuckDB spills)",
     )
     p.add_argument("--eval-users", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=1024)

@@ -18,6 +18,8 @@ class ClusterSettings:
     )
     object_store_secret: str = "recsys-object-store"  # AWS_* keys for s3:// URIs
     redis_secret: str = "recsys-redis"  # REDIS_CONNECTION_STRING for the online store
+    # The chart's Spark Connect server (release "recsys"): the point-in-time join runs there.
+    spark_remote: str = "sc://recsys-spark-connect:15002"
     train_cpu: str = "4"
     train_memory: str = "16G"
     gpu: bool = False
@@ -45,7 +47,8 @@ def mount(settings: ClusterSettings, task) -> None:
 
 def on_cluster(settings: ClusterSettings, tasks, feast_tasks, model) -> None:
     """The cluster's settings on the training DAG's tasks: the volume and credentials on every
-    task, the online store's on the Feast tasks, resources (and a GPU) on the train task."""
+    task, the online store's and the offline store's Spark on the Feast tasks, resources (and
+    a GPU) on the train task."""
     for task in tasks:
         mount(settings, task)
     for task in feast_tasks:  # both open the store: the same (Redis) configuration and registry
@@ -53,6 +56,9 @@ def on_cluster(settings: ClusterSettings, tasks, feast_tasks, model) -> None:
             task, settings.redis_secret, {"REDIS_CONNECTION_STRING": "REDIS_CONNECTION_STRING"}
         )
         task.set_env_variable("RECSYS_FEAST_ONLINE", "redis")
+        # The point-in-time join on the Spark Connect server, not in the task's memory.
+        task.set_env_variable("RECSYS_OFFLINE_ENGINE", "spark")
+        task.set_env_variable("SPARK_REMOTE", settings.spark_remote)
     model.set_cpu_request(settings.train_cpu).set_memory_request(settings.train_memory)
     if settings.gpu:
         model.set_accelerator_type(settings.gpu_resource).set_accelerator_limit(1)

@@ -75,8 +75,8 @@ def asof_sql(entity: str, entity_ts: str, entity_columns: list[str], views: list
     """The point-in-time join as SQL that DuckDB and Spark both run: ``entity`` (with the row
     number column ``ROW``) joined to the latest row of each view stamped at or before the
     entity row's ``entity_ts`` (and, with a TTL, no older than it), one output row per entity
-    row in entity order. Each view's rows are first made unique per (key, stamp), keeping the
-    latest created."""
+    row, in no particular order (``ROW`` says which). Each view's rows are first made unique
+    per (key, stamp), keeping the latest created."""
     ctes, joins, selects = [], [], [f"e.`{c}`" for c in entity_columns]
     for i, v in enumerate(views):
         fkeys = list(v.keys)
@@ -107,10 +107,7 @@ def asof_sql(entity: str, entity_ts: str, entity_columns: list[str], views: list
             f"AND f{i}.`{v.timestamp}` = m{i}.__fts{ttl}"
         )
         selects += [f"f{i}.`{src}` AS `{out}`" for src, out in v.features.items()]
-    return (
-        f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM {entity} e "
-        f"{' '.join(joins)} ORDER BY e.{ROW}"
-    )
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM {entity} e {' '.join(joins)}"
 
 
 def view_joins(feature_views, feature_refs: list[str], full_feature_names: bool) -> list:
@@ -148,6 +145,12 @@ class AsofOfflineStore(DuckDBOfflineStore):
     """DuckDB's offline store with :func:`asof_sql` as its point-in-time join."""
 
     @staticmethod
+    def pull_latest_from_table_or_query(config, *args, **kwargs) -> RetrievalJob:
+        """Feast's own (materialization), on a DuckDB held to ``memory_limit``."""
+        _limit_ibis_duckdb(config.offline_store)
+        return DuckDBOfflineStore.pull_latest_from_table_or_query(config, *args, **kwargs)
+
+    @staticmethod
     def get_historical_features(
         config,
         feature_views,
@@ -165,7 +168,7 @@ class AsofOfflineStore(DuckDBOfflineStore):
         if OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry):
             raise ValueError("the as-of offline store does not compute on-demand feature views")
         ts = _entity_timestamp(entity_df)
-        entity = entity_df.copy()
+        entity = entity_df.copy(deep=False)  # columns shared; the two below are new
         entity[ts] = pd.to_datetime(entity[ts], utc=True)
         columns = list(entity.columns)
         entity[ROW] = range(len(entity))
@@ -233,6 +236,14 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _limit_ibis_duckdb(store: AsofOfflineStoreConfig) -> None:
+    """``memory_limit`` on the DuckDB connection ibis (under Feast's own queries) runs on."""
+    if store.memory_limit:
+        import ibis
+
+        ibis.get_backend().raw_sql(f"SET memory_limit = '{store.memory_limit}'")
+
+
 def _entity_timestamp(entity_df: pd.DataFrame) -> str:
     from feast.infra.offline_stores import offline_utils
 
@@ -251,6 +262,7 @@ def _duckdb(
         try:
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"SET temp_directory = '{spill}'")
+            con.execute("SET preserve_insertion_order = false")  # less memory; rows carry ROW
             if store.memory_limit:
                 con.execute(f"SET memory_limit = '{store.memory_limit}'")
             con.register("entity", entity)

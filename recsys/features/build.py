@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from recsys.data.io import ITEM, RATING, TS, USER, age_bucket, interactions_checksum
 from recsys.features.activity import fold_activity
 from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, TICK, state_table
-from recsys.files import read_json_model, write_json, write_parquet
+from recsys.files import atomic_path, read_json_model, write_json
 
 META_FILE = "feature_meta.json"
 TABLES = ("user_profile", "user_activity", "user_state", "item_profile", "item_stats")
@@ -40,6 +42,9 @@ class FeatureConfig:
 
     recent_n: int = DEFAULT_RECENT_N  # the user state's recent window (models read up to this)
     windows_days: tuple[int, ...] = (7, 30)  # popularity_7d, popularity_30d
+    # Per-event tables are built over buckets of users (items) of about this many events each,
+    # a bucket at a time, so memory follows a bucket, not the data (20M events: 10 buckets).
+    events_per_bucket: int = 2_000_000
 
 
 def build_features(
@@ -69,25 +74,67 @@ def build_features(
     events = _sorted_events(interactions)
     genres = genre_vocabulary(items)
     item_genres = _item_genre_matrix(items, genres)
+    buckets = max(1, -(-len(events) // config.events_per_bucket))  # ceil
+    by_user = _buckets(events[USER], buckets)
+    by_item = _buckets(events[ITEM], buckets)
     tables = {
-        "user_profile": user_profile(users, events),
-        "user_activity": user_activity(events, item_genres, len(genres)),
-        "user_state": state_table(interactions, config.recent_n),
-        "item_profile": item_profile(items, events),
-        "item_stats": item_stats(events, config.windows_days),
+        "user_profile": [user_profile(users, events)],
+        "user_activity": (user_activity(events[b], item_genres, len(genres)) for b in by_user),
+        "user_state": (state_table(events[b], config.recent_n) for b in by_user),
+        "item_profile": [item_profile(items, events)],
+        "item_stats": (item_stats(events[b], config.windows_days) for b in by_item),
     }
-    for name, table in tables.items():
-        write_parquet(table, out_dir / f"{name}.parquet")
+    rows = {
+        name: _write_parts(parts, out_dir / f"{name}.parquet") for name, parts in tables.items()
+    }
+    probe = pq.read_table(out_dir / "user_state.parquet", columns=[USER]).slice(0, 1)
     meta = StoreMeta(
         build_id=f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
         lineage=lineage or [interactions_checksum(interactions)],
         recent_n=config.recent_n,
         genres=genres,
         windows_days=list(config.windows_days),
-        probe_user=str(tables["user_state"][USER].iloc[0]) if len(tables["user_state"]) else None,
+        probe_user=str(probe[USER][0]) if probe.num_rows else None,
     )
     write_json(meta.model_dump(), out_dir / META_FILE)
-    return {name: len(t) for name, t in tables.items()}
+    return rows
+
+
+def _buckets(ids: pd.Series, n: int) -> list[np.ndarray]:
+    """``n`` boolean masks splitting the rows by a hash of ``ids`` (every id's rows in one)."""
+    if n == 1:
+        return [np.ones(len(ids), dtype=bool)]
+    bucket = pd.util.hash_array(ids.to_numpy(dtype=object)) % n
+    return [bucket == b for b in range(n)]
+
+
+def _write_parts(parts, path: Path) -> int:
+    """Write the frames of ``parts`` (an iterable, consumed one at a time) into one parquet
+    file, in the first frame's schema; written to a temporary name, then renamed.
+
+    Returns:
+        Rows written.
+    """
+    rows, writer, empty = 0, None, None
+    with atomic_path(path) as tmp:
+        try:
+            for frame in parts:
+                if not len(frame):  # an empty frame's types are unknown: its schema only if all are
+                    empty = frame if empty is None else empty
+                    continue
+                if writer is None:
+                    table = pa.Table.from_pandas(frame, preserve_index=False)
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                else:
+                    table = pa.Table.from_pandas(frame, schema=writer.schema, preserve_index=False)
+                writer.write_table(table)
+                rows += len(frame)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None and empty is not None:
+            empty.to_parquet(tmp, index=False)
+    return rows
 
 
 class StoreMeta(BaseModel):

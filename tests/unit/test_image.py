@@ -133,7 +133,8 @@ def test_entrypoints_exist_and_the_chart_commands_are_installed():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'recsys = "recsys.cli.main:main"' in pyproject
     bin_dir = Path(sys.executable).parent
-    for script in ("recsys", "ray", "feast", "serve"):  # KubeRay runs `ray start` in the image
+    # KubeRay runs `ray start` in the image; the chart's Spark Connect server, spark-submit.
+    for script in ("recsys", "ray", "feast", "serve", "spark-submit"):
         assert (bin_dir / script).exists() or shutil.which(script), script
 
 
@@ -166,3 +167,18 @@ def test_the_runtime_installs_haproxy_for_serve():
     """The chart turns on Serve's HAProxy proxy (serve.fastProxy): the binary must be there."""
     runs = [rest for word, rest in stages()["runtime"] if word == "RUN"]
     assert any("apt-get install" in r and " haproxy" in r for r in runs)
+
+
+def test_the_image_can_run_the_charts_spark_connect_server():
+    """The chart's Spark Connect server is pyspark's spark-submit with the Connect jar pyspark
+    ships: the runtime needs a Java 17+ runtime, and the build checks pyspark imports."""
+    runs = [rest for word, rest in stages()["runtime"] if word == "RUN"]
+    assert any("apt-get install" in r and " openjdk-17-jre-headless" in r for r in runs)
+    (check,) = [r for w, r in stages()["build"] if w == "RUN" and "python -c" in r]
+    assert "pyspark" in re.split(r"[\s,\"]+", check.split("python -c", 1)[1])
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    (jar,) = jars.glob(f"spark-connect_2.13-{pyspark.__version__}.jar")
+    server = "org/apache/spark/sql/connect/service/SparkConnectServer.class"
+    assert server in zipfile.ZipFile(jar).namelist()

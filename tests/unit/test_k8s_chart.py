@@ -251,6 +251,8 @@ def test_an_object_store_registry_is_served_from_the_registry_uri():
             "/training/workerGroups/0",
         ),
         ({"monitoring": {"schedule": "hourly"}}, "/monitoring/schedule"),
+        ({"spark": {"master": "yarn"}}, "/spark/master"),
+        ({"spark": {"conf": {"spark.executor.instances": 2}}}, "/spark/conf"),
         (
             {"redis": {"resources": {"requests": {"memory": 512}}}},
             "/redis/resources/requests/memory",
@@ -379,6 +381,9 @@ def test_the_chart_uses_the_names_the_compiled_pipelines_expect(envs):
         env = {e["name"]: e.get("value") for e in c.get("env", [])}
         if "RECSYS_FEATURE_REPO" in env:
             assert env["RECSYS_FEATURE_REPO"] == settings.feature_repo, where
+    service = _named(envs["local"]["docs"], "Service", "recsys-spark-connect")
+    (port,) = service["spec"]["ports"]
+    assert settings.spark_remote == f"sc://{service['metadata']['name']}:{port['port']}"
 
 
 def _check_cli(argv: list[str]) -> None:
@@ -426,6 +431,93 @@ def test_the_feast_configmap_is_a_valid_redis_configuration(envs, tmp_path, monk
     assert config.registry.path == "/var/lib/recsys/feature_repo/data/registry.redis.db"
 
 
+def _named(docs: list[dict], kind: str, name: str) -> dict:
+    (doc,) = [d for d in by_kind(docs, kind) if d["metadata"]["name"] == name]
+    return doc
+
+
+def _offline_store(docs: list[dict], where: Path):
+    """The offline store configuration Feast reads from the rendered Feast ConfigMap."""
+    from feast.repo_config import load_repo_config
+
+    where.mkdir()
+    store_yaml = where / "feature_store.yaml"
+    configmap = _named(docs, "ConfigMap", "recsys-feast")
+    store_yaml.write_text(configmap["data"]["feature_store.yaml"])
+    return load_repo_config(where, store_yaml).offline_store
+
+
+def test_the_offline_store_joins_on_the_spark_connect_server_over_the_shared_volume(
+    envs, tmp_path, monkeypatch
+):
+    """The Feast ConfigMap sends the point-in-time join to the rendered Spark Connect Service;
+    the server reads the feature parquet at the paths the Feast tasks see (the same claim, the
+    same mount path) and only the pods that open the store may reach it."""
+    from recsys.features.asof import AsofOfflineStoreConfig
+
+    monkeypatch.delenv("RECSYS_OFFLINE_ENGINE", raising=False)
+    compiled = yaml.safe_load_all((ROOT / "pipelines" / "compiled" / "training.yaml").read_text())
+    spec, platform = compiled
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    settings = ClusterSettings()
+    for env, rendered in envs.items():
+        docs = rendered["docs"]
+        service = _named(docs, "Service", "recsys-spark-connect")
+        (port,) = service["spec"]["ports"]
+        offline = _offline_store(docs, tmp_path / env)
+        assert isinstance(offline, AsofOfflineStoreConfig), env
+        assert offline.type == "recsys.features.asof.AsofOfflineStore"
+        assert offline.engine == "spark"
+        assert offline.spark_remote == f"sc://{service['metadata']['name']}:{port['port']}"
+
+        deployment = _named(docs, "Deployment", "recsys-spark-connect")
+        pod = deployment["spec"]["template"]["spec"]
+        assert service["spec"]["selector"].items() <= (
+            deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
+        (server,) = pod["containers"]
+        assert server["command"][:3] == [
+            "spark-submit",
+            "--class",
+            "org.apache.spark.sql.connect.service.SparkConnectServer",
+        ]
+        assert f"spark.connect.grpc.binding.port={port['port']}" in server["command"]
+        assert "spark.sql.session.timeZone=UTC" in server["command"]
+        assert {"containerPort": port["port"], "name": port["targetPort"]} in server["ports"]
+        # The shared volume, where the Feast tasks (compiled pipelines, chart) have it.
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in pod["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
+        assert claims == {"data": settings.pvc} and mounts["data"] == settings.mount_path
+        feast = _named(docs, "Deployment", "recsys-feast")["spec"]["template"]["spec"]
+        feast_mounts = {m["name"]: m["mountPath"] for m in feast["containers"][0]["volumeMounts"]}
+        assert feast_mounts["data"] == mounts["data"]
+        assert settings.feature_repo.startswith(mounts["data"] + "/")
+        for name in ("exec-materialize-features", "exec-training-set"):
+            (pvc,) = executors[name]["pvcMount"]
+            assert (pvc["constant"], pvc["mountPath"]) == (settings.pvc, mounts["data"]), name
+            task_env = spec["deploymentSpec"]["executors"][name]["container"]["env"]
+            assert {"name": "SPARK_REMOTE", "value": offline.spark_remote} in task_env, name
+            assert {"name": "RECSYS_OFFLINE_ENGINE", "value": "spark"} in task_env, name
+        # No port for anyone else: the server runs what its clients send.
+        policy = _named(docs, "NetworkPolicy", "recsys-spark-connect")["spec"]
+        assert policy["podSelector"]["matchLabels"] == service["spec"]["selector"]
+        components = {
+            p["podSelector"]["matchLabels"].get("app.kubernetes.io/component", "kubeflow")
+            for p in _peers({"spec": policy})
+        }
+        assert components == {"training", "kubeflow"}
+        assert [r["ports"] for r in policy["ingress"]] == [[{"port": 15002, "protocol": "TCP"}]]
+    # Off: no server, and the join runs on DuckDB in the process.
+    docs = render.documents(render.render({"spark": {"enabled": False}}))
+    assert not [d for d in docs if "spark-connect" in d["metadata"]["name"]]
+    offline = _offline_store(docs, tmp_path / "off")
+    assert offline.engine == "duckdb" and offline.spark_remote is None
+
+
 def test_the_install_notes_say_how_to_reach_serve_and_which_secrets_to_create():
     notes = render.notes(render.load_values(render.environments()["gpu"]))
     assert "port-forward svc/recsys-serve-svc 8000:8000" in notes
@@ -443,7 +535,8 @@ def test_pull_secrets_reach_every_pod_that_runs_the_platform_image():
             if any(i.startswith("ghcr.io/recsys-platform/recsys:") for i in images):
                 assert template["spec"]["imagePullSecrets"] == [{"name": "regcred"}], where
                 pods += 1
-    assert pods == 7  # Feast, the CronJob, the RayJob's head, worker and submitter, Serve's two
+    # Feast, Spark Connect, the CronJob, the RayJob's head, worker and submitter, Serve's two
+    assert pods == 8
 
 
 def test_every_ray_container_runs_serve_behind_haproxy_unless_turned_off(envs):

@@ -294,8 +294,14 @@ workerGroupSpecs:
   {{- end }}
 {{- end -}}
 
+{{/* The Spark Connect server's Service (the offline store's spark_remote). */}}
+{{- define "recsys.sparkConnectName" -}}
+{{- printf "%s-spark-connect" (include "recsys.fullname" .) -}}
+{{- end -}}
+
 {{/* The cluster's Feast configuration: the repository's definitions on the shared volume, its
-registry beside them, the offline store on the parquet there, the online store on Redis. */}}
+registry beside them, the offline store on the parquet there (its point-in-time join on the
+Spark Connect server, else DuckDB in the process), the online store on Redis. */}}
 {{- define "recsys.feastStoreYaml" -}}
 project: recsys
 provider: local
@@ -303,7 +309,13 @@ registry:
   path: {{ include "recsys.featureRepo" . }}/data/registry.redis.db
   cache_ttl_seconds: 60
 offline_store:
-  type: duckdb
+  type: recsys.features.asof.AsofOfflineStore
+  {{- if .Values.spark.enabled }}
+  engine: spark
+  spark_remote: {{ printf "sc://%s:%d" (include "recsys.sparkConnectName" .) (int .Values.spark.port) }}
+  {{- else }}
+  engine: duckdb
+  {{- end }}
 online_store:
   type: redis
   connection_string: ${REDIS_CONNECTION_STRING}
