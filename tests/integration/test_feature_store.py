@@ -12,7 +12,7 @@ import pytest
 from recsys.data.io import age_bucket
 from recsys.features import store as feast_store
 from recsys.features.api import load_training_set, refresh
-from recsys.features.asof import stop_spark
+from recsys.features.asof import AsofOfflineStoreConfig, _spark, stop_spark
 from recsys.features.build import ITEM_CONTEXT
 from recsys.features.events import EventIngestor, EventLog
 from recsys.features.offline import item_context, states_from_interactions
@@ -22,6 +22,8 @@ from recsys.models.kinds import create_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.recommend import Request, recommend_frame
 from tests.conftest import copy_feature_repo, make_interactions
+from tests.unit.test_asof import case as asof_case
+from tests.unit.test_asof import check as check_asof
 
 DAY = pd.Timedelta(days=1)
 
@@ -357,3 +359,11 @@ def test_the_redis_online_store_serves_the_same_features(repo, redis_server, mon
     assert a.state == b.state
     assert on_redis.read("u9").state.recent[0] == "i0"
     assert on_sqlite.read("u9").state == b.state  # the other store is untouched
+
+
+def test_the_as_of_sql_gives_on_spark_what_it_gives_on_duckdb(tmp_path, spark_afterwards):
+    """The hand-made rows of the unit test (ties, duplicates, a TTL, a missing key), on Spark."""
+    sql, entity, paths, expected = asof_case(tmp_path)
+    check_asof(
+        _spark(AsofOfflineStoreConfig(engine="spark"), sql, entity, paths).to_pandas(), expected
+    )
