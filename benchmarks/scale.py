@@ -100,8 +100,11 @@ class Run:
 def frame_checksum(frame: pd.DataFrame) -> int:
     """A checksum of a training set's rows (list-valued features as text), the sum of the
     rows' hashes so that two engines need not agree on row order: what their training sets
-    are compared by."""
+    are compared by. Numbers hash as float64: a column of integers reads as int64 from a
+    batch without nulls and as float64 from one with, and engines batch rows differently."""
     plain = frame.copy()
+    for col in plain.select_dtypes(include="number").columns:
+        plain[col] = plain[col].astype(np.float64)
     for col in plain.select_dtypes(include="object").columns:
         plain[col] = plain[col].map(
             lambda v: str(list(v)) if isinstance(v, list | tuple | np.ndarray) else str(v)
