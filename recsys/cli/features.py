@@ -7,6 +7,7 @@ The plain ``feast`` CLI keeps working inside ``feature_repo/`` (``feast plan``, 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -125,12 +126,28 @@ def materialize(end: datetime | None, repo: Path | None, online: str | None) -> 
 @click.option("--data", type=click.Path(path_type=Path), required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Parquet to write.")
 @click.option("--service", default=feast_store.DEFAULT_SERVICE, show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default=None,
+    help="Where the as-of join runs (default: the store's configuration, "
+    "$RECSYS_OFFLINE_ENGINE, else duckdb).",
+)
 @repo_option
-def training_set(data: Path, out: Path, service: str, repo: Path | None) -> None:
+def training_set(
+    data: Path, out: Path, service: str, engine: str | None, repo: Path | None
+) -> None:
     """Interactions joined point-in-time to a feature service (get_historical_features)."""
+    from recsys.features.asof import stop_spark
+
     interactions, _, _ = _interactions(data)
+    if engine:  # read when the store's configuration is, unless the YAML names one
+        os.environ["RECSYS_OFFLINE_ENGINE"] = engine
     store = feast_store.open_store(_repo(repo))
-    frame = feast_store.training_set(store, interactions, service)
+    try:
+        frame = feast_store.training_set(store, interactions, service)
+    finally:
+        stop_spark()
     write_parquet(frame, out)
     click.echo(f"{len(frame)} rows x {frame.shape[1]} columns ({service}) -> {out}")
 

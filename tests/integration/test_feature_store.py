@@ -337,6 +337,20 @@ def test_the_cli_builds_applies_materializes_reads_and_trains_from_features(run_
     out = tmp_path / "ts.parquet"
     run_cli("features", "training-set", "--data", data, "--out", out, "--repo", repo)
     assert len(pd.read_parquet(out)) == len(interactions)
+    on_spark = tmp_path / "ts-spark.parquet"
+    run_cli(
+        "features",
+        "training-set",
+        "--data",
+        data,
+        "--out",
+        on_spark,
+        "--repo",
+        repo,
+        "--engine",
+        "spark",
+    )
+    pd.testing.assert_frame_equal(pd.read_parquet(on_spark), pd.read_parquet(out))
     model = tmp_path / "model"
     run_cli("train", "--data", data, "--model", "ease", "--out", model, "--features", repo)
     assert json.loads((model / "manifest.json").read_text())["feature_service"] == "ranker_v1"
