@@ -43,6 +43,8 @@ ROW = "__asof_row"
 
 
 class AsofOfflineStoreConfig(DuckDBOfflineStoreConfig):
+    """``offline_store:`` of ``feature_store.yaml`` (Feast's strict config: a typo fails)."""
+
     type: StrictStr = "recsys.features.asof.AsofOfflineStore"
     engine: Literal["duckdb", "spark"] = Field(
         default_factory=lambda: os.environ.get("RECSYS_OFFLINE_ENGINE", "duckdb")
@@ -111,7 +113,7 @@ def asof_sql(entity: str, entity_ts: str, entity_columns: list[str], views: list
 
 
 def view_joins(feature_views, feature_refs: list[str], full_feature_names: bool) -> list:
-    """``(source path, ViewJoin)`` for each feature view of a request, as Feast names its
+    """``(file source, ViewJoin)`` for each feature view of a request, as Feast names its
     output columns (``view__feature`` with ``full_feature_names``)."""
     out = []
     for i, fv in enumerate(feature_views):
