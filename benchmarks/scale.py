@@ -50,8 +50,8 @@ from recsys.data.synthetic import SynthConfig, generate
 from recsys.data.validate import load_interactions
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.features import store as feast_store
-from recsys.features.asof import stop_spark
 from recsys.features.build import EVENT_TS, build_features
+from recsys.features.spark import stop_spark
 from recsys.files import write_json
 from recsys.models.towers import TwoTowerConfig
 from recsys.recommend import Request, recommend_frame

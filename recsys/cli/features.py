@@ -22,6 +22,7 @@ from recsys.features import store as feast_store
 from recsys.features.build import FeatureConfig, build_features
 from recsys.features.events import EventIngestor, EventLog
 from recsys.features.online import OnlineFeatures
+from recsys.features.spark import stop_spark
 from recsys.features.state import DEFAULT_RECENT_N
 from recsys.files import write_parquet
 
@@ -138,8 +139,6 @@ def training_set(
     data: Path, out: Path, service: str, engine: str | None, repo: Path | None
 ) -> None:
     """Interactions joined point-in-time to a feature service (get_historical_features)."""
-    from recsys.features.asof import stop_spark
-
     interactions, _, _ = _interactions(data)
     if engine:  # read when the store's configuration is, unless the YAML names one
         os.environ["RECSYS_OFFLINE_ENGINE"] = engine

@@ -39,6 +39,8 @@ from feast.infra.offline_stores.file_source import FileSource
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from pydantic import Field, StrictStr
 
+from recsys.features.spark import remote_url, spark_parquet, spark_session
+
 ROW = "__asof_row"
 
 
@@ -285,7 +287,7 @@ def _spark(
     """The join on Spark: as an Arrow table, or written as parquet parts into folder ``out``."""
     spark = spark_session(store)
     with tempfile.TemporaryDirectory(prefix="recsys-asof-") as tmp:
-        if _remote(store):  # the server cannot read this machine's files: send the rows
+        if remote_url(store):  # the server cannot read this machine's files: send the rows
             spark.createDataFrame(entity).createOrReplaceTempView("entity")
         else:
             entity_path = Path(tmp) / "entity.parquet"
@@ -297,81 +299,9 @@ def _spark(
             )
             spark.read.parquet(str(entity_path)).createOrReplaceTempView("entity")
         for name, path in paths.items():
-            _spark_parquet(spark, path).createOrReplaceTempView(name)
+            spark_parquet(spark, path).createOrReplaceTempView(name)
         result = spark.sql(sql)
         if out is None:
             return result.toArrow()
         result.write.parquet(str(out))
         return None
-
-
-def _spark_parquet(spark, path: str):
-    """A parquet file as Spark reads it, nanosecond timestamps (pandas' default, which Spark
-    cannot read as timestamps) read as integers and turned into microsecond timestamps."""
-    frame = spark.read.parquet(path)
-    nanos = [
-        f.name
-        for f in pq.read_schema(path)
-        if pa.types.is_timestamp(f.type) and f.type.unit == "ns"
-    ]
-    if not nanos:
-        return frame
-    from pyspark.sql import functions as F
-
-    return frame.select(
-        *[
-            F.timestamp_micros(F.floor(F.col(c) / 1000)).alias(c) if c in nanos else F.col(c)
-            for c in frame.columns
-        ]
-    )
-
-
-def _remote(store: AsofOfflineStoreConfig | None) -> str | None:
-    return (store and store.spark_remote) or os.environ.get("SPARK_REMOTE") or None
-
-
-def spark_session(store: AsofOfflineStoreConfig | None = None):
-    """The Spark session the join runs on: a Spark Connect server (``spark_remote``, else
-    ``$SPARK_REMOTE``), else ``spark_master`` (else ``$SPARK_MASTER``, else ``local[2]``);
-    UTC, and ``spark_conf``."""
-    from pyspark.sql import SparkSession
-
-    conf = {  # SQL settings, which a Connect session may set too
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": "8",
-        "spark.sql.legacy.parquet.nanosAsLong": "true",
-        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",  # not INT96: tz kept
-    }
-    remote = _remote(store)
-    if remote:
-        builder = SparkSession.builder.remote(remote)
-    else:
-        master = (store and store.spark_master) or os.environ.get("SPARK_MASTER", "local[2]")
-        builder = SparkSession.builder.master(master).appName("recsys-point-in-time")
-        conf |= {
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.log.level": "ERROR",
-        }
-    conf |= store.spark_conf if store else {}
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
-
-
-def stop_spark() -> None:
-    """Stop this process's Spark session, if one was started."""
-    import sys
-
-    if "pyspark" not in sys.modules:
-        return
-    from pyspark.sql import SparkSession
-
-    session = SparkSession.getActiveSession()
-    if session is not None:
-        session.stop()
-    from pyspark import SparkContext
-
-    if SparkContext._gateway is not None:  # the JVM too, not only the session
-        SparkContext._gateway.shutdown()
-        SparkContext._gateway = SparkContext._jvm = None

@@ -12,11 +12,12 @@ import pytest
 from recsys.data.io import age_bucket
 from recsys.features import store as feast_store
 from recsys.features.api import load_training_set, refresh
-from recsys.features.asof import AsofOfflineStoreConfig, _spark, stop_spark
+from recsys.features.asof import AsofOfflineStoreConfig, _spark
 from recsys.features.build import ITEM_CONTEXT
 from recsys.features.events import EventIngestor, EventLog
 from recsys.features.offline import item_context, states_from_interactions
 from recsys.features.online import OnlineFeatures
+from recsys.features.spark import stop_spark
 from recsys.features.state import DEFAULT_RECENT_N
 from recsys.models.kinds import create_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
@@ -337,20 +338,20 @@ def test_the_cli_builds_applies_materializes_reads_and_trains_from_features(run_
     out = tmp_path / "ts.parquet"
     run_cli("features", "training-set", "--data", data, "--out", out, "--repo", repo)
     assert len(pd.read_parquet(out)) == len(interactions)
-    on_spark = tmp_path / "ts-spark.parquet"
+    named = tmp_path / "ts-duckdb.parquet"  # the engine named on the command line
     run_cli(
         "features",
         "training-set",
         "--data",
         data,
         "--out",
-        on_spark,
+        named,
         "--repo",
         repo,
         "--engine",
-        "spark",
+        "duckdb",
     )
-    pd.testing.assert_frame_equal(pd.read_parquet(on_spark), pd.read_parquet(out))
+    pd.testing.assert_frame_equal(pd.read_parquet(named), pd.read_parquet(out))
     model = tmp_path / "model"
     run_cli("train", "--data", data, "--model", "ease", "--out", model, "--features", repo)
     assert json.loads((model / "manifest.json").read_text())["feature_service"] == "ranker_v1"
