@@ -182,7 +182,6 @@ def run_once(args: argparse.Namespace) -> dict:
         info["rows"] = int(sum(done["rows"].values()))
         info["online"] = done["online"]
     pairs = join_pairs(repo, train)
-    store = feast_store.open_store(repo, args.online)
     engines = [args.offline_engine, *([args.compare_engine] if args.compare_engine else [])]
     sums = {}
     for engine in engines:
@@ -197,7 +196,6 @@ def run_once(args: argparse.Namespace) -> dict:
         run.stages[-1] |= parquet_summary(out)  # read back after the stage, not timed in it
         sums[engine] = run.stages[-1]["checksum"]
     os.environ["RECSYS_OFFLINE_ENGINE"] = args.offline_engine
-    del store
     if args.stop_after == "training-set":
         return summary(args, synth, run, sums)
     ensure_ray()

@@ -18,8 +18,9 @@ Configure it in ``feature_store.yaml``::
       spark_master: local[2]    # spark's local mode (a JRE 17+ on this machine), or
       spark_remote: sc://recsys-spark-connect:15002   # a Spark Connect server (the chart's)
 
-Materialization and everything else are DuckDB's (Feast's own code): they read each key's
-latest row, which is linear already.
+Everything else is Feast's DuckDB store unchanged. (A view's first materialization does not
+go through it: ``recsys.features.store.materialize`` reads each key's latest row with DuckDB,
+because Feast's local engine reads a view whole into pandas.)
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class AsofOfflineStoreConfig(DuckDBOfflineStoreConfig):
     )
     """Where the join runs; unset, ``$RECSYS_OFFLINE_ENGINE``, else DuckDB."""
     memory_limit: str | None = None
-    """DuckDB's memory limit (e.g. ``8GB``); past it the sorts spill to a temp directory."""
+    """DuckDB's memory limit (e.g. ``8GB``) for the join and for a view's first
+    materialization; past it the sorts spill to a temp directory."""
     spark_master: str | None = None
     """Spark's master URL; default ``$SPARK_MASTER``, else ``local[2]``."""
     spark_remote: str | None = None
@@ -149,12 +151,6 @@ class AsofOfflineStore(DuckDBOfflineStore):
     """DuckDB's offline store with :func:`asof_sql` as its point-in-time join."""
 
     @staticmethod
-    def pull_latest_from_table_or_query(config, *args, **kwargs) -> RetrievalJob:
-        """Feast's own (materialization), on a DuckDB held to ``memory_limit``."""
-        _limit_ibis_duckdb(config.offline_store)
-        return DuckDBOfflineStore.pull_latest_from_table_or_query(config, *args, **kwargs)
-
-    @staticmethod
     def get_historical_features(
         config,
         feature_views,
@@ -238,14 +234,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
-
-
-def _limit_ibis_duckdb(store: AsofOfflineStoreConfig) -> None:
-    """``memory_limit`` on the DuckDB connection ibis (under Feast's own queries) runs on."""
-    if store.memory_limit:
-        import ibis
-
-        ibis.get_backend().raw_sql(f"SET memory_limit = '{store.memory_limit}'")
 
 
 def _entity_timestamp(entity_df: pd.DataFrame) -> str:

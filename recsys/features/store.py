@@ -176,6 +176,7 @@ def _materialize_latest(store, view, end: datetime, batch_rows: int = 50_000) ->
         f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
     )
     limit = getattr(store.config.offline_store, "memory_limit", None)
+    path = _source_path(store, source)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -183,9 +184,9 @@ def _materialize_latest(store, view, end: datetime, batch_rows: int = 50_000) ->
             con.execute(f"SET memory_limit = '{limit}'")
         start = con.sql(
             f'SELECT min("{source.timestamp_field}") FROM read_parquet(?)',
-            params=[_source_path(store, source)],
+            params=[path],
         ).fetchall()[0][0]
-        relation = con.sql(query, params=[_source_path(store, source), end])
+        relation = con.sql(query, params=[path, end])
         reader = relation.to_arrow_reader(batch_rows)  # streamed, not the whole result
         for batch in reader:
             store.write_to_online_store(view.name, batch.to_pandas())
