@@ -26,6 +26,7 @@ from recsys.config import RecsysError, ensure_ray
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 FAIL_AT_EPOCH_ENV = "RECSYS_FAIL_AT_EPOCH"  # crash injection, for the resume test
+WRITE_ROWS = 1 << 20  # examples reordered and written per slice
 
 
 @dataclass
@@ -101,6 +102,29 @@ def require_room_for_data(num_workers: int) -> None:
         )
 
 
+@dataclass
+class StagedExamples:
+    """Training examples written where every worker can read them, in the model's order."""
+
+    path: str  # the parquet file
+    directory: str  # removed once the run is over
+    filesystem: pafs.FileSystem
+    loss_args: object  # what the model's loss needs from the whole set (e.g. item counts)
+
+
+def stage_examples(model, fit_rows: dict[str, np.ndarray], run: RayRun) -> StagedExamples:
+    """Write ``fit_rows`` in ``model.example_order`` for the workers. The caller may drop its
+    rows afterwards: the run reads only the file (at 20M interactions the rows are gigabytes,
+    and a driver that kept them through training held them twice)."""
+    fs, base = storage_filesystem(run.storage_path)
+    if not run.resume:
+        _delete_dir(fs, f"{base}/{run.name}")  # a fresh run must not pick up old checkpoints
+    directory = f"{base}/{run.name}-examples"
+    order = model.example_order(fit_rows, model.config.seed)
+    path = _write_examples(fit_rows, order, fs, directory)
+    return StagedExamples(path, directory, fs, model.loss_args(fit_rows))
+
+
 def fit_on_ray(model, fit_rows: dict[str, np.ndarray], val, run: RayRun):
     """Train a prepared neural model on Ray Train; load the best weights into it.
 
@@ -109,43 +133,43 @@ def fit_on_ray(model, fit_rows: dict[str, np.ndarray], val, run: RayRun):
     ``shuffle_buffer()``, ``validate(val)``, ``run_epochs(...)`` and
     ``load_state(state_dict)``: the two-tower model and the ranker do.
     """
+    return fit_staged(model, stage_examples(model, fit_rows, run), val, run)
+
+
+def fit_staged(model, staged: StagedExamples, val, run: RayRun):
+    """:func:`fit_on_ray` on examples already staged by :func:`stage_examples`."""
     import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
 
     ensure_ray()
     require_room_for_data(run.num_workers)
-    fs, base = storage_filesystem(run.storage_path)
-    if not run.resume:
-        _delete_dir(fs, f"{base}/{run.name}")  # a fresh run must not pick up old checkpoints
-    data_dir = f"{base}/{run.name}-examples"
-    order = model.example_order(fit_rows, model.config.seed)
-    path = _write_examples({k: v[order] for k, v in fit_rows.items()}, fs, data_dir)
+    _, base = storage_filesystem(run.storage_path)
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={
             "model": model.worker_copy(),
             "val": val,
-            "loss_args": model.loss_args(fit_rows),
+            "loss_args": staged.loss_args,
             # Read on the driver: workers keep the environment Ray started with.
             "fail_at_epoch": int(os.environ.get(FAIL_AT_EPOCH_ENV, "-1")),
         },
         scaling_config=ray.train.ScalingConfig(num_workers=run.num_workers, use_gpu=run.use_gpu),
         run_config=ray.train.RunConfig(
             storage_path=base,
-            storage_filesystem=fs,
+            storage_filesystem=staged.filesystem,
             name=run.name,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=0),
         ),
-        datasets={"train": ray.data.read_parquet(path, filesystem=fs)},
+        datasets={"train": ray.data.read_parquet(staged.path, filesystem=staged.filesystem)},
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
         saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
     model.training_log = {"metrics": result.metrics, **saved["state"]["early_stopping"]}
     model.load_state(saved["state"]["best_model"])
-    _delete_dir(fs, data_dir)
+    _delete_dir(staged.filesystem, staged.directory)
     return model
 
 
@@ -165,9 +189,17 @@ def _delete_dir(fs: pafs.FileSystem, path: str) -> None:
         fs.delete_dir(path)
 
 
-def _write_examples(rows: dict[str, np.ndarray], fs: pafs.FileSystem, directory: str) -> str:
-    """Write the examples (in the model's order) as parquet where every worker can read them."""
+def _write_examples(
+    rows: dict[str, np.ndarray], order: np.ndarray, fs: pafs.FileSystem, directory: str
+) -> str:
+    """Write the examples in ``order`` as parquet where every worker can read them, a slice of
+    the order at a time (never a reordered copy of every column at once)."""
     fs.create_dir(directory, recursive=True)
     path = f"{directory}/examples.parquet"
-    pq.write_table(pa.table(rows), path, filesystem=fs, row_group_size=65_536)
+    schema = pa.schema([(k, pa.from_numpy_dtype(v.dtype)) for k, v in rows.items()])
+    with pq.ParquetWriter(path, schema, filesystem=fs) as writer:
+        for start in range(0, max(len(order), 1), WRITE_ROWS):
+            part = order[start : start + WRITE_ROWS]
+            table = pa.table({k: v[part] for k, v in rows.items()}, schema=schema)
+            writer.write_table(table, row_group_size=65_536)
     return path

@@ -7,7 +7,7 @@ import pandas as pd
 from recsys.config import ensure_ray
 from recsys.models.towers import TwoTowerConfig
 from recsys.models.two_tower import TwoTower
-from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, RayRun, fit_on_ray
+from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, RayRun, fit_staged, stage_examples
 
 __all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "train_two_tower"]
 
@@ -32,7 +32,14 @@ def train_two_tower(
     """
     ensure_ray()
     model = TwoTower(config)
-    train = model.prepare_base(train, items)
-    examples = model.prepare(train, users, items)
-    fit_rows, val = model.split_validation(examples)
-    return fit_on_ray(model, fit_rows, val, run)
+    staged, val = _stage(model, train, users, items, run)  # the examples are on disk only
+    return fit_staged(model, staged, val, run)
+
+
+def _stage(model: TwoTower, train, users, items, run: RayRun):
+    """The model's vocabularies and its examples written for the workers; the examples in
+    memory are freed on return."""
+    fit_rows, val = model.split_validation(
+        model.prepare(model.prepare_base(train, items), users, items)
+    )
+    return stage_examples(model, fit_rows, run), val
