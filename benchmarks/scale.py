@@ -10,16 +10,17 @@ Sizes follow the issue's 20M shape (1M users x 200k items): ``interactions / 20`
     -> point-in-time training set (Feast get_historical_features) -> two-tower on Ray Train
     (one full epoch) -> evaluate a seeded sample of test users (recall@100, nDCG@10)
 
-Per stage: seconds, rows/s, the peak resident memory of this process and every process under
-it (Ray's and Spark's included; shared pages count once per process, so an upper bound), and
-the disk the work directory holds after it. The training set is Feast's
-``get_historical_features`` on the as-of offline store (``recsys/features/asof.py``), saved by
-the engine as a Feast saved dataset; ``--compare-engine spark`` builds it on Spark's local mode
-too and records whether the two checksums agree. Each training-set stage also records the
-pairs Feast's own DuckDB join would have formed (``feast_join_pairs``: each entity row with
-every feature row of its key), the reason that join fills the disk at 1M. Not yet here
-(``missing`` in the results): the multi-stage model's ranker with a candidate source that
-scales in place of EASE, and serving.
+Per stage: seconds, rows/s, the peak memory of this process and every process under it (Ray's
+and Spark's included) as the sum of RSS (shared pages, Ray's object store among them, count
+once per process that maps them: an upper bound) and as the sum of PSS (each shared page
+divided among its processes: the physical memory held), and the disk the work directory holds
+after it. The training set is Feast's ``get_historical_features`` on the as-of offline store
+(``recsys/features/asof.py``), saved by the engine as a Feast saved dataset; ``--compare-engine
+spark`` builds it on Spark's local mode too and records whether the two checksums agree. Each
+training-set stage also records the pairs Feast's own DuckDB join would have formed
+(``feast_join_pairs``: each entity row with every feature row of its key), the reason that join
+fills the disk at 1M. Not yet here (``missing`` in the results): the multi-stage model's ranker
+with a candidate source that scales in place of EASE, and serving.
 
 Results: ``benchmarks/results/scale.json``, a list of runs (one per size, the latest kept),
 each with ``interactions``, ``completed``, ``peak_rss_gib``, ``disk_gib`` and ``stages``.
@@ -86,13 +87,15 @@ class Run:
             "rows": rows,
             "rows_per_s": round(rows / seconds) if rows and seconds else None,
             "peak_rss_gib": round(rss.tree / GIB, 3),
+            "peak_pss_gib": round(rss.tree_pss / GIB, 3),
             "disk_gib": round(disk_bytes(self.workdir) / GIB, 3),
             **info,
         }
         self.stages.append(row)
         print(
             f"{name:<16} {seconds:8.1f} s  {row['rows_per_s'] or '':>10} rows/s  "
-            f"peak RSS {row['peak_rss_gib']:6.2f} GiB  disk {row['disk_gib']:6.2f} GiB",
+            f"peak RSS {row['peak_rss_gib']:6.2f} GiB  PSS {row['peak_pss_gib']:6.2f} GiB  "
+            f"disk {row['disk_gib']:6.2f} GiB",
             flush=True,
         )
 
@@ -233,6 +236,7 @@ def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) 
         "missing": list(MISSING),
         "engines_agree": len(set(sums.values())) == 1 if len(sums) > 1 else None,
         "peak_rss_gib": max(s["peak_rss_gib"] for s in run.stages),
+        "peak_pss_gib": max(s["peak_pss_gib"] for s in run.stages),
         "disk_gib": max(s["disk_gib"] for s in run.stages),
         "stages": run.stages,
         "online": feast_store.online_kind(args.online),
@@ -248,8 +252,9 @@ def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) 
 
 def table(runs: list[dict]) -> str:
     lines = [
-        "| interactions | stage | seconds | rows/s | peak RSS GiB | disk GiB | note |",
-        "|---|---|---|---|---|---|---|",
+        "| interactions | stage | seconds | rows/s | peak RSS GiB | peak PSS GiB | disk GiB "
+        "| note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         for s in r["stages"]:
@@ -258,7 +263,7 @@ def table(runs: list[dict]) -> str:
                 note = f"recall@100 {s['recall_at_100']}, nDCG@10 {s['ndcg_at_10']}"
             lines.append(
                 f"| {r['interactions']:,} | {s['name']} | {s['seconds']} | {s['rows_per_s'] or ''} "
-                f"| {s['peak_rss_gib']} | {s['disk_gib']} | {note} |"
+                f"| {s['peak_rss_gib']} | {s.get('peak_pss_gib', '')} | {s['disk_gib']} | {note} |"
             )
     return "\n".join(lines)
 

@@ -56,14 +56,17 @@ PHASES = ("data", "forward_backward", "optimizer_step")
 
 
 class PeakRss:
-    """Samples, in a background thread, the RSS of this process and of its Ray children.
+    """Samples, in a background thread, the memory of this process and of its Ray children.
 
-    ``tree`` sums every process under this one; shared pages (Ray's object store) count once per
-    process that maps them, so it is an upper bound.
+    ``tree`` sums the RSS of every process under this one: shared pages (Ray's object store,
+    the libraries every worker maps) count once per process that maps them, so it is an upper
+    bound. ``tree_pss`` sums their proportional set sizes (a shared page divided among the
+    processes that map it): the physical memory the run holds.
     """
 
     def __init__(self, interval_s: float = 0.5):
         self.interval_s, self.driver, self.worker, self.tree = interval_s, 0, 0, 0
+        self.tree_pss = 0
         self.worker_cpu_s = 0.0  # the Ray Train worker's user + system CPU time, last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -83,19 +86,20 @@ class PeakRss:
 
     def _sample(self) -> None:
         me = psutil.Process()
-        driver, worker = me.memory_info().rss, 0
-        tree = driver
-        for child in me.children(recursive=True):
+        driver, worker, tree, pss = 0, 0, 0, 0
+        for proc in [me, *me.children(recursive=True)]:
             try:
-                rss = child.memory_info().rss
-                if "RayTrainWorker" in " ".join(child.cmdline()):
-                    worker = max(worker, rss)
-                    self.worker_cpu_s = sum(child.cpu_times()[:2])
+                memory = proc.memory_full_info()
+                if proc.pid != me.pid and "RayTrainWorker" in " ".join(proc.cmdline()):
+                    worker = max(worker, memory.rss)
+                    self.worker_cpu_s = sum(proc.cpu_times()[:2])
             except psutil.Error:
                 continue  # the process ended between listing and reading
-            tree += rss
+            driver = memory.rss if proc.pid == me.pid else driver
+            tree, pss = tree + memory.rss, pss + memory.pss
         self.driver = max(self.driver, driver)
         self.worker, self.tree = max(self.worker, worker), max(self.tree, tree)
+        self.tree_pss = max(self.tree_pss, pss)
 
 
 def make_data(args: argparse.Namespace, directory: Path) -> dict[str, pd.DataFrame]:
