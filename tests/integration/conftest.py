@@ -1,5 +1,6 @@
 """Integration tests run the real thing: the real MovieLens-100k (cached under $RECSYS_HOME),
-the installed ``recsys`` command in a subprocess."""
+the installed ``recsys`` command in a subprocess (``run_cli``), or the same click command in
+this process (``cli_here``: no interpreter start and imports per call)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from recsys.cli.main import cli
 from recsys.data import movielens
 from tests.conftest import free_port
 
@@ -46,6 +49,23 @@ def run_cli(recsys_cmd):
             env=env,
             check=False,
         )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"recsys {args} exited {proc.returncode}:\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture
+def cli_here():
+    """``recsys ARGS`` run by click in this process; answers as ``run_cli`` does (a completed
+    process: exit code, stdout, stderr). What a command sets in the environment (the offline
+    engine) is undone after it."""
+
+    def run(*args, check: bool = True) -> subprocess.CompletedProcess:
+        runner = CliRunner(env={"RECSYS_OFFLINE_ENGINE": None, "FEAST_USAGE": "False"})
+        result = runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        proc = subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
         if check and proc.returncode != 0:
             raise AssertionError(f"recsys {args} exited {proc.returncode}:\n{proc.stderr}")
         return proc

@@ -295,7 +295,11 @@ def test_an_unseen_user_becomes_a_cold_start_user(repo, tmp_path):
     assert user["genre_affinity"][0] == pytest.approx(1.0)  # "Common" sorts first
 
 
-def test_the_cli_builds_applies_materializes_reads_and_trains_from_features(run_cli, tmp_path):
+def test_the_cli_builds_applies_materializes_reads_and_trains_from_features(
+    run_cli, cli_here, tmp_path
+):
+    """Every ``recsys features`` command in order, in this process; the refused event through
+    the installed command, for its exit code and message."""
     interactions = make_interactions(n_users=12, n_items=40, per_user=6, seed=3)
     users, items = side_tables(interactions)
     data = tmp_path / "data"
@@ -303,18 +307,18 @@ def test_the_cli_builds_applies_materializes_reads_and_trains_from_features(run_
     for name, table in (("interactions", interactions), ("users", users), ("items", items)):
         table.to_parquet(data / f"{name}.parquet")
     repo = copy_feature_repo(tmp_path / "repo")
-    assert "user_activity" in run_cli("features", "build", "--data", data, "--repo", repo).stdout
+    assert "user_activity" in cli_here("features", "build", "--data", data, "--repo", repo).stdout
     assert (
-        "Created feature service ranker_v1" in run_cli("features", "apply", "--repo", repo).stdout
+        "Created feature service ranker_v1" in cli_here("features", "apply", "--repo", repo).stdout
     )
-    assert "into sqlite" in run_cli("features", "materialize", "--repo", repo).stdout
+    assert "into sqlite" in cli_here("features", "materialize", "--repo", repo).stdout
     got = json.loads(
-        run_cli("features", "get", "--user", "u1", "--items", "i1,i5", "--repo", repo).stdout
+        cli_here("features", "get", "--user", "u1", "--items", "i1,i5", "--repo", repo).stdout
     )
     assert got["user"]["user_interactions"] == 6 and len(got["items"]) == 2
     assert len(got["state"]["seen_items"]) == 6 and len(got["state"]["recent_items"]) == 6
     events = tmp_path / "events"
-    ok = run_cli(
+    ok = cli_here(
         "features",
         "event",
         '{"user_id":"u1","item_id":"i9","type":"view"}',
@@ -336,10 +340,10 @@ def test_the_cli_builds_applies_materializes_reads_and_trains_from_features(run_
     )
     assert bad.returncode == 1 and "item_id: Field required" in bad.stderr
     out = tmp_path / "ts.parquet"
-    run_cli("features", "training-set", "--data", data, "--out", out, "--repo", repo)
+    cli_here("features", "training-set", "--data", data, "--out", out, "--repo", repo)
     assert len(pd.read_parquet(out)) == len(interactions)
     named = tmp_path / "ts-duckdb.parquet"  # the engine named on the command line
-    run_cli(
+    cli_here(
         "features",
         "training-set",
         "--data",
@@ -353,7 +357,7 @@ def test_the_cli_builds_applies_materializes_reads_and_trains_from_features(run_
     )
     pd.testing.assert_frame_equal(pd.read_parquet(named), pd.read_parquet(out))
     model = tmp_path / "model"
-    run_cli("train", "--data", data, "--model", "ease", "--out", model, "--features", repo)
+    cli_here("train", "--data", data, "--model", "ease", "--out", model, "--features", repo)
     assert json.loads((model / "manifest.json").read_text())["feature_service"] == "ranker_v1"
 
 

@@ -109,29 +109,32 @@ def test_checkpoints_history_and_quality(uninterrupted, split_dir, storage):
     assert ndcg > 0.30 and ndcg > pop_ndcg + 0.05, (ndcg, pop_ndcg)
 
 
-def test_crash_then_cli_resume_recommend(
-    uninterrupted, split_dir, storage, run_cli, monkeypatch, tmp_path
+def test_a_fresh_run_under_an_old_name_crashes_then_cli_resume_recommend(
+    uninterrupted, split_dir, storage, run_cli, cli_here, monkeypatch, tmp_path
 ):
-    """A run crashes after epoch 0 (the injected failure reaches the session's workers);
-    `recsys train --resume --run-name` finishes it from its checkpoint with the uninterrupted
-    run's validation history (a shorter run's history is the longer one's prefix); `recsys
-    recommend` serves it."""
+    """A new run under the reference run's name (its checkpoints there to tempt it) starts at
+    epoch 0 and crashes after it (the injected failure reaches the session's workers);
+    `recsys train --resume --run-name`, a new process, finishes it from its checkpoint with the
+    uninterrupted run's validation history (a shorter run's history is the longer one's
+    prefix); `recsys recommend` serves it."""
     import ray.train
 
+    assert (storage / "full").is_dir()
     out = tmp_path / "m"
     short = {"epochs": 2}
     monkeypatch.setenv(FAIL_AT_EPOCH_ENV, "0")
     with pytest.raises(ray.train.TrainingFailedError, match="injected failure after epoch 0"):
-        train_here(split_dir, out, storage, "crash", params=short)
+        train_here(split_dir, out, storage, "full", params=short)
     assert not out.exists()  # nothing written half-way
-    crashed = checkpoints(storage, "crash")
-    assert list(crashed.values()) == [0]
+    crashed = checkpoints(storage, "full")
+    # started afresh: the old run's checkpoints are gone and one epoch ran
+    assert list(crashed.values()) == [0] and not set(crashed) & set(uninterrupted.checkpoints)
     monkeypatch.delenv(FAIL_AT_EPOCH_ENV)
 
     params = [arg for k, v in {**CONFIG, **short}.items() for arg in ("--param", f"{k}={v}")]
     train_args = ["train", "--data", split_dir, "--model", "two_tower", *params, "--out", out]
-    run_cli(*train_args, "--storage-path", storage, "--run-name", "crash", "--resume")
-    resumed = checkpoints(storage, "crash")
+    run_cli(*train_args, "--storage-path", storage, "--run-name", "full", "--resume")
+    resumed = checkpoints(storage, "full")
     (latest,) = crashed
     assert resumed.get(latest) == 0  # the crashed run's checkpoint is still there ...
     assert [resumed[n] for n in set(resumed) - set(crashed)] == [1]  # ... and one epoch ran
@@ -140,22 +143,12 @@ def test_crash_then_cli_resume_recommend(
     )
 
     recs_path = tmp_path / "recs.parquet"
-    run_cli("recommend", "--model", out, "--data", split_dir, "--k", 10, "--out", recs_path)
+    cli_here("recommend", "--model", out, "--data", split_dir, "--k", 10, "--out", recs_path)
     train_df = pd.read_parquet(split_dir / "train.parquet")
     recs = pd.read_parquet(recs_path)
     assert set(recs.user_id) == set(train_df.user_id)
     assert recs.groupby("user_id").size().eq(10).all()
     assert train_df[["user_id", "item_id"]].merge(recs, on=["user_id", "item_id"]).empty
-
-
-def test_fresh_run_under_an_old_name_starts_at_epoch_0(uninterrupted, split_dir, storage, tmp_path):
-    assert (storage / "full").is_dir()  # the reference run's checkpoints are there to tempt it
-    fresh = train_here(split_dir, tmp_path / "fresh", storage, "full", params={"epochs": 1})
-    left = checkpoints(storage, "full")
-    assert list(left.values()) == [0] and not set(left) & set(uninterrupted.checkpoints)
-    np.testing.assert_allclose(
-        val_history(fresh), val_history(uninterrupted.model_dir)[:1], rtol=0, atol=1e-6
-    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
