@@ -51,7 +51,7 @@ from recsys.data.synthetic import SynthConfig, generate
 from recsys.data.validate import load_interactions
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.features import store as feast_store
-from recsys.features.build import EVENT_TS, build_features
+from recsys.features.build import EVENT_TS, FeatureConfig, build_features
 from recsys.features.spark import stop_spark
 from recsys.files import write_json
 from recsys.models.towers import TwoTowerConfig
@@ -175,9 +175,12 @@ def run_once(args: argparse.Namespace) -> dict:
         )
         yaml.write_text(text)
     with run.stage("feature build", len(train)) as info:
-        tables = build_features(train, users, items, repo / "data")
+        config = FeatureConfig(engine=args.build_engine)
+        tables = build_features(train, users, items, repo / "data", config)
+        info["engine"] = config.engine
         info["tables"] = tables
         info["feature_rows"] = int(sum(tables.values()))
+    stop_spark()  # a Spark build's JVM is not the later stages' memory
     with run.stage("feast apply"):
         feast_store.apply(repo, args.online)
     with run.stage("materialize") as info:
@@ -278,6 +281,12 @@ def main() -> None:
         choices=["duckdb", "spark"],
         default=None,
         help="build the training set on this engine too and compare checksums",
+    )
+    p.add_argument(
+        "--build-engine",
+        choices=["pandas", "spark"],
+        default="pandas",
+        help="where the per-event feature tables are computed",
     )
     p.add_argument(
         "--stop-after",

@@ -19,7 +19,7 @@ from recsys.data.io import read_side_tables, resolve_interactions
 from recsys.data.split import split_lineage
 from recsys.data.validate import load_interactions
 from recsys.features import store as feast_store
-from recsys.features.build import FeatureConfig, build_features
+from recsys.features.build import ENGINES, FeatureConfig, build_features
 from recsys.features.events import EventIngestor, EventLog
 from recsys.features.online import OnlineFeatures
 from recsys.features.spark import stop_spark
@@ -86,14 +86,24 @@ def init(source: Path, store_yaml: Path | None, repo: Path | None) -> None:
     show_default=True,
     help="The users' recent window: at least what the served model reads.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(list(ENGINES)),
+    default=None,
+    help="Where the per-event tables are computed: here in buckets (pandas) or on Spark "
+    "(local mode, or $SPARK_REMOTE); default spark when $RECSYS_OFFLINE_ENGINE is, else pandas.",
+)
 @repo_option
-def build(data: Path, recent_n: int, repo: Path | None) -> None:
+def build(data: Path, recent_n: int, engine: str | None, repo: Path | None) -> None:
     """Write the point-in-time feature tables and the users' state (parquet) into REPO/data."""
     interactions, users, items = _interactions(data)
     out = _repo(repo) / "data"
     lineage = split_lineage(data) if Path(data).is_dir() else None
-    config = FeatureConfig(recent_n=recent_n)
-    rows = build_features(interactions, users, items, out, config, lineage)
+    config = FeatureConfig(recent_n=recent_n, engine=engine)
+    try:
+        rows = build_features(interactions, users, items, out, config, lineage)
+    finally:
+        stop_spark()
     for name, n in rows.items():
         click.echo(f"{name}: {n} rows")
     click.echo(f"-> {out}")

@@ -12,7 +12,11 @@ popularity falls back to 0 instead of staying stale.
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from recsys.data.io import ITEM, RATING, TS, USER, age_bucket, interactions_checksum
 from recsys.features.activity import fold_activity
+from recsys.features.spark import apply_in_buckets, read_parts
 from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, TICK, state_table
 from recsys.files import atomic_path, read_json_model, write_json
 
@@ -34,6 +39,7 @@ TABLES = ("user_profile", "user_activity", "user_state", "item_profile", "item_s
 # them (the latest row of each): recsys.recommend passes them to the model.
 USER_CONTEXT = ("user_interactions", "user_mean_rating")  # of user_activity
 ITEM_CONTEXT = ("item_interactions", "item_mean_rating")  # of item_stats
+ENGINES = ("pandas", "spark")
 
 
 @dataclass
@@ -45,6 +51,17 @@ class FeatureConfig:
     # Per-event tables are built over buckets of users (items) of about this many events each,
     # a bucket at a time, so memory follows a bucket, not the data (20M events: 10 buckets).
     events_per_bucket: int = 2_000_000
+    # Where the per-event tables' buckets run: "pandas" (here, one after the other) or "spark"
+    # (the same functions on Spark's executors, ``recsys.features.spark.apply_in_buckets``).
+    # None: the feature stage's engine, ``$RECSYS_OFFLINE_ENGINE`` ("spark", else pandas).
+    engine: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            spark = os.environ.get("RECSYS_OFFLINE_ENGINE") == "spark"
+            self.engine = "spark" if spark else "pandas"
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
 
 
 def build_features(
@@ -75,18 +92,22 @@ def build_features(
     genres = genre_vocabulary(items)
     item_genres = _item_genre_matrix(items, genres)
     buckets = max(1, -(-len(events) // config.events_per_bucket))  # ceil
-    by_user = _buckets(events[USER], buckets)
-    by_item = _buckets(events[ITEM], buckets)
-    tables = {
-        "user_profile": [user_profile(users, events)],
-        "user_activity": (user_activity(events[b], item_genres, len(genres)) for b in by_user),
-        "user_state": (state_table(events[b], config.recent_n) for b in by_user),
-        "item_profile": [item_profile(items, events)],
-        "item_stats": (item_stats(events[b], config.windows_days) for b in by_item),
+    per_event = {  # table -> (the key its buckets hash, the function of one bucket)
+        "user_activity": (
+            USER,
+            functools.partial(user_activity, item_genres=item_genres, n_genres=len(genres)),
+        ),
+        "user_state": (USER, functools.partial(state_table, recent_n=config.recent_n)),
+        "item_stats": (ITEM, functools.partial(item_stats, windows_days=config.windows_days)),
     }
-    rows = {
-        name: _write_parts(parts, out_dir / f"{name}.parquet") for name, parts in tables.items()
-    }
+    run = _on_spark if config.engine == "spark" and len(events) else _in_buckets
+    with run(events, buckets, out_dir) as parts_of:
+        tables = {
+            "user_profile": [user_profile(users, events)],
+            **{name: parts_of(name, key, fn) for name, (key, fn) in per_event.items()},
+            "item_profile": [item_profile(items, events)],
+        }
+        rows = {name: _write_parts(tables[name], out_dir / f"{name}.parquet") for name in TABLES}
     probe = pq.read_table(out_dir / "user_state.parquet", columns=[USER]).slice(0, 1)
     meta = StoreMeta(
         build_id=f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
@@ -98,6 +119,37 @@ def build_features(
     )
     write_json(meta.model_dump(), out_dir / META_FILE)
     return rows
+
+
+@contextmanager
+def _in_buckets(events: pd.DataFrame, buckets: int, out_dir: Path):
+    """The per-event tables' parts here: ``fn`` on one bucket of ``key`` at a time."""
+
+    def parts_of(name: str, key: str, fn):
+        return (fn(events[mask]) for mask in _buckets(events[key], buckets))
+
+    yield parts_of
+
+
+@contextmanager
+def _on_spark(events: pd.DataFrame, buckets: int, out_dir: Path):
+    """The per-event tables' parts computed on Spark (the same functions, one bucket of ``key``
+    per call on an executor), read back a slice at a time; the events are staged as parquet
+    beside the tables for the executors (on a cluster: the shared volume) and removed after."""
+    work = out_dir / f".spark-build-{uuid.uuid4().hex[:8]}"
+    work.mkdir(parents=True)
+    try:
+        # the row's place in time order: ties keep the order the embedded build sees
+        events.assign(_row=np.arange(len(events))).to_parquet(work / "events.parquet", index=False)
+        sample = events[events[USER].isin(events[USER].head(100))]
+
+        def parts_of(name: str, key: str, fn):
+            path, out = str(work / "events.parquet"), work / name
+            return read_parts(apply_in_buckets(path, key, fn, sample, buckets, out, TS))
+
+        yield parts_of
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _buckets(ids: pd.Series, n: int) -> list[np.ndarray]:

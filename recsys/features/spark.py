@@ -1,4 +1,5 @@
-"""The Spark session the feature stage runs on, and Spark's reading of pandas' parquet.
+"""The Spark session the feature stage runs on, Spark's reading of pandas' parquet, and the
+feature build's per-bucket functions run on Spark's executors.
 
 Light to import (pyspark is imported when a session is asked for): the CLI stops the session
 it may have started without importing Feast.
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -83,3 +87,47 @@ def stop_spark() -> None:
     if SparkContext._gateway is not None:  # the JVM too, not only the session
         SparkContext._gateway.shutdown()
         SparkContext._gateway = SparkContext._jvm = None
+
+
+def apply_in_buckets(
+    events_path: str,
+    key: str,
+    fn: Callable[[pd.DataFrame], pd.DataFrame],
+    sample: pd.DataFrame,
+    buckets: int,
+    out_dir: Path,
+    timestamp: str,
+) -> list[Path]:
+    """``fn`` on Spark's executors, once per hash bucket of ``key``: the events of
+    ``events_path`` grouped into ``buckets`` groups (every key's rows in one), each group handed
+    to ``fn`` as a pandas frame in the embedded build's types and order (``timestamp`` in UTC;
+    the events' ``_row`` column gives the order, and is dropped), the results
+    written as parquet under ``out_dir``. ``fn(sample)`` gives the result's schema.
+
+    Returns:
+        The part files written, in order.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    spark = spark_session()
+    schema = from_arrow_schema(pa.Table.from_pandas(fn(sample), preserve_index=False).schema)
+
+    def run(frame: pd.DataFrame) -> pd.DataFrame:  # on an executor: the session's UTC, naive
+        frame = frame.sort_values("_row").drop(columns=["_bucket", "_row"])
+        frame[timestamp] = frame[timestamp].dt.tz_localize("UTC")
+        return fn(frame)
+
+    events = spark_parquet(spark, events_path)
+    bucket = F.pmod(F.xxhash64(key), F.lit(buckets))
+    grouped = events.withColumn("_bucket", bucket).groupBy("_bucket")
+    grouped.applyInPandas(run, schema).write.mode("overwrite").parquet(str(out_dir))
+    return sorted(Path(out_dir).glob("*.parquet"))
+
+
+def read_parts(parts: list[Path], rows: int = 1 << 20):
+    """The frames of Spark's part files, ``rows`` at a time, timestamps in nanoseconds (as the
+    embedded build writes them)."""
+    for part in parts:
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=rows):
+            yield batch.to_pandas(coerce_temporal_nanoseconds=True)

@@ -13,7 +13,7 @@ from recsys.data.io import age_bucket
 from recsys.features import store as feast_store
 from recsys.features.api import load_training_set, refresh
 from recsys.features.asof import AsofOfflineStoreConfig, _spark
-from recsys.features.build import ITEM_CONTEXT
+from recsys.features.build import ITEM_CONTEXT, FeatureConfig, build_features
 from recsys.features.events import EventIngestor, EventLog
 from recsys.features.offline import item_context, states_from_interactions
 from recsys.features.online import OnlineFeatures
@@ -386,3 +386,33 @@ def test_the_as_of_sql_gives_on_spark_what_it_gives_on_duckdb(tmp_path, spark_af
     check_asof(
         _spark(AsofOfflineStoreConfig(engine="spark"), sql, entity, paths).to_pandas(), expected
     )
+
+
+def test_the_feature_build_on_spark_writes_what_the_embedded_build_writes(
+    tmp_path, spark_afterwards
+):
+    """The per-event tables' bucket functions on Spark's executors (users and items hashed into
+    groups by Spark): every table holds the rows of the embedded build, in its schema; two
+    events of one user in the same second keep their order in the user's state."""
+    interactions = make_interactions(n_users=20, n_items=30, per_user=6, seed=1)
+    first, second = interactions.index[:2]  # u0's first two events: one second
+    interactions.loc[second, "timestamp"] = interactions.loc[first, "timestamp"]
+    users, items = side_tables(interactions)
+    here = build_features(interactions, users, items, tmp_path / "here", FeatureConfig())
+    config = FeatureConfig(events_per_bucket=25, engine="spark")  # 5 groups
+    spark = build_features(interactions, users, items, tmp_path / "spark", config)
+    assert spark == here
+    for name in here:
+        a, b = (pd.read_parquet(tmp_path / d / f"{name}.parquet") for d in ("here", "spark"))
+        key = "user_id" if "user_id" in a else "item_id"
+        a, b = (t.sort_values([key, "event_timestamp"]).reset_index(drop=True) for t in (a, b))
+        assert a.dtypes.equals(b.dtypes), name
+        pd.testing.assert_frame_equal(a.map(_plain), b.map(_plain), obj=name)
+    state = pd.read_parquet(tmp_path / "spark" / "user_state.parquet").set_index("user_id")
+    tied = interactions.loc[[second, first], "item_id"].tolist()  # latest first, input order
+    assert state.loc["u0", "recent_items"].tolist()[-2:] == tied
+    assert not list((tmp_path / "spark").glob(".spark-build-*"))  # the staged events are gone
+
+
+def _plain(value):
+    return list(value) if isinstance(value, np.ndarray) else value

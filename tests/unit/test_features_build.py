@@ -195,3 +195,15 @@ def test_a_build_in_buckets_writes_the_tables_a_build_in_one_piece_writes(tmp_pa
 
 def _plain(value):
     return list(value) if isinstance(value, np.ndarray) else value
+
+
+def test_the_build_engine_follows_the_feature_stage_unless_named(monkeypatch):
+    monkeypatch.delenv("RECSYS_OFFLINE_ENGINE", raising=False)
+    assert FeatureConfig().engine == "pandas"
+    monkeypatch.setenv("RECSYS_OFFLINE_ENGINE", "spark")  # the cluster's Feast tasks
+    assert FeatureConfig().engine == "spark"
+    assert FeatureConfig(engine="pandas").engine == "pandas"
+    monkeypatch.setenv("RECSYS_OFFLINE_ENGINE", "duckdb")
+    assert FeatureConfig().engine == "pandas"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        FeatureConfig(engine="dask")
