@@ -250,6 +250,7 @@ def test_schemathesis_finds_nothing_against_the_live_app(served, tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,  # its cache (.schemathesis/) lands here, not in the work tree
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
