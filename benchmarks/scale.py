@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pyarrow.parquet as pq
+import yaml
 
 from benchmarks.train_throughput import PeakRss
 from recsys.config import code_version, ensure_ray, recsys_home
@@ -167,13 +168,10 @@ def run_once(args: argparse.Namespace) -> dict:
     users, items = read_side_tables(split_dir)
     feast_store.init_repo(feast_store.default_repo(), repo)
     if args.duckdb_memory_limit:  # this run's copy of the repository only
-        yaml = repo / "feature_store.yaml"
-        text = yaml.read_text().replace(
-            "  type: recsys.features.asof.AsofOfflineStore\n",
-            f"  type: recsys.features.asof.AsofOfflineStore\n"
-            f"  memory_limit: {args.duckdb_memory_limit}\n",
-        )
-        yaml.write_text(text)
+        path = repo / "feature_store.yaml"
+        config = yaml.safe_load(path.read_text())
+        config["offline_store"]["memory_limit"] = args.duckdb_memory_limit
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
     with run.stage("feature build", len(train)) as info:
         config = FeatureConfig(engine=args.build_engine)
         tables = build_features(train, users, items, repo / "data", config)

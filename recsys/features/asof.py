@@ -40,6 +40,7 @@ from feast.infra.offline_stores.file_source import FileSource
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from pydantic import Field, StrictStr
 
+from recsys.features.duck import duckdb_connection
 from recsys.features.spark import remote_url, spark_parquet, spark_session
 
 ROW = "__asof_row"
@@ -247,26 +248,16 @@ def _duckdb(
     store: AsofOfflineStoreConfig, sql: str, entity: pd.DataFrame, paths: dict, out=None
 ) -> pa.Table | None:
     """The join on DuckDB: as an Arrow table, or streamed into the parquet file ``out``."""
-    import duckdb
-
-    with tempfile.TemporaryDirectory(prefix="recsys-asof-") as spill:
-        con = duckdb.connect()
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute(f"SET temp_directory = '{spill}'")
-            con.execute("SET preserve_insertion_order = false")  # less memory; rows carry ROW
-            if store.memory_limit:
-                con.execute(f"SET memory_limit = '{store.memory_limit}'")
-            con.register("entity", entity)
-            for name, path in paths.items():
-                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
-            query = sql.replace("`", '"')
-            if out is None:
-                return con.sql(query).to_arrow_table()
-            con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
-            return None
-        finally:
-            con.close()
+    with duckdb_connection(store.memory_limit) as con:
+        con.execute("SET preserve_insertion_order = false")  # less memory; rows carry ROW
+        con.register("entity", entity)
+        for name, path in paths.items():
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+        query = sql.replace("`", '"')
+        if out is None:
+            return con.sql(query).to_arrow_table()
+        con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
+        return None
 
 
 def _spark(

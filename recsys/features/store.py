@@ -24,6 +24,7 @@ import pandas as pd
 from recsys.config import RecsysError
 from recsys.data.io import ITEM, RATING, TS, USER
 from recsys.features.build import EVENT_TS, TABLES
+from recsys.features.duck import duckdb_connection
 from recsys.files import atomic_path
 
 Online = Literal["sqlite", "redis"]
@@ -164,8 +165,6 @@ def _materialize_latest(store, view, end: datetime, batch_rows: int = 50_000) ->
     """The latest row of each key of ``view`` stamped at or before ``end``, from its parquet
     through DuckDB (held to the offline store's ``memory_limit``), into the online store a
     batch at a time; then the interval recorded in the registry as Feast's materialize does."""
-    import duckdb
-
     source = view.batch_source
     keys = ", ".join(f'"{e.name}"' for e in view.entity_columns)
     order = f'"{source.timestamp_field}" DESC'
@@ -177,11 +176,7 @@ def _materialize_latest(store, view, end: datetime, batch_rows: int = 50_000) ->
     )
     limit = getattr(store.config.offline_store, "memory_limit", None)
     path = _source_path(store, source)
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        if limit:
-            con.execute(f"SET memory_limit = '{limit}'")
+    with duckdb_connection(limit) as con:
         start = con.sql(
             f'SELECT min("{source.timestamp_field}") FROM read_parquet(?)',
             params=[path],
@@ -190,8 +185,6 @@ def _materialize_latest(store, view, end: datetime, batch_rows: int = 50_000) ->
         reader = relation.to_arrow_reader(batch_rows)  # streamed, not the whole result
         for batch in reader:
             store.write_to_online_store(view.name, batch.to_pandas())
-    finally:
-        con.close()
     start = (start or end) - timedelta(seconds=1)
     store.registry.apply_materialization(view, store.project, start, end)
 
