@@ -30,13 +30,17 @@ class RP3betaConfig:
         alpha: the exponent of each step's transition probability.
         beta: how strongly a target item's popularity is discounted.
         top_k: neighbours kept per item.
-        max_items: refuse catalogs larger than this (the walk is a dense items × items product).
+        max_items: refuse catalogs larger than this. The walk is computed a block of rows at
+            a time (``block_cells`` dense cells, 128 MB in float32 by default) and only the
+            ``top_k`` of each row are kept, so memory follows ``items × top_k``; the time
+            follows the number of co-occurring pairs.
     """
 
     alpha: float = 1.0
     beta: float = 0.6
     top_k: int = 200
-    max_items: int = 40_000
+    max_items: int = 1_000_000
+    block_cells: int = 1 << 25
 
 
 class RP3beta(Recommender):
@@ -71,22 +75,27 @@ def walk_weights(x: sp.csr_matrix, config: RP3betaConfig) -> sp.csr_matrix:
     n_items = x.shape[1]
     if n_items > config.max_items:
         raise RecsysError(
-            f"rp3beta: {n_items} items exceed max_items={config.max_items}; the walk matrix "
-            f"would need {n_items**2 * 4 / 2**30:.1f} GiB"
+            f"rp3beta: {n_items} items exceed max_items={config.max_items} (raise it: the "
+            f"walk keeps {config.top_k} neighbours per item, computed a block at a time)"
         )
     x = sp.csr_matrix(x, dtype=np.float64)
     x.data[:] = 1.0
     user_to_item = _row_normalised(x).power(config.alpha)  # (users, items) P(u → i)
     item_to_user = _row_normalised(x.T.tocsr()).power(config.alpha)  # (items, users) P(j → u)
-    walk = (item_to_user @ user_to_item).toarray()  # (items, items) P(j → i)
-    degree = np.asarray(x.sum(axis=0)).ravel()
-    walk /= np.maximum(degree, 1.0)[None, :] ** config.beta  # discount popular targets
-    np.fill_diagonal(walk, 0.0)
+    degree = np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1.0) ** config.beta
     k = min(config.top_k, n_items - 1)
-    if 0 < k < n_items:
-        drop = np.argpartition(-walk, k, axis=1)[:, k:]  # all but each row's k strongest
-        np.put_along_axis(walk, drop, 0.0, axis=1)
-    return sp.csr_matrix(walk.astype(np.float32))
+    rows = max(1, config.block_cells // max(n_items, 1))
+    blocks = []
+    for start in range(0, n_items, rows):  # never the whole (items, items) walk at once
+        walk = (item_to_user[start : start + rows] @ user_to_item).toarray()  # P(j → i)
+        walk /= degree[None, :]  # discount popular targets
+        own = np.arange(len(walk))
+        walk[own, own + start] = 0.0  # no walk back to the item itself
+        if 0 < k < n_items:
+            drop = np.argpartition(-walk, k, axis=1)[:, k:]  # all but each row's k strongest
+            np.put_along_axis(walk, drop, 0.0, axis=1)
+        blocks.append(sp.csr_matrix(walk.astype(np.float32)))
+    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, 0), dtype=np.float32)
 
 
 def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
