@@ -57,7 +57,7 @@ from recsys.features.spark import stop_spark
 from recsys.files import write_json
 from recsys.models.towers import TwoTowerConfig
 from recsys.recommend import Request, recommend_frame
-from recsys.training.two_tower import RayRun, train_two_tower
+from recsys.training.two_tower import RayRun, fit_staged, stage_two_tower
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 GIB = 2**30
@@ -164,7 +164,7 @@ def run_once(args: argparse.Namespace) -> dict:
         train, test = split(clean, "temporal")
         write_split(train, test, split_dir, params={"protocol": "temporal"}, side_from=data_dir)
         info |= {"train": len(train), "test": len(test)}
-    del clean
+    del clean, result  # result.clean is the whole table: held, it stayed in memory to the end
     users, items = read_side_tables(split_dir)
     feast_store.init_repo(feast_store.default_repo(), repo)
     if args.duckdb_memory_limit:  # this run's copy of the repository only
@@ -206,18 +206,20 @@ def run_once(args: argparse.Namespace) -> dict:
     config = TwoTowerConfig(
         epochs=1, val_share=0.0, patience=0, history_len=20, batch_size=args.batch_size
     )
-    with run.stage("two-tower (Ray Train)", len(train)) as info:
-        run_cfg = RayRun(storage_path=str(work / "checkpoints"), name="scale-two-tower")
-        model = train_two_tower(train, users, items, config, run_cfg)
-        metrics = model.training_log["metrics"]
-        info["examples_per_s"] = round(metrics["examples_per_s"])
-        info["epoch_s"] = round(metrics["epoch_s"], 1)
     rng = np.random.default_rng(0)
     known = np.intersect1d(test[USER].unique(), train[USER].unique())
     sample = sorted(rng.choice(known, min(args.eval_users, len(known)), replace=False))
-    held = test[test[USER].isin(sample)]
+    held, mine = test[test[USER].isin(sample)], train[train[USER].isin(sample)]
+    del test  # the evaluation needs only the sample's rows
+    with run.stage("two-tower (Ray Train)", len(train)) as info:
+        run_cfg = RayRun(storage_path=str(work / "checkpoints"), name="scale-two-tower")
+        staged = stage_two_tower(train, users, items, config, run_cfg)
+        del train  # the examples are on disk: the driver does not hold the rows through the run
+        model = fit_staged(*staged, run_cfg)
+        metrics = model.training_log["metrics"]
+        info["examples_per_s"] = round(metrics["examples_per_s"])
+        info["epoch_s"] = round(metrics["epoch_s"], 1)
     with run.stage("evaluate", len(sample)) as info:
-        mine = train[train[USER].isin(sample)]
         recs = recommend_frame(model, sample, Request(k=100), history=mine)
         top10 = recs[recs["rank"] <= 10]
         info["recall_at_100"] = round(ranking_metrics(recs, held, 100, train=mine).recall, 4)

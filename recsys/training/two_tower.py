@@ -7,9 +7,15 @@ import pandas as pd
 from recsys.config import ensure_ray
 from recsys.models.towers import TwoTowerConfig
 from recsys.models.two_tower import TwoTower
-from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, RayRun, fit_staged, stage_examples
+from recsys.training.ray_trainer import (
+    FAIL_AT_EPOCH_ENV,
+    RayRun,
+    StagedExamples,
+    fit_staged,
+    stage_examples,
+)
 
-__all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "train_two_tower"]
+__all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "fit_staged", "stage_two_tower", "train_two_tower"]
 
 
 def train_two_tower(
@@ -30,16 +36,26 @@ def train_two_tower(
     Returns:
         The fitted model, with the best epoch's weights.
     """
+    return fit_staged(*stage_two_tower(train, users, items, config, run), run)
+
+
+def stage_two_tower(
+    train: pd.DataFrame,
+    users: pd.DataFrame | None,
+    items: pd.DataFrame | None,
+    config: TwoTowerConfig,
+    run: RayRun,
+) -> tuple[TwoTower, StagedExamples, object]:
+    """The first half of :func:`train_two_tower`: the model's vocabularies, and its examples
+    written for the workers (freed here on return). A caller that lets go of ``train`` before
+    :func:`~recsys.training.ray_trainer.fit_staged` does not hold it through the run.
+
+    Returns:
+        The model, the staged examples and the validation rows.
+    """
     ensure_ray()
     model = TwoTower(config)
-    staged, val = _stage(model, train, users, items, run)  # the examples are on disk only
-    return fit_staged(model, staged, val, run)
-
-
-def _stage(model: TwoTower, train, users, items, run: RayRun):
-    """The model's vocabularies and its examples written for the workers; the examples in
-    memory are freed on return."""
-    fit_rows, val = model.split_validation(
-        model.prepare(model.prepare_base(train, items), users, items)
-    )
-    return stage_examples(model, fit_rows, run), val
+    examples = model.prepare(model.prepare_base(train, items), users, items)
+    fit_rows, val = model.split_validation(examples)
+    del examples
+    return model, stage_examples(model, fit_rows, run), val
