@@ -24,9 +24,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 MODULE_SECONDS = {
     "tests/integration/test_cli_movielens.py": 215,
     "tests/integration/test_training_pipeline.py": 210,
-    "tests/integration/test_ray_training.py": 150,
+    "tests/integration/test_ray_training.py": 115,
     "tests/integration/test_serving.py": 90,
-    "tests/integration/test_feature_store.py": 75,
+    "tests/integration/test_feature_store.py": 55,
     "tests/integration/test_multistage_ray.py": 57,
 }
 
