@@ -393,9 +393,12 @@ def test_the_feature_build_on_spark_writes_what_the_embedded_build_writes(
 ):
     """The per-event tables' bucket functions on Spark's executors (users and items hashed into
     groups by Spark): every table holds the rows of the embedded build, in its schema; two
-    events of one user in the same second keep their order in the user's state."""
+    events of one user in the same second keep their order in the user's state; times in
+    milliseconds keep every digit (as a double, a nanosecond time in 2024 does not)."""
     interactions = make_interactions(n_users=20, n_items=30, per_user=6, seed=1)
-    first, second = interactions.index[:2]  # u0's first two events: one second
+    millis = np.random.default_rng(1).integers(1, 1000, len(interactions))
+    interactions["timestamp"] += pd.to_timedelta(millis, unit="ms")
+    first, second = interactions.index[:2]  # u0's first two events: one time
     interactions.loc[second, "timestamp"] = interactions.loc[first, "timestamp"]
     users, items = side_tables(interactions)
     here = build_features(interactions, users, items, tmp_path / "here", FeatureConfig())
