@@ -25,6 +25,7 @@ from recsys.recommend import Request, recommend_frame
 from tests.conftest import copy_feature_repo, make_interactions
 from tests.unit.test_asof import case as asof_case
 from tests.unit.test_asof import check as check_asof
+from tests.unit.test_features_build import assert_same_tables
 
 DAY = pd.Timedelta(days=1)
 
@@ -405,17 +406,8 @@ def test_the_feature_build_on_spark_writes_what_the_embedded_build_writes(
     config = FeatureConfig(events_per_bucket=25, engine="spark")  # 5 groups
     spark = build_features(interactions, users, items, tmp_path / "spark", config)
     assert spark == here
-    for name in here:
-        a, b = (pd.read_parquet(tmp_path / d / f"{name}.parquet") for d in ("here", "spark"))
-        key = "user_id" if "user_id" in a else "item_id"
-        a, b = (t.sort_values([key, "event_timestamp"]).reset_index(drop=True) for t in (a, b))
-        assert a.dtypes.equals(b.dtypes), name
-        pd.testing.assert_frame_equal(a.map(_plain), b.map(_plain), obj=name)
+    assert_same_tables(tmp_path / "here", tmp_path / "spark", here)
     state = pd.read_parquet(tmp_path / "spark" / "user_state.parquet").set_index("user_id")
     tied = interactions.loc[[second, first], "item_id"].tolist()  # latest first, input order
     assert state.loc["u0", "recent_items"].tolist()[-2:] == tied
     assert not list((tmp_path / "spark").glob(".spark-build-*"))  # the staged events are gone
-
-
-def _plain(value):
-    return list(value) if isinstance(value, np.ndarray) else value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -185,8 +187,13 @@ def test_a_build_in_buckets_writes_the_tables_a_build_in_one_piece_writes(tmp_pa
     whole = build_features(ev, None, ITEMS, tmp_path / "whole")
     parts = build_features(ev, None, ITEMS, tmp_path / "parts", FeatureConfig(events_per_bucket=7))
     assert parts == whole
-    for name in whole:
-        a, b = (pd.read_parquet(tmp_path / d / f"{name}.parquet") for d in ("whole", "parts"))
+    assert_same_tables(tmp_path / "whole", tmp_path / "parts", whole)
+
+
+def assert_same_tables(one: Path, other: Path, names) -> None:
+    """The feature tables ``names`` of two builds hold the same rows in the same schema."""
+    for name in names:
+        a, b = (pd.read_parquet(d / f"{name}.parquet") for d in (one, other))
         key = "user_id" if "user_id" in a else "item_id"
         a, b = (t.sort_values([key, "event_timestamp"]).reset_index(drop=True) for t in (a, b))
         assert a.dtypes.equals(b.dtypes), name
