@@ -65,6 +65,10 @@ def spark_session(store=None):
             "spark.ui.showConsoleProgress": "false",
             "spark.log.level": "ERROR",
         }
+        # Python workers (applyInPandas) in this interpreter, not the first python3 on PATH (a
+        # venv used without activating it: no pandas, no recsys there); pyspark reads the
+        # variable when the context starts
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf |= store.spark_conf if store else {}
     for key, value in conf.items():
         builder = builder.config(key, value)
