@@ -43,9 +43,10 @@ def remote_url(store=None) -> str | None:
 
 
 def spark_session(store=None):
-    """The Spark session the join runs on, for ``store`` (an ``AsofOfflineStoreConfig``, or
-    None for the environment's): a Spark Connect server (:func:`remote_url`), else
-    ``spark_master`` (else ``$SPARK_MASTER``, else ``local[2]``); UTC, and ``spark_conf``."""
+    """The Spark session the feature stage runs on (the as-of join, the build's buckets), for
+    ``store`` (an ``AsofOfflineStoreConfig``, or None for the environment's): a Spark Connect
+    server (:func:`remote_url`), else ``spark_master`` (else ``$SPARK_MASTER``, else
+    ``local[2]``); UTC, and ``spark_conf``."""
     from pyspark.sql import SparkSession
 
     conf = {  # SQL settings, which a Connect session may set too

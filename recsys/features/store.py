@@ -190,10 +190,8 @@ def _materialize_latest(store, view, end: datetime, batch_rows: int = 50_000) ->
 
 
 def _rows_until(store, view, end: datetime) -> int:
-    import duckdb
-
     source = view.batch_source
-    with duckdb.connect() as con:
+    with duckdb_connection() as con:  # UTC, as the materialization it counts
         query = f'SELECT count(*) FROM read_parquet(?) WHERE "{source.timestamp_field}" <= ?'
         return con.sql(query, params=[_source_path(store, source), end]).fetchall()[0][0]
 

@@ -109,6 +109,7 @@ class StagedExamples:
     path: str  # the parquet file
     directory: str  # removed once the run is over
     filesystem: pafs.FileSystem
+    base: str  # the storage path in that filesystem (the run's checkpoints go under it)
     loss_args: object  # what the model's loss needs from the whole set (e.g. item counts)
 
 
@@ -122,7 +123,7 @@ def stage_examples(model, fit_rows: dict[str, np.ndarray], run: RayRun) -> Stage
     directory = f"{base}/{run.name}-examples"
     order = model.example_order(fit_rows, model.config.seed)
     path = _write_examples(fit_rows, order, fs, directory)
-    return StagedExamples(path, directory, fs, model.loss_args(fit_rows))
+    return StagedExamples(path, directory, fs, base, model.loss_args(fit_rows))
 
 
 def fit_on_ray(model, fit_rows: dict[str, np.ndarray], val, run: RayRun):
@@ -144,7 +145,6 @@ def fit_staged(model, staged: StagedExamples, val, run: RayRun):
 
     ensure_ray()
     require_room_for_data(run.num_workers)
-    _, base = storage_filesystem(run.storage_path)
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={
@@ -156,7 +156,7 @@ def fit_staged(model, staged: StagedExamples, val, run: RayRun):
         },
         scaling_config=ray.train.ScalingConfig(num_workers=run.num_workers, use_gpu=run.use_gpu),
         run_config=ray.train.RunConfig(
-            storage_path=base,
+            storage_path=staged.base,
             storage_filesystem=staged.filesystem,
             name=run.name,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from recsys.config import ensure_ray
 from recsys.models.towers import TwoTowerConfig
 from recsys.models.two_tower import TwoTower
 from recsys.training.ray_trainer import (
@@ -53,8 +52,7 @@ def stage_two_tower(
     Returns:
         The model, the staged examples and the validation rows.
     """
-    ensure_ray()
-    model = TwoTower(config)
+    model = TwoTower(config)  # Ray starts with the run (fit_staged), not before the staging
     examples = model.prepare(model.prepare_base(train, items), users, items)
     fit_rows, val = model.split_validation(examples)
     del examples
