@@ -36,7 +36,7 @@ COPY pipelines ./pipelines
 # keeps /usr/local/bin (a venv's bin would be dropped).
 RUN pip install --prefix=/install -c constraints.txt . \
  && PYTHONPATH=$(echo /install/lib/python3*/site-packages) python -c \
-      "import recsys, recsys.cli.main, serving.app, pipelines.client, feast, ray, kfp, evidently, faiss, lightgbm, pyspark"
+      "import recsys, recsys.cli.main, serving.app, pipelines.client, feast, ray, kfp, evidently, faiss, lightgbm, lleaves, pyspark"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu

@@ -377,14 +377,15 @@ class Ingress:
             t.cold_start.inc()
         self.predictions.log(
             {
-                "request_id": uuid.uuid4().hex,
+                "request_id": self.predictions.new_id(),
                 "ts": datetime.now(UTC).isoformat(),
                 "request": body.model_dump(),
                 "model_version": response.model_version,
                 "user_features": features,
                 "candidates": len(cand.codes),
                 "candidate_codes": np.asarray(cand.codes, dtype=np.int64),
-                "candidate_scores": np.round(np.asarray(scores, dtype=np.float32), 4),
+                # rounded as float64: a float32 prints 17 digits (twice the line, 1.7x the time)
+                "candidate_scores": np.round(np.asarray(scores, dtype=np.float64), 4),
                 "items": [i.item_id for i in response.items],
                 "scores": [i.score for i in response.items],
                 "sources": [i.source for i in response.items],

@@ -9,11 +9,13 @@ Files rotate by size: ``predictions-<utc start>-<pid>-<n>.jsonl`` (monitoring re
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import queue
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,9 +33,16 @@ class PredictionLog:
         self._file = None
         self._size = 0
         self._n = 0
+        # Record ids: a random prefix per log (per replica), then a counter (a uuid4 per request
+        # read the kernel's random source on the request path).
+        self._id_prefix, self._ids = uuid.uuid4().hex[:16], itertools.count()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
+
+    def new_id(self) -> str:
+        """An id no other record of any replica's log carries."""
+        return f"{self._id_prefix}-{next(self._ids):x}"
 
     def log(self, record: dict) -> None:
         try:

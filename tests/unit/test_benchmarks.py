@@ -1,13 +1,19 @@
 """The benchmarks' own pieces: the serving benchmark's CPU meter (it finds this process and
-charges it the CPU it spends), its CPU table, and the scale benchmark's join-size count."""
+charges it the CPU it spends), its CPU table, the scale benchmark's join-size count, and the
+feature benchmark's count of online rows."""
 
 import time
 
 import pandas as pd
 import psutil
+from tiny_data import side_tables
 
+from benchmarks.features import entity_rows
 from benchmarks.scale import frame_checksum, join_pairs
 from benchmarks.serving_load import CpuMeter, cpu_table, process_class, replica_deployment
+from recsys.data.io import ITEM, USER
+from recsys.features.build import TABLES, build_features
+from tests.conftest import make_interactions
 
 
 def test_the_meter_charges_this_process_the_cpu_it_spent_per_request():
@@ -77,3 +83,16 @@ def test_a_replica_is_named_by_its_deployment():
     assert replica_deployment("ray::ServeReplica:recsys:Ingress") == ("recsys", "Ingress")
     assert replica_deployment("ray::ServeReplica:noop:Hop_1 extra") == ("noop", "Hop_1")
     assert replica_deployment("ray::ServeController") is None
+
+
+def test_the_online_rows_count_every_table_by_its_own_entity(tmp_path):
+    """One online row per key and view; a view added to the build is counted by its key (a
+    fixed table-to-key list once missed ``user_state`` and the benchmark crashed)."""
+    users, items = side_tables()
+    build_features(make_interactions(), users, items, tmp_path / "data")
+    keys = {t: USER if t.startswith("user_") else ITEM for t in TABLES}
+    expected = sum(
+        pd.read_parquet(tmp_path / "data" / f"{t}.parquet")[key].nunique()
+        for t, key in keys.items()
+    )
+    assert entity_rows(tmp_path) == expected > 0
