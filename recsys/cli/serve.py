@@ -37,10 +37,19 @@ def serve() -> None:
     help="fused: one replica runs every stage (faster on one machine); composed: a deployment "
     "per stage (the cluster's, scaled apart).",
 )
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replicas each deployment starts with (default: fused, one per CPU up to 4; "
+    "composed, the config's).",
+)
 @click.option("--host", default=None, help="HTTP host (default: the config's).")
 @click.option("--port", type=int, default=None, help="HTTP port (default: the config's).")
 @click.option("--detach", is_flag=True, help="Return once ready (needs a running Ray cluster).")
-def start(config, model_version, model_root, feature_repo, catalog, topology, host, port, detach):
+def start(
+    config, model_version, model_root, feature_repo, catalog, topology, replicas, host, port, detach
+):
     """Deploy the app and wait until /readyz answers; without --detach, serve until Ctrl-C."""
     started = connect(start_local=not detach)
     cfg = serve_ops.serve_config(
@@ -50,6 +59,7 @@ def start(config, model_version, model_root, feature_repo, catalog, topology, ho
         host=host,
         port=port,
         topology=topology,
+        replicas=replicas or (serve_ops.local_replicas() if topology == "fused" else None),
     )
     url = serve_ops.start(cfg)
     click.echo(f"serving at {url}  (OpenAPI: {url}/docs; version {model_version or 'none yet'})")

@@ -29,3 +29,27 @@ def test_a_local_ray_gets_haproxy_when_it_is_on_path_and_says_so(monkeypatch):
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")  # the user's choice stands
     assert serve_ops.proxy_settings().startswith("proxy: Serve default")
     assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+
+
+def test_local_replicas_one_per_cpu_up_to_four_and_serve_accepts_the_config(monkeypatch):
+    from ray.serve.schema import ServeDeploySchema
+
+    for cpus, expected in ((None, 1), (1, 1), (2, 2), (16, 4)):
+        monkeypatch.setattr(serve_ops.os, "cpu_count", lambda c=cpus: c)
+        assert serve_ops.local_replicas() == expected
+    fused = serve_ops.serve_config(topology="fused", replicas=2)
+    (ingress,) = fused["applications"][0]["deployments"]
+    scaling = ingress["autoscaling_config"]
+    assert (scaling["min_replicas"], scaling["initial_replicas"], scaling["max_replicas"]) == (
+        2,
+        2,
+        4,
+    )
+    many = serve_ops.serve_config(replicas=6)  # above a deployment's maximum: the maximum rises
+    for deployment in many["applications"][0]["deployments"]:
+        assert deployment["autoscaling_config"]["min_replicas"] == 6
+        assert deployment["autoscaling_config"]["max_replicas"] == 6
+    for config in (fused, many):
+        ServeDeploySchema.model_validate(config)  # what `serve deploy` would refuse, refused here
+    untouched = serve_ops.serve_config(topology="fused")["applications"][0]["deployments"][0]
+    assert untouched["autoscaling_config"]["min_replicas"] == 1
