@@ -540,9 +540,11 @@ def test_pull_secrets_reach_every_pod_that_runs_the_platform_image():
 
 
 def test_every_ray_container_runs_serve_behind_haproxy_unless_turned_off(envs):
-    """``serve.fastProxy`` (default on) puts HAProxy and the throughput-optimised mode on every
-    Ray container (the image installs haproxy); off, neither variable is set."""
-    fast = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    """``serve.fastProxy`` (default on) puts HAProxy, the throughput-optimised mode and the
+    retry of an unanswered request on every Ray container (the image installs haproxy), the
+    same settings a local app gets; off, none is set."""
+    fast = serve_ops.FAST_PROXY
+    assert fast["RAY_SERVE_HAPROXY_RETRY_ON"] == "conn-failure empty-response"
     for env, rendered in envs.items():
         ray = [doc for doc in rendered["docs"] if doc["kind"] in ("RayService", "RayJob")]
         assert ray, env
@@ -556,4 +558,4 @@ def test_every_ray_container_runs_serve_behind_haproxy_unless_turned_off(envs):
     values = render.load_values(render.environments()["local"])
     values["serve"]["fastProxy"] = False
     docs = render.documents(render.render(values))
-    assert "RAY_SERVE_ENABLE_HA_PROXY" not in json.dumps(docs)
+    assert not any(name in json.dumps(docs) for name in fast)

@@ -201,6 +201,10 @@ spec:
           value: "1"
         - name: RAY_SERVE_THROUGHPUT_OPTIMIZED
           value: "1"
+        - name: RAY_SERVE_HAPROXY_RETRY_ON
+          value: "conn-failure empty-response"
+        - name: RAY_SERVE_HAPROXY_RETRIES
+          value: "1"
         {{- end }}
       resources:
         requests:
