@@ -8,7 +8,9 @@ Sizes follow the issue's 20M shape (1M users x 200k items): ``interactions / 20`
 
     synth -> validate -> split (temporal) -> feature build -> feast apply -> materialize
     -> point-in-time training set (Feast get_historical_features) -> two-tower on Ray Train
-    (one full epoch) -> evaluate a seeded sample of test users (recall@100, nDCG@10)
+    (one full epoch) -> evaluate a seeded sample of test users (recall@100, nDCG@10) -> serve
+    the model (Ray Serve over HTTP, the local fused app on the materialized online store) and
+    answer a closed loop of requests for the sample's users
 
 Per stage: seconds, rows/s, the peak memory of this process and every process under it (Ray's
 and Spark's included) as the sum of RSS (shared pages, Ray's object store among them, count
@@ -19,8 +21,10 @@ after it. The training set is Feast's ``get_historical_features`` on the as-of o
 spark`` builds it on Spark's local mode too and records whether the two checksums agree. Each
 training-set stage also records the pairs Feast's own DuckDB join would have formed
 (``feast_join_pairs``: each entity row with every feature row of its key), the reason that join
-fills the disk at 1M. Not yet here (``missing`` in the results): the multi-stage model's ranker
-with a candidate source that scales in place of EASE, and serving.
+fills the disk at 1M. The serving stage records req/s, latency, errors, each replica's RSS and
+whether the endpoint's lists equal the evaluated ones (the same users, the one recommendation
+path). Not yet here (``missing`` in the results): the multi-stage model's ranker with a
+candidate source that scales in place of EASE.
 
 Results: ``benchmarks/results/scale.json``, a list of runs (one per size, the latest kept),
 each with ``interactions``, ``completed``, ``peak_rss_gib``, ``disk_gib`` and ``stages``.
@@ -44,7 +48,9 @@ import psutil
 import pyarrow.parquet as pq
 import yaml
 
+from benchmarks.serving_load import closed_loop, free_port, replica_rss_mb
 from benchmarks.train_throughput import PeakRss
+from recsys import serve_ops
 from recsys.config import code_version, ensure_ray, recsys_home
 from recsys.data.io import ITEM, USER, read_side_tables
 from recsys.data.split import split, write_split
@@ -52,7 +58,7 @@ from recsys.data.synthetic import SynthConfig, generate
 from recsys.data.validate import load_interactions
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.features import store as feast_store
-from recsys.features.build import EVENT_TS, FeatureConfig, build_features
+from recsys.features.build import EVENT_TS, FeatureConfig, build_features, read_store_meta
 from recsys.features.spark import stop_spark
 from recsys.files import write_json
 from recsys.models.towers import TwoTowerConfig
@@ -61,7 +67,7 @@ from recsys.training.two_tower import RayRun, fit_staged, stage_two_tower
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 GIB = 2**30
-MISSING = ("multistage ranker with a scalable candidate source", "serve and answer requests")
+MISSING = ("multistage ranker with a scalable candidate source",)
 
 
 def disk_bytes(path: Path) -> int:
@@ -202,6 +208,7 @@ def run_once(args: argparse.Namespace) -> dict:
     os.environ["RECSYS_OFFLINE_ENGINE"] = args.offline_engine
     if args.stop_after == "training-set":
         return summary(args, synth, run, sums)
+    proxy = serve_ops.proxy_settings()  # HAProxy for the serving stage, as a user's local Ray
     ensure_ray()
     config = TwoTowerConfig(
         epochs=1, val_share=0.0, patience=0, history_len=20, batch_size=args.batch_size
@@ -225,7 +232,52 @@ def run_once(args: argparse.Namespace) -> dict:
         info["recall_at_100"] = round(ranking_metrics(recs, held, 100, train=mine).recall, 4)
         info["ndcg_at_10"] = round(ranking_metrics(top10, held, 10, train=mine).ndcg, 4)
         info["users"] = len(sample)
+    with run.stage("serve (Ray Serve, HTTP)", args.serve_requests) as info:
+        info |= serve_and_answer(args, model, repo, work, sample, recs)
+        info["proxy"] = proxy
     return summary(args, synth, run, sums)
+
+
+def serve_and_answer(args, model, repo: Path, work: Path, sample, recs: pd.DataFrame) -> dict:
+    """Save the model as a version, serve it as `recsys serve start` does on one machine (the
+    fused app, one replica per CPU, the online store the run materialized), check the endpoint
+    answers the sample's first users what the evaluation ranked for them, then a closed loop
+    of requests for the sample's users (one in ten unknown: the cold-start answer)."""
+    import asyncio
+
+    import httpx
+
+    version = f"scale-two-tower-{args.interactions}"
+    lineage = read_store_meta(repo / "data").lineage  # the store was built from this train
+    model.save(work / "models" / version, version=version, data_lineage=lineage)
+    url = serve_ops.start_local(
+        work / "models", version, repo, None, work / "serving", free_port(), replicas=None
+    )
+    try:
+        users = [str(u) for u in sample]
+        offline = recs[recs["rank"] <= 10].groupby(USER, sort=False)[ITEM].apply(list)
+        same = 0
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for user in users[: args.parity_users]:
+                answer = client.post("/recommend", json={"user_id": user, "k": 10}).json()
+                same += [i["item_id"] for i in answer["items"]] == offline.get(user, [])
+        bodies = [
+            json.dumps(
+                {"user_id": f"visitor-{n}" if n % 10 == 9 else users[n % len(users)]}
+            ).encode()
+            for n in range(args.serve_requests)
+        ]
+        load = asyncio.run(closed_loop(f"{url}/recommend", bodies, 16, args.serve_seconds))
+        rss = replica_rss_mb()
+    finally:
+        serve_ops.stop(local_ray=False)
+    return {
+        "rows": None,  # the stage's time holds the app's start and stop: req/s is the load's
+        "parity_users": min(args.parity_users, len(users)),
+        "parity_equal": same,
+        **{k: load[k] for k in ("concurrency", "requests", "errors", "rps", "p50_ms", "p99_ms")},
+        "replica_rss_mb": rss,
+    }
 
 
 def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) -> dict:
@@ -264,6 +316,12 @@ def table(runs: list[dict]) -> str:
             note = s.get("reason") or ""
             if "recall_at_100" in s:
                 note = f"recall@100 {s['recall_at_100']}, nDCG@10 {s['ndcg_at_10']}"
+            if "p99_ms" in s:
+                note = (
+                    f"{s['rps']} req/s at concurrency {s['concurrency']}, p50 {s['p50_ms']} ms, "
+                    f"p99 {s['p99_ms']} ms, {s['errors']} errors; {s['parity_equal']} of "
+                    f"{s['parity_users']} users' lists equal the evaluated ones"
+                )
             lines.append(
                 f"| {r['interactions']:,} | {s['name']} | {s['seconds']} | {s['rows_per_s'] or ''} "
                 f"| {s['peak_rss_gib']} | {s.get('peak_pss_gib', '')} | {s['disk_gib']} | {note} |"
@@ -300,6 +358,9 @@ def main() -> None:
         help="the offline store's DuckDB memory limit (e.g. 3GB; past it DuckDB spills)",
     )
     p.add_argument("--eval-users", type=int, default=2000)
+    p.add_argument("--serve-requests", type=int, default=3000, help="the serving stage's load")
+    p.add_argument("--serve-seconds", type=float, default=20, help="its time limit")
+    p.add_argument("--parity-users", type=int, default=50, help="served lists compared")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--workdir", default=str(recsys_home() / "runs" / "scale"))
     p.add_argument("--keep", action="store_true", help="keep the work directory")
