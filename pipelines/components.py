@@ -128,9 +128,14 @@ def evaluate(
 
 @component
 def gate(
-    evaluation: Input[Artifact], margin: float, coverage_tolerance: float, decision: Output[Metrics]
+    evaluation: Input[Artifact],
+    margin: float,
+    coverage_tolerance: float,
+    baseline_margin: float,
+    decision: Output[Metrics],
 ) -> bool:
-    """Promote only when the candidate beats the champion and the popularity baseline.
+    """Promote only when the candidate beats the champion, keeps its coverage and beats the
+    strongest baseline evaluated beside it (``recsys.registry.gate``).
 
     Returns the verdict as the task's single output: ``kfp.local`` resolves a ``dsl.If`` on a
     task's ``Output`` but not on a named output of a NamedTuple.
@@ -140,7 +145,9 @@ def gate(
     from recsys.registry.gate import GatePolicy, judge
 
     with open(evaluation.path) as f:
-        policy = GatePolicy(margin=margin, coverage_tolerance=coverage_tolerance)
+        policy = GatePolicy(
+            margin=margin, coverage_tolerance=coverage_tolerance, baseline_margin=baseline_margin
+        )
         verdict = judge(json.load(f), policy)
     decision.log_metric("promote", 1.0 if verdict.promote else 0.0)
     for name, check in verdict.checks.items():

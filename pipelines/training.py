@@ -49,6 +49,7 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
         k: int = 10,
         margin: float = 0.005,
         coverage_tolerance: float = 0.05,
+        baseline_margin: float = 0.001,
     ) -> Outputs:
         split = c.ingest(source=source, protocol=protocol, seed=seed)
         features = c.materialize_features(split=split.outputs["split"], feature_repo=feature_repo)
@@ -78,6 +79,7 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
             evaluation=scored.outputs["evaluation"],
             margin=margin,
             coverage_tolerance=coverage_tolerance,
+            baseline_margin=baseline_margin,
         )
         with dsl.If(verdict.outputs["Output"] == True, name="promote"):  # noqa: E712
             version = c.register(

@@ -83,6 +83,13 @@ def _params(value: str | None) -> dict[str, Any]:
     show_default=True,
     help="Catalog coverage the candidate may lose.",
 )
+@click.option(
+    "--baseline-margin",
+    type=float,
+    default=GatePolicy().baseline_margin,
+    show_default=True,
+    help="nDCG@k the candidate must gain over the strongest baseline (EASE, popularity).",
+)
 @gpu_option
 @num_workers_option
 @click.option("--ray-address", default="", help="Train on this Ray cluster (default: a local Ray).")
@@ -114,6 +121,7 @@ def run_training(
     k: int = 10,
     margin: float = GatePolicy().margin,
     coverage_tolerance: float = GatePolicy().coverage_tolerance,
+    baseline_margin: float = GatePolicy().baseline_margin,
     gpu: bool = False,
     num_workers: int = 1,
     ray_address: str = "",
@@ -123,7 +131,9 @@ def run_training(
 ) -> dict[str, Any]:
     """The options of ``pipeline run training`` → the local run's result (the quickstart
     calls this too). The report is copied to ``workdir/report.html``."""
-    GatePolicy(margin=margin, coverage_tolerance=coverage_tolerance)  # fail before running
+    GatePolicy(  # fail before running
+        margin=margin, coverage_tolerance=coverage_tolerance, baseline_margin=baseline_margin
+    )
     repo = None if no_features else (feature_repo or default_repo())
     if repo is not None and not (repo / "feature_store.yaml").exists():
         raise RecsysError(f"--feature-repo {repo}: no feature_store.yaml there (or --no-features)")
@@ -138,6 +148,7 @@ def run_training(
         "k": k,
         "margin": margin,
         "coverage_tolerance": coverage_tolerance,
+        "baseline_margin": baseline_margin,
         "gpu": gpu,
         "num_workers": num_workers,
         "ray_address": ray_address,

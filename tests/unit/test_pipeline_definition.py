@@ -13,6 +13,7 @@ from pipelines import client
 from pipelines.cluster import VARIANTS
 from recsys.cli.main import cli
 from recsys.config import RecsysError
+from recsys.registry.gate import GatePolicy
 from tests.conftest import free_port
 
 COMPILED = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
@@ -56,6 +57,10 @@ def test_the_dag_gates_register_and_deploy_on_the_verdict(compiled):
     assert all(not t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["margin"]["defaultValue"] == 0.005
+    # the gate's three settings are the pipeline's parameters, with the gate's own defaults
+    policy = GatePolicy()
+    for name in ("margin", "coverage_tolerance", "baseline_margin"):
+        assert params[name]["defaultValue"] == getattr(policy, name), name
     assert params["source"]["defaultValue"] == "movielens-100k"
     outputs = set(spec["root"]["outputDefinitions"]["artifacts"])
     assert outputs == {"evaluation", "decision", "report"}
