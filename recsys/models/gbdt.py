@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from recsys.config import recsys_home
+from recsys.files import atomic_path
 
 MODEL_FILE = "gbdt.txt"
 META_FILE = "gbdt.json"
@@ -188,21 +187,13 @@ def compiled_forest(model_text: str, cache: Path | None = None):
         cache = Path(tempfile.mkdtemp(prefix="recsys-forests-"))
     text, code = cache / f"{key}.txt", cache / f"{key}.o"
     if not text.exists():
-        _write_once(text, lambda tmp: tmp.write_text(model_text))
+        with atomic_path(text) as tmp:
+            tmp.write_text(model_text)
     model = lleaves.Model(model_file=str(text))
     if code.exists():
         model.compile(cache=str(code))
     else:
-        _write_once(code, lambda tmp: model.compile(cache=str(tmp)))
+        with atomic_path(code) as tmp:  # two processes compiling one model each write their own
+            tmp.unlink()  # lleaves writes its object code only where no file is
+            model.compile(cache=str(tmp))
     return model
-
-
-def _write_once(target: Path, write) -> None:
-    """``write(tmp)`` to a temporary name that does not exist yet, then rename it over
-    ``target`` (two processes compiling the same model each write their own)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
