@@ -4,6 +4,8 @@ internal-error handler and its answer counter. (The recommendation path itself:
 
 import builtins
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -188,3 +190,23 @@ def test_every_answer_is_counted_by_route_and_status_500_included():
     assert count("/recommend", "422") == before["422"] + 1
     assert count("/recommend", "500") == before["500"] + 1
     assert count("other", "404") == other + 1
+
+
+# -- the serving processes' imports ----------------------------------------------------------
+def _feast_checked(*first: str) -> bool:
+    """Whether Feast's classes carry typeguard's checks in a fresh process that imports
+    ``first`` before Feast."""
+    code = "; ".join(
+        [*(f"import {m}" for m in first), "import feast.entity as e"]
+        + ["print('typeguard' in e.Entity.__init__.__code__.co_names)"]
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip() == "True"
+
+
+def test_a_serving_process_imports_feast_without_recompiling_its_classes():
+    # A replica imports the serving package first: Feast's classes are taken as written (the
+    # 2.5 s typeguard spends recompiling them is what a new replica waits for) ...
+    assert not _feast_checked("serving")
+    # ... while the CLI, which applies feature definitions, keeps the checks.
+    assert _feast_checked("recsys.features.store")
