@@ -1,7 +1,7 @@
 """Serving load: closed-loop HTTP load on the running Serve app, against the in-process floor.
 
-For each topology (``composed``: Ingress → CandidateGenerator → Ranker → Ordering over
-DeploymentHandles; ``fused``: every stage inside the Ingress replica), the app is deployed on
+For each topology (``composed``: Ingress → CandidateGenerator → Ranker over DeploymentHandles,
+the Ranker called once per CandidateGenerator batch, the list ordered in the Ingress; ``fused``: every stage inside the Ingress replica), the app is deployed on
 a local Ray with the MovieLens multi-stage model, and a closed-loop client (aiohttp, 127.0.0.1
 only, bounded in requests and seconds) runs at concurrency 1, 16 and 64: requests/s and
 p50/p95/p99 latency, errors, and the mean time per stage from the app's own ``/metrics``.
@@ -211,8 +211,8 @@ def in_process_floor(args, users: list[str], n: int, batch: int = 8) -> dict:
 
 def noop_app(topology: str, replicas: int):
     """A Serve app of the same shape that does no work: an Ingress (FastAPI, POST
-    ``/recommend``) that answers at once (``fused``), or that first calls three no-op
-    deployments in a chain over DeploymentHandles (``composed``: the recommender's three hops).
+    ``/recommend``) that answers at once (``fused``), or that first calls a no-op deployment
+    that calls another over DeploymentHandles (``composed``: the recommender's two hops).
     Same replica settings as the recommender's deployments; what it costs is the proxy, HTTP,
     FastAPI and the hops alone."""
     from fastapi import FastAPI
@@ -243,7 +243,7 @@ def noop_app(topology: str, replicas: int):
             return {"items": [], "model_version": "noop"}
 
     if topology == "composed":
-        return NoopIngress.bind(Hop.bind(Hop.bind(Hop.bind())))
+        return NoopIngress.bind(Hop.bind(Hop.bind()))
     return NoopIngress.bind()
 
 

@@ -10,12 +10,15 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
+
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import read_titles
 from recsys.features.build import read_store_meta
 from recsys.features.online import OnlineFeatures
 from recsys.features.state import UserState
 from recsys.features.store import default_repo, open_store
+from recsys.models.base import Candidates
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
 from recsys.recommend import (
@@ -145,43 +148,21 @@ class Runtime:
         return results
 
     def recommend_batch(self, requests: list[tuple[str, object]]) -> list:
-        """The one path for concurrent requests ``(version, RecommendRequest)``: stage 1 as
-        :meth:`candidates_batch`, the ranker in one pass per version, then each list. Per
-        request: ``(answer, candidates, scores, user features, stage seconds)``, or the
-        exception that request met (an unknown genre; a store that cannot serve it)."""
-        results: list = [None] * len(requests)
-        valid = []
-        for n, (version, body) in enumerate(requests):
-            try:
-                genre_mask(self.models.get(version), body.filters)  # fails before any work
-                valid.append(n)
-            except Exception as exc:
-                results[n] = exc
+        """The one path for concurrent requests ``(version, RecommendRequest)``, all in this
+        process (the fused topology): :func:`admit`, stage 1 as :meth:`candidates_batch`, the
+        ranker in one pass per version, then each list (:func:`finish`). Per request:
+        ``(answer, candidates, scores, user features, stage seconds)``, or the exception that
+        request met (an unknown genre; a store that cannot serve it)."""
+        results, valid = admit(self.models, requests)
         t0 = time.perf_counter()
-        stage1 = self.candidates_batch(
-            [(requests[n][0], requests[n][1].user_id, requests[n][1].exclude_seen) for n in valid]
-        )
+        stage1 = self.candidates_batch([stage1_key(requests[n]) for n in valid])
         t1 = time.perf_counter()
-        done = []
-        for version in dict.fromkeys(requests[n][0] for n in valid):
-            mine = [j for j, n in enumerate(valid) if requests[n][0] == version]
-            ok = [j for j in mine if not isinstance(stage1[j], Exception)]
-            for j in set(mine) - set(ok):
-                results[valid[j]] = stage1[j]
-            if not ok:
-                continue
-            prepared = self.models.get(version)
-            scores = rank(prepared, [stage1[j]["candidates"] for j in ok])
-            for j, score in zip(ok, scores, strict=True):
-                done.append((j, prepared, score))
-        t2 = time.perf_counter()
-        for j, prepared, score in done:
-            got, body = stage1[j], requests[valid[j]][1]
-            answer = order(prepared, body.request(), got["state"], got["candidates"], score)
-            results[valid[j]] = (answer, got["candidates"], score, got["features"], None)
-        t3 = time.perf_counter()
-        timings = {"candidates": t1 - t0, "rank": t2 - t1, "order": t3 - t2}
-        return [(*r[:4], timings) if isinstance(r, tuple) else r for r in results]
+        ok = [j for j, got in enumerate(stage1) if not isinstance(got, Exception)]
+        scores = rank_batch(
+            self.models, [(requests[valid[j]][0], stage1[j]["candidates"]) for j in ok]
+        )
+        with_scores(stage1, ok, scores, {"candidates": t1 - t0, "rank": time.perf_counter() - t1})
+        return finish(self.models, requests, results, valid, stage1)
 
     def item_context(self, prepared: PreparedModel) -> dict | None:
         """The items' context the version reads, from the online store: one batched read of
@@ -248,3 +229,67 @@ class Runtime:
             )
         self._probed.add(meta.build_id)
         return ""
+
+
+# -- the phases of a batch of requests, shared by both topologies ----------------------------
+def stage1_key(request: tuple[str, object]) -> tuple[str, str, bool]:
+    """What stage 1 needs of a request ``(version, RecommendRequest)``."""
+    version, body = request
+    return version, body.user_id, body.exclude_seen
+
+
+def admit(models: ModelCache, requests: list[tuple[str, object]]) -> tuple[list, list[int]]:
+    """The results so far (the exception of a request whose filters name a genre its version
+    lacks: it fails before any work) and the positions of the requests admitted."""
+    results: list = [None] * len(requests)
+    valid = []
+    for n, (version, body) in enumerate(requests):
+        try:
+            genre_mask(models.get(version), body.filters)
+            valid.append(n)
+        except Exception as exc:
+            results[n] = exc
+    return results, valid
+
+
+def rank_batch(models: ModelCache, requests: list[tuple[str, Candidates]]) -> list[np.ndarray]:
+    """Stage 2 for candidates ``(version, candidates)``: one pass of the ranker per version
+    (a model switch may mix versions in one batch)."""
+    out: list = [None] * len(requests)
+    for version in dict.fromkeys(v for v, _ in requests):
+        mine = [n for n, (v, _) in enumerate(requests) if v == version]
+        scores = rank(models.get(version), [requests[n][1] for n in mine])
+        for n, score in zip(mine, scores, strict=True):
+            out[n] = score
+    return out
+
+
+def with_scores(stage1: list, ok: list[int], scores: list, timings: dict) -> None:
+    """Stage 1's results at ``ok`` take their scores and the batch's stage seconds."""
+    for j, score in zip(ok, scores, strict=True):
+        stage1[j] |= {"scores": score, "timings": timings}
+
+
+def finish(models: ModelCache, requests, results: list, valid: list[int], stage1: list) -> list:
+    """Stage 3: each admitted request's list from its scored candidates. Per request
+    ``(answer, candidates, scores, user features, stage seconds)``, or its exception."""
+    t0 = time.perf_counter()
+    answers = []
+    for j, n in enumerate(valid):
+        got = stage1[j]
+        if isinstance(got, Exception):
+            results[n] = got
+            continue
+        version, body = requests[n]
+        try:
+            prepared = models.get(version)
+            answer = order(prepared, body.request(), got["state"], got["candidates"], got["scores"])
+        except Exception as exc:
+            results[n] = exc
+            continue
+        answers.append(n)
+        results[n] = (answer, got["candidates"], got["scores"], got["features"], got["timings"])
+    timings = {"order": time.perf_counter() - t0}
+    for n in answers:
+        results[n] = (*results[n][:4], results[n][4] | timings)
+    return results
