@@ -3,8 +3,9 @@
 For each topology (``composed``: Ingress → CandidateGenerator → Ranker over DeploymentHandles,
 one call per batch of requests, the lists made in the Ingress; ``fused``: every stage inside
 the Ingress replica), the app is deployed on a local Ray with the MovieLens multi-stage model,
-and a closed-loop client (aiohttp, 127.0.0.1 only, bounded in requests and seconds) runs at concurrency 1, 16 and 64: requests/s and
-p50/p95/p99 latency, errors, and the mean time per stage from the app's own ``/metrics``.
+and a closed-loop client (aiohttp, 127.0.0.1 only, bounded in requests and seconds) runs at
+concurrency 1, 16 and 64: requests/s and p50/p95/p99 latency, errors, and the mean time per
+stage from the app's own ``/metrics``.
 In the same run the same stages are called in-process without HTTP or Ray: the floor.
 The load generator shares the machine's CPUs with the app.
 
