@@ -95,6 +95,7 @@ class Run:
             "rows_per_s": round(rows / seconds) if rows and seconds else None,
             "peak_rss_gib": round(rss.tree / GIB, 3),
             "peak_pss_gib": round(rss.tree_pss / GIB, 3),
+            "at_peak_rss_gib": {k: round(v / GIB, 3) for k, v in sorted(rss.at_peak.items())},
             "disk_gib": round(disk_bytes(self.workdir) / GIB, 3),
             **info,
         }

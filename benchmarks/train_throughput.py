@@ -67,6 +67,7 @@ class PeakRss:
     def __init__(self, interval_s: float = 0.5):
         self.interval_s, self.driver, self.worker, self.tree = interval_s, 0, 0, 0
         self.tree_pss = 0
+        self.at_peak: dict[str, int] = {}  # RSS by process title when the RSS sum peaked
         self.worker_cpu_s = 0.0  # the Ray Train worker's user + system CPU time, last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -86,20 +87,34 @@ class PeakRss:
 
     def _sample(self) -> None:
         me = psutil.Process()
-        driver, worker, tree, pss = 0, 0, 0, 0
+        driver, worker, tree, pss, titles = 0, 0, 0, 0, {}
         for proc in [me, *me.children(recursive=True)]:
             try:
                 memory = proc.memory_full_info()
-                if proc.pid != me.pid and "RayTrainWorker" in " ".join(proc.cmdline()):
+                cmdline = proc.cmdline()
+                if proc.pid != me.pid and "RayTrainWorker" in " ".join(cmdline):
                     worker = max(worker, memory.rss)
                     self.worker_cpu_s = sum(proc.cpu_times()[:2])
             except psutil.Error:
                 continue  # the process ended between listing and reading
             driver = memory.rss if proc.pid == me.pid else driver
             tree, pss = tree + memory.rss, pss + memory.pss
+            title = "driver" if proc.pid == me.pid else _title(cmdline)
+            titles[title] = titles.get(title, 0) + memory.rss
         self.driver = max(self.driver, driver)
-        self.worker, self.tree = max(self.worker, worker), max(self.tree, tree)
+        self.worker = max(self.worker, worker)
+        if tree > self.tree:
+            self.tree, self.at_peak = tree, titles
         self.tree_pss = max(self.tree_pss, pss)
+
+
+def _title(cmdline: list[str]) -> str:
+    """A process's kind: a Ray worker's title (``ray::IDLE``, ``ray::RayTrainWorker``...), else
+    the program's name."""
+    first = cmdline[0] if cmdline else "?"
+    if first.startswith("ray::"):
+        return first.split()[0].split(".")[0][:40]
+    return Path(first).name[:40]
 
 
 def make_data(args: argparse.Namespace, directory: Path) -> dict[str, pd.DataFrame]:

@@ -139,7 +139,6 @@ def fit_on_ray(model, fit_rows: dict[str, np.ndarray], val, run: RayRun):
 
 def fit_staged(model, staged: StagedExamples, val, run: RayRun):
     """:func:`fit_on_ray` on examples already staged by :func:`stage_examples`."""
-    import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -162,7 +161,7 @@ def fit_staged(model, staged: StagedExamples, val, run: RayRun):
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=0),
         ),
-        datasets={"train": ray.data.read_parquet(staged.path, filesystem=staged.filesystem)},
+        datasets={"train": _read_examples(staged)},
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
@@ -171,6 +170,22 @@ def fit_staged(model, staged: StagedExamples, val, run: RayRun):
     model.load_state(saved["state"]["best_model"])
     _delete_dir(staged.filesystem, staged.directory)
     return model
+
+
+def _read_examples(staged: StagedExamples):
+    """The staged examples as a Ray Data dataset. Its read task runs in a worker of its own
+    that exits when the task is done (``max_calls=1``: a reused worker stayed idle through the
+    run holding what the read allocated, 2.2 GiB at 20M interactions), and allocates from the
+    system allocator, which returns freed buffers to the OS (Arrow's default pool kept them:
+    the reader held 0.64 GiB at 1M interactions, 0.16 with the system pool)."""
+    import ray.data
+
+    return ray.data.read_parquet(
+        staged.path,
+        filesystem=staged.filesystem,
+        max_calls=1,
+        runtime_env={"env_vars": {"ARROW_DEFAULT_MEMORY_POOL": "system"}},
+    )
 
 
 def _uri(storage_path: str) -> str:
