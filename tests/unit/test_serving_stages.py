@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
+from recsys.features.offline import states_from_interactions
 from recsys.models.kinds import create_model
-from recsys.recommend import PreparedModel, prepare
+from recsys.recommend import BadRequest, PreparedModel, candidates, prepare, recommend
 from serving import stages, telemetry
 from serving.app import CountAnswers, _internal_error
 from serving.predlog import PredictionLog
+from serving.schemas import RecommendRequest
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +212,33 @@ def test_a_serving_process_imports_feast_without_recompiling_its_classes():
     assert not _feast_checked("serving")
     # ... while the CLI, which applies feature definitions, keeps the checks.
     assert _feast_checked("recsys.features.store")
+
+
+# -- a batch of requests through the phases both topologies share ---------------------------
+def test_a_batch_answers_each_request_as_if_alone_and_a_bad_one_fails_alone(model_root, tiny_train):
+    cache = stages.ModelCache(model_root)
+    users = sorted(tiny_train["user_id"].unique())[:3]
+    requests = [
+        ("v1", RecommendRequest(user_id=users[0], k=5)),
+        ("v2", RecommendRequest(user_id=users[1], k=5, exclude_seen=False)),
+        ("v1", RecommendRequest(user_id=users[2], filters={"include_genres": ["no such genre"]})),
+    ]
+    results, valid = stages.admit(cache, requests)
+    assert valid == [0, 1] and isinstance(results[2], BadRequest)
+    recent_n = cache.get("v1").recent_n
+    states = dict(zip(users, states_from_interactions(tiny_train, users, recent_n), strict=True))
+    stage1 = []  # what the CandidateGenerator (composed) or the fused replica computes
+    for n in valid:
+        version, body = requests[n]
+        state = states[body.user_id]
+        (cand,) = candidates(cache.get(version), [state], body.exclude_seen)
+        stage1.append({"state": state, "candidates": cand, "features": {}})
+    scored = [(requests[n][0], got["candidates"]) for n, got in zip(valid, stage1, strict=True)]
+    stages.with_scores(stage1, [0, 1], stages.rank_batch(cache, scored), {"candidates": 0.0})
+    out = stages.finish(cache, requests, results, valid, stage1)
+    assert isinstance(out[2], BadRequest)
+    for n in valid:
+        version, body = requests[n]
+        (alone,) = recommend(cache.get(version), [states[body.user_id]], body.request())
+        assert out[n][0] == alone and len(alone.items) == body.k
+        assert set(out[n][4]) == {"candidates", "order"}
