@@ -15,6 +15,7 @@ from recsys.models.encoding import (
     AGE_EDGES,
     MAX_GENRES,
     FeatureEncoder,
+    gather_history,
     history_windows,
     profile_samples,
 )
@@ -140,6 +141,11 @@ def test_profile_samples_other_rows_of_the_same_user():
     # With 20 draws each row sees all of its user's other rows (a random profile, not a prefix).
     assert set(pos[0]) == {1, 2, 3, 4}
     np.testing.assert_array_equal(pos, profile_samples(users, 20, seed=0))  # seeded
+    # computed a few rows at a time (bounded memory), the same positions
+    np.testing.assert_array_equal(pos, profile_samples(users, 20, seed=0, chunk_rows=3))
+    items = np.arange(len(users)) + 1
+    hist = gather_history(pos, items, chunk_rows=4)
+    np.testing.assert_array_equal(hist, np.where(pos >= 0, items[np.maximum(pos, 0)], 0))
 
 
 # -- losses and optimisers ----------------------------------------------------------------
