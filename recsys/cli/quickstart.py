@@ -107,7 +107,7 @@ def quickstart(
     click.echo(
         f"== 4. serve the champion {champion.version}: "
         "candidates -> ranker -> ordering in one Ray Serve replica (the cluster's chart gives "
-        "each stage a deployment of its own)"
+        "the candidates and the ranker deployments of their own)"
     )
     serve_demo(
         workdir,
