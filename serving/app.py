@@ -1,11 +1,11 @@
 """The Ray Serve application: ``build_app(args)`` composes the deployments.
 
-``composed`` (default): Ingress → CandidateGenerator (``@serve.batch``) → Ranker, each its own
-deployment with its own autoscaling, called through DeploymentHandles: the CandidateGenerator
-hands its whole batch to the Ranker in one call, and the Ingress orders the scored candidates
-into the list itself (that stage is 0.2 ms of work; as its own deployment its hop cost about 3
-ms of CPU a request, measured). ``fused``: the Ingress runs the same three stages in its own
-replica (no handle hops).
+``composed`` (default): Ingress (``@serve.batch``) → CandidateGenerator → Ranker, each its own
+deployment with its own autoscaling, called through DeploymentHandles once per batch: the
+Ingress sends its batch to the CandidateGenerator, which hands it to the Ranker in one call,
+and the Ingress orders the scored candidates into the lists itself (that stage is 0.2 ms of
+work; as its own deployment its hop cost about 3 ms of CPU a request, measured). ``fused``: the
+Ingress runs the same three stages in its own replica (no handle hops).
 Both run :mod:`recsys.recommend`'s stage functions on the user's state read from the online
 store; this module adds transport (HTTP, handles, batching), telemetry and the prediction log,
 never logic. Every deployment serves the model version named in its ``user_config``; changing
@@ -34,17 +34,16 @@ from ray.serve import Application
 
 from recsys import recommend
 from recsys.config import recsys_home
-from recsys.data.io import read_titles
 from recsys.features.events import Event, EventIngestor, EventLog
 from serving import telemetry
 from serving.predlog import PredictionLog
 from serving.schemas import AppArgs, ModelSelection, Problem, RecommendRequest, RecommendResponse
 from serving.stages import (
-    ModelCache,
     NotReady,
     Runtime,
     admit,
     finish,
+    model_cache,
     rank_batch,
     stage1_key,
     with_scores,
@@ -157,9 +156,7 @@ class Stage:
     """A stage deployment's shared part: the versions it holds and the one it preloads."""
 
     def __init__(self, args: dict) -> None:
-        parsed = AppArgs.model_validate(args)
-        root = parsed.model_root or recsys_home() / "models"
-        self.models = ModelCache(root, read_titles(parsed.catalog))  # titles: the reasons
+        self.models = model_cache(AppArgs.model_validate(args))
         self.version: str | None = None
 
     def reconfigure(self, config: dict) -> None:
@@ -224,11 +221,8 @@ class Ingress:
     def __init__(self, args: dict, candidate_generator=None) -> None:
         self.args = AppArgs.model_validate(args)
         self.fused = Runtime(self.args) if candidate_generator is None else None
-        if self.fused is not None:
-            self.models = self.fused.models
-        else:  # the list is made here: the composed graph's third stage is not worth a hop
-            root = self.args.model_root or recsys_home() / "models"
-            self.models = ModelCache(root, read_titles(self.args.catalog))
+        # composed: the lists are made here (the graph's third stage was not worth a hop)
+        self.models = self.fused.models if self.fused is not None else model_cache(self.args)
         # One compute thread: requests queue on the event loop instead of several threads
         # taking turns on the GIL mid-request.
         self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
@@ -341,7 +335,7 @@ class Ingress:
     async def _not_ready(self, version: str) -> str:
         if self.fused is not None:
             loop = asyncio.get_running_loop()
-            prepared = self.fused.models.get(version)
+            prepared = self.models.get(version)
             return await loop.run_in_executor(self._compute, self.fused.not_ready, prepared)
         return await self.generator.ready.remote(version)
 

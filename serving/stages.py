@@ -80,6 +80,13 @@ class ModelCache:
             return prepared
 
 
+def model_cache(args: AppArgs, warm: bool = False) -> ModelCache:
+    """The versions a replica holds: under the app's ``model_root`` (default
+    ``$RECSYS_HOME/models``), with the catalog's titles for the reasons."""
+    root = args.model_root or recsys_home() / "models"
+    return ModelCache(root, read_titles(args.catalog), warm=warm)
+
+
 def warm_up(prepared: PreparedModel) -> None:
     """One recommendation, through the one path, for a made-up user who saw the most popular
     item: what a model builds on first use (RP3beta's dense matrices, the compiled trees'
@@ -98,8 +105,7 @@ class Runtime:
 
     def __init__(self, args: AppArgs) -> None:
         self.args = args
-        root = args.model_root or recsys_home() / "models"
-        self.models = ModelCache(root, read_titles(args.catalog), warm=True)
+        self.models = model_cache(args, warm=True)
         self.repo = Path(args.feature_repo) if args.feature_repo else default_repo()
         self.store = None
         if (self.repo / "feature_store.yaml").exists() and (self.repo / "data").exists():

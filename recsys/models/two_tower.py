@@ -120,7 +120,7 @@ class TwoTower(Recommender):
             del pos
         feats = self.encoder.codes_of_users(df[USER].astype(str).to_numpy())  # (rows, 3)
         # 32-bit on disk and in memory (half the bytes at 20M rows); batches widen to int64
-        uid, iid, feats, hist = (a.astype(np.int32) for a in (uid, iid, feats, hist))
+        uid, iid, feats, hist = (a.astype(np.int32, copy=False) for a in (uid, iid, feats, hist))
         cols = {"uid": uid, "iid": iid}
         cols |= {f"f{j}": feats[:, j] for j in range(3)}
         cols |= {f"h{j}": hist[:, j] for j in range(hist.shape[1])}
