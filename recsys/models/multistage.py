@@ -81,6 +81,10 @@ class MultiStageConfig:
     # sources fitted on everything before it (the past predicts the future, as on a temporal
     # split); the full fit scores the candidates at serving.
     crossfit: str = "random"
+    # The ranker learns from at most this many users per fold, a seeded sample (0: every
+    # user). At 1M users the rows of every user's candidates would not fit in memory, and a
+    # few tens of thousands of users' lists teach the trees as much (benchmarks/scale.py).
+    ranker_users: int = 0
     ranker: str = "gbdt"  # "gbdt" (LightGBM, listwise) or "dcn" (DCN-v2 on Ray Train)
     seed: int = 42
     ease: EASEConfig = field(default_factory=EASEConfig)
@@ -101,6 +105,8 @@ class MultiStageConfig:
             raise ValueError(f"ranker must be one of {RANKERS}, got {self.ranker!r}")
         if self.folds < 2:
             raise ValueError(f"folds must be at least 2, got {self.folds}")
+        if self.ranker_users < 0:
+            raise ValueError(f"ranker_users must be 0 (every user) or more: {self.ranker_users}")
         if self.crossfit not in CROSSFITS:
             raise ValueError(f"crossfit must be one of {CROSSFITS}, got {self.crossfit!r}")
 
@@ -167,7 +173,8 @@ class MultiStageModel(Recommender):
                 f"crossfit={cfg.crossfit!r}: no fold has a user with history before it, so the "
                 "ranker has nothing to learn from (too little data, or use crossfit='random')"
             )
-        self.sources = self._fit_sources(train, users, items, tag="all")
+        history = labels = sources = None  # the last fold's rows and fit: not held through
+        self.sources = self._fit_sources(train, users, items, tag="all")  # the full fit
         rows = RankingRows(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
         progress.info(
             "%s ranker: %d candidate rows, %d positives",
@@ -220,9 +227,14 @@ class MultiStageModel(Recommender):
         return Sources.fit(x, ease, rp3, tower)
 
     def _training_rows(self, sources: Sources, history, labels, fold: int):
-        """The ranker's rows for one fold: its users' candidates from the other folds' fit,
-        labelled by the fold's items. Returns (features, labels, query ids, item codes)."""
+        """The ranker's rows for one fold: its users' candidates (``ranker_users`` of them at
+        most) from the other folds' fit, labelled by the fold's items. Returns (features,
+        labels, query ids, users, item codes)."""
         users = sorted(labels[USER].unique())
+        if 0 < self.config.ranker_users < len(users):
+            rng = np.random.default_rng([self.config.seed, fold])
+            users = sorted(rng.choice(users, self.config.ranker_users, replace=False))
+            labels = labels[labels[USER].isin(users)]
         states = states_from_interactions(history, users, self.state_spec().recent_n)
         # the items' context as the store would hold it then, for a ranker that reads it
         items = item_context(history, self.item_ids) if self.state_spec().context else None

@@ -44,6 +44,8 @@ STORE_CONTEXT = {
 }
 FEATURES = (*SOURCE_FEATURES, *CONTEXT_FEATURES)
 DENSE_ITEMS = 10_000  # RP3beta is kept dense in memory up to this catalog size
+# A source's rank feature is exact among each user's best this many items (below: this rank)
+RANK_DEPTH = 4096
 FEATURES_WITH_STORE = (*FEATURES, *STORE_CONTEXT)
 
 
@@ -192,15 +194,27 @@ def _top_mask(scores: np.ndarray, n: int) -> np.ndarray:
 def _rank_feature(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """1 / log2(rank + 2) of the (row, col) items within their rows, rank 0 the best: robust
     to scale. The rank is the number of the row's items scored strictly higher, so tied
-    scores share the best rank of the tie and no order is invented among them. One sort per
-    row, then a binary search per candidate (not a full ranking of every row)."""
+    scores share the best rank of the tie and no order is invented among them.
+
+    Ranks are exact down to :data:`RANK_DEPTH`; an item below a row's ``RANK_DEPTH`` best
+    gets rank ``RANK_DEPTH`` (a feature of 0.09 or less). A catalog of at most that many items
+    is ranked exactly; a larger one needs a partition of each row and a sort of its best, not
+    a sort of the row (200k items: 0.46 against 1.26 ms a row, per source and request).
+    """
     rank = np.empty(len(rows), dtype=np.float64)
     width = scores.shape[1]
+    depth = min(width, RANK_DEPTH)
     bounds = np.searchsorted(rows, np.arange(scores.shape[0] + 1))  # rows are user-major
     for r in np.flatnonzero(np.diff(bounds)):
         a, b = bounds[r], bounds[r + 1]
-        ordered = np.sort(scores[r])
-        rank[a:b] = width - np.searchsorted(ordered, scores[r, cols[a:b]], side="right")
+        row = scores[r]
+        # ascending: the row itself, or its ``depth`` best (every item scored above the
+        # lowest of them is among them, so a value at or above it is ranked exactly)
+        best = row if depth == width else np.partition(row, width - depth)[width - depth :]
+        ordered = np.sort(best)
+        rank[a:b] = depth - np.searchsorted(ordered, row[cols[a:b]], side="right")
+        if depth < width:
+            rank[a:b][row[cols[a:b]] < ordered[0]] = depth
     return (1.0 / np.log2(rank + 2.0)).astype(np.float32)
 
 

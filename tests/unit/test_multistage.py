@@ -345,3 +345,33 @@ def test_with_store_context_the_ranker_reads_the_stores_features_and_needs_them(
         model.candidates(batch)
     recs = recommend_rows(model, users, 5, history=train)  # offline: computed from history
     assert recs.groupby("user_id").size().eq(5).all()
+
+
+def test_a_rank_is_exact_down_to_the_depth_and_the_depth_below_it(monkeypatch):
+    from recsys.models import sources
+
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((3, 500))
+    scores[:, :20] = -np.inf  # hidden items
+    scores[1, 100:110] = scores[1, 99]  # a tie
+    rows = np.repeat(np.arange(3), 40)
+    cols = rng.integers(0, 500, 120)
+    exact = np.array([(scores[r] > scores[r, c]).sum() for r, c in zip(rows, cols, strict=True)])
+
+    def feature(rank):
+        return (1.0 / np.log2(rank + 2.0)).astype(np.float32)
+
+    assert np.array_equal(sources._rank_feature(scores, rows, cols), feature(exact))
+    monkeypatch.setattr(sources, "RANK_DEPTH", 50)
+    assert (exact < 50).any() and (exact >= 50).any()
+    got = sources._rank_feature(scores, rows, cols)
+    assert np.array_equal(got, feature(np.minimum(exact, 50)))
+
+
+def test_the_ranker_learns_from_at_most_ranker_users_users_per_fold(interactions):
+    model = fit(with_noise(interactions), ranker_users=5)
+    every = fit(with_noise(interactions))
+    assert model.training_log["ranker_rows"] < every.training_log["ranker_rows"]
+    assert len(set(model._user_keys)) <= 5 * model.config.folds
+    with pytest.raises(ValueError, match="ranker_users"):
+        MultiStageConfig(ranker_users=-1)
