@@ -56,6 +56,14 @@ def with_noise(interactions: pd.DataFrame, per_user: int = 3, seed: int = 1) -> 
     return pd.concat([interactions, extra], ignore_index=True)
 
 
+def spread_over_days(train: pd.DataFrame) -> pd.DataFrame:
+    """Every user active across the whole span, a day per interaction (the fixture gives each
+    user one day): what a time cross-fitting needs, users seen before each window."""
+    step = pd.to_timedelta(train.groupby("user_id").cumcount() * 24, unit="h")
+    seconds = train.index.to_series().map(lambda i: pd.Timedelta(seconds=i))
+    return train.assign(timestamp=pd.Timestamp("2024-01-01", tz="UTC") + step + seconds)
+
+
 def top_with_ties(scores: pd.Series, n: int) -> tuple[set, set]:
     """(items that must be in a top-``n``, items that may be): ties at the cut go either way."""
     if n == 0:
@@ -166,14 +174,7 @@ def test_time_cross_fitting_learns_the_future_from_the_past_and_serves_the_full_
 ):
     """``crossfit="time"``: each window's items are labels for sources fitted on everything
     before the window only; at serving the full fit alone gives the features."""
-    train = with_noise(interactions)
-    # every user active across the whole span (the fixture gives each user one day)
-    step = pd.to_timedelta(train.groupby("user_id").cumcount() * 24, unit="h")
-    train["timestamp"] = (
-        pd.Timestamp("2024-01-01", tz="UTC")
-        + step
-        + train.index.to_series().map(lambda i: pd.Timedelta(seconds=i))
-    )
+    train = spread_over_days(with_noise(interactions))
     model = fit(train, crossfit="time")
     folds = list(model._folds(train))
     assert len(folds) == TINY["folds"] - 1
@@ -375,3 +376,25 @@ def test_the_ranker_learns_from_at_most_ranker_users_users_per_fold(interactions
     assert len(set(model._user_keys)) <= 5 * model.config.folds
     with pytest.raises(ValueError, match="ranker_users"):
         MultiStageConfig(ranker_users=-1)
+
+
+def test_the_scale_benchmarks_model_ranks_two_tower_and_popular_items_fitted_in_time(
+    interactions, tmp_path
+):
+    """``benchmarks/scale.py``'s model for a catalog too large for EASE: the two-tower's and
+    the most popular items' candidates, one time window, a sample of users for the ranker."""
+    from benchmarks.scale import scalable_multistage
+
+    train = spread_over_days(with_noise(interactions))
+    model = scalable_multistage(TwoTowerConfig(**TINY["two_tower"]), ranker_users=5)
+    users, items = side_tables()
+    model.fit(train, users, items)
+    assert model.sources.ease is None and model.sources.rp3 is None
+    assert model.sources.two_tower is not None and model.fold_sources == []
+    assert 0 < len(model._user_keys) <= 5  # one window, five users' candidates
+    assert model.training_log["ranker_positives"] > 0
+    ids = sorted(train.user_id.unique())[:6] + ["nobody"]
+    recs = recommend_rows(model, ids, 5, history=train)
+    assert recs.groupby("user_id").size().eq(5).all()
+    path = model.save(tmp_path / "scale")
+    pd.testing.assert_frame_equal(recommend_rows(load_model(path), ids, 5, history=train), recs)
