@@ -76,6 +76,10 @@ class MultiStageConfig:
     # on the validation split: no gain, more spread over seeds; README).
     store_context: bool = False
     folds: int = 5
+    # ``random`` cross-fitting draws the folds this many times over, with other seeds: the
+    # ranker learns from every draw's rows (draws x folds fits of the sources at training);
+    # the first draw's fits alone score the candidates at serving, so a request costs the same.
+    draws: int = 1
     # "random": folds drawn at random, every fold's fit scores the candidates at serving;
     # "time": the training span cut at time quantiles, each window's items labelled from the
     # sources fitted on everything before it (the past predicts the future, as on a temporal
@@ -103,6 +107,8 @@ class MultiStageConfig:
                 setattr(self, f.name, dataclasses.replace(f.default_factory(), **value))
         if self.ranker not in RANKERS:
             raise ValueError(f"ranker must be one of {RANKERS}, got {self.ranker!r}")
+        if self.draws < 1:
+            raise ValueError(f"draws must be at least 1, got {self.draws}")
         if self.folds < 2:
             raise ValueError(f"folds must be at least 2, got {self.folds}")
         if self.ranker_users < 0:
@@ -160,11 +166,11 @@ class MultiStageModel(Recommender):
         cfg = self.config
         self._context_tables(users, items)
         self.fold_sources, parts = [], []
-        folds = cfg.folds if cfg.crossfit == "random" else cfg.folds - 1
+        folds = cfg.folds * cfg.draws if cfg.crossfit == "random" else cfg.folds - 1
         for f, (history, labels) in enumerate(self._folds(train)):
             sources = self._fit_sources(history, users, items, tag=f"fold-{f}")
-            if cfg.crossfit == "random":  # their features are averaged at serving
-                self.fold_sources.append(sources)
+            if cfg.crossfit == "random" and f < cfg.folds:  # the first draw's fits serve
+                self.fold_sources.append(sources)  # (their features averaged)
             if len(labels):
                 parts.append(self._training_rows(sources, history, labels, f))
             progress.info("fold %d/%d: sources fitted on %d rows", f + 1, folds, len(history))
@@ -193,14 +199,16 @@ class MultiStageModel(Recommender):
         }
 
     def _folds(self, train: pd.DataFrame):
-        """(history, labels) per fold: the other folds' rows and the fold's (``random``), or
-        everything before a time window and the window's rows of users seen before it
-        (``time``: ``folds - 1`` windows)."""
+        """(history, labels) per fold: the other folds' rows and the fold's (``random``, for
+        each of ``draws`` draws of the folds), or everything before a time window and the
+        window's rows of users seen before it (``time``: ``folds - 1`` windows)."""
         cfg = self.config
         if cfg.crossfit == "random":
-            fold = np.random.default_rng(cfg.seed).integers(0, cfg.folds, len(train))
-            for f in range(cfg.folds):
-                yield train[fold != f], train[fold == f]
+            for draw in range(cfg.draws):
+                rng = np.random.default_rng(cfg.seed if draw == 0 else [cfg.seed, draw])
+                fold = rng.integers(0, cfg.folds, len(train))
+                for f in range(cfg.folds):
+                    yield train[fold != f], train[fold == f]
             return
         ts = train["timestamp"]
         edges = [ts.quantile(q) for q in np.linspace(0, 1, cfg.folds + 1)[1:-1]]

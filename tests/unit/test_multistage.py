@@ -398,3 +398,23 @@ def test_the_scale_benchmarks_model_ranks_two_tower_and_popular_items_fitted_in_
     assert recs.groupby("user_id").size().eq(5).all()
     path = model.save(tmp_path / "scale")
     pd.testing.assert_frame_equal(recommend_rows(load_model(path), ids, 5, history=train), recs)
+
+
+def test_more_draws_of_the_folds_teach_the_ranker_and_the_first_draw_serves(interactions):
+    """``draws=2``: every training interaction is a label once per draw, under two different
+    fold draws; the first draw's fits alone give the features at serving."""
+    train = with_noise(interactions)
+    one, two = fit(train), fit(train, draws=2)
+    folds = list(two._folds(train))
+    assert len(folds) == 2 * TINY["folds"]
+    for draw in (folds[: TINY["folds"]], folds[TINY["folds"] :]):
+        labels = pd.concat([labels for _, labels in draw])
+        assert len(labels) == len(train) and not labels.index.duplicated().any()
+    assert not folds[0][1].index.equals(folds[TINY["folds"]][1].index)  # another draw
+    assert [f[1].index.tolist() for f in folds[: TINY["folds"]]] == [
+        f[1].index.tolist() for f in one._folds(train)
+    ]
+    assert len(two.fold_sources) == TINY["folds"] == len(two.serving_fits())
+    assert two.training_log["ranker_rows"] > 1.5 * one.training_log["ranker_rows"]
+    with pytest.raises(ValueError, match="draws must be at least 1"):
+        MultiStageConfig(draws=0)
