@@ -86,8 +86,8 @@ class MultiStageConfig:
     # split); the full fit scores the candidates at serving.
     crossfit: str = "random"
     # The ranker learns from at most this many users per fold, a seeded sample (0: every
-    # user). At 1M users the rows of every user's candidates would not fit in memory, and a
-    # few tens of thousands of users' lists teach the trees as much (benchmarks/scale.py).
+    # user): at 1M users every user's candidates would be 150M rows (benchmarks/scale.py
+    # samples 30,000).
     ranker_users: int = 0
     ranker: str = "gbdt"  # "gbdt" (LightGBM, listwise) or "dcn" (DCN-v2 on Ray Train)
     seed: int = 42
