@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import shutil
@@ -222,12 +223,13 @@ def run_once(args: argparse.Namespace) -> dict:
     sample = sorted(rng.choice(known, min(args.eval_users, len(known)), replace=False))
     held, mine = test[test[USER].isin(sample)], train[train[USER].isin(sample)]
     del test  # the evaluation needs only the sample's rows
-    with run.stage("multistage (Ray Train)", len(train)) as info:
+    with run.stage("multistage (Ray Train)", len(train)) as info, timed_steps() as steps:
         model = scalable_multistage(tower, args.ranker_users)
         model.trainer = RayStageTrainer(
             lambda tag, use_gpu=False: RayRun(str(work / "checkpoints"), f"scale-{tag}")
         )
         model.fit(train, users, items)
+        info["steps"] = steps
         del train
         log = model.training_log
         info |= {k: log[k] for k in ("ranker_rows", "ranker_positives", "candidate_recall")}
@@ -262,6 +264,31 @@ def scalable_multistage(tower: TwoTowerConfig, ranker_users: int) -> MultiStageM
             two_tower=tower,
         )
     )
+
+
+@contextmanager
+def timed_steps():
+    """The model's progress lines (``recsys.progress``) as they come, each with the seconds
+    since the previous one: where a stage's time goes, part by part."""
+    steps: list[dict] = []
+    last = [time.perf_counter()]
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            now = time.perf_counter()
+            steps.append({"step": record.getMessage(), "seconds": round(now - last[0], 1)})
+            print(f"  {steps[-1]['seconds']:8.1f} s  {steps[-1]['step']}", flush=True)
+            last[0] = now
+
+    logger, handler = logging.getLogger("recsys.progress"), Handler()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield steps
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def sample_quality(recs: pd.DataFrame, held: pd.DataFrame, mine: pd.DataFrame) -> dict:

@@ -171,9 +171,10 @@ class MultiStageModel(Recommender):
             sources = self._fit_sources(history, users, items, tag=f"fold-{f}")
             if cfg.crossfit == "random" and f < cfg.folds:  # the first draw's fits serve
                 self.fold_sources.append(sources)  # (their features averaged)
+            progress.info("fold %d/%d: sources fitted on %d rows", f + 1, folds, len(history))
             if len(labels):
                 parts.append(self._training_rows(sources, history, labels, f))
-            progress.info("fold %d/%d: sources fitted on %d rows", f + 1, folds, len(history))
+                progress.info("fold %d/%d: %d ranker rows", f + 1, folds, len(parts[-1][1]))
         if not parts:
             raise RecsysError(
                 f"crossfit={cfg.crossfit!r}: no fold has a user with history before it, so the "
@@ -181,6 +182,7 @@ class MultiStageModel(Recommender):
             )
         history = labels = sources = None  # the last fold's rows and fit: not held through
         self.sources = self._fit_sources(train, users, items, tag="all")  # the full fit
+        progress.info("full fit: sources fitted on %d rows", len(train))
         rows = RankingRows(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
         progress.info(
             "%s ranker: %d candidate rows, %d positives",

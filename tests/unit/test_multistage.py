@@ -157,7 +157,9 @@ def test_the_ranker_learns_from_cross_fitted_rows(interactions, caplog):
     with caplog.at_level("INFO", logger="recsys.progress"):
         model = fit(train, trainer=spy)
     lines = [r.getMessage() for r in caplog.records if r.name == "recsys.progress"]
-    assert [line.split(":")[0] for line in lines[:3]] == ["fold 1/3", "fold 2/3", "fold 3/3"]
+    steps = [line.split(":")[0] for line in lines]
+    assert steps[:6] == ["fold 1/3", "fold 1/3", "fold 2/3", "fold 2/3", "fold 3/3", "fold 3/3"]
+    assert lines[1].endswith("ranker rows") and steps[6] == "full fit"
     assert lines[-1] == "gbdt ranker trained"
     (ranker, rows, val, tag), result = spy.calls["ranker"][0]
     assert tag == "ranker" and model.ranker is result and val is None  # fixed rounds
