@@ -180,7 +180,7 @@ class MultiStageModel(Recommender):
                 f"crossfit={cfg.crossfit!r}: no fold has a user with history before it, so the "
                 "ranker has nothing to learn from (too little data, or use crossfit='random')"
             )
-        history = labels = sources = None  # the last fold's rows and fit: not held through
+        del history, labels, sources  # the last fold's rows and fit: not held through
         self.sources = self._fit_sources(train, users, items, tag="all")  # the full fit
         progress.info("full fit: sources fitted on %d rows", len(train))
         rows = RankingRows(*(np.concatenate([p[k] for p in parts]) for k in range(4)))

@@ -211,10 +211,10 @@ def _rank_feature(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.
         # ascending: the row itself, or its ``depth`` best (every item scored above the
         # lowest of them is among them, so a value at or above it is ranked exactly)
         best = row if depth == width else np.partition(row, width - depth)[width - depth :]
-        ordered = np.sort(best)
-        rank[a:b] = depth - np.searchsorted(ordered, row[cols[a:b]], side="right")
+        ordered, values = np.sort(best), row[cols[a:b]]
+        rank[a:b] = depth - np.searchsorted(ordered, values, side="right")
         if depth < width:
-            rank[a:b][row[cols[a:b]] < ordered[0]] = depth
+            rank[a:b][values < ordered[0]] = depth
     return (1.0 / np.log2(rank + 2.0)).astype(np.float32)
 
 
