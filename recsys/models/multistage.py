@@ -255,7 +255,7 @@ class MultiStageModel(Recommender):
             scores = sources.scores(batch.seen, batch.recent, batch.user_ids)
             r, c = np.nonzero(candidate_mask(scores, hide, self._counts()))
             context = self._context(batch, r, c, items)
-            x = features(scores, hide, r, c, context, self.feature_names())
+            x = features([scores], hide, r, c, context, self.feature_names())[0]
             truth = self.history_matrix(labels, batch.user_ids).toarray() > 0
             user = np.asarray([self._user_key(u) for u in batch.user_ids])[r]
             query = fold * 10_000_000 + s + r  # unique per (fold, user)
@@ -348,15 +348,8 @@ class MultiStageModel(Recommender):
         full = self.sources.scores(batch.seen, batch.recent, batch.user_ids)
         r, c = np.nonzero(candidate_mask(full, hide, self._counts()))
         context = self._context(batch, r, c, items)
-        names = self.feature_names()
-        x = np.stack(
-            [
-                features(
-                    s.scores(batch.seen, batch.recent, batch.user_ids), hide, r, c, context, names
-                )
-                for s in self.serving_fits()
-            ]
-        )  # (fits, rows, features)
+        fits = [s.scores(batch.seen, batch.recent, batch.user_ids) for s in self.serving_fits()]
+        x = features(fits, hide, r, c, context, self.feature_names())  # (fits, rows, features)
         codes = self.encoder.codes_of_users(np.asarray(batch.user_ids, dtype=object))
         known = seen.any(axis=1) | (codes > 0).any(axis=1)
         bounds = np.searchsorted(r, np.arange(len(batch.user_ids) + 1))  # rows are user-major

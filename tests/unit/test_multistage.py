@@ -142,11 +142,34 @@ def test_each_folds_features_come_from_that_folds_fit(fitted):
     stacked = np.concatenate([cand.rows["x"] for cand in cands], axis=1)
     for f, sources in enumerate(model.fold_sources):
         scores = sources.scores(batch.seen, batch.recent, batch.user_ids)
-        np.testing.assert_allclose(stacked[f], features(scores, seen, r, c, context), rtol=1e-6)
+        alone = features([scores], seen, r, c, context)[0]  # one fit's, computed on its own
+        np.testing.assert_allclose(stacked[f], alone, rtol=1e-6)
     # The final score is the ranker's mean over the folds' feature rows.
     ranked = np.concatenate(model.rank(cands))
     folds = [model.ranker.score(stacked[f]) for f in range(len(model.fold_sources))]
     np.testing.assert_allclose(ranked, np.mean(folds, axis=0), rtol=1e-6)
+
+
+def test_the_sources_score_as_their_own_products_joined_or_apart(fitted, monkeypatch):
+    """EASE and RP3beta are scored by one product over their weights side by side; each
+    source's scores are its own product's, to the bit, and so they are with RP3beta sparse
+    and apart (a catalog over DENSE_ITEMS)."""
+    from recsys.models import sources as module
+
+    model, train = fitted
+    batch = batch_of(model, train, sorted(train.user_id.unique())[:7])
+    ease, rp3 = model.sources.ease.copy(), model.sources.rp3
+    joined = model.sources.scores(batch.seen, batch.recent, batch.user_ids)
+    assert [names for names, _ in model.sources._item_item()] == [("ease", "rp3")]
+    assert np.shares_memory(model.sources.ease, model.sources._item_item()[0][1])
+    assert np.array_equal(joined["ease"], batch.seen @ ease)
+    assert np.array_equal(joined["rp3"], batch.seen @ rp3.toarray())
+    assert joined["ease"].dtype == np.float32
+    monkeypatch.setattr(module, "DENSE_ITEMS", 0)
+    apart = module.Sources(model.sources.popularity, ease, rp3)
+    got = apart.scores(batch.seen, batch.recent, batch.user_ids)
+    assert [names for names, _ in apart._item_item()] == [("ease",), ("rp3",)]
+    assert all(np.array_equal(got[k], joined[k]) for k in ("ease", "rp3", "popularity"))
 
 
 def test_the_ranker_learns_from_cross_fitted_rows(interactions, caplog):
@@ -364,11 +387,19 @@ def test_a_rank_is_exact_down_to_the_depth_and_the_depth_below_it(monkeypatch):
     def feature(rank):
         return (1.0 / np.log2(rank + 2.0)).astype(np.float32)
 
-    assert np.array_equal(sources._rank_feature(scores, rows, cols), feature(exact))
+    # several score matrices in one call: each row's ranks among its own matrix's row
+    flipped = -scores
+    flipped[:, :20] = -np.inf
+    other = np.array([(flipped[r] > flipped[r, c]).sum() for r, c in zip(rows, cols, strict=True)])
+    both = np.stack([scores, flipped])
+    expected = feature(np.stack([exact, other]))
+    assert np.array_equal(sources._rank_features(both, rows, cols), expected)
+    single = sources._rank_features(both.astype(np.float32), rows, cols)
+    assert np.array_equal(single, expected)
     monkeypatch.setattr(sources, "RANK_DEPTH", 50)
     assert (exact < 50).any() and (exact >= 50).any()
-    got = sources._rank_feature(scores, rows, cols)
-    assert np.array_equal(got, feature(np.minimum(exact, 50)))
+    got = sources._rank_features(both, rows, cols)
+    assert np.array_equal(got, feature(np.minimum(np.stack([exact, other]), 50)))
 
 
 def test_the_ranker_learns_from_at_most_ranker_users_users_per_fold(interactions):

@@ -59,15 +59,15 @@ def test_the_cache_takes_an_absolute_path_as_the_version(model_root, tmp_path):
 
 def test_a_loaded_version_is_warmed_before_it_serves(model_root):
     """What the multi-stage model builds on first use is built while the version loads: its
-    RP3beta matrices dense, its trees compiled (a replica's first request paid 202 ms), in the
-    replicas that run the candidates (a Runtime's cache)."""
+    EASE and RP3beta matrices joined (RP3beta dense), its trees compiled (a replica's first
+    request paid 202 ms), in the replicas that run the candidates (a Runtime's cache)."""
     from recsys.models.kinds import load_model
 
     cold = load_model(model_root / "v1")
-    assert not hasattr(cold.sources, "_rp3_dense") and cold.ranker._forest is None
+    assert not hasattr(cold.sources, "_products") and cold.ranker._forest is None
     assert stages.ModelCache(model_root).get("v1").model.ranker._forest is None
     model = stages.ModelCache(model_root, warm=True).get("v1").model
-    assert all(hasattr(s, "_rp3_dense") for s in [model.sources, *model.fold_sources])
+    assert all(hasattr(s, "_products") for s in [model.sources, *model.fold_sources])
     assert model.ranker._forest is not None and model.ranker._forest[0] is model.ranker.booster
 
 
