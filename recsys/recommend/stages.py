@@ -169,7 +169,7 @@ def order(
     if allowed is not None:
         keep &= allowed[idx]
     if request.exclude_seen and len(seen):
-        keep &= ~np.isin(idx, seen)
+        keep &= ~_members(len(prepared.item_ids), seen)[idx]
     idx, score = idx[keep], score[keep]
     top = np.lexsort((idx, -score))  # score descending, then vocabulary position
     if request.diversity > 0 and len(top) and prepared.unit is not None:
@@ -275,10 +275,17 @@ def genre_mask(prepared: PreparedModel, filters: Filters) -> np.ndarray | None:
 def _popular(prepared: PreparedModel, allowed, hidden: np.ndarray, n: int) -> np.ndarray:
     """The ``n`` most popular items the filters allow, minus ``hidden``."""
     ranked = prepared.popular
-    ok = ~np.isin(ranked, hidden) if len(hidden) else np.ones(len(ranked), dtype=bool)
+    ok = ~_members(len(prepared.item_ids), hidden)[ranked]
     if allowed is not None:
         ok &= allowed[ranked]
     return ranked[ok][:n]
+
+
+def _members(n: int, positions: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: True at ``positions`` (a set's membership by index, not by search)."""
+    mask = np.zeros(n, dtype=bool)
+    mask[positions] = True
+    return mask
 
 
 def _mmr(prepared: PreparedModel, idx, score, top, k: int, diversity: float) -> np.ndarray:
