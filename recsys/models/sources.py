@@ -199,7 +199,7 @@ def features(
         ranked.append((f, col["popularity_rank"], popularity))
     # the sources score in float32; counts below 2**24 are exact in it too, so the ranks are
     # the float64 ones
-    exact = all(np.max(s["popularity"], initial=0) < 2**24 for s in fits)
+    exact = all(np.max(s["popularity"][:1], initial=0) < 2**24 for s in fits)  # one row each
     stacked = np.empty((len(ranked), *hide.shape), dtype=np.float32 if exact else np.float64)
     for n, (_, _, s) in enumerate(ranked):
         stacked[n] = s
