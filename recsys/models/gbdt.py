@@ -163,11 +163,6 @@ def train_booster(lgb, config: GBDTConfig, features, fit: RankingRows, val, **ex
     return booster, {"best_round": int(best), "val_ndcg_at_10": score}
 
 
-# LLVM's small code model (32-bit offsets in the forest's code): measured on the MovieLens
-# ranker, 60 trees over a batch's 5,640 rows, 2.25 against 2.73 ms with lleaves' default
-COMPILE = {"fcodemodel": "small"}
-
-
 def compiled_forest(model_text: str, cache: Path | None = None):
     """A LightGBM model (its text) compiled to native code for this machine's CPU: a
     ``lleaves.Model`` whose ``predict`` gives the booster's raw scores.
@@ -182,7 +177,7 @@ def compiled_forest(model_text: str, cache: Path | None = None):
     import llvmlite.binding as llvm
 
     llvm.initialize_native_target()
-    tools = f"lleaves {version('lleaves')}, llvmlite {version('llvmlite')}, {COMPILE}"
+    tools = f"lleaves {version('lleaves')}, llvmlite {version('llvmlite')}"
     cpu = f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()}"
     key = hashlib.sha256(f"{model_text}\n{tools}\n{cpu}".encode()).hexdigest()[:32]
     cache = cache or recsys_home() / "cache" / "forests"
@@ -196,9 +191,9 @@ def compiled_forest(model_text: str, cache: Path | None = None):
             tmp.write_text(model_text)
     model = lleaves.Model(model_file=str(text))
     if code.exists():
-        model.compile(cache=str(code), **COMPILE)
+        model.compile(cache=str(code))
     else:
         with atomic_path(code) as tmp:  # two processes compiling one model each write their own
             tmp.unlink()  # lleaves writes its object code only where no file is
-            model.compile(cache=str(tmp), **COMPILE)
+            model.compile(cache=str(tmp))
     return model
