@@ -104,7 +104,9 @@ class Sources:
                 self.ease = joint[:, : self.ease.shape[1]]
                 self._products = [(("ease", "rp3"), joint)]
             else:
-                self._products = [((n,), w) for n, w in (("ease", self.ease),) if w is not None]
+                self._products = []
+                if self.ease is not None:
+                    self._products.append((("ease",), self.ease))
                 if self.rp3 is not None:
                     self._products.append((("rp3",), self.rp3.toarray() if dense_rp3 else self.rp3))
         return self._products
