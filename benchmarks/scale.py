@@ -6,7 +6,7 @@
 Sizes follow the issue's 20M shape (1M users x 200k items): ``interactions / 20`` users and
 ``interactions / 100`` items. The stages call the platform's own functions, in order:
 
-    synth -> validate -> split (temporal) -> feature build -> feast apply -> materialize
+    synth -> validate -> split (global-time) -> feature build -> feast apply -> materialize
     -> point-in-time training set (Feast get_historical_features) -> the multi-stage model
     with sources that scale (two-tower on Ray Train, one full epoch per fit, and popularity;
     cross-fitted in time; the LightGBM ranker on Ray Train) -> evaluate a seeded sample of
@@ -171,8 +171,8 @@ def run_once(args: argparse.Namespace) -> dict:
         clean, result = load_interactions(data_dir, rating_range=(1.0, 5.0))
         info["quarantined"] = int(len(result.quarantine))
     with run.stage("split", len(clean)) as info:
-        train, test = split(clean, "temporal")
-        write_split(train, test, split_dir, params={"protocol": "temporal"}, side_from=data_dir)
+        train, test = split(clean, "global-time")
+        write_split(train, test, split_dir, params={"protocol": "global-time"}, side_from=data_dir)
         info |= {"train": len(train), "test": len(test)}
     del clean, result  # result.clean is the whole table: held, it stayed in memory to the end
     users, items = read_side_tables(split_dir)

@@ -83,7 +83,8 @@ def _write_quality(out: Path, rows: list[dict], k: int, seeds: tuple[int, ...]) 
         "dataset": "movielens-100k",
         "protocols": {
             "stratified": "per item 75/25, seed 42 (MS Recommenders python_stratified_split)",
-            "temporal": "everything after the 75% timestamp quantile is held out",
+            "temporal": "per user, the latest 25% of interactions held out (MS Recommenders "
+            "python_chrono_split by user)",
             "*-validation": "the same protocol again inside the training split (80/20): "
             "where the choices are made",
         },
@@ -130,7 +131,7 @@ def _cpu_count() -> int:
     "--protocols",
     default="stratified",
     show_default=True,
-    help="Comma-separated: stratified,temporal.",
+    help="Comma-separated: stratified,temporal (also global-time, leave-last-out).",
 )
 @click.option("--seeds", default="42", show_default=True, help="Training seeds of the pipeline.")
 @click.option("--validation", is_flag=True, help="Also on a validation split carved from train.")

@@ -119,7 +119,7 @@ def validate(path, max_bad_share, rating_min, rating_max, quarantine) -> None:
     type=float,
     default=0.75,
     show_default=True,
-    help="Train share (stratified, temporal).",
+    help="Train share (stratified, temporal, global-time).",
 )
 @click.option(
     "--n-last",

@@ -1,4 +1,5 @@
-"""Train/test splits: stratified (Microsoft Recommenders' protocol), temporal, leave-last-out."""
+"""Train/test splits: stratified (Microsoft Recommenders' protocol), temporal (each user's
+latest interactions), global-time (one cut in time for everyone), leave-last-out."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from recsys.config import RecsysError
 from recsys.data.io import ITEM, TS, USER, dataset_paths, read_side_tables, read_table
 from recsys.files import write_json, write_parquet
 
-Protocol = Literal["stratified", "temporal", "leave-last-out"]
-PROTOCOLS: tuple[str, ...] = ("stratified", "temporal", "leave-last-out")
+Protocol = Literal["stratified", "temporal", "global-time", "leave-last-out"]
+PROTOCOLS: tuple[str, ...] = ("stratified", "temporal", "global-time", "leave-last-out")
 
 
 def stratified_split(
@@ -41,7 +42,21 @@ def stratified_split(
 
 
 def temporal_split(df: pd.DataFrame, ratio: float = 0.75) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Everything at or before the global ``ratio`` timestamp quantile trains; the rest tests."""
+    """Per user, the earliest ``round(ratio * size)`` interactions train and the rest (the
+    user's latest) test: Microsoft Recommenders' ``python_chrono_split`` by user. Ties in time
+    are broken by item id, so the split is deterministic."""
+    _check_ratio(ratio)
+    ordered = df.sort_values([USER, TS, ITEM], kind="mergesort")
+    groups = ordered.groupby(USER, sort=False)
+    rank = groups.cumcount().to_numpy() + 1
+    size = groups[USER].transform("count").to_numpy()
+    in_train = rank <= np.round(ratio * size)
+    return ordered[in_train].reset_index(drop=True), ordered[~in_train].reset_index(drop=True)
+
+
+def global_time_split(df: pd.DataFrame, ratio: float = 0.75) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Everything at or before the global ``ratio`` timestamp quantile trains; the rest tests
+    (only the users active after the cut are evaluated)."""
     _check_ratio(ratio)
     cutoff = df[TS].quantile(ratio)
     train = df[df[TS] <= cutoff]
@@ -68,6 +83,8 @@ def split(
         return stratified_split(df, ratio, seed=seed)
     if protocol == "temporal":
         return temporal_split(df, ratio)
+    if protocol == "global-time":
+        return global_time_split(df, ratio)
     if protocol == "leave-last-out":
         return leave_last_out(df, n_last)
     raise RecsysError(f"unknown split protocol {protocol!r}; expected one of {PROTOCOLS}")

@@ -67,7 +67,7 @@ def run_quality(run: QualityRun, log=print, on_rows=None) -> list[dict]:
 
 def _quality_on_split(run: QualityRun, dataset: Path, name, train, test, log) -> list[dict]:
     workdir = run.workdir / name
-    protocol = name.split("-")[0]
+    protocol = name.removesuffix("-validation")
     split_dir = write_split(
         train, test, workdir / "split", side_from=dataset, params={"protocol": protocol}
     )

@@ -14,9 +14,12 @@ the ranker's scores are averaged over the folds. (Features from sources refitted
 data would be stronger than anything the ranker saw, and it would trust them wrongly: on
 MovieLens-100k that cost the whole gain over EASE.)
 
-``crossfit="time"`` cuts the training span at time quantiles instead: each window's items are
-the labels for sources fitted on everything before it, so the ranker learns to predict a user's
-future from the past, as a temporal split asks; at serving the full fit gives the features.
+``crossfit="user-time"`` holds out each user's latest interactions instead (the temporal
+protocol again, inside the training data): their items are the labels for sources fitted on
+everyone's earlier interactions, so the ranker learns to predict what a user does next, as a
+temporal split asks. ``crossfit="time"`` cuts the training span at global time quantiles: each
+window's items are the labels for sources fitted on everything before it. In both the full
+fit alone gives the features at serving.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import scipy.sparse as sp
 
 from recsys.config import RecsysError
 from recsys.data.io import ITEM, USER
+from recsys.data.split import temporal_split
 from recsys.features.offline import item_context, states_from_interactions
 from recsys.models.base import (
     REASON_WINDOW,
@@ -61,7 +65,7 @@ from recsys.models.two_tower import TwoTower, catalog_vocabulary
 RANKERS = ("gbdt", "dcn")
 # Training steps, one line each: `recsys pipeline run` and the demo show them while a model trains.
 progress = logging.getLogger("recsys.progress")
-CROSSFITS = ("random", "time")
+CROSSFITS = ("random", "time", "user-time")
 
 
 @dataclass
@@ -80,10 +84,13 @@ class MultiStageConfig:
     # ranker learns from every draw's rows (draws x folds fits of the sources at training);
     # the first draw's fits alone score the candidates at serving, so a request costs the same.
     draws: int = 1
-    # "random": folds drawn at random, every fold's fit scores the candidates at serving;
-    # "time": the training span cut at time quantiles, each window's items labelled from the
-    # sources fitted on everything before it (the past predicts the future, as on a temporal
-    # split); the full fit scores the candidates at serving.
+    # "random": folds drawn at random, every fold's fit scores the candidates at serving (what
+    # a random held-out item looks like: the stratified protocol);
+    # "user-time": each user's latest 1/folds of interactions labelled from the sources fitted
+    # on everyone's earlier ones (what the user does next: the temporal protocol);
+    # "time": the training span cut at global time quantiles, each window's items labelled
+    # from the sources fitted on everything before it.
+    # With "user-time" and "time" the full fit alone scores the candidates at serving.
     crossfit: str = "random"
     # The ranker learns from at most this many users per fold, a seeded sample (0: every
     # user): at 1M users every user's candidates would be 150M rows (benchmarks/scale.py
@@ -166,7 +173,7 @@ class MultiStageModel(Recommender):
         cfg = self.config
         self._context_tables(users, items)
         self.fold_sources, parts = [], []
-        folds = cfg.folds * cfg.draws if cfg.crossfit == "random" else cfg.folds - 1
+        folds = {"random": cfg.folds * cfg.draws, "time": cfg.folds - 1}.get(cfg.crossfit, 1)
         for f, (history, labels) in enumerate(self._folds(train)):
             sources = self._fit_sources(history, users, items, tag=f"fold-{f}")
             if cfg.crossfit == "random" and f < cfg.folds:  # the first draw's fits serve
@@ -202,9 +209,13 @@ class MultiStageModel(Recommender):
 
     def _folds(self, train: pd.DataFrame):
         """(history, labels) per fold: the other folds' rows and the fold's (``random``, for
-        each of ``draws`` draws of the folds), or everything before a time window and the
+        each of ``draws`` draws of the folds); each user's earlier and latest 1/``folds`` of
+        interactions (``user-time``: one fold); or everything before a time window and the
         window's rows of users seen before it (``time``: ``folds - 1`` windows)."""
         cfg = self.config
+        if cfg.crossfit == "user-time":
+            yield temporal_split(train, 1 - 1 / cfg.folds)
+            return
         if cfg.crossfit == "random":
             for draw in range(cfg.draws):
                 rng = np.random.default_rng(cfg.seed if draw == 0 else [cfg.seed, draw])

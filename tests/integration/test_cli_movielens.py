@@ -68,6 +68,12 @@ def test_temporal_and_leave_last_out_splits(run_cli, movielens_dir, tmp_path):
     run_cli("data", "split", movielens_dir, "--protocol", "temporal", "--out", tmp_path / "t")
     train = pd.read_parquet(tmp_path / "t" / "train.parquet")
     test = pd.read_parquet(tmp_path / "t" / "test.parquet")
+    assert test.user_id.nunique() == 943  # every user's latest quarter
+    last_train = train.groupby("user_id").timestamp.max()
+    assert (last_train <= test.groupby("user_id").timestamp.min().reindex(last_train.index)).all()
+    run_cli("data", "split", movielens_dir, "--protocol", "global-time", "--out", tmp_path / "g")
+    train = pd.read_parquet(tmp_path / "g" / "train.parquet")
+    test = pd.read_parquet(tmp_path / "g" / "test.parquet")
     assert train.timestamp.max() < test.timestamp.min()
     run_cli("data", "split", movielens_dir, "--protocol", "leave-last-out", "--out", tmp_path / "l")
     assert pd.read_parquet(tmp_path / "l" / "test.parquet").user_id.nunique() == 943

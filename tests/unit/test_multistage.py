@@ -226,6 +226,30 @@ def test_time_cross_fitting_learns_the_future_from_the_past_and_serves_the_full_
         fit(interactions, crossfit="time")
 
 
+def test_user_time_cross_fitting_labels_each_users_latest_interactions(interactions, caplog):
+    """``crossfit="user-time"``: one fold, the temporal protocol inside the training data:
+    each user's latest 1/folds of interactions are the labels, for sources fitted on every
+    user's earlier ones; the full fit alone serves."""
+    train = spread_over_days(with_noise(interactions))
+    with caplog.at_level("INFO", logger="recsys.progress"):
+        model = fit(train, crossfit="user-time")
+    assert "fold 1/1: sources fitted on" in caplog.text
+    [(history, labels)] = list(model._folds(train))
+    assert len(history) + len(labels) == len(train) and len(labels) > 0
+    for user, mine in labels.groupby("user_id"):
+        before = history[history.user_id == user]
+        assert before.timestamp.max() <= mine.timestamp.min()  # the user's past only
+        total = len(before) + len(mine)
+        assert len(before) == np.round((1 - 1 / TINY["folds"]) * total)
+    assert 0 < model.training_log["ranker_positives"] <= len(labels)
+    assert model.fold_sources == [] and model.serving_fits() == [model.sources]
+    # the full fit saw everything; the fold's fit (its labels withheld) is not kept
+    assert model.sources.popularity.sum() == len(train)
+    users = sorted(train.user_id.unique())[:5]
+    recs = recommend_rows(model, users, 5, history=train)
+    assert recs.groupby("user_id").size().eq(5).all()
+
+
 def test_cold_start_users_get_k_items(fitted):
     model, train = fitted
     recs = recommend_rows(model, ["nobody", "new1"], 5, history=train)  # unknown; features only

@@ -5,7 +5,13 @@ import pandas as pd
 import pytest
 
 from recsys.config import RecsysError
-from recsys.data.split import leave_last_out, split, stratified_split, temporal_split
+from recsys.data.split import (
+    global_time_split,
+    leave_last_out,
+    split,
+    stratified_split,
+    temporal_split,
+)
 
 
 def key(df):
@@ -25,8 +31,22 @@ def test_stratified_is_per_item_75_25_and_deterministic(interactions):
     assert key(train3) != key(train)
 
 
-def test_temporal_cuts_at_global_quantile(interactions):
-    train, test = temporal_split(interactions, 0.8)
+def test_temporal_holds_each_users_latest_share(interactions):
+    train, test = temporal_split(interactions, 0.75)
+    assert key(train) | key(test) == key(interactions)
+    assert not key(train) & key(test)
+    for user, group in interactions.groupby("user_id"):
+        mine = train[train.user_id == user]
+        assert len(mine) == np.round(0.75 * len(group))
+        later = test[test.user_id == user]
+        if len(later):  # nothing the user did later trains
+            assert mine.timestamp.max() <= later.timestamp.min()
+    assert test.user_id.nunique() > 0.9 * interactions.user_id.nunique()
+    pd.testing.assert_frame_equal(train, temporal_split(interactions.sample(frac=1), 0.75)[0])
+
+
+def test_global_time_cuts_at_global_quantile(interactions):
+    train, test = global_time_split(interactions, 0.8)
     assert train.timestamp.max() < test.timestamp.min()
     assert len(train) == pytest.approx(0.8 * len(interactions), abs=2)
 
