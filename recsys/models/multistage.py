@@ -54,6 +54,8 @@ from recsys.models.rp3beta import RP3betaConfig
 from recsys.models.sources import (
     FEATURES,
     FEATURES_WITH_STORE,
+    RECENT_FEATURES,
+    RECENT_WINDOWS,
     STORE_CONTEXT,
     Sources,
     candidate_mask,
@@ -162,11 +164,19 @@ class MultiStageModel(Recommender):
     def state_spec(self) -> StateSpec:
         n = self.config.two_tower.history_len if self.config.n_two_tower > 0 else REASON_WINDOW
         context = list(STORE_CONTEXT.values()) if self.config.store_context else []
-        return StateSpec(recent_n=max(n, REASON_WINDOW), context=context)
+        return StateSpec(recent_n=max(n, REASON_WINDOW, *self._windows()), context=context)
 
     def feature_names(self) -> tuple[str, ...]:
-        """The ranker's columns."""
-        return FEATURES_WITH_STORE if self.config.store_context else FEATURES
+        """The ranker's columns: the sources', the context's (the store's with
+        ``store_context``) and, for the ranker that learns what a user does next
+        (``user-time``), the item-item weights from the user's latest items."""
+        names = FEATURES_WITH_STORE if self.config.store_context else FEATURES
+        return (*names, *RECENT_FEATURES) if self._windows() else names
+
+    def _windows(self) -> tuple[int, ...]:
+        """The recent windows the ranker reads (measured on the validation splits: +0.037
+        nDCG with ``user-time`` on the temporal one; none with random folds, on either)."""
+        return RECENT_WINDOWS if self.config.crossfit == "user-time" else ()
 
     # -- fitting -----------------------------------------------------------------------
     def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
@@ -263,7 +273,7 @@ class MultiStageModel(Recommender):
         for s in range(0, len(states), self.score_batch_users):
             batch = self.encode(states[s : s + self.score_batch_users])
             hide = batch.seen.toarray() > 0
-            scores = sources.scores(batch.seen, batch.recent, batch.user_ids)
+            scores = sources.scores(batch.seen, batch.recent, batch.user_ids, self._windows())
             r, c = np.nonzero(candidate_mask(scores, hide, self._counts()))
             context = self._context(batch, r, c, items)
             x = features([scores], hide, r, c, context, self.feature_names())[0]
@@ -356,10 +366,16 @@ class MultiStageModel(Recommender):
         feature store (offline: ``recsys.features.offline.item_context``)."""
         seen = batch.seen.toarray() > 0
         hide = seen if exclude_seen else np.zeros_like(seen)
-        full = self.sources.scores(batch.seen, batch.recent, batch.user_ids)
+        windows = self._windows()
+        full = self.sources.scores(batch.seen, batch.recent, batch.user_ids, windows)
         r, c = np.nonzero(candidate_mask(full, hide, self._counts()))
         context = self._context(batch, r, c, items)
-        fits = [s.scores(batch.seen, batch.recent, batch.user_ids) for s in self.serving_fits()]
+        fits = [
+            full
+            if s is self.sources
+            else s.scores(batch.seen, batch.recent, batch.user_ids, windows)
+            for s in self.serving_fits()
+        ]
         x = features(fits, hide, r, c, context, self.feature_names())  # (fits, rows, features)
         codes = self.encoder.codes_of_users(np.asarray(batch.user_ids, dtype=object))
         known = seen.any(axis=1) | (codes > 0).any(axis=1)

@@ -44,6 +44,10 @@ STORE_CONTEXT = {
     "item_mean_rating": "item_stats:item_mean_rating",
 }
 FEATURES = (*SOURCE_FEATURES, *CONTEXT_FEATURES)
+# What the user did last (the ranker that learns what a user does next reads them): the
+# item-item weights (EASE's, else RP3beta's) from the user's latest 1, 5, 10 and 20 items.
+RECENT_WINDOWS = (1, 5, 10, 20)
+RECENT_FEATURES = tuple(f"recent_{w}" for w in RECENT_WINDOWS)
 DENSE_ITEMS = 10_000  # RP3beta is kept dense in memory up to this catalog size
 # A source's rank feature is exact among each user's best this many items (below: this rank)
 RANK_DEPTH = 4096
@@ -75,15 +79,30 @@ class Sources:
             two_tower=two_tower,
         )
 
-    def scores(self, seen: sp.csr_matrix, recent: np.ndarray, user_ids) -> dict[str, np.ndarray]:
+    def scores(
+        self, seen: sp.csr_matrix, recent: np.ndarray, user_ids, windows: Sequence[int] = ()
+    ) -> dict[str, np.ndarray]:
         """Each source's ``(U, n_items)`` scores for users with these states: float32 as the
         sources compute them (a float64 copy would hold the same values), and the training
-        counts as a float64 view of one row (every user's popularity is the same)."""
+        counts as a float64 view of one row (every user's popularity is the same).
+
+        ``windows``: also ``recent_{w}`` for each, the first item-item source's scores from
+        the user's latest ``w`` items only (``recent``: codes, most recent first), computed
+        in the same product as the full history's (rows stacked below the users')."""
+        users = seen.shape[0]
         out = {"popularity": np.broadcast_to(self.popularity, seen.shape)}
-        for names, weights in self._item_item():
-            product = _row_sums(seen, weights)
+        rows = sp.vstack([seen, *_window_rows(recent, windows, seen)]) if windows else seen
+        for p, (names, weights) in enumerate(self._item_item()):
+            product = _row_sums(rows, weights)
             width = product.shape[1] // len(names)
-            out |= {name: product[:, j * width : (j + 1) * width] for j, name in enumerate(names)}
+            out |= {
+                name: product[:users, j * width : (j + 1) * width] for j, name in enumerate(names)
+            }
+            if p == 0:  # EASE, else RP3beta: the first source's block of the window rows
+                out |= {
+                    f"recent_{w}": product[users * (k + 1) : users * (k + 2), :width]
+                    for k, w in enumerate(windows)
+                }
         if self.two_tower is not None:
             z_u, _ = self.two_tower.embed_users(user_ids, recent)  # (U, dim)
             out["two_tower"] = z_u @ self.two_tower.item_embeddings.T
@@ -145,6 +164,20 @@ def _row_sums(seen: sp.csr_matrix, weights) -> np.ndarray:
     return product.toarray() if sp.issparse(product) else np.asarray(product)
 
 
+def _window_rows(recent: np.ndarray, windows: Sequence[int], seen: sp.csr_matrix):
+    """Per window ``w``: a ``(U, n_items)`` 0/1 matrix of each user's latest ``w`` items
+    (``recent``: codes = position + 1, most recent first, 0 padding)."""
+    for w in windows:
+        part = recent[:, :w]
+        r, j = np.nonzero(part)
+        rows = sp.csr_matrix(
+            (np.ones(len(r), dtype=seen.dtype), (r, part[r, j] - 1)), shape=seen.shape
+        )
+        rows.sum_duplicates()
+        rows.data[:] = 1  # an item the user met twice counts once, as in ``seen``
+        yield rows
+
+
 def candidate_mask(
     scores: dict[str, np.ndarray], hide: np.ndarray, counts: dict[str, int]
 ) -> np.ndarray:
@@ -181,7 +214,8 @@ def features(
             are among the rest.
         rows, cols: the candidate pairs (user row in the batch, item position), user-major.
         context: the pair-level context features, one array each.
-        names: the columns (:data:`FEATURES`, or :data:`FEATURES_WITH_STORE`).
+        names: the columns (:data:`FEATURES`, or :data:`FEATURES_WITH_STORE`; either with
+            :data:`RECENT_FEATURES`, from the fits' scores).
     """
     out = np.full((len(fits), len(rows), len(names)), np.nan, dtype=np.float32)
     col = {name: j for j, name in enumerate(names)}
@@ -196,6 +230,9 @@ def features(
             if f"{name}_z" in col:
                 out[f, :, col[f"{name}_z"]] = _within_candidates_z(values, rows, s.shape[0])
             ranked.append((f, col[f"{name}_rank"], s))
+        for name in RECENT_FEATURES:  # NaN without an item-item source
+            if name in col and name in scores:
+                out[f, :, col[name]] = scores[name][rows, cols]
         popularity = scores["popularity"]
         out[f, :, col["log_popularity"]] = np.log1p(popularity[rows, cols])
         ranked.append((f, col["popularity_rank"], popularity))
@@ -209,7 +246,8 @@ def features(
     for (f, j, _), rank in zip(ranked, _rank_features(stacked, rows, cols), strict=True):
         out[f, :, j] = rank
     for name in names[len(SOURCE_FEATURES) :]:
-        out[:, :, col[name]] = context[name]
+        if name not in RECENT_FEATURES:
+            out[:, :, col[name]] = context[name]
     return out
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import torch
 
@@ -21,7 +22,9 @@ from recsys.data.io import interactions_checksum
 from recsys.features import store as feast_store
 from recsys.features.api import refresh
 from recsys.features.build import build_features
+from recsys.models.kinds import load_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
+from recsys.recommend import Request, recommend_frame
 from tests.conftest import copy_feature_repo, free_port, make_interactions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
@@ -39,8 +42,10 @@ def served(ray_session, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     checksum = interactions_checksum(interactions)  # the store below is built from these rows
-    for version, seed in (("v1", 42), ("v2", 7)):
-        model = MultiStageModel(MultiStageConfig(**TINY, seed=seed)).fit(interactions, users, items)
+    # v2 learns what a user does next: its ranker also reads the user's recent window
+    for version, extra in (("v1", {"seed": 42}), ("v2", {"seed": 7, "crossfit": "user-time"})):
+        config = MultiStageConfig(**TINY, **extra)
+        model = MultiStageModel(config).fit(interactions, users, items)
         model.save(root / "models" / version, data_checksum=checksum)
     torch.set_num_threads(threads)
     repo = copy_feature_repo(root / "repo")
@@ -328,6 +333,17 @@ def test_the_fused_topology_serves_the_same_and_an_unwritable_log_fails_no_reque
     answers = [recommend(client, k=4) for _ in range(5)]
     assert all(a.status_code == 200 for a in answers)
     assert [i["rank"] for i in answers[0].json()["items"]] == [1, 2, 3, 4]
+    # What is served is what was evaluated: v2's ranker reads the recent window too; its
+    # answers over HTTP are the offline path's on the interactions the store was built from.
+    model = load_model(served["root"] / "models" / "v2")
+    assert "recent_5" in model.feature_names()
+    users = ["u3", "u4", "u9", "u17"]  # no event in these tests touches them
+    offline = recommend_frame(model, users, Request(k=4), history=make_interactions())
+    for user in users:
+        items = recommend(client, user_id=user, k=4).json()["items"]
+        mine = offline[offline.user_id == user].sort_values("rank")
+        assert [i["item_id"] for i in items] == mine.item_id.tolist(), user
+        np.testing.assert_allclose([i["score"] for i in items], mine.score, rtol=1e-5, atol=1e-6)
     assert recommend(client, filters={"include_genres": ["Nope"]}).status_code == 422
     deadline, metrics = time.monotonic() + 10, ""
     while time.monotonic() < deadline and "recsys_prediction_log_healthy 0.0" not in metrics:

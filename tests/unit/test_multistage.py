@@ -21,7 +21,7 @@ from recsys.models.multistage import (
     StageTrainer,
 )
 from recsys.models.ranker import Ranker
-from recsys.models.sources import FEATURES, features
+from recsys.models.sources import FEATURES, RECENT_FEATURES, RECENT_WINDOWS, features
 from recsys.models.towers import TwoTowerConfig
 from tests.conftest import make_interactions, recommend_rows
 
@@ -248,6 +248,23 @@ def test_user_time_cross_fitting_labels_each_users_latest_interactions(interacti
     users = sorted(train.user_id.unique())[:5]
     recs = recommend_rows(model, users, 5, history=train)
     assert recs.groupby("user_id").size().eq(5).all()
+    # ... and its ranker reads what the user did last: EASE's weights from their latest items
+    names = model.feature_names()
+    assert (
+        names[-len(RECENT_FEATURES) :]
+        == RECENT_FEATURES
+        == ("recent_1", "recent_5", "recent_10", "recent_20")
+    )
+    assert "recent_5" not in fit(train).feature_names()  # random folds: no gain, not read
+    assert model.state_spec().recent_n >= max(RECENT_WINDOWS)
+    batch = batch_of(model, train, users)
+    cands = model.candidates(batch)
+    for u, cand in enumerate(cands):
+        latest = batch.recent[u][batch.recent[u] > 0] - 1  # most recent first
+        for w in RECENT_WINDOWS:
+            expected = model.sources.ease[np.unique(latest[:w])][:, cand.codes].sum(axis=0)
+            got = cand.rows["x"][0, :, names.index(f"recent_{w}")]
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_cold_start_users_get_k_items(fitted):
