@@ -96,3 +96,29 @@ def test_the_online_rows_count_every_table_by_its_own_entity(tmp_path):
         for t, key in keys.items()
     )
     assert entity_rows(tmp_path) == expected > 0
+
+
+def test_the_quality_summary_weighs_the_shipped_model_against_its_rivals_only():
+    """The shipped model's own cross-fittings (one of them is the shipped model at its first
+    seed) are its ablation, not a rival; the DCN ranker and the sources are."""
+    from recsys.evaluation.quality import BENCHMARK_MODELS, CROSSFIT_ROWS, quality_summary
+
+    assert set(CROSSFIT_ROWS) <= {m.label for m in BENCHMARK_MODELS}
+
+    def row(model, ndcg, seed=None, hit_rate=0.5):
+        metrics = {"map": ndcg / 3, "precision": ndcg, "recall": ndcg / 2, "hit_rate": hit_rate}
+        return {"protocol": "temporal", "model": model, "seed": seed, "ndcg": ndcg, **metrics}
+
+    rows = [
+        row("multistage", 0.29, 42, hit_rate=0.9),
+        row("multistage", 0.28, 7, hit_rate=0.9),
+        row("multistage-user-time", 0.29),  # the shipped model at seed 42: not a rival
+        row("ease", 0.22),
+        row("multistage-dcn", 0.25, hit_rate=0.95),
+    ]
+    summary = quality_summary(rows)["temporal"]
+    assert summary["ndcg_min"] == 0.28 and summary["min_gain_over_ease"] == 0.06
+    assert summary["above_every_other_row_every_seed"]["ndcg"] is True
+    assert summary["above_every_other_row_every_seed"]["hit_rate"] is False  # the DCN's 0.95
+    alone = quality_summary(rows[:3])["temporal"]["above_every_other_row_every_seed"]
+    assert alone["ndcg"] is None  # no rival in the run: nothing to be above
