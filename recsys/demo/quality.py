@@ -18,11 +18,11 @@ from recsys.data.split import split, write_split
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.evaluation.quality import (
     BASELINE_SPECS,
-    PROTOCOL_PARAMS,
     SEEDED,
     ModelSpec,
     source_recall,
 )
+from recsys.models.kinds import protocol_params
 from recsys.recommend import Request, recommend_frame
 from recsys.training.api import TrainArgs, fit_model
 
@@ -77,7 +77,7 @@ def _quality_on_split(run: QualityRun, dataset: Path, name, train, test, log) ->
     rows = []
     for spec in run.models:
         for seed in run.seeds if spec.label in SEEDED else (None,):
-            params = _merge(PROTOCOL_PARAMS.get(protocol, {}).get(spec.kind, {}), spec.params)
+            params = protocol_params(spec.kind, protocol, spec.params)
             if seed is not None:
                 params = {**params, "seed": seed}
             tag = spec.label if seed is None else f"{spec.label}-seed{seed}"
@@ -103,10 +103,3 @@ def _quality_on_split(run: QualityRun, dataset: Path, name, train, test, log) ->
             rows.append(row)
             log(f"{name} {tag}: nDCG@{run.k} {metrics['ndcg']:.4f}  (fit {fit_s:.1f}s)")
     return rows
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and key in out else value
-    return out

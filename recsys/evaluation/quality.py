@@ -71,15 +71,6 @@ BENCHMARK_MODELS = (
 # protocol's: one of them is the shipped model at its first seed): the ablation, not a rival.
 CROSSFIT_ROWS = ("multistage-random", "multistage-user-time", "multistage-time")
 SEEDED = ("multistage",)  # trained once per seed: the shipped model must win for each
-# Each model learns what the protocol asks (by model kind): on a temporal split the two-tower
-# reads the user's latest items, and the multi-stage ranker is cross-fitted in the user's time
-# (its labels: each user's latest interactions; chosen on the validation split, README).
-PROTOCOL_PARAMS = {
-    "temporal": {
-        "two_tower": {"history_mode": "recent"},
-        "multistage": {"crossfit": "user-time", "two_tower": {"history_mode": "recent"}},
-    }
-}
 
 
 def source_recall(model, train: pd.DataFrame, test: pd.DataFrame, user_ids, n: int = 100):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from recsys.config import RecsysError
 from recsys.data.io import INTERACTION_COLUMNS, TS, interactions_checksum
-from recsys.data.split import read_split, split_lineage
+from recsys.data.split import read_split, split_lineage, split_protocol
 from recsys.features import store as feast_store
 from recsys.features.build import TICK, FeatureConfig, build_features
 from recsys.files import write_json, write_parquet
@@ -100,6 +100,7 @@ def write_training_set(
     train, users, items = read_split(split_dir)
     lineage = split_lineage(split_dir) or [interactions_checksum(train)]
     meta: dict[str, Any] = {"feature_service": None, "rows": len(train), "lineage": lineage}
+    meta["protocol"] = split_protocol(split_dir)  # what the models learn for (kinds.py)
     if feature_repo:
         train, users, items, joined = load_training_set(feature_repo, train, feature_service)
         write_parquet(joined, out / "training_set.parquet")

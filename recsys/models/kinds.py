@@ -20,6 +20,16 @@ MODEL_KINDS: dict[str, type[Recommender]] = {
 }
 # Kinds renamed since: a model directory written under the old name still loads.
 RENAMED_KINDS = {"pipeline": "multistage"}
+# What each kind learns for a split protocol (a training split's ``split.json`` names it), each
+# chosen on that protocol's validation split (README, Benchmarks): on a temporal split the
+# two-tower reads the user's latest items, and the multi-stage ranker is cross-fitted in the
+# user's time and reads the recent window. The parameters a user passes win.
+PROTOCOL_PARAMS: dict[str, dict[str, dict]] = {
+    "temporal": {
+        "two_tower": {"history_mode": "recent"},
+        "multistage": {"crossfit": "user-time", "two_tower": {"history_mode": "recent"}},
+    }
+}
 
 
 def create_model(kind: str, params: dict | None = None) -> Recommender:
@@ -33,6 +43,20 @@ def create_model(kind: str, params: dict | None = None) -> Recommender:
     except TypeError as exc:
         raise RecsysError(f"{kind}: bad hyper-parameters {params}: {exc}") from exc
     return cls(config)
+
+
+def protocol_params(kind: str, protocol: str | None, params: dict | None = None) -> dict:
+    """``params`` over what ``kind`` learns for ``protocol`` (:data:`PROTOCOL_PARAMS`; nested
+    dicts merged key by key)."""
+    base = PROTOCOL_PARAMS.get(protocol or "", {}).get(RENAMED_KINDS.get(kind, kind), {})
+    return _merge(base, params or {})
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and key in out else value
+    return out
 
 
 def _coerce_ints(config_type: type, params: dict) -> dict:

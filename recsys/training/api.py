@@ -23,12 +23,12 @@ from recsys.data.io import (
     read_side_tables,
     resolve_interactions,
 )
-from recsys.data.split import read_split, split_lineage
+from recsys.data.split import read_split, split_lineage, split_protocol
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
 from recsys.features.api import load_training_set, read_training_set_meta
 from recsys.models.base import Recommender
 from recsys.models.gbdt import GBDTRanker
-from recsys.models.kinds import create_model
+from recsys.models.kinds import create_model, protocol_params
 from recsys.models.manifest import read_manifest
 from recsys.models.multistage import StageTrainer
 from recsys.models.towers import TwoTowerConfig
@@ -156,7 +156,10 @@ def train(args: TrainArgs) -> Path:
     else:
         users, items = read_side_tables(side_dir)
     lineage = split_lineage(args.data) if args.data.is_dir() else None
-    return _fit_and_save(args, interactions, users, items, service=service, lineage=lineage)
+    protocol = split_protocol(args.data) if args.data.is_dir() else None
+    return _fit_and_save(
+        args, interactions, users, items, service=service, lineage=lineage, protocol=protocol
+    )
 
 
 def train_from_set(
@@ -191,7 +194,8 @@ def train_from_set(
         run_name=run_name,
     )
     service, lineage = meta.get("feature_service"), meta.get("lineage")
-    _fit_and_save(args, rows, users, items, service=service, lineage=lineage)
+    protocol = meta.get("protocol")
+    _fit_and_save(args, rows, users, items, service=service, lineage=lineage, protocol=protocol)
     return {"version": read_manifest(args.out).version, "kind": kind, "rows": len(rows)}
 
 
@@ -215,10 +219,18 @@ def _fit_and_save(
     *,
     service: str | None,
     lineage: list[str] | None,
+    protocol: str | None = None,
 ) -> Path:
-    """The one fit-and-save: fit, then write the model directory with the rows' checksum,
+    """The one fit-and-save: fit (with what the kind learns for the split's ``protocol``
+    under the given parameters), then write the model directory with the rows' checksum,
     the training metrics, the feature service read and the data lineage."""
-    model = fit_model(args.model, rows, users, items, args.params, args=args)
+    params = protocol_params(args.model, protocol, args.params)
+    if params != args.params:
+        added = {k: v for k, v in params.items() if args.params.get(k) != v}
+        logging.getLogger("recsys.progress").info(
+            "%s split: %s trains with %s", protocol, args.model, added
+        )
+    model = fit_model(args.model, rows, users, items, params, args=args)
     return model.save(
         args.out,
         data_checksum=interactions_checksum(rows),

@@ -216,3 +216,46 @@ def test_features_init_makes_a_repository_on_the_shared_volume_and_keeps_its_dat
     assert r.exit_code == 1 and "nope.yaml: no such store configuration" in r.output
     r = run("features", "init", "--from", tmp_path / "volume", "--repo", tmp_path / "x")
     assert r.exit_code == 1 and "no Feast definitions" in r.output
+
+
+def test_a_model_trained_on_a_temporal_split_learns_what_comes_next(
+    run, tmp_path, csv_data, monkeypatch
+):
+    """``split.json`` names the protocol; training on the split (or on its training set)
+    gives the kind what it learns for that protocol, under the user's own parameters."""
+    from recsys.features.api import read_training_set_meta, write_training_set
+    from recsys.models.kinds import create_model, protocol_params
+    from recsys.training import api
+
+    assert protocol_params("multistage", "temporal", {"folds": 4}) == {
+        "crossfit": "user-time",
+        "two_tower": {"history_mode": "recent"},
+        "folds": 4,
+    }
+    assert protocol_params("multistage", "temporal", {"crossfit": "random"})["crossfit"] == "random"
+    assert protocol_params("pipeline", "stratified", {"folds": 4}) == {"folds": 4}
+    asked = []
+
+    def spy(kind, train, users, items, params=None, *, args=None):  # no Ray in unit tests
+        asked.append((kind, params))
+        return create_model("popularity").fit(train, users, items)
+
+    monkeypatch.setattr(api, "fit_model", spy)
+    for protocol in ("temporal", "stratified"):
+        split_dir = tmp_path / protocol
+        r = run("data", "split", csv_data, "--protocol", protocol, "--out", split_dir)
+        assert r.exit_code == 0, r.output
+        model = ("train", "--data", split_dir, "--model", "multistage", "--param", "folds=4")
+        r = run(*model, "--out", tmp_path / f"m-{protocol}")
+        assert r.exit_code == 0, r.output
+    assert asked == [
+        (
+            "multistage",
+            {"crossfit": "user-time", "two_tower": {"history_mode": "recent"}, "folds": 4},
+        ),
+        ("multistage", {"folds": 4}),
+    ]
+    write_training_set(tmp_path / "temporal", tmp_path / "set", feature_repo=None)
+    assert read_training_set_meta(tmp_path / "set")["protocol"] == "temporal"
+    api.train_from_set(tmp_path / "set", tmp_path / "m-set", kind="multistage")
+    assert asked[-1] == ("multistage", protocol_params("multistage", "temporal"))

@@ -57,7 +57,8 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
     meta = write_training_set(split, tmp_path / "rows")
     rows = pd.read_parquet(split / "train.parquet")
     lineage = [interactions_checksum(rows)]
-    assert meta == {"feature_service": None, "rows": len(rows), "lineage": lineage}
+    expected = {"feature_service": None, "rows": len(rows), "lineage": lineage}
+    assert meta == expected | {"protocol": "stratified"}  # what the models learn for
     registry = Registry(tmp_path / "registry")
     # the champion: a popularity model; the candidate: EASE, trained by the train step
     train = pd.read_parquet(split / "train.parquet")
