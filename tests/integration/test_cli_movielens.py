@@ -145,6 +145,12 @@ def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(quickstar
         <= json.loads((repo / "data" / "feature_meta.json").read_text())["recent_n"]
     )
     assert (tmp_path / "qs" / "kfp" / "report.html").stat().st_size > 100_000
+    # step 3b: on the temporal protocol the model trained for what comes next beats EASE
+    temporal = {r["model"]: r for r in json.loads((tmp_path / "qs" / "temporal.json").read_text())}
+    assert "== 3b. the temporal protocol" in out and "| multistage |" in out
+    assert set(temporal) == {"popularity", "ease", "multistage"}
+    assert temporal["multistage"]["ndcg"] >= temporal["ease"]["ndcg"] + 0.03
+    assert temporal["multistage"]["hit_rate"] > temporal["ease"]["hit_rate"]
     # step 4: the champion served over HTTP, real answers with reasons, then shut down
     assert f"serve the champion {version}" in out
     assert f"app ready at http://127.0.0.1:{port}" in out
