@@ -12,6 +12,7 @@ from recsys.config import RecsysError, code_version, recsys_home
 from recsys.demo.quality import QualityRun, run_quality
 from recsys.evaluation.quality import (
     BENCHMARK_MODELS,
+    OPTION_MODELS,
     PUBLISHED_MOVIELENS_100K,
     quality_summary,
 )
@@ -25,10 +26,11 @@ def benchmark() -> None:
 
 
 def select_models(labels: str | None, available=BENCHMARK_MODELS) -> tuple:
-    """The model specs named in a comma-separated list (all of ``available`` when None)."""
+    """The model specs named in a comma-separated list (all of ``available`` when None; the
+    options, :data:`OPTION_MODELS`, only by name)."""
     if not labels:
         return tuple(available)
-    by_label = {m.label: m for m in available}
+    by_label = {m.label: m for m in (*available, *OPTION_MODELS)}
     wanted = [label.strip() for label in labels.split(",") if label.strip()]
     unknown = [label for label in wanted if label not in by_label]
     if unknown:
@@ -125,7 +127,9 @@ def _cpu_count() -> int:
 @click.option(
     "--models",
     default=None,
-    help="Comma-separated subset: popularity,ease,rp3beta,two_tower,pipeline,pipeline-dcn.",
+    help="Comma-separated rows: popularity, ease, rp3beta, two_tower, multistage, "
+    "multistage-dcn, multistage-random, multistage-user-time, multistage-time; the option "
+    "multistage-two-tower only by name (default: all but the option).",
 )
 @click.option(
     "--protocols",

@@ -6,6 +6,7 @@ import time
 
 import pandas as pd
 import psutil
+import pytest
 from tiny_data import side_tables
 
 from benchmarks.features import entity_rows
@@ -122,3 +123,16 @@ def test_the_quality_summary_weighs_the_shipped_model_against_its_rivals_only():
     assert summary["above_every_other_row_every_seed"]["hit_rate"] is False  # the DCN's 0.95
     alone = quality_summary(rows[:3])["temporal"]["above_every_other_row_every_seed"]
     assert alone["ndcg"] is None  # no rival in the run: nothing to be above
+
+
+def test_an_option_row_runs_only_when_named():
+    from recsys.cli.benchmark import select_models
+    from recsys.config import RecsysError
+    from recsys.evaluation.quality import BENCHMARK_MODELS, OPTION_MODELS
+
+    assert select_models(None) == BENCHMARK_MODELS
+    assert not set(OPTION_MODELS) & set(select_models(None))
+    [option] = select_models("multistage-two-tower")
+    assert option.kind == "multistage" and option.params["n_two_tower"] == 100
+    with pytest.raises(RecsysError, match="unknown"):
+        select_models("multistage-bogus")
