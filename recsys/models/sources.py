@@ -93,7 +93,7 @@ class Sources:
         out = {"popularity": np.broadcast_to(self.popularity, seen.shape)}
         rows = sp.vstack([seen, *_window_rows(recent, windows, seen)]) if windows else seen
         for p, (names, weights) in enumerate(self._item_item()):
-            product = _row_sums(rows, weights)
+            product = _row_sums(rows if p == 0 else seen, weights)  # the windows: first only
             width = product.shape[1] // len(names)
             out |= {
                 name: product[:users, j * width : (j + 1) * width] for j, name in enumerate(names)

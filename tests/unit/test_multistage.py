@@ -170,6 +170,13 @@ def test_the_sources_score_as_their_own_products_joined_or_apart(fitted, monkeyp
     got = apart.scores(batch.seen, batch.recent, batch.user_ids)
     assert [names for names, _ in apart._item_item()] == [("ease",), ("rp3",)]
     assert all(np.array_equal(got[k], joined[k]) for k in ("ease", "rp3", "popularity"))
+    # the recent windows are rows of the first product (EASE), joined or apart, and leave the
+    # history's scores as they were
+    for sources in (model.sources, apart):
+        windowed = sources.scores(batch.seen, batch.recent, batch.user_ids, windows=(1, 5))
+        assert all(np.array_equal(windowed[k], joined[k]) for k in ("ease", "rp3"))
+        last = batch.recent[:, 0] - 1
+        assert np.array_equal(windowed["recent_1"], ease[last])
 
 
 def test_the_ranker_learns_from_cross_fitted_rows(interactions, caplog):
