@@ -46,11 +46,8 @@ def temporal_split(df: pd.DataFrame, ratio: float = 0.75) -> tuple[pd.DataFrame,
     user's latest) test: Microsoft Recommenders' ``python_chrono_split`` by user. Ties in time
     are broken by item id, so the split is deterministic."""
     _check_ratio(ratio)
-    ordered = df.sort_values([USER, TS, ITEM], kind="mergesort")
-    groups = ordered.groupby(USER, sort=False)
-    rank = groups.cumcount().to_numpy() + 1
-    size = groups[USER].transform("count").to_numpy()
-    in_train = rank <= np.round(ratio * size)
+    ordered, position, size = _user_timelines(df)
+    in_train = position + 1 <= np.round(ratio * size)
     return ordered[in_train].reset_index(drop=True), ordered[~in_train].reset_index(drop=True)
 
 
@@ -67,12 +64,17 @@ def leave_last_out(df: pd.DataFrame, n_last: int = 1) -> tuple[pd.DataFrame, pd.
     """Each user's latest ``n_last`` interactions are held out; users with no more keep all."""
     if n_last < 1:
         raise RecsysError(f"n_last must be at least 1, got {n_last}")
+    ordered, position, size = _user_timelines(df)
+    held = (size - 1 - position < n_last) & (size > n_last)
+    return ordered[~held].reset_index(drop=True), ordered[held].reset_index(drop=True)
+
+
+def _user_timelines(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The rows ordered by user, then time (ties by item id), each row's position in its
+    user's timeline (0: the earliest) and the user's number of rows."""
     ordered = df.sort_values([USER, TS, ITEM], kind="mergesort")
     groups = ordered.groupby(USER, sort=False)
-    from_end = groups.cumcount(ascending=False).to_numpy()
-    size = groups[USER].transform("count").to_numpy()
-    held = (from_end < n_last) & (size > n_last)
-    return ordered[~held].reset_index(drop=True), ordered[held].reset_index(drop=True)
+    return ordered, groups.cumcount().to_numpy(), groups[USER].transform("count").to_numpy()
 
 
 def split(
