@@ -29,6 +29,18 @@ class RecsysError(Exception):
             self.exit_code = exit_code
 
 
+# Bearer tokens of the Serve app, read from the replicas' environment: writes (events, items,
+# version switches) and, when set, reads (recommendations).
+WRITE_TOKEN_ENV, READ_TOKEN_ENV = "RECSYS_WRITE_TOKEN", "RECSYS_READ_TOKEN"
+
+
+def shorten(value: object, limit: int = 64) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error message names a bad value without
+    echoing a long input back whole."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def recsys_home() -> Path:
     """The cache and work root: ``$RECSYS_HOME``, default ``~/.cache/recsys``."""
     env = os.environ.get("RECSYS_HOME")

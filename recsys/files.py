@@ -8,6 +8,7 @@ target and is renamed over it only once complete, so a crash never leaves half a
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -27,16 +28,27 @@ M = TypeVar("M", bound=BaseModel)
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it over ``target`` on success."""
+    """Yield a temporary path beside ``target``; rename it over ``target`` on success.
+
+    Raises:
+        RecsysError: when ``target`` cannot be written there (a directory, a file where a
+            folder should be, no permission), naming the path and the reason.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise RecsysError(f"{target}: cannot be written: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give files the usual mode
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        try:
+            os.replace(tmp_path, target)
+        except OSError as exc:
+            raise RecsysError(f"{target}: cannot be written: {exc.strerror or exc}") from exc
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -44,11 +56,26 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 def append_line(path: str | os.PathLike, line: str) -> None:
     """Append one line durably: a single ``write`` on an ``O_APPEND`` descriptor, then
     ``fsync``, so lines from concurrent writers never interleave and an acknowledged line
-    survives a crash."""
+    survives a crash.
+
+    Raises:
+        OSError: the line was not kept whole (a full disk, an unwritable directory); a part
+            written before the disk filled is cut off again, so no half line stays behind.
+    """
+    data = (line.rstrip("\n") + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    written = 0
     try:
-        os.write(fd, (line.rstrip("\n") + "\n").encode())
+        start = os.fstat(fd).st_size
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(errno.ENOSPC, f"wrote {written} of {len(data)} bytes", str(path))
         os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            if written and os.fstat(fd).st_size == start + written:  # nobody appended since
+                os.ftruncate(fd, start)
+        raise
     finally:
         os.close(fd)
 
@@ -61,8 +88,14 @@ def _umask() -> int:
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a DataFrame to parquet atomically (no index)."""
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    # through a file object: pyarrow encodes a str path strictly as UTF-8 and fails on a name
+    # with undecodable bytes (surrogate escapes), which the OS takes as it is
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pq.write_table(table, f)
     return Path(path)
 
 

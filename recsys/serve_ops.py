@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from recsys.config import RecsysError, ensure_ray, ray_settings
+from recsys.config import WRITE_TOKEN_ENV, RecsysError, ensure_ray, ray_settings
 from recsys.registry import Registry
 
 APP = "recsys"
@@ -392,3 +392,26 @@ def wait_ready(url: str, timeout_s: float = 120) -> dict:
             last = str(exc)
         time.sleep(0.5)
     raise RecsysError(f"{url}/readyz not ready after {timeout_s:.0f}s: {last}")
+
+
+def access(url: str) -> str:
+    """One line on who may write and read, as the running app's own OpenAPI document says
+    (its replicas' environment decides, which may not be this process's).
+
+    Returns:
+        "writes need a bearer token ..." or "writes are open ...", and the same for reads.
+    """
+    try:
+        with urllib.request.urlopen(f"{url}/openapi.json", timeout=10) as resp:
+            paths = json.loads(resp.read()).get("paths", {})
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"access: unknown ({url}/openapi.json: {exc})"
+    guarded = {p for p, ops in paths.items() if any("security" in op for op in ops.values())}
+    writes = (
+        "writes (POST /events) need a bearer token"
+        if "/events" in guarded
+        else f"writes are open: anyone who reaches {url} may POST /events (set "
+        f"{WRITE_TOKEN_ENV} where Ray starts to require a bearer token)"
+    )
+    reads = "reads need a bearer token" if "/recommend" in guarded else "reads are open"
+    return f"{writes}; {reads}"

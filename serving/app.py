@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
@@ -33,9 +34,9 @@ from ray import serve
 from ray.serve import Application
 
 from recsys import recommend
-from recsys.config import recsys_home
+from recsys.config import recsys_home, shorten
 from recsys.features.events import Event, EventIngestor, EventLog
-from serving import telemetry
+from serving import guard, openapi, telemetry
 from serving.predlog import PredictionLog
 from serving.schemas import AppArgs, ModelSelection, Problem, RecommendRequest, RecommendResponse
 from serving.stages import (
@@ -50,18 +51,31 @@ from serving.stages import (
 )
 
 log = logging.getLogger("ray.serve")
+# /openapi.json and /docs are the Ingress's own routes: the document names the served
+# version's genres and this replica's tokens (serving/openapi.py).
 api = FastAPI(
     title="recsys",
-    description="Multi-stage recommendations (two-tower + EASE candidates, DCN ranker) and "
-    "real-time interaction events. A user's answer is read from the user's state in the "
-    "online store (the complete seen set and the recent window): the app answers 503, with "
-    "the reason, when that store cannot serve the loaded version.",
+    description="Recommendations from the model version served, and real-time interaction "
+    "events. A user's answer is read from the user's state in the online store (the complete "
+    "seen set and the recent window): the app answers 503, with the reason, when that store "
+    "cannot serve the loaded version.",
+    openapi_url=None,
+    docs_url=None,
+    redoc_url=None,
 )
 STAGE_OPTIONS = {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 64}
-ROUTES = ("/recommend", "/events", "/healthz", "/readyz", "/metrics")
 # Each @serve.batch starts with AppArgs' defaults; the replica then sets the app's own values.
 BATCHING = {f: AppArgs.model_fields[f].default for f in ("max_batch_size", "batch_wait_timeout_s")}
-PROBLEMS = {422: {"model": Problem}, 500: {"model": Problem}, 503: {"model": Problem}}
+PROBLEMS = {
+    code: {"model": Problem, "description": why}
+    for code, why in (
+        (401, "a bearer token is configured for this route and the request lacks it"),
+        (413, "the body is larger than the app's max_body_bytes (default 64 KiB)"),
+        (422, "the body does not fit the schema, or names what the model does not know"),
+        (500, "an unexpected failure (its error_id is in the replica's log)"),
+        (503, "not ready: no model, or an online store or log that cannot serve now"),
+    )
+}
 
 
 class Health(BaseModel):
@@ -94,47 +108,23 @@ def _cause(exc: Exception) -> Exception:
     return cause if isinstance(cause, Exception) else exc
 
 
-class CountAnswers:
-    """Every answer counted in ``recsys_requests_total`` by route and status: 4xx from
-    validation and 5xx included. A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware``
-    (``@app.middleware("http")``) runs each request in an extra task with memory streams,
-    which cost more CPU per request than the counting."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        route = path if path in ROUTES else "other"
-        status = "500"
-
-        async def send_counted(message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = str(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_counted)
-        finally:  # an exception on its way to the 500 handler counts as 500
-            telemetry.for_this_process().requests.labels(route, status).inc()
-
-
-api.add_middleware(CountAnswers)
+# Starlette runs the middleware added last first: every answer is counted, the guard's too.
+api.add_middleware(guard.Guard)
+api.add_middleware(guard.CountAnswers)
 
 
 @api.exception_handler(RequestValidationError)
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 naming each bad field, its input shown as JSON can hold it (NaN as "nan")."""
+    """422 naming each bad field, its input shown as JSON can hold it (NaN as "nan"), a long
+    input cut to a short prefix."""
     return JSONResponse({"detail": _plain(exc.errors())}, status_code=422)
 
 
-def _plain(value):
+def _plain(value, key: str = ""):
+    if key == "input" and len(repr(value)) > 64:
+        return shorten(value)
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
@@ -235,6 +225,7 @@ class Ingress:
         self._events = None
         self._batch.set_max_batch_size(self.args.max_batch_size)
         self._batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+        guard.configure(guard.GuardSettings.from_env(self.args.max_body_bytes))
 
     def reconfigure(self, config: dict) -> None:
         version = _selection(config)
@@ -250,6 +241,23 @@ class Ingress:
         self.telemetry.set_version(version)
 
     # -- routes ------------------------------------------------------------------------
+    @api.get("/openapi.json", include_in_schema=False)
+    def openapi_document(self, request: Request) -> JSONResponse:
+        version = self.version
+        prepared = self.models.get(version) if version else None
+        doc = openapi.document(
+            request.app.openapi(),
+            genres=prepared.genres if prepared else None,
+            settings=guard.settings(),
+            version=version,
+            kind=prepared.model.kind if prepared else None,
+        )
+        return JSONResponse(doc)
+
+    @api.get("/docs", include_in_schema=False)
+    def docs(self) -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="recsys")
+
     @api.get("/healthz", response_model=Health)
     def healthz(self) -> dict:
         return {"status": "ok"}
@@ -324,6 +332,11 @@ class Ingress:
         payload = await request.body()
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(None, ingestor.ingest, payload)
+        if result.unavailable:  # nothing kept, nothing acknowledged: the client may retry
+            self.telemetry.event_log_ok.set(0)
+            self.telemetry.event_log_errors.inc()
+            return JSONResponse({"detail": result.reason}, status_code=503)
+        self.telemetry.event_log_ok.set(1)
         if not result.accepted:
             return JSONResponse({"detail": result.reason}, status_code=422)
         body = {"accepted": True, "new_user": result.new_user, "pushed": result.pushed}

@@ -102,14 +102,15 @@ class PredictionLog:
             except (TypeError, ValueError) as exc:  # a record JSON cannot hold: count, go on
                 self.errors += 1
                 self.last_error = f"unserialisable record: {exc}"
-        data = "".join(lines)
+        data = "".join(lines).encode()
         if not data:
             return
         try:
             if self._file is None or self._size >= self.max_bytes:
                 self._rotate()
-            self._file.write(data)
-            self._file.flush()
+            view = memoryview(data)
+            while view:  # an unbuffered file: a write may take part of the data
+                view = view[self._file.write(view) :]
             self._size += len(data)
             self.written += len(lines)
             self.healthy = True
@@ -117,6 +118,9 @@ class PredictionLog:
             self.errors += len(lines)
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.healthy = False
+            if self._file is not None:  # no half record stays behind for the readers
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._file.fileno(), self._size)
             self._close_file()
 
     def _rotate(self) -> None:
@@ -124,7 +128,7 @@ class PredictionLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._n += 1
         name = f"predictions-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}-{self._n}.jsonl"
-        self._file = open(self.directory / name, "a", encoding="utf-8")  # noqa: SIM115
+        self._file = open(self.directory / name, "ab", buffering=0)  # noqa: SIM115
         self._size = 0
 
 

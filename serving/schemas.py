@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recsys.recommend import Filters, Recommendation, Request
+from recsys.recommend.stages import Count, Filters, Recommendation, Request
 
 __all__ = [
     "AppArgs",
@@ -45,6 +45,8 @@ class AppArgs(Strict):
     # req/s at p99 78-85 ms (larger batches: 6.0-6.8 instead of 8.3 ms of CPU per request), at
     # +2.5-4.5 ms of median latency for a lone client; 10 ms no more at 16, +8 ms alone.
     batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
+    # A request body larger than this is answered 413 before anything parses it.
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 2**20)
 
 
 class ModelSelection(Strict):
@@ -58,7 +60,7 @@ class RecommendRequest(Request):
     """``POST /recommend``: the user and the request of the one recommendation path."""
 
     user_id: str = Field(min_length=1, max_length=256, strict=True)
-    k: int = Field(10, ge=1, le=100, strict=True)
+    k: Count = Field(10, ge=1, le=100, strict=True)
 
     def request(self) -> Request:
         return Request.model_validate(self.model_dump(exclude={"user_id"}))

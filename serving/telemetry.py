@@ -1,5 +1,6 @@
 """Prometheus metrics of one replica: requests and latency per route and per stage, errors,
-the model version served, the prediction log's health. ``GET /metrics`` renders them."""
+refused tokens, the model version served, the prediction and event logs' health.
+``GET /metrics`` renders them."""
 
 from __future__ import annotations
 
@@ -39,6 +40,23 @@ class Telemetry:
         )
         self.log_ok = Gauge(
             "recsys_prediction_log_healthy", "0 when the last write failed", registry=r
+        )
+        self.auth_failures = Counter(
+            "recsys_auth_failures",
+            "Requests refused with 401 (no, a malformed or a wrong bearer token)",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.event_log_ok = Gauge(
+            "recsys_event_log_healthy",
+            "0 when the last append to the event log failed (events answered 503)",
+            registry=r,
+        )
+        self.event_log_ok.set(1)
+        self.event_log_errors = Counter(
+            "recsys_event_log_errors",
+            "Events refused because the log could not keep them",
+            registry=r,
         )
 
     def set_version(self, version: str | None) -> None:

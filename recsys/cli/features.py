@@ -203,12 +203,15 @@ def event(payload: str, events_dir: Path | None, repo: Path | None, online: str 
     rejected = 0
     for n, line in enumerate((x for x in lines if x.strip()), start=1):
         result = ingestor.ingest(line)
+        if result.unavailable:  # nothing from here on can be kept: stop, say which were
+            raise RecsysError(f"event {n}: not kept: {result.reason}; events before it were")
         if not result.accepted:
             rejected += 1
             click.echo(f"event {n}: rejected: {result.reason}", err=True)
         else:
             state = "new user" if result.new_user else "known user"
-            pushed = "pushed" if result.pushed else result.reason
-            click.echo(f"event {n}: accepted ({state}, {pushed})")
+            pushed = "pushed" if result.pushed else "not pushed"
+            warning = f"; {result.reason}" if result.reason else ""
+            click.echo(f"event {n}: accepted ({state}, {pushed}{warning})")
     if rejected:
         raise RecsysError(f"{rejected} event(s) rejected; logged in {ingestor.log.directory}")

@@ -63,6 +63,7 @@ def start(
     )
     url = serve_ops.start(cfg)
     click.echo(f"serving at {url}  (OpenAPI: {url}/docs; version {model_version or 'none yet'})")
+    click.echo(serve_ops.access(url))
     if detach:
         return
     if started:

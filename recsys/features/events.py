@@ -20,8 +20,16 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
+from recsys.config import shorten
 from recsys.data.io import ITEM, USER
 from recsys.features.activity import ACTIVITY, fold_activity
 from recsys.features.build import read_store_meta
@@ -36,7 +44,9 @@ ACTIVITY_PUSH, STATE_PUSH = "user_activity_push", "user_state_push"
 RATING_SCHEMA = {"anyOf": [{"type": "number", "minimum": 1.0, "maximum": 5.0}, {"type": "null"}]}
 TIME_SCHEMA = {
     "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}],
-    "description": "ISO 8601, or epoch seconds; at most 5 minutes ahead; default: when received",
+    "description": "ISO 8601, or epoch seconds; default: when received. A time before 1970 or "
+    "more than 5 minutes ahead of the server's clock is taken as the time of receipt: the "
+    "answer's warning says so and the log keeps the client's value as client_timestamp",
 }
 RATING_NEEDS_A_RATING = {
     "if": {"properties": {"type": {"const": "rating"}}, "required": ["type"]},
@@ -58,6 +68,20 @@ class Event(BaseModel):
     rating: Annotated[float | None, WithJsonSchema(RATING_SCHEMA)] = Field(None, strict=True)
     timestamp: Annotated[datetime | None, WithJsonSchema(TIME_SCHEMA)] = None
 
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _epoch_seconds(cls, value: Any) -> Any:
+        """A number is epoch seconds (never milliseconds); one no datetime holds is the
+        earliest or latest there is, which the event's time window then replaces."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return value
+        if value != value:  # NaN: left to the datetime check, which refuses it
+            return value
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return (datetime.max if value > 0 else datetime.min).replace(tzinfo=UTC)
+
 
 @dataclass
 class EventPolicy:
@@ -65,6 +89,7 @@ class EventPolicy:
 
     rating_range: tuple[float, float] = (1.0, 5.0)
     max_clock_skew: timedelta = timedelta(minutes=5)  # how far in the future a timestamp may be
+    earliest: datetime = datetime(1970, 1, 1, tzinfo=UTC)  # before it: a client without a clock
 
 
 @dataclass
@@ -73,6 +98,7 @@ class EventResult:
 
     accepted: bool
     reason: str = ""
+    unavailable: bool = False  # the log could not keep it (HTTP 503), not the client's fault
     event: dict[str, Any] = field(default_factory=dict)
     new_user: bool = False
     pushed: bool = False
@@ -81,6 +107,21 @@ class EventResult:
 
 def parse_event(payload: bytes | str | dict, policy: EventPolicy, now: datetime) -> Event:
     """Validate one event; raises ``ValueError`` whose message names each bad field."""
+    return read_event(payload, policy, now)[0]
+
+
+def read_event(
+    payload: bytes | str | dict, policy: EventPolicy, now: datetime
+) -> tuple[Event, str]:
+    """Validate one event and settle its time (UTC; a time outside ``policy``'s window becomes
+    ``now``).
+
+    Returns:
+        The event and a warning ("" when none): the client's time that was replaced.
+
+    Raises:
+        ValueError: naming each bad field.
+    """
     try:
         if isinstance(payload, dict):
             event = Event.model_validate(payload)
@@ -88,16 +129,29 @@ def parse_event(payload: bytes | str | dict, policy: EventPolicy, now: datetime)
             event = Event.model_validate_json(payload)
     except ValidationError as exc:
         raise ValueError("; ".join(_describe(e) for e in exc.errors())) from None
-    ts = event.timestamp or now
-    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    if ts > now + policy.max_clock_skew:
-        raise ValueError(f"timestamp: {ts.isoformat()} is in the future (now {now.isoformat()})")
     lo, hi = policy.rating_range
     if event.rating is not None and not lo <= float(event.rating) <= hi:
         raise ValueError(f"rating: {event.rating} is outside [{lo}, {hi}]")
     if event.type == "rating" and event.rating is None:
         raise ValueError("rating: required when type is 'rating'")
-    return event.model_copy(update={"timestamp": ts})
+    ts = _utc(event.timestamp) if event.timestamp is not None else now
+    if ts is not None and policy.earliest <= ts <= now + policy.max_clock_skew:
+        return event.model_copy(update={"timestamp": ts}), ""
+    sent = shorten(_plain_time(payload))
+    warning = (
+        f"timestamp {sent} is before {policy.earliest:%Y-%m-%d} or more than "
+        f"{policy.max_clock_skew} ahead of the server's clock: taken as received"
+    )
+    return event.model_copy(update={"timestamp": now}), warning
+
+
+def _utc(value: datetime) -> datetime | None:
+    """A client's time in UTC; None where no UTC datetime can hold it (year 1 or 9999 with an
+    offset)."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def _describe(error: dict) -> str:
@@ -105,7 +159,7 @@ def _describe(error: dict) -> str:
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown field"
     got = error.get("input")
-    shown = f" (got {got!r})" if not isinstance(got, dict) else ""
+    shown = f" (got {shorten(got)})" if not isinstance(got, dict) else ""
     return f"{where}: {error['msg']}{shown}"
 
 
@@ -169,23 +223,38 @@ class EventIngestor:
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
 
     def ingest(self, payload: bytes | str | dict) -> EventResult:
-        """Handle one event; never raises for a bad event (see ``EventResult.reason``)."""
+        """Handle one event; never raises for a bad event (see ``EventResult.reason``), nor for
+        a log that cannot keep it (``unavailable``: nothing was acknowledged or pushed)."""
         now = datetime.now(UTC)
         try:
-            event = parse_event(payload, self.policy, now)
+            event, warning = read_event(payload, self.policy, now)
         except ValueError as exc:
-            self.log.reject(payload, str(exc), now)
+            try:
+                self.log.reject(payload, str(exc), now)
+            except OSError as failure:
+                return self._unavailable(failure)
             return EventResult(accepted=False, reason=str(exc))
         record = {**event.model_dump(mode="json"), "received": now.isoformat()}
-        self.log.append(record, now)  # durable before anything else happens
-        result = EventResult(accepted=True, event=record)
+        if warning:
+            record["client_timestamp"] = _plain_time(payload)
+        try:
+            self.log.append(record, now)  # durable before anything else happens
+        except OSError as failure:
+            return self._unavailable(failure)
+        result = EventResult(accepted=True, event=record, reason=warning)
         try:
             with self._user_lock(event.user_id):
                 result.new_user, result.features = self._push(event)
             result.pushed = True
         except Exception as exc:  # the event is safe in the log; report, do not fail it
-            result.reason = f"logged, but the online push failed: {exc}"
+            pushed = f"logged, but the online push failed: {exc}"
+            result.reason = f"{warning}; {pushed}" if warning else pushed
         return result
+
+    @staticmethod
+    def _unavailable(failure: OSError) -> EventResult:
+        reason = f"the event log cannot keep events now ({type(failure).__name__}: {failure})"
+        return EventResult(accepted=False, reason=reason, unavailable=True)
 
     def _user_lock(self, user_id: str) -> threading.Lock:
         with self._locks_guard:
@@ -250,3 +319,9 @@ def activity_after(
         "user_mean_rating": after["user_mean_rating"][0],
         "genre_affinity": after["genre_affinity"][0].tolist(),
     }
+
+
+def _plain_time(payload: bytes | str | dict) -> Any:
+    """The timestamp as the client sent it (for the log, beside the one used)."""
+    body = payload if isinstance(payload, dict) else json.loads(payload)
+    return body.get("timestamp")

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from recsys.config import RecsysError
+from recsys.config import RecsysError, shorten
 from recsys.data.io import ITEM, USER
 from recsys.features.offline import item_context, states_from_interactions
 from recsys.features.state import UserState
@@ -52,10 +52,19 @@ class Filters(Strict):
     exclude_genres: list[str] = []  # drop items with any of these
 
 
+def _whole(value: object) -> object:
+    """JSON Schema counts 84.0 as an integer: take it as 84 (never 84.5, "84" or true)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# A count in a request body: an integer, or a float with no fraction (JSON Schema's integer).
+Count = Annotated[int, BeforeValidator(_whole)]
+
+
 class Request(Strict):
     """What every recommendation asks for besides the user."""
 
-    k: int = Field(10, ge=1, le=10_000, strict=True)
+    k: Count = Field(10, ge=1, le=10_000, strict=True)
     exclude_seen: bool = Field(True, strict=True)
     filters: Filters = Filters()
     diversity: float = Field(0.0, ge=0.0, le=1.0, strict=True)  # MMR: 0 = pure relevance
@@ -261,7 +270,8 @@ def genre_mask(prepared: PreparedModel, filters: Filters) -> np.ndarray | None:
         unknown = [g for g in genres if g not in prepared.genre_index]
         if unknown:
             known = ", ".join(prepared.genres) or "none: the model has no genres"
-            raise BadRequest(f"filters.{name}: unknown genre {unknown[0]!r} (known: {known})")
+            shown = shorten(unknown[0])
+            raise BadRequest(f"filters.{name}: unknown genre {shown} (known: {known})")
     mask = np.ones(len(prepared.item_ids), dtype=bool)
     if filters.include_genres:
         cols = [prepared.genre_index[g] for g in filters.include_genres]

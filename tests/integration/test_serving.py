@@ -3,7 +3,9 @@ prediction log, and a model switch under load with no failed request."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ import pytest
 import torch
 
 from recsys import serve_ops
+from recsys.config import WRITE_TOKEN_ENV
 from recsys.data.io import interactions_checksum
 from recsys.features import store as feast_store
 from recsys.features.api import refresh
@@ -33,10 +36,47 @@ from tiny_data import TINY_MULTISTAGE, side_tables  # noqa: E402
 TINY = TINY_MULTISTAGE
 
 
+WRITE_TOKEN = "integration-write-token"
+BEARER = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+
+
+def app_config(**overrides) -> dict:
+    """The app's Serve config with a write token in its replicas' environment (a user sets
+    RECSYS_WRITE_TOKEN where Ray starts, or the chart's Secret; an app's runtime_env is the
+    way to give one app its own)."""
+    config = serve_ops.serve_config(**overrides)
+    config["applications"][0]["runtime_env"] = {"env_vars": {WRITE_TOKEN_ENV: WRITE_TOKEN}}
+    return config
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "32m"):
+    """A size-limited tmpfs at ``path`` (root only); None where this process cannot mount."""
+    path.mkdir(parents=True)
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
+    try:
+        yield path if mounted else None
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+
+
 @pytest.fixture(scope="module")
 def served(ray_session, tmp_path_factory):
-    """Two tiny pipeline versions, a feature store, the composed app with no model yet."""
+    """Two tiny pipeline versions, a feature store, the composed app with no model yet; the
+    event and prediction logs on a small disk of their own (where this process may mount)."""
     root = tmp_path_factory.mktemp("serving")
+    with small_disk(root / "logs") as disk:
+        yield from _served(root, disk)
+
+
+def _served(root: Path, disk: Path | None):
     interactions = make_interactions()
     users, items = side_tables()
     threads = torch.get_num_threads()
@@ -54,13 +94,20 @@ def served(ray_session, tmp_path_factory):
     args = {
         "model_root": str(root / "models"),
         "feature_repo": str(repo),
-        "prediction_log_dir": str(root / "predictions"),
-        "events_dir": str(root / "events"),
+        "prediction_log_dir": str(root / "logs" / "predictions"),
+        "events_dir": str(root / "logs" / "events"),
     }
-    serve_ops.apply(serve_ops.serve_config(args=args, host="127.0.0.1", port=port))
+    serve_ops.apply(app_config(args=args, host="127.0.0.1", port=port))
     url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=url, timeout=60) as client:
-        yield {"client": client, "url": url, "root": root, "args": args, "port": port}
+    with httpx.Client(base_url=url, timeout=60, headers=BEARER) as client:
+        yield {
+            "client": client,
+            "url": url,
+            "root": root,
+            "args": args,
+            "port": port,
+            "disk": disk,
+        }
     from ray import serve
 
     serve.shutdown()
@@ -219,15 +266,102 @@ def test_an_event_is_accepted_and_the_item_leaves_the_next_answer(served):
     assert rejected.status_code == 422 and rejected.json()["detail"].startswith("type:")
     newbie = client.post("/events", json={"user_id": "fresh", "item_id": "i3", "type": "view"})
     assert newbie.status_code == 202 and newbie.json()["new_user"]
-    log = (served["root"] / "events").glob("events-*.jsonl")
+    log = (served["root"] / "logs" / "events").glob("events-*.jsonl")
     assert sum(len(p.read_text().splitlines()) for p in log) == 2
 
 
+def test_writes_need_the_token_and_the_event_reaches_the_next_answer(served):
+    client, url = served["client"], served["url"]
+    top = recommend(client, user_id="u5", k=3).json()["items"][0]["item_id"]
+    event = {"user_id": "u5", "item_id": top, "type": "click"}
+    with httpx.Client(base_url=url, timeout=60) as anonymous:
+        assert anonymous.get("/healthz").status_code == 200  # probes stay open
+        assert anonymous.post("/recommend", json={"user_id": "u5"}).status_code == 200
+        missing = anonymous.post("/events", json=event)
+        wrong = anonymous.post("/events", json=event, headers={"Authorization": "Bearer nope"})
+    for answer, reason in ((missing, "no Authorization header"), (wrong, "wrong token")):
+        assert answer.status_code == 401, answer.text
+        assert reason in answer.json()["detail"] and WRITE_TOKEN_ENV in answer.json()["detail"]
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert top in [i["item_id"] for i in recommend(client, user_id="u5", k=3).json()["items"]]
+    accepted = client.post("/events", json=event)
+    assert accepted.status_code == 202 and accepted.json()["pushed"], accepted.text
+    assert top not in [i["item_id"] for i in recommend(client, user_id="u5", k=10).json()["items"]]
+    metrics = client.get("/metrics").text
+    assert 'recsys_requests_total{route="/events",status="401"} 2.0' in metrics
+    assert 'recsys_auth_failures_total{reason="wrong token",route="/events"} 1.0' in metrics
+    security = client.get("/openapi.json").json()["paths"]["/events"]["post"]["security"]
+    assert security == [{"bearer": []}]
+
+
+def test_a_large_body_is_413_and_a_422_echoes_only_a_prefix(served):
+    client = served["client"]
+    huge = client.post("/recommend", json={"user_id": "x" * 70_000})
+    assert huge.status_code == 413 and "65536" in huge.json()["detail"]
+    chunks = (b'{"user_id": "' + b"x" * 1000 for _ in range(80))  # no Content-Length
+    streamed = client.post("/events", content=chunks, headers={"content-type": "application/json"})
+    assert streamed.status_code == 413, streamed.text
+    long_id = "y" * 60_000
+    echoed = client.post("/recommend", json={"user_id": long_id})
+    assert echoed.status_code == 422 and len(echoed.text) < 1_000, len(echoed.text)
+    event = client.post("/events", json={"user_id": long_id, "item_id": "i1", "type": "view"})
+    assert event.status_code == 422 and len(event.text) < 1_000, len(event.text)
+    assert "60002 characters" in event.json()["detail"]
+
+
+def test_a_future_event_time_is_taken_as_received_with_a_warning(served):
+    client = served["client"]
+    event = {"user_id": "u6", "item_id": "i2", "type": "view", "timestamp": 4e10}
+    answer = client.post("/events", json=event)
+    assert answer.status_code == 202, answer.text
+    assert "taken as received" in answer.json()["warning"]
+
+
+def test_a_full_disk_refuses_events_with_503_and_recommendations_go_on(served):
+    """The logs' disk fills: an event is 503 (never 202 for one it did not keep), answers go
+    on, /metrics says so; the disk frees: events are kept again."""
+    disk, client = served["disk"], served["client"]
+    if disk is None:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    events = disk / "events"
+    before = sum(len(p.read_bytes().splitlines()) for p in events.glob("events-*.jsonl"))
+    filler = disk / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as out:
+        while True:
+            out.write(b"\0" * 4096)
+            out.flush()
+    # The log's last page may still hold a few lines: events are kept until a line needs a
+    # new page, and each 202 before the first 503 must be a kept line.
+    event = {"user_id": "u7" + "-" * 250, "item_id": "i2", "type": "view"}
+    try:
+        answers = []
+        while len(answers) < 20 and (not answers or answers[-1].status_code == 202):
+            answers.append(client.post("/events", json=event))
+        refused = answers[-1]
+        assert refused.status_code == 503, refused.text
+        assert "event log cannot keep events" in refused.json()["detail"]
+        assert recommend(client, user_id="u7").status_code == 200
+        metrics = client.get("/metrics").text
+        assert "recsys_event_log_healthy 0.0" in metrics
+        assert "recsys_event_log_errors_total 1.0" in metrics
+        lines = [p.read_bytes() for p in events.glob("events-*.jsonl")]
+        kept = len(answers) - 1
+        assert sum(len(b.splitlines()) for b in lines) == before + kept  # no 202 lost
+        assert all(b.endswith(b"\n") for b in lines if b)  # no half line
+    finally:
+        filler.unlink()
+    again = client.post("/events", json=event)
+    assert again.status_code == 202, again.text
+    assert "recsys_event_log_healthy 1.0" in client.get("/metrics").text
+    after = sum(len(p.read_bytes().splitlines()) for p in events.glob("events-*.jsonl"))
+    assert after == before + kept + 1
+
+
 def test_schemathesis_finds_nothing_against_the_live_app(served, tmp_path):
-    """Generated requests against /openapi.json: no 5xx, every status and content type and
-    body as documented, invalid input refused. Not checked: that every schema-valid request
-    is accepted — a genre the served version does not know, or an event stamped in the future,
-    is a 422 that names the value, by rules a static schema cannot hold."""
+    """Generated requests against /openapi.json, every check: no 5xx, every status, content
+    type and body as documented, invalid input refused, every schema-valid request accepted
+    (the document names the served version's genres, and a clock-skewed event time is taken
+    as received), and a route whose token is set refuses a request without it."""
     st = Path(sys.executable).with_name("st")
     proc = subprocess.run(
         [
@@ -236,14 +370,14 @@ def test_schemathesis_finds_nothing_against_the_live_app(served, tmp_path):
             f"{served['url']}/openapi.json",
             "--checks",
             "all",
-            "--exclude-checks",
-            "positive_data_acceptance",
             "--max-examples",
             "25",
             "--seed",
             "7",
             "--workers",
             "1",
+            "--header",
+            f"Authorization: Bearer {WRITE_TOKEN}",
             "--request-timeout",
             "30",
             "--generation-database",
@@ -274,7 +408,7 @@ def test_metrics_docs_and_the_prediction_log(served):
     deadline = time.monotonic() + 10
     records = []
     while time.monotonic() < deadline and len(records) < 3:
-        files = sorted((served["root"] / "predictions").glob("predictions-*.jsonl"))
+        files = sorted((served["root"] / "logs" / "predictions").glob("predictions-*.jsonl"))
         records = [json.loads(line) for p in files for line in p.read_text().splitlines()]
         time.sleep(0.2)
     last = records[-1]
@@ -323,7 +457,7 @@ def test_the_fused_topology_serves_the_same_and_an_unwritable_log_fails_no_reque
     blocked = served["root"] / "not-a-directory"
     blocked.write_text("a file where the prediction log directory should be")
     args = {**served["args"], "prediction_log_dir": str(blocked / "predictions")}
-    config = serve_ops.serve_config(
+    config = app_config(
         args=args, model_version="v2", host="127.0.0.1", port=served["port"], topology="fused"
     )
     serve_ops.apply(config)
@@ -363,7 +497,7 @@ def test_a_missing_or_unmaterialized_store_is_not_ready(served):
     build_features(make_interactions(), *side_tables(), built / "data")
     feast_store.apply(built)
     for repo, reason in ((empty, "is not a built Feast repository"), (built, "holds no state")):
-        config = serve_ops.serve_config(
+        config = app_config(
             args={**served["args"], "feature_repo": str(repo)},
             model_version="v1",
             host="127.0.0.1",

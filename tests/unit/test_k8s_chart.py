@@ -559,3 +559,24 @@ def test_every_ray_container_runs_serve_behind_haproxy_unless_turned_off(envs):
     values["serve"]["fastProxy"] = False
     docs = render.documents(render.render(values))
     assert not any(name in json.dumps(docs) for name in fast)
+
+
+def test_the_token_secrets_reach_every_serving_container_and_nothing_else():
+    """``serve.writeTokenSecret``/``readTokenSecret`` set RECSYS_WRITE_TOKEN/READ_TOKEN from a
+    Secret on the RayService's Ray containers (where the replicas read them); unset, neither."""
+    values = render.load_values(render.environments()["local"])
+    values["serve"]["writeTokenSecret"] = {"name": "recsys-write-token", "key": "token"}
+    values["serve"]["readTokenSecret"] = {"name": "recsys-read-token", "key": "token"}
+    docs = render.documents(render.render(values))
+    rayservice = one(docs, "RayService")
+    for where, template in pod_templates(rayservice):
+        for c in template["spec"]["containers"]:
+            env = {e["name"]: e.get("valueFrom") for e in c.get("env", [])}
+            ref = env["RECSYS_WRITE_TOKEN"]["secretKeyRef"]
+            assert ref == {"name": "recsys-write-token", "key": "token"}, where
+            assert env["RECSYS_READ_TOKEN"]["secretKeyRef"]["name"] == "recsys-read-token"
+    plain = render.documents(render.render(render.load_values(render.environments()["local"])))
+    assert "RECSYS_WRITE_TOKEN" not in json.dumps(plain)
+    bad = {"serve": {"writeTokenSecret": {"name": "x"}}}
+    with pytest.raises(render.ValuesError, match="writeTokenSecret"):
+        render.render(bad)

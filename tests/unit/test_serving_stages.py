@@ -15,7 +15,8 @@ from recsys.features.offline import states_from_interactions
 from recsys.models.kinds import create_model
 from recsys.recommend import BadRequest, PreparedModel, candidates, prepare, recommend
 from serving import stages, telemetry
-from serving.app import CountAnswers, _internal_error
+from serving.app import _internal_error
+from serving.guard import CountAnswers
 from serving.predlog import PredictionLog
 from serving.schemas import RecommendRequest
 

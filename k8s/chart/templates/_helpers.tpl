@@ -206,6 +206,16 @@ spec:
         - name: RAY_SERVE_HAPROXY_RETRIES
           value: "1"
         {{- end }}
+        {{- with $root.Values.serve.writeTokenSecret }}
+        - name: RECSYS_WRITE_TOKEN
+          valueFrom:
+            secretKeyRef: {name: {{ .name }}, key: {{ .key }}}
+        {{- end }}
+        {{- with $root.Values.serve.readTokenSecret }}
+        - name: RECSYS_READ_TOKEN
+          valueFrom:
+            secretKeyRef: {name: {{ .name }}, key: {{ .key }}}
+        {{- end }}
       resources:
         requests:
           cpu: {{ .resources.requests.cpu | quote }}
