@@ -108,9 +108,7 @@ def _cause(exc: Exception) -> Exception:
     return cause if isinstance(cause, Exception) else exc
 
 
-# Starlette runs the middleware added last first: every answer is counted, the guard's too.
 api.add_middleware(guard.Guard)
-api.add_middleware(guard.CountAnswers)
 
 
 @api.exception_handler(RequestValidationError)

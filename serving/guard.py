@@ -1,12 +1,11 @@
 """What stands in front of every route: who may call it, how large a body may be, and the
-answers counted. Plain ASGI middlewares (Starlette's ``BaseHTTPMiddleware`` runs each request
+answers counted. A plain ASGI middleware (Starlette's ``BaseHTTPMiddleware`` runs each request
 in an extra task with memory streams, which costs more CPU per request than the work here).
 
-- :class:`CountAnswers`: every answer in ``recsys_requests_total`` by route and status, the
-  401s and 413s below included.
-- :class:`Guard`: a bearer token on the write routes (``RECSYS_WRITE_TOKEN``) and, when one is
-  set, on the read routes (``RECSYS_READ_TOKEN``), compared in constant time; then a body over
-  ``max_body_bytes`` is refused with 413 before anything parses it.
+:class:`Guard` asks for a bearer token on the write routes (``RECSYS_WRITE_TOKEN``) and, when
+one is set, on the read routes (``RECSYS_READ_TOKEN``), compared in constant time; then refuses
+a body over ``max_body_bytes`` with 413 before anything parses it; and counts every answer in
+``recsys_requests_total`` by route and status, the 401s and 413s included.
 
 The tokens come from the replica's environment (locally, the environment of the command that
 started Ray; on Kubernetes, a Secret: ``serve.writeTokenSecret``), never from the Serve config,
@@ -73,9 +72,11 @@ def route_of(scope) -> str:
     return path if path in ROUTES else "other"
 
 
-class CountAnswers:
-    """Every answer counted in ``recsys_requests_total`` by route and status: 4xx from
-    validation and the guard, and 5xx, included."""
+class Guard:
+    """In front of the app: 401 without the right bearer token, 413 for a body over the
+    limit, else the app; every answer (the app's 4xx and 5xx, and these) counted in
+    ``recsys_requests_total`` by route and status. One middleware: each is a layer of calls
+    on every request."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -93,21 +94,11 @@ class CountAnswers:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_counted)
+            await self._guarded(scope, receive, send_counted)
         finally:  # an exception on its way to the 500 handler counts as 500
             telemetry.for_this_process().requests.labels(route_of(scope), status).inc()
 
-
-class Guard:
-    """401 without the right bearer token, 413 for a body over the limit; else the app."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def _guarded(self, scope, receive, send) -> None:
         guard = settings()
         method, path = scope.get("method", ""), scope.get("path", "")
         token, variable = guard.token_for(method, path)

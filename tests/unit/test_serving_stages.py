@@ -16,7 +16,7 @@ from recsys.models.kinds import create_model
 from recsys.recommend import BadRequest, PreparedModel, candidates, prepare, recommend
 from serving import stages, telemetry
 from serving.app import _internal_error
-from serving.guard import CountAnswers
+from serving.guard import Guard
 from serving.predlog import PredictionLog
 from serving.schemas import RecommendRequest
 
@@ -168,7 +168,7 @@ def test_every_answer_is_counted_by_route_and_status_500_included():
 
     app = FastAPI()
     app.add_exception_handler(Exception, _internal_error)
-    app.add_middleware(CountAnswers)
+    app.add_middleware(Guard)
 
     @app.post("/recommend")
     def answer(k: int):
