@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift test test-unit test-integration lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale constraints clean
+.PHONY: demo demo-drift test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test-unit: $(VENV)/.installed-dev
 
 test-integration: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder tests/integration
+
+# The property suite at length: at least 10,000 generated inputs per input path (files,
+# events, CLI options); `make test` runs it bounded.
+test-properties: $(VENV)/.installed-dev
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load tests/unit/properties --hypothesis-show-statistics
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ bad rows than allowed.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -31,7 +32,8 @@ from recsys.config import RecsysError
 
 
 class RecsysGroup(click.Group):
-    """A click group that turns :class:`RecsysError` into a one-line message and an exit code."""
+    """A click group that turns :class:`RecsysError` (and an ``OSError``: a path the system
+    refuses) into a one-line message and an exit code."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -39,6 +41,10 @@ class RecsysGroup(click.Group):
         except RecsysError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a path the system refuses: unwritable, missing, not a folder
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=RecsysGroup)
@@ -47,6 +53,10 @@ class RecsysGroup(click.Group):
 def cli(verbose: bool) -> None:
     """recsys-platform: from raw interactions to a monitored recommender service."""
     os.environ.setdefault("FEAST_USAGE", "False")
+    for stream in (sys.stdout, sys.stderr):
+        # a path from argv with bytes the locale cannot decode is printed back as those bytes
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="surrogateescape")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

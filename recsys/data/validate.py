@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.config import RecsysError
+from recsys.data.coerce import ids_to_str, parse_timestamps, to_text
 from recsys.data.io import ITEM, RATING, TS, USER, read_table, require_columns, resolve_interactions
 from recsys.files import write_parquet
 
@@ -30,6 +31,7 @@ REASONS = (
 # Clocks disagree a little; a timestamp this far past "now" is still accepted.
 FUTURE_SKEW = pd.Timedelta(minutes=5)
 DEFAULT_MAX_BAD_SHARE = 0.05  # what the commands that read interactions tolerate by default
+QUARANTINE_COLUMNS = ("row", "reason")  # added before and after the rejected rows' values
 
 
 @dataclass
@@ -51,30 +53,6 @@ class ValidationResult:
         ]
         lines += [f"  {reason}: {n}" for reason, n in self.counts.items() if n]
         return "\n".join(lines)
-
-
-def ids_to_str(values: pd.Series) -> pd.Series:
-    """Ids as strings; integral floats (``196.0`` from a nullable column) print as ``196``."""
-    if pd.api.types.is_float_dtype(values):
-        finite = values.dropna()
-        if (finite == np.floor(finite)).all():
-            values = values.astype("Int64")
-    out = values.astype("string").str.strip()
-    return out.where(out.notna() & (out != ""), None).astype(object)
-
-
-def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Epoch seconds (int, float or numeric text), ISO-8601 text or datetimes → UTC; NaT if bad."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        ts = pd.to_datetime(values, utc=True)
-        return ts.dt.as_unit("ns")
-    numeric = pd.to_numeric(values, errors="coerce")
-    out = pd.to_datetime(numeric, unit="s", utc=True, errors="coerce")
-    text = values[numeric.isna() & values.notna()]
-    if len(text):
-        parsed = pd.to_datetime(text.astype(str), utc=True, errors="coerce", format="ISO8601")
-        out.loc[text.index] = parsed
-    return out.dt.as_unit("ns")
 
 
 def validate_interactions(
@@ -99,11 +77,16 @@ def validate_interactions(
         RecsysError: when a required column is missing.
     """
     require_columns(df, (USER, ITEM, TS), source)
+    twice = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if twice:
+        raise RecsysError(f"{source}: column(s) {twice} appear more than once")
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     df = df.reset_index(drop=True)
     user, item = ids_to_str(df[USER]), ids_to_str(df[ITEM])
     ts = parse_timestamps(df[TS])
     raw_rating = df[RATING] if RATING in df.columns else pd.Series(np.nan, index=df.index)
+    if raw_rating.dtype == object:  # bytes, decimals, mixed values: judged by their text
+        raw_rating = to_text(raw_rating)
     rating = pd.to_numeric(raw_rating, errors="coerce").astype("float64")
 
     checks = {
@@ -127,7 +110,7 @@ def validate_interactions(
         hit = mask.to_numpy()
         reasons[hit] = reasons[hit] + np.where(reasons[hit] == "", "", "; ") + name
 
-    quarantine = df.loc[bad].astype("string").astype(object)
+    quarantine = _quarantine_frame(df.loc[bad])
     quarantine.insert(0, "row", df.index[bad].to_numpy())
     quarantine["reason"] = reasons[bad].to_numpy()
     counts = {name: int(mask.sum()) for name, mask in checks.items()}
@@ -136,6 +119,18 @@ def validate_interactions(
         quarantine=quarantine.reset_index(drop=True),
         counts=counts,
         n_input=len(df),
+    )
+
+
+def _quarantine_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rejected rows' original values as text; an input column named like one the
+    quarantine adds (``row``, ``reason``) keeps its values as ``input:row``, ``input:reason``."""
+    names = [f"input:{c}" if str(c) in QUARANTINE_COLUMNS else str(c) for c in rows.columns]
+    return pd.DataFrame(
+        {
+            n: to_text(rows[c]).astype(object).to_numpy()
+            for n, c in zip(names, rows.columns, strict=True)
+        }
     )
 
 
