@@ -15,23 +15,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from recsys.config import code_version
+from recsys.config import free_port
 from recsys.data import movielens
 from recsys.data.io import ITEM, USER, dataset_paths, read_side_tables
-from recsys.data.synthetic import SynthConfig, generate
+from recsys.data.synthetic import generate
+from recsys.data.synthetic_config import SynthConfig
+from recsys.evaluation.tables import results_header
 from recsys.features import store as feast_store
 from recsys.features.build import TABLES, build_features
 from recsys.features.online import OnlineFeatures
@@ -56,9 +55,7 @@ def start_redis(tmp: Path):
         return None, None
     import redis
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         cwd=tmp,
@@ -170,10 +167,7 @@ def run(args) -> dict:
                 redis_proc.terminate()
                 redis_proc.wait(10)
     return {
-        "benchmark": "features",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "code_version": code_version(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        **results_header("features"),
         "dataset": "synthetic" if args.synthetic else "movielens-100k",
         "interactions": len(interactions),
         "feature_rows": built,

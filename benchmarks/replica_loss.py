@@ -15,19 +15,18 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psutil
 
-from benchmarks.serving_load import free_port, request_bodies, timed_requests
+from benchmarks.serving_load import request_bodies, timed_requests
 from recsys import serve_ops
-from recsys.config import code_version, ensure_ray, recsys_home
+from recsys.config import ensure_ray, free_port, recsys_home
+from recsys.evaluation.tables import results_header
 from recsys.registry import Registry
 
 RESULTS = Path(__file__).resolve().parent / "results" / "replica_loss.json"
@@ -117,10 +116,7 @@ def main() -> None:
         serve_ops.stop(local_ray=True)
     failed = sum(1 for *_, ok in done if not ok)
     result = {
-        "benchmark": "replica_loss",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "code_version": code_version(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        **results_header("replica_loss"),
         "model": champion.version,
         "proxy": proxy,
         "concurrency": args.concurrency,

@@ -37,37 +37,37 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import pyarrow.parquet as pq
 import yaml
 
-from benchmarks.serving_load import closed_loop, free_port, replica_rss_mb
+from benchmarks.serving_load import closed_loop, replica_rss_mb
 from benchmarks.train_throughput import PeakRss
 from recsys import serve_ops
-from recsys.config import code_version, ensure_ray, recsys_home
+from recsys.config import ensure_ray, free_port, recsys_home
 from recsys.data.io import ITEM, USER, read_side_tables
 from recsys.data.split import split, write_split
-from recsys.data.synthetic import SynthConfig, generate
+from recsys.data.synthetic import generate
+from recsys.data.synthetic_config import SynthConfig
 from recsys.data.validate import load_interactions
 from recsys.evaluation.metrics import ranking_metrics
+from recsys.evaluation.tables import results_header
 from recsys.features import store as feast_store
-from recsys.features.build import EVENT_TS, FeatureConfig, build_features, read_store_meta
+from recsys.features.build import FeatureConfig, build_features, read_store_meta
 from recsys.features.spark import stop_spark
 from recsys.files import write_json
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
-from recsys.models.towers import TwoTowerConfig
+from recsys.models.two_tower import TwoTowerConfig
 from recsys.recommend import Request, recommend_frame
-from recsys.training.api import RayStageTrainer
+from recsys.state.user import EVENT_TS
 from recsys.training.ray_trainer import RayRun
+from recsys.training.train import RayStageTrainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 GIB = 2**30
@@ -355,13 +355,7 @@ def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) 
         "disk_gib": max(s["disk_gib"] for s in run.stages),
         "stages": run.stages,
         "online": feast_store.online_kind(args.online),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "code_version": code_version(),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
-        },
+        **results_header("scale"),
     }
 
 

@@ -25,31 +25,24 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
-import socket
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import psutil
 
 from recsys import serve_ops
-from recsys.config import code_version, ensure_ray, recsys_home
+from recsys.config import ensure_ray, free_port, recsys_home
+from recsys.evaluation.tables import results_header
+from recsys.recommend.batch import Ask
 from recsys.registry import Registry
+from serving.runtime import Runtime
 from serving.schemas import AppArgs, RecommendRequest
-from serving.stages import Runtime
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serving_load.json"
 CONCURRENCY = (1, 16, 64)
 TARGET = {"p99_ms_at_16": 50.0, "rps": 300.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request_bodies(users: list[str], n: int, seed: int) -> list[bytes]:
@@ -179,12 +172,13 @@ def in_process_floor(args, users: list[str], n: int, batch: int = 8) -> dict:
         timings = []
         for s in range(0, len(bodies) - size + 1, size):
             t0 = time.perf_counter()
-            answers = runtime.recommend_batch([(args.version, b) for b in bodies[s : s + size]])
+            asks = [Ask(args.version, b.user_id, b.request()) for b in bodies[s : s + size]]
+            answers = runtime.recommend_batch(asks)
             total = time.perf_counter() - t0
             for a in answers:
                 if isinstance(a, Exception):
                     raise a
-            stage = answers[0][4]  # the batch's stage seconds
+            stage = answers[0].timings  # the batch's stage seconds
             timings.append((stage["candidates"], stage["rank"], stage["order"], total))
         ms = np.asarray(timings[max(20 // size, 1) :]) * 1000 / size  # per request
         out[size] = ms
@@ -444,10 +438,7 @@ def main() -> None:
         if (r.get("proxy"), r.get("topology"), r.get("replicas", "auto")) not in ran
     ]
     result = {
-        "benchmark": "serving_load",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "code_version": code_version(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        **results_header("serving_load"),
         "model": f"{args.model_root}/{args.version}",
         "target": TARGET,
         "in_process_floor": floor,

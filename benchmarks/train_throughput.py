@@ -26,12 +26,10 @@ import argparse
 import dataclasses
 import itertools
 import os
-import platform
 import resource
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -39,13 +37,15 @@ import psutil
 import ray
 import torch
 
-from recsys.config import code_version, ensure_ray
+from recsys.config import ensure_ray
 from recsys.data.io import dataset_paths
-from recsys.data.synthetic import SynthConfig, generate
+from recsys.data.synthetic import generate
+from recsys.data.synthetic_config import SynthConfig
+from recsys.evaluation.tables import results_header
 from recsys.files import write_json
 from recsys.models.neural import make_optimizers, numpy_batches
-from recsys.models.towers import TwoTowerConfig
-from recsys.models.two_tower import TwoTower, to_batch
+from recsys.models.two_tower import TwoTowerConfig
+from recsys.models.two_tower.model import TwoTower, to_batch
 from recsys.training.two_tower import RayRun, train_two_tower
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
@@ -254,21 +254,6 @@ def plain_run(
     }
 
 
-def machine_info(device: str) -> dict:
-    """Where the numbers come from."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": cpus,
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "torch": torch.__version__,
-        "torch_default_threads": torch.get_num_threads(),
-        "device": gpu or "cpu",
-    }
-
-
 def markdown(ours: list[dict], baselines: list[dict]) -> str:
     """The results table: ours (RSS of a Ray worker), then each baseline (of this process)."""
     head = "| trainer | optimiser | examples/s | peak RSS, training process (MB) | steps measured |"
@@ -303,7 +288,9 @@ def main() -> None:
     if args.gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu: torch.cuda.is_available() is False here; run without --gpu")
     device = "cuda" if args.gpu else "cpu"
-    machine = machine_info(device)  # before the baseline sets the thread count
+    gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
+    # before the baseline sets the thread count
+    torch_info = {"version": torch.__version__, "default_threads": torch.get_num_threads()}
     cfg = TwoTowerConfig(epochs=args.epochs, batch_size=args.batch_size, use_gpu=args.gpu)
     cfg = dataclasses.replace(cfg, val_share=0.0, patience=0, history_len=20, loss="softmax")
     t_start, load_start = time.perf_counter(), os.getloadavg()[0]
@@ -326,10 +313,8 @@ def main() -> None:
     scaling = {f"{r['workers']}_workers": r["examples_per_s"] / one["examples_per_s"] for r in ours}
     table = markdown(ours, baselines)
     result = {
-        "benchmark": "train_throughput",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "code_version": code_version(),
-        "machine": machine,
+        **results_header("train_throughput", accelerator=gpu),
+        "torch": torch_info,
         "config": {**vars(args), "out": str(args.out), "two_tower": dataclasses.asdict(cfg)},
         "generation_s": gen_s,
         "ours": one,

@@ -76,7 +76,7 @@ def train(
     """Fit the model on Ray Train (a local Ray, or the cluster at ``ray_address``)."""
     import os
 
-    from recsys.training.api import train_from_set
+    from recsys.training.train import train_from_set
 
     if ray_address:
         os.environ["RAY_ADDRESS"] = ray_address

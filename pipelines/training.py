@@ -15,6 +15,7 @@ from kfp import dsl
 
 from pipelines import components as c
 from pipelines.cluster import ClusterSettings, on_cluster
+from recsys.features.store import DEFAULT_SERVICE
 
 PIPELINE_NAME = "recsys-training"
 
@@ -37,7 +38,7 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
         protocol: str = "stratified",
         seed: int = 42,
         feature_repo: str = repo_default,
-        feature_service: str = "ranker_v1",
+        feature_service: str = DEFAULT_SERVICE,
         model_kind: str = "multistage",
         params: dict = {},  # noqa: B006 - a pipeline parameter's default, never mutated
         gpu: bool = False,

@@ -1,8 +1,9 @@
-"""Files on disk, for every layer: atomic writes (temp file, then rename), durable appends,
-strict JSON.
+"""Files on disk, for every layer: atomic writes (temp file or directory, then rename),
+durable appends, strict JSON.
 
-Every writer goes through :func:`atomic_path`: the data lands in a temporary file beside the
-target and is renamed over it only once complete, so a crash never leaves half a file.
+Every writer goes through :func:`atomic_path` (a file) or :func:`atomic_dir` (a directory): the
+data lands in a temporary name beside the target and is renamed over it only once complete, so
+a crash never leaves half a file or a directory missing its parts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -51,6 +54,43 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             raise RecsysError(f"{target}: cannot be written: {exc.strerror or exc}") from exc
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
+    """Yield a new empty directory beside ``target``; rename it to ``target`` on success.
+
+    Readers see the old directory or the complete new one, never a part; on an exception in
+    the block the temporary directory is removed and ``target`` is left as it was.
+
+    Args:
+        target: the directory to publish.
+        replace: an existing ``target`` is moved aside, the new one renamed in, the old one
+            removed; when False, an existing (non-empty) ``target`` is kept.
+
+    Raises:
+        FileExistsError: ``replace`` is False and ``target`` exists (someone published first).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give directories the usual mode
+    try:
+        yield tmp
+        if replace and target.exists():
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:6]}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        try:
+            tmp.rename(target)  # fails on an existing non-empty directory: never merges
+        except OSError as exc:
+            if target.exists():
+                raise FileExistsError(errno.EEXIST, "already published", str(target)) from exc
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

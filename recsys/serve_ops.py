@@ -10,10 +10,7 @@ controller does, from the config's ``import_path``. A declarative redeploy that 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import shutil
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,8 +19,15 @@ from typing import Any
 
 import yaml
 
-from recsys.config import WRITE_TOKEN_ENV, RecsysError, ensure_ray, ray_settings
+from recsys import serve_local
+from recsys.config import (  # noqa: F401  (FAST_PROXY, proxy_settings: for the chart's test and the benchmarks)
+    FAST_PROXY,
+    WRITE_TOKEN_ENV,
+    RecsysError,
+    proxy_settings,
+)
 from recsys.registry import Registry
+from recsys.serve_local import connect, stop  # noqa: F401  (the CLI's and benchmarks' names)
 
 APP = "recsys"
 # Serving on one machine (`recsys serve start`, the demo) runs every stage in one replica: on 2
@@ -41,70 +45,9 @@ def local_replicas() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-# Serve's fast proxy: the chart sets these on every Ray container (serve.fastProxy). HAProxy
-# sends a request again, once, to another replica when its replica closed the connection
-# without an answer (a replica killed mid-request; measured, a replica killed under load at
-# concurrency 16: 0 of 15,387 requests failed, against 17 of 14,428 without). /recommend only
-# reads; an /events POST retried so can be logged twice (at least once, as after any client's
-# retry of a lost answer). One retry: a request that crashed its replica can take one more.
-FAST_PROXY = {
-    "RAY_SERVE_ENABLE_HA_PROXY": "1",
-    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
-    "RAY_SERVE_HAPROXY_RETRIES": "1",
-}
-
-
 def default_config() -> Path:
     """``serving/config.yaml`` of this checkout."""
     return Path(__file__).resolve().parents[1] / "serving" / "config.yaml"
-
-
-def connect(address: str | None = None, *, start_local: bool = False) -> str | None:
-    """Join ``address`` (default ``RAY_ADDRESS``, else a running local Ray); start a local Ray
-    if allowed, with :func:`proxy_settings`.
-
-    Returns:
-        When this call started a local Ray, the line that says which proxy serves; else None.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return None
-    try:
-        ray.init(address=address or os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
-        return None
-    except ConnectionError:
-        if not start_local:
-            raise RecsysError(
-                "no running Ray cluster (set RAY_ADDRESS, or `ray start --head`)"
-            ) from None
-    proxy = proxy_settings()
-    ensure_ray()
-    return proxy
-
-
-def proxy_settings() -> str:
-    """For a local Ray this process is about to start: HAProxy in place of Serve's Python
-    proxy, with Serve's throughput-optimised mode, when ``haproxy`` is on PATH (measured on 2
-    CPUs, fused topology, concurrency 16, one replica: 99.2 against 77.1 req/s; the serving
-    table in the README has the current figures). Variables the user set are kept. Call
-    before the local Ray starts: its Serve controller reads them.
-
-    Returns:
-        A line that says which proxy serves, and how to get the fast one when it is missing.
-    """
-    if "RAY_SERVE_ENABLE_HA_PROXY" in os.environ:  # the user's choice stands
-        chosen = os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
-        return f"proxy: {'HAProxy' if chosen else 'Serve default'} (RAY_SERVE_ENABLE_HA_PROXY set)"
-    if shutil.which("haproxy") is None:
-        return (
-            "proxy: Serve's default (haproxy is not on PATH; install it, e.g. `apt-get install "
-            "haproxy`, for the faster proxy)"
-        )
-    os.environ.update(FAST_PROXY)
-    settings = ", ".join(f"{k}={v}" for k, v in FAST_PROXY.items())
-    return f"proxy: HAProxy, throughput-optimised ({settings})"
 
 
 def serve_config(
@@ -159,7 +102,7 @@ def serve_config(
 
 def apply(config: dict, *, wait_s: float = 300) -> None:
     """Start Serve if needed and deploy ``config``; wait until the app is RUNNING."""
-    from ray.exceptions import RayActorError
+    from ray.exceptions import RayActorError, RayTaskError
     from ray.serve._private import api as serve_api
     from ray.serve.config import ProxyLocation
     from ray.serve.schema import ServeDeploySchema
@@ -178,6 +121,14 @@ def apply(config: dict, *, wait_s: float = 300) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(2)
+        except RayTaskError as exc:  # the proxy could not bind: one line, not Ray's trace
+            if "Failed to bind to address" not in str(exc):
+                raise
+            http = schema.http_options
+            raise RecsysError(
+                f"port {http.port} on {http.host} is in use (Serve's proxy could not bind it); "
+                "use --port to pick another"
+            ) from None
     wait_running(wait_s)
 
 
@@ -230,16 +181,21 @@ def start_local(
         topology=LOCAL_TOPOLOGY,
         replicas=replicas or local_replicas(),
     )
-    proxy = proxy_settings() if owns_local_ray() else None
-    ray_settings()
-    import ray.serve  # noqa: F401  (before Ray starts: Serve then configures its logger once)
-
-    session = ensure_ray(log_to_driver=False)
-    if session is not None:
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the driver's own lines
-        if log is not None:
-            log(f"(Ray and Serve logs: {session}/logs; {proxy})")
-    return start(config)
+    serve_local.check_local_inputs(model_root, model_version, feature_repo, catalog)
+    http = config["http_options"]
+    fresh = not serve_local.ray_is_up()
+    local = serve_local.open_local(http, log)
+    if local is not None and log is not None:
+        log(f"(Ray's and Serve's own logs: {local.logs}; {local.proxy})")
+    try:
+        url = start(config)
+    except BaseException:  # nothing half-started stays: a local Ray started here goes
+        if local is not None and fresh:
+            serve_local.stop(local_ray=True)
+        raise
+    if local is not None:
+        serve_local.record(http["host"], http["port"], local.session_dir)
+    return url
 
 
 def deploy_version(
@@ -280,30 +236,6 @@ def deploy_version(
     else:
         ready = wait_ready(url)
     return {**done, "live": True, "url": url, "serving": ready.get("model_version")}
-
-
-def stop(*, local_ray: bool) -> None:
-    """Shut the app down: with ``local_ray`` (this process started the Ray it runs on) the
-    whole local Ray, Serve's processes with it; otherwise Serve only, the cluster stays.
-
-    Stopping the local Ray outright also keeps the raylet's report of the Serve controller's
-    killed shutdown task off the screen.
-    """
-    import ray
-    from ray import serve
-
-    if local_ray:
-        ray.shutdown()
-    else:
-        serve.shutdown()
-
-
-def owns_local_ray() -> bool:
-    """Whether the next :func:`start_local` in this process starts a local Ray of its own
-    (Ray itself is not imported here: its import must follow ``ensure_ray``'s settings)."""
-    ray = sys.modules.get("ray")
-    initialized = ray is not None and ray.is_initialized()
-    return not initialized and not os.environ.get("RAY_ADDRESS")
 
 
 def wait_running(wait_s: float = 300) -> None:

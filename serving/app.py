@@ -3,13 +3,14 @@
 ``composed`` (default): Ingress (``@serve.batch``) → CandidateGenerator → Ranker, each its own
 deployment with its own autoscaling, called through DeploymentHandles once per batch: the
 Ingress sends its batch to the CandidateGenerator, which hands it to the Ranker in one call,
-and the Ingress orders the scored candidates into the lists itself (that stage is 0.2 ms of
-work; as its own deployment its hop cost about 3 ms of CPU a request, measured). ``fused``: the
-Ingress runs the same three stages in its own replica (no handle hops).
-Both run :mod:`recsys.recommend`'s stage functions on the user's state read from the online
-store; this module adds transport (HTTP, handles, batching), telemetry and the prediction log,
-never logic. Every deployment serves the model version named in its ``user_config``; changing
-it reloads the model in place through ``reconfigure``.
+and the Ingress orders the scored candidates into the lists itself (that stage's hop cost
+far more CPU than its work: README, Serving). ``fused``: the Ingress runs the same three stages
+in its own replica (no handle hops).
+Both run :mod:`recsys.recommend.batch` (the one path for a batch of requests, cut at its stage
+boundaries) on the users' states read from the online store; this module adds transport
+(HTTP, handles, batching), telemetry and the prediction log, never logic. Every deployment
+serves the model version named in its ``user_config``; changing it reloads the model in place
+through ``reconfigure``.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations (the
@@ -17,127 +18,44 @@ it reloads the model in place through ``reconfigure``.
 import asyncio
 import dataclasses
 import logging
-import math
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
 from ray import serve
 from ray.serve import Application
 
 from recsys import recommend
-from recsys.config import recsys_home, shorten
+from recsys.config import recsys_home
 from recsys.features.events import Event, EventIngestor, EventLog
+from recsys.recommend import batch
+from recsys.recommend.batch import Ask, Served
 from serving import guard, openapi, telemetry
+from serving.http_api import PROBLEMS, EventAccepted, Health, Readiness, api
 from serving.predlog import PredictionLog
+from serving.runtime import NotReady, Runtime, model_cache
 from serving.schemas import AppArgs, ModelSelection, Problem, RecommendRequest, RecommendResponse
-from serving.stages import (
-    NotReady,
-    Runtime,
-    admit,
-    finish,
-    model_cache,
-    rank_batch,
-    stage1_key,
-    with_scores,
-)
 
 log = logging.getLogger("ray.serve")
-# /openapi.json and /docs are the Ingress's own routes: the document names the served
-# version's genres and this replica's tokens (serving/openapi.py).
-api = FastAPI(
-    title="recsys",
-    description="Recommendations from the model version served, and real-time interaction "
-    "events. A user's answer is read from the user's state in the online store (the complete "
-    "seen set and the recent window): the app answers 503, with the reason, when that store "
-    "cannot serve the loaded version.",
-    openapi_url=None,
-    docs_url=None,
-    redoc_url=None,
-)
 STAGE_OPTIONS = {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 64}
 # Each @serve.batch starts with AppArgs' defaults; the replica then sets the app's own values.
 BATCHING = {f: AppArgs.model_fields[f].default for f in ("max_batch_size", "batch_wait_timeout_s")}
-PROBLEMS = {
-    code: {"model": Problem, "description": why}
-    for code, why in (
-        (401, "a bearer token is configured for this route and the request lacks it"),
-        (413, "the body is larger than the app's max_body_bytes (default 64 KiB)"),
-        (422, "the body does not fit the schema, or names what the model does not know"),
-        (500, "an unexpected failure (its error_id is in the replica's log)"),
-        (503, "not ready: no model, or an online store or log that cannot serve now"),
-    )
-}
-
-
-class Health(BaseModel):
-    status: str
-
-
-class Readiness(BaseModel):
-    ready: bool
-    model_version: str | None = None
-    reason: str | None = None
-
-
-class EventAccepted(BaseModel):
-    accepted: bool
-    new_user: bool
-    pushed: bool
-    warning: str | None = None
 
 
 def _selection(config: dict) -> str | None:
     return ModelSelection.model_validate(config or {}).model_version
 
 
-# Serve freezes the FastAPI app when the Ingress class is decorated (it pickles `api` then):
-# the middleware, the error handlers and every helper a route calls must exist before that.
 def _cause(exc: Exception) -> Exception:
     """The exception a stage raised: Ray delivers one raised in another deployment as a
     ``RayTaskError`` holding the original as ``cause``."""
     cause = getattr(exc, "cause", None)
     return cause if isinstance(cause, Exception) else exc
-
-
-api.add_middleware(guard.Guard)
-
-
-@api.exception_handler(RequestValidationError)
-async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 naming each bad field, its input shown as JSON can hold it (NaN as "nan"), a long
-    input cut to a short prefix."""
-    return JSONResponse({"detail": _plain(exc.errors())}, status_code=422)
-
-
-def _plain(value, key: str = ""):
-    if key == "input" and len(repr(value)) > 64:
-        return shorten(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
-
-
-@api.exception_handler(Exception)
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """An unexpected failure: logged with its stack here, never sent to the client."""
-    error_id = uuid.uuid4().hex[:12]
-    log.error("internal error %s on %s", error_id, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": "internal error", "error_id": error_id}, status_code=500)
 
 
 class Stage:
@@ -180,7 +98,7 @@ class CandidateGenerator(Stage):
             scores = await self.ranker.score.remote(
                 [(requests[j][0], stage1[j]["candidates"]) for j in ok]
             )
-            with_scores(
+            batch.with_scores(
                 stage1, ok, scores, {"candidates": t1 - t0, "rank": time.perf_counter() - t1}
             )
             for j in ok:
@@ -198,7 +116,7 @@ class Ranker(Stage):
 
     async def score(self, requests: list[tuple]) -> list[np.ndarray]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, rank_batch, self.models, requests)
+        return await loop.run_in_executor(None, batch.rank_batch, self.models, requests)
 
 
 @serve.deployment(**STAGE_OPTIONS)
@@ -291,7 +209,7 @@ class Ingress:
         if version is None:
             raise HTTPException(503, "no model loaded yet")
         try:
-            answer, cand, scores, features, timings = await self._run_stages(version, body)
+            served = await self._run_stages(Ask(version, body.user_id, body.request()))
         except Exception as exc:
             cause = _cause(exc)  # one raised in another deployment arrives wrapped
             if isinstance(cause, recommend.BadRequest):
@@ -304,11 +222,11 @@ class Ingress:
         response = RecommendResponse(
             user_id=body.user_id,
             model_version=version,
-            items=answer.items,
-            cold_start=answer.cold_start,
+            items=served.answer.items,
+            cold_start=served.answer.cold_start,
             took_ms=round(took_ms, 3),
         )
-        self._observe(body, response, cand, scores, features, timings, took_ms)
+        self._observe(body, response, served, took_ms)
         return response
 
     @api.post(
@@ -350,33 +268,34 @@ class Ingress:
             return await loop.run_in_executor(self._compute, self.fused.not_ready, prepared)
         return await self.generator.ready.remote(version)
 
-    async def _run_stages(self, version: str, body: RecommendRequest):
-        out = await self._batch((version, body))
+    async def _run_stages(self, ask: Ask) -> Served:
+        out = await self._batch(ask)
         if isinstance(out, Exception):
             raise out
         return out
 
     @serve.batch(**BATCHING)
-    async def _batch(self, requests: list[tuple[str, RecommendRequest]]) -> list:
+    async def _batch(self, asks: list[Ask]) -> list:
         """The requests that arrived together, as one batch through the stages (one compute
         thread: they queue on the event loop rather than taking turns on the GIL). Fused: the
         three stages here. Composed: one call to the CandidateGenerator for the batch (which
         calls the Ranker once for it), then each list here."""
         loop = asyncio.get_running_loop()
         if self.fused is not None:
-            return await loop.run_in_executor(self._compute, self.fused.recommend_batch, requests)
-        results, valid = admit(self.models, requests)
+            return await loop.run_in_executor(self._compute, self.fused.recommend_batch, asks)
+        results, valid = batch.admit(self.models, asks)
         stage1 = []
         if valid:
-            stage1 = await self.generator.remote([stage1_key(requests[n]) for n in valid])
+            stage1 = await self.generator.remote([batch.stage1_key(asks[n]) for n in valid])
         return await loop.run_in_executor(
-            self._compute, finish, self.models, requests, results, valid, stage1
+            self._compute, batch.finish, self.models, asks, results, valid, stage1
         )
 
-    def _observe(self, body, response, cand, scores, features, timings, took_ms) -> None:
+    def _observe(self, body, response, served: Served, took_ms: float) -> None:
         t = self.telemetry
+        cand, scores = served.candidates, served.scores
         t.latency.labels("/recommend").observe(took_ms / 1000)
-        for stage, seconds in timings.items():
+        for stage, seconds in served.timings.items():
             t.stage.labels(stage).observe(seconds)
         if response.cold_start:
             t.cold_start.inc()
@@ -386,17 +305,17 @@ class Ingress:
                 "ts": datetime.now(UTC).isoformat(),
                 "request": body.model_dump(),
                 "model_version": response.model_version,
-                "user_features": features,
+                "user_features": served.features,
                 "candidates": len(cand.codes),
                 "candidate_codes": np.asarray(cand.codes, dtype=np.int64),
-                # rounded as float64: a float32 prints 17 digits (twice the line, 1.7x the time)
+                # rounded as float64: a float32 prints 17 digits (a longer line, slower to write)
                 "candidate_scores": np.round(np.asarray(scores, dtype=np.float64), 4),
                 "items": [i.item_id for i in response.items],
                 "scores": [i.score for i in response.items],
                 "sources": [i.source for i in response.items],
                 "cold_start": response.cold_start,
                 "latency_ms": round(took_ms, 3),
-                "stage_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
+                "stage_ms": {k: round(v * 1000, 3) for k, v in served.timings.items()},
             }
         )
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from recsys.config import Strict
 from recsys.recommend.stages import Count, Filters, Recommendation, Request
 
 __all__ = [
@@ -18,10 +19,6 @@ __all__ = [
     "RecommendRequest",
     "RecommendResponse",
 ]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class AppArgs(Strict):
@@ -35,15 +32,10 @@ class AppArgs(Strict):
     catalog: str | None = None  # items parquet with a title column, for readable reasons
     topology: Literal["composed", "fused"] = "composed"
     # The most requests a batch holds (every @serve.batch of the app); a full batch goes at once.
-    # 8: the one path's cost per request in-process stops falling there (MovieLens multi-stage,
-    # one thread: 3.3 ms alone, 1.8 in 4, 1.5 in 8, 1.6 in 16), so a larger batch adds only
-    # waiting. Measured under load (fused, 2 replicas, HAProxy, 2 CPUs, 16 clients, one run
-    # each): 8 gave 580-595 req/s at p99 45-46 ms, 16 474-501 at 49-62.
+    # 8: where the one path's cost per request in-process stops falling, so a larger batch adds
+    # only waiting (README, Serving: the measurements).
     max_batch_size: int = Field(8, ge=1, le=256)
-    # How long a batch waits to fill. Measured (benchmarks/serving_load.py, fused, 2 replicas,
-    # HAProxy, 2 CPUs, 16 concurrent clients): 2 ms gave 236 req/s at p99 104 ms; 5 ms 282-312
-    # req/s at p99 78-85 ms (larger batches: 6.0-6.8 instead of 8.3 ms of CPU per request), at
-    # +2.5-4.5 ms of median latency for a lone client; 10 ms no more at 16, +8 ms alone.
+    # How long a batch waits to fill (README, Serving: the measured trade-off).
     batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
     # A request body larger than this is answered 413 before anything parses it.
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 2**20)

@@ -76,15 +76,6 @@ def copy_feature_repo(dest: Path) -> Path:
     return copy_definitions(REPO_ROOT / "feature_repo", dest)
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def recommend_rows(model, user_ids, k: int = 10, *, history=None, exclude_seen: bool = True):
     """The one recommendation path's rows for ``user_ids``, states from ``history``."""
     return recommend_frame(

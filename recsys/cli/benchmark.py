@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import platform
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from recsys.config import RecsysError, code_version, recsys_home
-from recsys.demo.quality import QualityRun, run_quality
+from recsys.cli.options import k_option, path_option, workdir_option
+from recsys.config import RecsysError, recsys_home
 from recsys.evaluation.quality import (
     BENCHMARK_MODELS,
     OPTION_MODELS,
     PUBLISHED_MOVIELENS_100K,
     quality_summary,
 )
-from recsys.evaluation.report import markdown_table
+from recsys.evaluation.tables import markdown_table, results_header
 from recsys.files import write_json
+from recsys.workflows.quality import QualityRun, run_quality
 
 
 @click.group()
@@ -81,7 +80,7 @@ def _write_quality(out: Path, rows: list[dict], k: int, seeds: tuple[int, ...]) 
             figures = ", ".join(f"{name} {value}" for name, value in recall.items())
             tables.append(f"{protocol}: {model} candidate sources: {figures}")
     result = {
-        "benchmark": "quality_movielens",
+        **results_header("quality_movielens"),
         "dataset": "movielens-100k",
         "protocols": {
             "stratified": "per item 75/25, seed 42 (MS Recommenders python_stratified_split)",
@@ -92,9 +91,6 @@ def _write_quality(out: Path, rows: list[dict], k: int, seeds: tuple[int, ...]) 
         },
         "k": k,
         "seeds": list(seeds),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor() or ''} {_cpu_count()} cpus".strip(),
-        "code_version": code_version(),
         "rows": rows,
         "summary": quality_summary(rows, k),
         "published": PUBLISHED_MOVIELENS_100K,
@@ -104,26 +100,10 @@ def _write_quality(out: Path, rows: list[dict], k: int, seeds: tuple[int, ...]) 
     return result
 
 
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
 @benchmark.command()
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("benchmarks/results/quality_movielens.json"),
-    show_default=True,
-)
-@click.option(
-    "--workdir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Models and recommendations (default: $RECSYS_HOME/runs/benchmark-quality).",
-)
-@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+@path_option("--out", default=Path("benchmarks/results/quality_movielens.json"), show_default=True)
+@workdir_option("Models and recommendations (default: $RECSYS_HOME/runs/benchmark-quality).")
+@k_option
 @click.option(
     "--models",
     default=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -10,10 +11,12 @@ from recsys.config import RecsysError
 from recsys.data import movielens
 from recsys.data.io import read_dataset_info, resolve_interactions
 from recsys.data.split import PROTOCOLS, split, write_split
-from recsys.data.synthetic import SynthConfig, generate
+from recsys.data.synthetic import generate
+from recsys.data.synthetic_config import SynthConfig
 from recsys.data.validate import load_interactions
 
 DATASETS = {"movielens-100k": movielens.fetch}
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy's generators take
 
 
 @click.group()
@@ -44,7 +47,7 @@ def fetch(name: str, dest: Path | None) -> None:
 @click.option("--users", "n_users", type=click.IntRange(min=1), required=True)
 @click.option("--items", "n_items", type=click.IntRange(min=1), required=True)
 @click.option("--interactions", "n_interactions", type=click.IntRange(min=1), required=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option(
     "--drift",
     type=click.FloatRange(0.0, 1.0),
@@ -91,6 +94,8 @@ def synth(n_users, n_items, n_interactions, seed, drift, chunk_size, out, no_pro
 )
 def validate(path, max_bad_share, rating_min, rating_max, quarantine) -> None:
     """Check an interactions file or directory; quarantine bad rows with their reason."""
+    if math.isnan(rating_min) or math.isnan(rating_max):
+        raise click.UsageError("--rating-min and --rating-max must be numbers, not nan")
     if rating_min > rating_max:
         raise RecsysError(f"--rating-min {rating_min} is above --rating-max {rating_max}")
     file, _ = resolve_interactions(path)
@@ -128,7 +133,7 @@ def validate(path, max_bad_share, rating_min, rating_max, quarantine) -> None:
     show_default=True,
     help="Held-out interactions per user (leave-last-out).",
 )
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--seed", type=SEED, default=42, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def split_cmd(dataset, protocol, ratio, n_last, seed, out) -> None:
     """Split a dataset into train.parquet and test.parquet."""

@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from recsys.cli.options import k_option, path_option
 from recsys.data.io import ITEM, USER, read_table, resolve_interactions
 from recsys.data.validate import ids_to_str
 from recsys.evaluation.metrics import ranking_metrics
-from recsys.evaluation.report import markdown_table
+from recsys.evaluation.tables import markdown_table
 from recsys.files import write_json
 
 
@@ -24,31 +25,15 @@ def _read_ids(path: Path) -> pd.DataFrame:
 
 
 @click.command()
-@click.option(
-    "--recs",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Recommendations: user_id, item_id, score, rank.",
-)
-@click.option(
+@path_option("--recs", required=True, help="Recommendations: user_id, item_id, score, rank.")
+@path_option(
     "--test",
-    type=click.Path(path_type=Path),
     required=True,
     help="Held-out interactions (file or split directory with test.parquet).",
 )
-@click.option(
-    "--train",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Training interactions, for coverage, novelty and ARP.",
-)
-@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Metrics JSON (default: beside --recs, *.metrics.json).",
-)
+@path_option("--train", help="Training interactions, for coverage, novelty and ARP.")
+@k_option
+@path_option("--out", help="Metrics JSON (default: beside --recs, *.metrics.json).")
 def evaluate(recs, test, train, k, out) -> None:
     """Print precision, recall, nDCG, MAP, F1, hit rate, MRR (and beyond-accuracy) at k."""
     test_file = test / "test.parquet" if test.is_dir() else test

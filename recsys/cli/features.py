@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from recsys.cli.options import path_option
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import read_side_tables, resolve_interactions
 from recsys.data.split import split_lineage
@@ -23,8 +24,8 @@ from recsys.features.build import ENGINES, FeatureConfig, build_features
 from recsys.features.events import EventIngestor, EventLog
 from recsys.features.online import OnlineFeatures
 from recsys.features.spark import stop_spark
-from recsys.features.state import DEFAULT_RECENT_N
 from recsys.files import write_parquet
+from recsys.state.user import DEFAULT_RECENT_N
 
 repo_option = click.option(
     "--repo",
@@ -64,10 +65,8 @@ def features() -> None:
     required=True,
     help="Repository whose definitions to copy (the image's /app/feature_repo).",
 )
-@click.option(
+@path_option(
     "--store-yaml",
-    type=click.Path(path_type=Path),
-    default=None,
     help="Install this file as the repository's Redis configuration (feature_store.redis.yaml).",
 )
 @repo_option
@@ -78,7 +77,7 @@ def init(source: Path, store_yaml: Path | None, repo: Path | None) -> None:
 
 
 @features.command()
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="Dataset or split.")
+@path_option("--data", required=True, help="Dataset or split.")
 @click.option(
     "--recent-n",
     type=click.IntRange(min=1),
@@ -134,8 +133,8 @@ def materialize(end: datetime | None, repo: Path | None, online: str | None) -> 
 
 
 @features.command("training-set")
-@click.option("--data", type=click.Path(path_type=Path), required=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Parquet to write.")
+@path_option("--data", required=True)
+@path_option("--out", required=True, help="Parquet to write.")
 @click.option("--service", default=feast_store.DEFAULT_SERVICE, show_default=True)
 @click.option(
     "--engine",
@@ -182,12 +181,7 @@ def _jsonable(value):
 
 @features.command()
 @click.argument("payload", default="-")
-@click.option(
-    "--events-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Event logs (default: $RECSYS_HOME/events).",
-)
+@path_option("--events-dir", help="Event logs (default: $RECSYS_HOME/events).")
 @repo_option
 @online_option
 def event(payload: str, events_dir: Path | None, repo: Path | None, online: str | None) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from pipelines.client import submit
+from recsys.cli.options import path_option
 from recsys.cli.pipeline import retrain
 from recsys.config import recsys_home
 from recsys.monitoring.check import MonitorArgs, check_and_trigger
@@ -23,24 +24,9 @@ def monitor() -> None:
 
 
 @monitor.command("check")
-@click.option(
-    "--predictions",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="The Serve app's prediction_log_dir.",
-)
-@click.option(
-    "--events",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="The Serve app's events_dir (feedback).",
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Reports, decisions, workspace (default: $RECSYS_HOME/monitoring).",
-)
+@path_option("--predictions", required=True, help="The Serve app's prediction_log_dir.")
+@path_option("--events", required=True, help="The Serve app's events_dir (feedback).")
+@path_option("--out", help="Reports, decisions, workspace (default: $RECSYS_HOME/monitoring).")
 @click.option("--registry", "registry_uri", default=None)
 @click.option(
     "--policy",
@@ -56,7 +42,7 @@ def monitor() -> None:
     show_default=True,
     help="Base data of the retraining snapshot (plus the accepted events).",
 )
-@click.option("--feature-repo", type=click.Path(path_type=Path), default=None)
+@path_option("--feature-repo")
 @click.option("--serve-address", default="", help="Ray cluster whose Serve app hot-reloads.")
 @click.option("--kfp-host", default=None, help="Submit the retraining to this KFP API instead.")
 def check_cmd(

@@ -15,15 +15,32 @@ from typing import Any
 import click
 
 from pipelines import client
-from recsys.cli.train import gpu_option, num_workers_option, parse_params
+from recsys.cli.options import (
+    gpu_option,
+    k_option,
+    num_workers_option,
+    param_option,
+    parse_params,
+    path_option,
+    registry_option,
+    workdir_option,
+)
 from recsys.config import RecsysError, recsys_home
 from recsys.data import movielens
-from recsys.evaluation.report import markdown_table
-from recsys.features.store import default_repo
+from recsys.evaluation.tables import markdown_table
+from recsys.features.store import DEFAULT_SERVICE, default_repo
 from recsys.registry import Registry
 from recsys.registry.gate import GatePolicy
 
 PIPELINES = ("training",)
+GATE_OPTIONS = (  # GatePolicy's fields, each an option of `pipeline run` with its default
+    ("margin", "nDCG@k the candidate must gain over the champion."),
+    ("coverage_tolerance", "Catalog coverage the candidate may lose."),
+    (
+        "baseline_margin",
+        "nDCG@k the candidate must gain over the strongest baseline (EASE, popularity).",
+    ),
+)
 
 
 @click.group()
@@ -44,6 +61,21 @@ def _params(value: str | None) -> dict[str, Any]:
     return params
 
 
+def gate_options(command):
+    """The gate's thresholds as options (``--margin``, ...), listed in :data:`GATE_OPTIONS`'
+    order, each defaulting to :class:`GatePolicy`'s value."""
+    for field, help_text in reversed(GATE_OPTIONS):
+        option = click.option(
+            "--" + field.replace("_", "-"),
+            type=float,
+            default=getattr(GatePolicy(), field),
+            show_default=True,
+            help=help_text,
+        )
+        command = option(command)
+    return command
+
+
 @pipeline.command()
 @click.argument("name", type=click.Choice(PIPELINES))
 @click.option(
@@ -52,56 +84,23 @@ def _params(value: str | None) -> dict[str, Any]:
     show_default=True,
     help="movielens-100k, or a dataset directory / interactions file.",
 )
-@click.option(
-    "--feature-repo",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Feast repository (default: $RECSYS_FEATURE_REPO or ./feature_repo).",
+@path_option(
+    "--feature-repo", help="Feast repository (default: $RECSYS_FEATURE_REPO or ./feature_repo)."
 )
 @click.option("--no-features", is_flag=True, help="Train on the side tables, not via Feast.")
-@click.option("--feature-service", default="ranker_v1", show_default=True)
+@click.option("--feature-service", default=DEFAULT_SERVICE, show_default=True)
 @click.option("--model", "model_kind", default="multistage", show_default=True)
 @click.option("--params", default=None, help="Hyper-parameters: JSON, or @file.json.")
-@click.option(
-    "--registry",
-    "registry_uri",
-    default=None,
-    help="Registry URI (default: $RECSYS_REGISTRY or $RECSYS_HOME/registry).",
-)
-@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option(
-    "--margin",
-    type=float,
-    default=GatePolicy().margin,
-    show_default=True,
-    help="nDCG@k the candidate must gain over the champion.",
-)
-@click.option(
-    "--coverage-tolerance",
-    type=float,
-    default=GatePolicy().coverage_tolerance,
-    show_default=True,
-    help="Catalog coverage the candidate may lose.",
-)
-@click.option(
-    "--baseline-margin",
-    type=float,
-    default=GatePolicy().baseline_margin,
-    show_default=True,
-    help="nDCG@k the candidate must gain over the strongest baseline (EASE, popularity).",
-)
+@registry_option
+@k_option
+@gate_options
 @gpu_option
 @num_workers_option
 @click.option("--ray-address", default="", help="Train on this Ray cluster (default: a local Ray).")
 @click.option(
     "--serve-address", default="", help="Switch the Serve app on this Ray cluster to a promotion."
 )
-@click.option(
-    "--workdir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Pipeline root for the artifacts (default: $RECSYS_HOME/runs/pipeline).",
-)
+@workdir_option("Pipeline root for the artifacts (default: $RECSYS_HOME/runs/pipeline).")
 @click.option("--show-logs", is_flag=True, help="Print the tasks' output, not only their status.")
 def run(name: str, **options: Any) -> None:
     """Run the NAME pipeline here with kfp.local (SubprocessRunner, this Python)."""
@@ -114,7 +113,7 @@ def run_training(
     source: str = movielens.NAME,
     feature_repo: Path | None = None,
     no_features: bool = False,
-    feature_service: str = "ranker_v1",
+    feature_service: str = DEFAULT_SERVICE,
     model_kind: str = "multistage",
     params: str | dict | None = None,
     registry_uri: str | None = None,
@@ -211,12 +210,7 @@ def print_result(result: dict[str, Any]) -> None:
 
 
 @pipeline.command("compile")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Directory for the YAML (default: pipelines/compiled).",
-)
+@path_option("--out", help="Directory for the YAML (default: pipelines/compiled).")
 def compile_cmd(out: Path | None) -> None:
     """Compile every variant (training, training-gpu) to YAML for the Kubeflow Pipelines UI."""
     for path in client.compile_all(out or client.COMPILED):
@@ -235,13 +229,7 @@ def compile_cmd(out: Path | None) -> None:
 )
 @click.option("--experiment", default="recsys", show_default=True)
 @click.option("--run-name", default=None)
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A pipeline parameter (repeatable); VALUE is parsed as JSON when it can be.",
-)
+@param_option("A pipeline parameter (repeatable); VALUE is parsed as JSON when it can be.")
 def submit(host, variant, schedule, experiment, run_name, params) -> None:
     """Upload the compiled pipeline to a KFP server and run it (or schedule it)."""
     done = client.submit(

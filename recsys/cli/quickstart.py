@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
+from recsys import serve_local
 from recsys.cli.pipeline import print_result, retrain, run_training
-from recsys.config import RecsysError, recsys_home
+from recsys.config import RecsysError, check_ray_address, recsys_home
 from recsys.data import movielens
 from recsys.data.io import read_dataset_info
-from recsys.demo.loop import closed_loop
-from recsys.demo.quality import QualityRun, run_quality
-from recsys.demo.quickstart import serve_demo
 from recsys.evaluation.quality import DEMO_MODELS, PUBLISHED_MOVIELENS_100K
-from recsys.evaluation.report import markdown_table
+from recsys.evaluation.tables import markdown_table
 from recsys.features.store import default_repo
 from recsys.files import write_json
 from recsys.registry import Registry
+from recsys.workflows.loop import closed_loop
+from recsys.workflows.quality import QualityRun, run_quality
+from recsys.workflows.quickstart import serve_demo
 
 
 @click.command()
@@ -71,6 +73,11 @@ def quickstart(
     Run it twice: the second run, on unchanged data, keeps the champion. With --drift, the
     closed loop follows (about 8 more minutes)."""
     workdir = (workdir or recsys_home() / "runs" / "quickstart").resolve()
+    if os.environ.get("RAY_ADDRESS"):
+        check_ray_address(os.environ["RAY_ADDRESS"])
+    if not no_serve:  # a taken port fails now, not after training
+        serve_local.end_stale(click.echo)
+        serve_local.check_port("127.0.0.1", port)
     repo = None if no_features else (feature_repo or default_repo())
     if repo is not None and not (repo / "feature_store.yaml").exists():
         if feature_repo is not None:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
+from recsys.cli.options import path_option
 from recsys.recommend.offline import RecommendArgs, recommend_files
 
 
 @click.command()
-@click.option("--model", type=click.Path(path_type=Path), required=True, help="Model directory.")
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Interactions giving each user's history (seen items).",
-)
+@path_option("--model", required=True, help="Model directory.")
+@path_option("--data", required=True, help="Interactions giving each user's history (seen items).")
 @click.option(
     "--users",
     default="all",
@@ -25,9 +19,8 @@ from recsys.recommend.offline import RecommendArgs, recommend_files
 )
 @click.option("--k", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option("--exclude-seen/--include-seen", default=True, show_default=True)
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     required=True,
     help="Output parquet: user_id, item_id, score, rank, reason, source.",
 )

@@ -2,8 +2,10 @@
 
 ``serve start`` applies ``serving/config.yaml`` (with overrides) to a Ray cluster — the one at
 ``RAY_ADDRESS``, a running local one (``ray start --head``), or else a new local Ray that lives
-as long as the command. ``deploy`` switches the running app to another model version in
-place (a ``user_config`` update: no replica restarts).
+as long as the command (its port checked first; Ray's and Serve's own lines in its session
+directory, not on the screen). ``serve stop`` also ends what a killed command left behind.
+``deploy`` switches the running app to another model version in place (a ``user_config``
+update: no replica restarts).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from pathlib import Path
 
 import click
 
-from recsys import serve_ops
+from recsys import serve_local, serve_ops
 from recsys.config import RecsysError
-from recsys.serve_ops import connect
+from recsys.serve_local import check_local_inputs, connect
 
 
 @click.group()
@@ -51,7 +53,6 @@ def start(
     config, model_version, model_root, feature_repo, catalog, topology, replicas, host, port, detach
 ):
     """Deploy the app and wait until /readyz answers; without --detach, serve until Ctrl-C."""
-    started = connect(start_local=not detach)
     cfg = serve_ops.serve_config(
         config,
         model_version=model_version,
@@ -61,18 +62,38 @@ def start(
         topology=topology,
         replicas=replicas or (serve_ops.local_replicas() if topology == "fused" else None),
     )
-    url = serve_ops.start(cfg)
+    if model_root is not None:
+        check_local_inputs(
+            Path(model_root),
+            model_version or "",
+            Path(feature_repo) if feature_repo else None,
+            Path(catalog) if catalog else None,
+        )
+    http = cfg["http_options"]
+    local = connect(local_http=None if detach else http, log=click.echo)
+    if local is not None:
+        click.echo(f"(Ray's and Serve's own logs: {local.logs}; {local.proxy})")
+    try:
+        url = serve_ops.start(cfg)
+    except BaseException:  # nothing half-started stays behind
+        if local is not None:
+            serve_local.stop(local_ray=True)
+        raise
+    if local is not None:  # what a hard kill would leave, recorded before anyone is told
+        serve_local.record(http["host"], int(http["port"]), local.session_dir)
     click.echo(f"serving at {url}  (OpenAPI: {url}/docs; version {model_version or 'none yet'})")
     click.echo(serve_ops.access(url))
     if detach:
         return
-    if started:
-        click.echo(f"Ray runs inside this command: Ctrl-C stops the app; {started}")
+    if local is not None:
+        click.echo("Ray runs inside this command: Ctrl-C stops the app")
     try:
         while True:
-            time.sleep(3600)
+            time.sleep(30)
+            if local is not None:  # HAProxy reloads (new replicas) start new processes
+                serve_local.record(http["host"], int(http["port"]), local.session_dir)
     except KeyboardInterrupt:
-        serve_ops.stop(local_ray=bool(started))
+        serve_local.stop(local_ray=local is not None)
 
 
 @serve.command()
@@ -92,8 +113,15 @@ def status() -> None:
 
 @serve.command()
 def stop() -> None:
-    """Shut the Serve instance down."""
-    connect()
+    """Shut the Serve instance down, and end what a killed `recsys serve start` or demo left
+    running (its HAProxy, by the pid it recorded)."""
+    ended = serve_local.end_stale(click.echo)
+    try:
+        connect()
+    except RecsysError:
+        if not ended:
+            click.echo("nothing to stop: no running Ray cluster, nothing left by a recsys app")
+        return
     from ray import serve as ray_serve
 
     ray_serve.shutdown()

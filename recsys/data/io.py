@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from recsys.files import read_json_model
 USER, ITEM, RATING, TS = "user_id", "item_id", "rating", "timestamp"
 INTERACTION_COLUMNS = (USER, ITEM, RATING, TS)
 AGE_EDGES = (18, 25, 35, 45, 50, 56)  # the MovieLens-1M age buckets
+GENRE_SEP = "|"  # an item's genres in one value: "Comedy|Drama"
 
 
 def age_bucket(age: pd.Series) -> pd.Series:
@@ -25,6 +27,32 @@ def age_bucket(age: pd.Series) -> pd.Series:
     age = pd.to_numeric(age, errors="coerce")
     bucket = np.searchsorted(AGE_EDGES, age.fillna(0).to_numpy(), "right")
     return pd.Series(bucket, index=age.index).where(age.notna()).astype("Int64")
+
+
+def split_genres(value: str) -> list[str]:
+    """The genre names in one item's ``"a|b"`` value (none in ``""``)."""
+    return [g for g in value.split(GENRE_SEP) if g]
+
+
+def genre_names(values: pd.Series) -> list[str]:
+    """Every genre named in a column of ``"a|b"`` values, sorted; missing values name none."""
+    split = values.dropna().astype(str).str.split(GENRE_SEP).explode()
+    return sorted(g for g in split.unique() if g)
+
+
+def genre_membership(values: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The genres items' ``"a|b"`` values name (sorted), and ``(items, genres)`` membership.
+
+    Returns:
+        The names and a bool matrix: row i, column j is True when item i has genre j.
+    """
+    lists = [split_genres(v) for v in values]
+    names = sorted({g for row in lists for g in row})
+    index = {g: j for j, g in enumerate(names)}
+    member = np.zeros((len(lists), len(names)), dtype=bool)
+    for row, genres in enumerate(lists):
+        member[row, [index[g] for g in genres]] = True
+    return names, member
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -35,7 +63,8 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix in {".parquet", ".pq"}:
-            return pq.read_table(path).to_pandas()
+            with open(path, "rb") as f:  # a file object: any file name the OS takes
+                return pq.read_table(f).to_pandas()
         if suffix in {".csv", ".tsv", ".txt"}:
             # Everything as text: validation decides what parses, row by row.
             sep = "\t" if suffix == ".tsv" else ","

@@ -7,6 +7,7 @@ relevance). With ``hits_u`` the number of matches and ``actual_u`` the number of
 - precision@k = mean(hits_u / k)
 - recall@k    = mean(hits_u / actual_u)
 - ndcg@k      = mean(DCG_u / IDCG_u), DCG over the hits at their ranks, IDCG over min(actual_u, k)
+                (:func:`recsys.ndcg.mean_ndcg`, the one the models validate by)
 - map         = mean(sum over hits of (i-th hit / its rank) / actual_u)
 - map@k       = the same divided by min(actual_u, k)
 - hit_rate@k  = share of users with at least one hit
@@ -30,6 +31,7 @@ import pandas as pd
 
 from recsys.config import RecsysError
 from recsys.data.io import ITEM, USER, require_columns
+from recsys.ndcg import mean_ndcg
 
 RANK, SCORE = "rank", "score"
 RECS_COLUMNS = (USER, ITEM, SCORE, RANK)
@@ -107,11 +109,8 @@ def ranking_metrics(
     precision = float((n_hits / k).sum() / n)
     recall = float((n_hits / actual).sum() / n)
 
-    gain = 1.0 / np.log2(hits[RANK].to_numpy() + 1.0)
-    dcg = pd.Series(gain, index=hits.index).groupby(hits[USER]).sum()
-    discounts = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
-    idcg = pd.Series(discounts[np.minimum(actual.to_numpy(), k) - 1], index=actual.index)
-    ndcg = float((dcg.reindex(actual.index, fill_value=0.0) / idcg).sum() / n)
+    lists = actual.index.get_indexer(hits[USER])
+    ndcg = mean_ndcg(lists, hits[RANK].to_numpy() - 1, actual.to_numpy(), k)
 
     precision_at_hit = (g.cumcount() + 1) / hits[RANK]
     ap_sum = precision_at_hit.groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.evaluation.protocol import BASELINES
-from recsys.features.offline import item_context, states_from_interactions
+from recsys.state.offline import item_context, states_from_interactions
 
 # Published Microsoft Recommenders MovieLens-100k figures (README table, k = 10).
 PUBLISHED_MOVIELENS_100K = [

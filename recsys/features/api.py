@@ -17,8 +17,9 @@ from recsys.config import RecsysError
 from recsys.data.io import INTERACTION_COLUMNS, TS, interactions_checksum
 from recsys.data.split import read_split, split_lineage, split_protocol
 from recsys.features import store as feast_store
-from recsys.features.build import TICK, FeatureConfig, build_features
+from recsys.features.build import FeatureConfig, build_features
 from recsys.files import write_json, write_parquet
+from recsys.state.user import TICK
 
 TRAINING_SET_META = "training_set.json"
 
@@ -89,7 +90,7 @@ def write_training_set(
     out: str | Path,
     *,
     feature_repo: str | Path | None = None,
-    feature_service: str = "ranker_v1",
+    feature_service: str = feast_store.DEFAULT_SERVICE,
 ) -> dict[str, Any]:
     """The rows and attributes the models learn from, as a dataset directory.
 

@@ -2,7 +2,9 @@
 
 ``build_features`` turns interactions plus the user and item side tables into the five Feast
 sources of ``feature_repo/``: profiles, activity and item statistics as of each event, and
-each user's state (seen set and recent window, one row per user; ``recsys.features.state``).
+each user's state (seen set and recent window, one row per user). The per-event tables are
+the folds of ``recsys.state`` (``state_table``, ``user_activity``, ``item_stats``), run here a
+bucket at a time; this module assembles and writes them.
 Aggregates are computed as of each event: the row that includes an event at time t is stamped
 t + 1 µs, so Feast's point-in-time join (latest row with ``event_timestamp <= entity time``)
 gives an interaction the state just *before* it — never its own item nor anything later.
@@ -27,18 +29,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
-from recsys.data.io import ITEM, RATING, TS, USER, age_bucket, interactions_checksum
-from recsys.features.activity import fold_activity
+from recsys.data.io import (
+    GENRE_SEP,
+    ITEM,
+    TS,
+    USER,
+    age_bucket,
+    genre_names,
+    interactions_checksum,
+    split_genres,
+)
 from recsys.features.spark import apply_in_buckets, read_parts
-from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, TICK, state_table
 from recsys.files import atomic_path, read_json_model, write_json
+from recsys.state.activity import user_activity
+from recsys.state.items import item_stats
+from recsys.state.offline import sorted_events
+from recsys.state.user import DEFAULT_RECENT_N, EVENT_TS, state_table
 
 META_FILE = "feature_meta.json"
 TABLES = ("user_profile", "user_activity", "user_state", "item_profile", "item_stats")
-# The features a model reads of the user and of each candidate item, as the online store holds
-# them (the latest row of each): recsys.recommend passes them to the model.
-USER_CONTEXT = ("user_interactions", "user_mean_rating")  # of user_activity
-ITEM_CONTEXT = ("item_interactions", "item_mean_rating")  # of item_stats
 ENGINES = ("pandas", "spark")
 
 
@@ -88,7 +97,7 @@ def build_features(
     """
     config = config or FeatureConfig()
     out_dir = Path(out_dir)
-    events = _sorted_events(interactions)
+    events = sorted_events(interactions)
     genres = genre_vocabulary(items)
     item_genres = _item_genre_matrix(items, genres)
     buckets = max(1, -(-len(events) // config.events_per_bucket))  # ceil
@@ -215,23 +224,11 @@ def read_store_meta(data_dir: str | Path) -> StoreMeta | None:
     return read_json_model(path, StoreMeta, "feature build")
 
 
-def _sorted_events(interactions: pd.DataFrame) -> pd.DataFrame:
-    cols = [USER, ITEM, TS] + ([RATING] if RATING in interactions else [])
-    ev = interactions[cols].copy()
-    ev[USER] = ev[USER].astype(str)
-    ev[ITEM] = ev[ITEM].astype(str)
-    ev[TS] = pd.to_datetime(ev[TS], utc=True)
-    if RATING not in ev:
-        ev[RATING] = np.nan
-    return ev.sort_values([TS], kind="mergesort").reset_index(drop=True)
-
-
 def genre_vocabulary(items: pd.DataFrame | None) -> list[str]:
     """The genres in a fixed (sorted) order: the positions of ``genre_affinity``."""
     if items is None or "genres" not in items:
         return []
-    split = items["genres"].dropna().astype(str).str.split("|").explode()
-    return sorted(g for g in split.unique() if g)
+    return genre_names(items["genres"])
 
 
 def _item_genre_matrix(items: pd.DataFrame | None, genres: list[str]) -> pd.DataFrame:
@@ -239,7 +236,7 @@ def _item_genre_matrix(items: pd.DataFrame | None, genres: list[str]) -> pd.Data
     if items is None or not genres:
         return pd.DataFrame(columns=genres, dtype=np.float32)
     side = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
-    onehot = side.set_index(ITEM)["genres"].fillna("").astype(str).str.get_dummies("|")
+    onehot = side.set_index(ITEM)["genres"].fillna("").astype(str).str.get_dummies(GENRE_SEP)
     return onehot.reindex(columns=genres, fill_value=0).astype(np.float32)
 
 
@@ -277,72 +274,8 @@ def item_profile(items: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(
         {
             ITEM: it[ITEM].to_numpy(),
-            "genres": [[g for g in v.split("|") if g] for v in genres],
+            "genres": [split_genres(v) for v in genres],
             "release_year": year.astype("Int64").to_numpy(),
             EVENT_TS: _first_seen(events, ITEM, it[ITEM]).array,
         }
     )
-
-
-def user_activity(events: pd.DataFrame, item_genres: pd.DataFrame, n_genres: int) -> pd.DataFrame:
-    """One row per (user, event time): counts, mean rating and genre shares of everything up
-    to and including that time (:func:`recsys.features.activity.fold_activity`, as the event
-    path folds them), stamped one tick later."""
-    ev = events.sort_values([USER, TS], kind="mergesort").reset_index(drop=True)
-    onehot = item_genres.reindex(ev[ITEM]).fillna(0).to_numpy(np.float64)  # (rows, genres)
-    if onehot.shape[1] != n_genres:
-        onehot = np.zeros((len(ev), n_genres))
-    ratings = ev[RATING].to_numpy(np.float64, na_value=np.nan)
-    out = pd.DataFrame(fold_activity(ev[USER].to_numpy(), ratings, onehot))
-    out[EVENT_TS] = (ev[TS] + TICK).array
-    # several events of a user at one time: keep the state after all of them
-    return out[~out.duplicated([USER, EVENT_TS], keep="last")].reset_index(drop=True)
-
-
-def item_stats(events: pd.DataFrame, windows_days: tuple[int, ...]) -> pd.DataFrame:
-    """Per item, a row at each change point: an event (counted from t + 1 µs) or an event
-    leaving a window (t + w + 1 µs). Counts cover events with time in ``[s - w, s)``."""
-    frames = []
-    windows = [pd.Timedelta(days=d).to_timedelta64() for d in windows_days]
-    tick = TICK.to_timedelta64()
-    naive = events.assign(_t=events[TS].dt.tz_convert("UTC").dt.tz_localize(None))
-    for item, group in naive.groupby(ITEM, sort=False):
-        times = group["_t"].to_numpy()  # (events,) sorted: events are time-ordered
-        rating = group[RATING].to_numpy(np.float64)
-        change = np.unique(np.concatenate([times] + [times + w for w in windows])) + tick
-        n_before = np.searchsorted(times, change, "left")  # events strictly before s
-        rated = np.r_[0, np.cumsum(~np.isnan(rating))][n_before]
-        sums = np.r_[0.0, np.cumsum(np.nan_to_num(rating))][n_before]
-        frame = {
-            ITEM: item,
-            "item_interactions": n_before.astype(np.int64),
-            "item_mean_rating": np.where(rated > 0, sums / np.maximum(rated, 1), np.nan).astype(
-                np.float32
-            ),
-        }
-        for days, w in zip(windows_days, windows, strict=True):
-            frame[f"popularity_{days}d"] = (
-                n_before - np.searchsorted(times, change - w, "left")
-            ).astype(np.int64)
-        frame[EVENT_TS] = change
-        frames.append(pd.DataFrame(frame))
-    if not frames:
-        cols = [ITEM, "item_interactions", "item_mean_rating"]
-        return pd.DataFrame(columns=cols + [f"popularity_{d}d" for d in windows_days] + [EVENT_TS])
-    out = pd.concat(frames, ignore_index=True)
-    out[EVENT_TS] = pd.to_datetime(out[EVENT_TS], utc=True)
-    return out
-
-
-def latest_user_activity(interactions: pd.DataFrame) -> pd.DataFrame:
-    """``USER_CONTEXT`` by ``user_id``: the latest ``user_activity`` row of each user, what
-    materializing the table puts online (events then move it on)."""
-    table = user_activity(_sorted_events(interactions), pd.DataFrame(), 0)
-    return table.drop_duplicates(USER, keep="last").set_index(USER)[list(USER_CONTEXT)]
-
-
-def latest_item_stats(interactions: pd.DataFrame) -> pd.DataFrame:
-    """``ITEM_CONTEXT`` by ``item_id``: the latest ``item_stats`` row of each item (the counts
-    of every event; the windowed counts are left out: they decay with the clock)."""
-    table = item_stats(_sorted_events(interactions), ())
-    return table.drop_duplicates(ITEM, keep="last").set_index(ITEM)[list(ITEM_CONTEXT)]

@@ -3,7 +3,7 @@
 An event is acknowledged only once its line is in the event log and fsync'd; the online
 store is updated after that through the ``user_state_push`` and ``user_activity_push``
 PushSources, so the user's next recommendation sees the item (exclude-seen, the towers'
-recent-items input, the counts). The state is folded by :func:`recsys.features.state.fold`,
+recent-items input, the counts). The state is folded by :func:`recsys.state.user.fold`,
 the function a test holds to the batch build.
 A bad event is never dropped silently: it goes to the rejected log with the reason.
 """
@@ -31,10 +31,10 @@ from pydantic import (
 
 from recsys.config import shorten
 from recsys.data.io import ITEM, USER
-from recsys.features.activity import ACTIVITY, fold_activity
 from recsys.features.build import read_store_meta
-from recsys.features.state import DEFAULT_RECENT_N, EVENT_TS, RECENT, SEEN, TICK, fold, from_row
 from recsys.files import append_line
+from recsys.state.activity import ACTIVITY, fold_activity
+from recsys.state.user import DEFAULT_RECENT_N, EVENT_TS, RECENT, SEEN, TICK, fold, from_row
 
 ACTIVITY_PUSH, STATE_PUSH = "user_activity_push", "user_state_push"
 

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.io import ITEM, USER
-from recsys.features.build import ITEM_CONTEXT, USER_CONTEXT
-from recsys.features.state import RECENT, SEEN, UserState, from_row
 from recsys.features.store import DEFAULT_SERVICE
+from recsys.state.activity import USER_CONTEXT
+from recsys.state.items import ITEM_CONTEXT
+from recsys.state.user import RECENT, SEEN, UserState, from_row
 
 USER_VIEWS = ("user_profile", "user_activity")
 ITEM_VIEWS = ("item_profile", "item_stats")

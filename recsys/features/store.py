@@ -23,9 +23,10 @@ import pandas as pd
 
 from recsys.config import RecsysError
 from recsys.data.io import ITEM, RATING, TS, USER
-from recsys.features.build import EVENT_TS, TABLES
+from recsys.features.build import TABLES
 from recsys.features.duck import duckdb_connection
 from recsys.files import atomic_path
+from recsys.state.user import EVENT_TS
 
 Online = Literal["sqlite", "redis"]
 YAML = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}

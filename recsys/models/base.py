@@ -1,6 +1,6 @@
 """The recommender contract that training, evaluation and serving depend on.
 
-A model reads users' states (:class:`recsys.features.state.UserState`: the seen set and the
+A model reads users' states (:class:`recsys.state.user.UserState`: the seen set and the
 recent window, encoded into its vocabulary as a :class:`StateBatch`) and proposes scored
 candidates; a multi-stage model proposes feature rows that its ranker scores in
 :meth:`Recommender.rank`. Turning candidates into a list (exclude seen, filters, diversity,
@@ -12,8 +12,6 @@ A model version is a directory (``manifest.json`` plus the parts the model write
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -28,8 +26,9 @@ import scipy.sparse as sp
 
 from recsys.config import RecsysError, code_version
 from recsys.data.io import ITEM, USER, require_columns
-from recsys.features.state import UserState
+from recsys.files import atomic_dir
 from recsys.models.manifest import MANIFEST, Manifest, StateSpec, read_manifest
+from recsys.state.user import UserState
 
 ITEMS_FILE = "item_vocab.json"
 POPULARITY_FILE = "item_popularity.npy"
@@ -227,7 +226,8 @@ class Recommender(ABC):
         if vectors is None or not len(recent) or not len(picks):
             return np.full(len(picks), -1, dtype=np.int64)
         if getattr(self, "_unit_of", None) is not vectors:  # normalise once per vectors
-            self._unit, self._unit_of = _unit(vectors), vectors
+            self._unit = unit_rows(np.asarray(vectors, dtype=np.float32))
+            self._unit_of = vectors
         sims = self._unit[picks] @ self._unit[recent].T  # (picks, recent)
         return np.asarray(recent)[np.argmax(sims, axis=1)]
 
@@ -248,9 +248,7 @@ class Recommender(ABC):
         ``data_lineage`` the checksums the training data stands for (default: its own).
         """
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_dir(directory) as tmp:
             (tmp / ITEMS_FILE).write_text(json.dumps(list(self.item_ids)))
             np.save(tmp / POPULARITY_FILE, self.item_popularity)
             (tmp / GENRES_FILE).write_text(json.dumps(self.item_genres))
@@ -272,16 +270,6 @@ class Recommender(ABC):
                 parts=parts,
             )
             (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:6]}")
-                directory.rename(old)
-                tmp.rename(directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(directory)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return directory
 
     @classmethod
@@ -322,9 +310,17 @@ def strongest_recent(weights, picks: np.ndarray, recent: np.ndarray) -> np.ndarr
     return np.asarray(recent)[np.argmax(w, axis=0)]
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (cosine geometry); a zero row stays zero."""
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
 
 
-__all__ = ["MANIFEST", "Candidates", "Manifest", "Recommender", "StateBatch", "read_manifest"]
+__all__ = [
+    "MANIFEST",
+    "Candidates",
+    "Manifest",
+    "Recommender",
+    "StateBatch",
+    "read_manifest",
+    "unit_rows",
+]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.data.io import AGE_EDGES, ITEM, USER, age_bucket
+from recsys.data.io import AGE_EDGES, ITEM, USER, age_bucket, genre_names, split_genres
 
 MAX_GENRES = 6
 CHUNK_ROWS = 1 << 20  # rows per chunk of the history arrays
@@ -54,7 +54,8 @@ class FeatureEncoder:
             enc.user_keys = users[USER].astype(str).to_numpy(dtype=object)
             enc.user_codes = enc._encode_users(users)
         if items is not None and len(items):
-            enc.genres = _vocab(items.get("genres", pd.Series(dtype=str)).str.split("|").explode())
+            names = genre_names(items.get("genres", pd.Series(dtype=str)))
+            enc.genres = {g: i + 1 for i, g in enumerate(names)}
             enc.years = _vocab(_year_bucket(items))
         return enc
 
@@ -102,7 +103,7 @@ class FeatureEncoder:
         side = side[~side.index.duplicated()].reindex(np.asarray(item_ids, dtype=object))
         genres = side.get("genres", pd.Series(index=side.index, dtype=object)).fillna("")
         for row, value in enumerate(genres.to_numpy(), start=1):
-            codes = [self.genres.get(g, 0) for g in str(value).split("|") if g][:MAX_GENRES]
+            codes = [self.genres.get(g, 0) for g in split_genres(str(value))][:MAX_GENRES]
             table[row, : len(codes)] = codes
         table[1:, MAX_GENRES] = _codes(_year_bucket(side.reset_index()), self.years)
         return table

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from recsys.ndcg import mean_ndcg
+
 Batch = dict[str, torch.Tensor]
 log = logging.getLogger(__name__)
 
@@ -111,8 +113,7 @@ def ranking_ndcg(scores: np.ndarray, positives: np.ndarray, k: int = 10) -> floa
     """Mean nDCG@k of one held-out item per row, given the row's scores (seen items masked)."""
     pos_scores = scores[np.arange(len(positives)), positives]
     rank = (scores > pos_scores[:, None]).sum(axis=1)  # 0-based rank of the held-out item
-    gains = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
-    return float(gains.mean()) if len(gains) else 0.0
+    return mean_ndcg(np.arange(len(rank)), rank, np.ones(len(rank), dtype=np.int64), k)
 
 
 def run_epochs(

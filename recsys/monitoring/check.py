@@ -20,7 +20,7 @@ from recsys.evaluation.reference import SOURCE, item_popularity, read_reference
 from recsys.files import write_json
 from recsys.monitoring import logs
 from recsys.monitoring.policy import Decision, MonitorPolicy, decide, load_policy
-from recsys.monitoring.report import run_reports
+from recsys.monitoring.traffic import run_reports
 from recsys.monitoring.trigger import record, trigger
 from recsys.registry import Registry
 

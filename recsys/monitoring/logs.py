@@ -1,25 +1,21 @@
 """Reading the serving logs back: predictions, feedback events, and the join of the two.
 
 Both logs are JSON lines written by running services (``serving/predlog.py``,
-``recsys.features.events``), so damage is expected: a crash leaves a half-written last line,
-someone drops a gzip file beside them. Nothing here raises on a bad line or file: it is
-skipped and reported in a warning naming the file, because a monitoring job that dies on one
-torn line reports nothing at all.
+``recsys.features.events``), read by :mod:`recsys.monitoring.jsonl`, which skips a damaged
+line or file with a warning. A record that is JSON but not a valid prediction or event is
+skipped here the same way, counted by reason in a warning naming the file.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from collections import Counter
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-logger = logging.getLogger(__name__)
+from recsys.monitoring.jsonl import log_files, read_jsonl, tally
 
 UTC_NS = "datetime64[ns, UTC]"
 PREDICTION_DTYPES = {"request_id": object, "ts": UTC_NS, "user_id": object}
@@ -30,59 +26,6 @@ FEEDBACK_DTYPES = {"user_id": object, "item_id": object, "type": object}
 FEEDBACK_DTYPES |= {"rating": np.float64, "timestamp": UTC_NS}
 FEEDBACK_COLUMNS = tuple(FEEDBACK_DTYPES)
 EVENT_TYPES = ("view", "click", "rating", "purchase")
-
-
-def read_jsonl(paths: Iterable[Path]) -> tuple[list[dict], list[str]]:
-    """Every JSON object in the given JSON-lines files, skipping whatever cannot be read.
-
-    Args:
-        paths: the files, read in the order given.
-
-    Returns:
-        The records, and one warning per damaged or unreadable file naming the file, how
-        many lines were skipped and the first reason. Each warning is also logged.
-    """
-    records, warnings = [], []
-    for path in paths:
-        problem = _read_file(Path(path), records)
-        if problem:
-            warnings.append(_warn(problem))
-    return records, warnings
-
-
-def _read_file(path: Path, records: list[dict]) -> str:
-    """Appends the file's records; returns what went wrong, if anything."""
-    skipped, first, n = 0, "", 0
-    try:
-        with path.open("rb") as lines:  # bytes: a non-UTF-8 line is one bad line, not a crash
-            for n, raw in enumerate(lines, start=1):
-                why = _parse_line(raw, records) if raw.strip() else ""
-                if why:
-                    skipped += 1
-                    first = first or f"line {n}: {why}"
-    except OSError as exc:  # permission denied, a directory, an I/O error part-way
-        return f"{path}: unreadable after {n} lines ({type(exc).__name__}: {exc.strerror or exc})"
-    where = first if skipped == 1 else f"first at {first}"
-    return f"{path}: skipped {skipped} of {n} lines ({where})" if skipped else ""
-
-
-def _parse_line(raw: bytes, records: list[dict]) -> str:
-    """Appends the line's record to ``records``, or returns why it cannot be one."""
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        return f"not UTF-8 ({exc.reason} at byte {exc.start})"
-    except json.JSONDecodeError as exc:
-        # Every writer ends a record with its newline in the same write: no newline means
-        # the process died mid-write, expected once per crash rather than corruption.
-        torn = " (half-written last line)" if not raw.endswith(b"\n") else ""
-        return f"not JSON{torn}: {exc.msg} at column {exc.colno}"
-    except RecursionError:
-        return "not JSON: nested too deeply"
-    if not isinstance(value, dict):
-        return f"not a JSON object but {type(value).__name__}"
-    records.append(value)
-    return ""
 
 
 def load_predictions(
@@ -104,7 +47,7 @@ def load_predictions(
         rows.
     """
     since, until = _utc(since), _utc(until)
-    paths, warnings = _log_files(Path(directory), "predictions")
+    paths, warnings = log_files(Path(directory), "predictions")
     requests, items, scores, sources, counts = [], [], [], [], []
     for path in paths:
         # One file at a time: the candidate lists dominate a record and are dropped at once.
@@ -122,7 +65,7 @@ def load_predictions(
                 sources.extend(_sources(record))
                 counts.append(len(record["items"]))
         if bad:
-            warnings.append(_tally(path, sum(bad.values()), len(records), bad))
+            warnings.append(tally(path, sum(bad.values()), len(records), bad))
     if not requests:
         return _empty(PREDICTION_DTYPES), warnings
     counts = np.asarray(counts, dtype=np.int64)
@@ -200,7 +143,7 @@ def load_feedback(
         warnings; records with a bad id, type, rating or timestamp are skipped.
     """
     since, until = _utc(since), _utc(until)
-    paths, warnings = _log_files(Path(directory), "events")
+    paths, warnings = log_files(Path(directory), "events")
     frames = []
     for path in paths:
         records, problems = read_jsonl([path])
@@ -220,7 +163,7 @@ def load_feedback(
         invalid = np.logical_or.reduce([mask.to_numpy(bool) for mask in bad.values()])
         if invalid.any():
             reasons = Counter({why: int(mask.sum()) for why, mask in bad.items() if mask.any()})
-            warnings.append(_tally(path, int(invalid.sum()), len(frame), reasons))
+            warnings.append(tally(path, int(invalid.sum()), len(frame), reasons))
         keep = ~invalid & _within(stamp, since, until)
         frame = frame.assign(rating=rating, timestamp=stamp.astype(UTC_NS))[keep]
         frames.append(frame.astype({"user_id": str, "item_id": str}))
@@ -321,13 +264,6 @@ def _keyed(frame: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
     return pd.DataFrame(keys | {name: _ns(frame[column]).array})
 
 
-def _log_files(directory: Path, prefix: str) -> tuple[list[Path], list[str]]:
-    if not directory.is_dir():
-        return [], [_warn(f"{directory}: no such directory (no {prefix} read)")]
-    paths = sorted(directory.glob(f"{prefix}-*.jsonl"))
-    return paths, [] if paths else [_warn(f"{directory}: no {prefix}-*.jsonl files")]
-
-
 def _parse_ts(value) -> datetime | None:
     try:
         return _utc(datetime.fromisoformat(value)) if isinstance(value, str) else None
@@ -358,13 +294,3 @@ def _ns(times: pd.Series) -> pd.Series:
 
 def _empty(dtypes: dict) -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
-
-
-def _tally(path: Path, skipped: int, total: int, reasons: Counter) -> str:
-    detail = ", ".join(f"{why}: {count}" for why, count in reasons.most_common())
-    return _warn(f"{path}: skipped {skipped} of {total} records ({detail})")
-
-
-def _warn(message: str) -> str:
-    logger.warning(message)
-    return message

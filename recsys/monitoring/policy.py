@@ -82,7 +82,7 @@ class Decision(BaseModel):
 def decide(
     summary: dict[str, Any], policy: MonitorPolicy, *, at: datetime, version: str | None
 ) -> Decision:
-    """Apply ``policy`` to a monitoring summary (``recsys.monitoring.report``'s).
+    """Apply ``policy`` to a monitoring summary (``recsys.monitoring.traffic``'s).
 
     Args:
         summary: ``samples`` (requests, feedback users), ``drift`` (per-feature distances and

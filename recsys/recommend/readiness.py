@@ -8,8 +8,19 @@ another population's histories, or from none, silently.
 
 from __future__ import annotations
 
-from recsys.features.build import StoreMeta
+from collections.abc import Collection
+from typing import Protocol
+
 from recsys.recommend.stages import PreparedModel
+
+
+class StoreMeta(Protocol):
+    """What a feature build records of itself (``recsys.features.build.StoreMeta``)."""
+
+    build_id: str
+    recent_n: int
+    lineage: list[str]
+    probe_user: str | None
 
 
 def check_store(prepared: PreparedModel, meta: StoreMeta | None) -> str:
@@ -39,3 +50,26 @@ def check_store(prepared: PreparedModel, meta: StoreMeta | None) -> str:
             "materialize the version's training data"
         )
     return ""
+
+
+def unreadable(prepared: PreparedModel, readable: Collection[str], service: str) -> str:
+    """The context features the version reads that the served feature service lacks ('' when
+    it lacks none)."""
+    missing = [f for f in prepared.model.state_spec().context if f not in readable]
+    if not missing:
+        return ""
+    return (
+        f"the feature service {service} lacks {', '.join(missing)}, which model "
+        f"{prepared.version} reads: apply the repository's definitions"
+    )
+
+
+def unmaterialized(meta: StoreMeta, probe_state_empty: bool) -> str:
+    """Why a store whose build is ``meta`` holds nothing yet: its probe user (a user of the
+    build) has no state online ('' when it has)."""
+    if not probe_state_empty:
+        return ""
+    return (
+        f"the online store holds no state for user {meta.probe_user} of feature build "
+        f"{meta.build_id}: materialize it (`recsys features materialize`)"
+    )

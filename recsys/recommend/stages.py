@@ -13,7 +13,7 @@ Serve to them. The three stages, for a batch of users (a single request is a bat
 
 :func:`recommend` runs the three; :func:`recommend_frame` runs it for many users from an
 interactions table (the offline side). The user's state is the same contract offline and
-online (:mod:`recsys.features.state`).
+online (:mod:`recsys.state.user`).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
-from recsys.config import RecsysError, shorten
-from recsys.data.io import ITEM, USER
-from recsys.features.offline import item_context, states_from_interactions
-from recsys.features.state import UserState
-from recsys.models.base import Candidates, Recommender
+from recsys.config import RecsysError, Strict, shorten
+from recsys.data.io import ITEM, USER, genre_membership
+from recsys.models.base import Candidates, Recommender, unit_rows
+from recsys.state.offline import item_context, states_from_interactions
+from recsys.state.user import UserState
 
 SCORE, RANK, REASON, SOURCE = "score", "rank", "reason", "source"
 FRAME_COLUMNS = (USER, ITEM, SCORE, RANK, REASON, SOURCE)
@@ -39,10 +39,6 @@ BATCH_USERS = 256
 
 class BadRequest(RecsysError):
     """A well-formed request naming something the model does not know (HTTP 422)."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Filters(Strict):
@@ -107,21 +103,16 @@ class PreparedModel:
         self.recent_n = model.state_spec().recent_n
         self.popularity = np.asarray(model.item_popularity, dtype=np.float64)
         self.popular = np.argsort(-self.popularity, kind="stable")  # ties: vocabulary order
-        genres = [
-            g.split("|") if g else [] for g in (model.item_genres or [""] * len(self.item_ids))
-        ]
-        self.genres = sorted({g for row in genres for g in row})
+        genres = model.item_genres or [""] * len(self.item_ids)
+        self.genres, self.member = genre_membership(genres)
         self.genre_index = {g: j for j, g in enumerate(self.genres)}
-        self.member = np.zeros((len(self.item_ids), len(self.genres)), dtype=bool)
-        for row, names in enumerate(genres):
-            self.member[row, [self.genre_index[g] for g in names]] = True
         vectors = model.item_vectors()
         if vectors is None and self.genres:  # diversity over genres when no embeddings
             vectors = self.member.astype(np.float32)
         self.unit = None
         if vectors is not None:
             vectors = np.asarray(vectors, dtype=np.float32)
-            self.unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+            self.unit = unit_rows(vectors)
 
     def title(self, item_id: str) -> str:
         return self.titles.get(item_id, item_id)
@@ -230,7 +221,7 @@ def recommend_frame(
     states: Sequence[UserState] | None = None,
 ) -> pd.DataFrame:
     """Top-k rows for many users: each user's state and the items' context from ``history``
-    (the offline side, ``recsys.features.offline``) unless ``states`` (and the prepared
+    (the offline side, ``recsys.state.offline``) unless ``states`` (and the prepared
     model's ``items``) are given.
 
     Returns:

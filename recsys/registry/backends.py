@@ -4,8 +4,9 @@ Both backends speak in paths relative to the registry root (``"versions/v1/manif
 and offer the few operations the registry needs, each as atomic as the storage allows:
 
 - local: whole-file writes go to a temp file in the same directory, are fsynced, then
-  ``os.replace``-d; a version directory is copied to a temp name, then renamed; read-modify-write
-  operations hold an exclusive ``flock`` on ``<root>/.lock`` across processes.
+  ``os.replace``-d; a version directory is copied to a temp name, then renamed
+  (:func:`recsys.files.atomic_dir`); read-modify-write operations hold an exclusive ``flock``
+  on ``<root>/.lock`` across processes.
 - remote: a whole-file write is one object PUT, which object stores never expose half-written;
   a version's files are uploaded with ``manifest.json`` last so it is visible only when complete;
   there is no cross-process lock (see :class:`RemoteBackend`).
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from recsys.config import RecsysError
+from recsys.files import atomic_dir
 
 MANIFEST = "manifest.json"
 
@@ -81,22 +83,15 @@ class LocalBackend:
             False (and leaves ``rel`` alone) when ``rel`` already exists.
         """
         dest = self.path(rel)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(temp_name(dest.name))
         try:
-            shutil.copytree(source, tmp)
-            for part in tmp.rglob("*"):  # on disk before the rename makes the version visible
-                _fsync(part)
-            try:
-                tmp.rename(dest)  # fails on an existing non-empty directory: never merges
-            except OSError:
-                if dest.exists():
-                    return False
-                raise
-            _fsync(dest.parent)
-            return True
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            with atomic_dir(dest, replace=False) as tmp:  # never merges into an existing one
+                shutil.copytree(source, tmp, dirs_exist_ok=True)
+                for part in tmp.rglob("*"):  # on disk before the rename makes it visible
+                    _fsync(part)
+        except FileExistsError:
+            return False
+        _fsync(dest.parent)
+        return True
 
     def local_dir(self, rel: str) -> Path:
         return self.path(rel)
@@ -169,21 +164,13 @@ class RemoteBackend:
 
     def download_dir(self, rel: str, dest: Path) -> None:
         """Download a directory to ``dest`` through a temp directory and a rename."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(temp_name(dest.name))
         prefix = self.path(rel)
-        try:
+        # another process that downloaded it first: keep theirs
+        with contextlib.suppress(FileExistsError), atomic_dir(dest, replace=False) as tmp:
             for remote in self.fs.find(prefix):
                 local = tmp / str(remote)[len(prefix) :].lstrip("/")
                 local.parent.mkdir(parents=True, exist_ok=True)
                 self.fs.get_file(remote, str(local))
-            try:
-                tmp.rename(dest)
-            except OSError:
-                if not dest.exists():  # else another process downloaded it first: keep theirs
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

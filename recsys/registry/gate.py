@@ -109,21 +109,18 @@ def judge(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> GateD
         )
     else:
         champ = champ_entry["metrics"]
-        need = float(champ[METRIC]) + policy.margin
-        checks["beats_champion"] = Check(
-            passed=ndcg >= need,
-            candidate=ndcg,
-            threshold=need,
-            reason=f"nDCG@{k} {ndcg:.4f} {'≥' if ndcg >= need else '<'} champion "
-            f"{float(champ[METRIC]):.4f} + margin {policy.margin:g}",
+        best, widest = float(champ[METRIC]), float(champ[COVERAGE])
+        checks["beats_champion"] = _at_least(
+            ndcg,
+            best + policy.margin,
+            f"nDCG@{k} {ndcg:.4f}",
+            f"{best:.4f} + margin {policy.margin:g}",
         )
-        floor = float(champ[COVERAGE]) - policy.coverage_tolerance
-        checks["keeps_coverage"] = Check(
-            passed=coverage >= floor,
-            candidate=coverage,
-            threshold=floor,
-            reason=f"coverage {coverage:.3f} {'≥' if coverage >= floor else '<'} champion "
-            f"{float(champ[COVERAGE]):.3f} - tolerance {policy.coverage_tolerance:g}",
+        checks["keeps_coverage"] = _at_least(
+            coverage,
+            widest - policy.coverage_tolerance,
+            f"coverage {coverage:.3f}",
+            f"{widest:.3f} - tolerance {policy.coverage_tolerance:g}",
         )
     floor = float(base[METRIC]) + policy.baseline_margin
     beats = ndcg > floor
@@ -144,6 +141,18 @@ def judge(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> GateD
         policy=policy,
         baseline=base_name,
         baseline_wins=not beats,
+    )
+
+
+def _at_least(value: float, threshold: float, what: str, champion: str) -> Check:
+    """A check that ``value`` reaches ``threshold``; the reason reads
+    ``"<what> ≥ champion <champion>"`` (``<`` when it does not)."""
+    passed = value >= threshold
+    return Check(
+        passed=passed,
+        candidate=value,
+        threshold=threshold,
+        reason=f"{what} {'≥' if passed else '<'} champion {champion}",
     )
 
 

@@ -157,13 +157,7 @@ class Registry:
     # -- the champion ------------------------------------------------------------------
     def champion(self) -> Champion | None:
         """The current champion, or None before the first promotion."""
-        raw = self._read_json(CHAMPION)
-        if raw is None:
-            return None
-        try:
-            return Champion.model_validate(raw)
-        except ValidationError as exc:
-            raise RecsysError(f"{self._backend.url(CHAMPION)}: invalid pointer: {exc}") from exc
+        return self._read_json(CHAMPION, Champion, "pointer")
 
     def promote(self, version: str, *, reason: str = "", metrics: dict | None = None) -> Champion:
         """Make ``version`` the champion; promoting the current champion changes nothing.
@@ -196,13 +190,9 @@ class Registry:
         """Every event, oldest first."""
         events = []
         for name in self._backend.list_names("history"):
-            raw = self._read_json(f"history/{name}")
-            if raw is not None:
-                try:
-                    events.append(Event.model_validate(raw))
-                except ValidationError as exc:
-                    url = self._backend.url(f"history/{name}")
-                    raise RecsysError(f"{url}: invalid event: {exc}") from exc
+            event = self._read_json(f"history/{name}", Event, "event")
+            if event is not None:
+                events.append(event)
         return events
 
     # -- helpers -----------------------------------------------------------------------
@@ -248,12 +238,17 @@ class Registry:
         name = f"{at:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:8]}.json"
         self._backend.write_atomic(f"history/{name}", event.model_dump_json(indent=2) + "\n")
 
-    def _read_json(self, rel: str) -> Any:
+    def _read_json(self, rel: str, model: type[BaseModel] | None = None, what: str = "") -> Any:
+        """The JSON file at ``rel`` (as ``model`` when given; ``what`` names it in an error),
+        or None when it does not exist."""
         text = self._backend.read_text(rel)
         if text is None:
             return None
         try:
-            return json.loads(text)
+            raw = json.loads(text)
+            return raw if model is None else model.model_validate(raw)
+        except ValidationError as exc:
+            raise RecsysError(f"{self._backend.url(rel)}: invalid {what}: {exc}") from exc
         except ValueError as exc:
             raise RecsysError(f"{self._backend.url(rel)}: not valid JSON: {exc}") from exc
 

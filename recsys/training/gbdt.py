@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.config import ensure_ray
-from recsys.models.gbdt import MODEL_FILE, GBDTRanker, RankingRows, train_booster
+from recsys.models.rankers.gbdt import MODEL_FILE, GBDTRanker, RankingRows, train_booster
 from recsys.training.ray_trainer import RayRun, _delete_dir, storage_filesystem
 
 

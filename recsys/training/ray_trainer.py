@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from recsys.config import RecsysError, ensure_ray
+from recsys.models.trainable import Trainable
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
@@ -45,7 +46,7 @@ def _train_loop(cfg: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    model = cfg["model"]
+    model: Trainable = cfg["model"]
     device = ray.train.torch.get_device()
     model.net = model.build_net()
     loss = model.loss_module(cfg["loss_args"])
@@ -113,7 +114,9 @@ class StagedExamples:
     loss_args: object  # what the model's loss needs from the whole set (e.g. item counts)
 
 
-def stage_examples(model, fit_rows: dict[str, np.ndarray], run: RayRun) -> StagedExamples:
+def stage_examples(
+    model: Trainable, fit_rows: dict[str, np.ndarray], run: RayRun
+) -> StagedExamples:
     """Write ``fit_rows`` in ``model.example_order`` for the workers. The caller may drop its
     rows afterwards: the run reads only the file (at 20M interactions the rows are gigabytes,
     and a driver that kept them through training held them twice)."""
@@ -126,18 +129,16 @@ def stage_examples(model, fit_rows: dict[str, np.ndarray], run: RayRun) -> Stage
     return StagedExamples(path, directory, fs, base, model.loss_args(fit_rows))
 
 
-def fit_on_ray(model, fit_rows: dict[str, np.ndarray], val, run: RayRun):
+def fit_on_ray(model: Trainable, fit_rows: dict[str, np.ndarray], val, run: RayRun) -> Trainable:
     """Train a prepared neural model on Ray Train; load the best weights into it.
 
-    ``model`` provides ``config``, ``worker_copy()``, ``build_net()``, ``loss_args(rows)``,
-    ``loss_module(args)``, ``batch(arrays, device)``, ``example_order(rows, seed)``,
-    ``shuffle_buffer()``, ``validate(val)``, ``run_epochs(...)`` and
-    ``load_state(state_dict)``: the two-tower model and the ranker do.
+    ``model`` is a :class:`~recsys.models.trainable.Trainable`: the two-tower model and the
+    DCN ranker are.
     """
     return fit_staged(model, stage_examples(model, fit_rows, run), val, run)
 
 
-def fit_staged(model, staged: StagedExamples, val, run: RayRun):
+def fit_staged(model: Trainable, staged: StagedExamples, val, run: RayRun) -> Trainable:
     """:func:`fit_on_ray` on examples already staged by :func:`stage_examples`."""
     import ray.train
     from ray.train.torch import TorchTrainer

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from recsys.models.towers import TwoTowerConfig
-from recsys.models.two_tower import TwoTower
+from recsys.models.two_tower import TwoTower, TwoTowerConfig
 from recsys.training.ray_trainer import (
     FAIL_AT_EPOCH_ENV,
     RayRun,

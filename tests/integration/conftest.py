@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from recsys.cli.main import cli
+from recsys.config import free_port
 from recsys.data import movielens
-from tests.conftest import free_port
 
 
 def pytest_collection_modifyitems(items):

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.config import free_port
 from recsys.features import store as feast_store
 from recsys.features.events import EventLog
-from recsys.features.offline import states_from_interactions
 from recsys.features.online import OnlineFeatures
-from recsys.features.state import DEFAULT_RECENT_N
-from tests.conftest import copy_feature_repo, free_port
+from recsys.state.offline import states_from_interactions
+from recsys.state.user import DEFAULT_RECENT_N
+from tests.conftest import copy_feature_repo
 
 
 def test_split_train_recommend_evaluate(run_cli, movielens_dir, tmp_path):
@@ -101,6 +104,7 @@ def quickstart(recsys_cmd, movielens_dir, tmp_path_factory):
     version = evaluation["candidate"]["version"]
     return {
         "out": proc.stdout,
+        "err": proc.stderr,
         "tmp": tmp,
         "repo": repo,
         "registry": registry,
@@ -158,6 +162,12 @@ def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(quickstar
     assert "(cold_start=True)" in out
     assert "next answer no longer lists it: True" in out
     assert "a bad request (k=0) -> 422" in out and "Serve shut down" in out
+    # Only the project's own lines: Ray's and Serve's go to the session directory it names.
+    ray_lines = re.compile(r"\(raylet\)|ServeController|core_worker|INFO 20|UserWarning|pid=\d+\)")
+    assert not [line for line in (out + quickstart["err"]).splitlines() if ray_lines.search(line)]
+    assert re.search(r"^\(Ray's and Serve's own logs: \S+/logs; proxy: ", out, re.MULTILINE)
+    if shutil.which("haproxy"):
+        assert "; proxy: HAProxy, throughput-optimised" in out
     runs = {p.name for p in (tmp_path / "qs" / "kfp" / "checkpoints").iterdir()}
     assert any(name.endswith("-ranker") for name in runs), runs  # LightGBM on Ray Train
 

@@ -13,15 +13,16 @@ from recsys.data.io import age_bucket
 from recsys.features import store as feast_store
 from recsys.features.api import load_training_set, refresh
 from recsys.features.asof import AsofOfflineStoreConfig, _spark
-from recsys.features.build import ITEM_CONTEXT, FeatureConfig, build_features
+from recsys.features.build import FeatureConfig, build_features
 from recsys.features.events import EventIngestor, EventLog
-from recsys.features.offline import item_context, states_from_interactions
 from recsys.features.online import OnlineFeatures
 from recsys.features.spark import stop_spark
-from recsys.features.state import DEFAULT_RECENT_N
 from recsys.models.kinds import create_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.recommend import Request, recommend_frame
+from recsys.state.items import ITEM_CONTEXT
+from recsys.state.offline import item_context, states_from_interactions
+from recsys.state.user import DEFAULT_RECENT_N
 from tests.conftest import copy_feature_repo, make_interactions
 from tests.unit.test_asof import case as asof_case
 from tests.unit.test_asof import check as check_asof
@@ -268,18 +269,33 @@ def test_bad_events_are_rejected_logged_and_change_nothing(repo, tmp_path):
     bad = [
         {"user_id": "u7", "item_id": "i1", "type": "click", "extra": 1},
         {"user_id": "u7", "item_id": "i1", "type": "rating", "rating": 11},
-        {"user_id": "u7", "item_id": "i1", "type": "click", "timestamp": "2999-01-01T00:00:00Z"},
+        {"user_id": "u7", "item_id": "i1", "type": "click", "timestamp": True},
         {"user_id": ["u7"], "item_id": "i1", "type": "click"},
     ]
     reasons = [ingestor.ingest(b).reason for b in bad]
     assert reasons[0] == "extra: unknown field"
     assert reasons[1] == "rating: 11.0 is outside [1.0, 5.0]"
-    assert "timestamp: 2999-01-01T00:00:00+00:00 is in the future" in reasons[2]
+    assert reasons[2].startswith("timestamp: Input should be a valid datetime")
     assert reasons[3].startswith("user_id: Input should be a valid string")
     assert log.read("rejected").reason.tolist() == reasons
     assert log.read().empty
     after = OnlineFeatures(store).read("u7")
     assert after.user == before.user and after.state == before.state
+
+
+def test_a_clock_skewed_event_is_kept_at_its_time_of_receipt(repo, tmp_path):
+    """A time far ahead of the server's clock (or before 1970) is not the client's fault to
+    fix: the event is kept, stamped when received, with a warning and the client's value."""
+    path, _, _, _ = repo
+    log = EventLog(tmp_path / "events")
+    ingestor = EventIngestor(feast_store.open_store(path), log)
+    sent = {"user_id": "u8", "item_id": "i1", "type": "click", "timestamp": "2999-01-01T00:00:00Z"}
+    result = ingestor.ingest(sent)
+    assert result.accepted and result.pushed, result.reason
+    assert "taken as received" in result.reason and "2999-01-01" in result.reason
+    (kept,) = log.read().to_dict("records")
+    assert kept["client_timestamp"] == "2999-01-01T00:00:00Z"
+    assert pd.Timestamp(kept["timestamp"]) == pd.Timestamp(kept["received"])
 
 
 def test_an_unseen_user_becomes_a_cold_start_user(repo, tmp_path):

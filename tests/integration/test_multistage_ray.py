@@ -15,13 +15,13 @@ import pytest
 from recsys.data.split import stratified_split, write_split
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.models.ease import EASE
-from recsys.models.gbdt import GBDTRanker
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
 from recsys.models.multistage import MultiStageModel
 from recsys.models.popularity import Popularity
-from recsys.models.ranker import Ranker
-from recsys.training.api import TrainArgs, train
+from recsys.models.rankers.dcn import DCNRanker
+from recsys.models.rankers.gbdt import GBDTRanker
+from recsys.training.train import TrainArgs, train
 from tests.conftest import recommend_rows
 
 N_USERS = 200  # the most active users: ~53k interactions
@@ -76,7 +76,7 @@ def test_the_ranker_is_a_checkpointed_ray_run(trained):
 def test_model_directory_loads_and_beats_popularity(trained, name):
     model = load_model(trained.models[name])
     assert isinstance(model, MultiStageModel)
-    assert isinstance(model.ranker, GBDTRanker if name == "gbdt" else Ranker)
+    assert isinstance(model.ranker, GBDTRanker if name == "gbdt" else DCNRanker)
     users = sorted(trained.test.user_id.unique())
     recs = recommend_rows(model, users, 10, history=trained.train)
     assert recs.groupby("user_id").size().eq(10).all() and set(recs.user_id) == set(users)

@@ -20,8 +20,8 @@ from recsys.evaluation.metrics import ranking_metrics
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
 from recsys.models.popularity import Popularity
-from recsys.training.api import TrainArgs, train
 from recsys.training.ray_trainer import require_room_for_data
+from recsys.training.train import TrainArgs, train
 from recsys.training.two_tower import FAIL_AT_EPOCH_ENV
 from tests.conftest import recommend_rows
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from recsys import serve_ops
-from recsys.config import WRITE_TOKEN_ENV
+from recsys.config import WRITE_TOKEN_ENV, free_port
 from recsys.data.io import interactions_checksum
 from recsys.features import store as feast_store
 from recsys.features.api import refresh
@@ -28,7 +28,7 @@ from recsys.features.build import build_features
 from recsys.models.kinds import load_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.recommend import Request, recommend_frame
-from tests.conftest import copy_feature_repo, free_port, make_interactions
+from tests.conftest import copy_feature_repo, make_interactions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from tiny_data import TINY_MULTISTAGE, side_tables  # noqa: E402

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from recsys import serve_ops
+from recsys.config import free_port
 from recsys.data.ingest import ingest
 from recsys.data.io import interactions_checksum
 from recsys.evaluation.protocol import evaluate_candidate
@@ -23,7 +24,7 @@ from recsys.features.api import refresh
 from recsys.files import write_parquet
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.registry import Registry, champion_model, register_champion
-from tests.conftest import copy_feature_repo, free_port, make_interactions
+from tests.conftest import copy_feature_repo, make_interactions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from tiny_data import TINY_MULTISTAGE, side_tables  # noqa: E402
@@ -115,7 +116,7 @@ def test_closed_loop_drift_retrains_promotes_and_hot_reloads_without_a_failed_re
     this tiny drifted data the multi-stage model and EASE land within 0.001 of each other, on
     either side from run to run) -> register -> the live app switches while a load thread
     keeps asking."""
-    from recsys.demo.loop import LoopDemo, run_loop
+    from recsys.workflows.loop import LoopDemo, run_loop
 
     registry: Registry = setup["registry"]
     results = []

@@ -30,7 +30,7 @@ def tiny_train() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def tiny_pipeline(tiny_train) -> MultiStageModel:
+def tiny_multistage(tiny_train) -> MultiStageModel:
     """The tiny multi-stage model fitted on :func:`tiny_train` (never modified by a test)."""
     users, items = side_tables()
     threads = torch.get_num_threads()

@@ -2,7 +2,9 @@
 charges it the CPU it spends), its CPU table, the scale benchmark's join-size count, and the
 feature benchmark's count of online rows."""
 
+import json
 import time
+from pathlib import Path
 
 import pandas as pd
 import psutil
@@ -13,6 +15,7 @@ from benchmarks.features import entity_rows
 from benchmarks.scale import frame_checksum, join_pairs
 from benchmarks.serving_load import CpuMeter, cpu_table, process_class, replica_deployment
 from recsys.data.io import ITEM, USER
+from recsys.evaluation.tables import results_header
 from recsys.features.build import TABLES, build_features
 from tests.conftest import make_interactions
 
@@ -136,3 +139,26 @@ def test_an_option_row_runs_only_when_named():
     assert option.kind == "multistage" and option.params["n_two_tower"] == 100
     with pytest.raises(RecsysError, match="unknown"):
         select_models("multistage-bogus")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+WRITERS = ("features", "replica_loss", "scale", "serving_load", "train_throughput")
+
+
+def test_every_benchmark_writes_the_one_header():
+    header = results_header("train_throughput", accelerator="NVIDIA H100")
+    assert list(header) == ["benchmark", "when", "code_version", "machine"]
+    assert list(header["machine"]) == ["platform", "python", "cpus", "memory_gib", "accelerator"]
+    assert header["machine"]["accelerator"] == "NVIDIA H100"
+    assert results_header("features")["machine"]["accelerator"] is None
+    # the quality benchmark's file is written by `recsys benchmark quality`
+    sources = [ROOT / "benchmarks" / f"{name}.py" for name in WRITERS]
+    for source in [*sources, ROOT / "recsys" / "cli" / "benchmark.py"]:
+        text = source.read_text()
+        assert "results_header(" in text and '"machine"' not in text, source.name
+
+
+def test_the_committed_results_files_still_read():
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        result = json.loads(path.read_text())
+        assert result["benchmark"] in path.stem, path.name

@@ -33,48 +33,19 @@ def csv_data(tmp_path, interactions):
 
 
 def test_split_train_recommend_evaluate_round_trip(run, tmp_path, csv_data):
-    r = run("data", "split", csv_data, "--protocol", "leave-last-out", "--out", tmp_path / "s")
+    split, model, recs_file = tmp_path / "s", tmp_path / "m", tmp_path / "recs.parquet"
+    r = run("data", "split", csv_data, "--protocol", "leave-last-out", "--out", split)
     assert r.exit_code == 0, r.output
-    r = run(
-        "train",
-        "--data",
-        tmp_path / "s",
-        "--model",
-        "ease",
-        "--param",
-        "l2=2",
-        "--out",
-        tmp_path / "m",
-    )
+    r = run("train", "--data", split, "--model", "ease", "--param", "l2=2", "--out", model)
     assert r.exit_code == 0, r.output
-    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["config"]["l2"] == 2
-    r = run(
-        "recommend",
-        "--model",
-        tmp_path / "m",
-        "--data",
-        tmp_path / "s",
-        "--k",
-        3,
-        "--out",
-        tmp_path / "recs.parquet",
-    )
+    r = run("recommend", "--model", model, "--data", split, "--k", 3, "--out", recs_file)
     assert r.exit_code == 0, r.output
-    recs = pd.read_parquet(tmp_path / "recs.parquet")
-    train = pd.read_parquet(tmp_path / "s" / "train.parquet")
+    recs = pd.read_parquet(recs_file)
+    train = pd.read_parquet(split / "train.parquet")
     assert set(recs.user_id) == set(train.user_id) and recs.groupby("user_id").size().eq(3).all()
-    r = run(
-        "evaluate",
-        "--recs",
-        tmp_path / "recs.parquet",
-        "--test",
-        tmp_path / "s",
-        "--train",
-        tmp_path / "s",
-        "--k",
-        3,
-    )
+    r = run("evaluate", "--recs", recs_file, "--test", split, "--train", split, "--k", 3)
     assert r.exit_code == 0, r.output
     assert "nDCG@k" in r.output
     metrics = json.loads((tmp_path / "recs.metrics.json").read_text())
@@ -225,7 +196,7 @@ def test_a_model_trained_on_a_temporal_split_learns_what_comes_next(
     gives the kind what it learns for that protocol, under the user's own parameters."""
     from recsys.features.api import read_training_set_meta, write_training_set
     from recsys.models.kinds import create_model, protocol_params
-    from recsys.training import api
+    from recsys.training import train as training
 
     assert protocol_params("multistage", "temporal", {"folds": 4}) == {
         "crossfit": "user-time",
@@ -240,7 +211,7 @@ def test_a_model_trained_on_a_temporal_split_learns_what_comes_next(
         asked.append((kind, params))
         return create_model("popularity").fit(train, users, items)
 
-    monkeypatch.setattr(api, "fit_model", spy)
+    monkeypatch.setattr(training, "fit_model", spy)
     for protocol in ("temporal", "stratified"):
         split_dir = tmp_path / protocol
         r = run("data", "split", csv_data, "--protocol", protocol, "--out", split_dir)
@@ -257,5 +228,5 @@ def test_a_model_trained_on_a_temporal_split_learns_what_comes_next(
     ]
     write_training_set(tmp_path / "temporal", tmp_path / "set", feature_repo=None)
     assert read_training_set_meta(tmp_path / "set")["protocol"] == "temporal"
-    api.train_from_set(tmp_path / "set", tmp_path / "m-set", kind="multistage")
+    training.train_from_set(tmp_path / "set", tmp_path / "m-set", kind="multistage")
     assert asked[-1] == ("multistage", protocol_params("multistage", "temporal"))

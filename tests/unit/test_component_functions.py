@@ -20,7 +20,7 @@ from recsys.models.manifest import read_manifest
 from recsys.registry import Registry, champion_model, register_champion
 from recsys.registry.gate import judge
 from recsys.serve_ops import deploy_version
-from recsys.training.api import train_from_set
+from recsys.training.train import train_from_set
 from tests.conftest import make_interactions
 from tests.unit.tiny_data import side_tables
 

@@ -10,19 +10,19 @@ import pytest
 
 from recsys.data.io import interactions_checksum
 from recsys.features.build import (
-    TICK,
     FeatureConfig,
     build_features,
     genre_vocabulary,
-    item_stats,
     read_store_meta,
-    user_activity,
     user_profile,
 )
 from recsys.features.build import _item_genre_matrix as item_genre_matrix
-from recsys.features.build import _sorted_events as sorted_events
 from recsys.features.events import activity_after
 from recsys.models.encoding import FeatureEncoder
+from recsys.state.activity import user_activity
+from recsys.state.items import item_stats
+from recsys.state.offline import sorted_events
+from recsys.state.user import TICK
 
 T0 = pd.Timestamp("2024-03-01 12:00", tz="UTC")
 

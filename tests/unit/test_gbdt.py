@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from recsys.models.gbdt import GBDTConfig, GBDTRanker, RankingRows, compiled_forest
+from recsys.models.rankers.gbdt import GBDTConfig, GBDTRanker, RankingRows, compiled_forest
 
 
 def rows(n_users: int, per_user: int, seed: int) -> RankingRows:

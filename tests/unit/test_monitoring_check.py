@@ -22,7 +22,7 @@ from recsys.features.events import EventLog
 from recsys.files import write_parquet
 from recsys.monitoring.check import MonitorArgs, check, check_and_record, check_and_trigger
 from recsys.registry import Registry, champion_model, register_champion
-from recsys.training.api import train_from_set
+from recsys.training.train import train_from_set
 from serving.predlog import PredictionLog
 from tests.conftest import make_interactions
 from tests.unit.tiny_data import side_tables

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from recsys.features.events import EventLog, EventPolicy, parse_event
+from recsys.monitoring.jsonl import read_jsonl
 from recsys.monitoring.logs import (
     FEEDBACK_COLUMNS,
     PREDICTION_COLUMNS,
     join_feedback,
     load_feedback,
     load_predictions,
-    read_jsonl,
     sample_summary,
 )
 from serving.predlog import PredictionLog

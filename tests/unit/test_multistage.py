@@ -11,18 +11,15 @@ import pytest
 from tiny_data import TINY_MULTISTAGE, cluster, side_tables
 
 from recsys.config import RecsysError
-from recsys.features.offline import item_context, states_from_interactions
-from recsys.models.gbdt import GBDTRanker, RankingRows
 from recsys.models.kinds import create_model, load_model
 from recsys.models.manifest import read_manifest
-from recsys.models.multistage import (
-    MultiStageConfig,
-    MultiStageModel,
-    StageTrainer,
-)
-from recsys.models.ranker import Ranker
-from recsys.models.sources import FEATURES, RECENT_FEATURES, RECENT_WINDOWS, features
-from recsys.models.towers import TwoTowerConfig
+from recsys.models.multistage import MultiStageConfig, MultiStageModel
+from recsys.models.multistage.crossfit import StageTrainer
+from recsys.models.multistage.sources import FEATURES, RECENT_FEATURES, RECENT_WINDOWS, features
+from recsys.models.rankers.dcn import DCNRanker
+from recsys.models.rankers.gbdt import GBDTRanker, RankingRows
+from recsys.models.two_tower import TwoTowerConfig
+from recsys.state.offline import item_context, states_from_interactions
 from tests.conftest import make_interactions, recommend_rows
 
 TINY = TINY_MULTISTAGE
@@ -154,7 +151,7 @@ def test_the_sources_score_as_their_own_products_joined_or_apart(fitted, monkeyp
     """EASE and RP3beta are scored by one product over their weights side by side; each
     source's scores are its own product's, to the bit, and so they are with RP3beta sparse
     and apart (a catalog over DENSE_ITEMS)."""
-    from recsys.models import sources as module
+    from recsys.models.multistage import sources as module
 
     model, train = fitted
     batch = batch_of(model, train, sorted(train.user_id.unique())[:7])
@@ -289,7 +286,7 @@ def test_cold_start_users_get_k_items(fitted):
 @pytest.mark.parametrize("ranker", ["gbdt", "dcn"])
 def test_save_load_round_trip(interactions, tmp_path, ranker):
     model = fit(interactions, ranker=ranker)
-    assert isinstance(model.ranker, GBDTRanker if ranker == "gbdt" else Ranker)
+    assert isinstance(model.ranker, GBDTRanker if ranker == "gbdt" else DCNRanker)
     path = model.save(tmp_path / "multistage")
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "multistage" and manifest["n_items"] == 44
@@ -422,7 +419,7 @@ def test_with_store_context_the_ranker_reads_the_stores_features_and_needs_them(
 
 
 def test_a_rank_is_exact_down_to_the_depth_and_the_depth_below_it(monkeypatch):
-    from recsys.models import sources
+    from recsys.models.multistage import sources
 
     rng = np.random.default_rng(0)
     scores = rng.standard_normal((3, 500))

@@ -12,9 +12,8 @@ from click.testing import CliRunner
 from pipelines import client
 from pipelines.cluster import VARIANTS
 from recsys.cli.main import cli
-from recsys.config import RecsysError
+from recsys.config import RecsysError, free_port
 from recsys.registry.gate import GatePolicy
-from tests.conftest import free_port
 
 COMPILED = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
 ORDER = ["ingest", "materialize-features", "training-set", "train", "evaluate", "gate"]

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.models.encoding import MAX_GENRES
-from recsys.models.ranker import (
+from recsys.models.rankers.dcn import (
     DENSE_FEATURES,
     CrossLayer,
-    Ranker,
+    DCNRanker,
     RankerConfig,
     RankerLoss,
     RankerNet,
@@ -49,8 +49,8 @@ def item_table(n_items: int = N_ITEMS, seed: int = 0) -> np.ndarray:
     return table
 
 
-def make_ranker(**overrides) -> Ranker:
-    return Ranker(RankerConfig(**{**TINY, **overrides}), N_ITEMS, CARD, item_table())
+def make_ranker(**overrides) -> DCNRanker:
+    return DCNRanker(RankerConfig(**{**TINY, **overrides}), N_ITEMS, CARD, item_table())
 
 
 def candidate_table(
@@ -87,7 +87,7 @@ def top_per_user(users: np.ndarray, values: np.ndarray, n_pos: int) -> np.ndarra
     return label
 
 
-def fit_in_process(ranker: Ranker, fit_rows: dict, val) -> dict:
+def fit_in_process(ranker: DCNRanker, fit_rows: dict, val) -> dict:
     loss = ranker.loss_module()
     return ranker.run_epochs(lambda e: ranker.batches(fit_rows, ranker.config.seed + e), loss, val)
 
@@ -351,7 +351,7 @@ def test_save_load_round_trip(tmp_path):
     features = {k: v for k, v in rows.items() if k != "user"}
     files = ranker.save(tmp_path)
     assert all((tmp_path / f).exists() for f in files)
-    loaded = Ranker.load(tmp_path, ranker.config)
+    loaded = DCNRanker.load(tmp_path, ranker.config)
     np.testing.assert_array_equal(loaded.score(features), ranker.score(features))
     np.testing.assert_array_equal(loaded.item_table, ranker.item_table)
     assert loaded.card == CARD and loaded.n_items == N_ITEMS

@@ -9,13 +9,13 @@ import pytest
 from tiny_data import side_tables
 
 from recsys import recommend
-from recsys.features.build import USER_CONTEXT, latest_user_activity
-from recsys.features.offline import item_context, states_from_interactions
-from recsys.features.state import UserState, fold, from_row, state_table
 from recsys.models.base import Candidates
 from recsys.models.kinds import create_model
 from recsys.models.multistage import MultiStageModel
 from recsys.recommend import Filters, Request
+from recsys.state.activity import USER_CONTEXT
+from recsys.state.offline import item_context, latest_user_activity, states_from_interactions
+from recsys.state.user import UserState, fold, from_row, state_table
 
 REASON = "because you watched "
 STORE_WINDOW = 200  # the online store keeps more than the model reads
@@ -27,8 +27,8 @@ def train(tiny_train) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def model(tiny_pipeline) -> MultiStageModel:
-    return tiny_pipeline
+def model(tiny_multistage) -> MultiStageModel:
+    return tiny_multistage
 
 
 @pytest.fixture(scope="module")

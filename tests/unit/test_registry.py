@@ -261,7 +261,7 @@ def test_cli_rollback_without_a_previous_champion(run, models):
 
 def test_serving_model_cache_loads_versions_from_a_remote_registry(tmp_path, models, memory_uri):
     """``model_root: s3://…`` in the Serve config: a version is downloaded on first use."""
-    from serving.stages import ModelCache
+    from serving.runtime import ModelCache
 
     cache = ModelCache(memory_uri)
     assert cache.registry is not None and cache.root is None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-from recsys import serve_ops
+import pytest
+
+from recsys import config, serve_ops
 
 
 def test_local_serving_is_fused_and_the_file_keeps_the_composed_graph():
@@ -15,20 +17,58 @@ def test_local_serving_is_fused_and_the_file_keeps_the_composed_graph():
 
 
 def test_a_local_ray_gets_haproxy_when_it_is_on_path_and_says_so(monkeypatch):
-    for name in serve_ops.FAST_PROXY:
+    for name in (*config.FAST_PROXY, *config.SIDE_PORTS):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(serve_ops.shutil, "which", lambda name: None)
+    monkeypatch.setattr(config.shutil, "which", lambda name: None)
     line = serve_ops.proxy_settings()
     assert "haproxy is not on PATH" in line and "apt-get install haproxy" in line
-    assert not any(name in os.environ for name in serve_ops.FAST_PROXY)
+    assert not any(name in os.environ for name in (*config.FAST_PROXY, *config.SIDE_PORTS))
 
-    monkeypatch.setattr(serve_ops.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(config.shutil, "which", lambda name: f"/usr/sbin/{name}")
     assert serve_ops.proxy_settings().startswith("proxy: HAProxy")
-    assert {k: os.environ[k] for k in serve_ops.FAST_PROXY} == serve_ops.FAST_PROXY
+    assert {k: os.environ[k] for k in config.FAST_PROXY} == serve_ops.FAST_PROXY
+    # HAProxy's stats and metrics ports and the fallback proxy's: free ones, not 8404/9101/8500
+    side = [int(os.environ[name]) for name in config.SIDE_PORTS]
+    assert len(set(side)) == 3 and not {8404, 9101, 8500} & set(side)
 
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")  # the user's choice stands
     assert serve_ops.proxy_settings().startswith("proxy: Serve default")
     assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+
+
+def test_ray_loggers_write_to_the_session_file_not_the_screen(tmp_path, capsys):
+    import logging
+
+    import ray  # noqa: F401  (Ray adds its screen handler on import; no Ray is started)
+
+    config.quiet_ray_logging()
+    logging.getLogger("ray.serve").addHandler(logging.StreamHandler())  # as `import ray.serve`
+    config.quiet_ray_logging()
+    logging.getLogger("ray._private.worker").warning("held until the session is known")
+    config.quiet_ray_logging(tmp_path / "driver.log")
+    logging.getLogger("ray.serve").info("Started Serve")
+    captured = capsys.readouterr()
+    assert captured.out == captured.err == ""
+    lines = (tmp_path / "driver.log").read_text().splitlines()
+    assert [line.split(" -- ")[1] for line in lines] == [
+        "held until the session is known",
+        "Started Serve",
+    ]
+
+
+def test_an_unreachable_ray_address_is_one_line():
+    import socket
+
+    with socket.socket() as sock:  # a port with no listener: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        with pytest.raises(config.RecsysError) as err:
+            config.check_ray_address(f"127.0.0.1:{port}")
+    message = str(err.value)
+    assert message.startswith(f"RAY_ADDRESS=127.0.0.1:{port}: no Ray cluster answers there")
+    assert "unset RAY_ADDRESS" in message and "\n" not in message
+    with pytest.raises(config.RecsysError, match="expected host:port"):
+        config.check_ray_address("nowhere")
 
 
 def test_local_replicas_one_per_cpu_up_to_four_and_serve_accepts_the_config(monkeypatch):
@@ -49,7 +89,9 @@ def test_local_replicas_one_per_cpu_up_to_four_and_serve_accepts_the_config(monk
     for deployment in many["applications"][0]["deployments"]:
         assert deployment["autoscaling_config"]["min_replicas"] == 6
         assert deployment["autoscaling_config"]["max_replicas"] == 6
-    for config in (fused, many):
-        ServeDeploySchema.model_validate(config)  # what `serve deploy` would refuse, refused here
+    for app_config in (fused, many):
+        ServeDeploySchema.model_validate(
+            app_config
+        )  # what `serve deploy` would refuse, refused here
     untouched = serve_ops.serve_config(topology="fused")["applications"][0]["deployments"][0]
     assert untouched["autoscaling_config"]["min_replicas"] == 1

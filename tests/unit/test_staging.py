@@ -5,8 +5,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from tiny_data import side_tables
 
-from recsys.models.towers import TwoTowerConfig
-from recsys.models.two_tower import TwoTower
+from recsys.models.two_tower import TwoTower, TwoTowerConfig
 from recsys.training import ray_trainer
 from recsys.training.ray_trainer import RayRun, stage_examples
 

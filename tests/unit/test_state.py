@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from recsys.features.offline import states_from_interactions
-from recsys.features.state import (
+from recsys.state.offline import states_from_interactions
+from recsys.state.user import (
     TICK,
     UserState,
     fold,

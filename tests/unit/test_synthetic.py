@@ -13,7 +13,8 @@ import pytest
 from recsys.config import RecsysError
 from recsys.data import synthetic
 from recsys.data.io import dataset_paths, interactions_checksum, read_dataset_info
-from recsys.data.synthetic import GENRES, OCCUPATIONS, SynthConfig, generate, make_world
+from recsys.data.synthetic import GENRES, OCCUPATIONS, generate, make_world
+from recsys.data.synthetic_config import SynthConfig
 from recsys.data.validate import validate_interactions
 
 SMALL = SynthConfig(n_users=400, n_items=150, n_interactions=6_000, chunk_size=1_500, seed=3)

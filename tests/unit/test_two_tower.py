@@ -21,8 +21,8 @@ from recsys.models.encoding import (
 )
 from recsys.models.kinds import create_model, load_model
 from recsys.models.neural import make_optimizers
-from recsys.models.towers import TwoTowerConfig, TwoTowerLoss, TwoTowerNet
 from recsys.models.two_tower import TwoTower
+from recsys.models.two_tower.towers import TwoTowerConfig, TwoTowerLoss, TwoTowerNet
 from tests.conftest import recommend_rows
 
 # Small enough for well under a second per fit; lr high enough to learn in 20 tiny epochs.

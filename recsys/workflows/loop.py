@@ -22,21 +22,23 @@ from typing import Any
 
 import pandas as pd
 
-from recsys import serve_ops
+from recsys import serve_local, serve_ops
+from recsys.config import local_ray
 from recsys.data import movielens
 from recsys.data.ingest import ingest
 from recsys.data.io import ITEM, USER
-from recsys.data.synthetic import SynthConfig, generate
-from recsys.demo.quickstart import post
+from recsys.data.synthetic import generate
+from recsys.data.synthetic_config import SynthConfig
 from recsys.evaluation.reference import read_reference
 from recsys.features.api import materialize_split
 from recsys.features.store import copy_definitions
 from recsys.monitoring import logs
 from recsys.monitoring.check import MonitorArgs, check_and_trigger
 from recsys.monitoring.policy import Decision
-from recsys.monitoring.report import served_quality
 from recsys.monitoring.snapshot import build_snapshot
+from recsys.monitoring.traffic import served_quality
 from recsys.registry import Registry
+from recsys.workflows.quickstart import post
 
 Retrain = Callable[[Path, str], dict[str, Any]]  # (snapshot dir, serve address) -> result
 
@@ -80,7 +82,6 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
     dataset = demo.dataset or movielens.fetch()
     base = str(demo.dataset) if demo.dataset else movielens.NAME
     catalog = pd.read_parquet(dataset / "items.parquet")[ITEM].astype(str).tolist()
-    local_ray = demo.url is None and serve_ops.owns_local_ray()
     url = demo.url or serve_ops.start_local(
         registry.versions_dir(),
         champion.version,
@@ -88,7 +89,9 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
         dataset / "items.parquet",
         loop_dir,
         demo.port,
+        log,
     )
+    ours = demo.url is None and local_ray() is not None  # a local Ray this process started
     seen: dict[str, Any] = {"decisions": []}
     try:
         demo.note(f"serving champion {champion.version} at {url}", log)
@@ -140,8 +143,8 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
         )
     finally:
         if demo.url is None:
-            serve_ops.stop(local_ray=local_ray)
-            demo.note("Serve shut down" + (" (and the local Ray)" if local_ray else ""), log)
+            serve_local.stop(local_ray=ours)
+            demo.note("Serve shut down" + (" (and the local Ray)" if ours else ""), log)
     seen["timeline"] = demo.timeline
     return seen
 

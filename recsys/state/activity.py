@@ -1,5 +1,6 @@
 """A user's activity features (counts, mean rating, genre shares) and the one function that
-folds events into them, for the batch build and for the event path alike.
+folds events into them, for the batch build and for the event path alike; the activity table
+(one row per user and event time) the feature build writes.
 
 :func:`fold_activity` takes what is known before a run of events (nothing, for the batch build
 of every training event; the online row, for one event arriving at serving) and returns the
@@ -10,10 +11,15 @@ one at a time is the row a batch rebuild over the same events gives (a test hold
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-from recsys.data.io import USER
+from recsys.data.io import ITEM, RATING, TS, USER
+from recsys.state.user import EVENT_TS, TICK
 
 ACTIVITY = ("user_interactions", "user_ratings", "user_mean_rating", "genre_affinity")
+# The features a model reads of the user, as the online store holds them (the latest row of
+# ``user_activity``): recsys.recommend passes them to the model.
+USER_CONTEXT = ("user_interactions", "user_mean_rating")
 
 
 def fold_activity(
@@ -52,6 +58,21 @@ def fold_activity(
         "user_mean_rating": mean.astype(np.float32),
         "genre_affinity": list((genres / count[:, None]).astype(np.float32)),
     }
+
+
+def user_activity(events: pd.DataFrame, item_genres: pd.DataFrame, n_genres: int) -> pd.DataFrame:
+    """One row per (user, event time): counts, mean rating and genre shares of everything up
+    to and including that time (:func:`fold_activity`, as the event
+    path folds them), stamped one tick later."""
+    ev = events.sort_values([USER, TS], kind="mergesort").reset_index(drop=True)
+    onehot = item_genres.reindex(ev[ITEM]).fillna(0).to_numpy(np.float64)  # (rows, genres)
+    if onehot.shape[1] != n_genres:
+        onehot = np.zeros((len(ev), n_genres))
+    ratings = ev[RATING].to_numpy(np.float64, na_value=np.nan)
+    out = pd.DataFrame(fold_activity(ev[USER].to_numpy(), ratings, onehot))
+    out[EVENT_TS] = (ev[TS] + TICK).array
+    # several events of a user at one time: keep the state after all of them
+    return out[~out.duplicated([USER, EVENT_TS], keep="last")].reset_index(drop=True)
 
 
 def _sums_before(prior: list[dict | None] | None, n: int, n_genres: int):

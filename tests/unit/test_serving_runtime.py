@@ -11,33 +11,31 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from recsys.features.offline import states_from_interactions
 from recsys.models.kinds import create_model
-from recsys.recommend import BadRequest, PreparedModel, candidates, prepare, recommend
-from serving import stages, telemetry
-from serving.app import _internal_error
+from recsys.recommend import PreparedModel, prepare
+from serving import runtime, telemetry
 from serving.guard import Guard
+from serving.http_api import _internal_error
 from serving.predlog import PredictionLog
-from serving.schemas import RecommendRequest
 
 
 @pytest.fixture(scope="module")
-def served(tiny_pipeline) -> PreparedModel:
-    return prepare(tiny_pipeline, "v1")
+def served(tiny_multistage) -> PreparedModel:
+    return prepare(tiny_multistage, "v1")
 
 
 # -- model cache -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def model_root(tiny_pipeline, tiny_train, tmp_path_factory):
+def model_root(tiny_multistage, tiny_train, tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     for version in ("v1", "v2", "v3"):
-        tiny_pipeline.save(root / version, data_checksum="abc")
+        tiny_multistage.save(root / version, data_checksum="abc")
     create_model("ease").fit(tiny_train).save(root / "ease")
     return root
 
 
 def test_the_cache_loads_a_version_once_and_keeps_the_latest_two(model_root, served):
-    cache = stages.ModelCache(model_root, keep=2)
+    cache = runtime.ModelCache(model_root, keep=2)
     v1 = cache.get("v1")
     assert isinstance(v1, PreparedModel) and v1.version == "v1" and v1.lineage == ["abc"]
     assert cache.get("v1") is v1
@@ -52,7 +50,7 @@ def test_the_cache_loads_a_version_once_and_keeps_the_latest_two(model_root, ser
 
 
 def test_the_cache_takes_an_absolute_path_as_the_version(model_root, tmp_path):
-    cache = stages.ModelCache(tmp_path / "elsewhere")
+    cache = runtime.ModelCache(tmp_path / "elsewhere")
     assert cache.path("v1") == tmp_path / "elsewhere" / "v1"
     assert cache.path(str(model_root / "v2")) == model_root / "v2"
     assert cache.get(str(model_root / "v2")).version == str(model_root / "v2")
@@ -66,14 +64,14 @@ def test_a_loaded_version_is_warmed_before_it_serves(model_root):
 
     cold = load_model(model_root / "v1")
     assert not hasattr(cold.sources, "_products") and cold.ranker._forest is None
-    assert stages.ModelCache(model_root).get("v1").model.ranker._forest is None
-    model = stages.ModelCache(model_root, warm=True).get("v1").model
+    assert runtime.ModelCache(model_root).get("v1").model.ranker._forest is None
+    model = runtime.ModelCache(model_root, warm=True).get("v1").model
     assert all(hasattr(s, "_products") for s in [model.sources, *model.fold_sources])
     assert model.ranker._forest is not None and model.ranker._forest[0] is model.ranker.booster
 
 
 def test_the_cache_serves_a_baseline_version_too(model_root):
-    ease = stages.ModelCache(model_root).get("ease")
+    ease = runtime.ModelCache(model_root).get("ease")
     assert ease.model.kind == "ease" and ease.lineage == []
 
 
@@ -213,33 +211,3 @@ def test_a_serving_process_imports_feast_without_recompiling_its_classes():
     assert not _feast_checked("serving")
     # ... while the CLI, which applies feature definitions, keeps the checks.
     assert _feast_checked("recsys.features.store")
-
-
-# -- a batch of requests through the phases both topologies share ---------------------------
-def test_a_batch_answers_each_request_as_if_alone_and_a_bad_one_fails_alone(model_root, tiny_train):
-    cache = stages.ModelCache(model_root)
-    users = sorted(tiny_train["user_id"].unique())[:3]
-    requests = [
-        ("v1", RecommendRequest(user_id=users[0], k=5)),
-        ("v2", RecommendRequest(user_id=users[1], k=5, exclude_seen=False)),
-        ("v1", RecommendRequest(user_id=users[2], filters={"include_genres": ["no such genre"]})),
-    ]
-    results, valid = stages.admit(cache, requests)
-    assert valid == [0, 1] and isinstance(results[2], BadRequest)
-    recent_n = cache.get("v1").recent_n
-    states = dict(zip(users, states_from_interactions(tiny_train, users, recent_n), strict=True))
-    stage1 = []  # what the CandidateGenerator (composed) or the fused replica computes
-    for n in valid:
-        version, body = requests[n]
-        state = states[body.user_id]
-        (cand,) = candidates(cache.get(version), [state], body.exclude_seen)
-        stage1.append({"state": state, "candidates": cand, "features": {}})
-    scored = [(requests[n][0], got["candidates"]) for n, got in zip(valid, stage1, strict=True)]
-    stages.with_scores(stage1, [0, 1], stages.rank_batch(cache, scored), {"candidates": 0.0})
-    out = stages.finish(cache, requests, results, valid, stage1)
-    assert isinstance(out[2], BadRequest)
-    for n in valid:
-        version, body = requests[n]
-        (alone,) = recommend(cache.get(version), [states[body.user_id]], body.request())
-        assert out[n][0] == alone and len(alone.items) == body.k
-        assert set(out[n][4]) == {"candidates", "order"}

@@ -3,9 +3,10 @@ user has interacted with (exclude-seen, EASE's input row) and the most recent N 
 recent first (the user tower's input, the reasons).
 
 Offline it is computed from the training interactions (:func:`state_table`,
-:func:`states_from_interactions`); online it is the ``user_state`` feature view, materialized
-from the same table and kept current by events through :func:`fold`. A test holds the two to
-the same rows. No pandas-free shortcut, no Bloom filter: a false positive would hide an item.
+:func:`~recsys.state.offline.states_from_interactions`); online it is the ``user_state``
+feature view, materialized from the same table and kept current by events through
+:func:`fold`. A test holds the two to the same rows. No pandas-free shortcut, no Bloom
+filter: a false positive would hide an item.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class UserState:
         seen: every item the user interacted with, each once, in order of first interaction.
         recent: the latest items (at most the store's window), most recent first; repeats kept.
         features: the user's context as the store holds it (``USER_CONTEXT`` of
-            ``recsys.features.build``: counts, mean rating; None where unknown).
+            ``recsys.state.activity``: counts, mean rating; None where unknown).
     """
 
     user_id: str

@@ -6,33 +6,21 @@ Recommending itself is :mod:`recsys.recommend`'s; nothing here decides what a us
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from pathlib import Path
-
-import numpy as np
 
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import read_titles
 from recsys.features.build import read_store_meta
 from recsys.features.online import OnlineFeatures
-from recsys.features.state import UserState
 from recsys.features.store import default_repo, open_store
-from recsys.models.base import Candidates
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
-from recsys.recommend import (
-    PreparedModel,
-    Request,
-    candidates,
-    check_store,
-    genre_mask,
-    order,
-    prepare,
-    rank,
-    recommend,
-)
+from recsys.recommend import PreparedModel, Request, batch, check_store, prepare, recommend
+from recsys.recommend.batch import Ask, Stage1Key
+from recsys.recommend.readiness import unmaterialized, unreadable
 from recsys.registry import Registry
+from recsys.state.user import UserState
 from serving.schemas import AppArgs
 
 
@@ -90,8 +78,8 @@ def model_cache(args: AppArgs, warm: bool = False) -> ModelCache:
 def warm_up(prepared: PreparedModel) -> None:
     """One recommendation, through the one path, for a made-up user who saw the most popular
     item: what a model builds on first use (RP3beta's dense matrices, the compiled trees'
-    load) is built while the version loads, not in a user's request (measured: a replica's
-    first request took 202 ms, the next 12). A model that reads the items' context from the
+    load) is built while the version loads, not in a user's request (README, Serving: a
+    replica's first request). A model that reads the items' context from the
     store is warmed by its first request instead."""
     if not len(prepared.item_ids) or prepared.model.state_spec().context:
         return
@@ -128,47 +116,15 @@ class Runtime:
     def read_users(self, user_ids) -> list[tuple[UserState, dict]]:
         return self.reader.read_users(user_ids)
 
-    def candidates_batch(self, requests: list[tuple[str, str, bool]]) -> list:
-        """Stage 1 for concurrent requests ``(version, user_id, exclude_seen)``: one online
-        read of their users, then the candidates as one matrix operation per (version,
-        exclude_seen). Per request: ``{"state", "candidates", "features"}``, or the exception
-        it met (a store that cannot serve its version)."""
-        results: list = [None] * len(requests)
-        groups: dict[tuple[str, bool], list[int]] = {}
-        for n, (version, _, exclude_seen) in enumerate(requests):
-            groups.setdefault((version, exclude_seen), []).append(n)
-        for (version, exclude_seen), members in groups.items():
-            try:
-                prepared = self.models.get(version)
-                self.require_ready(prepared)
-            except Exception as exc:  # the whole group meets it
-                for n in members:
-                    results[n] = exc
-                continue
-            reads = self.read_users([requests[n][1] for n in members])
-            states = [state for state, _ in reads]
-            cands = candidates(prepared, states, exclude_seen, self.item_context(prepared))
-            for n, (state, features), cand in zip(members, reads, cands, strict=True):
-                features = {**features, "history_len": len(state.seen)}
-                results[n] = {"state": state, "candidates": cand, "features": features}
-        return results
+    def candidates_batch(self, keys: list[Stage1Key]) -> list:
+        """Stage 1 of the one path (:func:`recsys.recommend.batch.candidates_batch`) for
+        concurrent requests, their users' states read from the online store at once."""
+        return batch.candidates_batch(self.models, self, keys)
 
-    def recommend_batch(self, requests: list[tuple[str, object]]) -> list:
-        """The one path for concurrent requests ``(version, RecommendRequest)``, all in this
-        process (the fused topology): :func:`admit`, stage 1 as :meth:`candidates_batch`, the
-        ranker in one pass per version, then each list (:func:`finish`). Per request:
-        ``(answer, candidates, scores, user features, stage seconds)``, or the exception that
-        request met (an unknown genre; a store that cannot serve it)."""
-        results, valid = admit(self.models, requests)
-        t0 = time.perf_counter()
-        stage1 = self.candidates_batch([stage1_key(requests[n]) for n in valid])
-        t1 = time.perf_counter()
-        ok = [j for j, got in enumerate(stage1) if not isinstance(got, Exception)]
-        scores = rank_batch(
-            self.models, [(requests[valid[j]][0], stage1[j]["candidates"]) for j in ok]
-        )
-        with_scores(stage1, ok, scores, {"candidates": t1 - t0, "rank": time.perf_counter() - t1})
-        return finish(self.models, requests, results, valid, stage1)
+    def recommend_batch(self, asks: list[Ask]) -> list:
+        """The one path for concurrent requests, all in this process (the fused topology):
+        :func:`recsys.recommend.batch.recommend_batch` over the online store."""
+        return batch.recommend_batch(self.models, self, asks)
 
     def item_context(self, prepared: PreparedModel) -> dict | None:
         """The items' context the version reads, from the online store: one batched read of
@@ -206,16 +162,8 @@ class Runtime:
         return self._verdicts[key] or self._probe(self._meta)
 
     def _unreadable(self, prepared: PreparedModel) -> str:
-        """The context features the version reads that the served feature service lacks."""
         readable = {*self.reader.user_features, *self.reader.item_features}
-        missing = [f for f in prepared.model.state_spec().context if f not in readable]
-        if not missing:
-            return ""
-        service = self.reader.service.name
-        return (
-            f"the feature service {service} lacks {', '.join(missing)}, which model "
-            f"{prepared.version} reads: apply the repository's definitions"
-        )
+        return unreadable(prepared, readable, self.reader.service.name)
 
     def require_ready(self, prepared: PreparedModel) -> None:
         if reason := self.not_ready(prepared):
@@ -228,74 +176,7 @@ class Runtime:
         if meta is None or meta.probe_user is None or meta.build_id in self._probed:
             return ""
         state, _ = self.read_user(meta.probe_user)
-        if state.empty:
-            return (
-                f"the online store holds no state for user {meta.probe_user} of feature build "
-                f"{meta.build_id}: materialize it (`recsys features materialize`)"
-            )
-        self._probed.add(meta.build_id)
-        return ""
-
-
-# -- the phases of a batch of requests, shared by both topologies ----------------------------
-def stage1_key(request: tuple[str, object]) -> tuple[str, str, bool]:
-    """What stage 1 needs of a request ``(version, RecommendRequest)``."""
-    version, body = request
-    return version, body.user_id, body.exclude_seen
-
-
-def admit(models: ModelCache, requests: list[tuple[str, object]]) -> tuple[list, list[int]]:
-    """The results so far (the exception of a request whose filters name a genre its version
-    lacks: it fails before any work) and the positions of the requests admitted."""
-    results: list = [None] * len(requests)
-    valid = []
-    for n, (version, body) in enumerate(requests):
-        try:
-            genre_mask(models.get(version), body.filters)
-            valid.append(n)
-        except Exception as exc:
-            results[n] = exc
-    return results, valid
-
-
-def rank_batch(models: ModelCache, requests: list[tuple[str, Candidates]]) -> list[np.ndarray]:
-    """Stage 2 for candidates ``(version, candidates)``: one pass of the ranker per version
-    (a model switch may mix versions in one batch)."""
-    out: list = [None] * len(requests)
-    for version in dict.fromkeys(v for v, _ in requests):
-        mine = [n for n, (v, _) in enumerate(requests) if v == version]
-        scores = rank(models.get(version), [requests[n][1] for n in mine])
-        for n, score in zip(mine, scores, strict=True):
-            out[n] = score
-    return out
-
-
-def with_scores(stage1: list, ok: list[int], scores: list, timings: dict) -> None:
-    """Stage 1's results at ``ok`` take their scores and the batch's stage seconds."""
-    for j, score in zip(ok, scores, strict=True):
-        stage1[j] |= {"scores": score, "timings": timings}
-
-
-def finish(models: ModelCache, requests, results: list, valid: list[int], stage1: list) -> list:
-    """Stage 3: each admitted request's list from its scored candidates. Per request
-    ``(answer, candidates, scores, user features, stage seconds)``, or its exception."""
-    t0 = time.perf_counter()
-    answers = []
-    for j, n in enumerate(valid):
-        got = stage1[j]
-        if isinstance(got, Exception):
-            results[n] = got
-            continue
-        version, body = requests[n]
-        try:
-            prepared = models.get(version)
-            answer = order(prepared, body.request(), got["state"], got["candidates"], got["scores"])
-        except Exception as exc:
-            results[n] = exc
-            continue
-        answers.append(n)
-        results[n] = (answer, got["candidates"], got["scores"], got["features"], got["timings"])
-    timings = {"order": time.perf_counter() - t0}
-    for n in answers:
-        results[n] = (*results[n][:4], results[n][4] | timings)
-    return results
+        reason = unmaterialized(meta, state.empty)
+        if not reason:
+            self._probed.add(meta.build_id)
+        return reason

@@ -1,4 +1,4 @@
-"""The ranker: the design article's combined user-item model, grown the way production rankers
+"""The DCN ranker: the design article's combined user-item model, grown the way production rankers
 are — side features of both sides, a DCN-v2 cross layer for explicit feature crosses, and the
 candidate generators' scores as inputs — ending in σ(logit).
 
@@ -20,6 +20,7 @@ from torch import nn
 
 from recsys.models.encoding import MAX_GENRES
 from recsys.models.neural import Batch, numpy_batches, run_epochs, seed_everything
+from recsys.ndcg import mean_ndcg
 
 WEIGHTS_FILE = "ranker.pt"
 META_FILE = "ranker.json"
@@ -179,8 +180,9 @@ def to_batch(arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") 
     return batch
 
 
-class Ranker:
-    """Trainable wrapper (same protocol as the two-tower model, so Ray Train runs either)."""
+class DCNRanker:
+    """The DCN-v2 ranker as a :class:`~recsys.models.trainable.Trainable` (as the two-tower model
+    is, so Ray Train runs either)."""
 
     def __init__(
         self,
@@ -213,7 +215,7 @@ class Ranker:
         val = {k: v[is_val] for k, v in rows.items()} if is_val.any() else None
         return fit, val
 
-    def worker_copy(self) -> Ranker:
+    def worker_copy(self) -> DCNRanker:
         slim = copy.copy(self)
         slim._stats = (self.net.dense_mean.clone(), self.net.dense_std.clone())
         slim.net = None
@@ -290,7 +292,7 @@ class Ranker:
         return [WEIGHTS_FILE, META_FILE, "ranker_item_table.npy"]
 
     @classmethod
-    def load(cls, directory: Path, config: RankerConfig) -> Ranker:
+    def load(cls, directory: Path, config: RankerConfig) -> DCNRanker:
         meta = json.loads((directory / META_FILE).read_text())
         table = np.load(directory / "ranker_item_table.npy")
         features = tuple(meta.get("features", DENSE_FEATURES))
@@ -318,11 +320,8 @@ def grouped_ndcg(groups: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: 
     order = np.lexsort((-scores, groups))
     g, y = groups[order], labels[order]
     start = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
-    rank = np.arange(len(g)) - np.repeat(start, np.diff(np.r_[start, len(g)]))
-    gain = np.where(rank < k, y / np.log2(rank + 2.0), 0.0)
-    dcg = np.add.reduceat(gain, start)
-    n_pos = np.add.reduceat(y, start).astype(int)
-    discounts = np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))]
-    idcg = discounts[np.minimum(n_pos, k)]
-    has = idcg > 0
-    return float((dcg[has] / idcg[has]).mean()) if has.any() else 0.0
+    sizes = np.diff(np.r_[start, len(g)])
+    rank = np.arange(len(g)) - np.repeat(start, sizes)
+    lists = np.repeat(np.arange(len(start)), sizes)
+    hit = y > 0
+    return mean_ndcg(lists[hit], rank[hit], np.add.reduceat(y, start).astype(int), k)

@@ -24,7 +24,7 @@ from recsys.evaluation.quality import (
 )
 from recsys.models.kinds import protocol_params
 from recsys.recommend import Request, recommend_frame
-from recsys.training.api import TrainArgs, fit_model
+from recsys.training.train import TrainArgs, fit_model
 
 
 @dataclass

@@ -9,8 +9,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from recsys.config import local_ray
 from recsys.data.io import read_titles
-from recsys.serve_ops import owns_local_ray, start_local, stop
+from recsys.serve_local import stop
+from recsys.serve_ops import start_local
 
 
 def serve_demo(
@@ -32,9 +34,9 @@ def serve_demo(
     """
     t0 = time.perf_counter()
     seen: dict = {}
-    local_ray = owns_local_ray()
+    url = start_local(model_root, model_version, feature_repo, catalog, workdir, port, log)
+    ours = local_ray() is not None  # this process started it (here or to train): it goes too
     try:
-        url = start_local(model_root, model_version, feature_repo, catalog, workdir, port, log)
         seen["ready_s"] = round(time.perf_counter() - t0, 1)
         log(f"app ready at {url} in {seen['ready_s']}s (OpenAPI at {url}/docs)")
         titles = read_titles(catalog)
@@ -62,8 +64,8 @@ def serve_demo(
         status, body = post(url, "/recommend", {"user_id": users[0], "k": 0})
         log(f"a bad request (k=0) -> {status}: {body['detail'][0]['msg']}")
     finally:
-        stop(local_ray=local_ray)
-    log("Serve shut down" + (" (and the local Ray)" if local_ray else ""))
+        stop(local_ray=ours)
+    log("Serve shut down" + (" (and the local Ray)" if ours else ""))
     return seen
 
 

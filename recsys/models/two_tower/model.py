@@ -20,7 +20,6 @@ import scipy.sparse as sp
 import torch
 
 from recsys.data.io import ITEM, TS, USER
-from recsys.features.offline import states_from_interactions
 from recsys.models.base import Recommender, StateBatch
 from recsys.models.encoding import (
     MAX_GENRES,
@@ -31,8 +30,9 @@ from recsys.models.encoding import (
 )
 from recsys.models.manifest import StateSpec
 from recsys.models.neural import numpy_batches, ranking_ndcg, run_epochs, seed_everything
-from recsys.models.towers import Batch, TwoTowerConfig, TwoTowerLoss, TwoTowerNet
+from recsys.models.two_tower.towers import Batch, TwoTowerConfig, TwoTowerLoss, TwoTowerNet
 from recsys.retrieval import ItemIndex
+from recsys.state.offline import states_from_interactions
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "two_tower.pt"

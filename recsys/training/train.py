@@ -26,13 +26,14 @@ from recsys.data.io import (
 from recsys.data.split import read_split, split_lineage, split_protocol
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
 from recsys.features.api import load_training_set, read_training_set_meta
+from recsys.features.store import DEFAULT_SERVICE
 from recsys.models.base import Recommender
-from recsys.models.gbdt import GBDTRanker
 from recsys.models.kinds import create_model, protocol_params
 from recsys.models.manifest import read_manifest
-from recsys.models.multistage import StageTrainer
-from recsys.models.towers import TwoTowerConfig
-from recsys.models.two_tower import TwoTower
+from recsys.models.multistage.crossfit import StageTrainer
+from recsys.models.rankers.gbdt import GBDTRanker
+from recsys.models.trainable import Trainable
+from recsys.models.two_tower import TwoTower, TwoTowerConfig
 from recsys.training.gbdt import fit_gbdt_on_ray
 from recsys.training.ray_trainer import RayRun, fit_on_ray
 from recsys.training.two_tower import train_two_tower
@@ -57,7 +58,7 @@ class TrainArgs(BaseModel):
     storage_path: str | None = None  # checkpoints; default $RECSYS_HOME/checkpoints
     run_name: str | None = None  # default: the model directory's name
     features: Path | None = None  # a Feast repository: train on its point-in-time training set
-    feature_service: str = "ranker_v1"
+    feature_service: str = DEFAULT_SERVICE
 
 
 def fit_model(
@@ -123,7 +124,7 @@ class RayStageTrainer(StageTrainer):
             train, users, items, config, self.run(f"two-tower-{tag}", config.use_gpu)
         )
 
-    def ranker(self, ranker, fit_rows, val, tag: str):
+    def ranker(self, ranker: GBDTRanker | Trainable, fit_rows, val, tag: str):
         if isinstance(ranker, GBDTRanker):  # LightGBM on Ray Train's LightGBMTrainer
             return fit_gbdt_on_ray(ranker, fit_rows, val, self.run(tag))
         return fit_on_ray(ranker, fit_rows, val, self.run(tag, self.gpu))  # the DCN

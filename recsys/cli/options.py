@@ -1,0 +1,63 @@
+"""Click options that several ``recsys`` commands take, declared once so that a flag means
+the same (type, default, help) wherever it appears; and the parser of ``--param KEY=VALUE``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from recsys.config import RecsysError
+
+
+def path_option(*decls: str, **kwargs: Any):
+    """A ``click.Path`` option whose value is a :class:`~pathlib.Path` (``None`` unless
+    ``required`` or a default is given)."""
+    kwargs.setdefault("default", None)
+    return click.option(*decls, type=click.Path(path_type=Path), **kwargs)
+
+
+def workdir_option(help: str):  # noqa: A002 - click's own name for it
+    """``--workdir``: where a run writes; ``help`` names the default."""
+    return path_option("--workdir", help=help)
+
+
+k_option = click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+registry_option = click.option(
+    "--registry",
+    "registry_uri",
+    default=None,
+    help="Registry URI (default: $RECSYS_REGISTRY or $RECSYS_HOME/registry).",
+)
+gpu_option = click.option(
+    "--gpu", is_flag=True, help="Train neural models on CUDA through Ray Train."
+)
+num_workers_option = click.option(
+    "--num-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Ray Train workers (data-parallel).",
+)
+
+
+def param_option(help: str):  # noqa: A002 - click's own name for it
+    """``--param KEY=VALUE``, repeatable, into the ``params`` argument (see
+    :func:`parse_params`)."""
+    return click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict:
+    """``key=value`` pairs; values parse as JSON when they can (numbers, booleans)."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RecsysError(f"--param {pair!r}: expected key=value")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params

@@ -1,0 +1,11 @@
+"""The multi-stage recommender: candidate sources → a learned ranker → the list.
+
+``config`` (:class:`MultiStageConfig`), ``sources`` (the candidate generators and the ranker's
+features), ``crossfit`` (the training: cross-fitted sources, the ranker's rows, the ranker),
+``context`` (the user's and item's side features), ``model`` (:class:`MultiStageModel`).
+"""
+
+from recsys.models.multistage.config import MultiStageConfig
+from recsys.models.multistage.model import MultiStageModel
+
+__all__ = ["MultiStageConfig", "MultiStageModel"]
