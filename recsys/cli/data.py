@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
 
+from recsys.cli.options import SHARE, Number
 from recsys.config import RecsysError
 from recsys.data import movielens
 from recsys.data.io import read_dataset_info, resolve_interactions
@@ -50,7 +50,7 @@ def fetch(name: str, dest: Path | None) -> None:
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option(
     "--drift",
-    type=click.FloatRange(0.0, 1.0),
+    type=SHARE,
     default=0.0,
     show_default=True,
     help="Shift user features and item popularity (monitoring experiments).",
@@ -79,13 +79,13 @@ def synth(n_users, n_items, n_interactions, seed, drift, chunk_size, out, no_pro
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option(
     "--max-bad-share",
-    type=click.FloatRange(0.0, 1.0),
+    type=SHARE,
     default=0.0,
     show_default=True,
     help="Exit 3 when a larger share of rows is bad.",
 )
-@click.option("--rating-min", type=float, default=0.0, show_default=True)
-@click.option("--rating-max", type=float, default=5.0, show_default=True)
+@click.option("--rating-min", type=Number(), default=0.0, show_default=True)
+@click.option("--rating-max", type=Number(), default=5.0, show_default=True)
 @click.option(
     "--quarantine",
     type=click.Path(path_type=Path),
@@ -94,8 +94,6 @@ def synth(n_users, n_items, n_interactions, seed, drift, chunk_size, out, no_pro
 )
 def validate(path, max_bad_share, rating_min, rating_max, quarantine) -> None:
     """Check an interactions file or directory; quarantine bad rows with their reason."""
-    if math.isnan(rating_min) or math.isnan(rating_max):
-        raise click.UsageError("--rating-min and --rating-max must be numbers, not nan")
     if rating_min > rating_max:
         raise RecsysError(f"--rating-min {rating_min} is above --rating-max {rating_max}")
     file, _ = resolve_interactions(path)
@@ -121,7 +119,7 @@ def validate(path, max_bad_share, rating_min, rating_max, quarantine) -> None:
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="stratified", show_default=True)
 @click.option(
     "--ratio",
-    type=float,
+    type=Number(),
     default=0.75,
     show_default=True,
     help="Train share (stratified, temporal, global-time).",

@@ -4,12 +4,32 @@ the same (type, default, help) wherever it appears; and the parser of ``--param 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import click
 
 from recsys.config import RecsysError
+
+
+class Number(click.FloatRange):
+    """A float that is a number: click's own float and range types take ``nan`` (every range
+    check is false for it) and hand it on to code that expects a number."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+    def _describe_range(self) -> str:
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
+
+SHARE = Number(0.0, 1.0)  # a share of rows, or of anything: 0..1
 
 
 def path_option(*decls: str, **kwargs: Any):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from recsys.cli.options import (
+    SHARE,
     gpu_option,
     num_workers_option,
     param_option,
@@ -30,7 +31,7 @@ from recsys.training.train import train as train_model
 @param_option("Hyper-parameter override, e.g. --param l2=500 (repeatable).")
 @click.option(
     "--max-bad-share",
-    type=click.FloatRange(0.0, 1.0),
+    type=SHARE,
     default=DEFAULT_MAX_BAD_SHARE,
     show_default=True,
 )

@@ -49,9 +49,26 @@ def test_an_undecodable_file_name_is_written_and_printed(csv_path, tmp_path):
     assert out.exists()
 
 
-def test_nan_rating_bounds_are_a_usage_error(csv_path):
-    r = invoke("data", "validate", csv_path, "--rating-min", "nan")
-    assert r.exit_code == 2 and "nan" in r.output
+@pytest.mark.parametrize("option", ["--rating-min", "--rating-max", "--max-bad-share"])
+def test_nan_is_not_a_number_for_any_float_option(csv_path, option):
+    r = invoke("data", "validate", csv_path, option, "NaN")
+    assert r.exit_code == 2 and "'NaN' is not a number" in r.output, r.output
+
+
+def test_nan_share_of_bad_rows_for_train_is_a_usage_error(tmp_path):
+    """FloatRange(0, 1) took NaN; TrainArgs then raised a pydantic ValidationError."""
+    r = invoke(
+        "train",
+        "--data",
+        tmp_path / "x",
+        "--model",
+        "ease",
+        "--out",
+        tmp_path / "m",
+        "--max-bad-share",
+        "NAN",
+    )
+    assert r.exit_code == 2 and "--max-bad-share" in r.output, r.output
 
 
 def test_a_registry_where_nothing_can_be_written_names_the_path():

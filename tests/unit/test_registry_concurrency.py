@@ -51,7 +51,7 @@ def _reader(root: str, start, stop, results) -> None:
     path = Path(root) / "champion.json"
     start.wait()
     reads, bad = 0, []
-    while not stop.is_set():
+    while not (stop.is_set() and reads):  # at least one read, however late this process runs
         try:
             text = path.read_text()
             champion = Champion.model_validate_json(text)

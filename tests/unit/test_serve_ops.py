@@ -17,6 +17,7 @@ def test_local_serving_is_fused_and_the_file_keeps_the_composed_graph():
 
 
 def test_a_local_ray_gets_haproxy_when_it_is_on_path_and_says_so(monkeypatch):
+    monkeypatch.setattr(config, "_local", None)  # as in a process that has started no Ray yet
     for name in (*config.FAST_PROXY, *config.SIDE_PORTS):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(config.shutil, "which", lambda name: None)
@@ -36,10 +37,14 @@ def test_a_local_ray_gets_haproxy_when_it_is_on_path_and_says_so(monkeypatch):
     assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
 
 
-def test_ray_loggers_write_to_the_session_file_not_the_screen(tmp_path, capsys):
+def test_ray_loggers_write_to_the_session_file_not_the_screen(tmp_path, capsys, monkeypatch):
     import logging
 
     import ray  # noqa: F401  (Ray adds its screen handler on import; no Ray is started)
+
+    # A handler of its own: in a worker that ran the integration tests before, the process's
+    # handler already writes to an earlier session's file.
+    monkeypatch.setattr(config, "_RAY_LINES", config._RayLines())
 
     config.quiet_ray_logging()
     logging.getLogger("ray.serve").addHandler(logging.StreamHandler())  # as `import ray.serve`
