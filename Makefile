@@ -59,7 +59,7 @@ k8s: $(VENV)/.installed-dev
 
 k8s-check: $(VENV)/.installed-dev
 	$(BIN)/python k8s/render.py --check
-	$(BIN)/python -m pytest -q tests/unit/test_k8s_chart.py tests/unit/test_image.py
+	$(BIN)/python -m pytest -q tests/unit/k8s
 
 benchmark-quality: $(VENV)/.installed
 	$(BIN)/python benchmarks/quality_movielens.py

@@ -31,9 +31,8 @@ from recsys.data.io import ITEM, USER, dataset_paths, read_side_tables
 from recsys.data.synthetic import generate
 from recsys.data.synthetic_config import SynthConfig
 from recsys.evaluation.tables import results_header
-from recsys.features import store as feast_store
 from recsys.features.build import TABLES, build_features
-from recsys.features.online import OnlineFeatures
+from recsys.features.store import FeatureStore, copy_definitions
 from recsys.files import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "features.json"
@@ -88,7 +87,7 @@ def read_latency(repo: Path, online: str, users, items, reads: int, seed: int) -
     eight users in one read (``read_users``: a batch of concurrent requests), and one user
     plus 200 candidate items (``read``: a ranker that reads its items' features per request;
     ours caches them per feature build)."""
-    reader = OnlineFeatures(feast_store.open_store(repo, online))
+    reader = FeatureStore(repo, online).online()
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {"user": [], "batch8": [], "user_items": []}
     for n in range(reads + 10):
@@ -121,7 +120,7 @@ def run(args) -> dict:
         data = dataset(args, tmp)
         interactions = pd.read_parquet(dataset_paths(data)["interactions"])
         users, items = read_side_tables(data)
-        repo = feast_store.copy_definitions(DEFINITIONS, tmp / "repo")
+        repo = copy_definitions(DEFINITIONS, tmp / "repo")
         t0 = time.perf_counter()
         built = build_features(interactions, users, items, repo / "data")
         build_s = time.perf_counter() - t0
@@ -133,17 +132,17 @@ def run(args) -> dict:
         rows, training_set = [], {"rows": 0, "seconds": None}
         try:
             for online in stores:
-                feast_store.apply(repo, online)
+                FeatureStore(repo, online).apply()
                 if online == "sqlite" and not args.skip_training_set:
                     # the offline path is the same for both stores; it also warms DuckDB
                     t0 = time.perf_counter()
-                    joined = feast_store.training_set(feast_store.open_store(repo), interactions)
+                    joined = FeatureStore(repo).training_set(interactions)
                     training_set = {
                         "rows": len(joined),
                         "seconds": round(time.perf_counter() - t0, 2),
                     }
                 t0 = time.perf_counter()
-                feast_store.materialize(repo, online)
+                FeatureStore(repo, online).materialize()
                 seconds = time.perf_counter() - t0
                 row = {
                     "online_store": online,

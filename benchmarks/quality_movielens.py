@@ -16,7 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from recsys.cli.benchmark import quality_benchmark, select_models
+from recsys.workflows.quality import quality_benchmark, select_models
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quality_movielens.json"
 SEEDS = (42, 7, 2024)

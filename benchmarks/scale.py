@@ -58,15 +58,15 @@ from recsys.data.synthetic_config import SynthConfig
 from recsys.data.validate import load_interactions
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.evaluation.tables import results_header
-from recsys.features import store as feast_store
-from recsys.features.build import FeatureConfig, build_features, read_store_meta
+from recsys.features.build import FeatureConfig, build_features
 from recsys.features.spark import stop_spark
+from recsys.features.store import FeatureStore, default_repo, init_repo, online_kind
 from recsys.files import write_json
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.recommend import Request, recommend_frame
 from recsys.state.user import EVENT_TS
-from recsys.training.ray_trainer import RayRun
+from recsys.training.runs import RayRun
 from recsys.training.train import RayStageTrainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
@@ -176,7 +176,7 @@ def run_once(args: argparse.Namespace) -> dict:
         info |= {"train": len(train), "test": len(test)}
     del clean, result  # result.clean is the whole table: held, it stayed in memory to the end
     users, items = read_side_tables(split_dir)
-    feast_store.init_repo(feast_store.default_repo(), repo)
+    init_repo(default_repo(), repo)
     if args.duckdb_memory_limit:  # this run's copy of the repository only
         path = repo / "feature_store.yaml"
         config = yaml.safe_load(path.read_text())
@@ -190,9 +190,9 @@ def run_once(args: argparse.Namespace) -> dict:
         info["feature_rows"] = int(sum(tables.values()))
     stop_spark()  # a Spark build's JVM is not the later stages' memory
     with run.stage("feast apply"):
-        feast_store.apply(repo, args.online)
+        FeatureStore(repo, args.online).apply()
     with run.stage("materialize") as info:
-        done = feast_store.materialize(repo, args.online)
+        done = FeatureStore(repo, args.online).materialize()
         info["rows"] = int(sum(done["rows"].values()))
         info["online"] = done["online"]
     pairs = join_pairs(repo, train)
@@ -203,9 +203,8 @@ def run_once(args: argparse.Namespace) -> dict:
         name = "training set" if engine == args.offline_engine else f"training set ({engine})"
         with run.stage(name, len(train)) as info:
             info |= {"engine": engine, "feast_join_pairs": pairs}
-            out = feast_store.save_training_set(
-                feast_store.open_store(repo, args.online), train, work / f"training_set.{engine}"
-            )
+            store = FeatureStore(repo, args.online)  # a new store: the engine is read on opening
+            out = store.save_training_set(train, work / f"training_set.{engine}")
         stop_spark()
         run.stages[-1] |= parquet_summary(out)  # read back after the stage, not timed in it
         sums[engine] = run.stages[-1]["checksum"]
@@ -309,7 +308,7 @@ def serve_and_answer(args, model, repo: Path, work: Path, sample, recs: pd.DataF
     import httpx
 
     version = f"scale-multistage-{args.interactions}"
-    lineage = read_store_meta(repo / "data").lineage  # the store was built from this train
+    lineage = FeatureStore(repo).meta().lineage  # the store was built from this train
     model.save(work / "models" / version, version=version, data_lineage=lineage)
     url = serve_ops.start_local(
         work / "models", version, repo, None, work / "serving", free_port(), replicas=None
@@ -354,7 +353,7 @@ def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) 
         "peak_pss_gib": max(s["peak_pss_gib"] for s in run.stages),
         "disk_gib": max(s["disk_gib"] for s in run.stages),
         "stages": run.stages,
-        "online": feast_store.online_kind(args.online),
+        "online": online_kind(args.online),
         **results_header("scale"),
     }
 

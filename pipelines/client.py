@@ -1,10 +1,13 @@
 """Running the training pipeline: locally through ``kfp.local``, compiled to YAML for the
-Kubeflow Pipelines UI, or submitted to a KFP server (once, or on a cron schedule)."""
+Kubeflow Pipelines UI, or submitted to a KFP server (once, or on a cron schedule). Every run on
+a KFP server is created here, the monitoring pipeline's retraining included."""
 
 import contextlib
 import json
 import re
 import sys
+import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any, TextIO
@@ -15,7 +18,8 @@ from pipelines import monitoring
 from pipelines.cluster import VARIANTS, ClusterSettings
 from pipelines.training import build
 from recsys.config import RecsysError
-from recsys.monitoring.trigger import check_reachable, submit_pipeline
+from recsys.monitoring.policy import Decision
+from recsys.monitoring.trigger import trigger_decision_file
 from recsys.registry.gate import GateDecision
 
 COMPILED = Path(__file__).resolve().parent / "compiled"
@@ -178,3 +182,73 @@ def submit(
         "schedule": expression,
         "url": f"{host}/#/recurringrun/details/{job.recurring_run_id}",
     }
+
+
+def submit_pipeline(
+    host: str | None,
+    package: str | Path,
+    arguments: dict[str, Any],
+    *,
+    run_name: str,
+    experiment: str = "recsys",
+) -> dict[str, str]:
+    """Run a compiled pipeline ``package`` once on the Kubeflow Pipelines API at ``host``
+    (None: in-cluster, as a pipeline task does). The one place a run is created.
+
+    Returns:
+        The run's id and, with a host, where to see it.
+    """
+    import kfp
+
+    if host:
+        host = host.rstrip("/")
+        check_reachable(host)
+    client = kfp.Client(host=host or None)
+    run = client.create_run_from_pipeline_package(
+        str(package),
+        arguments=arguments,
+        run_name=run_name,
+        experiment_name=experiment,
+        enable_caching=False,
+    )
+    done = {"run_id": run.run_id}
+    return done | ({"url": f"{host}/#/runs/details/{run.run_id}"} if host else {})
+
+
+def start_retraining(
+    decision_file: str | Path,
+    state_dir: str | Path,
+    package: str | Path,
+    arguments: dict[str, Any],
+    *,
+    policy: str | Path | None = None,
+    kfp_host: str | None = None,
+) -> str:
+    """The monitoring pipeline's last task: for a ``retrain`` decision (a JSON file), submit
+    the training ``package`` unless a run started within the policy's cooldown (the decision
+    and the cooldown are ``recsys.monitoring.trigger``'s).
+
+    Returns:
+        ``"started"``, or why not.
+    """
+
+    def submit(decision: Decision) -> dict[str, Any]:
+        name = f"retrain-{decision.at:%Y%m%dT%H%M%SZ}"
+        return submit_pipeline(kfp_host, package, arguments, run_name=name)
+
+    return trigger_decision_file(decision_file, state_dir, submit, policy=policy)
+
+
+def check_reachable(host: str, timeout_s: float = 10) -> None:
+    """Fail fast with the URL and the cause (``kfp.Client`` retries its health check for long)."""
+    url = f"{host}/apis/v2beta1/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):  # behind auth: the client's own credentials may pass
+            return
+        raise RecsysError(f"{url}: HTTP {exc.code}; is {host} a Kubeflow Pipelines API?") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RecsysError(f"cannot reach the Kubeflow Pipelines API at {host}: {reason}") from exc

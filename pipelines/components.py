@@ -30,7 +30,7 @@ def materialize_features(split: Input[Dataset], feature_repo: str, features: Out
     """Build the feature tables from the training rows, ``feast apply``, materialize."""
     import json
 
-    from recsys.features.api import materialize_split
+    from recsys.features.store import materialize_split
 
     done = materialize_split(split.path, feature_repo)
     print(
@@ -51,7 +51,7 @@ def training_set(
     training_set: Output[Dataset],
 ):
     """The point-in-time training set (``get_historical_features``) as a dataset directory."""
-    from recsys.features.api import write_training_set
+    from recsys.features.store import write_training_set
 
     meta = write_training_set(
         split.path, training_set.path, feature_repo=feature_repo, feature_service=feature_service
@@ -232,7 +232,7 @@ def start_retraining(
     started within the policy's cooldown."""
     from importlib.resources import files
 
-    from recsys.monitoring.trigger import start_retraining as start
+    from pipelines.client import start_retraining as start
 
     package = files("pipelines") / "compiled" / "training.yaml"  # the installed package data
     return start(

@@ -134,9 +134,8 @@ def ray_settings() -> None:
 
 def proxy_settings() -> str:
     """For a local Ray this process is about to start: HAProxy in place of Serve's Python
-    proxy, with Serve's throughput-optimised mode, when ``haproxy`` is on PATH (measured on 2
-    CPUs, fused topology, concurrency 16, one replica: 99.2 against 77.1 req/s; the serving
-    table in the README has the current figures), and free side ports for it. Variables the
+    proxy, with Serve's throughput-optimised mode, when ``haproxy`` is on PATH (the serving
+    table in the README has the measured gain), and free side ports for it. Variables the
     user set are kept. :func:`ensure_ray` calls it before it starts a local Ray: Serve's
     controller and proxies read these when they start, whichever step starts Ray first.
 
@@ -181,6 +180,15 @@ def local_ray() -> LocalRay | None:
     return _local if _local is not None and ray is not None and ray.is_initialized() else None
 
 
+def ray_address() -> str:
+    """The GCS address of the Ray this process is connected to (a task elsewhere joins it with
+    ``RAY_ADDRESS``); "" when it is connected to none."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return ""
+    return ray.get_runtime_context().gcs_address
+
+
 def ensure_ray(num_cpus: int | None = None, *, log_to_driver: bool = False) -> str | None:
     """Start (or join) Ray once per process.
 
@@ -198,9 +206,9 @@ def ensure_ray(num_cpus: int | None = None, *, log_to_driver: bool = False) -> s
     global _local
     ray_settings()
     import ray
-    import ray.data
 
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    if "ray.data" in sys.modules:  # imported before the environment said no progress bars
+        sys.modules["ray.data"].DataContext.get_current().enable_progress_bars = False
     if ray.is_initialized():
         return None
     if os.environ.get("RAY_ADDRESS"):
@@ -212,6 +220,8 @@ def ensure_ray(num_cpus: int | None = None, *, log_to_driver: bool = False) -> s
     # its warnings on the screen)
     quiet_ray_logging()
     cpus = num_cpus or min(2, os.cpu_count() or 1)
+    # One node that nothing drains: no preemption watcher actor per Ray Train run
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     context = ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=log_to_driver)
     _local = LocalRay(context.address_info["session_dir"], proxy)
     quiet_ray_logging(Path(_local.logs) / f"driver-{os.getpid()}.log")

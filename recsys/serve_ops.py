@@ -30,10 +30,9 @@ from recsys.registry import Registry
 from recsys.serve_local import connect, stop  # noqa: F401  (the CLI's and benchmarks' names)
 
 APP = "recsys"
-# Serving on one machine (`recsys serve start`, the demo) runs every stage in one replica: on 2
-# CPUs at concurrency 16 it answers 1.9x the requests per second of the composed graph with the
-# default proxy (77.1 vs 39.9) and 2.4x with HAProxy at two replicas (238.7 vs 98.9;
-# benchmarks/results/serving_load.json), and starts one process instead of four.
+# Serving on one machine (`recsys serve start`, the demo) runs every stage in one replica: it
+# answers more requests per second than the composed graph (the README's serving table,
+# benchmarks/results/serving_load.json) and starts one process instead of four.
 # serving/config.yaml, and so the chart, keeps the composed graph: a cluster scales each stage.
 LOCAL_TOPOLOGY = "fused"
 

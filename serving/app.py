@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 
 import numpy as np
 from fastapi import HTTPException, Request
@@ -37,7 +36,7 @@ from recsys.recommend import batch
 from recsys.recommend.batch import Ask, Served
 from serving import guard, openapi, telemetry
 from serving.http_api import PROBLEMS, EventAccepted, Health, Readiness, api
-from serving.predlog import PredictionLog
+from serving.predlog import PredictionLog, prediction_record
 from serving.runtime import NotReady, Runtime, model_cache
 from serving.schemas import AppArgs, ModelSelection, Problem, RecommendRequest, RecommendResponse
 
@@ -293,31 +292,13 @@ class Ingress:
 
     def _observe(self, body, response, served: Served, took_ms: float) -> None:
         t = self.telemetry
-        cand, scores = served.candidates, served.scores
         t.latency.labels("/recommend").observe(took_ms / 1000)
         for stage, seconds in served.timings.items():
             t.stage.labels(stage).observe(seconds)
         if response.cold_start:
             t.cold_start.inc()
-        self.predictions.log(
-            {
-                "request_id": self.predictions.new_id(),
-                "ts": datetime.now(UTC).isoformat(),
-                "request": body.model_dump(),
-                "model_version": response.model_version,
-                "user_features": served.features,
-                "candidates": len(cand.codes),
-                "candidate_codes": np.asarray(cand.codes, dtype=np.int64),
-                # rounded as float64: a float32 prints 17 digits (a longer line, slower to write)
-                "candidate_scores": np.round(np.asarray(scores, dtype=np.float64), 4),
-                "items": [i.item_id for i in response.items],
-                "scores": [i.score for i in response.items],
-                "sources": [i.source for i in response.items],
-                "cold_start": response.cold_start,
-                "latency_ms": round(took_ms, 3),
-                "stage_ms": {k: round(v * 1000, 3) for k, v in served.timings.items()},
-            }
-        )
+        record = prediction_record(self.predictions.new_id(), body, response, served, took_ms)
+        self.predictions.log(record)
 
     def _ingestor(self):
         if self._events is None:

@@ -1,8 +1,10 @@
 """The prediction log: every answer, appended as JSON lines by a background thread.
 
-``log`` never blocks and never raises: records go into a bounded queue; when it is full the
-record is dropped and counted. Write errors (a full disk, an unwritable directory) are counted
-and kept for ``/metrics``; the request that produced the record has long been answered.
+A record is a :class:`recsys.data.records.PredictionRecord` (the schema the monitoring reads
+back), made from the served answer by :func:`prediction_record`. ``log`` never blocks and never
+raises: records go into a bounded queue; when it is full the record is dropped and counted.
+Write errors (a full disk, an unwritable directory) are counted and kept for ``/metrics``; the
+request that produced the record has long been answered.
 Files rotate by size: ``predictions-<utc start>-<pid>-<n>.jsonl`` (monitoring reads them all).
 """
 
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import queue
 import threading
@@ -18,6 +19,44 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
+
+from recsys.data.records import PredictionRecord
+from recsys.recommend.batch import Served
+from serving.schemas import RecommendRequest, RecommendResponse
+
+
+def prediction_record(
+    request_id: str,
+    body: RecommendRequest,
+    response: RecommendResponse,
+    served: Served,
+    took_ms: float,
+) -> PredictionRecord:
+    """The prediction-log record of one served answer.
+
+    Built without validation (``model_construct``): every value is the app's own, already
+    validated, and the candidate arrays stay numpy until the writer thread prints them; a unit
+    test reads the record back through the schema.
+    """
+    return PredictionRecord.model_construct(
+        request_id=request_id,
+        ts=datetime.now(UTC),
+        request=body.model_dump(),
+        model_version=response.model_version,
+        user_features=served.features,
+        candidates=len(served.candidates.codes),
+        candidate_codes=np.asarray(served.candidates.codes, dtype=np.int64),
+        # rounded as float64: a float32 prints 17 digits (a longer line, slower to write)
+        candidate_scores=np.round(np.asarray(served.scores, dtype=np.float64), 4),
+        items=[i.item_id for i in response.items],
+        scores=[i.score for i in response.items],
+        sources=[i.source for i in response.items],
+        cold_start=response.cold_start,
+        latency_ms=round(took_ms, 3),
+        stage_ms={k: round(v * 1000, 3) for k, v in served.timings.items()},
+    )
 
 
 class PredictionLog:
@@ -44,7 +83,7 @@ class PredictionLog:
         """An id no other record of any replica's log carries."""
         return f"{self._id_prefix}-{next(self._ids):x}"
 
-    def log(self, record: dict) -> None:
+    def log(self, record: PredictionRecord) -> None:
         try:
             self._queue.put_nowait(record)
         except queue.Full:
@@ -94,14 +133,14 @@ class PredictionLog:
             for _ in batch:
                 self._queue.task_done()
 
-    def _write(self, batch: list[dict]) -> None:
+    def _write(self, batch: list[PredictionRecord]) -> None:
         lines = []
         for record in batch:
             try:
-                lines.append(json.dumps(record, default=_plain, separators=(",", ":")) + "\n")
-            except (TypeError, ValueError) as exc:  # a record JSON cannot hold: count, go on
-                self.errors += 1
-                self.last_error = f"unserialisable record: {exc}"
+                lines.append(record.line() + "\n")
+            except Exception as exc:  # a record JSON cannot hold: count, go on (the thread
+                self.errors += 1  # must outlive any one record)
+                self.last_error = f"unserialisable record: {type(exc).__name__}: {exc}"
         data = "".join(lines).encode()
         if not data:
             return
@@ -130,7 +169,3 @@ class PredictionLog:
         name = f"predictions-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}-{self._n}.jsonl"
         self._file = open(self.directory / name, "ab", buffering=0)  # noqa: SIM115
         self._size = 0
-
-
-def _plain(value):
-    return value.tolist() if hasattr(value, "tolist") else str(value)

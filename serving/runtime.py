@@ -11,9 +11,7 @@ from pathlib import Path
 
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import read_titles
-from recsys.features.build import read_store_meta
-from recsys.features.online import OnlineFeatures
-from recsys.features.store import default_repo, open_store
+from recsys.features.store import FeatureStore, default_repo
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
 from recsys.recommend import PreparedModel, Request, batch, check_store, prepare, recommend
@@ -95,20 +93,17 @@ class Runtime:
         self.args = args
         self.models = model_cache(args, warm=True)
         self.repo = Path(args.feature_repo) if args.feature_repo else default_repo()
-        self.store = None
-        if (self.repo / "feature_store.yaml").exists() and (self.repo / "data").exists():
-            self.store = open_store(self.repo, args.online_store)
-        self._reader: OnlineFeatures | None = None
+        store = FeatureStore(self.repo, args.online_store)
+        self.store = store.open() if store.built else None  # None: not a built repository
         self._verdicts: dict[tuple[str, float], str] = {}
         self._meta = None
         self._probed: set[str] = set()
         self._items: dict[tuple, dict] = {}
 
     @property
-    def reader(self) -> OnlineFeatures:
-        if self._reader is None:
-            self._reader = OnlineFeatures(self.store)
-        return self._reader
+    def reader(self):
+        """The online reads of the default feature service (``FeatureStore.online``)."""
+        return self.store.online()
 
     def read_user(self, user_id: str) -> tuple[UserState, dict]:
         return self.reader.read_user(user_id)
@@ -148,16 +143,11 @@ class Runtime:
                 f"no online store: {self.repo} is not a built Feast repository (set "
                 "feature_repo; the pipeline's materialize step builds it)"
             )
-        meta_file = self.repo / "data" / "feature_meta.json"
-        try:
-            stamp = meta_file.stat().st_mtime
-        except OSError:
-            stamp = -1.0
-        key = (prepared.version, stamp)
+        key = (prepared.version, self.store.meta_stamp())
         if key not in self._verdicts:
             if len(self._verdicts) > 8:  # versions come and go; builds replace each other
                 self._verdicts.clear()
-            self._meta = read_store_meta(self.repo / "data")
+            self._meta = self.store.meta()
             self._verdicts[key] = check_store(prepared, self._meta) or self._unreadable(prepared)
         return self._verdicts[key] or self._probe(self._meta)
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.features.store import copy_definitions
-from recsys.recommend import Request, recommend_frame
+from tests.helpers import make_interactions
 
 # Each xdist worker starts its own local Ray (and Serve): its own temp directory keeps the
 # clusters' sessions, sockets and logs apart. Subprocesses (`recsys ...`) inherit it.
@@ -40,44 +38,6 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: -seconds(item))  # stable: the order inside a module is kept
 
 
-def make_interactions(
-    n_users: int = 30, n_items: int = 40, per_user: int = 8, seed: int = 0
-) -> pd.DataFrame:
-    """Users prefer items of their own cluster, so a model has something real to learn."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    start = pd.Timestamp("2024-01-01", tz="UTC")
-    for u in range(n_users):
-        cluster = u % 4
-        own = [i for i in range(n_items) if i % 4 == cluster]
-        picks = rng.choice(own, size=min(per_user, len(own)), replace=False)
-        for j, i in enumerate(picks):
-            rows.append(
-                (
-                    f"u{u}",
-                    f"i{i}",
-                    float(rng.integers(1, 6)),
-                    start + pd.Timedelta(hours=u * 24 + j),
-                )
-            )
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
-
-
 @pytest.fixture
 def interactions() -> pd.DataFrame:
     return make_interactions()
-
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def copy_feature_repo(dest: Path) -> Path:
-    """A private copy of ``feature_repo/`` (definitions only; its data/ starts empty)."""
-    return copy_definitions(REPO_ROOT / "feature_repo", dest)
-
-
-def recommend_rows(model, user_ids, k: int = 10, *, history=None, exclude_seen: bool = True):
-    """The one recommendation path's rows for ``user_ids``, states from ``history``."""
-    return recommend_frame(
-        model, user_ids, Request(k=k, exclude_seen=exclude_seen), history=history
-    )

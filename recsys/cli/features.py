@@ -19,11 +19,10 @@ from recsys.config import RecsysError, recsys_home
 from recsys.data.io import read_side_tables, resolve_interactions
 from recsys.data.split import split_lineage
 from recsys.data.validate import load_interactions
-from recsys.features import store as feast_store
 from recsys.features.build import ENGINES, FeatureConfig, build_features
 from recsys.features.events import EventIngestor, EventLog
-from recsys.features.online import OnlineFeatures
 from recsys.features.spark import stop_spark
+from recsys.features.store import DEFAULT_SERVICE, YAML, FeatureStore, default_repo, init_repo
 from recsys.files import write_parquet
 from recsys.state.user import DEFAULT_RECENT_N
 
@@ -35,7 +34,7 @@ repo_option = click.option(
 )
 online_option = click.option(
     "--online",
-    type=click.Choice(sorted(feast_store.YAML)),
+    type=click.Choice(sorted(YAML)),
     default=None,
     help="Online store (default: $RECSYS_FEAST_ONLINE or sqlite); redis needs "
     "REDIS_CONNECTION_STRING.",
@@ -43,7 +42,7 @@ online_option = click.option(
 
 
 def _repo(repo: Path | None) -> Path:
-    return repo or feast_store.default_repo()
+    return repo or default_repo()
 
 
 def _interactions(data: Path):
@@ -72,7 +71,7 @@ def features() -> None:
 @repo_option
 def init(source: Path, store_yaml: Path | None, repo: Path | None) -> None:
     """Make REPO a Feast repository with the definitions of --from (data/ is kept)."""
-    dest = feast_store.init_repo(source, _repo(repo), store_yaml)
+    dest = init_repo(source, _repo(repo), store_yaml)
     click.echo(f"feature repository -> {dest}")
 
 
@@ -113,7 +112,7 @@ def build(data: Path, recent_n: int, engine: str | None, repo: Path | None) -> N
 @online_option
 def apply(repo: Path | None, online: str | None) -> None:
     """Register the entities, views and services (``feast apply``)."""
-    click.echo(feast_store.apply(_repo(repo), online).strip())
+    click.echo(FeatureStore(_repo(repo), online).apply().strip())
 
 
 @features.command()
@@ -124,7 +123,8 @@ def materialize(end: datetime | None, repo: Path | None, online: str | None) -> 
     """Load the latest values into the online store (first run: from the earliest row)."""
     from datetime import UTC
 
-    result = feast_store.materialize(_repo(repo), online, end.replace(tzinfo=UTC) if end else None)
+    store = FeatureStore(_repo(repo), online)
+    result = store.materialize(end.replace(tzinfo=UTC) if end else None)
     total = sum(result["rows"].values())
     click.echo(
         f"materialized {total} source rows into {result['online']} in {result['seconds']:.1f}s "
@@ -135,7 +135,7 @@ def materialize(end: datetime | None, repo: Path | None, online: str | None) -> 
 @features.command("training-set")
 @path_option("--data", required=True)
 @path_option("--out", required=True, help="Parquet to write.")
-@click.option("--service", default=feast_store.DEFAULT_SERVICE, show_default=True)
+@click.option("--service", default=DEFAULT_SERVICE, show_default=True)
 @click.option(
     "--engine",
     type=click.Choice(["duckdb", "spark"]),
@@ -151,9 +151,9 @@ def training_set(
     interactions, _, _ = _interactions(data)
     if engine:  # read when the store's configuration is, unless the YAML names one
         os.environ["RECSYS_OFFLINE_ENGINE"] = engine
-    store = feast_store.open_store(_repo(repo))
+    store = FeatureStore(_repo(repo))  # opened in the join, after the engine is chosen
     try:
-        frame = feast_store.training_set(store, interactions, service)
+        frame = store.training_set(interactions, service)
     finally:
         stop_spark()
     write_parquet(frame, out)
@@ -163,12 +163,12 @@ def training_set(
 @features.command()
 @click.option("--user", "user_id", required=True)
 @click.option("--items", default="", help="Comma-separated item ids.")
-@click.option("--service", default=feast_store.DEFAULT_SERVICE, show_default=True)
+@click.option("--service", default=DEFAULT_SERVICE, show_default=True)
 @repo_option
 @online_option
 def get(user_id: str, items: str, service: str, repo: Path | None, online: str | None) -> None:
     """Print a user's online state and features (and some items') as JSON."""
-    reader = OnlineFeatures(feast_store.open_store(_repo(repo), online), service)
+    reader = FeatureStore(_repo(repo), online).online(service)
     result = reader.read(user_id, [i for i in items.split(",") if i])
     state = {"seen_items": list(result.state.seen), "recent_items": list(result.state.recent)}
     payload = {"user": result.user, "state": state, "items": result.items.to_dict("records")}
@@ -190,7 +190,7 @@ def event(payload: str, events_dir: Path | None, repo: Path | None, online: str 
     Exit status 1 when any event was rejected (see the rejected-*.jsonl log).
     """
     ingestor = EventIngestor(
-        feast_store.open_store(_repo(repo), online),
+        FeatureStore(_repo(repo), online).open(),
         EventLog(events_dir or recsys_home() / "events"),
     )
     lines = sys.stdin.read().splitlines() if payload == "-" else [payload]

@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pipelines.client import submit
-from recsys.cli.options import path_option
-from recsys.cli.pipeline import retrain
+from pipelines import client
+from recsys.cli.options import Number, path_option
 from recsys.config import recsys_home
 from recsys.monitoring.check import MonitorArgs, check_and_trigger
 from recsys.monitoring.policy import Decision
-from recsys.monitoring.snapshot import build_snapshot
+from recsys.workflows.retraining import monitor_retraining
 
 
 @click.group()
@@ -34,7 +34,7 @@ def monitor() -> None:
     default=None,
     help="Policy YAML (MonitorPolicy fields; defaults for the rest).",
 )
-@click.option("--since-minutes", type=float, default=None, help="Only this recent traffic.")
+@click.option("--since-minutes", type=Number(0.0), default=None, help="Only this recent traffic.")
 @click.option("--retrain", is_flag=True, help="Run the training pipeline on a retrain decision.")
 @click.option(
     "--retrain-base",
@@ -69,31 +69,17 @@ def check_cmd(
     )
     start = None
     if retrain:
-        start = retrain_runner(args, retrain_base, feature_repo, serve_address, kfp_host)
+        start = monitor_retraining(
+            args,
+            retrain_base,
+            feature_repo=feature_repo,
+            serve_address=serve_address,
+            run_pipeline=client.run_local,
+            submit=partial(client.submit, kfp_host) if kfp_host else None,
+            log=click.echo,
+        )
     decision, summary, outcome = check_and_trigger(args, start)
     print_check(decision, summary, outcome)
-
-
-def retrain_runner(args: MonitorArgs, base: str, feature_repo, serve_address: str, kfp_host):
-    """What a ``retrain`` decision starts: the training pipeline on base data + feedback."""
-
-    def start(decision: Decision) -> dict[str, Any]:
-        stamp = decision.at.strftime("%Y%m%dT%H%M%SZ")
-        snapshot = args.out / "snapshots" / stamp
-        made = build_snapshot(base, args.events, snapshot)
-        click.echo(f"retraining on {made['rows']} rows ({made['event_rows']} from feedback)")
-        if kfp_host:
-            return submit(kfp_host, {"source": str(snapshot), "registry_uri": args.registry or ""})
-        result = retrain(
-            snapshot,
-            feature_repo=feature_repo,
-            registry_uri=args.registry,
-            serve_address=serve_address,
-            workdir=args.out / "retraining" / stamp,
-        )
-        return {"summary": result["summary"], "promote": result["decision"]["promote"]}
-
-    return start
 
 
 def print_check(decision: Decision, summary: dict[str, Any], outcome: dict[str, Any]) -> None:

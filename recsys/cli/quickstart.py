@@ -1,25 +1,14 @@
-"""``recsys quickstart``: the end-to-end job on the embedded default (MovieLens-100k)."""
+"""``recsys quickstart``: the end-to-end job on the embedded default (MovieLens-100k); the job
+itself is ``recsys.workflows.quickstart``, the training pipeline's run ``pipelines.client``."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from recsys import serve_local
-from recsys.cli.pipeline import print_result, retrain, run_training
-from recsys.config import RecsysError, check_ray_address, recsys_home
-from recsys.data import movielens
-from recsys.data.io import read_dataset_info
-from recsys.evaluation.quality import DEMO_MODELS, PUBLISHED_MOVIELENS_100K
-from recsys.evaluation.tables import markdown_table
-from recsys.features.store import default_repo
-from recsys.files import write_json
-from recsys.registry import Registry
-from recsys.workflows.loop import closed_loop
-from recsys.workflows.quality import QualityRun, run_quality
-from recsys.workflows.quickstart import serve_demo
+from pipelines import client
+from recsys.workflows.quickstart import Quickstart, run_quickstart
 
 
 @click.command()
@@ -72,86 +61,15 @@ def quickstart(
 
     Run it twice: the second run, on unchanged data, keeps the champion. With --drift, the
     closed loop follows (about 8 more minutes)."""
-    workdir = (workdir or recsys_home() / "runs" / "quickstart").resolve()
-    if os.environ.get("RAY_ADDRESS"):
-        check_ray_address(os.environ["RAY_ADDRESS"])
-    if not no_serve:  # a taken port fails now, not after training
-        serve_local.end_stale(click.echo)
-        serve_local.check_port("127.0.0.1", port)
-    repo = None if no_features else (feature_repo or default_repo())
-    if repo is not None and not (repo / "feature_store.yaml").exists():
-        if feature_repo is not None:
-            raise RecsysError(f"--feature-repo {repo}: no feature_store.yaml there")
-        click.echo(f"(no Feast repository at {repo}: training from the side tables)")
-        repo = None
-    click.echo("== 1. data: MovieLens-100k (fetched once, then cached)")
-    dataset = movielens.fetch()
-    info = read_dataset_info(dataset)
-    click.echo(
-        f"{info.n_interactions} ratings, {info.n_users} users, {info.n_items} items "
-        f"(source: {info.source}) -> {dataset}"
-    )
-    click.echo(
-        "== 2. the training pipeline on kfp.local: ingest -> Feast features -> training set -> "
-        "train (Ray Train) -> evaluate (+ Evidently) -> gate -> register -> deploy"
-    )
-    result = run_training(
-        source=movielens.NAME,
-        feature_repo=repo,
-        no_features=repo is None,
-        params=params,
-        registry_uri=registry_uri,
+    options = Quickstart(
+        workdir=workdir,
         k=k,
-        workdir=workdir / "kfp",
-    )
-    click.echo(f"== 3. results at k={k} (stratified protocol), with published reference rows")
-    print_result(result)
-    click.echo(markdown_table(PUBLISHED_MOVIELENS_100K))
-    write_json(result["evaluation"], workdir / "metrics.json")
-    click.echo(f"metrics.json under {workdir}")
-    click.echo(
-        f"== 3b. the temporal protocol at k={k}: each user's latest 25% held out; the "
-        "multi-stage model learns what comes next (crossfit=user-time, the recent window)"
-    )
-    temporal = run_quality(
-        QualityRun(workdir=workdir / "temporal", models=DEMO_MODELS, protocols=("temporal",), k=k),
-        log=lambda _: None,
-    )
-    click.echo(markdown_table(temporal))
-    write_json(temporal, workdir / "temporal.json")
-    if no_serve:
-        return
-    registry = Registry(registry_uri)
-    champion = registry.champion()
-    click.echo(
-        f"== 4. serve the champion {champion.version}: "
-        "candidates -> ranker -> ordering in one Ray Serve replica (the cluster's chart gives "
-        "the candidates and the ranker deployments of their own)"
-    )
-    serve_demo(
-        workdir,
-        registry.local_path(champion.version).parent,
-        champion.version,
-        repo,
-        dataset / "items.parquet",
-        users=["196", "405"],
+        feature_repo=feature_repo,
+        no_features=no_features,
+        registry_uri=registry_uri,
+        params=params,
+        serve=not no_serve,
+        drift=drift,
         port=port,
-        log=click.echo,
     )
-    if drift:
-        click.echo(
-            "== 5. the closed loop: held-out traffic -> drifted traffic -> Evidently -> "
-            "retrain -> gate -> hot reload"
-        )
-
-        def start(snapshot: Path, train_repo: Path | None, serve_address: str) -> dict:
-            return retrain(
-                snapshot,
-                feature_repo=train_repo,
-                no_features=train_repo is None,
-                registry_uri=registry_uri,
-                serve_address=serve_address,
-                workdir=workdir / "loop" / "retraining",
-            )
-
-        closed_loop(workdir, repo, registry_uri, port, start, log=click.echo)
+    run_quickstart(options, client.run_local, log=click.echo)

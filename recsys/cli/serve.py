@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from recsys import serve_local, serve_ops
+from recsys.cli.options import Number
 from recsys.config import RecsysError
 from recsys.serve_local import check_local_inputs, connect
 
@@ -130,7 +131,7 @@ def stop() -> None:
 
 @click.command("deploy")
 @click.option("--version", "model_version", required=True, help="Model version to serve.")
-@click.option("--wait-s", type=float, default=300, show_default=True)
+@click.option("--wait-s", type=Number(0.0), default=300, show_default=True)
 def deploy_cmd(model_version: str, wait_s: float) -> None:
     """Switch the running app to another model version in place (no replica restarts)."""
     connect()

@@ -19,7 +19,7 @@ Configure it in ``feature_store.yaml``::
       spark_remote: sc://recsys-spark-connect:15002   # a Spark Connect server (the chart's)
 
 Everything else is Feast's DuckDB store unchanged. (A view's first materialization does not
-go through it: ``recsys.features.store.materialize`` reads each key's latest row with DuckDB,
+go through it: ``FeatureStore.materialize`` reads each key's latest row with DuckDB,
 because Feast's local engine reads a view whole into pandas.)
 """
 

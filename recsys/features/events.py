@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ from pydantic import (
 
 from recsys.config import shorten
 from recsys.data.io import ITEM, USER
+from recsys.data.records import EventRecord, EventType, RejectedEvent, event_frame, parse_records
 from recsys.features.build import read_store_meta
 from recsys.files import append_line
 from recsys.state.activity import ACTIVITY, fold_activity
@@ -63,7 +64,7 @@ class Event(BaseModel):
 
     user_id: str = Field(min_length=1, max_length=256, strict=True)
     item_id: str = Field(min_length=1, max_length=256, strict=True)
-    type: Literal["view", "click", "rating", "purchase"]
+    type: EventType
     # a number, never a numeric string; the range is the policy's (see parse_event)
     rating: Annotated[float | None, WithJsonSchema(RATING_SCHEMA)] = Field(None, strict=True)
     timestamp: Annotated[datetime | None, WithJsonSchema(TIME_SCHEMA)] = None
@@ -99,7 +100,7 @@ class EventResult:
     accepted: bool
     reason: str = ""
     unavailable: bool = False  # the log could not keep it (HTTP 503), not the client's fault
-    event: dict[str, Any] = field(default_factory=dict)
+    event: EventRecord | None = None  # as logged
     new_user: bool = False
     pushed: bool = False
     features: dict[str, Any] = field(default_factory=dict)
@@ -164,7 +165,8 @@ def _describe(error: dict) -> str:
 
 
 class EventLog:
-    """Append-only JSON-lines logs, one file per UTC day: ``events-*`` and ``rejected-*``.
+    """Append-only JSON-lines logs, one file per UTC day: ``events-*`` (:class:`EventRecord`)
+    and ``rejected-*`` (:class:`RejectedEvent`).
 
     Each record is one ``write`` on an ``O_APPEND`` descriptor followed by ``fsync``, so lines
     from concurrent writers never interleave and an acknowledged event survives a crash.
@@ -175,23 +177,25 @@ class EventLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
-    def _append(self, prefix: str, record: dict, when: datetime) -> Path:
+    def _append(self, prefix: str, record: EventRecord | RejectedEvent, when: datetime) -> Path:
         path = self.directory / f"{prefix}-{when:%Y-%m-%d}.jsonl"
         with self._lock:
-            append_line(path, json.dumps(record, default=str, sort_keys=True))
+            append_line(path, record.line())
         return path
 
-    def append(self, event: dict, when: datetime) -> Path:
-        return self._append("events", event, when)
+    def append(self, record: EventRecord, when: datetime) -> Path:
+        return self._append("events", record, when)
 
     def reject(self, payload: Any, reason: str, when: datetime) -> Path:
         raw = payload.decode(errors="replace") if isinstance(payload, bytes) else payload
         return self._append(
-            "rejected", {"received": when.isoformat(), "reason": reason, "payload": raw}, when
+            "rejected", RejectedEvent(received=when, reason=reason, payload=raw), when
         )
 
     def read(self, prefix: str = "events") -> pd.DataFrame:
-        """Every record of the ``prefix`` logs; a corrupt line is skipped with a warning."""
+        """Every valid record of the ``prefix`` logs (``events`` or ``rejected``), one column
+        per field of its schema; a corrupt line or an invalid record is skipped with a
+        warning."""
         records = []
         for path in sorted(self.directory.glob(f"{prefix}-*.jsonl")):
             for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
@@ -199,7 +203,15 @@ class EventLog:
                     records.append(json.loads(line))
                 except json.JSONDecodeError:
                     warnings.warn(f"{path}:{n}: skipped a corrupt line", stacklevel=2)
-        return pd.DataFrame.from_records(records)
+        kind = EventRecord if prefix == "events" else RejectedEvent
+        kept, why = parse_records(kind, records)
+        if why:
+            detail = ", ".join(f"{reason}: {count}" for reason, count in why.most_common())
+            skipped = f"skipped {len(records) - len(kept)} {prefix} records"
+            warnings.warn(f"{self.directory}: {skipped} ({detail})", stacklevel=2)
+        if kind is EventRecord:
+            return event_frame(kept)
+        return pd.DataFrame([dict(r) for r in kept], columns=[*RejectedEvent.model_fields])
 
 
 class EventIngestor:
@@ -234,9 +246,8 @@ class EventIngestor:
             except OSError as failure:
                 return self._unavailable(failure)
             return EventResult(accepted=False, reason=str(exc))
-        record = {**event.model_dump(mode="json"), "received": now.isoformat()}
-        if warning:
-            record["client_timestamp"] = _plain_time(payload)
+        client = _plain_time(payload) if warning else None
+        record = EventRecord(**event.model_dump(), received=now, client_timestamp=client)
         try:
             self.log.append(record, now)  # durable before anything else happens
         except OSError as failure:

@@ -1,4 +1,5 @@
-"""The Feast repository from Python: open, apply, materialize, point-in-time training sets.
+"""The feature store: one :class:`FeatureStore` over a Feast repository (training sets,
+online reads, pushes, the build's metadata), and the repository folder's helpers.
 
 The online store is chosen by configuration only: ``feature_store.yaml`` (SQLite, the embedded
 default) or ``feature_store.redis.yaml`` (Redis at ``$REDIS_CONNECTION_STRING``), picked with
@@ -7,44 +8,37 @@ default) or ``feature_store.redis.yaml`` (Redis at ``$REDIS_CONNECTION_STRING``)
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import subprocess
 import sys
-import warnings
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from recsys.config import RecsysError
-from recsys.data.io import ITEM, RATING, TS, USER
-from recsys.features.build import TABLES
-from recsys.features.duck import duckdb_connection
+from recsys.data.io import INTERACTION_COLUMNS, TS
+from recsys.data.split import read_split, split_lineage
+from recsys.features import offline_store
+from recsys.features.build import (
+    META_FILE,
+    TABLES,
+    FeatureConfig,
+    StoreMeta,
+    build_features,
+    read_store_meta,
+)
+from recsys.features.online_store import OnlineFeatures
+from recsys.features.training_sets import read_training_set_meta, write_training_dir
 from recsys.files import atomic_path
-from recsys.state.user import EVENT_TS
+from recsys.state.user import TICK
 
 Online = Literal["sqlite", "redis"]
 YAML = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
 DEFAULT_SERVICE = "ranker_v1"
-ROW = "__row"
-
-
-@contextlib.contextmanager
-def _offline_query():
-    """ibis (under Feast's DuckDB offline store) calls a method DuckDB now deprecates; the
-    warning says nothing to our users (Feast's imports turn deprecation warnings on)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*fetch_arrow_table", category=DeprecationWarning
-        )
-        # create_saved_dataset's notice; the saved file is plain parquet, read as such
-        warnings.filterwarnings("ignore", message="Saving dataset is an experimental feature")
-        yield
 
 
 def default_repo() -> Path:
@@ -85,6 +79,7 @@ def init_repo(source: str | Path, dest: str | Path, store_yaml: str | Path | Non
 
 
 def online_kind(online: str | None = None) -> Online:
+    """``online``, else ``$RECSYS_FEAST_ONLINE``, else ``sqlite``; checked."""
     kind = online or os.environ.get("RECSYS_FEAST_ONLINE", "sqlite")
     if kind not in YAML:
         raise RecsysError(f"online store {kind!r}: expected one of {sorted(YAML)}")
@@ -102,199 +97,253 @@ def store_yaml(repo: str | Path, online: str | None = None) -> Path:
     return path
 
 
-def open_store(repo: str | Path, online: str | None = None):
-    """A ``feast.FeatureStore`` on ``repo`` with the chosen online store."""
-    os.environ.setdefault("FEAST_USAGE", "False")
-    from feast import FeatureStore
+class FeatureStore:
+    """The feature store of one Feast repository, as Feast's ``FeatureStore`` is one object
+    for its repository: apply and materialize, point-in-time training sets, online reads,
+    pushes, and the metadata the build records. Wraps one ``feast.FeatureStore``, opened on
+    first use (Feast is slow to import).
 
-    path = store_yaml(repo, online)
-    return FeatureStore(repo_path=str(path.parent.resolve()), fs_yaml_file=path.resolve())
-
-
-def apply(repo: str | Path, online: str | None = None) -> str:
-    """``feast apply`` on the repository (the real CLI, in a child process: Feast imports the
-    repository's modules, and a fresh process keeps one repository's modules from another's).
-
-    Returns:
-        The CLI's output.
+    Args:
+        repo: the repository folder (``feature_store*.yaml``, the definitions, ``data/``).
+        online: the online store, ``sqlite`` or ``redis`` (default: ``$RECSYS_FEAST_ONLINE``,
+            else ``sqlite``).
     """
-    repo = Path(repo).resolve()
-    missing = [t for t in TABLES if not (repo / "data" / f"{t}.parquet").exists()]
-    if missing:
-        raise RecsysError(
-            f"{repo}/data: no {', '.join(missing)} table(s); run `recsys features build` first"
+
+    def __init__(self, repo: str | Path, online: str | None = None) -> None:
+        self.repo, self._online = Path(repo), online
+        self._feast, self._readers = None, {}
+
+    @property
+    def kind(self) -> Online:
+        """The online store: ``sqlite`` or ``redis`` (:func:`online_kind`)."""
+        return online_kind(self._online)
+
+    @property
+    def feast(self):
+        """The ``feast.FeatureStore`` on the repository with the chosen online store."""
+        if self._feast is None:
+            os.environ.setdefault("FEAST_USAGE", "False")
+            from feast import FeatureStore as FeastStore
+
+            path = store_yaml(self.repo, self.kind)  # the repository: the YAML's own folder
+            self._feast = FeastStore(repo_path=self.repo_path, fs_yaml_file=path.resolve())
+        return self._feast
+
+    def open(self) -> FeatureStore:
+        """This store, its Feast store opened now: a misconfigured online store fails here,
+        not at the first read."""
+        _ = self.feast
+        return self
+
+    @property
+    def repo_path(self) -> str:
+        """The repository's absolute path (as ``feast.FeatureStore.repo_path``)."""
+        return str(self.repo.resolve())
+
+    @property
+    def built(self) -> bool:
+        """Whether the repository has its configuration and built tables (``data/``)."""
+        return (self.repo / YAML["sqlite"]).exists() and (self.repo / "data").exists()
+
+    # -- the registry and the online store -----------------------------------------------
+    def apply(self) -> str:
+        """``feast apply`` on the repository (the real CLI, in a child process: Feast imports
+        the repository's modules, and a fresh process keeps one repository's modules from
+        another's). The opened Feast store is dropped: the next use reads the new registry.
+
+        Returns:
+            The CLI's output.
+        """
+        repo = self.repo.resolve()
+        missing = [t for t in TABLES if not (repo / "data" / f"{t}.parquet").exists()]
+        if missing:
+            raise RecsysError(
+                f"{repo}/data: no {', '.join(missing)} table(s); run `recsys features build` first"
+            )
+        env = {**os.environ, "FEAST_USAGE": "False"}
+        config = str(store_yaml(repo, self.kind))
+        cmd = [sys.executable, "-m", "feast.cli.cli", "-f", config, "apply"]
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RecsysError(f"feast apply in {repo} failed:\n{proc.stderr[-3000:]}")
+        self._feast, self._readers = None, {}
+        return proc.stdout
+
+    def materialize(self, end: datetime | None = None) -> dict:
+        """Load the latest feature values up to ``end`` (default now) into the online store
+        (:func:`recsys.features.offline_store.materialize`).
+
+        Returns:
+            ``{view: rows in the source up to end}``, the elapsed seconds, the online store.
+        """
+        done = offline_store.materialize(self.feast, end or datetime.now(UTC))
+        return {**done, "online": self.kind}
+
+    def refresh(
+        self,
+        interactions: pd.DataFrame,
+        users: pd.DataFrame | None,
+        items: pd.DataFrame | None,
+        *,
+        config: FeatureConfig | None = None,
+        lineage: list[str] | None = None,
+    ) -> dict:
+        """Build the feature tables into ``repo/data``, ``feast apply``, materialize.
+
+        Args:
+            interactions: the interactions the features are computed from.
+            users: the users' side table, if any.
+            items: the items' side table, if any.
+            config: the build's settings (recent window, engine).
+            lineage: the data the interactions stand for (default: their checksum); the
+                serving readiness check compares it with the served version's.
+
+        Returns:
+            Rows per table, and the seconds each step took.
+        """
+        t0 = time.perf_counter()
+        rows = build_features(interactions, users, items, self.repo / "data", config, lineage)
+        t1 = time.perf_counter()
+        self.apply()
+        t2 = time.perf_counter()
+        materialized = self.materialize()
+        return {
+            "rows": rows,
+            "build_s": round(t1 - t0, 2),
+            "apply_s": round(t2 - t1, 2),
+            "materialize_s": round(materialized["seconds"], 2),
+            "online": materialized["online"],
+        }
+
+    # -- the offline store: training sets ------------------------------------------------
+    def training_set(
+        self, interactions: pd.DataFrame, service: str = DEFAULT_SERVICE
+    ) -> pd.DataFrame:
+        """Interactions joined point-in-time to the features of ``service``
+        (:func:`recsys.features.offline_store.training_set`)."""
+        return offline_store.training_set(self.feast, interactions, service)
+
+    def save_training_set(
+        self, interactions: pd.DataFrame, path: str | Path, service: str = DEFAULT_SERVICE
+    ) -> Path:
+        """The training set written by the offline store's engine to ``path`` and registered
+        as a Feast saved dataset (:func:`recsys.features.offline_store.save_training_set`).
+
+        Returns:
+            ``path``.
+        """
+        return offline_store.save_training_set(self.feast, interactions, path, service)
+
+    def load_training_set(
+        self, interactions: pd.DataFrame, service: str = DEFAULT_SERVICE
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The point-in-time training set of ``service`` for ``interactions``.
+
+        Returns:
+            ``(interactions, users, items, training_set)``: the labelled rows, the user and
+            item attributes the models take (both from the joined training set, not the raw
+            side tables; items are the whole catalog as of the last interaction), and the
+            joined frame.
+        """
+        joined = self.training_set(interactions, service)
+        as_of = joined[TS].max() + TICK if len(joined) else pd.Timestamp.now(tz="UTC")
+        users, items = self.side_tables(joined, self.catalog(as_of))
+        rows = joined[[c for c in INTERACTION_COLUMNS if c in joined]]
+        return rows, users, items, joined
+
+    def write_training_set(
+        self, split_dir: str | Path, out: str | Path, service: str = DEFAULT_SERVICE
+    ) -> dict[str, Any]:
+        """The split's point-in-time training set of ``service`` as a training-set directory
+        (:func:`recsys.features.training_sets.write_training_dir`).
+
+        Returns:
+            The directory's metadata (``training_set.json``).
+        """
+        return write_training_dir(
+            split_dir, out, lambda rows: self.load_training_set(rows, service), service
         )
-    env = {**os.environ, "FEAST_USAGE": "False"}
-    cmd = [sys.executable, "-m", "feast.cli.cli", "-f", str(store_yaml(repo, online)), "apply"]
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RecsysError(f"feast apply in {repo} failed:\n{proc.stderr[-3000:]}")
-    return proc.stdout
+
+    def catalog(self, as_of: pd.Timestamp) -> pd.DataFrame:
+        """Every item with its profile as of ``as_of``
+        (:func:`recsys.features.offline_store.catalog`)."""
+        return offline_store.catalog(self.feast, as_of)
+
+    side_tables = staticmethod(offline_store.side_tables)
+
+    # -- the online store: reads and pushes ----------------------------------------------
+    def online(self, service: str = DEFAULT_SERVICE) -> OnlineFeatures:
+        """The online reads of ``service``'s features and the users' state (``read_user``,
+        ``read_users``, ``item_context``, ``read``), made once per service."""
+        if service not in self._readers:
+            self._readers[service] = OnlineFeatures(self.feast, service)
+        return self._readers[service]
+
+    def get_online_features(self, features: list[str], entity_rows):
+        """Feast's online read (its ``OnlineResponse``) of any ``features``
+        (``view:feature``) for ``entity_rows``."""
+        return self.feast.get_online_features(features=features, entity_rows=entity_rows)
+
+    def push(self, source_name: str, frame: pd.DataFrame, to=None) -> None:
+        """Write ``frame`` through the push source ``source_name``.
+
+        Args:
+            source_name: a ``PushSource`` of the repository.
+            frame: its rows (entity keys, features, event timestamp).
+            to: Feast's ``PushMode`` (default: the online store only).
+        """
+        from feast.data_source import PushMode
+
+        self.feast.push(source_name, frame, to=PushMode.ONLINE if to is None else to)
+
+    # -- metadata ------------------------------------------------------------------------
+    def meta(self) -> StoreMeta | None:
+        """What the feature build records of itself (``data/feature_meta.json``: what the
+        readiness check compares with a version), or None when it was never built."""
+        return read_store_meta(self.repo / "data")
+
+    def meta_stamp(self) -> float:
+        """The build metadata's modification time (-1 when there is none): a new build
+        changes it."""
+        try:
+            return (self.repo / "data" / META_FILE).stat().st_mtime
+        except OSError:
+            return -1.0
+
+    def materialized(self) -> dict[str, datetime | None]:
+        """Each feature view's latest materialized end time (None: never materialized)."""
+        return {v.name: v.most_recent_end_time for v in self.feast.list_feature_views()}
+
+    training_set_meta = staticmethod(read_training_set_meta)
 
 
-def materialize(repo: str | Path, online: str | None = None, end: datetime | None = None) -> dict:
-    """Load the latest feature values up to ``end`` (default now) into the online store.
+def write_training_set(
+    split_dir: str | Path,
+    out: str | Path,
+    *,
+    feature_repo: str | Path | None = None,
+    feature_service: str = DEFAULT_SERVICE,
+) -> dict[str, Any]:
+    """The rows and attributes the models learn from, as a training-set directory.
 
-    A view never materialized gets the latest row of each key up to ``end``, read by DuckDB
-    from its parquet and written a batch at a time (:func:`_materialize_latest`); later calls
-    are Feast's incremental materialization from that end time. (Feast's own first
-    materialization reads a view whole into pandas: 17+ GB at 20M interactions; and
-    ``feast materialize-incremental`` would start a year back for ``ttl=0`` views.)
-
-    Returns:
-        ``{view: rows in the source up to end}`` and the elapsed seconds.
-    """
-    import time
-
-    store = open_store(repo, online)
-    end = end or datetime.now(UTC)
-    views = store.list_feature_views()
-    fresh = [v for v in views if v.most_recent_end_time is None]
-    t0 = time.perf_counter()
-    with _offline_query(), contextlib.redirect_stdout(io.StringIO()):  # Feast prints per view
-        for view in fresh:
-            _materialize_latest(store, view, end)
-        done = [v.name for v in views if v.most_recent_end_time is not None]
-        if done:
-            store.materialize_incremental(end_date=end, feature_views=done)
-    seconds = time.perf_counter() - t0
-    rows = {v.name: _rows_until(store, v, end) for v in views}
-    return {"rows": rows, "seconds": seconds, "online": online_kind(online)}
-
-
-def _materialize_latest(store, view, end: datetime, batch_rows: int = 50_000) -> None:
-    """The latest row of each key of ``view`` stamped at or before ``end``, from its parquet
-    through DuckDB (held to the offline store's ``memory_limit``), into the online store a
-    batch at a time; then the interval recorded in the registry as Feast's materialize does."""
-    source = view.batch_source
-    keys = ", ".join(f'"{e.name}"' for e in view.entity_columns)
-    order = f'"{source.timestamp_field}" DESC'
-    if source.created_timestamp_column:
-        order += f', "{source.created_timestamp_column}" DESC'
-    query = (
-        f'SELECT * FROM read_parquet(?) WHERE "{source.timestamp_field}" <= ? '
-        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
-    )
-    limit = getattr(store.config.offline_store, "memory_limit", None)
-    path = _source_path(store, source)
-    with duckdb_connection(limit) as con:
-        start = con.sql(
-            f'SELECT min("{source.timestamp_field}") FROM read_parquet(?)',
-            params=[path],
-        ).fetchall()[0][0]
-        relation = con.sql(query, params=[path, end])
-        reader = relation.to_arrow_reader(batch_rows)  # streamed, not the whole result
-        for batch in reader:
-            store.write_to_online_store(view.name, batch.to_pandas())
-    start = (start or end) - timedelta(seconds=1)
-    store.registry.apply_materialization(view, store.project, start, end)
-
-
-def _rows_until(store, view, end: datetime) -> int:
-    source = view.batch_source
-    with duckdb_connection() as con:  # UTC, as the materialization it counts
-        query = f'SELECT count(*) FROM read_parquet(?) WHERE "{source.timestamp_field}" <= ?'
-        return con.sql(query, params=[_source_path(store, source), end]).fetchall()[0][0]
-
-
-def training_set(store, interactions: pd.DataFrame, service: str = DEFAULT_SERVICE) -> pd.DataFrame:
-    """Interactions joined point-in-time to the features of ``service``.
-
-    Each interaction's time is its entity timestamp: it gets the latest feature rows stamped at
-    or before it, so nothing it or later events caused reaches its row. Row order is kept.
+    With ``feature_repo``, the point-in-time training set of ``feature_service``
+    (:meth:`FeatureStore.write_training_set`); without it, the split's own side tables.
 
     Returns:
-        ``user_id, item_id, rating?, timestamp`` plus one column per feature.
+        The directory's metadata (``training_set.json``).
     """
-    entity = _entity_rows(interactions)
-    with _offline_query():
-        df = _historical(store, entity, service).to_df()
-    df = df.sort_values(ROW).drop(columns=[ROW]).reset_index(drop=True)
-    return df.rename(columns={EVENT_TS: TS})
+    if feature_repo:
+        return FeatureStore(feature_repo).write_training_set(split_dir, out, feature_service)
+    return write_training_dir(split_dir, out)
 
 
-def save_training_set(
-    store, interactions: pd.DataFrame, path: str | Path, service: str = DEFAULT_SERVICE
-) -> Path:
-    """The training set of :func:`training_set`, written by the offline store's engine to
-    ``path`` and registered as a Feast saved dataset named after the file: the form for data
-    too large to hold in this process (rows in the engine's order, ``__row`` the entity row,
-    ``event_timestamp`` the interaction's time).
+def materialize_split(split_dir: str | Path, feature_repo: str | Path) -> dict[str, Any]:
+    """Build the feature tables from a split's training rows only, ``feast apply``,
+    materialize (:meth:`FeatureStore.refresh`).
 
     Returns:
-        ``path``.
+        What :meth:`FeatureStore.refresh` returns, with the rows summed over the tables.
     """
-    from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
-
-    path = Path(path)
-    job = _historical(store, _entity_rows(interactions), service)
-    with _offline_query():
-        store.create_saved_dataset(
-            from_=job,
-            name=path.stem,
-            storage=SavedDatasetFileStorage(path=str(path.resolve())),
-            allow_overwrite=True,
-        )
-    return path
-
-
-def _entity_rows(interactions: pd.DataFrame) -> pd.DataFrame:
-    cols = [c for c in (USER, ITEM, RATING) if c in interactions]
-    entity = interactions[cols].copy()
-    entity[USER] = entity[USER].astype(str)
-    entity[ITEM] = entity[ITEM].astype(str)
-    entity[EVENT_TS] = pd.to_datetime(interactions[TS], utc=True)
-    entity[ROW] = np.arange(len(entity))
-    return entity
-
-
-def _historical(store, entity: pd.DataFrame, service: str):
-    try:
-        feature_service = store.get_feature_service(service)
-    except Exception as exc:  # FeatureServiceNotFoundException and registry errors
-        raise RecsysError(
-            f"feature service {service!r}: {exc} (run `recsys features apply`)"
-        ) from None
-    return store.get_historical_features(entity_df=entity, features=feature_service)
-
-
-def catalog(store, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Every item of the ``item`` entity's profile source with its profile as of ``as_of``
-    (items nobody interacted with included: the two-tower scores cold items by features)."""
-    source = store.get_feature_view("item_profile").batch_source
-    path = _source_path(store, source)
-    ids = pd.read_parquet(path, columns=[ITEM])[ITEM].astype(str).unique()
-    entity = pd.DataFrame({ITEM: ids, EVENT_TS: pd.Timestamp(as_of)})
-    features = ["item_profile:genres", "item_profile:release_year"]
-    with _offline_query():
-        return store.get_historical_features(entity_df=entity, features=features).to_df()
-
-
-def _source_path(store, source) -> str:
-    from feast.infra.offline_stores.file_source import FileSource
-
-    return FileSource.get_uri_for_file_path(store.repo_path, source.path)
-
-
-def side_tables(
-    train_set: pd.DataFrame, items: pd.DataFrame | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The users' and items' static attributes as the models take them: users from a training
-    set (each id's latest joined row), items from ``items`` (see :func:`catalog`) or else from
-    the training set too."""
-    latest = train_set.sort_values(TS, kind="mergesort")
-    ucols = [c for c in ("age_bucket", "gender", "occupation") if c in latest]
-    users = latest.drop_duplicates(USER, keep="last")[[USER, *ucols]].reset_index(drop=True)
-    if items is None:
-        items = latest.drop_duplicates(ITEM, keep="last")
-    icols = [c for c in ("genres", "release_year") if c in items]
-    items = items[[ITEM, *icols]].reset_index(drop=True)
-    if "genres" in items:
-        items["genres"] = items["genres"].map(_join_genres)
-    return users, items
-
-
-def _join_genres(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    return "|".join(str(g) for g in value)
+    train, users, items = read_split(split_dir)
+    done = FeatureStore(feature_repo).refresh(train, users, items, lineage=split_lineage(split_dir))
+    return {**done, "rows": sum(done["rows"].values())}

@@ -2,30 +2,32 @@
 
 Both logs are JSON lines written by running services (``serving/predlog.py``,
 ``recsys.features.events``), read by :mod:`recsys.monitoring.jsonl`, which skips a damaged
-line or file with a warning. A record that is JSON but not a valid prediction or event is
-skipped here the same way, counted by reason in a warning naming the file.
+line or file with a warning. Each record is read through its schema
+(:mod:`recsys.data.records`): one that is JSON but not a valid prediction or event is skipped
+here the same way, counted by reason in a warning naming the file.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recsys.monitoring.jsonl import log_files, read_jsonl, tally
+from recsys.data.coerce import UTC_NS
+from recsys.data.io import TS
+from recsys.data.records import EVENT_COLUMNS, EventRecord, PredictionRecord, event_frame
+from recsys.monitoring.jsonl import log_files, read_records
 
-UTC_NS = "datetime64[ns, UTC]"
 PREDICTION_DTYPES = {"request_id": object, "ts": UTC_NS, "user_id": object}
 PREDICTION_DTYPES |= {"model_version": object, "cold_start": bool, "item_id": object}
 PREDICTION_DTYPES |= {"rank": np.int64, "score": np.float64, "source": object}
 PREDICTION_COLUMNS = tuple(PREDICTION_DTYPES)
-FEEDBACK_DTYPES = {"user_id": object, "item_id": object, "type": object}
-FEEDBACK_DTYPES |= {"rating": np.float64, "timestamp": UTC_NS}
-FEEDBACK_COLUMNS = tuple(FEEDBACK_DTYPES)
-EVENT_TYPES = ("view", "click", "rating", "purchase")
+FEEDBACK_COLUMNS = EVENT_COLUMNS  # user_id, item_id, type, rating, timestamp
+FEEDBACK_DTYPES = dict(
+    zip(FEEDBACK_COLUMNS, (object, object, object, np.float64, UTC_NS), strict=True)
+)
 
 
 def load_predictions(
@@ -51,21 +53,15 @@ def load_predictions(
     requests, items, scores, sources, counts = [], [], [], [], []
     for path in paths:
         # One file at a time: the candidate lists dominate a record and are dropped at once.
-        records, problems = read_jsonl([path])
+        answers, problems = read_records(path, PredictionRecord)
         warnings += problems
-        bad = Counter()
-        for record in records:
-            row, why = _prediction(record)
-            if why:
-                bad[why] += 1
-            elif (since is None or row["ts"] >= since) and (until is None or row["ts"] < until):
-                requests.append(row)
-                items.extend(str(i) for i in record["items"])
-                scores.extend(record["scores"])
-                sources.extend(_sources(record))
-                counts.append(len(record["items"]))
-        if bad:
-            warnings.append(tally(path, sum(bad.values()), len(records), bad))
+        for answer in answers:
+            if (since is None or answer.ts >= since) and (until is None or answer.ts < until):
+                requests.append(_answer(answer))
+                items.extend(answer.items)
+                scores.extend(answer.scores)
+                sources.extend(_sources(answer))
+                counts.append(len(answer.items))
     if not requests:
         return _empty(PREDICTION_DTYPES), warnings
     counts = np.asarray(counts, dtype=np.int64)
@@ -81,42 +77,25 @@ def load_predictions(
     return frame[[*PREDICTION_COLUMNS, *features]], warnings
 
 
-def _prediction(record: dict) -> tuple[dict, str]:
-    """The answer-level fields of one record, or why it cannot be used."""
-    request = record.get("request") if isinstance(record.get("request"), dict) else {}
-    required = {key: record.get(key) for key in ("request_id", "ts", "items", "scores")}
-    for key, value in (required | {"request.user_id": request.get("user_id")}).items():
-        if value is None or value == "":
-            return {}, f"missing {key}"
-    items, scores, ts = record["items"], record["scores"], _parse_ts(record["ts"])
-    if not isinstance(items, list) or not isinstance(scores, list):
-        return {}, "items or scores not a list"
-    if len(items) != len(scores):
-        return {}, "items and scores of different lengths"
-    if not all(map(_is_number, scores)):
-        return {}, "a score that is not a number"
-    if ts is None:
-        return {}, "ts not an ISO 8601 time"
-    row = {"request_id": str(record["request_id"]), "ts": ts, "user_id": str(request["user_id"])}
-    row |= {"model_version": record.get("model_version")}
-    row |= {"cold_start": bool(record.get("cold_start", False))}
-    return row | _flatten(record.get("user_features")), ""
+def _answer(record: PredictionRecord) -> dict:
+    """The answer-level columns of one record (repeated on each of its items' rows)."""
+    row = {"request_id": record.request_id, "ts": record.ts, "user_id": record.user_id}
+    row |= {"model_version": record.model_version, "cold_start": record.cold_start}
+    return row | _flatten(record.user_features)
 
 
-def _sources(record: dict) -> list[str]:
+def _sources(record: PredictionRecord) -> list[str]:
     """Each item's source (``model`` or ``popular``); answers logged before sources were
     recorded count as the model's, a cold-start answer's items as popular."""
-    n = len(record["items"])
-    given = record.get("sources")
-    if isinstance(given, list) and len(given) == n and all(isinstance(s, str) for s in given):
-        return given
-    return ["popular" if record.get("cold_start") else "model"] * n
+    if record.sources is not None:
+        return record.sources
+    return ["popular" if record.cold_start else "model"] * len(record.items)
 
 
-def _flatten(features) -> dict:
+def _flatten(features: dict) -> dict:
     """The scalar features as columns; lists (history, genre shares) do not fit one cell."""
     out = {}
-    for name, value in (features if isinstance(features, dict) else {}).items():
+    for name, value in features.items():
         column = name if name.startswith("user_") else f"user_{name}"
         if name == "last_items" and isinstance(value, list):
             out["user_history_len"] = len(value)
@@ -140,43 +119,18 @@ def load_feedback(
 
     Returns:
         A frame with ``FEEDBACK_COLUMNS`` (``rating`` float, ``timestamp`` UTC) and the
-        warnings; records with a bad id, type, rating or timestamp are skipped.
+        warnings; a record that is not a valid ``EventRecord`` is skipped, counted by reason.
     """
     since, until = _utc(since), _utc(until)
     paths, warnings = log_files(Path(directory), "events")
     frames = []
     for path in paths:
-        records, problems = read_jsonl([path])
+        events, problems = read_records(path, EventRecord)
         warnings += problems
-        frame = pd.DataFrame(records, columns=list(FEEDBACK_COLUMNS))
-        numeric = frame["rating"].map(_is_number)  # "4" or true are not ratings
-        rating = pd.to_numeric(frame["rating"].where(numeric), errors="coerce")
-        ids = frame["user_id"].map(_is_id) & frame["item_id"].map(_is_id)
-        stamp = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601", errors="coerce")
-        bad = {
-            "a bad user_id or item_id": ~ids,
-            f"a type not in {EVENT_TYPES}": ~frame["type"].isin(EVENT_TYPES),
-            "a rating that is not a number": frame["rating"].notna() & ~numeric,
-            "a rating event without a rating": (frame["type"] == "rating") & rating.isna(),
-            "a timestamp not in ISO 8601": stamp.isna(),
-        }
-        invalid = np.logical_or.reduce([mask.to_numpy(bool) for mask in bad.values()])
-        if invalid.any():
-            reasons = Counter({why: int(mask.sum()) for why, mask in bad.items() if mask.any()})
-            warnings.append(tally(path, int(invalid.sum()), len(frame), reasons))
-        keep = ~invalid & _within(stamp, since, until)
-        frame = frame.assign(rating=rating, timestamp=stamp.astype(UTC_NS))[keep]
-        frames.append(frame.astype({"user_id": str, "item_id": str}))
+        frame = event_frame(events)
+        frames.append(frame.loc[_within(frame[TS], since, until), list(FEEDBACK_COLUMNS)])
     frames = [f for f in frames if len(f)]  # concat warns about empty frames' dtypes
     return (pd.concat(frames, ignore_index=True) if frames else _empty(FEEDBACK_DTYPES)), warnings
-
-
-def _is_id(value) -> bool:
-    return (isinstance(value, str) and value != "") or type(value) is int
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def join_feedback(
@@ -262,13 +216,6 @@ def _keyed(frame: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
     """The join keys as strings and the time as ns UTC, on a fresh 0..n-1 index."""
     keys = {key: frame[key].astype(str).to_numpy() for key in ("user_id", "item_id")}
     return pd.DataFrame(keys | {name: _ns(frame[column]).array})
-
-
-def _parse_ts(value) -> datetime | None:
-    try:
-        return _utc(datetime.fromisoformat(value)) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 def _utc(when: datetime | None) -> datetime | None:

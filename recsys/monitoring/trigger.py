@@ -1,5 +1,8 @@
 """Recording decisions and starting retraining at most once per cooldown.
 
+What a run is, and how it starts (kfp.local, a Kubeflow Pipelines server), is the caller's: the
+trigger takes a ``start_run`` callable (``pipelines.client`` creates runs on a KFP server).
+
 Two monitors may decide ``retrain`` at the same moment (a scheduled run and a manual one):
 the check-and-record of the last trigger happens under an exclusive ``flock`` on the state
 file, so exactly one of them starts a run and the other records that it was inside the
@@ -11,14 +14,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from recsys.config import RecsysError
 from recsys.files import append_line, atomic_path
 from recsys.monitoring.policy import Decision, MonitorPolicy, load_policy
 
@@ -98,73 +98,20 @@ def trigger(
     return {"started": True, "reason": "; ".join(decision.reasons), "run": start_run(decision)}
 
 
-def submit_pipeline(
-    host: str | None,
-    package: str | Path,
-    arguments: dict[str, Any],
-    *,
-    run_name: str,
-    experiment: str = "recsys",
-) -> dict[str, str]:
-    """Run a compiled pipeline ``package`` once on the Kubeflow Pipelines API at ``host``
-    (None: in-cluster, as a pipeline task does). The one place a run is created.
-
-    Returns:
-        The run's id and, with a host, where to see it.
-    """
-    import kfp
-
-    if host:
-        host = host.rstrip("/")
-        check_reachable(host)
-    client = kfp.Client(host=host or None)
-    run = client.create_run_from_pipeline_package(
-        str(package),
-        arguments=arguments,
-        run_name=run_name,
-        experiment_name=experiment,
-        enable_caching=False,
-    )
-    done = {"run_id": run.run_id}
-    return done | ({"url": f"{host}/#/runs/details/{run.run_id}"} if host else {})
-
-
-def start_retraining(
+def trigger_decision_file(
     decision_file: str | Path,
     state_dir: str | Path,
-    package: str | Path,
-    arguments: dict[str, Any],
+    start_run: Callable[[Decision], dict[str, Any]],
     *,
     policy: str | Path | None = None,
-    kfp_host: str | None = None,
 ) -> str:
-    """The monitoring pipeline's last task: for a ``retrain`` decision (a JSON file), submit
-    the training ``package`` unless a run started within the policy's cooldown.
+    """The monitoring pipeline's last task: :func:`trigger` for the decision the check wrote
+    (a JSON file), under the policy file's cooldown.
 
     Returns:
         ``"started"``, or why not.
     """
     verdict = Decision.model_validate_json(Path(decision_file).read_text())
-
-    def submit(decision: Decision) -> dict[str, Any]:
-        name = f"retrain-{decision.at:%Y%m%dT%H%M%SZ}"
-        return submit_pipeline(kfp_host, package, arguments, run_name=name)
-
-    outcome = trigger(verdict, load_policy(policy), state_dir, submit)
+    outcome = trigger(verdict, load_policy(policy), state_dir, start_run)
     print(f"retraining: {outcome}")
     return "started" if outcome["started"] else outcome["reason"]
-
-
-def check_reachable(host: str, timeout_s: float = 10) -> None:
-    """Fail fast with the URL and the cause (``kfp.Client`` retries its health check for long)."""
-    url = f"{host}/apis/v2beta1/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s):
-            return
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):  # behind auth: the client's own credentials may pass
-            return
-        raise RecsysError(f"{url}: HTTP {exc.code}; is {host} a Kubeflow Pipelines API?") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise RecsysError(f"cannot reach the Kubeflow Pipelines API at {host}: {reason}") from exc

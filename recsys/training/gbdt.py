@@ -15,7 +15,7 @@ import numpy as np
 
 from recsys.config import ensure_ray
 from recsys.models.rankers.gbdt import MODEL_FILE, GBDTRanker, RankingRows, train_booster
-from recsys.training.ray_trainer import RayRun, _delete_dir, storage_filesystem
+from recsys.training.runs import RayRun, delete_dir, storage_filesystem
 
 
 def _train_loop(cfg: dict) -> None:
@@ -52,7 +52,7 @@ def fit_gbdt_on_ray(
 
     ensure_ray()
     fs, base = storage_filesystem(run.storage_path)
-    _delete_dir(fs, f"{base}/{run.name}")  # boosting restarts from nothing: no resume
+    delete_dir(fs, f"{base}/{run.name}")  # boosting restarts from nothing: no resume
     trainer = LightGBMTrainer(
         _train_loop,
         train_loop_config={"ranker": ranker, "rows": ray.put((fit, val))},

@@ -23,22 +23,12 @@ import torch
 
 from recsys.config import RecsysError, ensure_ray
 from recsys.models.trainable import Trainable
+from recsys.training.runs import RayRun, delete_dir, storage_filesystem
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 FAIL_AT_EPOCH_ENV = "RECSYS_FAIL_AT_EPOCH"  # crash injection, for the resume test
 WRITE_ROWS = 1 << 20  # examples reordered and written per slice
-
-
-@dataclass
-class RayRun:
-    """Where a Ray Train run keeps its checkpoints, and how it is scaled."""
-
-    storage_path: str
-    name: str
-    resume: bool = False
-    num_workers: int = 1
-    use_gpu: bool = False
 
 
 def _train_loop(cfg: dict) -> None:
@@ -122,7 +112,7 @@ def stage_examples(
     and a driver that kept them through training held them twice)."""
     fs, base = storage_filesystem(run.storage_path)
     if not run.resume:
-        _delete_dir(fs, f"{base}/{run.name}")  # a fresh run must not pick up old checkpoints
+        delete_dir(fs, f"{base}/{run.name}")  # a fresh run must not pick up old checkpoints
     directory = f"{base}/{run.name}-examples"
     order = model.example_order(fit_rows, model.config.seed)
     path = _write_examples(fit_rows, order, fs, directory)
@@ -169,7 +159,7 @@ def fit_staged(model: Trainable, staged: StagedExamples, val, run: RayRun) -> Tr
         saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
     model.training_log = {"metrics": result.metrics, **saved["state"]["early_stopping"]}
     model.load_state(saved["state"]["best_model"])
-    _delete_dir(staged.filesystem, staged.directory)
+    delete_dir(staged.filesystem, staged.directory)
     return model
 
 
@@ -187,22 +177,6 @@ def _read_examples(staged: StagedExamples):
         max_calls=1,
         runtime_env={"env_vars": {"ARROW_DEFAULT_MEMORY_POOL": "system"}},
     )
-
-
-def _uri(storage_path: str) -> str:
-    return storage_path if "://" in storage_path else str(Path(storage_path).resolve())
-
-
-def storage_filesystem(storage_path: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and base path of a local directory, ``s3://`` or ``gs://`` URI."""
-    fs, base = pafs.FileSystem.from_uri(_uri(storage_path))
-    fs.create_dir(base, recursive=True)
-    return fs, base.rstrip("/")
-
-
-def _delete_dir(fs: pafs.FileSystem, path: str) -> None:
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
-        fs.delete_dir(path)
 
 
 def _write_examples(

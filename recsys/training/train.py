@@ -25,8 +25,7 @@ from recsys.data.io import (
 )
 from recsys.data.split import read_split, split_lineage, split_protocol
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
-from recsys.features.api import load_training_set, read_training_set_meta
-from recsys.features.store import DEFAULT_SERVICE
+from recsys.features.store import DEFAULT_SERVICE, FeatureStore
 from recsys.models.base import Recommender
 from recsys.models.kinds import create_model, protocol_params
 from recsys.models.manifest import read_manifest
@@ -35,7 +34,8 @@ from recsys.models.rankers.gbdt import GBDTRanker
 from recsys.models.trainable import Trainable
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
 from recsys.training.gbdt import fit_gbdt_on_ray
-from recsys.training.ray_trainer import RayRun, fit_on_ray
+from recsys.training.ray_trainer import fit_on_ray
+from recsys.training.runs import RayRun
 from recsys.training.two_tower import train_two_tower
 
 NEURAL_KINDS = ("two_tower", "multistage")  # trained on Ray Train
@@ -153,7 +153,8 @@ def train(args: TrainArgs) -> Path:
     service = None
     if args.features is not None:  # side features from Feast's point-in-time join
         service = args.feature_service
-        interactions, users, items, _ = load_training_set(args.features, interactions, service)
+        store = FeatureStore(args.features)
+        interactions, users, items, _ = store.load_training_set(interactions, service)
     else:
         users, items = read_side_tables(side_dir)
     lineage = split_lineage(args.data) if args.data.is_dir() else None
@@ -174,7 +175,7 @@ def train_from_set(
     storage_path: str | None = None,
     run_name: str | None = None,
 ) -> dict[str, Any]:
-    """Fit ``kind`` on a training-set directory (``recsys.features.api.write_training_set``:
+    """Fit ``kind`` on a training-set directory (``FeatureStore.write_training_set``:
     rows already validated, the feature service and lineage in its metadata) and save it.
 
     Returns:
@@ -183,7 +184,7 @@ def train_from_set(
     show_progress()
     data_dir = Path(data_dir)
     rows, users, items = read_split(data_dir)
-    meta = read_training_set_meta(data_dir)
+    meta = FeatureStore.training_set_meta(data_dir)
     args = TrainArgs(
         data=data_dir,
         model=kind,

@@ -7,11 +7,11 @@ import pandas as pd
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
 from recsys.training.ray_trainer import (
     FAIL_AT_EPOCH_ENV,
-    RayRun,
     StagedExamples,
     fit_staged,
     stage_examples,
 )
+from recsys.training.runs import RayRun
 
 __all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "fit_staged", "stage_two_tower", "train_two_tower"]
 

@@ -3,8 +3,8 @@ held-out MovieLens traffic, then traffic from a drifted synthetic population; th
 the drift, retraining runs, the gate decides and the Serve app hot-reloads, while a load
 thread counts every failed request.
 
-The retraining itself is a callable (the CLI passes the Kubeflow training pipeline on
-kfp.local), so this module stays below ``pipelines/``.
+The training pipeline's run is a callable (the CLI passes ``pipelines.client.run_local``, the
+Kubeflow training pipeline on kfp.local), so this module stays below ``pipelines/``.
 """
 
 from __future__ import annotations
@@ -30,17 +30,21 @@ from recsys.data.io import ITEM, USER
 from recsys.data.synthetic import generate
 from recsys.data.synthetic_config import SynthConfig
 from recsys.evaluation.reference import read_reference
-from recsys.features.api import materialize_split
-from recsys.features.store import copy_definitions
+from recsys.features.store import copy_definitions, materialize_split
 from recsys.monitoring import logs
 from recsys.monitoring.check import MonitorArgs, check_and_trigger
 from recsys.monitoring.policy import Decision
-from recsys.monitoring.snapshot import build_snapshot
 from recsys.monitoring.traffic import served_quality
 from recsys.registry import Registry
-from recsys.workflows.quickstart import post
+from recsys.workflows import training_pipeline
+from recsys.workflows.http_demo import post
+from recsys.workflows.retraining import retrain_on_decision
 
 Retrain = Callable[[Path, str], dict[str, Any]]  # (snapshot dir, serve address) -> result
+SNAPSHOT_NOTE = (
+    "retraining on {base_rows} base rows + {event_rows} accepted events "
+    "(the training pipeline on kfp.local)"
+)
 
 
 @dataclass
@@ -121,14 +125,14 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
 
             def start(decision: Decision) -> dict[str, Any]:
                 demo.note(f"monitor: {decision.action}: {'; '.join(decision.reasons)}", log)
-                snapshot = loop_dir / "snapshot"
-                made = build_snapshot(base, loop_dir / "events", snapshot)
-                demo.note(
-                    f"retraining on {made['base_rows']} base rows + {made['event_rows']} "
-                    "accepted events (the training pipeline on kfp.local)",
-                    log,
+                return retrain_on_decision(
+                    base,
+                    loop_dir / "events",
+                    loop_dir / "snapshot",
+                    lambda snapshot: retrain(snapshot, address),
+                    log=lambda text: demo.note(text, log),
+                    note=SNAPSHOT_NOTE,
                 )
-                return retrain(snapshot, address)
 
             decision = monitor(demo, loop_dir, since=drift_start, retrain=start, log=log)
             seen["decisions"].append(decision)
@@ -291,10 +295,11 @@ def closed_loop(
     repo: Path | None,
     registry_uri: str | None,
     port: int,
-    retrain: Callable[[Path, Path | None, str], dict[str, Any]],
+    run_pipeline: training_pipeline.RunPipeline,
     log=print,
 ) -> dict:
-    """:func:`run_loop` from scratch on MovieLens-100k, ``retrain`` as the retraining.
+    """:func:`run_loop` from scratch on MovieLens-100k; the retraining is the training
+    pipeline, run by ``run_pipeline``, under ``workdir/loop/retraining``.
 
     The loop starts afresh each time (its logs, decisions and cooldown under
     ``workdir/loop``) and serves from its own feature store, materialized from the champion's
@@ -302,8 +307,8 @@ def closed_loop(
     retraining materializes a third store (SQLite takes one writer; the app keeps reading).
 
     Args:
-        retrain: ``(snapshot dir, its feature repository or None, serve address) -> result``;
-            the CLI passes the Kubeflow training pipeline on kfp.local.
+        run_pipeline: runs the training pipeline (the CLI passes
+            ``pipelines.client.run_local``, kfp.local).
     """
     loop = workdir / "loop"
     shutil.rmtree(loop, ignore_errors=True)
@@ -314,8 +319,20 @@ def closed_loop(
         materialize_split(loop / "split", serve_repo)
         train_repo = copy_definitions(repo, loop / "retrain_repo")
 
+    def retrain(snapshot: Path, serve_address: str) -> dict[str, Any]:
+        return training_pipeline.retrain(
+            snapshot,
+            run_pipeline,
+            feature_repo=train_repo,
+            no_features=train_repo is None,
+            registry_uri=registry_uri,
+            serve_address=serve_address,
+            workdir=loop / "retraining",
+            log=log,
+        )
+
     demo = LoopDemo(workdir, registry_uri, serve_repo, loop / "split", port=port)
-    seen = run_loop(demo, lambda snapshot, address: retrain(snapshot, train_repo, address), log)
+    seen = run_loop(demo, retrain, log)
     log("timeline:")
     for stamp, text in seen["timeline"]:
         log(f"  {stamp}  {text}")

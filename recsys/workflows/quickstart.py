@@ -1,81 +1,168 @@
-"""The quickstart's serving part: start the champion's app locally, send it real HTTP
-requests (known users, a cold-start visitor, an event, a bad request), print the answers."""
+"""``recsys quickstart``, the job: fetch MovieLens-100k; the Kubeflow training pipeline on
+kfp.local; the table and the gate's decision beside the published rows; the same model kinds on
+the temporal protocol; the champion served on Ray Serve and asked over HTTP; with ``drift``,
+the closed loop.
+
+The training pipeline's run is a callable (the CLI passes ``pipelines.client.run_local``), so
+this module stays below ``pipelines/``.
+"""
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.request
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from recsys.config import local_ray
-from recsys.data.io import read_titles
-from recsys.serve_local import stop
-from recsys.serve_ops import start_local
+from recsys import serve_local
+from recsys.config import RecsysError, check_ray_address, ensure_ray, ray_address, recsys_home
+from recsys.data import movielens
+from recsys.data.io import read_dataset_info
+from recsys.evaluation.quality import DEMO_MODELS, PUBLISHED_MOVIELENS_100K
+from recsys.evaluation.tables import markdown_table
+from recsys.features.store import default_repo
+from recsys.files import write_json
+from recsys.registry import Registry
+from recsys.workflows.http_demo import serve_demo
+from recsys.workflows.loop import closed_loop
+from recsys.workflows.quality import QualityRun, run_quality
+from recsys.workflows.training_pipeline import (
+    PipelineRun,
+    RunPipeline,
+    result_lines,
+    run_training,
+)
+
+Log = Callable[[str], None]
+DEMO_USERS = ["196", "405"]
 
 
-def serve_demo(
-    workdir: Path,
-    model_root: Path,
-    model_version: str,
-    feature_repo: Path | None,
-    catalog: Path | None,
-    users: list[str],
-    port: int = 8000,
-    log=print,
-) -> dict:
-    """Start the Serve app on ``model_version`` (under ``model_root``), send real HTTP
-    requests (known users, a cold-start visitor, an event, a bad request), print the answers,
-    shut Serve down.
+@dataclass
+class Quickstart:
+    """The options of ``recsys quickstart``."""
+
+    workdir: Path | None = None  # default: $RECSYS_HOME/runs/quickstart
+    k: int = 10
+    feature_repo: Path | None = None  # default: $RECSYS_FEATURE_REPO or ./feature_repo if any
+    no_features: bool = False  # read the side tables directly, not via Feast
+    registry_uri: str | None = None
+    params: str | None = None  # the pipeline model's hyper-parameters: JSON or @file
+    serve: bool = True  # step 4, the champion on Ray Serve
+    drift: bool = False  # step 5, the closed loop
+    port: int = 8000  # HTTP port of the demo
+
+
+def run_quickstart(run: Quickstart, run_pipeline: RunPipeline, log: Log = print) -> dict:
+    """Steps 1 to 5 of the quickstart, each announced with ``== N.`` through ``log``.
+
+    Args:
+        run: the options.
+        run_pipeline: runs the training pipeline (``pipelines.client.run_local``).
+        log: where every line goes.
 
     Returns:
-        What the demo saw (answers, readiness time) for tests.
+        The working directory, the training pipeline's result, the temporal rows, and what
+        the serving demo and the closed loop saw (when they ran).
     """
-    t0 = time.perf_counter()
-    seen: dict = {}
-    url = start_local(model_root, model_version, feature_repo, catalog, workdir, port, log)
-    ours = local_ray() is not None  # this process started it (here or to train): it goes too
-    try:
-        seen["ready_s"] = round(time.perf_counter() - t0, 1)
-        log(f"app ready at {url} in {seen['ready_s']}s (OpenAPI at {url}/docs)")
-        titles = read_titles(catalog)
-        for user in users:
-            answer = post(url, "/recommend", {"user_id": user, "k": 5})[1]
-            seen.setdefault("answers", []).append(answer)
-            log(f"user {user} (took {answer['took_ms']:.0f} ms, model {answer['model_version']}):")
-            for item in answer["items"]:
-                name = titles.get(item["item_id"], item["item_id"])
-                log(f"  {item['rank']}. {name} — {item['reason']}")
-        visitor = {"user_id": "new-visitor", "k": 3, "filters": {"include_genres": ["Comedy"]}}
-        cold = post(url, "/recommend", visitor)[1]
-        seen["cold"] = cold
-        names = ", ".join(titles.get(i["item_id"], i["item_id"]) for i in cold["items"])
-        log(f"unknown visitor, comedies (cold_start={cold['cold_start']}): {names}")
-        top = seen["answers"][0]["items"][0]["item_id"]
-        status, _ = post(url, "/events", {"user_id": users[0], "item_id": top, "type": "click"})
-        after = post(url, "/recommend", {"user_id": users[0], "k": 5})[1]
-        seen["after_event"] = after
-        gone = top not in [i["item_id"] for i in after["items"]]
+    workdir = (run.workdir or recsys_home() / "runs" / "quickstart").resolve()
+    if os.environ.get("RAY_ADDRESS"):
+        check_ray_address(os.environ["RAY_ADDRESS"])
+    if run.serve:  # a taken port fails now, not after training
+        serve_local.end_stale(log)
+        serve_local.check_port("127.0.0.1", run.port)
+    repo = _feature_repo(run, log)
+    log("== 1. data: MovieLens-100k (fetched once, then cached)")
+    dataset = movielens.fetch()
+    info = read_dataset_info(dataset)
+    log(
+        f"{info.n_interactions} ratings, {info.n_users} users, {info.n_items} items "
+        f"(source: {info.source}) -> {dataset}"
+    )
+    seen: dict[str, Any] = {"workdir": workdir}
+    # One Ray for every step: the pipeline's training task joins it (as a RayJob's driver
+    # joins its cluster), the temporal run trains on it, the champion is served on it.
+    ensure_ray()
+    seen["training"] = _train(run, repo, workdir, run_pipeline, log)
+    seen["temporal"] = _temporal(run.k, workdir, log)
+    if not run.serve:
+        return seen
+    registry = Registry(run.registry_uri)
+    champion = registry.champion()
+    log(
+        f"== 4. serve the champion {champion.version}: "
+        "candidates -> ranker -> ordering in one Ray Serve replica (the cluster's chart gives "
+        "the candidates and the ranker deployments of their own)"
+    )
+    seen["serve"] = serve_demo(
+        workdir,
+        registry.local_path(champion.version).parent,
+        champion.version,
+        repo,
+        dataset / "items.parquet",
+        users=DEMO_USERS,
+        port=run.port,
+        log=log,
+    )
+    if run.drift:
         log(
-            f"POST /events {users[0]} clicked {titles.get(top, top)} -> {status}; "
-            f"next answer no longer lists it: {gone}"
+            "== 5. the closed loop: held-out traffic -> drifted traffic -> Evidently -> "
+            "retrain -> gate -> hot reload"
         )
-        status, body = post(url, "/recommend", {"user_id": users[0], "k": 0})
-        log(f"a bad request (k=0) -> {status}: {body['detail'][0]['msg']}")
-    finally:
-        stop(local_ray=ours)
-    log("Serve shut down" + (" (and the local Ray)" if ours else ""))
+        seen["loop"] = closed_loop(workdir, repo, run.registry_uri, run.port, run_pipeline, log)
     return seen
 
 
-def post(url: str, path: str, body: dict) -> tuple[int, dict]:
-    """POST JSON; the status and the JSON answer (also for 4xx/5xx)."""
-    request = urllib.request.Request(
-        url + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+def _feature_repo(run: Quickstart, log: Log) -> Path | None:
+    """The Feast repository the models' features come from; None: the side tables (asked
+    for, or no repository where the default looks)."""
+    repo = None if run.no_features else (run.feature_repo or default_repo())
+    if repo is not None and not (repo / "feature_store.yaml").exists():
+        if run.feature_repo is not None:
+            raise RecsysError(f"--feature-repo {repo}: no feature_store.yaml there")
+        log(f"(no Feast repository at {repo}: training from the side tables)")
+        repo = None
+    return repo
+
+
+def _train(
+    run: Quickstart, repo: Path | None, workdir: Path, run_pipeline: RunPipeline, log: Log
+) -> dict[str, Any]:
+    """Steps 2 and 3: the training pipeline, its table beside the published rows."""
+    log(
+        "== 2. the training pipeline on kfp.local: ingest -> Feast features -> training set -> "
+        "train (Ray Train) -> evaluate (+ Evidently) -> gate -> register -> deploy"
     )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    options = PipelineRun(
+        source=movielens.NAME,
+        feature_repo=repo,
+        no_features=repo is None,
+        params=run.params,
+        registry_uri=run.registry_uri,
+        k=run.k,
+        ray_address=os.environ.get("RAY_ADDRESS") or ray_address(),
+        workdir=workdir / "kfp",
+    )
+    result = run_training(options, run_pipeline, log)
+    log(f"== 3. results at k={run.k} (stratified protocol), with published reference rows")
+    for line in result_lines(result):
+        log(line)
+    log(markdown_table(PUBLISHED_MOVIELENS_100K))
+    write_json(result["evaluation"], workdir / "metrics.json")
+    log(f"metrics.json under {workdir}")
+    return result
+
+
+def _temporal(k: int, workdir: Path, log: Log) -> list[dict]:
+    """Step 3b: the demo's model kinds on the temporal protocol."""
+    log(
+        f"== 3b. the temporal protocol at k={k}: each user's latest 25% held out; the "
+        "multi-stage model learns what comes next (crossfit=user-time, the recent window)"
+    )
+    temporal = run_quality(
+        QualityRun(workdir=workdir / "temporal", models=DEMO_MODELS, protocols=("temporal",), k=k),
+        log=lambda _: None,
+    )
+    log(markdown_table(temporal))
+    write_json(temporal, workdir / "temporal.json")
+    return temporal

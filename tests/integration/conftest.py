@@ -18,6 +18,12 @@ from recsys.cli.main import cli
 from recsys.config import free_port
 from recsys.data import movielens
 
+# Serve with HAProxy keeps a removed replica serving for at least 30 s (its drain period), so
+# that a proxy which has not yet dropped it fails no request. These tests replace replicas and
+# shut Serve down with no traffic in flight (a switch under load keeps its replicas): a short
+# drain keeps that wait out of the suite. Users' apps keep Serve's default.
+os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
+
 
 def pytest_collection_modifyitems(items):
     for item in items:

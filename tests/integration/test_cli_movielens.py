@@ -13,12 +13,11 @@ import pandas as pd
 import pytest
 
 from recsys.config import free_port
-from recsys.features import store as feast_store
 from recsys.features.events import EventLog
-from recsys.features.online import OnlineFeatures
+from recsys.features.store import FeatureStore
 from recsys.state.offline import states_from_interactions
 from recsys.state.user import DEFAULT_RECENT_N
-from tests.conftest import copy_feature_repo
+from tests.helpers import copy_feature_repo
 
 
 def test_split_train_recommend_evaluate(run_cli, movielens_dir, tmp_path):
@@ -180,7 +179,7 @@ def test_the_online_store_holds_every_training_users_state(quickstart):
     assert len(events) == 1  # the demo's click
     history = pd.concat([train, events[["user_id", "item_id", "timestamp"]]], ignore_index=True)
     history["timestamp"] = pd.to_datetime(history["timestamp"], utc=True, format="ISO8601")
-    reader = OnlineFeatures(feast_store.open_store(quickstart["repo"]))
+    reader = FeatureStore(quickstart["repo"]).online()
     users = sorted(train.user_id.unique())
     assert len(users) == 943
     expected = states_from_interactions(history, users, DEFAULT_RECENT_N)

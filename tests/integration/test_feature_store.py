@@ -10,23 +10,25 @@ import pandas as pd
 import pytest
 
 from recsys.data.io import age_bucket
-from recsys.features import store as feast_store
-from recsys.features.api import load_training_set, refresh
 from recsys.features.asof import AsofOfflineStoreConfig, _spark
 from recsys.features.build import FeatureConfig, build_features
 from recsys.features.events import EventIngestor, EventLog
-from recsys.features.online import OnlineFeatures
+from recsys.features.offline_store import training_set
 from recsys.features.spark import stop_spark
+from recsys.features.store import DEFAULT_SERVICE, FeatureStore
 from recsys.models.kinds import create_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.recommend import Request, recommend_frame
 from recsys.state.items import ITEM_CONTEXT
 from recsys.state.offline import item_context, states_from_interactions
 from recsys.state.user import DEFAULT_RECENT_N
-from tests.conftest import copy_feature_repo, make_interactions
-from tests.unit.test_asof import case as asof_case
-from tests.unit.test_asof import check as check_asof
-from tests.unit.test_features_build import assert_same_tables
+from tests.helpers import (
+    asof_case,
+    assert_same_tables,
+    check_asof,
+    copy_feature_repo,
+    make_interactions,
+)
 
 DAY = pd.Timedelta(days=1)
 
@@ -48,7 +50,7 @@ def repo(tmp_path_factory):
     interactions = make_interactions(n_users=30, n_items=40, per_user=8)
     users, items = side_tables(interactions)
     path = copy_feature_repo(tmp_path_factory.mktemp("feature_repo"))
-    refresh(path, interactions, users, items)
+    FeatureStore(path).refresh(interactions, users, items)
     return path, interactions, users, items
 
 
@@ -67,7 +69,7 @@ def engine(request, monkeypatch, spark_afterwards):
 
 def test_training_rows_see_only_what_happened_before_them(repo, engine):
     path, interactions, _, _ = repo
-    rows, users, items, joined = load_training_set(path, interactions)
+    rows, users, items, joined = FeatureStore(path).load_training_set(interactions)
     assert len(joined) == len(interactions)
     pd.testing.assert_frame_equal(
         rows[["user_id", "item_id"]], interactions[["user_id", "item_id"]]
@@ -103,16 +105,16 @@ def test_the_as_of_join_gives_what_feasts_own_duckdb_join_gives(repo, engine):
         .read_text()
         .replace("type: recsys.features.asof.AsofOfflineStore", "type: duckdb")
     )
-    from feast import FeatureStore
+    from feast import FeatureStore as FeastStore
 
-    feast = FeatureStore(repo_path=str(path), fs_yaml_file=stock)
+    feast = FeastStore(repo_path=str(path), fs_yaml_file=stock)
     assert type(feast._get_provider().offline_store).__name__ == "DuckDBOfflineStore"
-    ours = feast_store.open_store(path)
-    assert ours.config.offline_store.engine == engine
+    ours = FeatureStore(path)
+    assert ours.feast.config.offline_store.engine == engine
     probe = interactions.assign(timestamp=interactions.timestamp + pd.Timedelta(seconds=1))
     both = pd.concat([interactions, probe], ignore_index=True)
-    expected = feast_store.training_set(feast, both)
-    pd.testing.assert_frame_equal(feast_store.training_set(ours, both), expected)
+    expected = training_set(feast, both, DEFAULT_SERVICE)
+    pd.testing.assert_frame_equal(ours.training_set(both), expected)
     assert expected.user_interactions.notna().any() and expected.popularity_7d.notna().any()
 
 
@@ -133,8 +135,7 @@ def test_a_value_written_after_an_interaction_never_reaches_its_row(repo, engine
                 "timestamp": [first.timestamp, first.timestamp + pd.Timedelta(seconds=2)],
             }
         )
-        store = feast_store.open_store(path)
-        joined = feast_store.training_set(store, probe)
+        joined = FeatureStore(path).training_set(probe)
         assert joined.gender.tolist() == [
             original.set_index("user_id").gender[first.user_id],
             "LATE",
@@ -175,7 +176,7 @@ def test_a_value_written_just_before_a_window_boundary_reaches_rows_just_after_i
                 "timestamp": [edge - 2 * second, edge + second, edge + 3 * second],
             }
         )
-        joined = feast_store.training_set(feast_store.open_store(path), probe)
+        joined = FeatureStore(path).training_set(probe)
         assert joined.sort_values("timestamp").gender.tolist() == [
             original.set_index("user_id").gender[user.user_id],  # before the write
             "BEFORE-EDGE",  # across the boundary: the value written a second before it
@@ -188,7 +189,7 @@ def test_a_value_written_just_before_a_window_boundary_reaches_rows_just_after_i
 def test_the_online_state_is_the_offline_state_of_every_user(repo):
     """Store parity: what materialization put online is what the offline path computes."""
     path, interactions, _, _ = repo
-    reader = OnlineFeatures(feast_store.open_store(path))
+    reader = FeatureStore(path).online()
     users = sorted(interactions.user_id.unique())
     offline = states_from_interactions(interactions, users, DEFAULT_RECENT_N)
     for user, expected in zip(users, offline, strict=True):
@@ -202,7 +203,7 @@ def test_the_rankers_store_features_read_online_equal_the_offline_ones(repo):
     """What the ranker reads of the store (with ``store_context``) is in the feature service,
     and the online values are those the offline path computes from the interactions."""
     path, interactions, _, _ = repo
-    reader = OnlineFeatures(feast_store.open_store(path))
+    reader = FeatureStore(path).online()
     readable = {*reader.user_features, *reader.item_features}
     model = MultiStageModel(MultiStageConfig(store_context=True))
     assert set(model.state_spec().context) <= readable
@@ -218,7 +219,7 @@ def test_the_rankers_store_features_read_online_equal_the_offline_ones(repo):
 
 def test_one_online_read_gives_the_user_and_200_candidates(repo):
     path, interactions, _, _ = repo
-    reader = OnlineFeatures(feast_store.open_store(path))
+    reader = FeatureStore(path).online()
     candidates = [f"i{i}" for i in range(40)] * 5  # 200 items, repeats included
     result = reader.read("u3", candidates)
     mine = interactions[interactions.user_id == "u3"].sort_values("timestamp", ascending=False)
@@ -235,8 +236,8 @@ def test_one_online_read_gives_the_user_and_200_candidates(repo):
 
 def test_an_event_updates_the_online_features_and_the_next_recommendations(repo, tmp_path):
     path, interactions, _, _ = repo
-    store = feast_store.open_store(path)
-    reader = OnlineFeatures(store)
+    store = FeatureStore(path)
+    reader = store.online()
     model = create_model("ease", {"l2": 10.0}).fit(interactions)
     before = reader.read("u5")
 
@@ -262,10 +263,10 @@ def test_an_event_updates_the_online_features_and_the_next_recommendations(repo,
 
 def test_bad_events_are_rejected_logged_and_change_nothing(repo, tmp_path):
     path, _, _, _ = repo
-    store = feast_store.open_store(path)
+    store = FeatureStore(path)
     log = EventLog(tmp_path / "events")
     ingestor = EventIngestor(store, log)
-    before = OnlineFeatures(store).read("u7")
+    before = store.online().read("u7")
     bad = [
         {"user_id": "u7", "item_id": "i1", "type": "click", "extra": 1},
         {"user_id": "u7", "item_id": "i1", "type": "rating", "rating": 11},
@@ -279,7 +280,7 @@ def test_bad_events_are_rejected_logged_and_change_nothing(repo, tmp_path):
     assert reasons[3].startswith("user_id: Input should be a valid string")
     assert log.read("rejected").reason.tolist() == reasons
     assert log.read().empty
-    after = OnlineFeatures(store).read("u7")
+    after = store.online().read("u7")
     assert after.user == before.user and after.state == before.state
 
 
@@ -288,7 +289,7 @@ def test_a_clock_skewed_event_is_kept_at_its_time_of_receipt(repo, tmp_path):
     fix: the event is kept, stamped when received, with a warning and the client's value."""
     path, _, _, _ = repo
     log = EventLog(tmp_path / "events")
-    ingestor = EventIngestor(feast_store.open_store(path), log)
+    ingestor = EventIngestor(FeatureStore(path), log)
     sent = {"user_id": "u8", "item_id": "i1", "type": "click", "timestamp": "2999-01-01T00:00:00Z"}
     result = ingestor.ingest(sent)
     assert result.accepted and result.pushed, result.reason
@@ -300,12 +301,12 @@ def test_a_clock_skewed_event_is_kept_at_its_time_of_receipt(repo, tmp_path):
 
 def test_an_unseen_user_becomes_a_cold_start_user(repo, tmp_path):
     path, _, _, _ = repo
-    store = feast_store.open_store(path)
+    store = FeatureStore(path)
     result = EventIngestor(store, EventLog(tmp_path / "ev")).ingest(
         {"user_id": "brand-new", "item_id": "i2", "type": "view"}
     )
     assert result.accepted and result.new_user
-    read = OnlineFeatures(store).read("brand-new")
+    read = store.online().read("brand-new")
     user = read.user
     assert user["user_interactions"] == 1 and read.state.seen == read.state.recent == ("i2",)
     assert user["age_bucket"] is None  # no profile yet: the cold-start path
@@ -381,16 +382,17 @@ def test_the_cli_builds_applies_materializes_reads_and_trains_from_features(
 def test_the_redis_online_store_serves_the_same_features(repo, redis_server, monkeypatch, tmp_path):
     path, _, _, _ = repo
     monkeypatch.setenv("REDIS_CONNECTION_STRING", redis_server)
-    feast_store.apply(path, "redis")
-    result = feast_store.materialize(path, "redis")
+    redis = FeatureStore(path, "redis")
+    redis.apply()
+    result = redis.materialize()
     assert result["online"] == "redis" and result["rows"]["user_activity"] > 0
-    on_redis = OnlineFeatures(feast_store.open_store(path, "redis"))
-    on_sqlite = OnlineFeatures(feast_store.open_store(path, "sqlite"))
+    on_redis = redis.online()
+    on_sqlite = FeatureStore(path, "sqlite").online()
     items = [f"i{i}" for i in range(40)]
     a, b = on_redis.read("u9", items), on_sqlite.read("u9", items)
     assert a.user == b.user
     pd.testing.assert_frame_equal(a.items, b.items)
-    ingest = EventIngestor(feast_store.open_store(path, "redis"), EventLog(tmp_path / "ev"))
+    ingest = EventIngestor(FeatureStore(path, "redis"), EventLog(tmp_path / "ev"))
     assert ingest.ingest({"user_id": "u9", "item_id": "i0", "type": "click"}).pushed
     assert a.state == b.state
     assert on_redis.read("u9").state.recent[0] == "i0"

@@ -22,7 +22,7 @@ from recsys.models.popularity import Popularity
 from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker
 from recsys.training.train import TrainArgs, train
-from tests.conftest import recommend_rows
+from tests.helpers import recommend_rows
 
 N_USERS = 200  # the most active users: ~53k interactions
 RUNS = {"gbdt": {}, "dcn": {"ranker": "dcn", "folds": 2, "dcn": {"epochs": 1}}}

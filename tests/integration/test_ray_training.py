@@ -23,7 +23,7 @@ from recsys.models.popularity import Popularity
 from recsys.training.ray_trainer import require_room_for_data
 from recsys.training.train import TrainArgs, train
 from recsys.training.two_tower import FAIL_AT_EPOCH_ENV
-from tests.conftest import recommend_rows
+from tests.helpers import recommend_rows
 
 CONFIG = {"epochs": 3, "history_len": 50}
 

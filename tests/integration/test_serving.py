@@ -22,16 +22,12 @@ import torch
 from recsys import serve_ops
 from recsys.config import WRITE_TOKEN_ENV, free_port
 from recsys.data.io import interactions_checksum
-from recsys.features import store as feast_store
-from recsys.features.api import refresh
 from recsys.features.build import build_features
+from recsys.features.store import FeatureStore
 from recsys.models.kinds import load_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.recommend import Request, recommend_frame
-from tests.conftest import copy_feature_repo, make_interactions
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from tiny_data import TINY_MULTISTAGE, side_tables  # noqa: E402
+from tests.helpers import TINY_MULTISTAGE, copy_feature_repo, make_interactions, side_tables
 
 TINY = TINY_MULTISTAGE
 
@@ -89,7 +85,7 @@ def _served(root: Path, disk: Path | None):
         model.save(root / "models" / version, data_checksum=checksum)
     torch.set_num_threads(threads)
     repo = copy_feature_repo(root / "repo")
-    refresh(repo, interactions, users, items)
+    FeatureStore(repo).refresh(interactions, users, items)
     port = free_port()
     args = {
         "model_root": str(root / "models"),
@@ -495,7 +491,7 @@ def test_a_missing_or_unmaterialized_store_is_not_ready(served):
     empty = copy_feature_repo(root / "empty_repo")  # definitions only: never built
     built = copy_feature_repo(root / "built_repo")  # built and applied, never materialized
     build_features(make_interactions(), *side_tables(), built / "data")
-    feast_store.apply(built)
+    FeatureStore(built).apply()
     for repo, reason in ((empty, "is not a built Feast repository"), (built, "holds no state")):
         config = app_config(
             args={**served["args"], "feature_repo": str(repo)},

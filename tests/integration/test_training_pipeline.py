@@ -6,7 +6,6 @@ unchanged data keeps the champion and touches nothing."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import httpx
@@ -20,14 +19,11 @@ from recsys.data.ingest import ingest
 from recsys.data.io import interactions_checksum
 from recsys.evaluation.protocol import evaluate_candidate
 from recsys.evaluation.reference import read_reference
-from recsys.features.api import refresh
+from recsys.features.store import FeatureStore
 from recsys.files import write_parquet
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.registry import Registry, champion_model, register_champion
-from tests.conftest import copy_feature_repo, make_interactions
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from tiny_data import TINY_MULTISTAGE, side_tables  # noqa: E402
+from tests.helpers import TINY_MULTISTAGE, copy_feature_repo, make_interactions, side_tables
 
 POLICY = "min_requests: 30\nmin_feedback_users: 10\n"
 
@@ -59,7 +55,7 @@ def setup(ray_session, tmp_path_factory):
         reference_out=root / "v0-reference.parquet",
     )
     repo = copy_feature_repo(root / "repo")  # the store serving reads
-    refresh(repo, train, users, items)
+    FeatureStore(repo).refresh(train, users, items)
     registry = Registry(root / "registry")
     register_champion(
         root / "v0",

@@ -4,10 +4,9 @@ multi-stage model shared by the modules that only read it."""
 import pandas as pd
 import pytest
 import torch
-from tiny_data import TINY_MULTISTAGE, side_tables
 
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
-from tests.conftest import make_interactions
+from tests.helpers import TINY_MULTISTAGE, make_interactions, side_tables
 
 
 @pytest.fixture(autouse=True)

@@ -265,3 +265,34 @@ def test_the_transitive_check_catches_a_layer_below_reaching_up():
         "recsys.models.kinds → recsys.models.base → recsys.state.user → recsys.features.build "
         "(recsys.features)"
     ]
+
+
+def test_tests_share_helpers_through_one_module():
+    """A test module imports what tests share from ``tests.helpers`` only: never another test
+    module, a conftest, or a helper file of its own beside it."""
+    wrong = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                first, *rest = name.split(".")
+                inside = first == "tests" and name != "tests.helpers"
+                sibling = first.startswith("test_") or first in ("conftest", "tiny_data")
+                if inside or sibling:
+                    wrong.append(f"{path.relative_to(ROOT)}: import {name}")
+    assert wrong == []
+
+
+def test_unit_tests_mirror_the_packages():
+    """``tests/unit/<package>/`` for each package's tests; the top holds the tests of the
+    top-level modules, the layers and the property suite."""
+    top = {p.name for p in (ROOT / "tests" / "unit").glob("test_*.py")}
+    allowed = {"test_layers.py"} | {
+        f"test_{p.stem}.py" for p in (ROOT / "recsys").glob("*.py") if p.stem != "__init__"
+    }
+    assert top <= allowed, sorted(top - allowed)

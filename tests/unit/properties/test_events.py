@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from recsys.data.records import EventRecord, RejectedEvent
 from recsys.features.events import Event, EventLog, EventPolicy, parse_event
 
 from .strategies import CHARS, DATETIMES, OFFSETS, TEXT, fuzz
@@ -104,14 +105,16 @@ def test_log_grows_by_one_json_line_a_call(log_dir, kind, payload, reason, when)
     prefix = "events" if kind == "append" else "rejected"
     path = log_dir / f"{prefix}-{when:%Y-%m-%d}.jsonl"
     before = path.read_bytes().count(b"\n") if path.exists() else 0
-    if kind == "append":
-        log.append(payload if isinstance(payload, dict) else {"payload": payload}, when)
+    if kind == "append":  # the client's own time may be any JSON the client sent
+        sent = payload.decode(errors="replace") if isinstance(payload, bytes) else payload
+        times = {"timestamp": when, "received": when, "client_timestamp": sent}
+        log.append(EventRecord(user_id="u", item_id="i", type="view", **times), when)
     else:
         log.reject(payload, reason, when)
     lines = path.read_bytes().split(b"\n")
     assert len(lines) - 1 == before + 1 and lines[-1] == b""
     record = json.loads(lines[-2])
-    assert isinstance(record, dict)
+    (EventRecord if kind == "append" else RejectedEvent).parse(record)  # reads back
 
 
 @pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])

@@ -1,0 +1,40 @@
+"""A Ray Train run's settings and its storage: what every trainer shares, torch-free.
+
+The LightGBM ranker's train loop imports this module in each Ray Train worker; keeping torch
+out of it keeps a worker's start to Ray's own imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+
+@dataclass
+class RayRun:
+    """Where a Ray Train run keeps its checkpoints, and how it is scaled."""
+
+    storage_path: str
+    name: str
+    resume: bool = False
+    num_workers: int = 1
+    use_gpu: bool = False
+
+
+def _uri(storage_path: str) -> str:
+    return storage_path if "://" in storage_path else str(Path(storage_path).resolve())
+
+
+def storage_filesystem(storage_path: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and base path of a local directory, ``s3://`` or ``gs://`` URI."""
+    fs, base = pafs.FileSystem.from_uri(_uri(storage_path))
+    fs.create_dir(base, recursive=True)
+    return fs, base.rstrip("/")
+
+
+def delete_dir(fs: pafs.FileSystem, path: str) -> None:
+    """Remove ``path`` on ``fs`` when it is a directory (a run that starts over)."""
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)
