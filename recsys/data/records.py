@@ -56,7 +56,8 @@ def utc_time(value: Any) -> datetime:
         if isinstance(when, datetime):
             return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     except (ValueError, OverflowError):
-        pass
+        if isinstance(value, datetime):
+            raise ValueError(f"{value.isoformat()}: a time UTC cannot hold") from None
     raise ValueError("not an ISO 8601 time")
 
 
