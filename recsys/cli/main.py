@@ -63,18 +63,21 @@ def cli(verbose: bool) -> None:
     )
 
 
-cli.add_command(data.data)
-cli.add_command(features.features)
-cli.add_command(train.train)
-cli.add_command(recommend.recommend)
-cli.add_command(evaluate.evaluate)
-cli.add_command(benchmark.benchmark)
-cli.add_command(quickstart.quickstart)
-cli.add_command(serve.serve)
-cli.add_command(serve.deploy_cmd)
-cli.add_command(pipeline.pipeline)
-cli.add_command(monitor.monitor)
-cli.add_command(registry.registry)
+for command in (
+    data.data,
+    features.features,
+    train.train,
+    recommend.recommend,
+    evaluate.evaluate,
+    benchmark.benchmark,
+    quickstart.quickstart,
+    serve.serve,
+    serve.deploy_cmd,
+    pipeline.pipeline,
+    monitor.monitor,
+    registry.registry,
+):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -1,4 +1,6 @@
-"""CLI round trips on the real MovieLens-100k, through the installed ``recsys`` command."""
+"""CLI round trips on the real MovieLens-100k: the installed ``recsys`` command in a subprocess
+(the quickstart, ``recsys recommend`` against the live app, the quality benchmark), the same
+click commands in this process for the data, train, recommend and evaluate round trips."""
 
 import json
 import os
@@ -20,15 +22,15 @@ from recsys.state.user import DEFAULT_RECENT_N
 from tests.helpers import copy_feature_repo
 
 
-def test_split_train_recommend_evaluate(run_cli, movielens_dir, tmp_path):
-    run_cli("data", "split", movielens_dir, "--protocol", "stratified", "--out", tmp_path / "s")
+def test_split_train_recommend_evaluate(cli_here, movielens_dir, tmp_path):
+    cli_here("data", "split", movielens_dir, "--protocol", "stratified", "--out", tmp_path / "s")
     split = json.loads((tmp_path / "s" / "split.json").read_text())
     assert (split["n_train"], split["n_test"]) == (75066, 24934)
     assert (tmp_path / "s" / "items.parquet").exists()
 
     for kind in ("popularity", "ease"):
-        run_cli("train", "--data", tmp_path / "s", "--model", kind, "--out", tmp_path / kind)
-        run_cli(
+        cli_here("train", "--data", tmp_path / "s", "--model", kind, "--out", tmp_path / kind)
+        cli_here(
             "recommend",
             "--model",
             tmp_path / kind,
@@ -42,7 +44,7 @@ def test_split_train_recommend_evaluate(run_cli, movielens_dir, tmp_path):
             "--out",
             tmp_path / f"{kind}.parquet",
         )
-        run_cli(
+        cli_here(
             "evaluate",
             "--recs",
             tmp_path / f"{kind}.parquet",
@@ -66,18 +68,20 @@ def test_split_train_recommend_evaluate(run_cli, movielens_dir, tmp_path):
     assert 0.20 < pop["ndcg"] < 0.30
 
 
-def test_temporal_and_leave_last_out_splits(run_cli, movielens_dir, tmp_path):
-    run_cli("data", "split", movielens_dir, "--protocol", "temporal", "--out", tmp_path / "t")
+def test_temporal_and_leave_last_out_splits(cli_here, movielens_dir, tmp_path):
+    cli_here("data", "split", movielens_dir, "--protocol", "temporal", "--out", tmp_path / "t")
     train = pd.read_parquet(tmp_path / "t" / "train.parquet")
     test = pd.read_parquet(tmp_path / "t" / "test.parquet")
     assert test.user_id.nunique() == 943  # every user's latest quarter
     last_train = train.groupby("user_id").timestamp.max()
     assert (last_train <= test.groupby("user_id").timestamp.min().reindex(last_train.index)).all()
-    run_cli("data", "split", movielens_dir, "--protocol", "global-time", "--out", tmp_path / "g")
+    cli_here("data", "split", movielens_dir, "--protocol", "global-time", "--out", tmp_path / "g")
     train = pd.read_parquet(tmp_path / "g" / "train.parquet")
     test = pd.read_parquet(tmp_path / "g" / "test.parquet")
     assert train.timestamp.max() < test.timestamp.min()
-    run_cli("data", "split", movielens_dir, "--protocol", "leave-last-out", "--out", tmp_path / "l")
+    cli_here(
+        "data", "split", movielens_dir, "--protocol", "leave-last-out", "--out", tmp_path / "l"
+    )
     assert pd.read_parquet(tmp_path / "l" / "test.parquet").user_id.nunique() == 943
 
 

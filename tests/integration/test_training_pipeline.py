@@ -193,7 +193,9 @@ def test_second_run_on_unchanged_data_keeps_the_champion(setup):
     before = registry.champion()
     events = len(registry.history())
     # the data the champion was trained on: the loop's snapshot
-    result = run(setup, "second", source=str(setup["root"] / "loop" / "snapshot"))
+    # this run's training joins the session's Ray (the first one started its own in the task)
+    snapshot = str(setup["root"] / "loop" / "snapshot")
+    result = run(setup, "second", source=snapshot, ray_address=setup["arguments"]["serve_address"])
     decision = result["decision"]
     assert not decision["promote"] and decision["champion"] == before.version
     assert not decision["checks"]["beats_champion"]["passed"]
