@@ -130,8 +130,7 @@ class PredictionRecord(Record):
     def line(self) -> str:
         """The record as one compact JSON line (no newline), fields in schema order; numpy
         arrays and scalars are written as lists and numbers."""
-        fields = {name: getattr(self, name) for name in type(self).model_fields}
-        return json.dumps(fields, default=_json_value, separators=(",", ":"))
+        return record_line({name: getattr(self, name) for name in type(self).model_fields})
 
 
 class EventRecord(Record):
@@ -218,6 +217,13 @@ def event_frame(records: Sequence[EventRecord]) -> pd.DataFrame:
     for column in (TS, "received"):
         frame[column] = pd.to_datetime(columns[column], utc=True).astype(UTC_NS)
     return frame
+
+
+def record_line(fields: dict[str, Any]) -> str:
+    """A prediction record's fields (as :class:`PredictionRecord` names them, in its order) as
+    one compact JSON line; numpy arrays and scalars are written as lists and numbers. The
+    serving replica writes its records this way: no model is built per answer."""
+    return json.dumps(fields, default=_json_value, separators=(",", ":"))
 
 
 def _json_value(value: Any) -> Any:
