@@ -32,7 +32,8 @@ from recsys.data.synthetic import generate
 from recsys.data.synthetic_config import SynthConfig
 from recsys.evaluation.tables import results_header
 from recsys.features.build import TABLES, build_features
-from recsys.features.store import FeatureStore, copy_definitions
+from recsys.features.repository import copy_definitions
+from recsys.features.store import FeatureStore
 from recsys.files import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "features.json"

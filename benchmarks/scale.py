@@ -59,8 +59,9 @@ from recsys.data.validate import load_interactions
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.evaluation.tables import results_header
 from recsys.features.build import FeatureConfig, build_features
+from recsys.features.repository import default_repo, init_repo, online_kind
 from recsys.features.spark import stop_spark
-from recsys.features.store import FeatureStore, default_repo, init_repo, online_kind
+from recsys.features.store import FeatureStore
 from recsys.files import write_json
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.models.two_tower import TwoTowerConfig

@@ -103,6 +103,8 @@ SIDE_PORTS = (
 )
 # Ray's and Serve's loggers in this process (the driver); workers log to their own files.
 RAY_LOGGERS = ("ray", "ray.serve", "ray.train", "ray.data", "ray.tune")
+# Seconds between a local Ray Train controller's polls of its workers (Ray's default: 2).
+TRAIN_POLL_S = "0.25"
 
 
 @dataclass(frozen=True)
@@ -220,8 +222,11 @@ def ensure_ray(num_cpus: int | None = None, *, log_to_driver: bool = False) -> s
     # its warnings on the screen)
     quiet_ray_logging()
     cpus = num_cpus or min(2, os.cpu_count() or 1)
-    # One node that nothing drains: no preemption watcher actor per Ray Train run
+    # One node that nothing drains: no preemption watcher actor per Ray Train run. Short
+    # runs: a Train controller takes its workers' reports (each a checkpoint the worker waits
+    # on) at a short poll interval, not Ray's default (benchmarks/ray_train_overhead.py).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_S)
     context = ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=log_to_driver)
     _local = LocalRay(context.address_info["session_dir"], proxy)
     quiet_ray_logging(Path(_local.logs) / f"driver-{os.getpid()}.log")

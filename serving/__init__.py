@@ -2,22 +2,9 @@
 
 Every serving process imports this package before anything else of ours: a replica loads its
 deployment class from ``serving.app``, the controller builds the app from it. So this is where
-the processes that serve take their production settings:
-
-- Feast's classes are decorated with typeguard's ``@typechecked``, which recompiles each
-  decorated class from its source when Feast is imported: 2.5 s of Feast's 3.2 s import on 2
-  CPUs, paid by every replica Serve starts (a replacement for a lost one, an autoscaled one)
-  before it can answer. typeguard's own production mode (``python -O``) makes the decorator a
-  no-op; a serving process takes that mode for this decorator alone. Serving builds no feature
-  definitions (it reads the registry that ``recsys features apply`` wrote with the checks on),
-  so nothing the checks guard runs here. A process that imported Feast earlier keeps its checks.
+the processes that serve take their production settings: Feast imported without typeguard's
+recompiling of its classes (:mod:`recsys.features`), so that a new replica (a replacement for a
+lost one, an autoscaled one) does not wait for it before it can answer.
 """
 
-import typeguard
-
-
-def _typechecks_off(target=None, **_options):
-    return (lambda t: t) if target is None else target
-
-
-typeguard.typechecked = _typechecks_off
+import recsys.features  # noqa: F401 - Feast's classes as written, before Feast is imported

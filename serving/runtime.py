@@ -11,7 +11,8 @@ from pathlib import Path
 
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import read_titles
-from recsys.features.store import FeatureStore, default_repo
+from recsys.features.repository import default_repo
+from recsys.features.store import FeatureStore
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
 from recsys.recommend import PreparedModel, Request, batch, check_store, prepare, recommend

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.features.asof import ROW, ViewJoin, asof_sql
-from recsys.features.store import copy_definitions
+from recsys.features.repository import copy_definitions
 from recsys.recommend import Request, recommend_frame
 
 

@@ -58,16 +58,9 @@ def fetch(name: str, dest: Path | None) -> None:
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1_000_000, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def synth(n_users, n_items, n_interactions, seed, drift, chunk_size, out, no_progress) -> None:
+def synth(out, no_progress, **config) -> None:
     """Generate a synthetic dataset with latent-factor ground truth (chunked, bounded memory)."""
-    config = SynthConfig(
-        n_users=n_users,
-        n_items=n_items,
-        n_interactions=n_interactions,
-        seed=seed,
-        drift=drift,
-        chunk_size=chunk_size,
-    )
+    config = SynthConfig(**config)  # every other option is a field of the config
     info = generate(config, out, progress=not no_progress)
     click.echo(
         f"synthetic: {info.n_interactions} interactions, {info.n_users} users, "

@@ -21,8 +21,9 @@ from recsys.data.split import split_lineage
 from recsys.data.validate import load_interactions
 from recsys.features.build import ENGINES, FeatureConfig, build_features
 from recsys.features.events import EventIngestor, EventLog
+from recsys.features.repository import YAML, default_repo, init_repo
 from recsys.features.spark import stop_spark
-from recsys.features.store import DEFAULT_SERVICE, YAML, FeatureStore, default_repo, init_repo
+from recsys.features.store import DEFAULT_SERVICE, FeatureStore
 from recsys.files import write_parquet
 from recsys.state.user import DEFAULT_RECENT_N
 

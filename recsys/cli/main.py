@@ -1,4 +1,6 @@
-"""The ``recsys`` command. Each noun lives in its own module; this one wires them together.
+"""The ``recsys`` command. Each noun lives in its own module; this one wires them together,
+importing a noun's module when that noun is run (``recsys registry list`` need not import
+torch or the KFP client).
 
 Exit codes: 0 success; 1 an error in the input or the operation (the message says which file,
 row, field or value); 2 a usage error (unknown option, bad flag value); 3 validation found more
@@ -7,6 +9,7 @@ bad rows than allowed.
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
 import os
@@ -15,25 +18,38 @@ import sys
 import click
 
 from recsys import __version__
-from recsys.cli import (
-    benchmark,
-    data,
-    evaluate,
-    features,
-    monitor,
-    pipeline,
-    quickstart,
-    recommend,
-    registry,
-    serve,
-    train,
-)
 from recsys.config import RecsysError
+
+# The commands: name -> "module:attribute" (each module imported on first use).
+COMMANDS = {
+    "data": "recsys.cli.data:data",
+    "features": "recsys.cli.features:features",
+    "train": "recsys.cli.train:train",
+    "recommend": "recsys.cli.recommend:recommend",
+    "evaluate": "recsys.cli.evaluate:evaluate",
+    "benchmark": "recsys.cli.benchmark:benchmark",
+    "quickstart": "recsys.cli.quickstart:quickstart",
+    "serve": "recsys.cli.serve:serve",
+    "deploy": "recsys.cli.serve:deploy_cmd",
+    "pipeline": "recsys.cli.pipeline:pipeline",
+    "monitor": "recsys.cli.monitor:monitor",
+    "registry": "recsys.cli.registry:registry",
+}
 
 
 class RecsysGroup(click.Group):
     """A click group that turns :class:`RecsysError` (and an ``OSError``: a path the system
-    refuses) into a one-line message and an exit code."""
+    refuses) into a one-line message and an exit code; its commands are :data:`COMMANDS`,
+    each loaded when it is first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            module, attribute = COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return self.commands.get(name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -61,23 +77,6 @@ def cli(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-
-
-for command in (
-    data.data,
-    features.features,
-    train.train,
-    recommend.recommend,
-    evaluate.evaluate,
-    benchmark.benchmark,
-    quickstart.quickstart,
-    serve.serve,
-    serve.deploy_cmd,
-    pipeline.pipeline,
-    monitor.monitor,
-    registry.registry,
-):
-    cli.add_command(command)
 
 
 def main() -> None:

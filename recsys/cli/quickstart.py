@@ -34,7 +34,7 @@ from recsys.workflows.quickstart import Quickstart, run_quickstart
     help="Model registry (default: $RECSYS_REGISTRY or $RECSYS_HOME/registry).",
 )
 @click.option("--params", default=None, help="Pipeline-model hyper-parameters: JSON or @file.")
-@click.option("--no-serve", is_flag=True, help="Skip the Ray Serve step.")
+@click.option("--serve/--no-serve", default=True, help="Step 4, the champion on Ray Serve.")
 @click.option(
     "--drift",
     is_flag=True,
@@ -42,34 +42,13 @@ from recsys.workflows.quickstart import Quickstart, run_quickstart
     "hot-reload.",
 )
 @click.option("--port", type=int, default=8000, show_default=True, help="HTTP port of the demo.")
-def quickstart(
-    workdir: Path | None,
-    k: int,
-    feature_repo: Path | None,
-    no_features: bool,
-    registry_uri: str | None,
-    params: str | None,
-    no_serve: bool,
-    drift: bool,
-    port: int,
-) -> None:
+def quickstart(**options) -> None:
     """Fetch MovieLens-100k; run the Kubeflow training pipeline on kfp.local (validate, split,
-    Feast features, train the two-tower + ranker pipeline on Ray Train, evaluate against the
-    champion and the baselines, gate, register, deploy); print the table and the gate's
+    Feast features, train the multi-stage model on Ray Train, evaluate against the champion
+    and the baselines, gate, register, deploy); print the table and the gate's
     decision; the same model kinds on the temporal protocol; then serve the champion on Ray
     Serve and send it real HTTP requests.
 
     Run it twice: the second run, on unchanged data, keeps the champion. With --drift, the
     closed loop follows (about 8 more minutes)."""
-    options = Quickstart(
-        workdir=workdir,
-        k=k,
-        feature_repo=feature_repo,
-        no_features=no_features,
-        registry_uri=registry_uri,
-        params=params,
-        serve=not no_serve,
-        drift=drift,
-        port=port,
-    )
-    run_quickstart(options, client.run_local, log=click.echo)
+    run_quickstart(Quickstart(**options), client.run_local, log=click.echo)

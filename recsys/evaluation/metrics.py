@@ -106,34 +106,26 @@ def ranking_metrics(
         raise RecsysError("no user appears both in the recommendations and in the test set")
     g = hits.groupby(USER)
     n_hits = g.size().reindex(actual.index, fill_value=0)
-    precision = float((n_hits / k).sum() / n)
-    recall = float((n_hits / actual).sum() / n)
-
     lists = actual.index.get_indexer(hits[USER])
     ndcg = mean_ndcg(lists, hits[RANK].to_numpy() - 1, actual.to_numpy(), k)
 
     precision_at_hit = (g.cumcount() + 1) / hits[RANK]
     ap_sum = precision_at_hit.groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)
-    map_all = float((ap_sum / actual).sum() / n)
-    map_k = float((ap_sum / np.minimum(actual, k)).sum() / n)
     first = g[RANK].min().reindex(actual.index)
-    mrr = float((1.0 / first).fillna(0.0).sum() / n)
+    per_user = {  # each metric's value per user, averaged over the n users below
+        "precision": n_hits / k,
+        "recall": n_hits / actual,
+        "map": ap_sum / actual,
+        "map_at_k": ap_sum / np.minimum(actual, k),
+        "hit_rate": n_hits > 0,
+        "mrr": (1.0 / first).fillna(0.0),
+    }
+    means = {name: float(values.sum() / n) for name, values in per_user.items()}
+    precision, recall = means["precision"], means["recall"]
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
     extra = beyond_accuracy(recs_k, train) if train is not None else {}
-    return RankingMetrics(
-        k=k,
-        n_users=n,
-        precision=precision,
-        recall=recall,
-        ndcg=ndcg,
-        map=map_all,
-        map_at_k=map_k,
-        hit_rate=float((n_hits > 0).sum() / n),
-        mrr=mrr,
-        f1=f1,
-        **extra,
-    )
+    return RankingMetrics(k=k, n_users=n, ndcg=ndcg, f1=f1, **means, **extra)
 
 
 def beyond_accuracy(recs_k: pd.DataFrame, train: pd.DataFrame) -> dict[str, float]:

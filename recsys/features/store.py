@@ -1,100 +1,34 @@
 """The feature store: one :class:`FeatureStore` over a Feast repository (training sets,
-online reads, pushes, the build's metadata), and the repository folder's helpers.
-
-The online store is chosen by configuration only: ``feature_store.yaml`` (SQLite, the embedded
-default) or ``feature_store.redis.yaml`` (Redis at ``$REDIS_CONNECTION_STRING``), picked with
-``online="redis"`` or ``RECSYS_FEAST_ONLINE=redis``.
+online reads, pushes, the build's metadata). The repository as a folder (where it is, which
+configuration picks the online store, ``feast apply``) is :mod:`recsys.features.repository`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
-from recsys.config import RecsysError
 from recsys.data.io import INTERACTION_COLUMNS, TS
 from recsys.data.split import read_split, split_lineage
 from recsys.features import offline_store
 from recsys.features.build import (
     META_FILE,
-    TABLES,
     FeatureConfig,
     StoreMeta,
     build_features,
     read_store_meta,
 )
 from recsys.features.online_store import OnlineFeatures
+from recsys.features.repository import YAML, Online, feast_apply, online_kind, store_yaml
 from recsys.features.training_sets import read_training_set_meta, write_training_dir
-from recsys.files import atomic_path
 from recsys.state.user import TICK
 
-Online = Literal["sqlite", "redis"]
-YAML = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
 DEFAULT_SERVICE = "ranker_v1"
-
-
-def default_repo() -> Path:
-    """``$RECSYS_FEATURE_REPO``, else ``./feature_repo``."""
-    return Path(os.environ.get("RECSYS_FEATURE_REPO", "feature_repo"))
-
-
-def copy_definitions(
-    source: str | Path, dest: str | Path, overrides: dict[str, Path] | None = None
-) -> Path:
-    """A repository at ``dest`` with the definitions of ``source`` (its ``.py`` and ``.yaml``
-    files) and ``overrides`` (``{name: file}``, added or replacing); ``data/`` is left as it
-    is. Each file is written to a temporary name and renamed, so concurrent copies (one per
-    pod) never expose a half-written definition to a reader."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    files = {p.name: p for p in Path(source).iterdir() if p.suffix in (".py", ".yaml")}
-    for name, path in {**files, **(overrides or {})}.items():
-        with atomic_path(dest / name) as tmp:
-            shutil.copyfile(path, tmp)
-    return dest
-
-
-def init_repo(source: str | Path, dest: str | Path, store_yaml: str | Path | None = None) -> Path:
-    """Make ``dest`` a repository with the definitions of ``source``, and with ``store_yaml``
-    (when given) as its Redis configuration; ``data/`` is created or kept."""
-    source = Path(source)
-    if not any(source.glob("*.py")):
-        raise RecsysError(f"{source}: no Feast definitions (*.py) to copy")
-    overrides = None
-    if store_yaml is not None:
-        if not Path(store_yaml).is_file():
-            raise RecsysError(f"{store_yaml}: no such store configuration")
-        overrides = {YAML["redis"]: Path(store_yaml)}
-    dest = copy_definitions(source, dest, overrides)
-    (dest / "data").mkdir(exist_ok=True)
-    return dest
-
-
-def online_kind(online: str | None = None) -> Online:
-    """``online``, else ``$RECSYS_FEAST_ONLINE``, else ``sqlite``; checked."""
-    kind = online or os.environ.get("RECSYS_FEAST_ONLINE", "sqlite")
-    if kind not in YAML:
-        raise RecsysError(f"online store {kind!r}: expected one of {sorted(YAML)}")
-    return kind  # type: ignore[return-value]
-
-
-def store_yaml(repo: str | Path, online: str | None = None) -> Path:
-    """The ``feature_store*.yaml`` of ``repo`` for the chosen online store."""
-    repo = Path(repo)
-    path = repo / YAML[online_kind(online)]
-    if not path.exists():
-        raise RecsysError(f"{repo}: not a Feast repository (no {path.name})")
-    if online_kind(online) == "redis" and not os.environ.get("REDIS_CONNECTION_STRING"):
-        raise RecsysError("the Redis online store needs REDIS_CONNECTION_STRING (host:port)")
-    return path
 
 
 class FeatureStore:
@@ -146,28 +80,17 @@ class FeatureStore:
         return (self.repo / YAML["sqlite"]).exists() and (self.repo / "data").exists()
 
     # -- the registry and the online store -----------------------------------------------
-    def apply(self) -> str:
-        """``feast apply`` on the repository (the real CLI, in a child process: Feast imports
-        the repository's modules, and a fresh process keeps one repository's modules from
-        another's). The opened Feast store is dropped: the next use reads the new registry.
+    def apply(self, *, if_changed: bool = False) -> str:
+        """``feast apply`` on the repository (:func:`recsys.features.repository.feast_apply`;
+        with ``if_changed``, only when its definitions or configuration changed). The opened
+        Feast store is dropped: the next use reads the new registry.
 
         Returns:
-            The CLI's output.
+            The CLI's output (empty when skipped).
         """
-        repo = self.repo.resolve()
-        missing = [t for t in TABLES if not (repo / "data" / f"{t}.parquet").exists()]
-        if missing:
-            raise RecsysError(
-                f"{repo}/data: no {', '.join(missing)} table(s); run `recsys features build` first"
-            )
-        env = {**os.environ, "FEAST_USAGE": "False"}
-        config = str(store_yaml(repo, self.kind))
-        cmd = [sys.executable, "-m", "feast.cli.cli", "-f", config, "apply"]
-        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RecsysError(f"feast apply in {repo} failed:\n{proc.stderr[-3000:]}")
+        out = feast_apply(self.repo, self.kind, if_changed=if_changed)
         self._feast, self._readers = None, {}
-        return proc.stdout
+        return out
 
     def materialize(self, end: datetime | None = None) -> dict:
         """Load the latest feature values up to ``end`` (default now) into the online store
@@ -204,7 +127,7 @@ class FeatureStore:
         t0 = time.perf_counter()
         rows = build_features(interactions, users, items, self.repo / "data", config, lineage)
         t1 = time.perf_counter()
-        self.apply()
+        self.apply(if_changed=True)
         t2 = time.perf_counter()
         materialized = self.materialize()
         return {

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recsys.config import RecsysError, recsys_home
 from recsys.models.manifest import Manifest, read_manifest
@@ -67,8 +67,8 @@ class Event(BaseModel):
     previous: str | None = None  # the champion before a promote or rollback
     reason: str = ""
     metrics: dict[str, Any] = {}
-    host: str
-    pid: int
+    host: str = Field(default_factory=socket.gethostname)  # who wrote it
+    pid: int = Field(default_factory=os.getpid)
 
 
 def default_uri() -> str:
@@ -107,7 +107,8 @@ class Registry:
                     f"{self.uri} with a different manifest; save the model under a new version"
                 )
             return self.get(manifest.version)
-        self._record("register", manifest.version, None, note, manifest.metrics, _now())
+        registered = dict(version=manifest.version, reason=note, metrics=manifest.metrics)
+        self._record(Event(at=_now(), action="register", **registered))
         return self.get(manifest.version)
 
     def versions(self) -> list[ModelVersion]:
@@ -173,7 +174,14 @@ class Registry:
             if current is not None and current.version == version:
                 return current
             stack = [current.version, *current.previous] if current else []
-            return self._point(version, stack, current, "promote", reason, metrics or {})
+            return self._point(
+                stack,
+                current,
+                action="promote",
+                version=version,
+                reason=reason,
+                metrics=metrics or {},
+            )
 
     def rollback(self, *, reason: str = "") -> Champion:
         """Make the previous champion the champion again (each rollback goes one step back)."""
@@ -184,7 +192,7 @@ class Registry:
                 raise RecsysError(f"cannot roll back: {self.uri} has {what}, no previous champion")
             target, *stack = current.previous
             self.get(target)
-            return self._point(target, stack, current, "rollback", reason, {})
+            return self._point(stack, current, action="rollback", version=target, reason=reason)
 
     def history(self) -> list[Event]:
         """Every event, oldest first."""
@@ -196,46 +204,23 @@ class Registry:
         return events
 
     # -- helpers -----------------------------------------------------------------------
-    def _point(
-        self,
-        version: str,
-        stack: list[str],
-        current: Champion | None,
-        action: str,
-        reason: str,
-        metrics: dict[str, Any],
-    ) -> Champion:
+    def _point(self, stack: list[str], current: Champion | None, **event: Any) -> Champion:
+        """Point the champion at ``event["version"]`` (``stack``: the previous champions,
+        latest first) and record the event (action, version, reason, metrics)."""
         now = _now()
         if current is not None and now <= current.promoted_at:
             # Event names sort by time; keep them in pointer order even if the clock steps back.
             now = current.promoted_at + timedelta(microseconds=1)
+        version, reason = event["version"], event["reason"]
         champion = Champion(
             version=version, promoted_at=now, reason=reason, previous=stack[:MAX_PREVIOUS]
         )
         self._backend.write_atomic(CHAMPION, champion.model_dump_json(indent=2) + "\n")
-        self._record(action, version, current.version if current else None, reason, metrics, now)
+        self._record(Event(at=now, previous=current.version if current else None, **event))
         return champion
 
-    def _record(
-        self,
-        action: str,
-        version: str,
-        previous: str | None,
-        reason: str,
-        metrics: dict[str, Any],
-        at: datetime,
-    ) -> None:
-        event = Event(
-            at=at,
-            action=action,
-            version=version,
-            previous=previous,
-            reason=reason,
-            metrics=metrics,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-        )
-        name = f"{at:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:8]}.json"
+    def _record(self, event: Event) -> None:
+        name = f"{event.at:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:8]}.json"
         self._backend.write_atomic(f"history/{name}", event.model_dump_json(indent=2) + "\n")
 
     def _read_json(self, rel: str, model: type[BaseModel] | None = None, what: str = "") -> Any:

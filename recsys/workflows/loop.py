@@ -30,7 +30,8 @@ from recsys.data.io import ITEM, USER
 from recsys.data.synthetic import generate
 from recsys.data.synthetic_config import SynthConfig
 from recsys.evaluation.reference import read_reference
-from recsys.features.store import copy_definitions, materialize_split
+from recsys.features.repository import copy_definitions
+from recsys.features.store import materialize_split
 from recsys.monitoring import logs
 from recsys.monitoring.check import MonitorArgs, check_and_trigger
 from recsys.monitoring.policy import Decision

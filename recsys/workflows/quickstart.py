@@ -21,7 +21,7 @@ from recsys.data import movielens
 from recsys.data.io import read_dataset_info
 from recsys.evaluation.quality import DEMO_MODELS, PUBLISHED_MOVIELENS_100K
 from recsys.evaluation.tables import markdown_table
-from recsys.features.store import default_repo
+from recsys.features.repository import default_repo
 from recsys.files import write_json
 from recsys.registry import Registry
 from recsys.workflows.http_demo import serve_demo

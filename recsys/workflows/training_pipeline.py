@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from recsys.config import RecsysError, recsys_home
 from recsys.data import movielens
 from recsys.evaluation.tables import markdown_table
-from recsys.features.store import DEFAULT_SERVICE, default_repo
+from recsys.features.repository import default_repo
+from recsys.features.store import DEFAULT_SERVICE
 from recsys.registry import Registry
 from recsys.registry.gate import GatePolicy
 

@@ -4,6 +4,7 @@ pushes from events — on SQLite, and on a real Redis server."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -184,6 +185,26 @@ def test_a_value_written_just_before_a_window_boundary_reaches_rows_just_after_i
         ]
     finally:
         original.to_parquet(table)
+
+
+def test_a_rebuild_applies_only_when_the_definitions_changed(repo, tmp_path):
+    """``refresh`` runs ``feast apply`` only when what it reads changed (the first build, an
+    edited definition, a lost registry) and skips it otherwise; the store reads the same."""
+    path, interactions, users, items = repo
+    again = FeatureStore(path).refresh(interactions, users, items)
+    assert again["apply_s"] < 0.1, again
+    user = interactions.user_id.iloc[0]
+    state, _ = FeatureStore(path).online().read_user(user)
+    assert set(state.seen) == set(interactions[interactions.user_id == user].item_id)
+
+    copy = tmp_path / "repo"  # the stamp is of the definitions, wherever the folder is
+    shutil.copytree(path, copy)
+    store = FeatureStore(copy)
+    assert store.apply(if_changed=True) == ""
+    definitions = copy / "feature_views.py"
+    definitions.write_text(definitions.read_text() + "\n# edited\n")
+    assert store.apply(if_changed=True) != ""  # the CLI ran
+    assert store.apply(if_changed=True) == ""  # and not again
 
 
 def test_the_online_state_is_the_offline_state_of_every_user(repo):

@@ -2,10 +2,11 @@
 after a crash, the CLI round trip and (where CUDA exists) GPU training.
 
 In-process runs share the session's Ray (``ray_session``, where the crash-injection variable
-set after ``ray.init`` reaches the training workers); ``recsys`` subprocesses start their own.
+set after ``ray.init`` reaches the training workers), the CLI's commands too.
 """
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from recsys.config import RecsysError
+from recsys.config import TRAIN_POLL_S, RecsysError
 from recsys.data.split import stratified_split, write_split
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.models.kinds import load_model
@@ -110,13 +111,13 @@ def test_checkpoints_history_and_quality(uninterrupted, split_dir, storage):
 
 
 def test_a_fresh_run_under_an_old_name_crashes_then_cli_resume_recommend(
-    uninterrupted, split_dir, storage, run_cli, cli_here, monkeypatch, tmp_path
+    uninterrupted, split_dir, storage, cli_here, monkeypatch, tmp_path
 ):
     """A new run under the reference run's name (its checkpoints there to tempt it) starts at
     epoch 0 and crashes after it (the injected failure reaches the session's workers);
-    `recsys train --resume --run-name`, a new process, finishes it from its checkpoint with the
-    uninterrupted run's validation history (a shorter run's history is the longer one's
-    prefix); `recsys recommend` serves it."""
+    `recsys train --resume --run-name` (a new run that has only the storage to go on)
+    finishes it from its checkpoint with the uninterrupted run's validation history (a shorter
+    run's history is the longer one's prefix); `recsys recommend` serves it."""
     import ray.train
 
     assert (storage / "full").is_dir()
@@ -133,7 +134,7 @@ def test_a_fresh_run_under_an_old_name_crashes_then_cli_resume_recommend(
 
     params = [arg for k, v in {**CONFIG, **short}.items() for arg in ("--param", f"{k}={v}")]
     train_args = ["train", "--data", split_dir, "--model", "two_tower", *params, "--out", out]
-    run_cli(*train_args, "--storage-path", storage, "--run-name", "full", "--resume")
+    cli_here(*train_args, "--storage-path", storage, "--run-name", "full", "--resume")
     resumed = checkpoints(storage, "full")
     (latest,) = crashed
     assert resumed.get(latest) == 0  # the crashed run's checkpoint is still there ...
@@ -161,6 +162,17 @@ def test_gpu_training_one_epoch(ray_session, split_dir, tmp_path):
     assert len(manifest.metrics["training"]["history"]) == 1
     model = load_model(out)  # the weights come back to the CPU
     assert len(recommend_rows(model, ["1", "2"], 10, history=None)) == 20
+
+
+def test_the_local_rays_train_controllers_poll_at_the_short_interval(ray_session):
+    """What ``ensure_ray`` sets before starting a local Ray reaches its worker processes (a
+    Train controller is one): reports are taken at TRAIN_POLL_S, not Ray's default."""
+
+    @ray_session.remote
+    def interval() -> str | None:
+        return os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")
+
+    assert ray_session.get(interval.remote()) == TRAIN_POLL_S
 
 
 def test_more_workers_than_a_local_ray_can_feed_fail_at_once(ray_session, monkeypatch):

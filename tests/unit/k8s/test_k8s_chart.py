@@ -413,7 +413,7 @@ def test_every_command_the_chart_runs_exists(envs):
 def test_the_feast_configmap_is_a_valid_redis_configuration(envs, tmp_path, monkeypatch):
     from feast.repo_config import load_repo_config
 
-    from recsys.features.store import init_repo
+    from recsys.features.repository import init_repo
 
     configmap = next(
         d

@@ -60,8 +60,10 @@ BASE = {
 
 def walk(command: click.Command, path: tuple[str, ...] = ()):
     """(command path, the options of its groups, the command) for every leaf command."""
-    if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
+    if isinstance(command, click.Group):  # the commands as click lists them (the CLI's lazily)
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
             yield from ((p, [command, *g], c) for p, g, c in walk(sub, (*path, name)))
     else:
         yield path, [], command

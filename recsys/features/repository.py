@@ -1,0 +1,146 @@
+"""The Feast repository as a folder: where it is, its definitions copied into a new one, which
+configuration file picks the online store, and ``feast apply`` run on it (skipped when what it
+reads has not changed since the last apply).
+
+The online store is chosen by configuration only: ``feature_store.yaml`` (SQLite, the embedded
+default) or ``feature_store.redis.yaml`` (Redis at ``$REDIS_CONNECTION_STRING``), picked with
+``online="redis"`` or ``RECSYS_FEAST_ONLINE=redis``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from recsys.config import RecsysError
+from recsys.features.build import TABLES
+from recsys.files import atomic_path
+
+Online = Literal["sqlite", "redis"]
+YAML = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+# What the embedded store's ``feast apply`` creates: without them an apply is due whatever
+# the stamp says.
+STAMP = ".applied.{kind}"  # in data/: apply_digest as of the last apply
+APPLIED_FILES = {"sqlite": ("registry.db", "online_store.db"), "redis": ("registry.redis.db",)}
+
+
+def default_repo() -> Path:
+    """``$RECSYS_FEATURE_REPO``, else ``./feature_repo``."""
+    return Path(os.environ.get("RECSYS_FEATURE_REPO", "feature_repo"))
+
+
+def copy_definitions(
+    source: str | Path, dest: str | Path, overrides: dict[str, Path] | None = None
+) -> Path:
+    """A repository at ``dest`` with the definitions of ``source`` (its ``.py`` and ``.yaml``
+    files) and ``overrides`` (``{name: file}``, added or replacing); ``data/`` is left as it
+    is. Each file is written to a temporary name and renamed, so concurrent copies (one per
+    pod) never expose a half-written definition to a reader."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    files = {p.name: p for p in Path(source).iterdir() if p.suffix in (".py", ".yaml")}
+    for name, path in {**files, **(overrides or {})}.items():
+        with atomic_path(dest / name) as tmp:
+            shutil.copyfile(path, tmp)
+    return dest
+
+
+def init_repo(source: str | Path, dest: str | Path, store_yaml: str | Path | None = None) -> Path:
+    """Make ``dest`` a repository with the definitions of ``source``, and with ``store_yaml``
+    (when given) as its Redis configuration; ``data/`` is created or kept."""
+    source = Path(source)
+    if not any(source.glob("*.py")):
+        raise RecsysError(f"{source}: no Feast definitions (*.py) to copy")
+    overrides = None
+    if store_yaml is not None:
+        if not Path(store_yaml).is_file():
+            raise RecsysError(f"{store_yaml}: no such store configuration")
+        overrides = {YAML["redis"]: Path(store_yaml)}
+    dest = copy_definitions(source, dest, overrides)
+    (dest / "data").mkdir(exist_ok=True)
+    return dest
+
+
+def online_kind(online: str | None = None) -> Online:
+    """``online``, else ``$RECSYS_FEAST_ONLINE``, else ``sqlite``; checked."""
+    kind = online or os.environ.get("RECSYS_FEAST_ONLINE", "sqlite")
+    if kind not in YAML:
+        raise RecsysError(f"online store {kind!r}: expected one of {sorted(YAML)}")
+    return kind  # type: ignore[return-value]
+
+
+def store_yaml(repo: str | Path, online: str | None = None) -> Path:
+    """The ``feature_store*.yaml`` of ``repo`` for the chosen online store."""
+    repo = Path(repo)
+    path = repo / YAML[online_kind(online)]
+    if not path.exists():
+        raise RecsysError(f"{repo}: not a Feast repository (no {path.name})")
+    if online_kind(online) == "redis" and not os.environ.get("REDIS_CONNECTION_STRING"):
+        raise RecsysError("the Redis online store needs REDIS_CONNECTION_STRING (host:port)")
+    return path
+
+
+def apply_digest(repo: str | Path, online: str | None = None) -> str:
+    """What ``feast apply`` reads, as one checksum: the definitions (``*.py``), the chosen
+    configuration file, the Redis address it expands, and the Feast and recsys versions."""
+    repo, kind = Path(repo), online_kind(online)
+    digest = hashlib.sha256()
+    for path in sorted(repo.glob("*.py")) + [store_yaml(repo, kind)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for part in (
+        kind,
+        os.environ.get("REDIS_CONNECTION_STRING", "") if kind == "redis" else "",
+        metadata.version("feast"),
+        metadata.version("recsys-platform"),
+    ):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def apply_due(repo: str | Path, online: str | None = None) -> bool:
+    """Whether ``feast apply`` must run: no stamp of the last apply in ``data/``, a stamp
+    that is not :func:`apply_digest`, or the registry (or the SQLite online store) gone."""
+    data, kind = Path(repo) / "data", online_kind(online)
+    stamp = data / STAMP.format(kind=kind)
+    made = all((data / name).exists() for name in APPLIED_FILES[kind])
+    return not (made and stamp.exists() and stamp.read_text() == apply_digest(repo, kind))
+
+
+def feast_apply(repo: str | Path, online: str | None = None, *, if_changed: bool = False) -> str:
+    """``feast apply`` on ``repo`` (the real CLI, in a child process: Feast imports the
+    repository's modules, and a fresh process keeps one repository's modules from another's).
+
+    Args:
+        repo: the repository; its feature tables must be built (``data/``).
+        online: the online store (:func:`online_kind`).
+        if_changed: only when :func:`apply_due`.
+
+    Returns:
+        The CLI's output (empty when skipped).
+    """
+    repo, kind = Path(repo).resolve(), online_kind(online)
+    data = repo / "data"
+    missing = [t for t in TABLES if not (data / f"{t}.parquet").exists()]
+    if missing:
+        raise RecsysError(
+            f"{data}: no {', '.join(missing)} table(s); run `recsys features build` first"
+        )
+    config = store_yaml(repo, kind)
+    if if_changed and not apply_due(repo, kind):
+        return ""
+    stamp, digest = data / STAMP.format(kind=kind), apply_digest(repo, kind)
+    stamp.unlink(missing_ok=True)
+    env = {**os.environ, "FEAST_USAGE": "False"}
+    cmd = [sys.executable, "-m", "feast.cli.cli", "-f", str(config), "apply"]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RecsysError(f"feast apply in {repo} failed:\n{proc.stderr[-3000:]}")
+    with atomic_path(stamp) as tmp:
+        tmp.write_text(digest)
+    return proc.stdout

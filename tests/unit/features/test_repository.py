@@ -1,0 +1,62 @@
+"""When ``feast apply`` is due: what it reads (the definitions, the chosen configuration, the
+Redis address) against the stamp the last apply left, and what that apply made."""
+
+from __future__ import annotations
+
+import pytest
+
+from recsys.config import RecsysError
+from recsys.features.repository import STAMP, apply_digest, apply_due, feast_apply
+from tests.helpers import copy_feature_repo
+
+
+@pytest.fixture
+def applied(tmp_path):
+    """A repository as an apply leaves it: its stamp, a registry and an online store."""
+    repo = copy_feature_repo(tmp_path / "repo")
+    data = repo / "data"
+    data.mkdir()
+    for name in ("registry.db", "online_store.db"):
+        (data / name).write_bytes(b"made by feast apply")
+    (data / STAMP.format(kind="sqlite")).write_text(apply_digest(repo, "sqlite"))
+    return repo
+
+
+def test_nothing_changed_nothing_is_due(applied):
+    assert not apply_due(applied, "sqlite")
+
+
+def test_an_edited_definition_is_due(applied):
+    definitions = applied / "feature_views.py"
+    definitions.write_text(definitions.read_text() + "\n# edited\n")
+    assert apply_due(applied, "sqlite")
+
+
+def test_an_edited_configuration_is_due(applied):
+    config = applied / "feature_store.yaml"
+    config.write_text(config.read_text().replace("online_store.db", "online.db"))
+    assert apply_due(applied, "sqlite")
+
+
+@pytest.mark.parametrize("lost", ["registry.db", "online_store.db", STAMP.format(kind="sqlite")])
+def test_a_lost_registry_store_or_stamp_is_due(applied, lost):
+    (applied / "data" / lost).unlink()
+    assert apply_due(applied, "sqlite")
+
+
+def test_the_redis_store_has_a_stamp_of_its_own_and_its_address_counts(applied, monkeypatch):
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", "127.0.0.1:6379")
+    data = applied / "data"
+    (data / "registry.redis.db").write_bytes(b"made by feast apply")
+    assert apply_due(applied, "redis")  # the SQLite stamp does not stand for it
+    (data / STAMP.format(kind="redis")).write_text(apply_digest(applied, "redis"))
+    assert not apply_due(applied, "redis")
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", "10.0.0.7:6379")
+    assert apply_due(applied, "redis")
+
+
+def test_apply_without_built_tables_names_them(applied):
+    with pytest.raises(
+        RecsysError, match=r"no user_profile, .* table\(s\); run `recsys features build`"
+    ):
+        feast_apply(applied, "sqlite", if_changed=True)
