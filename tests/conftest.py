@@ -18,14 +18,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # With `--dist loadscope` a module runs whole on one worker (its module fixtures built once) and
 # modules are handed out in collection order: the longest first, so that two workers finish
-# together (seconds measured on 2 CPUs, one worker; everything else is short and fills the gaps).
+# together (each module's seconds in a fresh clone's `make test`; the rest is short and fills gaps).
 MODULE_SECONDS = {
-    "tests/integration/test_cli_movielens.py": 215,
-    "tests/integration/test_training_pipeline.py": 210,
-    "tests/integration/test_ray_training.py": 115,
-    "tests/integration/test_serving.py": 90,
-    "tests/integration/test_feature_store.py": 55,
-    "tests/integration/test_multistage_ray.py": 57,
+    "tests/integration/test_cli_movielens.py": 255,
+    "tests/integration/test_training_pipeline.py": 245,
+    "tests/integration/test_ray_training.py": 170,
+    "tests/integration/test_feature_store.py": 150,
+    "tests/integration/test_multistage_ray.py": 145,
+    "tests/integration/test_serving.py": 140,
 }
 
 

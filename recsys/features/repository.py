@@ -88,9 +88,11 @@ def store_yaml(repo: str | Path, online: str | None = None) -> Path:
 
 def apply_digest(repo: str | Path, online: str | None = None) -> str:
     """What ``feast apply`` reads, as one checksum: the definitions (``*.py``), the chosen
-    configuration file, the Redis address it expands, and the Feast and recsys versions."""
-    repo, kind = Path(repo), online_kind(online)
-    digest = hashlib.sha256()
+    configuration file, the Redis address it expands, the Feast and recsys versions, and the
+    folder itself (the registry records its online tables by absolute path: a copied or moved
+    repository is applied anew)."""
+    repo, kind = Path(repo).resolve(), online_kind(online)
+    digest = hashlib.sha256(str(repo).encode() + b"\0")
     for path in sorted(repo.glob("*.py")) + [store_yaml(repo, kind)]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     for part in (

@@ -175,6 +175,28 @@ def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(quickstar
     assert any(name.endswith("-ranker") for name in runs), runs  # LightGBM on Ray Train
 
 
+def test_the_shipped_ranker_is_a_checkpointed_ray_run_and_its_manifest_says_how_it_trained(
+    quickstart,
+):
+    """The quickstart's model, the shipped multi-stage one: its LightGBM ranker trained as a
+    Ray Train run whose checkpoint is LightGBM's own model file; five folds cross-fitted; the
+    training record in the manifest."""
+    checkpoints = quickstart["tmp"] / "qs" / "kfp" / "checkpoints"
+    (booster, *_) = checkpoints.glob("*-ranker/checkpoint_*/gbdt.txt")
+    assert booster.read_text().startswith("tree")
+    assert not list(checkpoints.glob("*-ranker-examples"))  # staged rows cleaned
+    registry, version = quickstart["registry"], quickstart["version"]
+    manifest = json.loads((registry / "versions" / version / "manifest.json").read_text())
+    assert manifest["config"]["folds"] == 5 and manifest["state"]["recent_n"] >= 20
+    parts = {"sources/ease_B.npy", "ranker/gbdt.txt", "folds/fold-4/rp3beta_W.npz"}
+    assert parts <= set(manifest["parts"])
+    log = manifest["metrics"]["training"]
+    assert 0.0 < log["candidate_recall"] < 1.0
+    assert 0 < log["ranker_positives"] < log["ranker_rows"]
+    assert log["ranker_log"]["best_round"] == manifest["config"]["gbdt"]["rounds"]
+    assert log["ranker_log"]["workers"] == 1
+
+
 def test_the_online_store_holds_every_training_users_state(quickstart):
     """Store parity on MovieLens-100k: for every training user the online seen set is the
     user's training items (and the demo's event), the recent window the last N of them."""

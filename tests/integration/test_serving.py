@@ -27,6 +27,8 @@ from recsys.features.store import FeatureStore
 from recsys.models.kinds import load_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.recommend import Request, recommend_frame
+from serving.runtime import Runtime
+from serving.schemas import AppArgs
 from tests.helpers import TINY_MULTISTAGE, copy_feature_repo, make_interactions, side_tables
 
 TINY = TINY_MULTISTAGE
@@ -485,23 +487,27 @@ def test_the_fused_topology_serves_the_same_and_an_unwritable_log_fails_no_reque
 
 
 def test_a_missing_or_unmaterialized_store_is_not_ready(served):
-    """Never answer silently from an empty history: no store, or a store whose build was
-    never materialized, is a 503 that says so."""
+    """Never answer silently from an empty history: no store is a 503 that says so (over
+    HTTP), and so is a store whose build was never materialized (the replica's own check, in
+    this process, on a real Feast store)."""
     client, root = served["client"], served["root"]
     empty = copy_feature_repo(root / "empty_repo")  # definitions only: never built
+    config = app_config(
+        args={**served["args"], "feature_repo": str(empty)},
+        model_version="v1",
+        host="127.0.0.1",
+        port=served["port"],
+        topology="fused",
+    )
+    serve_ops.apply(config)
+    reason = "is not a built Feast repository"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and reason in ready.json()["reason"], ready.text
+    answer = recommend(client)
+    assert answer.status_code == 503 and reason in answer.json()["detail"]
+
     built = copy_feature_repo(root / "built_repo")  # built and applied, never materialized
     build_features(make_interactions(), *side_tables(), built / "data")
     FeatureStore(built).apply()
-    for repo, reason in ((empty, "is not a built Feast repository"), (built, "holds no state")):
-        config = app_config(
-            args={**served["args"], "feature_repo": str(repo)},
-            model_version="v1",
-            host="127.0.0.1",
-            port=served["port"],
-            topology="fused",
-        )
-        serve_ops.apply(config)
-        ready = client.get("/readyz")
-        assert ready.status_code == 503 and reason in ready.json()["reason"], ready.text
-        answer = recommend(client)
-        assert answer.status_code == 503 and reason in answer.json()["detail"]
+    runtime = Runtime(AppArgs(**{**served["args"], "feature_repo": str(built)}))
+    assert "holds no state" in runtime.not_ready(runtime.models.get("v1"))

@@ -60,3 +60,9 @@ def test_apply_without_built_tables_names_them(applied):
         RecsysError, match=r"no user_profile, .* table\(s\); run `recsys features build`"
     ):
         feast_apply(applied, "sqlite", if_changed=True)
+
+
+def test_a_copied_or_moved_repository_is_due(applied, tmp_path):
+    """The registry names its online tables by absolute path: a copy is applied anew."""
+    moved = applied.rename(tmp_path / "elsewhere")
+    assert apply_due(moved, "sqlite")
