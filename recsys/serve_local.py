@@ -39,9 +39,10 @@ HAPROXY = "haproxy"
 def connect(
     address: str | None = None, *, local_http: dict | None = None, log=None
 ) -> LocalRay | None:
-    """Join ``address`` (default ``RAY_ADDRESS``, else a running local Ray). When none runs
-    and ``local_http`` (the app's ``http_options``) is given, start a local Ray for an app
-    that will listen there: :func:`open_local`.
+    """Join ``address`` (default ``RAY_ADDRESS``, else a running local Ray; for a start, one
+    only where an app of ours is recorded). When none runs and ``local_http`` (the app's
+    ``http_options``) is given, start a local Ray for an app that will listen there:
+    :func:`open_local`.
 
     Returns:
         The local Ray this process started and serves from; None on a joined cluster.
@@ -50,8 +51,12 @@ def connect(
 
     if ray.is_initialized():
         return local_ray()
+    joined = address or os.environ.get("RAY_ADDRESS") or "auto"
+    if joined == "auto" and local_http is not None and not read_records():
+        # Ray's "auto" joins any Ray on the machine (another user's, another app's): a start
+        # joins only where an app of ours was recorded, else it starts its own.
+        return open_local(local_http, log)
     try:
-        joined = address or os.environ.get("RAY_ADDRESS") or "auto"
         join_ray(joined)
         import ray.serve  # noqa: F401  (its logger's screen handler goes to the file too)
 

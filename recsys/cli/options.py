@@ -70,14 +70,22 @@ def param_option(help: str):  # noqa: A002 - click's own name for it
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict:
-    """``key=value`` pairs; values parse as JSON when they can (numbers, booleans)."""
-    params = {}
+    """``key=value`` pairs; values parse as JSON when they can (numbers, booleans); a dotted
+    key sets a field of a nested setting (``two_tower.index.precision=int8``)."""
+    params: dict = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise RecsysError(f"--param {pair!r}: expected key=value")
+        path = key.split(".")
+        if not sep or not all(path):
+            raise RecsysError(f"--param {pair!r}: expected key=value (key: name or a.b.name)")
         try:
-            params[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            params[key] = value
+            parsed = value
+        target = params
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise RecsysError(f"--param {pair!r}: {part} is already set to a value")
+        target[path[-1]] = parsed
     return params

@@ -200,7 +200,7 @@ class TwoTower(Recommender):
         """Cache the item embeddings and index them for retrieval (after training or loading)."""
         self.net.eval().cpu()
         self.item_embeddings = self.net.all_items().numpy()  # (n_items, dim)
-        self.index = index or ItemIndex.build(self.item_embeddings)
+        self.index = index or ItemIndex.build(self.item_embeddings, self.config.index)
 
     # -- scoring -----------------------------------------------------------------------
     def state_spec(self) -> StateSpec:

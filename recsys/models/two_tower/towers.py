@@ -15,7 +15,7 @@ or the article's binary cross-entropy with sampled negatives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.models.encoding import MAX_GENRES
+from recsys.retrieval import IndexConfig
 
 Batch = dict[str, torch.Tensor]
 
@@ -54,6 +55,12 @@ class TwoTowerConfig:
     val_share: float = 0.1
     seed: int = 42
     use_gpu: bool = False
+    # The item index: its kind and the precision each item's vector is stored at.
+    index: IndexConfig = field(default_factory=IndexConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.index, dict):  # from a manifest or ``--param index.precision=int8``
+            self.index = IndexConfig(**self.index)
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:

@@ -7,6 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from recsys.cli.main import cli
+from recsys.cli.options import parse_params
+from recsys.config import RecsysError
 
 
 @pytest.fixture
@@ -230,3 +232,17 @@ def test_a_model_trained_on_a_temporal_split_learns_what_comes_next(
     assert FeatureStore.training_set_meta(tmp_path / "set")["protocol"] == "temporal"
     training.train_from_set(tmp_path / "set", tmp_path / "m-set", kind="multistage")
     assert asked[-1] == ("multistage", protocol_params("multistage", "temporal"))
+
+
+def test_a_dotted_param_sets_a_nested_setting():
+    pairs = ("two_tower.index.precision=int8", "two_tower.epochs=2", "folds=4")
+    assert parse_params(pairs) == {
+        "two_tower": {"index": {"precision": "int8"}, "epochs": 2},
+        "folds": 4,
+    }
+    merged = parse_params(('index={"kind": "flat"}', "index.precision=fp16"))
+    assert merged == {"index": {"kind": "flat", "precision": "fp16"}}
+    with pytest.raises(RecsysError, match=r"'index.precision=int8': index is already set"):
+        parse_params(("index=5", "index.precision=int8"))
+    with pytest.raises(RecsysError, match=r"'index..precision=1': expected key=value"):
+        parse_params(("index..precision=1",))

@@ -124,6 +124,38 @@ def test_save_load_round_trip(kind, items, queries, tmp_path):
         assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_a_reduced_precision_stores_fewer_bytes_and_measures_its_recall(precision, items, queries):
+    """fp16 halves a flat index's bytes per item, int8 quarters them; either is measured
+    against exact fp32 search like an approximate kind, and the measure is a recount's."""
+    full = ItemIndex.build(items, IndexConfig(kind="flat"))
+    small = ItemIndex.build(
+        items, IndexConfig(kind="flat", precision=precision), query_sample=queries
+    )
+    share = {"fp16": 2, "int8": 4}[precision]
+    assert small.info()["bytes_per_item"] == pytest.approx(
+        full.info()["bytes_per_item"] / share, rel=0.05
+    )
+    assert small.info()["precision"] == precision
+    _, approx = small.search(queries, 100)
+    truth = exact_top_k(items, queries, 100)
+    hits = [len(np.intersect1d(a, t)) for a, t in zip(approx, truth, strict=True)]
+    assert small.recall_at_k == pytest.approx(np.mean(hits) / 100)
+    assert 0.95 < small.recall_at_k <= 1.0
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_an_int8_index_saves_loads_and_searches_the_same(kind, items, queries, tmp_path):
+    config = IndexConfig(kind=kind, precision="int8", recall_queries=100)
+    index = ItemIndex.build(items, config, query_sample=queries)
+    index.save(tmp_path / "model")
+    loaded = ItemIndex.load(tmp_path / "model")
+    assert loaded.info() == index.info() and loaded.config.precision == "int8"
+    for got, want in zip(loaded.search(queries, 50), index.search(queries, 50), strict=True):
+        assert np.array_equal(got, want)
+    assert 0.85 < index.recall_at_k <= 1.0
+
+
 def test_search_from_several_threads_agrees_with_serial(hnsw, queries):
     batches = np.array_split(queries, 8)
     serial = [hnsw.search(b, 20)[1] for b in batches]
@@ -142,6 +174,8 @@ def test_bad_embeddings_are_named():
         ItemIndex.build(np.ones(DIM))
     with pytest.raises(RecsysError, match="kind: 'annoy'"):
         IndexConfig(kind="annoy")
+    with pytest.raises(RecsysError, match=r"precision: 'int4' is not one of \['fp32', 'fp16'"):
+        IndexConfig(precision="int4")
 
 
 def test_bad_queries_are_named(items, tmp_path):
