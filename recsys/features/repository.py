@@ -24,9 +24,9 @@ from recsys.files import atomic_path
 
 Online = Literal["sqlite", "redis"]
 YAML = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+STAMP = ".applied.{kind}"  # in data/: apply_digest as of the last apply
 # What the embedded store's ``feast apply`` creates: without them an apply is due whatever
 # the stamp says.
-STAMP = ".applied.{kind}"  # in data/: apply_digest as of the last apply
 APPLIED_FILES = {"sqlite": ("registry.db", "online_store.db"), "redis": ("registry.redis.db",)}
 
 
@@ -108,10 +108,15 @@ def apply_digest(repo: str | Path, online: str | None = None) -> str:
 def apply_due(repo: str | Path, online: str | None = None) -> bool:
     """Whether ``feast apply`` must run: no stamp of the last apply in ``data/``, a stamp
     that is not :func:`apply_digest`, or the registry (or the SQLite online store) gone."""
-    data, kind = Path(repo) / "data", online_kind(online)
+    kind = online_kind(online)
+    return not _stamped(Path(repo) / "data", kind, apply_digest(repo, kind))
+
+
+def _stamped(data: Path, kind: str, digest: str) -> bool:
+    """Whether ``data/`` holds what an apply of ``digest`` made, and its stamp."""
     stamp = data / STAMP.format(kind=kind)
     made = all((data / name).exists() for name in APPLIED_FILES[kind])
-    return not (made and stamp.exists() and stamp.read_text() == apply_digest(repo, kind))
+    return made and stamp.exists() and stamp.read_text() == digest
 
 
 def feast_apply(repo: str | Path, online: str | None = None, *, if_changed: bool = False) -> str:
@@ -133,10 +138,10 @@ def feast_apply(repo: str | Path, online: str | None = None, *, if_changed: bool
         raise RecsysError(
             f"{data}: no {', '.join(missing)} table(s); run `recsys features build` first"
         )
-    config = store_yaml(repo, kind)
-    if if_changed and not apply_due(repo, kind):
+    config, digest = store_yaml(repo, kind), apply_digest(repo, kind)
+    if if_changed and _stamped(data, kind, digest):
         return ""
-    stamp, digest = data / STAMP.format(kind=kind), apply_digest(repo, kind)
+    stamp = data / STAMP.format(kind=kind)
     stamp.unlink(missing_ok=True)
     env = {**os.environ, "FEAST_USAGE": "False"}
     cmd = [sys.executable, "-m", "feast.cli.cli", "-f", str(config), "apply"]

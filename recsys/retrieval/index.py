@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Self
 
@@ -184,12 +185,18 @@ class ItemIndex:
             )
         return loaded
 
+    @cached_property
+    def bytes_per_item(self) -> float:
+        """The index's serialized size per item (vectors, and graph links or lists): measured
+        once, as a save writes the index and the manifest records it."""
+        return round(faiss.serialize_index(self._index).nbytes / self.n_items, 1)
+
     def info(self) -> dict:
         """What the model manifest records about the index."""
         return {
             "kind": self.kind,
             "precision": self.config.precision,
-            "bytes_per_item": round(faiss.serialize_index(self._index).nbytes / self.n_items, 1),
+            "bytes_per_item": self.bytes_per_item,
             "n_items": self.n_items,
             "dim": self.dim,
             "recall_at_k": self.recall_at_k,
