@@ -27,13 +27,16 @@ fills the disk at 1M. The serving stage records req/s, latency, errors, each rep
 whether the endpoint's lists equal the evaluated ones (the same users, the one recommendation
 path).
 
-Results: ``benchmarks/results/scale.json``, a list of runs (one per size, the latest kept),
-each with ``interactions``, ``completed``, ``peak_rss_gib``, ``disk_gib`` and ``stages``.
+Results: ``benchmarks/results/scale.json``, a list of runs (one record per run, in order), each
+with ``interactions``, ``catalog`` (items), ``embedding`` (the item index's precision),
+``index`` (its kind and settings), ``index_recall_at_100`` (measured against exact fp32 search
+as the index was built), ``completed``, ``peak_rss_gib``, ``disk_gib`` and ``stages``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -66,6 +69,7 @@ from recsys.files import write_json
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.recommend import Request, recommend_frame
+from recsys.retrieval.index import IndexConfig
 from recsys.state.user import EVENT_TS
 from recsys.training.runs import RayRun
 from recsys.training.train import RayStageTrainer
@@ -215,7 +219,12 @@ def run_once(args: argparse.Namespace) -> dict:
     proxy = serve_ops.proxy_settings()  # HAProxy for the serving stage, as a user's local Ray
     ensure_ray()
     tower = TwoTowerConfig(
-        epochs=1, val_share=0.0, patience=0, history_len=20, batch_size=args.batch_size
+        epochs=1,
+        val_share=0.0,
+        patience=0,
+        history_len=20,
+        batch_size=args.batch_size,
+        index={"kind": args.index, "precision": args.precision},
     )
     rng = np.random.default_rng(0)
     known = np.intersect1d(test[USER].unique(), train[USER].unique())
@@ -233,6 +242,8 @@ def run_once(args: argparse.Namespace) -> dict:
         log = model.training_log
         info |= {k: log[k] for k in ("ranker_rows", "ranker_positives", "candidate_recall")}
         info["ranker_users"] = args.ranker_users
+        index = model.sources.two_tower.index_info()
+        info["index"] = index
     with run.stage("evaluate", len(sample)) as info:
         recs = recommend_frame(model, sample, Request(k=100), history=mine)
         info |= sample_quality(recs, held, mine)
@@ -343,10 +354,15 @@ def serve_and_answer(args, model, repo: Path, work: Path, sample, recs: pd.DataF
 
 def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) -> dict:
     stopped = args.stop_after is not None
+    index = next((s["index"] for s in run.stages if "index" in s), {})
     return {
         "interactions": args.interactions,
         "users": synth.n_users,
         "items": synth.n_items,
+        "catalog": index.get("n_items"),  # the model's item vocabulary
+        "embedding": args.precision,
+        "index": {"kind": index.get("kind", args.index), "settings": args.index_settings},
+        "index_recall_at_100": index.get("recall_at_k"),
         "completed": not stopped,  # every stage of the loop ran
         "stopped_after": args.stop_after,
         "engines_agree": len(set(sums.values())) == 1 if len(sums) > 1 else None,
@@ -424,17 +440,28 @@ def main() -> None:
     p.add_argument(
         "--ranker-users", type=int, default=30_000, help="users the ranker learns from (a sample)"
     )
+    p.add_argument(
+        "--index",
+        choices=["auto", "flat", "hnsw", "ivf"],
+        default="auto",
+        help="the two-tower's item index (auto: exact up to 50k items, HNSW above)",
+    )
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
     p.add_argument("--workdir", default=str(recsys_home() / "runs" / "scale"))
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     os.environ.setdefault("FEAST_USAGE", "False")
+    args.index_settings = {
+        k: v
+        for k, v in dataclasses.asdict(IndexConfig()).items()
+        if k.startswith(("hnsw_", "ivf_", "exact_"))
+    }
     result = run_once(args)
     if not args.keep:
         shutil.rmtree(Path(args.workdir) / f"n{args.interactions}", ignore_errors=True)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    runs = [r for r in previous.get("runs", []) if r["interactions"] != args.interactions]
-    runs = sorted([*runs, result], key=lambda r: r["interactions"])
+    runs = [*previous.get("runs", []), result]  # one record per run, with its settings
     write_json({"benchmark": "scale", "runs": runs, "table_markdown": table(runs)}, args.out)
     print(table([result]))
     print(f"results -> {args.out}")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.evaluation.protocol import BASELINES
+from recsys.models.multistage.sources import ITEM_ITEM, source_tops
 from recsys.state.offline import item_context, states_from_interactions
 
 # Published Microsoft Recommenders MovieLens-100k figures (README table, k = 10).
@@ -94,17 +95,18 @@ def source_recall(model, train: pd.DataFrame, test: pd.DataFrame, user_ids, n: i
     items = item_context(train, model.item_ids) if model.state_spec().context else None
     for start in range(0, len(states), 256):
         batch = model.encode(states[start : start + 256])
-        seen = batch.seen.toarray() > 0
-        scores = model.sources.scores(batch.seen, batch.recent, batch.user_ids)
+        scores = model.sources.score_batch(batch, batch.seen, depth=n)
+        counts = {name: n for name in ("popularity", *ITEM_ITEM, "two_tower")}
+        tops = source_tops(scores, batch.seen, counts)
         candidates = model.candidates(batch, items=items)
         for u, user in enumerate(batch.user_ids):
             index = model._item_index
             relevant = {index[i] for i in truth[user] if i in index}
             if not relevant:
                 continue
-            for source, s in scores.items():
-                top = np.argsort(-np.where(seen[u], -np.inf, s[u]), kind="stable")[:n]
-                found.setdefault(source, []).append(len(relevant & set(top)) / len(relevant))
+            for source, (r, c) in tops.items():
+                top = set(c[r == u].tolist())
+                found.setdefault(source, []).append(len(relevant & top) / len(relevant))
             codes = set(candidates[u].codes.tolist())
             found.setdefault("union", []).append(len(relevant & codes) / len(relevant))
             sizes.append(len(codes))

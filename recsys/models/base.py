@@ -222,14 +222,22 @@ class Recommender(ABC):
         """For each picked position, the recent item (position) that explains it best, or -1.
 
         The default: the recent item nearest in :meth:`item_vectors` (cosine)."""
-        vectors = self.item_vectors()
-        if vectors is None or not len(recent) or not len(picks):
+        unit = self.unit_vectors()
+        if unit is None or not len(recent) or not len(picks):
             return np.full(len(picks), -1, dtype=np.int64)
-        if getattr(self, "_unit_of", None) is not vectors:  # normalise once per vectors
+        sims = unit[picks] @ unit[recent].T  # (picks, recent)
+        return np.asarray(recent)[np.argmax(sims, axis=1)]
+
+    def unit_vectors(self) -> np.ndarray | None:
+        """:meth:`item_vectors` scaled to length 1, float32, computed once per vectors (the
+        reasons and the diversity of the recommendation path share the one copy)."""
+        vectors = self.item_vectors()
+        if vectors is None:
+            return None
+        if getattr(self, "_unit_of", None) is not vectors:
             self._unit = unit_rows(np.asarray(vectors, dtype=np.float32))
             self._unit_of = vectors
-        sims = self._unit[picks] @ self._unit[recent].T  # (picks, recent)
-        return np.asarray(recent)[np.argmax(sims, axis=1)]
+        return self._unit
 
     # -- persistence -------------------------------------------------------------------
     def save(
@@ -310,6 +318,15 @@ def strongest_recent(weights, picks: np.ndarray, recent: np.ndarray) -> np.ndarr
     return np.asarray(recent)[np.argmax(w, axis=0)]
 
 
+def seen_lists(seen: sp.csr_matrix) -> list[np.ndarray]:
+    """Each row's item positions (a user's seen set as the index's ``exclude`` takes it)."""
+    seen = seen.tocsr()
+    return [
+        seen.indices[a:b][seen.data[a:b] != 0]
+        for a, b in zip(seen.indptr[:-1], seen.indptr[1:], strict=True)
+    ]
+
+
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """Each row scaled to length 1 (cosine geometry); a zero row stays zero."""
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
@@ -322,5 +339,6 @@ __all__ = [
     "Recommender",
     "StateBatch",
     "read_manifest",
+    "seen_lists",
     "unit_rows",
 ]

@@ -35,6 +35,7 @@ from recsys.state.user import UserState
 SCORE, RANK, REASON, SOURCE = "score", "rank", "reason", "source"
 FRAME_COLUMNS = (USER, ITEM, SCORE, RANK, REASON, SOURCE)
 BATCH_USERS = 256
+MASKS_KEPT = 64  # genre filter combinations whose catalog mask a prepared model keeps
 
 
 class BadRequest(RecsysError):
@@ -95,6 +96,7 @@ class PreparedModel:
     titles: dict[str, str] = field(default_factory=dict)
     lineage: list[str] = field(default_factory=list)
     items: dict | None = None  # the items' context (ITEM_CONTEXT): the store's, or offline
+    masks: dict = field(default_factory=dict, repr=False)  # genre filters -> allowed items
 
     def __post_init__(self) -> None:
         model = self.model
@@ -106,13 +108,9 @@ class PreparedModel:
         genres = model.item_genres or [""] * len(self.item_ids)
         self.genres, self.member = genre_membership(genres)
         self.genre_index = {g: j for j, g in enumerate(self.genres)}
-        vectors = model.item_vectors()
-        if vectors is None and self.genres:  # diversity over genres when no embeddings
-            vectors = self.member.astype(np.float32)
-        self.unit = None
-        if vectors is not None:
-            vectors = np.asarray(vectors, dtype=np.float32)
-            self.unit = unit_rows(vectors)
+        self.unit = model.unit_vectors()  # the model's own copy, which its reasons read
+        if self.unit is None and self.genres:  # diversity over genres when no embeddings
+            self.unit = unit_rows(self.member.astype(np.float32))
 
     def title(self, item_id: str) -> str:
         return self.titles.get(item_id, item_id)
@@ -161,15 +159,18 @@ def order(
     allowed = genre_mask(prepared, request.filters)
     seen = prepared.positions(state.seen)
     recent = prepared.positions(state.recent[: prepared.recent_n])
+    hidden = seen if request.exclude_seen else seen[:0]
     if cand.known:
         idx, score = np.asarray(cand.codes, dtype=np.int64), np.asarray(scores, dtype=np.float64)
-    else:
-        idx, score = prepared.popular, prepared.popularity[prepared.popular]
+    else:  # the most popular items, as many as the list (and its diversity pool) can use
+        pool = max(5 * request.k, 50) if request.diversity > 0 else request.k
+        idx = _popular(prepared, allowed, hidden, pool)
+        score = prepared.popularity[idx]
     keep = np.isfinite(score)
     if allowed is not None:
         keep &= allowed[idx]
-    if request.exclude_seen and len(seen):
-        keep &= ~_members(len(prepared.item_ids), seen)[idx]
+    if len(hidden):
+        keep &= ~np.isin(idx, hidden)
     idx, score = idx[keep], score[keep]
     top = np.lexsort((idx, -score))  # score descending, then vocabulary position
     if request.diversity > 0 and len(top) and prepared.unit is not None:
@@ -180,8 +181,9 @@ def order(
     reasons = _reasons(prepared, picked, recent, cand.known, request.filters)
     sources = [source] * len(picked)
     if cand.known and len(picked) < request.k:  # too few candidates passed: popular fill
-        hidden = np.concatenate([seen if request.exclude_seen else seen[:0], picked])
-        fill = _popular(prepared, allowed, hidden, request.k - len(picked))
+        fill = _popular(
+            prepared, allowed, np.concatenate([hidden, picked]), request.k - len(picked)
+        )
         floor = picked_score.min() if len(picked) else 0.0
         picked = np.concatenate([picked, fill])
         picked_score = np.concatenate([picked_score, floor - 1.0 - np.arange(len(fill))])
@@ -251,7 +253,8 @@ def recommend_frame(
 
 # -- ordering helpers -------------------------------------------------------------------------
 def genre_mask(prepared: PreparedModel, filters: Filters) -> np.ndarray | None:
-    """Items allowed by the request's genre filters (None: no filter)."""
+    """Items allowed by the request's genre filters (None: no filter), computed once per
+    combination of filters a model version meets (the last :data:`MASKS_KEPT`)."""
     if not filters.include_genres and not filters.exclude_genres:
         return None
     for name, genres in (
@@ -263,6 +266,15 @@ def genre_mask(prepared: PreparedModel, filters: Filters) -> np.ndarray | None:
             known = ", ".join(prepared.genres) or "none: the model has no genres"
             shown = shorten(unknown[0])
             raise BadRequest(f"filters.{name}: unknown genre {shown} (known: {known})")
+    key = (tuple(filters.include_genres), tuple(filters.exclude_genres))
+    if key not in prepared.masks:
+        if len(prepared.masks) >= MASKS_KEPT:
+            prepared.masks.clear()
+        prepared.masks[key] = _genre_mask(prepared, filters)
+    return prepared.masks[key]
+
+
+def _genre_mask(prepared: PreparedModel, filters: Filters) -> np.ndarray:
     mask = np.ones(len(prepared.item_ids), dtype=bool)
     if filters.include_genres:
         cols = [prepared.genre_index[g] for g in filters.include_genres]
@@ -274,19 +286,19 @@ def genre_mask(prepared: PreparedModel, filters: Filters) -> np.ndarray | None:
 
 
 def _popular(prepared: PreparedModel, allowed, hidden: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` most popular items the filters allow, minus ``hidden``."""
+    """The ``n`` most popular items the filters allow, minus ``hidden``: read from the head
+    of the catalog's order, a longer head only when the filters leave too few."""
     ranked = prepared.popular
-    ok = ~_members(len(prepared.item_ids), hidden)[ranked]
-    if allowed is not None:
-        ok &= allowed[ranked]
-    return ranked[ok][:n]
-
-
-def _members(n: int, positions: np.ndarray) -> np.ndarray:
-    """``(n,)`` bool: True at ``positions`` (a set's membership by index, not by search)."""
-    mask = np.zeros(n, dtype=bool)
-    mask[positions] = True
-    return mask
+    head = n + len(hidden)
+    while True:
+        top = ranked[:head]
+        ok = ~np.isin(top, hidden)
+        if allowed is not None:
+            ok &= allowed[top]
+        picked = top[ok][:n]
+        if len(picked) == n or head >= len(ranked):
+            return picked
+        head *= 4
 
 
 def _mmr(prepared: PreparedModel, idx, score, top, k: int, diversity: float) -> np.ndarray:

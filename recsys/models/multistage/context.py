@@ -28,15 +28,22 @@ class ContextFeatures:
         self.item_year = year.reindex(self.item_ids).to_numpy(dtype=np.float32)
 
     def _context(
-        self, batch: StateBatch, r: np.ndarray, c: np.ndarray, items: dict | None
+        self,
+        batch: StateBatch,
+        r: np.ndarray,
+        c: np.ndarray,
+        items: dict | None,
+        codes: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
+        """The context columns of the (user row, item) pairs ``r, c`` (``codes``: the users'
+        side-table codes, when the caller has them already)."""
         seen = batch.seen
-        profile = np.asarray(seen @ self.item_genre_matrix)  # (U, genres)
-        profile, genre = unit_rows(profile), unit_rows(self.item_genre_matrix)
-        codes = self.encoder.codes_of_users(np.asarray(batch.user_ids, dtype=object))  # (U, 3)
+        profile = unit_rows(np.asarray(seen @ self.item_genre_matrix))  # (U, genres)
+        if codes is None:
+            codes = self.encoder.codes_of_users(np.asarray(batch.user_ids, dtype=object))
         return {
             "log_history": np.log1p(np.asarray(seen.sum(axis=1)).ravel())[r],
-            "genre_match": np.einsum("rg,rg->r", profile[r], genre[c]),
+            "genre_match": np.einsum("rg,rg->r", profile[r], unit_rows(self.item_genre_matrix[c])),
             "age": codes[r, 0],
             "gender": codes[r, 1],
             "occupation": codes[r, 2],

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from recsys.config import RecsysError
 from recsys.data.io import USER
 from recsys.data.split import temporal_split
-from recsys.models.multistage.sources import Sources, candidate_mask, features
+from recsys.models.multistage.sources import Sources, candidate_pairs, features
 from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker, RankingRows
 from recsys.models.trainable import Trainable
@@ -145,10 +145,11 @@ class CrossFitting:
         """The ranker's rows for one fold: its users' candidates (``ranker_users`` of them at
         most) from the other folds' fit, labelled by the fold's items. Returns (features,
         labels, query ids, users, item codes)."""
+        cfg = self.config
         users = sorted(labels[USER].unique())
-        if 0 < self.config.ranker_users < len(users):
-            rng = np.random.default_rng([self.config.seed, fold])
-            users = sorted(rng.choice(users, self.config.ranker_users, replace=False))
+        if 0 < cfg.ranker_users < len(users):
+            rng = np.random.default_rng([cfg.seed, fold])
+            users = sorted(rng.choice(users, cfg.ranker_users, replace=False))
             labels = labels[labels[USER].isin(users)]
         states = states_from_interactions(history, users, self.state_spec().recent_n)
         # the items' context as the store would hold it then, for a ranker that reads it
@@ -156,15 +157,15 @@ class CrossFitting:
         out = []
         for s in range(0, len(states), self.score_batch_users):
             batch = self.encode(states[s : s + self.score_batch_users])
-            hide = batch.seen.toarray() > 0
-            scores = sources.scores(batch.seen, batch.recent, batch.user_ids, self._windows())
-            r, c = np.nonzero(candidate_mask(scores, hide, self._counts()))
+            fit = sources.score_batch(batch, batch.seen, self._windows(), cfg.n_two_tower)
+            r, c = candidate_pairs(fit, batch.seen, self._counts())
             context = self._context(batch, r, c, items)
-            x = features([scores], hide, r, c, context, self.feature_names())[0]
-            truth = self.history_matrix(labels, batch.user_ids).toarray() > 0
+            x = features([fit], batch.seen, r, c, context, self.feature_names())[0]
+            truth = self.history_matrix(labels, batch.user_ids)
+            label = np.asarray(truth[r, c]).ravel() > 0
             user = np.asarray([self._user_key(u) for u in batch.user_ids])[r]
             query = fold * 10_000_000 + s + r  # unique per (fold, user)
-            out.append((x, truth[r, c].astype(np.float32), query, user, c))
+            out.append((x, label.astype(np.float32), query, user, c))
         return tuple(np.concatenate([o[k] for o in out]) for k in range(5))
 
     def _train_ranker(self, rows: RankingRows, items: np.ndarray):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys.config import RecsysError
 from recsys.models.base import (
@@ -39,7 +40,7 @@ from recsys.models.multistage.sources import (
     RECENT_WINDOWS,
     STORE_CONTEXT,
     Sources,
-    candidate_mask,
+    candidate_pairs,
     features,
 )
 from recsys.models.rankers.dcn import DCNRanker
@@ -97,21 +98,18 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         """Stage 1: the full fit's candidates, each with its features under every fold's fit
         (``rows["x"]``: ``(folds, C, features)``). ``items``: the items' context from the
         feature store (offline: ``recsys.state.offline.item_context``)."""
-        seen = batch.seen.toarray() > 0
-        hide = seen if exclude_seen else np.zeros_like(seen)
-        windows = self._windows()
-        full = self.sources.scores(batch.seen, batch.recent, batch.user_ids, windows)
-        r, c = np.nonzero(candidate_mask(full, hide, self._counts()))
-        context = self._context(batch, r, c, items)
+        hidden = batch.seen if exclude_seen else sp.csr_matrix(batch.seen.shape)
+        windows, depth = self._windows(), self.config.n_two_tower
+        full = self.sources.score_batch(batch, hidden, windows, depth)
+        r, c = candidate_pairs(full, hidden, self._counts())
+        codes = self.encoder.codes_of_users(np.asarray(batch.user_ids, dtype=object))  # (U, 3)
+        context = self._context(batch, r, c, items, codes)
         fits = [
-            full
-            if s is self.sources
-            else s.scores(batch.seen, batch.recent, batch.user_ids, windows)
+            full if s is self.sources else s.score_batch(batch, hidden, windows, depth)
             for s in self.serving_fits()
         ]
-        x = features(fits, hide, r, c, context, self.feature_names())  # (fits, rows, features)
-        codes = self.encoder.codes_of_users(np.asarray(batch.user_ids, dtype=object))
-        known = seen.any(axis=1) | (codes > 0).any(axis=1)
+        x = features(fits, hidden, r, c, context, self.feature_names())  # (fits, rows, features)
+        known = (batch.seen.getnnz(axis=1) > 0) | (codes > 0).any(axis=1)
         bounds = np.searchsorted(r, np.arange(len(batch.user_ids) + 1))  # rows are user-major
         return [
             Candidates(

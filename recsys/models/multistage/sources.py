@@ -6,6 +6,12 @@ one fit per cross-fitting fold and one on all the data: the candidates a user is
 from the full fit, the features the ranker reads come from each fold's fit (as they did when
 the ranker learned), and the ranker's scores are averaged over the folds.
 
+After retrieval everything works on the candidates, never on a (users × catalog) matrix: the
+two-tower's candidates come from its item index and its features from the candidates' own
+vectors, the popular items and their ranks from the catalog's order computed once per fit.
+EASE and RP3beta score the whole catalog by nature (a product with an items × items matrix);
+the model fits them only for a catalog small enough (their ``max_items``) and says so.
+
 Every feature is scale-free or comes from the user's state and the catalog, never from the
 request's answer: the same function computes it for the ranker's training rows and for a
 request (:func:`features`).
@@ -14,12 +20,14 @@ request (:func:`features`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.models.base import StateBatch, seen_lists
 from recsys.models.ease import EASEConfig, ease_weights
 from recsys.models.rp3beta import RP3betaConfig, walk_weights
 from recsys.models.two_tower import TwoTower
@@ -49,9 +57,30 @@ FEATURES = (*SOURCE_FEATURES, *CONTEXT_FEATURES)
 RECENT_WINDOWS = (1, 5, 10, 20)
 RECENT_FEATURES = tuple(f"recent_{w}" for w in RECENT_WINDOWS)
 DENSE_ITEMS = 10_000  # RP3beta is kept dense in memory up to this catalog size
-# A source's rank feature is exact among each user's best this many items (below: this rank)
+# A source's rank feature is exact among each user's best this many items (below: this rank);
+# the two-tower's among the items its index returns (the model's ``n_two_tower``)
 RANK_DEPTH = 4096
 FEATURES_WITH_STORE = (*FEATURES, *STORE_CONTEXT)
+ITEM_ITEM = ("ease", "rp3")  # the sources that score the whole catalog
+
+
+@dataclass
+class BatchScores:
+    """One fit's view of a batch of users: what its candidates and its features read.
+
+    Attributes:
+        sources: the fit.
+        dense: the item-item sources' ``(U, n_items)`` scores and the recent windows' (only a
+            catalog small enough for EASE or RP3beta has them).
+        z_u: the two-tower's ``(U, dim)`` user embeddings (None without the source).
+        top: the two-tower's ``(scores, items)``, ``(U, depth)`` each, best first: each user's
+            unhidden items from the index (items ``-1`` where fewer were left).
+    """
+
+    sources: Sources
+    dense: dict[str, np.ndarray] = field(default_factory=dict)
+    z_u: np.ndarray | None = None
+    top: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -79,18 +108,35 @@ class Sources:
             two_tower=two_tower,
         )
 
-    def scores(
-        self, seen: sp.csr_matrix, recent: np.ndarray, user_ids, windows: Sequence[int] = ()
+    def score_batch(
+        self,
+        batch: StateBatch,
+        hidden: sp.csr_matrix,
+        windows: Sequence[int] = (),
+        depth: int = 0,
+    ) -> BatchScores:
+        """What this fit's candidates and features read for ``batch``: the item-item scores
+        (:meth:`item_item_scores`), and the two-tower's user embeddings and its best
+        ``depth`` items not ``hidden`` (``(U, n_items)`` binary: the seen items, when
+        excluded) from its index."""
+        out = BatchScores(self, self.item_item_scores(batch.seen, batch.recent, windows))
+        if self.two_tower is not None:
+            out.z_u, _ = self.two_tower.embed_users(batch.user_ids, batch.recent)
+            if depth > 0:
+                out.top = self.two_tower.retrieve(out.z_u, depth, seen_lists(hidden))
+        return out
+
+    def item_item_scores(
+        self, seen: sp.csr_matrix, recent: np.ndarray, windows: Sequence[int] = ()
     ) -> dict[str, np.ndarray]:
-        """Each source's ``(U, n_items)`` scores for users with these states: float32 as the
-        sources compute them (a float64 copy would hold the same values), and the training
-        counts as a float64 view of one row (every user's popularity is the same).
+        """EASE's and RP3beta's ``(U, n_items)`` scores for users with these states, float32
+        as the sources compute them (none without those sources).
 
         ``windows``: also ``recent_{w}`` for each, the first item-item source's scores from
         the user's latest ``w`` items only (``recent``: codes, most recent first), computed
         in the same product as the full history's (rows stacked below the users')."""
         users = seen.shape[0]
-        out = {"popularity": np.broadcast_to(self.popularity, seen.shape)}
+        out = {}
         rows = sp.vstack([seen, *_window_rows(recent, windows, seen)]) if windows else seen
         for p, (names, weights) in enumerate(self._item_item()):
             product = _row_sums(rows if p == 0 else seen, weights)  # the windows: first only
@@ -103,9 +149,6 @@ class Sources:
                     f"recent_{w}": product[users * (k + 1) : users * (k + 2), :width]
                     for k, w in enumerate(windows)
                 }
-        if self.two_tower is not None:
-            z_u, _ = self.two_tower.embed_users(user_ids, recent)  # (U, dim)
-            out["two_tower"] = z_u @ self.two_tower.item_embeddings.T
         return out
 
     def _item_item(self) -> list[tuple[tuple[str, ...], object]]:
@@ -129,6 +172,18 @@ class Sources:
                 if self.rp3 is not None:
                     self._products.append((("rp3",), self.rp3.toarray() if dense_rp3 else self.rp3))
         return self._products
+
+    @cached_property
+    def popular_order(self) -> np.ndarray:
+        """The catalog by training count, most first (ties: vocabulary order)."""
+        return np.argsort(-self.popularity, kind="stable")
+
+    @cached_property
+    def popularity_codes(self) -> tuple[np.ndarray, int]:
+        """Each item's training count as its position among the distinct counts (ascending),
+        and how many distinct counts there are: an item's rank is a comparison of codes."""
+        distinct, codes = np.unique(self.popularity, return_inverse=True)
+        return codes.ravel(), len(distinct)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: Path) -> list[str]:
@@ -178,39 +233,88 @@ def _window_rows(recent: np.ndarray, windows: Sequence[int], seen: sp.csr_matrix
         yield rows
 
 
-def candidate_mask(
-    scores: dict[str, np.ndarray], hide: np.ndarray, counts: dict[str, int]
-) -> np.ndarray:
-    """``(U, n_items)``: the union of each source's top ``counts[source]`` items not hidden.
+# -- candidates ----------------------------------------------------------------------------
+def source_tops(
+    scores: BatchScores, hidden: sp.csr_matrix, counts: dict[str, int]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each source's top ``counts[source]`` items not ``hidden``, as (user rows, items).
 
     A source that scores a user all zeros or not at all (EASE without a history) adds none.
     """
-    cand = np.zeros(hide.shape, dtype=bool)
+    out = {}
     for name, n in counts.items():
-        if n <= 0 or name not in scores:
+        if n <= 0:
             continue
-        # float64, as the candidates were always chosen: a partition picks among tied
-        # scores by its own algorithm, which may differ between dtypes
-        s = np.where(hide, -np.inf, np.asarray(scores[name], dtype=np.float64))
-        informative = (np.abs(np.nan_to_num(scores[name])) > 0).any(axis=1, keepdims=True)
-        cand |= _top_mask(s, n) & informative
-    return cand & ~hide
+        if name in scores.dense:
+            out[name] = _dense_top(scores.dense[name], hidden, n)
+        elif name == "popularity":
+            out[name] = _popular_top(scores.sources, hidden, n)
+        elif name == "two_tower" and scores.top is not None:
+            ids = scores.top[1][:, :n]
+            r, j = np.nonzero(ids >= 0)
+            out[name] = (r, ids[r, j])
+    return out
 
 
+def candidate_pairs(
+    scores: BatchScores, hidden: sp.csr_matrix, counts: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the sources' tops (:func:`source_tops`): (user rows, items), user-major
+    and items ascending within a user."""
+    width = hidden.shape[1]
+    keys = [r.astype(np.int64) * width + c for r, c in source_tops(scores, hidden, counts).values()]
+    keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+    return keys // width, keys % width
+
+
+def _dense_top(scores: np.ndarray, hidden: sp.csr_matrix, n: int):
+    """A whole-catalog source's top ``n`` (a small catalog's: see the module). float64, as
+    the candidates were always chosen: a partition picks among tied scores by its own
+    algorithm, which may differ between dtypes."""
+    s = np.array(scores, dtype=np.float64)
+    informative = (np.abs(np.nan_to_num(scores)) > 0).any(axis=1)
+    s[hidden.nonzero()] = -np.inf
+    n = min(n, s.shape[1])
+    idx = np.argpartition(-s, n - 1, axis=1)[:, :n]
+    keep = np.isfinite(np.take_along_axis(s, idx, axis=1)) & informative[:, None]
+    r, j = np.nonzero(keep)
+    return r, idx[r, j]
+
+
+def _popular_top(sources: Sources, hidden: sp.csr_matrix, n: int):
+    """The ``n`` most popular items not hidden, per user (ties: vocabulary order): the head
+    of the catalog's order, as long as the longest hidden set allows to skip."""
+    users = hidden.shape[0]
+    if not (sources.popularity > 0).any():
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    longest = int(np.diff(hidden.indptr).max(initial=0))
+    head = sources.popular_order[: n + longest]  # (m,)
+    taken = np.zeros((users, len(head)), dtype=bool)
+    hr, hc = hidden.nonzero()
+    sorter = np.argsort(head)
+    at = np.minimum(np.searchsorted(head, hc, sorter=sorter), len(head) - 1)
+    found = head[sorter[at]] == hc
+    taken[hr[found], sorter[at[found]]] = True
+    keep = ~taken & (np.cumsum(~taken, axis=1) <= n)
+    r, j = np.nonzero(keep)
+    return r, head[j]
+
+
+# -- features ------------------------------------------------------------------------------
 def features(
-    fits: Sequence[dict[str, np.ndarray]],
-    hide: np.ndarray,
+    fits: Sequence[BatchScores],
+    hidden: sp.csr_matrix,
     rows: np.ndarray,
     cols: np.ndarray,
     context: dict[str, np.ndarray],
     names: tuple[str, ...] = FEATURES,
 ) -> np.ndarray:
     """``(len(fits), len(rows), len(names))`` float32: the ranker's inputs for (user row,
-    item) pairs under each fit's sources.
+    item) pairs under each fit's sources, computed on those pairs.
 
     Args:
-        fits: each fit's source scores (:meth:`Sources.scores`), ``(U, n_items)`` each.
-        hide: ``(U, n_items)`` the items out of every list (seen ones, when excluded): ranks
+        fits: each fit's view of the batch (:meth:`Sources.score_batch`).
+        hidden: ``(U, n_items)`` the items out of every list (seen ones, when excluded): ranks
             are among the rest.
         rows, cols: the candidate pairs (user row in the batch, item position), user-major.
         context: the pair-level context features, one array each.
@@ -219,52 +323,51 @@ def features(
     """
     out = np.full((len(fits), len(rows), len(names)), np.nan, dtype=np.float32)
     col = {name: j for j, name in enumerate(names)}
-    ranked = []  # (fit, column, scores): every fit's rank features in one pass
-    for f, scores in enumerate(fits):
-        for name in ("ease", "rp3", "two_tower"):
-            if name not in scores:
-                continue
-            s = np.nan_to_num(scores[name], nan=0.0)
-            values = s[rows, cols]
-            out[f, :, col[name]] = values
+    whole = []  # (fit, column, scores): the item-item sources' ranks in one pass
+    for f, fit in enumerate(fits):
+        values = {}
+        for name in ITEM_ITEM:
+            if name in fit.dense:
+                s = np.nan_to_num(fit.dense[name], nan=0.0)
+                values[name] = s[rows, cols]
+                whole.append((f, col[f"{name}_rank"], s))
+        if fit.z_u is not None:
+            vectors = fit.sources.two_tower.item_embeddings
+            values["two_tower"] = np.einsum("rd,rd->r", fit.z_u[rows], vectors[cols])
+            depth = fit.top[1].shape[1] if fit.top is not None else 0
+            out[f, :, col["two_tower_rank"]] = _retrieved_rank(fit.top, rows, cols, depth)
+        for name, v in values.items():
+            out[f, :, col[name]] = v
             if f"{name}_z" in col:
-                out[f, :, col[f"{name}_z"]] = _within_candidates_z(values, rows, s.shape[0])
-            ranked.append((f, col[f"{name}_rank"], s))
+                out[f, :, col[f"{name}_z"]] = _within_candidates_z(v, rows, hidden.shape[0])
         for name in RECENT_FEATURES:  # NaN without an item-item source
-            if name in col and name in scores:
-                out[f, :, col[name]] = scores[name][rows, cols]
-        popularity = scores["popularity"]
-        out[f, :, col["log_popularity"]] = np.log1p(popularity[rows, cols])
-        ranked.append((f, col["popularity_rank"], popularity))
-    # the sources score in float32; counts below 2**24 are exact in it too, so the ranks are
-    # the float64 ones
-    exact = all(np.max(s["popularity"][:1], initial=0) < 2**24 for s in fits)  # one row each
-    stacked = np.empty((len(ranked), *hide.shape), dtype=np.float32 if exact else np.float64)
-    for n, (_, _, s) in enumerate(ranked):
-        stacked[n] = s
-    stacked[:, hide] = -np.inf
-    for (f, j, _), rank in zip(ranked, _rank_features(stacked, rows, cols), strict=True):
-        out[f, :, j] = rank
+            if name in col and name in fit.dense:
+                out[f, :, col[name]] = fit.dense[name][rows, cols]
+        popularity = fit.sources.popularity
+        out[f, :, col["log_popularity"]] = np.log1p(popularity[cols])
+        out[f, :, col["popularity_rank"]] = _popularity_rank(fit.sources, hidden, rows, cols)
+    if whole:
+        stacked = np.stack([s for _, _, s in whole])
+        hr, hc = hidden.nonzero()
+        stacked[:, hr, hc] = -np.inf
+        for (f, j, _), rank in zip(whole, _rank_features(stacked, rows, cols), strict=True):
+            out[f, :, j] = rank
     for name in names[len(SOURCE_FEATURES) :]:
         if name not in RECENT_FEATURES:
             out[:, :, col[name]] = context[name]
     return out
 
 
-def _top_mask(scores: np.ndarray, n: int) -> np.ndarray:
-    """Boolean mask of each row's ``n`` highest finite scores."""
-    n = min(n, scores.shape[1])
-    idx = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    mask = np.zeros(scores.shape, dtype=bool)
-    np.put_along_axis(mask, idx, True, axis=1)
-    return mask & np.isfinite(scores)
+def _rank_feature(rank: np.ndarray) -> np.ndarray:
+    """1 / log2(rank + 2) (rank 0 the best): robust to scale."""
+    return (1.0 / np.log2(rank + 2.0)).astype(np.float32)
 
 
 def _rank_features(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``(k, len(rows))``: 1 / log2(rank + 2) of the (row, col) items within their rows under
-    each of ``k`` score matrices (``scores``: ``(k, U, n_items)``, hidden items at -inf; rank 0
-    the best): robust to scale. The rank is the number of the row's items scored strictly
-    higher, so tied scores share the best rank of the tie and no order is invented among them.
+    """``(k, len(rows))``: the rank feature of the (row, col) items within their rows under
+    each of ``k`` score matrices (``scores``: ``(k, U, n_items)``, hidden items at -inf). The
+    rank is the number of the row's items scored strictly higher, so tied scores share the
+    best rank of the tie and no order is invented among them.
 
     Ranks are exact down to :data:`RANK_DEPTH`; an item below a row's ``RANK_DEPTH`` best
     gets rank ``RANK_DEPTH`` (a feature of 0.09 or less). A catalog of at most that many items
@@ -287,7 +390,51 @@ def _rank_features(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np
             rank[j, a:b] = depth - ordered[j, r].searchsorted(values[j, a:b], side="right")
     if depth < width:
         rank[values < ordered[:, rows, 0]] = depth
-    return (1.0 / np.log2(rank + 2.0)).astype(np.float32)
+    return _rank_feature(rank)
+
+
+def _popularity_rank(
+    sources: Sources, hidden: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """The rank feature of each candidate's training count among the user's unhidden items,
+    exact down to :data:`RANK_DEPTH` as :func:`_rank_features`, without a catalog-wide pass:
+    the items counted strictly higher in the catalog, less the user's hidden ones among them."""
+    codes, distinct = sources.popularity_codes
+    above = np.bincount(codes, minlength=distinct)[::-1].cumsum()[::-1]  # items at code >= c
+    mine = codes[cols]
+    higher = np.append(above, 0)[mine + 1]  # the catalog's items counted higher
+    hr, hc = hidden.nonzero()
+    keys = np.sort(hr.astype(np.int64) * distinct + codes[hc])
+    lo = rows.astype(np.int64) * distinct + mine
+    hidden_higher = np.searchsorted(keys, lo + (distinct - mine)) - np.searchsorted(
+        keys, lo, side="right"
+    )
+    rank = np.minimum(higher - hidden_higher, RANK_DEPTH)
+    return _rank_feature(rank.astype(np.float64))
+
+
+def _retrieved_rank(
+    top: tuple[np.ndarray, np.ndarray] | None, rows: np.ndarray, cols: np.ndarray, depth: int
+) -> np.ndarray:
+    """The rank feature of each candidate among the two-tower's retrieved items (``top``:
+    best first; tied scores share the best rank of the tie); ``depth`` for a candidate the
+    index did not return."""
+    rank = np.full(len(rows), float(depth))
+    if top is not None and len(rows):
+        scores, ids = top
+        width = max(int(cols.max()), int(ids.max())) + 1
+        new = np.ones(ids.shape, dtype=bool)
+        new[:, 1:] = scores[:, 1:] != scores[:, :-1]
+        first = np.maximum.accumulate(np.where(new, np.arange(ids.shape[1]), 0), axis=1)
+        r, j = np.nonzero(ids >= 0)
+        keys = r.astype(np.int64) * width + ids[r, j]
+        order = np.argsort(keys)
+        keys, ranks = keys[order], first[r, j][order]
+        wanted = rows.astype(np.int64) * width + cols
+        at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+        hit = keys[at] == wanted if len(keys) else np.zeros(len(rows), dtype=bool)
+        rank[hit] = ranks[at[hit]]
+    return _rank_feature(rank)
 
 
 def _within_candidates_z(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys.data.io import ITEM, TS, USER
-from recsys.models.base import Recommender, StateBatch
+from recsys.models.base import Candidates, Recommender, StateBatch, seen_lists
 from recsys.models.encoding import (
     MAX_GENRES,
     FeatureEncoder,
@@ -232,6 +232,23 @@ class TwoTower(Recommender):
         """``(len(user_ids), dim)``, each user's state taken from ``history``."""
         states = states_from_interactions(history, user_ids, self.state_spec().recent_n)
         return self.embed_users(user_ids, self.encode(states).recent)[0]
+
+    def candidates(
+        self, batch: StateBatch, exclude_seen: bool = True, items: dict | None = None
+    ) -> list[Candidates]:
+        """Each user's ``n_candidates`` best unseen items from the item index (its kind and
+        precision are the model's, so what is served is what the index finds); an unknown
+        user gets none and ``known=False``."""
+        z_u, known = self.embed_users(batch.user_ids, batch.recent)  # (U, dim), (U,)
+        n = min(self.n_candidates, len(self.item_ids))
+        scores, ids = self.retrieve(z_u, n, seen_lists(batch.seen) if exclude_seen else None)
+        none = Candidates(np.zeros(0, dtype=np.int64), False, np.zeros(0))
+        return [
+            Candidates(ids[u][ids[u] >= 0], True, scores[u][ids[u] >= 0].astype(np.float64))
+            if known[u]
+            else none
+            for u in range(len(ids))
+        ]
 
     def _score(self, batch: StateBatch) -> np.ndarray:
         z_u, known = self.embed_users(batch.user_ids, batch.recent)  # (U, dim), (U,)

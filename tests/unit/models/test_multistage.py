@@ -131,14 +131,13 @@ def test_each_folds_features_come_from_that_folds_fit(fitted):
     batch = batch_of(model, train, users)
     items = items_of(model, train)
     cands = model.candidates(batch, items=items)
-    seen = batch.seen.toarray() > 0
     r = np.concatenate([np.full(len(c.codes), u) for u, c in enumerate(cands)])
     c = np.concatenate([c.codes for c in cands])
     context = model._context(batch, r, c, items)
     stacked = np.concatenate([cand.rows["x"] for cand in cands], axis=1)
     for f, sources in enumerate(model.fold_sources):
-        scores = sources.scores(batch.seen, batch.recent, batch.user_ids)
-        alone = features([scores], seen, r, c, context)[0]  # one fit's, computed on its own
+        scores = sources.score_batch(batch, batch.seen)
+        alone = features([scores], batch.seen, r, c, context)[0]  # one fit's, on its own
         np.testing.assert_allclose(stacked[f], alone, rtol=1e-6)
     # The final score is the ranker's mean over the folds' feature rows.
     ranked = np.concatenate(model.rank(cands))
@@ -155,7 +154,7 @@ def test_the_sources_score_as_their_own_products_joined_or_apart(fitted, monkeyp
     model, train = fitted
     batch = batch_of(model, train, sorted(train.user_id.unique())[:7])
     ease, rp3 = model.sources.ease.copy(), model.sources.rp3
-    joined = model.sources.scores(batch.seen, batch.recent, batch.user_ids)
+    joined = model.sources.item_item_scores(batch.seen, batch.recent)
     assert [names for names, _ in model.sources._item_item()] == [("ease", "rp3")]
     assert np.shares_memory(model.sources.ease, model.sources._item_item()[0][1])
     assert np.array_equal(joined["ease"], batch.seen @ ease)
@@ -163,13 +162,14 @@ def test_the_sources_score_as_their_own_products_joined_or_apart(fitted, monkeyp
     assert joined["ease"].dtype == np.float32
     monkeypatch.setattr(module, "DENSE_ITEMS", 0)
     apart = module.Sources(model.sources.popularity, ease, rp3)
-    got = apart.scores(batch.seen, batch.recent, batch.user_ids)
+    got = apart.item_item_scores(batch.seen, batch.recent)
     assert [names for names, _ in apart._item_item()] == [("ease",), ("rp3",)]
-    assert all(np.array_equal(got[k], joined[k]) for k in ("ease", "rp3", "popularity"))
+    assert got.keys() == joined.keys() == {"ease", "rp3"}
+    assert all(np.array_equal(got[k], joined[k]) for k in ("ease", "rp3"))
     # the recent windows are rows of the first product (EASE), joined or apart, and leave the
     # history's scores as they were
     for sources in (model.sources, apart):
-        windowed = sources.scores(batch.seen, batch.recent, batch.user_ids, windows=(1, 5))
+        windowed = sources.item_item_scores(batch.seen, batch.recent, windows=(1, 5))
         assert all(np.array_equal(windowed[k], joined[k]) for k in ("ease", "rp3"))
         last = batch.recent[:, 0] - 1
         assert np.array_equal(windowed["recent_1"], ease[last])
@@ -367,6 +367,41 @@ def test_a_two_tower_source_is_fitted_per_fold_and_adds_its_ann_candidates(inter
     col = FEATURES.index("two_tower")
     assert np.isfinite(cands[0].rows["x"][:, :, col]).all()
     assert model.item_vectors() is tower.item_embeddings  # diversity and reasons use them
+
+
+def test_features_on_the_candidates_equal_their_whole_catalog_definitions(interactions):
+    """Nothing after retrieval reads the whole catalog, and nothing changes for it: each
+    fold's popularity rank, two-tower score and two-tower rank of every candidate equal what
+    a (users x catalog) pass over the unseen items gives (ranks among the index's top
+    ``n_two_tower``, the depth below them)."""
+    depth = 5
+    model = fit(with_noise(interactions), n_two_tower=depth)
+    users = sorted(interactions.user_id.unique())
+    batch = batch_of(model, interactions, users)
+    cands = model.candidates(batch, items=items_of(model, interactions))
+    seen = batch.seen.toarray() > 0
+    col = {name: FEATURES.index(name) for name in FEATURES}
+
+    def rank_feature(rank):
+        return (1.0 / np.log2(np.asarray(rank, dtype=np.float64) + 2.0)).astype(np.float32)
+
+    checked = 0
+    for f, sources in enumerate(model.fold_sources):
+        tower = sources.two_tower
+        z_u, _ = tower.embed_users(batch.user_ids, batch.recent)
+        dense = z_u @ tower.item_embeddings.T  # (U, n_items)
+        for u, cand in enumerate(cands):
+            unseen = ~seen[u]
+            x = cand.rows["x"][f]
+            pop = sources.popularity
+            higher = [(pop[unseen] > pop[c]).sum() for c in cand.codes]
+            assert np.array_equal(x[:, col["popularity_rank"]], rank_feature(higher))
+            np.testing.assert_allclose(x[:, col["two_tower"]], dense[u, cand.codes], atol=1e-6)
+            above = [(dense[u, unseen] > dense[u, c]).sum() for c in cand.codes]
+            expected = rank_feature(np.minimum(above, depth))
+            assert np.array_equal(x[:, col["two_tower_rank"]], expected)
+            checked += len(cand.codes)
+    assert checked > 100
 
 
 def test_catalog_over_ease_max_items_has_no_ease_part(interactions, tmp_path):

@@ -240,6 +240,33 @@ def test_fit_learns_the_clusters(interactions):
     assert np.isclose(row.score, z_u @ z_i, atol=1e-5)
 
 
+def test_candidates_come_from_the_item_index_at_its_precision(interactions):
+    """The served candidates are the index's: with the exact fp32 index, each user's unseen
+    items by z_u·z_i, as a pass over the whole catalog orders them; an int8 index returns its
+    own (what the manifest's measured recall describes)."""
+    from recsys.state.offline import states_from_interactions
+
+    model = create_model("two_tower", TINY).fit(interactions)
+    users = sorted(interactions.user_id.unique())
+    batch = model.encode(states_from_interactions(interactions, users, model.config.history_len))
+    model.n_candidates = 10
+    got = model.candidates(batch)
+    dense = model._score(batch)
+    dense[batch.seen.toarray() > 0] = -np.inf
+    for u, cand in enumerate(got):
+        order = np.argsort(-dense[u], kind="stable")[:10]
+        assert cand.known and set(cand.codes) == set(order)
+        np.testing.assert_allclose(cand.scores, dense[u, cand.codes], atol=1e-5)
+    int8 = dataclasses.replace(model.config.index, precision="int8")
+    model.index = type(model.index).build(model.item_embeddings, int8)
+    assert model.index_info()["precision"] == "int8"
+    assert model.candidates(batch)[0].codes.tolist() == model.retrieve(
+        model.embed_users(batch.user_ids[:1], batch.recent[:1])[0],
+        10,
+        [batch.seen[0].indices],
+    )[1][0].tolist()
+
+
 @pytest.fixture
 def with_tables(interactions):
     users, items = side_tables()
