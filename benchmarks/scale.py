@@ -4,13 +4,16 @@
     make benchmark-scale                                  # 1M interactions
 
 Sizes follow the issue's 20M shape (1M users x 200k items): ``interactions / 20`` users and
-``interactions / 100`` items. The stages call the platform's own functions, in order:
+``interactions / 100`` items (``--items`` sets the catalog). The stages call the platform's own
+functions, in order:
 
     synth -> validate -> split (global-time) -> feature build -> feast apply -> materialize
     -> point-in-time training set (Feast get_historical_features) -> the multi-stage model
     with sources that scale (two-tower on Ray Train, one full epoch per fit, and popularity;
     cross-fitted in time; the LightGBM ranker on Ray Train) -> evaluate a seeded sample of
-    test users (recall@100, nDCG@10; the two-tower alone beside it) -> serve the model (Ray
+    test users (recall@100, nDCG@10; the two-tower alone beside it) -> the same evaluation
+    with the model's item index rebuilt at other kinds and precisions (``--index-variants``:
+    bytes per item, build time, recall against exact fp32, query time) -> serve the model (Ray
     Serve over HTTP, the local fused app on the materialized online store) and answer a
     closed loop of requests for the sample's users
 
@@ -69,7 +72,7 @@ from recsys.files import write_json
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.recommend import Request, recommend_frame
-from recsys.retrieval.index import IndexConfig
+from recsys.retrieval.index import IndexConfig, ItemIndex
 from recsys.state.user import EVENT_TS
 from recsys.training.runs import RayRun
 from recsys.training.train import RayStageTrainer
@@ -168,7 +171,8 @@ def run_once(args: argparse.Namespace) -> dict:
     run = Run(work)
     data_dir, split_dir, repo = work / "data", work / "split", work / "feature_repo"
 
-    synth = SynthConfig(n_users=max(n // 20, 10), n_items=max(n // 100, 10), n_interactions=n)
+    n_items = args.items or max(n // 100, 10)
+    synth = SynthConfig(n_users=max(n // 20, 10), n_items=n_items, n_interactions=n)
     with run.stage("synth", n) as info:
         generate(synth, data_dir, progress=False)
         info |= {"users": synth.n_users, "items": synth.n_items}
@@ -250,6 +254,9 @@ def run_once(args: argparse.Namespace) -> dict:
         alone = recommend_frame(model.sources.two_tower, sample, Request(k=100), history=mine)
         info["two_tower_alone"] = sample_quality(alone, held, mine)
         info["users"] = len(sample)
+    if args.index_variants:
+        with run.stage("index variants", len(sample)) as info:
+            info["variants"] = index_variants(model, sample, held, mine, args.index_variants)
     with run.stage("serve (Ray Serve, HTTP)", args.serve_requests) as info:
         info |= serve_and_answer(args, model, repo, work, sample, recs)
         info["proxy"] = proxy
@@ -299,6 +306,44 @@ def timed_steps():
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def index_variants(model, sample, held, mine, variants: str) -> list[dict]:
+    """The same trained model served from other item indexes (``kind:precision,...``), each
+    built from the same item embeddings: its bytes per item, build seconds, recall@100 against
+    exact fp32 search, a query's milliseconds, and the end-to-end recall@100 and nDCG@10 of the
+    multi-stage model and of its two-tower alone on the sample. The served index is put back."""
+    tower = model.sources.two_tower
+    served, out = tower.index, []
+    queries = tower.user_embeddings(sample[:500], mine)
+    try:
+        for variant in variants.split(","):
+            kind, precision = variant.split(":")
+            config = dataclasses.replace(served.config, kind=kind, precision=precision)
+            tower.index = ItemIndex.build(tower.item_embeddings, config, queries)
+            start = time.perf_counter()
+            for q in queries[:200]:
+                tower.index.search(q[None, :], 100)
+            query_ms = (time.perf_counter() - start) * 1000 / min(len(queries), 200)
+            recs = recommend_frame(model, sample, Request(k=100), history=mine)
+            alone = recommend_frame(tower, sample, Request(k=100), history=mine)
+            info = tower.index.info()
+            out.append(
+                {
+                    "kind": kind,
+                    "precision": precision,
+                    "bytes_per_item": info["bytes_per_item"],
+                    "build_seconds": info["build_seconds"],
+                    "index_recall_at_100": info["recall_at_k"],
+                    "query_ms": round(query_ms, 3),
+                    **sample_quality(recs, held, mine),
+                    "two_tower_alone": sample_quality(alone, held, mine),
+                }
+            )
+            print(json.dumps(out[-1]), flush=True)
+    finally:
+        tower.index = served
+    return out
 
 
 def sample_quality(recs: pd.DataFrame, held: pd.DataFrame, mine: pd.DataFrame) -> dict:
@@ -406,6 +451,7 @@ def table(runs: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--interactions", type=int, default=1_000_000)
+    p.add_argument("--items", type=int, default=None, help="the catalog (default: N / 100)")
     p.add_argument("--online", choices=["sqlite", "redis"], default=None)
     p.add_argument("--offline-engine", choices=["duckdb", "spark"], default="duckdb")
     p.add_argument(
@@ -444,9 +490,15 @@ def main() -> None:
         "--index",
         choices=["auto", "flat", "hnsw", "ivf"],
         default="auto",
-        help="the two-tower's item index (auto: exact up to 50k items, HNSW above)",
+        help="the two-tower's item index (auto: exact up to 50k items, IVF above)",
     )
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument(
+        "--index-variants",
+        default="flat:fp32,flat:fp16,flat:int8,ivf:fp32,ivf:fp16,ivf:int8",
+        help="after the evaluation, the same model served from these item indexes "
+        "(kind:precision, comma-separated; empty: none)",
+    )
     p.add_argument("--workdir", default=str(recsys_home() / "runs" / "scale"))
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--out", type=Path, default=RESULTS)

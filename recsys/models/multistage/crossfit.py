@@ -66,6 +66,8 @@ class CrossFitting:
     def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
         cfg = self.config
         self._context_tables(users, items)
+        plan = self.source_plan()
+        progress.info("sources: %s", "; ".join(f"{k} {v}" for k, v in plan.items()))
         self.fold_sources, parts = [], []
         folds = {"random": cfg.folds * cfg.draws, "time": cfg.folds - 1}.get(cfg.crossfit, 1)
         for f, (history, labels) in enumerate(self._folds(train)):
@@ -94,6 +96,7 @@ class CrossFitting:
         self.ranker = self._train_ranker(rows, np.concatenate([p[4] for p in parts]))
         progress.info("%s ranker trained", cfg.ranker)
         self.training_log = {
+            "sources": plan,
             "ranker": self.config.ranker,
             "ranker_log": getattr(self.ranker, "training_log", None),
             "ranker_rows": int(len(rows.label)),
@@ -136,10 +139,36 @@ class CrossFitting:
             tower = self.trainer.two_tower(train, users, items, cfg.two_tower, tag)
             if not np.array_equal(tower.item_ids, self.item_ids):
                 raise ValueError("two-tower vocabulary differs from the multi-stage model's")
-        big = len(self.item_ids) > cfg.ease.max_items
-        ease = cfg.ease if cfg.n_ease > 0 and not big else None
-        rp3 = cfg.rp3 if cfg.n_rp3 > 0 and len(self.item_ids) <= cfg.rp3.max_items else None
+        plan = self.source_plan()
+        ease = cfg.ease if plan["ease"].startswith("on") else None
+        rp3 = cfg.rp3 if plan["rp3"].startswith("on") else None
         return Sources.fit(x, ease, rp3, tower)
+
+    def source_plan(self) -> dict[str, str]:
+        """Which candidate sources this model fits at its catalog, and why: EASE and RP3beta
+        score the whole catalog (a product with an items x items matrix), so they are fitted
+        only up to their ``max_items``; the two-tower answers from its item index and the
+        popular items from the catalog's order, at any size."""
+        cfg, n = self.config, len(self.item_ids)
+        plan = {}
+        for name, count, limit in (
+            ("ease", cfg.n_ease, cfg.ease.max_items),
+            ("rp3", cfg.n_rp3, cfg.rp3.max_items),
+        ):
+            if count <= 0:
+                plan[name] = f"off: n_{name}=0"
+            elif n > limit:
+                plan[name] = f"off: {n:,} items > {name}.max_items {limit:,} (whole-catalog)"
+            else:
+                plan[name] = f"on: top {count} (whole-catalog, {n:,} items)"
+        tower = cfg.two_tower.index.resolve_kind(n)
+        plan["two_tower"] = (
+            f"on: top {cfg.n_two_tower} from its {tower} index ({cfg.two_tower.index.precision})"
+            if cfg.n_two_tower > 0
+            else "off: n_two_tower=0"
+        )
+        plan["popularity"] = f"on: top {cfg.n_popular}" if cfg.n_popular > 0 else "off: n_popular=0"
+        return plan
 
     def _training_rows(self, sources: Sources, history, labels, fold: int):
         """The ranker's rows for one fold: its users' candidates (``ranker_users`` of them at

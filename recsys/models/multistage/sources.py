@@ -179,11 +179,13 @@ class Sources:
         return np.argsort(-self.popularity, kind="stable")
 
     @cached_property
-    def popularity_codes(self) -> tuple[np.ndarray, int]:
+    def popularity_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """Each item's training count as its position among the distinct counts (ascending),
-        and how many distinct counts there are: an item's rank is a comparison of codes."""
-        distinct, codes = np.unique(self.popularity, return_inverse=True)
-        return codes.ravel(), len(distinct)
+        and per position the number of items counted higher: a rank is a comparison of codes."""
+        _, codes = np.unique(self.popularity, return_inverse=True)
+        codes = codes.ravel()
+        at_or_above = np.bincount(codes)[::-1].cumsum()[::-1]
+        return codes, np.append(at_or_above[1:], 0)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: Path) -> list[str]:
@@ -285,7 +287,7 @@ def _popular_top(sources: Sources, hidden: sp.csr_matrix, n: int):
     """The ``n`` most popular items not hidden, per user (ties: vocabulary order): the head
     of the catalog's order, as long as the longest hidden set allows to skip."""
     users = hidden.shape[0]
-    if not (sources.popularity > 0).any():
+    if not len(sources.popular_order) or sources.popularity[sources.popular_order[0]] <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     longest = int(np.diff(hidden.indptr).max(initial=0))
     head = sources.popular_order[: n + longest]  # (m,)
@@ -399,10 +401,9 @@ def _popularity_rank(
     """The rank feature of each candidate's training count among the user's unhidden items,
     exact down to :data:`RANK_DEPTH` as :func:`_rank_features`, without a catalog-wide pass:
     the items counted strictly higher in the catalog, less the user's hidden ones among them."""
-    codes, distinct = sources.popularity_codes
-    above = np.bincount(codes, minlength=distinct)[::-1].cumsum()[::-1]  # items at code >= c
-    mine = codes[cols]
-    higher = np.append(above, 0)[mine + 1]  # the catalog's items counted higher
+    codes, above = sources.popularity_codes
+    distinct, mine = len(above), codes[cols]
+    higher = above[mine]  # the catalog's items counted higher
     hr, hc = hidden.nonzero()
     keys = np.sort(hr.astype(np.int64) * distinct + codes[hc])
     lo = rows.astype(np.int64) * distinct + mine

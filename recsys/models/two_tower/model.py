@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "two_tower.pt"
 USERS_FILE = "user_vocab.json"
 MAX_VAL_ROWS = 5_000
+VALIDATE_CELLS = 2**24  # scores computed at once by the validation (64 MB of float32)
 
 
 def to_batch(arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") -> Batch:
@@ -75,7 +76,7 @@ class TwoTower(Recommender):
     ) -> dict[str, np.ndarray]:
         """Vocabularies, feature encoder and the network; returns the training examples."""
         self.user_ids = np.sort(train[USER].astype(str).unique()).astype(object)
-        self._user_index = {u: i for i, u in enumerate(self.user_ids)}
+        self._user_index = pd.Index(self.user_ids)  # a hash index: at 1M users no dict
         self.encoder = FeatureEncoder.fit(users, items)
         self._item_table = self.encoder.item_table(self.item_ids, items)
         self.net = self.build_net()
@@ -110,7 +111,7 @@ class TwoTower(Recommender):
         """One row per interaction: ids, user features and the history *before* it."""
         order = [USER, TS] if TS in train.columns else [USER]
         df = train.sort_values(order, kind="mergesort")
-        uid = df[USER].astype(str).map(self._user_index).to_numpy(dtype=np.int64) + 1
+        uid = self._user_index.get_indexer(df[USER].astype(str).to_numpy(dtype=object)) + 1
         iid = df[ITEM].astype(str).map(self._item_index).to_numpy(dtype=np.int64) + 1
         if self.config.history_mode == "recent":
             hist = history_windows(uid, iid, self.config.history_len)  # (rows, history_len)
@@ -160,11 +161,14 @@ class TwoTower(Recommender):
         device = self.net.item_tower.table.device
         z_i = self.net.all_items()  # (n_items, dim)
         z_u = self.net.user(to_batch(rows, device))  # (V, dim)
-        scores = (z_u @ z_i.T).cpu().numpy()  # (V, n_items)
         self.net.train()
-        mask = seen[rows["uid"]].toarray() > 0
-        scores[mask] = -np.inf
-        return ranking_ndcg(scores, rows["iid"] - 1, k=10)
+        # a block of rows at a time: V x n_items scores at once would be 20 GB at 1M items
+        step, total = max(1, VALIDATE_CELLS // z_i.shape[0]), 0.0
+        for a in range(0, len(z_u), step):
+            scores = (z_u[a : a + step] @ z_i.T).cpu().numpy()  # (step, n_items)
+            scores[seen[rows["uid"][a : a + step]].nonzero()] = -np.inf
+            total += ranking_ndcg(scores, rows["iid"][a : a + step] - 1, k=10) * len(scores)
+        return total / len(z_u)
 
     def run_epochs(self, batches, loss, val, **kwargs) -> dict:
         """The shared epoch loop (:func:`recsys.models.neural.run_epochs`) on this model."""
@@ -217,7 +221,7 @@ class TwoTower(Recommender):
         most recent first: :attr:`StateBatch.recent`), and ``(U,)`` whether anything at all
         (id, a feature, a history item) was known."""
         ids = [str(u) for u in user_ids]
-        uid = np.array([self._user_index.get(u, -1) + 1 for u in ids], dtype=np.int64)
+        uid = self._user_index.get_indexer(np.asarray(ids, dtype=object)).astype(np.int64) + 1
         arrays = {"uid": uid, "iid": np.zeros_like(uid)}
         feats = self.encoder.codes_of_users(np.asarray(ids, dtype=object))
         hist = np.zeros((len(ids), self.config.history_len), dtype=np.int64)  # (U, history_len)
@@ -290,7 +294,7 @@ class TwoTower(Recommender):
 
     def _load_parts(self, directory: Path) -> None:
         self.user_ids = np.asarray(json.loads((directory / USERS_FILE).read_text()), dtype=object)
-        self._user_index = {u: i for i, u in enumerate(self.user_ids)}
+        self._user_index = pd.Index(self.user_ids)
         self.encoder = FeatureEncoder.load(directory)
         self._item_table = np.load(directory / "item_table.npy")
         if not any(self.item_genres):

@@ -184,8 +184,11 @@ def test_the_ranker_learns_from_cross_fitted_rows(interactions, caplog):
         model = fit(train, trainer=spy)
     lines = [r.getMessage() for r in caplog.records if r.name == "recsys.progress"]
     steps = [line.split(":")[0] for line in lines]
-    assert steps[:6] == ["fold 1/3", "fold 1/3", "fold 2/3", "fold 2/3", "fold 3/3", "fold 3/3"]
-    assert lines[1].endswith("ranker rows") and steps[6] == "full fit"
+    assert lines[0] == "sources: " + "; ".join(
+        f"{k} {v}" for k, v in model.training_log["sources"].items()
+    )
+    assert steps[1:7] == ["fold 1/3", "fold 1/3", "fold 2/3", "fold 2/3", "fold 3/3", "fold 3/3"]
+    assert lines[2].endswith("ranker rows") and steps[7] == "full fit"
     assert lines[-1] == "gbdt ranker trained"
     (ranker, rows, val, tag), result = spy.calls["ranker"][0]
     assert tag == "ranker" and model.ranker is result and val is None  # fixed rounds
@@ -407,6 +410,9 @@ def test_features_on_the_candidates_equal_their_whole_catalog_definitions(intera
 def test_catalog_over_ease_max_items_has_no_ease_part(interactions, tmp_path):
     model = fit(interactions, ease={"max_items": 40})  # 44 items with the cold ones
     assert model.sources.ease is None and all(s.ease is None for s in model.fold_sources)
+    said = model.training_log["sources"]  # which sources it kept, and why
+    assert said["ease"] == "off: 44 items > ease.max_items 40 (whole-catalog)"
+    assert said["rp3"].startswith("on: top") and said["two_tower"] == "off: n_two_tower=0"
     users = sorted(interactions.user_id.unique())
     cands = model.candidates(
         batch_of(model, interactions, users), items=items_of(model, interactions)

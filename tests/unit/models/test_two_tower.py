@@ -260,11 +260,14 @@ def test_candidates_come_from_the_item_index_at_its_precision(interactions):
     int8 = dataclasses.replace(model.config.index, precision="int8")
     model.index = type(model.index).build(model.item_embeddings, int8)
     assert model.index_info()["precision"] == "int8"
-    assert model.candidates(batch)[0].codes.tolist() == model.retrieve(
-        model.embed_users(batch.user_ids[:1], batch.recent[:1])[0],
-        10,
-        [batch.seen[0].indices],
-    )[1][0].tolist()
+    assert (
+        model.candidates(batch)[0].codes.tolist()
+        == model.retrieve(
+            model.embed_users(batch.user_ids[:1], batch.recent[:1])[0],
+            10,
+            [batch.seen[0].indices],
+        )[1][0].tolist()
+    )
 
 
 @pytest.fixture
