@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale constraints clean
+.PHONY: demo demo-drift test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale benchmark-catalog benchmark-data-statistics constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,14 @@ benchmark-train: $(VENV)/.installed
 # The loop on synthetic data at scale (1M interactions; --interactions for another size).
 benchmark-scale: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.scale
+
+# A request's cost at 10k, 200k and 1M catalog items (--baseline-tree DIR: an older checkout too).
+benchmark-catalog: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.catalog_scale
+
+# MovieLens-100k's statistics beside the synthetic world's at 1M and 20M interactions.
+benchmark-data-statistics: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.data_statistics
 
 # Re-resolve everything together and re-pin (needs the package index).
 constraints:

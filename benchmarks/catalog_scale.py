@@ -30,6 +30,19 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.scale import scalable_multistage
+from recsys.data.io import read_side_tables
+from recsys.data.split import split, write_split
+from recsys.data.synthetic import generate
+from recsys.data.synthetic_config import SynthConfig
+from recsys.data.validate import load_interactions
+from recsys.evaluation.tables import results_header
+from recsys.files import write_json
+from recsys.models.kinds import load_model
+from recsys.models.two_tower import TwoTowerConfig
+from recsys.recommend import Request, prepare, recommend
+from recsys.state.offline import states_from_interactions
+
 RESULTS = Path(__file__).resolve().parent / "results" / "catalog_scale.json"
 ROOT = Path(__file__).resolve().parent.parent
 USERS, INTERACTIONS = 20_000, 200_000
@@ -38,13 +51,6 @@ BATCHES = (1, 16)
 
 def build(n_items: int, work: Path, index_kind: str) -> dict:
     """Generate the dataset, train and save the model; return where they are and how long."""
-    from benchmarks.scale import scalable_multistage
-    from recsys.data.io import read_side_tables
-    from recsys.data.split import split, write_split
-    from recsys.data.synthetic import generate
-    from recsys.data.synthetic_config import SynthConfig
-    from recsys.data.validate import load_interactions
-    from recsys.models.two_tower import TwoTowerConfig
 
     data, split_dir = work / "data", work / "split"
     generate(
@@ -75,10 +81,6 @@ def build(n_items: int, work: Path, index_kind: str) -> dict:
 def time_path(model_dir: str, history: str, repeats: int) -> dict:
     """In this process: load the model, answer the sample's users; ms per user, memory."""
     import pandas as pd
-
-    from recsys.models.kinds import load_model
-    from recsys.recommend import Request, prepare, recommend
-    from recsys.state.offline import states_from_interactions
 
     train = pd.read_parquet(history)
     users = sorted(train.user_id.astype(str).unique())[:: max(1, train.user_id.nunique() // 256)]
@@ -168,8 +170,6 @@ def main() -> None:
             }
             print(json.dumps({k: v for k, v in built.items() if k not in ("model", "history")}))
             rows.append(built)
-            from recsys.evaluation.tables import results_header
-            from recsys.files import write_json
 
             result = results_header("catalog_scale") | {
                 "users": USERS,

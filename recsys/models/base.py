@@ -11,6 +11,7 @@ A model version is a directory (``manifest.json`` plus the parts the model write
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from abc import ABC, abstractmethod
@@ -290,13 +291,38 @@ class Recommender(ABC):
     def _from_directory(cls, directory: Path, manifest: Manifest) -> Self:
         model = cls.__new__(cls)
         Recommender.__init__(model, cls.config_type(**manifest.config))
-        model._set_items(np.asarray(json.loads((directory / ITEMS_FILE).read_text()), dtype=object))
+        model.item_ids, model._item_index, model._item_lookup = shared_file(
+            directory / ITEMS_FILE, _vocabulary
+        )
         model.item_popularity = np.load(directory / POPULARITY_FILE)
         if (directory / GENRES_FILE).exists():
-            model.item_genres = json.loads((directory / GENRES_FILE).read_text())
+            model.item_genres = shared_file(directory / GENRES_FILE, json.loads)
         model.n_train_users = manifest.n_train_users
         model._load_parts(directory)
         return model
+
+
+_SHARED: dict[str, object] = {}  # file digest -> what was read from it
+SHARED_KEPT = 8
+
+
+def shared_file(path: Path, read):
+    """``read(bytes)`` of the file at ``path``, one object per process for equal files: a
+    multi-stage model and its two-tower source hold the same item vocabulary and genres (at
+    1M items about 200 MB a copy with the lookups). What it returns is shared: never mutate."""
+    data = path.read_bytes()
+    digest = f"{read.__name__}:{hashlib.blake2b(data, digest_size=16).hexdigest()}"
+    if digest not in _SHARED:
+        if len(_SHARED) >= SHARED_KEPT:
+            _SHARED.pop(next(iter(_SHARED)))
+        _SHARED[digest] = read(data)
+    return _SHARED[digest]
+
+
+def _vocabulary(data: bytes) -> tuple[np.ndarray, dict[str, int], pd.Index]:
+    """The item ids, their positions and a hashed index of them, from ``item_vocab.json``."""
+    ids = np.asarray(json.loads(data), dtype=object)
+    return ids, {item: i for i, item in enumerate(ids)}, pd.Index(ids)
 
 
 def _genres_of(item_ids: np.ndarray, items: pd.DataFrame | None) -> list[str]:

@@ -7,7 +7,6 @@ case, never a crash.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.io import AGE_EDGES, ITEM, USER, age_bucket, genre_names, split_genres
+from recsys.models.base import shared_file
 
 MAX_GENRES = 6
 CHUNK_ROWS = 1 << 20  # rows per chunk of the history arrays
@@ -125,28 +125,19 @@ class FeatureEncoder:
         about 120 MB with its lookup) is read once per process for equal files: a multi-stage
         model and its two-tower source hold the same table, and share it."""
         enc = cls(**json.loads((directory / ENCODER_FILE).read_text()))
-        enc.user_keys, enc.user_codes, enc._lookup = _user_table(directory / USER_TABLE_FILE)
+        table = shared_file(directory / USER_TABLE_FILE, _user_table)
+        enc.user_keys, enc.user_codes, enc._lookup = table
         enc._lookup_of = enc.user_keys
         return enc
 
 
-_USER_TABLES: dict[str, tuple] = {}  # file digest -> (keys, codes, lookup)
-USER_TABLES_KEPT = 4
-
-
-def _user_table(path: Path) -> tuple[np.ndarray, np.ndarray, pd.Index]:
-    """``(keys, codes, lookup)`` of a saved user table, the same objects for equal files."""
-    data = path.read_bytes()
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    if digest not in _USER_TABLES:
-        if len(_USER_TABLES) >= USER_TABLES_KEPT:
-            _USER_TABLES.pop(next(iter(_USER_TABLES)))
-        with np.load(io.BytesIO(data)) as npz:
-            keys, codes = npz["keys"].astype(object), npz["codes"]
-        for shared in (keys, codes):
-            shared.setflags(write=False)  # shared by every encoder loaded from an equal file
-        _USER_TABLES[digest] = (keys, codes, pd.Index(keys))
-    return _USER_TABLES[digest]
+def _user_table(data: bytes) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """``(keys, codes, lookup)`` of a saved user table (read-only: encoders share it)."""
+    with np.load(io.BytesIO(data)) as npz:
+        keys, codes = npz["keys"].astype(object), npz["codes"]
+    for shared in (keys, codes):
+        shared.setflags(write=False)
+    return keys, codes, pd.Index(keys)
 
 
 def _year_bucket(items: pd.DataFrame) -> pd.Series:

@@ -141,7 +141,15 @@ def test_an_option_row_runs_only_when_named():
 
 
 ROOT = Path(__file__).resolve().parents[3]
-WRITERS = ("features", "replica_loss", "scale", "serving_load", "train_throughput")
+WRITERS = (
+    "catalog_scale",
+    "data_statistics",
+    "features",
+    "replica_loss",
+    "scale",
+    "serving_load",
+    "train_throughput",
+)
 
 
 def test_every_benchmark_writes_the_one_header():

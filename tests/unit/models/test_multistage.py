@@ -501,7 +501,7 @@ def test_the_scale_benchmarks_model_ranks_two_tower_and_popular_items_fitted_in_
 ):
     """``benchmarks/scale.py``'s model for a catalog too large for EASE: the two-tower's and
     the most popular items' candidates, one time window, a sample of users for the ranker."""
-    from benchmarks.scale import scalable_multistage
+    from benchmarks.scale import index_variants, scalable_multistage
 
     train = spread_over_days(with_noise(interactions))
     model = scalable_multistage(TwoTowerConfig(**TINY["two_tower"]), ranker_users=5)
@@ -516,6 +516,14 @@ def test_the_scale_benchmarks_model_ranks_two_tower_and_popular_items_fitted_in_
     assert recs.groupby("user_id").size().eq(5).all()
     path = model.save(tmp_path / "scale")
     pd.testing.assert_frame_equal(recommend_rows(load_model(path), ids, 5, history=train), recs)
+    # the same model served from other item indexes, measured, and the served one put back
+    served = model.sources.two_tower.index
+    held = train.groupby("user_id").tail(2)
+    rows = index_variants(model, ids[:6], held, train, "flat:fp32,flat:int8")
+    assert [(r["kind"], r["precision"]) for r in rows] == [("flat", "fp32"), ("flat", "int8")]
+    assert rows[1]["bytes_per_item"] < rows[0]["bytes_per_item"]
+    assert rows[0]["index_recall_at_100"] == 1.0 and 0 <= rows[1]["recall_at_100"] <= 1
+    assert model.sources.two_tower.index is served
 
 
 def test_more_draws_of_the_folds_teach_the_ranker_and_the_first_draw_serves(interactions):
