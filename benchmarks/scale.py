@@ -405,7 +405,7 @@ def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) 
         "users": synth.n_users,
         "items": synth.n_items,
         "catalog": index.get("n_items"),  # the model's item vocabulary
-        "embedding": args.precision,
+        "embedding": index.get("precision", args.precision),
         "index": {"kind": index.get("kind", args.index), "settings": args.index_settings},
         "index_recall_at_100": index.get("recall_at_k"),
         "completed": not stopped,  # every stage of the loop ran
@@ -492,7 +492,12 @@ def main() -> None:
         default="auto",
         help="the two-tower's item index (auto: exact up to 50k items, IVF above)",
     )
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "fp16", "int8"],
+        default="auto",
+        help="the item index's precision (auto: fp32 up to 50k items, int8 above)",
+    )
     p.add_argument(
         "--index-variants",
         default="flat:fp32,flat:fp16,flat:int8,ivf:fp32,ivf:fp16,ivf:int8",

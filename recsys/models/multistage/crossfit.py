@@ -161,9 +161,10 @@ class CrossFitting:
                 plan[name] = f"off: {n:,} items > {name}.max_items {limit:,} (whole-catalog)"
             else:
                 plan[name] = f"on: top {count} (whole-catalog, {n:,} items)"
-        tower = cfg.two_tower.index.resolve_kind(n)
+        index = cfg.two_tower.index
+        kind, precision = index.resolve_kind(n), index.resolve_precision(n)
         plan["two_tower"] = (
-            f"on: top {cfg.n_two_tower} from its {tower} index ({cfg.two_tower.index.precision})"
+            f"on: top {cfg.n_two_tower} from its {kind} index ({precision})"
             if cfg.n_two_tower > 0
             else "off: n_two_tower=0"
         )
