@@ -36,8 +36,7 @@ from recsys.data.split import split, write_split
 from recsys.data.synthetic import generate
 from recsys.data.synthetic_config import SynthConfig
 from recsys.data.validate import load_interactions
-from recsys.evaluation.tables import results_header
-from recsys.files import write_json
+from recsys.evaluation.tables import publish, results_header
 from recsys.models.kinds import load_model
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.recommend import Request, prepare, recommend
@@ -168,20 +167,19 @@ def main() -> None:
             built["timings"] = {
                 name: time_in_tree(t, built, args.repeats) for name, t in trees.items()
             }
-            print(json.dumps({k: v for k, v in built.items() if k not in ("model", "history")}))
             rows.append(built)
-
             result = results_header("catalog_scale") | {
                 "users": USERS,
                 "interactions": INTERACTIONS,
-                "rows": [
-                    {k: v for k, v in r.items() if k not in ("model", "history")} for r in rows
-                ],
+                "rows": [_recorded(r) for r in rows],
                 "table_markdown": table(rows),
             }
-            write_json(result, args.out)
-    print(result["table_markdown"])
-    print(f"results -> {args.out}")
+            publish(result, args.out)  # after each size: a later one may not finish
+
+
+def _recorded(row: dict) -> dict:
+    """A catalog's row as the results file keeps it (not the run's temporary paths)."""
+    return {k: v for k, v in row.items() if k not in ("model", "history")}
 
 
 if __name__ == "__main__":

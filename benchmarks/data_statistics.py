@@ -35,8 +35,7 @@ import scipy.sparse as sp
 from recsys.data import movielens
 from recsys.data.synthetic import generate
 from recsys.data.synthetic_config import SynthConfig
-from recsys.evaluation.tables import results_header
-from recsys.files import write_json
+from recsys.evaluation.tables import publish, results_header
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_statistics.json"
 
@@ -200,9 +199,7 @@ def main() -> None:
         "datasets": results,
         "table_markdown": table(results),
     }
-    write_json(result, args.out)
-    print(result["table_markdown"])
-    print(f"results -> {args.out}")
+    publish(result, args.out)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ import os
 import platform
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from recsys.config import code_version
+from recsys.files import write_json
 
 COLUMNS = (
     ("ndcg", "nDCG@k"),
@@ -76,3 +78,10 @@ def results_header(benchmark: str, accelerator: str | None = None) -> dict[str, 
             "accelerator": accelerator,
         },
     }
+
+
+def publish(result: dict, out: Path) -> None:
+    """Write a benchmark's results to ``out`` and print its table and where it went."""
+    write_json(result, out)
+    print(result["table_markdown"])
+    print(f"results -> {out}")

@@ -145,9 +145,7 @@ class Recommender(ABC):
         return np.sort(train[ITEM].unique())
 
     def _set_items(self, item_ids: np.ndarray) -> None:
-        self.item_ids = np.asarray(item_ids, dtype=object)
-        self._item_index = {item: i for i, item in enumerate(self.item_ids)}
-        self._item_lookup = pd.Index(self.item_ids)  # hashed once; get_indexer per call
+        self.item_ids, self._item_index, self._item_lookup = _indexed(item_ids)
 
     def history_matrix(
         self, history: pd.DataFrame | None, user_ids: Sequence[str]
@@ -293,7 +291,7 @@ class Recommender(ABC):
         Recommender.__init__(model, cls.config_type(**manifest.config))
         model.item_ids, model._item_index, model._item_lookup = shared_file(
             directory / ITEMS_FILE, _vocabulary
-        )
+        )  # what _set_items sets, shared with the other models loaded from an equal file
         model.item_popularity = np.load(directory / POPULARITY_FILE)
         if (directory / GENRES_FILE).exists():
             model.item_genres = shared_file(directory / GENRES_FILE, json.loads)
@@ -319,10 +317,16 @@ def shared_file(path: Path, read):
     return _SHARED[digest]
 
 
-def _vocabulary(data: bytes) -> tuple[np.ndarray, dict[str, int], pd.Index]:
-    """The item ids, their positions and a hashed index of them, from ``item_vocab.json``."""
-    ids = np.asarray(json.loads(data), dtype=object)
+def _indexed(item_ids) -> tuple[np.ndarray, dict[str, int], pd.Index]:
+    """The item ids, their positions (a dict, for per-item lookups) and a hashed index of them
+    (built once; ``get_indexer`` per call)."""
+    ids = np.asarray(item_ids, dtype=object)
     return ids, {item: i for i, item in enumerate(ids)}, pd.Index(ids)
+
+
+def _vocabulary(data: bytes) -> tuple[np.ndarray, dict[str, int], pd.Index]:
+    """:func:`_indexed` of the ids in ``item_vocab.json``."""
+    return _indexed(json.loads(data))
 
 
 def _genres_of(item_ids: np.ndarray, items: pd.DataFrame | None) -> list[str]:

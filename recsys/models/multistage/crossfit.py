@@ -139,10 +139,17 @@ class CrossFitting:
             tower = self.trainer.two_tower(train, users, items, cfg.two_tower, tag)
             if not np.array_equal(tower.item_ids, self.item_ids):
                 raise ValueError("two-tower vocabulary differs from the multi-stage model's")
-        plan = self.source_plan()
-        ease = cfg.ease if plan["ease"].startswith("on") else None
-        rp3 = cfg.rp3 if plan["rp3"].startswith("on") else None
-        return Sources.fit(x, ease, rp3, tower)
+        whole = self._whole_catalog_sources()
+        return Sources.fit(x, whole["ease"], whole["rp3"], tower)
+
+    def _whole_catalog_sources(self) -> dict[str, object]:
+        """EASE's and RP3beta's settings where this model fits them at its catalog, else None:
+        they score the whole catalog, so only up to their ``max_items``."""
+        cfg, n, counts = self.config, len(self.item_ids), self._counts()
+        return {
+            name: part if counts[name] > 0 and n <= part.max_items else None
+            for name, part in (("ease", cfg.ease), ("rp3", cfg.rp3))
+        }
 
     def source_plan(self) -> dict[str, str]:
         """Which candidate sources this model fits at its catalog, and why: EASE and RP3beta
@@ -150,17 +157,15 @@ class CrossFitting:
         only up to their ``max_items``; the two-tower answers from its item index and the
         popular items from the catalog's order, at any size."""
         cfg, n = self.config, len(self.item_ids)
-        plan = {}
-        for name, count, limit in (
-            ("ease", cfg.n_ease, cfg.ease.max_items),
-            ("rp3", cfg.n_rp3, cfg.rp3.max_items),
-        ):
-            if count <= 0:
+        counts, plan = self._counts(), {}
+        for name, part in self._whole_catalog_sources().items():
+            if part is not None:
+                plan[name] = f"on: top {counts[name]} (whole-catalog, {n:,} items)"
+            elif counts[name] <= 0:
                 plan[name] = f"off: n_{name}=0"
-            elif n > limit:
-                plan[name] = f"off: {n:,} items > {name}.max_items {limit:,} (whole-catalog)"
             else:
-                plan[name] = f"on: top {count} (whole-catalog, {n:,} items)"
+                limit = getattr(cfg, name).max_items
+                plan[name] = f"off: {n:,} items > {name}.max_items {limit:,} (whole-catalog)"
         index = cfg.two_tower.index
         kind, precision = index.resolve_kind(n), index.resolve_precision(n)
         plan["two_tower"] = (
