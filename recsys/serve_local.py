@@ -13,10 +13,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import socket
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from recsys.config import (
     recsys_home,
 )
 from recsys.files import read_json_model, write_json
+from recsys.processes import cmdline, listeners, program_name, start_time, terminate
 
 HAPROXY = "haproxy"
 
@@ -186,7 +185,7 @@ def holder_note(port: int) -> str:
     if not pids:
         return "by another process"
     pid = pids[0]
-    note = f"by {_comm(pid)}, pid {pid}"
+    note = f"by {program_name(pid)}, pid {pid}"
     for app in read_records():
         if pid in app.haproxy:
             if owner_alive(app):
@@ -195,37 +194,11 @@ def holder_note(port: int) -> str:
     return note
 
 
-def listeners(port: int) -> list[int]:
-    """Pids of the processes with a TCP socket listening on ``port`` (from /proc; those of
-    other users stay unknown without the rights to read their descriptors)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                inodes.add(f"socket:[{inode}]")
-    pids = []
-    for proc in Path("/proc").iterdir() if inodes else ():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
-                pids.append(int(proc.name))
-        except OSError:  # gone, or not ours to read
-            continue
-    return sorted(pids)
-
-
 def haproxy_serving(port: int, program: str = HAPROXY) -> tuple[list[int], str | None]:
     """The HAProxy processes listening on ``port`` and the config file they run with."""
     pids, config = [], None
     for pid in listeners(port):
-        argv = _cmdline(pid)
+        argv = cmdline(pid)
         if argv and Path(argv[0]).name == program and "-f" in argv[:-1]:
             pids.append(pid)
             config = argv[argv.index("-f") + 1]
@@ -239,7 +212,7 @@ def record(host: str, port: int, session_dir: str) -> LocalApp:
     pids, config = haproxy_serving(port)
     app = LocalApp(
         owner_pid=os.getpid(),
-        owner_start=_start_time(os.getpid()) or 0,
+        owner_start=start_time(os.getpid()) or 0,
         host=host,
         port=port,
         session_dir=session_dir,
@@ -258,7 +231,7 @@ def read_records() -> list[LocalApp]:
 
 def owner_alive(app: LocalApp) -> bool:
     """Whether the command that recorded ``app`` still runs (same pid, same start time)."""
-    return _start_time(app.owner_pid) == app.owner_start
+    return start_time(app.owner_pid) == app.owner_start
 
 
 def end_stale(log: Callable[[str], None] | None = None, *, program: str = HAPROXY) -> list[int]:
@@ -295,7 +268,7 @@ def end_app(
     """
     ended = []
     for pid in app.haproxy:
-        argv = _cmdline(pid)
+        argv = cmdline(pid)
         if not argv or Path(argv[0]).name != program or app.haproxy_config not in argv:
             continue  # gone, or the pid now belongs to another program
         terminate(pid)
@@ -307,49 +280,3 @@ def end_app(
             )
     record_path(app.port).unlink(missing_ok=True)
     return ended
-
-
-def terminate(pid: int, timeout_s: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL if ``pid`` still runs after ``timeout_s``.
-
-    Raises:
-        RecsysError: ``pid`` is not this user's to end.
-    """
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            raise RecsysError(f"pid {pid} ({_comm(pid)}) belongs to another user") from None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if _start_time(pid) is None:
-                return
-            time.sleep(0.05)
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "a process"
-
-
-def _start_time(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot; None when it is not running (a
-    zombie, already dead and waiting to be reaped, counts as not running)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": the comm may hold spaces
-    return None if fields[0] == "Z" else int(fields[19])

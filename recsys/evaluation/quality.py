@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.evaluation.protocol import BASELINES
-from recsys.models.multistage.sources import ITEM_ITEM, source_tops
+from recsys.models.multistage.candidates import source_tops
+from recsys.models.multistage.sources import ITEM_ITEM
 from recsys.state.offline import item_context, states_from_interactions
 
 # Published Microsoft Recommenders MovieLens-100k figures (README table, k = 10).

@@ -11,7 +11,6 @@ A model version is a directory (``manifest.json`` plus the parts the model write
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from abc import ABC, abstractmethod
@@ -29,6 +28,7 @@ from recsys.config import RecsysError, code_version
 from recsys.data.io import ITEM, USER, require_columns
 from recsys.files import atomic_dir
 from recsys.models.manifest import MANIFEST, Manifest, StateSpec, read_manifest
+from recsys.models.vocabulary import genres_of, indexed, read_vocabulary, shared_file
 from recsys.state.user import UserState
 
 ITEMS_FILE = "item_vocab.json"
@@ -136,7 +136,7 @@ class Recommender(ABC):
         self._set_items(self._item_vocabulary(train, items))
         counts = train[ITEM].value_counts()
         self.item_popularity = counts.reindex(self.item_ids).fillna(0).to_numpy(dtype=np.float32)
-        self.item_genres = _genres_of(self.item_ids, items)
+        self.item_genres = genres_of(self.item_ids, items)
         self.n_train_users = int(train[USER].nunique())
         return train
 
@@ -145,7 +145,7 @@ class Recommender(ABC):
         return np.sort(train[ITEM].unique())
 
     def _set_items(self, item_ids: np.ndarray) -> None:
-        self.item_ids, self._item_index, self._item_lookup = _indexed(item_ids)
+        self.item_ids, self._item_index, self._item_lookup = indexed(item_ids)
 
     def history_matrix(
         self, history: pd.DataFrame | None, user_ids: Sequence[str]
@@ -290,7 +290,7 @@ class Recommender(ABC):
         model = cls.__new__(cls)
         Recommender.__init__(model, cls.config_type(**manifest.config))
         model.item_ids, model._item_index, model._item_lookup = shared_file(
-            directory / ITEMS_FILE, _vocabulary
+            directory / ITEMS_FILE, read_vocabulary
         )  # what _set_items sets, shared with the other models loaded from an equal file
         model.item_popularity = np.load(directory / POPULARITY_FILE)
         if (directory / GENRES_FILE).exists():
@@ -298,44 +298,6 @@ class Recommender(ABC):
         model.n_train_users = manifest.n_train_users
         model._load_parts(directory)
         return model
-
-
-_SHARED: dict[str, object] = {}  # file digest -> what was read from it
-SHARED_KEPT = 8
-
-
-def shared_file(path: Path, read):
-    """``read(bytes)`` of the file at ``path``, one object per process for equal files: a
-    multi-stage model and its two-tower source hold the same item vocabulary and genres (at
-    1M items about 200 MB a copy with the lookups). What it returns is shared: never mutate."""
-    data = path.read_bytes()
-    digest = f"{read.__name__}:{hashlib.blake2b(data, digest_size=16).hexdigest()}"
-    if digest not in _SHARED:
-        if len(_SHARED) >= SHARED_KEPT:
-            _SHARED.pop(next(iter(_SHARED)))
-        _SHARED[digest] = read(data)
-    return _SHARED[digest]
-
-
-def _indexed(item_ids) -> tuple[np.ndarray, dict[str, int], pd.Index]:
-    """The item ids, their positions (a dict, for per-item lookups) and a hashed index of them
-    (built once; ``get_indexer`` per call)."""
-    ids = np.asarray(item_ids, dtype=object)
-    return ids, {item: i for i, item in enumerate(ids)}, pd.Index(ids)
-
-
-def _vocabulary(data: bytes) -> tuple[np.ndarray, dict[str, int], pd.Index]:
-    """:func:`_indexed` of the ids in ``item_vocab.json``."""
-    return _indexed(json.loads(data))
-
-
-def _genres_of(item_ids: np.ndarray, items: pd.DataFrame | None) -> list[str]:
-    """Each vocabulary item's genres as ``"a|b"`` ("" when unknown), from the item table."""
-    if items is None or "genres" not in items or ITEM not in items:
-        return [""] * len(item_ids)
-    side = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
-    genres = side.set_index(ITEM)["genres"].reindex(np.asarray(item_ids, dtype=object))
-    return [g if isinstance(g, str) else "" for g in genres.tolist()]
 
 
 def strongest_recent(weights, picks: np.ndarray, recent: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.io import AGE_EDGES, ITEM, USER, age_bucket, genre_names, split_genres
-from recsys.models.base import shared_file
+from recsys.models.vocabulary import shared_file
 
 MAX_GENRES = 6
 CHUNK_ROWS = 1 << 20  # rows per chunk of the history arrays

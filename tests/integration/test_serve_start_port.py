@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys import serve_local
+from recsys import processes
 
 
 @pytest.mark.integration
@@ -25,7 +25,7 @@ def test_serve_start_on_a_taken_port_says_so_in_one_line_and_starts_nothing(
         t0 = time.monotonic()
         proc = run_cli("serve", "start", "--host", "127.0.0.1", "--port", port, check=False)
         took = time.monotonic() - t0
-        holders = serve_local.listeners(port)
+        holders = processes.listeners(port)
     assert proc.returncode == 1
     assert proc.stdout == ""
     name = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
@@ -35,5 +35,5 @@ def test_serve_start_on_a_taken_port_says_so_in_one_line_and_starts_nothing(
     ]
     assert holders == [os.getpid()]  # only the test's socket: no proxy, no Ray was started
     assert took < 30, took  # it failed before starting Ray (a local Ray takes ~10 s)
-    assert serve_local.listeners(port) == []
+    assert processes.listeners(port) == []
     assert not list((tmp_path / "serve").glob("local-*.json"))

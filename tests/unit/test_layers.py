@@ -22,9 +22,10 @@ PACKAGES = ("recsys", "pipelines", "serving", "benchmarks")
 # Layer -> what it may import besides itself (ARCHITECTURE.md's table, "may import"); what a
 # listed layer may import comes with it. ``recsys.config`` and ``recsys.files`` are the ground
 # every layer stands on, and so is the package root itself (``recsys``: ``__version__``);
-# ``recsys.ndcg`` too: the evaluation reports it and the models validate by it.
+# ``recsys.ndcg`` too: the evaluation reports it and the models validate by it; and
+# ``recsys.processes`` (this machine's processes from /proc), which the local app reads.
 # No row names a single module of another layer but the registry's (the Manifest only).
-GROUND = ("recsys.config", "recsys.files", "recsys.ndcg")
+GROUND = ("recsys.config", "recsys.files", "recsys.ndcg", "recsys.processes")
 PACKAGE_ROOT = "recsys"
 APPLICATION = ("recsys.workflows",)  # the application layer
 MAY_IMPORT: dict[str, tuple[str, ...]] = {

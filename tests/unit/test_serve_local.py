@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys import serve_local
+from recsys import processes, serve_local
 from recsys.config import RecsysError
 from recsys.files import write_json
 
@@ -41,7 +41,7 @@ def test_a_taken_port_is_one_line_naming_the_holder_and_the_option():
         port = sock.getsockname()[1]
         with pytest.raises(RecsysError) as err:
             serve_local.check_port("127.0.0.1", port)
-        assert serve_local.listeners(port) == [os.getpid()]
+        assert processes.listeners(port) == [os.getpid()]
     name = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
     assert str(err.value) == (
         f"port {port} on 127.0.0.1 is in use (by {name}, pid {os.getpid()}); "
@@ -123,7 +123,7 @@ def test_the_real_check_never_takes_another_program_for_haproxy(stand_in):
 def test_a_live_apps_processes_and_a_recycled_pid_are_left_alone(stand_in):
     program = Path(sys.executable).name
     me = os.getpid()
-    record_stand_in(stand_in.pid, owner_pid=me, owner_start=serve_local._start_time(me))
+    record_stand_in(stand_in.pid, owner_pid=me, owner_start=processes.start_time(me))
     assert serve_local.end_stale(program=program) == []  # its app still runs
     assert stand_in.poll() is None and len(serve_local.read_records()) == 1
 

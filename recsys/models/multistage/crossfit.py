@@ -29,7 +29,9 @@ import scipy.sparse as sp
 from recsys.config import RecsysError
 from recsys.data.io import USER
 from recsys.data.split import temporal_split
-from recsys.models.multistage.sources import Sources, candidate_pairs, features
+from recsys.models.multistage.candidates import candidate_pairs
+from recsys.models.multistage.ranker_inputs import features
+from recsys.models.multistage.sources import Sources
 from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker, RankingRows
 from recsys.models.trainable import Trainable

@@ -30,19 +30,18 @@ from recsys.models.base import (
 )
 from recsys.models.encoding import FeatureEncoder
 from recsys.models.manifest import StateSpec
+from recsys.models.multistage.candidates import candidate_pairs
 from recsys.models.multistage.config import MultiStageConfig
 from recsys.models.multistage.context import ContextFeatures
 from recsys.models.multistage.crossfit import CrossFitting, StageTrainer, dcn_rows
-from recsys.models.multistage.sources import (
+from recsys.models.multistage.ranker_inputs import (
     FEATURES,
     FEATURES_WITH_STORE,
     RECENT_FEATURES,
-    RECENT_WINDOWS,
     STORE_CONTEXT,
-    Sources,
-    candidate_pairs,
     features,
 )
+from recsys.models.multistage.sources import RECENT_WINDOWS, Sources
 from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker
 from recsys.models.two_tower.model import catalog_vocabulary

@@ -1,4 +1,4 @@
-"""The multi-stage model's candidate sources and the ranker's features.
+"""The multi-stage model's candidate sources: one fit of them, and what it reads for a batch.
 
 A :class:`Sources` is one fit of the candidate generators on one set of interactions: EASE,
 RP3beta, the training counts, and optionally a two-tower model (its ANN top-N). The model keeps
@@ -6,15 +6,9 @@ one fit per cross-fitting fold and one on all the data: the candidates a user is
 from the full fit, the features the ranker reads come from each fold's fit (as they did when
 the ranker learned), and the ranker's scores are averaged over the folds.
 
-After retrieval everything works on the candidates, never on a (users × catalog) matrix: the
-two-tower's candidates come from its item index and its features from the candidates' own
-vectors, the popular items and their ranks from the catalog's order computed once per fit.
 EASE and RP3beta score the whole catalog by nature (a product with an items × items matrix);
-the model fits them only for a catalog small enough (their ``max_items``) and says so.
-
-Every feature is scale-free or comes from the user's state and the catalog, never from the
-request's answer: the same function computes it for the ranker's training rows and for a
-request (:func:`features`).
+the model fits them only for a catalog small enough (their ``max_items``) and says so. What
+comes after retrieval works on the candidates (:mod:`.candidates`, :mod:`.ranker_inputs`).
 """
 
 from __future__ import annotations
@@ -32,35 +26,10 @@ from recsys.models.ease import EASEConfig, ease_weights
 from recsys.models.rp3beta import RP3betaConfig, walk_weights
 from recsys.models.two_tower import TwoTower
 
-SOURCE_FEATURES = (
-    "ease",
-    "ease_rank",
-    "ease_z",
-    "rp3",
-    "rp3_rank",
-    "rp3_z",
-    "two_tower",
-    "two_tower_rank",
-    "log_popularity",
-    "popularity_rank",
-)
-CONTEXT_FEATURES = ("log_history", "genre_match", "age", "gender", "occupation", "release_year")
-# Read from the online store beside the user's state (view:feature), with the multi-stage model's
-# ``store_context`` on; offline the same build functions compute them from the interactions.
-STORE_CONTEXT = {
-    "user_mean_rating": "user_activity:user_mean_rating",
-    "item_mean_rating": "item_stats:item_mean_rating",
-}
-FEATURES = (*SOURCE_FEATURES, *CONTEXT_FEATURES)
 # What the user did last (the ranker that learns what a user does next reads them): the
 # item-item weights (EASE's, else RP3beta's) from the user's latest 1, 5, 10 and 20 items.
 RECENT_WINDOWS = (1, 5, 10, 20)
-RECENT_FEATURES = tuple(f"recent_{w}" for w in RECENT_WINDOWS)
 DENSE_ITEMS = 10_000  # RP3beta is kept dense in memory up to this catalog size
-# A source's rank feature is exact among each user's best this many items (below: this rank);
-# the two-tower's among the items its index returns (the model's ``n_two_tower``)
-RANK_DEPTH = 4096
-FEATURES_WITH_STORE = (*FEATURES, *STORE_CONTEXT)
 ITEM_ITEM = ("ease", "rp3")  # the sources that score the whole catalog
 
 
@@ -233,215 +202,3 @@ def _window_rows(recent: np.ndarray, windows: Sequence[int], seen: sp.csr_matrix
         rows.sum_duplicates()
         rows.data[:] = 1  # an item the user met twice counts once, as in ``seen``
         yield rows
-
-
-# -- candidates ----------------------------------------------------------------------------
-def source_tops(
-    scores: BatchScores, hidden: sp.csr_matrix, counts: dict[str, int]
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each source's top ``counts[source]`` items not ``hidden``, as (user rows, items).
-
-    A source that scores a user all zeros or not at all (EASE without a history) adds none.
-    """
-    out = {}
-    for name, n in counts.items():
-        if n <= 0:
-            continue
-        if name in scores.dense:
-            out[name] = _dense_top(scores.dense[name], hidden, n)
-        elif name == "popularity":
-            out[name] = _popular_top(scores.sources, hidden, n)
-        elif name == "two_tower" and scores.top is not None:
-            ids = scores.top[1][:, :n]
-            r, j = np.nonzero(ids >= 0)
-            out[name] = (r, ids[r, j])
-    return out
-
-
-def candidate_pairs(
-    scores: BatchScores, hidden: sp.csr_matrix, counts: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The union of the sources' tops (:func:`source_tops`): (user rows, items), user-major
-    and items ascending within a user."""
-    width = hidden.shape[1]
-    keys = [r.astype(np.int64) * width + c for r, c in source_tops(scores, hidden, counts).values()]
-    keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
-    return keys // width, keys % width
-
-
-def _dense_top(scores: np.ndarray, hidden: sp.csr_matrix, n: int):
-    """A whole-catalog source's top ``n`` (a small catalog's: see the module). float64, as
-    the candidates were always chosen: a partition picks among tied scores by its own
-    algorithm, which may differ between dtypes."""
-    s = np.array(scores, dtype=np.float64)
-    informative = (np.abs(np.nan_to_num(scores)) > 0).any(axis=1)
-    s[hidden.nonzero()] = -np.inf
-    n = min(n, s.shape[1])
-    idx = np.argpartition(-s, n - 1, axis=1)[:, :n]
-    keep = np.isfinite(np.take_along_axis(s, idx, axis=1)) & informative[:, None]
-    r, j = np.nonzero(keep)
-    return r, idx[r, j]
-
-
-def _popular_top(sources: Sources, hidden: sp.csr_matrix, n: int):
-    """The ``n`` most popular items not hidden, per user (ties: vocabulary order): the head
-    of the catalog's order, as long as the longest hidden set allows to skip."""
-    users = hidden.shape[0]
-    if not len(sources.popular_order) or sources.popularity[sources.popular_order[0]] <= 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    longest = int(np.diff(hidden.indptr).max(initial=0))
-    head = sources.popular_order[: n + longest]  # (m,)
-    taken = np.zeros((users, len(head)), dtype=bool)
-    hr, hc = hidden.nonzero()
-    sorter = np.argsort(head)
-    at = np.minimum(np.searchsorted(head, hc, sorter=sorter), len(head) - 1)
-    found = head[sorter[at]] == hc
-    taken[hr[found], sorter[at[found]]] = True
-    keep = ~taken & (np.cumsum(~taken, axis=1) <= n)
-    r, j = np.nonzero(keep)
-    return r, head[j]
-
-
-# -- features ------------------------------------------------------------------------------
-def features(
-    fits: Sequence[BatchScores],
-    hidden: sp.csr_matrix,
-    rows: np.ndarray,
-    cols: np.ndarray,
-    context: dict[str, np.ndarray],
-    names: tuple[str, ...] = FEATURES,
-) -> np.ndarray:
-    """``(len(fits), len(rows), len(names))`` float32: the ranker's inputs for (user row,
-    item) pairs under each fit's sources, computed on those pairs.
-
-    Args:
-        fits: each fit's view of the batch (:meth:`Sources.score_batch`).
-        hidden: ``(U, n_items)`` the items out of every list (seen ones, when excluded): ranks
-            are among the rest.
-        rows, cols: the candidate pairs (user row in the batch, item position), user-major.
-        context: the pair-level context features, one array each.
-        names: the columns (:data:`FEATURES`, or :data:`FEATURES_WITH_STORE`; either with
-            :data:`RECENT_FEATURES`, from the fits' scores).
-    """
-    out = np.full((len(fits), len(rows), len(names)), np.nan, dtype=np.float32)
-    col = {name: j for j, name in enumerate(names)}
-    whole = []  # (fit, column, scores): the item-item sources' ranks in one pass
-    for f, fit in enumerate(fits):
-        values = {}
-        for name in ITEM_ITEM:
-            if name in fit.dense:
-                s = np.nan_to_num(fit.dense[name], nan=0.0)
-                values[name] = s[rows, cols]
-                whole.append((f, col[f"{name}_rank"], s))
-        if fit.z_u is not None:
-            vectors = fit.sources.two_tower.item_embeddings
-            values["two_tower"] = np.einsum("rd,rd->r", fit.z_u[rows], vectors[cols])
-            depth = fit.top[1].shape[1] if fit.top is not None else 0
-            out[f, :, col["two_tower_rank"]] = _retrieved_rank(fit.top, rows, cols, depth)
-        for name, v in values.items():
-            out[f, :, col[name]] = v
-            if f"{name}_z" in col:
-                out[f, :, col[f"{name}_z"]] = _within_candidates_z(v, rows, hidden.shape[0])
-        for name in RECENT_FEATURES:  # NaN without an item-item source
-            if name in col and name in fit.dense:
-                out[f, :, col[name]] = fit.dense[name][rows, cols]
-        popularity = fit.sources.popularity
-        out[f, :, col["log_popularity"]] = np.log1p(popularity[cols])
-        out[f, :, col["popularity_rank"]] = _popularity_rank(fit.sources, hidden, rows, cols)
-    if whole:
-        stacked = np.stack([s for _, _, s in whole])
-        hr, hc = hidden.nonzero()
-        stacked[:, hr, hc] = -np.inf
-        for (f, j, _), rank in zip(whole, _rank_features(stacked, rows, cols), strict=True):
-            out[f, :, j] = rank
-    for name in names[len(SOURCE_FEATURES) :]:
-        if name not in RECENT_FEATURES:
-            out[:, :, col[name]] = context[name]
-    return out
-
-
-def _rank_feature(rank: np.ndarray) -> np.ndarray:
-    """1 / log2(rank + 2) (rank 0 the best): robust to scale."""
-    return (1.0 / np.log2(rank + 2.0)).astype(np.float32)
-
-
-def _rank_features(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``(k, len(rows))``: the rank feature of the (row, col) items within their rows under
-    each of ``k`` score matrices (``scores``: ``(k, U, n_items)``, hidden items at -inf). The
-    rank is the number of the row's items scored strictly higher, so tied scores share the
-    best rank of the tie and no order is invented among them.
-
-    Ranks are exact down to :data:`RANK_DEPTH`; an item below a row's ``RANK_DEPTH`` best
-    gets rank ``RANK_DEPTH`` (a feature of 0.09 or less). A catalog of at most that many items
-    is ranked exactly; a larger one needs a partition of each row and a sort of its best, not
-    a sort of the row (200k items: 0.46 against 1.26 ms a row). All ``k * U`` rows are sorted
-    in one call; each row's candidates are then found by one binary search.
-    """
-    k, users, width = scores.shape
-    depth = min(width, RANK_DEPTH)
-    flat = scores.reshape(k * users, width)
-    if depth < width:  # every item scored above the lowest of a row's best is among them
-        flat = np.partition(flat, width - depth, axis=1)[:, width - depth :]
-    ordered = np.sort(flat, axis=1).reshape(k, users, depth)  # ascending
-    values = scores[:, rows, cols]  # (k, len(rows))
-    rank = np.empty(values.shape, dtype=np.float64)
-    bounds = np.searchsorted(rows, np.arange(users + 1))  # rows are user-major
-    for r in np.flatnonzero(np.diff(bounds)):
-        a, b = bounds[r], bounds[r + 1]
-        for j in range(k):
-            rank[j, a:b] = depth - ordered[j, r].searchsorted(values[j, a:b], side="right")
-    if depth < width:
-        rank[values < ordered[:, rows, 0]] = depth
-    return _rank_feature(rank)
-
-
-def _popularity_rank(
-    sources: Sources, hidden: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray
-) -> np.ndarray:
-    """The rank feature of each candidate's training count among the user's unhidden items,
-    exact down to :data:`RANK_DEPTH` as :func:`_rank_features`, without a catalog-wide pass:
-    the items counted strictly higher in the catalog, less the user's hidden ones among them."""
-    codes, above = sources.popularity_codes
-    distinct, mine = len(above), codes[cols]
-    higher = above[mine]  # the catalog's items counted higher
-    hr, hc = hidden.nonzero()
-    keys = np.sort(hr.astype(np.int64) * distinct + codes[hc])
-    lo = rows.astype(np.int64) * distinct + mine
-    hidden_higher = np.searchsorted(keys, lo + (distinct - mine)) - np.searchsorted(
-        keys, lo, side="right"
-    )
-    rank = np.minimum(higher - hidden_higher, RANK_DEPTH)
-    return _rank_feature(rank.astype(np.float64))
-
-
-def _retrieved_rank(
-    top: tuple[np.ndarray, np.ndarray] | None, rows: np.ndarray, cols: np.ndarray, depth: int
-) -> np.ndarray:
-    """The rank feature of each candidate among the two-tower's retrieved items (``top``:
-    best first; tied scores share the best rank of the tie); ``depth`` for a candidate the
-    index did not return."""
-    rank = np.full(len(rows), float(depth))
-    if top is not None and len(rows):
-        scores, ids = top
-        width = max(int(cols.max()), int(ids.max())) + 1
-        new = np.ones(ids.shape, dtype=bool)
-        new[:, 1:] = scores[:, 1:] != scores[:, :-1]
-        first = np.maximum.accumulate(np.where(new, np.arange(ids.shape[1]), 0), axis=1)
-        r, j = np.nonzero(ids >= 0)
-        keys = r.astype(np.int64) * width + ids[r, j]
-        order = np.argsort(keys)
-        keys, ranks = keys[order], first[r, j][order]
-        wanted = rows.astype(np.int64) * width + cols
-        at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
-        hit = keys[at] == wanted if len(keys) else np.zeros(len(rows), dtype=bool)
-        rank[hit] = ranks[at[hit]]
-    return _rank_feature(rank)
-
-
-def _within_candidates_z(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
-    """Each candidate's score standardised over its user's candidates (``rows``: each value's
-    user): what a user's list is made of."""
-    n = np.maximum(np.bincount(rows, minlength=n_rows), 1)
-    mean = np.bincount(rows, values, minlength=n_rows) / n
-    var = np.bincount(rows, (values - mean[rows]) ** 2, minlength=n_rows) / n
-    return ((values - mean[rows]) / (np.sqrt(var[rows]) + 1e-9)).astype(np.float32)

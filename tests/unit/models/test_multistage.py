@@ -14,7 +14,8 @@ from recsys.models.kinds import create_model, load_model
 from recsys.models.manifest import read_manifest
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.models.multistage.crossfit import StageTrainer
-from recsys.models.multistage.sources import FEATURES, RECENT_FEATURES, RECENT_WINDOWS, features
+from recsys.models.multistage.ranker_inputs import FEATURES, RECENT_FEATURES, features
+from recsys.models.multistage.sources import RECENT_WINDOWS
 from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker, RankingRows
 from recsys.models.two_tower import TwoTowerConfig
@@ -459,7 +460,7 @@ def test_with_store_context_the_ranker_reads_the_stores_features_and_needs_them(
 
 
 def test_a_rank_is_exact_down_to_the_depth_and_the_depth_below_it(monkeypatch):
-    from recsys.models.multistage import sources
+    from recsys.models.multistage import ranker_inputs as sources
 
     rng = np.random.default_rng(0)
     scores = rng.standard_normal((3, 500))
