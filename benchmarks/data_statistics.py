@@ -1,7 +1,8 @@
 """How much the synthetic world looks like real data: MovieLens-100k's statistics beside the
 generator's at the scale benchmark's sizes.
 
-    python -m benchmarks.data_statistics [--sizes 1000000,20000000]
+    python -m benchmarks.data_statistics [--fit] [--sizes 1000000,20000000]
+        [--worlds movielens,independent]
 
 For each dataset (MovieLens-100k, then ``benchmarks/scale.py``'s synthetic shape at each size:
 N/20 users, N/100 items):
@@ -19,6 +20,10 @@ N/20 users, N/100 items):
   span, and how far a user's genre profile moves between the halves (cosine, users active in
   both), against two random users' profiles.
 
+With ``--fit``, first the generator's knobs (popularity curve, activity spread, sequence,
+trend) that bring its statistics at MovieLens-100k's size closest to MovieLens-100k's
+(:func:`fit_world`): what ``recsys.data.synthetic_config.WORLDS['movielens']`` holds.
+
 Results: ``benchmarks/results/data_statistics.json`` and a markdown table.
 """
 
@@ -34,7 +39,7 @@ import scipy.sparse as sp
 
 from recsys.data import movielens
 from recsys.data.synthetic import generate
-from recsys.data.synthetic_config import SynthConfig
+from recsys.data.synthetic_config import SynthConfig, config_for
 from recsys.evaluation.tables import publish, results_header
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_statistics.json"
@@ -172,31 +177,106 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+# What the fit matches (MovieLens-100k's value of each), and each knob's first grid.
+FIT_TARGETS = (
+    "popularity_gini",
+    "top_1pct_items_share",
+    "top_10pct_items_share",
+    "items_under_5",
+    "activity_gini",
+    "sequence_lift",
+    "top100_overlap_halves",
+)
+FIT_GRID = {
+    "popularity_exponent": (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0),
+    "popularity_offset": (0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0),
+    "popularity_decay": (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
+    "activity_sigma": (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5),
+    "sequence": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
+    "trend": (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5),
+}
 
+
+def fit_world(target: dict, sizes: dict, work: Path, passes: int = 3) -> tuple[dict, dict, float]:
+    """The generator's knobs that bring its statistics closest to ``target``'s (the sum of
+    squared relative errors over :data:`FIT_TARGETS`), at the sizes ``sizes``: a coordinate
+    search over :data:`FIT_GRID`, then over finer steps around the best (one seed: the same
+    data for the same knobs, so the search is deterministic).
+
+    Returns:
+        The knobs, the statistics they give, the loss.
+    """
+    measured: dict[tuple, tuple[float, dict]] = {}
+
+    def loss(knobs: dict) -> float:
+        key = tuple(sorted(knobs.items()))
+        if key not in measured:
+            generate(SynthConfig(**sizes, **knobs), work, progress=False)
+            got = statistics(
+                pd.read_parquet(work / "interactions.parquet"),
+                pd.read_parquet(work / "items.parquet"),
+            )
+            error = sum(((got[k] - target[k]) / target[k]) ** 2 for k in FIT_TARGETS)
+            measured[key] = (error, got)
+        return measured[key][0]
+
+    best = {name: grid[2] for name, grid in FIT_GRID.items()}
+    grids = dict(FIT_GRID)
+    for step in range(passes + 2):
+        if step >= passes:  # finer: around the best, by a quarter then an eighth
+            share = 0.25 if step == passes else 0.125
+            grids = {k: tuple(v * f for f in (1 - share, 1, 1 + share)) for k, v in best.items()}
+        for name, grid in grids.items():
+            tried = {value: loss(best | {name: round(value, 4)}) for value in grid}
+            best[name] = round(min(tried, key=tried.get), 4)
+        print(f"fit pass {step + 1}: loss {loss(best):.4f} {best}")
+    error, got = measured[tuple(sorted(best.items()))]
+    return best, got, error
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,20000000")
+    parser.add_argument("--worlds", default="movielens,independent")
+    parser.add_argument(
+        "--fit", action="store_true", help="fit the generator's knobs to MovieLens-100k first"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     ml = movielens.fetch()
-    results = {
-        "MovieLens-100k": statistics(
-            pd.read_parquet(ml / "interactions.parquet"), pd.read_parquet(ml / "items.parquet")
-        )
-    }
+    frame = pd.read_parquet(ml / "interactions.parquet")
+    results = {"MovieLens-100k": statistics(frame, pd.read_parquet(ml / "items.parquet"))}
     print(results["MovieLens-100k"])
+    extra = {}
     with tempfile.TemporaryDirectory(prefix="stats-") as tmp:
-        for n in (int(x) for x in args.sizes.split(",") if x):
-            config = SynthConfig(n_users=n // 20, n_items=n // 100, n_interactions=n)
-            out = Path(tmp) / f"n{n}"
-            generate(config, out, progress=False)
-            frame = pd.read_parquet(out / "interactions.parquet")
-            name = f"synthetic {n:,}"
-            results[name] = statistics(frame, pd.read_parquet(out / "items.parquet"))
-            print(name, results[name])
-            del frame
+        if args.fit:
+            ml_sizes = {
+                "n_users": int(frame["user_id"].nunique()),
+                "n_items": int(frame["item_id"].nunique()),
+                "n_interactions": len(frame),
+            }
+            knobs, got, error = fit_world(results["MovieLens-100k"], ml_sizes, Path(tmp) / "fit")
+            results["fitted world at MovieLens-100k's size"] = got
+            extra["fit"] = {"knobs": knobs, "loss": round(error, 4), "sizes": ml_sizes}
+            print(f"fitted knobs (WORLDS['movielens']): {knobs}, loss {error:.4f}")
+        for world in (w for w in args.worlds.split(",") if w):
+            for n in (int(x) for x in args.sizes.split(",") if x):
+                sizes = {"n_users": n // 20, "n_items": n // 100, "n_interactions": n}
+                config = (
+                    SynthConfig(**sizes, **extra["fit"]["knobs"])
+                    if args.fit and world == "movielens"
+                    else config_for(world, **sizes)
+                )
+                out = Path(tmp) / f"{world}-{n}"
+                generate(config, out, progress=False)
+                data = pd.read_parquet(out / "interactions.parquet")
+                name = f"{world} {n:,}"
+                results[name] = statistics(data, pd.read_parquet(out / "items.parquet"))
+                print(name, results[name])
+                del data
     result = results_header("data_statistics") | {
         "datasets": results,
+        **extra,
         "table_markdown": table(results),
     }
     publish(result, args.out)

@@ -12,7 +12,7 @@ from recsys.data import movielens
 from recsys.data.io import read_dataset_info, resolve_interactions
 from recsys.data.split import PROTOCOLS, split, write_split
 from recsys.data.synthetic import generate
-from recsys.data.synthetic_config import SynthConfig
+from recsys.data.synthetic_config import WORLDS, config_for
 from recsys.data.validate import load_interactions
 
 DATASETS = {"movielens-100k": movielens.fetch}
@@ -55,12 +55,21 @@ def fetch(name: str, dest: Path | None) -> None:
     show_default=True,
     help="Shift user features and item popularity (monitoring experiments).",
 )
+@click.option(
+    "--world",
+    type=click.Choice(sorted(WORLDS)),
+    default="independent",
+    show_default=True,
+    help="The world's shape: 'movielens' has MovieLens-100k's popularity curve, activity "
+    "spread and sequence (fitted by benchmarks/data_statistics.py --fit); 'independent' draws "
+    "each interaction on its own from a Zipf popularity.",
+)
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1_000_000, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def synth(out, no_progress, **config) -> None:
+def synth(out, no_progress, world, **config) -> None:
     """Generate a synthetic dataset with latent-factor ground truth (chunked, bounded memory)."""
-    config = SynthConfig(**config)  # every other option is a field of the config
+    config = config_for(world, **config)  # every other option is a field of the config
     info = generate(config, out, progress=not no_progress)
     click.echo(
         f"synthetic: {info.n_interactions} interactions, {info.n_users} users, "

@@ -2,11 +2,20 @@
 
 The world a seed fixes: user factors ``U`` (n_users, d) and item factors ``V`` (n_items, d) with
 N(0, 1/d) entries; ``affinity(u, i) = sqrt(d) * U[u]·V[i]`` has unit variance. Item popularity
-is a power law over a random permutation of the items, user activity is mildly skewed
-(lognormal). Each interaction draws a user by activity and :data:`N_CANDIDATES` items by
-popularity, keeps the candidate with the largest ``CHOICE_SIGNAL * affinity + Gumbel`` noise, and
-rates it ``clip(round(3 + 2 tanh(RATING_SCALE * affinity) + noise), 1, 5)``. Side features are
-noisy projections of the factors, so a feature model has something real to use.
+is a power law over a random permutation of the items (Zipf-Mandelbrot with an exponential
+cutoff: ``(rank + offset)^-a * exp(-decay * rank / n_items)``),
+user activity is lognormal. Each interaction draws a user by activity and :data:`N_CANDIDATES`
+items by popularity, keeps the candidate with the largest ``CHOICE_SIGNAL * affinity + Gumbel``
+noise, and rates it ``clip(round(3 + 2 tanh(RATING_SCALE * affinity) + noise), 1, 5)``. Side
+features are noisy projections of the factors, so a feature model has something real to use.
+
+Two knobs make the world move as real data does (both 0 by default: each interaction then is
+drawn on its own, as before). ``sequence`` adds ``sequence * sqrt(d) * V[prev]·V[i]`` to each
+candidate's logit, ``prev`` the user's previous item: what a user takes next resembles what
+they took last. ``trend`` moves popularity over time: at a share ``t`` of the time span, a
+candidate is drawn from the second permutation with probability ``trend * t``. With either on,
+rows are drawn in blocks small enough that a user rarely appears twice in one
+(:func:`_sequence_block`).
 
 Ids are ``u0`` .. ``u{n_users-1}`` and ``i0`` .. ``i{n_items-1}``: the row of ``U`` or ``V``.
 Timestamps are whole milliseconds, strictly increasing over the file, in ``[start, start+days)``.
@@ -24,47 +33,26 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data.io import ITEM, RATING, TS, USER, DatasetInfo, dataset_paths, update_checksum
-from recsys.data.movielens import GENRES as _ML_GENRES
 from recsys.data.synthetic_config import SynthConfig
+from recsys.data.synthetic_tables import (
+    AGE_DRIFT_YEARS,
+    DRIFT_OCCUPATIONS,
+    GENRES,
+    ids_of,
+    items_table,
+    users_table,
+)
 from recsys.files import atomic_path, write_json
 
 N_CANDIDATES = 8
 CHOICE_SIGNAL = 2.0  # logit per unit of affinity in the Gumbel-max choice
 RATING_SCALE = 0.4
 RATING_NOISE = 0.7
-ACTIVITY_SIGMA = 0.75  # lognormal spread of user activity
-AGE_DRIFT_YEARS = 15.0  # how much older users are at drift=1
 BLOCK = 1 << 15  # rows per block of the affinity computation (keeps the gathers in cache)
-GENRES = tuple(_ML_GENRES[1:])  # MovieLens names, without "unknown"
-OCCUPATIONS = (  # MovieLens-100k's
-    "administrator",
-    "artist",
-    "doctor",
-    "educator",
-    "engineer",
-    "entertainment",
-    "executive",
-    "healthcare",
-    "homemaker",
-    "lawyer",
-    "librarian",
-    "marketing",
-    "none",
-    "other",
-    "programmer",
-    "retired",
-    "salesman",
-    "scientist",
-    "student",
-    "technician",
-    "writer",
-)
-DRIFT_OCCUPATIONS = ("programmer", "retired", "healthcare")  # gain weight under drift
 INTERACTION_SCHEMA = pa.schema(
     [
         (USER, pa.string()),
@@ -84,6 +72,7 @@ class World:
     item_factors: np.ndarray  # (n_items, d) float32
     popularity: np.ndarray  # (n_items,) float64, sums to 1, after drift
     activity: np.ndarray  # (n_users,) float64, sums to 1
+    moved: np.ndarray | None = None  # (n_items,) the second permutation's popularity
 
     def affinity(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``sqrt(d) * U[u]·V[i]`` (unit variance) for ``users`` (n,), ``items`` (n,) or (n, k)."""
@@ -105,14 +94,21 @@ def make_world(config: SynthConfig) -> World:
     d = config.latent_dim
     user_factors = rngs["factors"].standard_normal((config.n_users, d)) / np.sqrt(d)
     item_factors = rngs["factors"].standard_normal((config.n_items, d)) / np.sqrt(d)
-    base = _power_law(rngs["popularity"], config.n_items, config.popularity_exponent)
-    moved = _power_law(rngs["popularity_drift"], config.n_items, config.popularity_exponent)
-    activity = rngs["activity"].lognormal(0.0, ACTIVITY_SIGMA, config.n_users)
+    shape = (
+        config.n_items,
+        config.popularity_exponent,
+        config.popularity_offset,
+        config.popularity_decay,
+    )
+    base = _power_law(rngs["popularity"], *shape)
+    moved = _power_law(rngs["popularity_drift"], *shape)
+    activity = rngs["activity"].lognormal(0.0, config.activity_sigma, config.n_users)
     return World(
         user_factors=user_factors.astype(np.float32),
         item_factors=item_factors.astype(np.float32),
         popularity=(1.0 - config.drift) * base + config.drift * moved,
         activity=activity / activity.sum(),
+        moved=moved,
     )
 
 
@@ -122,8 +118,15 @@ def _rngs(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(c) for name, c in zip(_STREAMS, children, strict=True)}
 
 
-def _power_law(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
-    weights = np.arange(1, n + 1, dtype=np.float64) ** -exponent
+def _power_law(
+    rng: np.random.Generator, n: int, exponent: float, offset: float = 0.0, decay: float = 0.0
+) -> np.ndarray:
+    """Popularity by rank ``r`` (1..n), ``(r + offset)^-exponent * exp(-decay * r / n)``, over
+    a random permutation of the items; sums to 1."""
+    rank = np.arange(1, n + 1, dtype=np.float64)
+    weights = (rank + offset) ** -exponent
+    if decay:
+        weights *= np.exp(-decay * rank / n)
     out = np.empty(n)
     out[rng.permutation(n)] = weights
     return out / out.sum()
@@ -146,8 +149,8 @@ def generate(config: SynthConfig, out: str | Path, *, progress: bool = True) -> 
     paths["info"].parent.mkdir(parents=True, exist_ok=True)
     paths["info"].unlink(missing_ok=True)  # its presence marks a complete set
     world, rngs = make_world(config), _rngs(config.seed)
-    _write_table(_users_table(world, config, rngs["users"]), paths["users"])
-    _write_table(_items_table(world, rngs["items"]), paths["items"])
+    _write_table(users_table(world, config, rngs["users"]), paths["users"])
+    _write_table(items_table(world, rngs["items"]), paths["items"])
     checksum, n_users, n_items = _write_interactions(
         world, config, rngs["events"], paths["interactions"], progress
     )
@@ -173,10 +176,11 @@ def generate(config: SynthConfig, out: str | Path, *, progress: bool = True) -> 
 def _write_interactions(
     world: World, config: SynthConfig, rng: np.random.Generator, path: Path, progress: bool
 ) -> tuple[str, int, int]:
-    user_ids, item_ids = _ids("u", config.n_users), _ids("i", config.n_items)
+    user_ids, item_ids = ids_of("u", config.n_users), ids_of("i", config.n_items)
     user_cdf, item_cdf = _cdf(world.activity), _cdf(world.popularity)
     seen_users = np.zeros(config.n_users, dtype=bool)
     seen_items = np.zeros(config.n_items, dtype=bool)
+    previous = np.full(config.n_users, -1, dtype=np.int64)  # each user's latest item
     first_ms, end_ms = config.window_ms()
     total, h = config.n_interactions, hashlib.sha256()
     bar = tqdm(total=total, unit="rows", desc="synthetic", disable=not progress)
@@ -187,9 +191,12 @@ def _write_interactions(
     ):
         for lo in range(0, total, config.chunk_size):
             n = min(config.chunk_size, total - lo)
-            users = _sample(user_cdf, rng, n)  # (n,)
-            cands = _sample(item_cdf, rng, n * N_CANDIDATES).reshape(n, N_CANDIDATES)
-            items, affinity = _choose(world, users, cands, rng)  # (n,), (n,)
+            if config.sequence or config.trend:
+                users, items, affinity = _draw_moving(world, config, rng, lo, n, previous)
+            else:  # the independent world: a chunk in one draw
+                users = _sample(user_cdf, rng, n)  # (n,)
+                cands = _sample(item_cdf, rng, n * N_CANDIDATES).reshape(n, N_CANDIDATES)
+                items, affinity = _choose(world, users, cands, rng)  # (n,), (n,)
             noise = rng.normal(0.0, RATING_NOISE, n)
             ratings = np.clip(np.rint(3 + 2 * np.tanh(RATING_SCALE * affinity) + noise), 1, 5)
             span = end_ms - first_ms  # the chunk owns [t0, t1): chunks never overlap
@@ -212,12 +219,69 @@ def _write_interactions(
     return h.hexdigest(), int(seen_users.sum()), int(seen_items.sum())
 
 
+def _draw_moving(
+    world: World,
+    config: SynthConfig,
+    rng: np.random.Generator,
+    lo: int,
+    n: int,
+    previous: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ``lo .. lo + n`` of a world with ``sequence`` or ``trend``: users (n,), items (n,),
+    affinity (n,), in blocks; ``previous`` (each user's latest item, -1 before the first) is
+    read and updated."""
+    user_cdf, base_cdf, moved_cdf = _cdf(world.activity), _cdf(world.popularity), None
+    if config.trend:
+        moved_cdf = _cdf(world.moved)
+    users, items = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    affinity = np.empty(n)
+    step = _sequence_block(config.n_users)
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        u = _sample(user_cdf, rng, b - a)
+        cands = _sample(base_cdf, rng, (b - a) * N_CANDIDATES).reshape(-1, N_CANDIDATES)
+        if moved_cdf is not None:  # at a share t of the span: the moved ranking w.p. trend * t
+            t = (lo + np.arange(a, b)) / config.n_interactions
+            moved = rng.random(cands.shape) < config.trend * t[:, None]
+            cands[moved] = _sample(moved_cdf, rng, int(moved.sum()))
+        prev = previous[u]
+        bonus = None
+        if config.sequence:
+            bonus = np.zeros(cands.shape, dtype=np.float32)
+            has = prev >= 0
+            bonus[has] = config.sequence * _similarity(world, prev[has], cands[has])
+        users[a:b] = u
+        items[a:b], affinity[a:b] = _choose(world, u, cands, rng, bonus)
+        previous[u] = items[a:b]
+    return users, items, affinity
+
+
+def _sequence_block(n_users: int) -> int:
+    """Rows drawn together in a moving world: few enough that a user rarely appears twice in a
+    block (their previous item would be an older one), many enough to stay vectorised."""
+    return int(np.clip(n_users // 16, 64, 4096))
+
+
+def _similarity(world: World, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``sqrt(d) * V[a]·V[b]`` (unit variance) for items ``a`` (n,) and ``b`` (n, k)."""
+    scale = np.float32(np.sqrt(world.item_factors.shape[1]))
+    v = world.item_factors
+    return np.einsum("nd,nkd->nk", v[a], v[b]) * scale
+
+
 def _choose(
-    world: World, users: np.ndarray, cands: np.ndarray, rng: np.random.Generator
+    world: World,
+    users: np.ndarray,
+    cands: np.ndarray,
+    rng: np.random.Generator,
+    bonus: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gumbel-max over the candidates: the chosen items (n,) and their affinity (n,)."""
+    """Gumbel-max over the candidates (``bonus``: added to their logits): the chosen items
+    (n,) and their affinity (n,)."""
     affinity = world.affinity(users, cands)  # (n, k)
     logits = CHOICE_SIGNAL * affinity + rng.gumbel(size=cands.shape)  # (n, k)
+    if bonus is not None:
+        logits += bonus
     pick = logits.argmax(axis=1)[:, None]  # (n, 1)
     items = np.take_along_axis(cands, pick, axis=1)[:, 0]
     return items, np.take_along_axis(affinity, pick, axis=1)[:, 0].astype(np.float64)
@@ -233,60 +297,6 @@ def _sample(cdf: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
     return np.minimum(idx, len(cdf) - 1)
 
 
-def _ids(prefix: str, n: int) -> pa.Array:
-    return pc.binary_join_element_wise(prefix, pc.cast(pa.array(np.arange(n)), pa.string()), "")
-
-
-def _projections(factors: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
-    """``k`` random linear views of the factors (n, d) -> (n, k), unit variance (rows ~ norm 1)."""
-    return factors @ rng.standard_normal((factors.shape[1], k)).astype(np.float32)
-
-
-def _users_table(world: World, config: SynthConfig, rng: np.random.Generator) -> pa.Table:
-    n, drift = config.n_users, config.drift
-    view = _projections(world.user_factors, rng, 3 + len(OCCUPATIONS))  # (n, 3 + n_occ)
-    age = 33 + 9 * view[:, 0] + 4 * rng.standard_normal(n) + AGE_DRIFT_YEARS * drift
-    male = view[:, 1] + 0.5 * rng.standard_normal(n) > 0
-    occ_bias = np.array([2.5 * drift if o in DRIFT_OCCUPATIONS else 0.0 for o in OCCUPATIONS])
-    occ_logits = 1.5 * view[:, 3:] + occ_bias + rng.gumbel(size=(n, len(OCCUPATIONS)))
-    region = np.clip(np.floor(5 + 2 * view[:, 2]), 0, 9).astype(np.int64)
-    zip_code = region * 10_000 + rng.integers(0, 10_000, n)
-    return pa.table(
-        {
-            USER: _ids("u", n),
-            "age": pa.array(np.clip(np.rint(age), 7, 80).astype(np.int64)),
-            "gender": pc.if_else(pa.array(male), "M", "F"),
-            "occupation": pa.array(OCCUPATIONS).take(pa.array(occ_logits.argmax(axis=1))),
-            "zip_code": pc.utf8_lpad(pc.cast(pa.array(zip_code), pa.string()), 5, "0"),
-        }
-    )
-
-
-def _items_table(world: World, rng: np.random.Generator) -> pa.Table:
-    n = len(world.item_factors)
-    view = _projections(world.item_factors, rng, 1 + len(GENRES))  # (n, 1 + n_genres)
-    scores = view[:, 1:] + 0.3 * rng.standard_normal((n, len(GENRES)))  # (n, n_genres)
-    top = np.argsort(-scores, axis=1)[:, :3]  # (n, 3)
-    # The best genre always; the next two where they score high too. Listed in GENRES order.
-    keep = np.take_along_axis(scores, top, axis=1) > 1.5
-    keep[:, 0] = True
-    top = np.sort(np.where(keep, top, len(GENRES)), axis=1)  # (n, 3); len(GENRES) = absent
-    names = pa.array([*GENRES, None])
-    genres = pc.binary_join_element_wise(
-        *(names.take(pa.array(top[:, j])) for j in range(3)), "|", null_handling="skip"
-    )
-    year = 1995 + 12 * view[:, 0] + 5 * rng.standard_normal(n)
-    ids = _ids("i", n)
-    return pa.table(
-        {
-            ITEM: ids,
-            "title": pc.binary_join_element_wise("Synthetic item ", ids, ""),
-            "genres": genres,
-            "release_year": pa.array(np.clip(np.rint(year), 1920, 2023).astype(np.int64)),
-        }
-    )
-
-
 def _write_table(table: pa.Table, path: Path) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pq.write_table(table, f)
@@ -298,13 +308,16 @@ def _ground_truth(config: SynthConfig) -> dict[str, str]:
         "ids": "users u0..u{n_users-1}, items i0..i{n_items-1}: the row of U / V",
         "factors": "U (n_users, d), V (n_items, d), entries N(0, 1/d)",
         "affinity": "sqrt(d) * U[u].V[i], unit variance",
-        "user_activity": f"lognormal(0, {ACTIVITY_SIGMA}) weights",
+        "user_activity": f"lognormal(0, {config.activity_sigma}) weights",
         "item_popularity": (
-            f"rank^-{config.popularity_exponent} over a random permutation; "
-            f"a share {config.drift} of the mass on a second permutation"
+            f"(rank + {config.popularity_offset})^-{config.popularity_exponent} * "
+            f"exp(-{config.popularity_decay} rank / n_items) over a random permutation; a share "
+            f"{config.drift} of the mass on a second permutation, and "
+            f"{config.trend} * t more at a share t of the time span"
         ),
         "choice": (
             f"{N_CANDIDATES} candidates by popularity; Gumbel-max over {CHOICE_SIGNAL} * affinity"
+            f" + {config.sequence} * sqrt(d) V[previous item].V[i]"
         ),
         "rating": (
             f"clip(round(3 + 2 tanh({RATING_SCALE} affinity) + N(0, {RATING_NOISE}^2)), 1, 5)"

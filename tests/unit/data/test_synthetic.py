@@ -13,8 +13,9 @@ import pytest
 from recsys.config import RecsysError
 from recsys.data import synthetic
 from recsys.data.io import dataset_paths, interactions_checksum, read_dataset_info
-from recsys.data.synthetic import GENRES, OCCUPATIONS, generate, make_world
-from recsys.data.synthetic_config import SynthConfig
+from recsys.data.synthetic import generate, make_world
+from recsys.data.synthetic_config import WORLDS, SynthConfig, config_for
+from recsys.data.synthetic_tables import DRIFT_OCCUPATIONS, GENRES, OCCUPATIONS
 from recsys.data.validate import validate_interactions
 
 SMALL = SynthConfig(n_users=400, n_items=150, n_interactions=6_000, chunk_size=1_500, seed=3)
@@ -134,7 +135,7 @@ def test_drift_moves_user_features_and_popularity(small, tmp_path):
     generate(replace(SMALL, drift=0.5), tmp_path / "drift", progress=False)
     df_d, users_d, _ = _read(tmp_path / "drift")
     assert users_d["age"].mean() > users["age"].mean() + 5
-    favoured = list(synthetic.DRIFT_OCCUPATIONS)
+    favoured = list(DRIFT_OCCUPATIONS)
     share = users["occupation"].isin(favoured).mean()
     assert users_d["occupation"].isin(favoured).mean() > share + 0.1
     top = df["item_id"].value_counts().index[: SMALL.n_items // 10]
@@ -159,6 +160,11 @@ def test_drift_moves_user_features_and_popularity(small, tmp_path):
         ("start", "2999-01-01T00:00:00+00:00"),
         ("start", "1900-01-01"),
         ("popularity_exponent", -1.0),
+        ("popularity_offset", -1.0),
+        ("popularity_decay", -0.5),
+        ("activity_sigma", -0.1),
+        ("sequence", -1.0),
+        ("trend", 1.5),
         ("n_users", 2.5),
         ("n_items", True),
         ("seed", -1),
@@ -198,3 +204,77 @@ def test_failure_leaves_no_complete_looking_dataset(small, tmp_path, monkeypatch
 def test_progress_bar_goes_to_stderr(tmp_path, capsys):
     generate(replace(SMALL, n_interactions=100), tmp_path / "p", progress=True)
     assert "synthetic" in capsys.readouterr().err
+
+
+MOVING = dict(n_users=300, n_items=400, n_interactions=24_000, seed=5)
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    """The same sizes and seed in the independent world and the one fitted to MovieLens."""
+    out = {}
+    for world in ("independent", "movielens"):
+        directory = tmp_path_factory.mktemp(world)
+        generate(config_for(world, **MOVING), directory, progress=False)
+        frame = _read(directory)[0]
+        out[world] = frame.assign(user=_index(frame["user_id"]), item=_index(frame["item_id"]))
+    return out
+
+
+def _consecutive_similarity(df: pd.DataFrame, world, order: np.ndarray) -> float:
+    """The mean ``sqrt(d) V[a]·V[b]`` of each user's consecutive items, in ``order``."""
+    ordered = df.iloc[order]
+    ordered = ordered.iloc[np.argsort(ordered["user"].to_numpy(), kind="stable")]
+    users, items = ordered["user"].to_numpy(), ordered["item"].to_numpy()
+    same = users[1:] == users[:-1]
+    v = world.item_factors
+    return float(np.mean((v[items[:-1]] * v[items[1:]]).sum(axis=1)[same]) * np.sqrt(v.shape[1]))
+
+
+def test_in_a_moving_world_the_next_item_resembles_the_previous_one(worlds):
+    """``sequence``: a user's consecutive items are closer in the latent space in time order
+    than in a shuffled order; in the independent world the order carries nothing."""
+    rng = np.random.default_rng(0)
+    lift = {}
+    for name, df in worlds.items():
+        world = make_world(config_for(name, **MOVING))
+        in_time = _consecutive_similarity(df, world, np.arange(len(df)))
+        shuffled = _consecutive_similarity(df, world, rng.permutation(len(df)))
+        lift[name] = in_time - shuffled
+    assert lift["movielens"] > 0.15, lift
+    assert abs(lift["independent"]) < 0.05, lift
+
+
+def test_in_a_moving_world_popularity_moves_to_the_second_ranking_over_time(worlds):
+    """``trend``: the items the second permutation favours gain share from the first half of
+    the span to the second; without it they do not."""
+    gain = {}
+    for name, df in worlds.items():
+        world = make_world(config_for(name, **MOVING))
+        favoured = np.argsort(-world.moved)[: MOVING["n_items"] // 10]
+        half = len(df) // 2
+        early = np.isin(df["item"].to_numpy()[:half], favoured).mean()
+        late = np.isin(df["item"].to_numpy()[half:], favoured).mean()
+        gain[name] = late - early
+    assert gain["movielens"] > 0.05, gain
+    assert abs(gain["independent"]) < 0.02, gain
+
+
+def test_the_movielens_world_has_a_flat_head_and_a_tail_of_rare_items(worlds):
+    """The popularity curve fitted to MovieLens: the top 1% of items hold far less and many
+    more items are rare than under the independent world's Zipf law."""
+    shape = {}
+    for name, df in worlds.items():
+        counts = np.sort(np.bincount(df["item"], minlength=MOVING["n_items"]))[::-1]
+        rare = (counts < 0.1 * counts.mean()).mean()
+        shape[name] = (counts[: MOVING["n_items"] // 100].sum() / len(df), rare)
+    assert shape["movielens"][0] < shape["independent"][0] / 2, shape
+    assert shape["movielens"][1] > shape["independent"][1] + 0.05, shape
+
+
+def test_a_world_is_its_knobs_and_an_unknown_one_is_named():
+    config = config_for("movielens", **MOVING)
+    assert {k: getattr(config, k) for k in WORLDS["movielens"]} == WORLDS["movielens"]
+    assert config_for("independent", **MOVING) == SynthConfig(**MOVING)
+    with pytest.raises(RecsysError, match="'mars' is unknown; known: independent, movielens"):
+        config_for("mars", **MOVING)
