@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale benchmark-catalog benchmark-data-statistics constraints clean
+.PHONY: demo demo-drift test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,13 +83,19 @@ benchmark-train: $(VENV)/.installed
 benchmark-scale: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.scale
 
+# The same loop on a local multi-node Ray cluster (two worker nodes): training and serving
+# across the nodes, with where each worker and replica ran.
+benchmark-multinode: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.multinode
+
 # A request's cost at 10k, 200k and 1M catalog items (--baseline-tree DIR: an older checkout too).
 benchmark-catalog: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.catalog_scale
 
-# MovieLens-100k's statistics beside the synthetic world's at 1M and 20M interactions.
+# The generator's knobs fitted to MovieLens-100k, then its statistics beside the synthetic
+# worlds' at 1M and 20M interactions.
 benchmark-data-statistics: $(VENV)/.installed
-	$(BIN)/python -m benchmarks.data_statistics
+	$(BIN)/python -m benchmarks.data_statistics --fit
 
 # Re-resolve everything together and re-pin (needs the package index).
 constraints:

@@ -60,7 +60,7 @@ from recsys.config import ensure_ray, free_port, recsys_home
 from recsys.data.io import ITEM, USER, read_side_tables
 from recsys.data.split import split, write_split
 from recsys.data.synthetic import generate
-from recsys.data.synthetic_config import SynthConfig
+from recsys.data.synthetic_config import WORLDS, SynthConfig, config_for
 from recsys.data.validate import load_interactions
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.evaluation.tables import results_header
@@ -172,7 +172,7 @@ def run_once(args: argparse.Namespace) -> dict:
     data_dir, split_dir, repo = work / "data", work / "split", work / "feature_repo"
 
     n_items = args.items or max(n // 100, 10)
-    synth = SynthConfig(n_users=max(n // 20, 10), n_items=n_items, n_interactions=n)
+    synth = config_for(args.world, n_users=max(n // 20, 10), n_items=n_items, n_interactions=n)
     with run.stage("synth", n) as info:
         generate(synth, data_dir, progress=False)
         info |= {"users": synth.n_users, "items": synth.n_items}
@@ -180,9 +180,9 @@ def run_once(args: argparse.Namespace) -> dict:
         clean, result = load_interactions(data_dir, rating_range=(1.0, 5.0))
         info["quarantined"] = int(len(result.quarantine))
     with run.stage("split", len(clean)) as info:
-        train, test = split(clean, "global-time")
-        write_split(train, test, split_dir, params={"protocol": "global-time"}, side_from=data_dir)
-        info |= {"train": len(train), "test": len(test)}
+        train, test = split(clean, args.protocol)
+        write_split(train, test, split_dir, params={"protocol": args.protocol}, side_from=data_dir)
+        info |= {"train": len(train), "test": len(test), "protocol": args.protocol}
     del clean, result  # result.clean is the whole table: held, it stayed in memory to the end
     users, items = read_side_tables(split_dir)
     init_repo(default_repo(), repo)
@@ -236,9 +236,14 @@ def run_once(args: argparse.Namespace) -> dict:
     held, mine = test[test[USER].isin(sample)], train[train[USER].isin(sample)]
     del test  # the evaluation needs only the sample's rows
     with run.stage("multistage (Ray Train)", len(train)) as info, timed_steps() as steps:
-        model = scalable_multistage(tower, args.ranker_users)
+        model = scalable_multistage(tower, args.ranker_users, args.protocol, args.n_ease)
         model.trainer = RayStageTrainer(
-            lambda tag, use_gpu=False: RayRun(str(work / "checkpoints"), f"scale-{tag}")
+            lambda tag, use_gpu=False: RayRun(
+                str(work / "checkpoints"),
+                f"scale-{tag}",
+                num_workers=args.num_workers,
+                placement_strategy=args.placement,
+            )
         )
         model.fit(train, users, items)
         info["steps"] = steps
@@ -263,19 +268,25 @@ def run_once(args: argparse.Namespace) -> dict:
     return summary(args, synth, run, sums)
 
 
-def scalable_multistage(tower: TwoTowerConfig, ranker_users: int) -> MultiStageModel:
+def scalable_multistage(
+    tower: TwoTowerConfig, ranker_users: int, protocol: str = "temporal", n_ease: int = 0
+) -> MultiStageModel:
     """The multi-stage model with candidate sources that scale to a 200k-item catalog: the
     two-tower's top 100 and the 50 most popular (EASE is dense items x items; RP3beta fits in
-    memory there but costs 10-16 minutes a fit on 2 CPUs). Cross-fitted in time with one
-    window: the sources fitted on the first half of the training span label the second half's
-    items for the ranker (a sample of ``ranker_users`` users); the full fit serves."""
+    memory there but costs 10-16 minutes a fit on 2 CPUs). Cross-fitted with one window, as
+    the protocol holds out: under ``temporal`` each user's latest half of training labelled
+    from the sources fitted on everyone's earlier half (``user-time``), under ``global-time``
+    the second half of the training span from the first (``time``); the ranker learns from a
+    sample of ``ranker_users`` users; the full fit serves. ``n_ease`` > 0 adds EASE's top
+    ``n_ease`` and its features (the recent windows' among them), where the catalog is within
+    EASE's ``max_items``."""
     return MultiStageModel(
         MultiStageConfig(
-            n_ease=0,
+            n_ease=n_ease,
             n_rp3=0,
             n_popular=50,
             n_two_tower=100,
-            crossfit="time",
+            crossfit="user-time" if protocol == "temporal" else "time",
             folds=2,
             ranker_users=ranker_users,
             two_tower=tower,
@@ -368,7 +379,14 @@ def serve_and_answer(args, model, repo: Path, work: Path, sample, recs: pd.DataF
     lineage = FeatureStore(repo).meta().lineage  # the store was built from this train
     model.save(work / "models" / version, version=version, data_lineage=lineage)
     url = serve_ops.start_local(
-        work / "models", version, repo, None, work / "serving", free_port(), replicas=None
+        work / "models",
+        version,
+        repo,
+        None,
+        work / "serving",
+        free_port(),
+        replicas=None,
+        proxy_location=getattr(args, "proxy_location", None),
     )
     try:
         users = [str(u) for u in sample]
@@ -402,6 +420,11 @@ def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) 
     index = next((s["index"] for s in run.stages if "index" in s), {})
     return {
         "interactions": args.interactions,
+        "world": args.world,
+        "protocol": args.protocol,
+        "n_ease": args.n_ease,
+        "num_workers": args.num_workers,
+        "placement": args.placement,
         "users": synth.n_users,
         "items": synth.n_items,
         "catalog": index.get("n_items"),  # the model's item vocabulary
@@ -448,10 +471,24 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The run's settings from the command line (``benchmarks.multinode`` reads them too)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--interactions", type=int, default=1_000_000)
     p.add_argument("--items", type=int, default=None, help="the catalog (default: N / 100)")
+    p.add_argument(
+        "--world",
+        choices=sorted(WORLDS),
+        default="movielens",
+        help="the generator's shape: fitted to MovieLens-100k's statistics, or independent draws",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=["temporal", "global-time"],
+        default="temporal",
+        help="temporal: each user's latest 25%% held out (the ranker cross-fits in user time); "
+        "global-time: one cut in time for everyone (cross-fit in time)",
+    )
     p.add_argument("--online", choices=["sqlite", "redis"], default=None)
     p.add_argument("--offline-engine", choices=["duckdb", "spark"], default="duckdb")
     p.add_argument(
@@ -477,6 +514,19 @@ def main() -> None:
         default="3GB",
         help="the offline store's DuckDB memory limit (past it DuckDB spills; DuckDB's own "
         "default, 80%% of the machine's memory, took the 20M join to 21.2 GiB)",
+    )
+    p.add_argument(
+        "--n-ease",
+        type=int,
+        default=0,
+        help="EASE's candidates and features in the model (a catalog within ease.max_items)",
+    )
+    p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers per learned part")
+    p.add_argument(
+        "--placement",
+        choices=["PACK", "SPREAD"],
+        default="PACK",
+        help="Ray Train's placement of the workers (SPREAD: one per node where it can)",
     )
     p.add_argument("--eval-users", type=int, default=2000)
     p.add_argument("--serve-requests", type=int, default=3000, help="the serving stage's load")
@@ -514,6 +564,11 @@ def main() -> None:
         for k, v in dataclasses.asdict(IndexConfig()).items()
         if k.startswith(("hnsw_", "ivf_", "exact_"))
     }
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     result = run_once(args)
     if not args.keep:
         shutil.rmtree(Path(args.workdir) / f"n{args.interactions}", ignore_errors=True)

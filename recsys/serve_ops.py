@@ -30,17 +30,14 @@ from recsys.registry import Registry
 from recsys.serve_local import connect, stop  # noqa: F401  (the CLI's and benchmarks' names)
 
 APP = "recsys"
-# Serving on one machine (`recsys serve start`, the demo) runs every stage in one replica: it
-# answers more requests per second than the composed graph (the README's serving table,
-# benchmarks/results/serving_load.json) and starts one process instead of four.
-# serving/config.yaml, and so the chart, keeps the composed graph: a cluster scales each stage.
+# On one machine (`recsys serve start`, the demo) a replica runs every stage (faster: the
+# README's serving table); serving/config.yaml and the chart compose them, a cluster scales each.
 LOCAL_TOPOLOGY = "fused"
 
 
 def local_replicas() -> int:
-    """The fused replicas a local app starts with: one per CPU, up to 4. Each replica runs the
-    model under its own GIL; on 2 CPUs at concurrency 16 two replicas answer about 2.8x the
-    requests of one (README, serving table)."""
+    """The fused replicas a local app starts with: one per CPU, up to 4, each running the model
+    under its own GIL (what it gains: the README's serving table)."""
     return max(1, min(os.cpu_count() or 1, 4))
 
 
@@ -58,11 +55,13 @@ def serve_config(
     port: int | None = None,
     topology: str | None = None,
     replicas: int | None = None,
+    proxy_location: str | None = None,
 ) -> dict:
     """The Serve config from ``path`` with overrides (``None`` keeps the file's value).
 
     ``topology="fused"`` keeps only the Ingress deployment (it runs every stage itself).
     ``replicas``: every deployment starts with (and keeps at least) this many replicas.
+    ``proxy_location``: ``HeadOnly`` where several nodes share one machine (and its ports).
     """
     path = Path(path) if path else default_config()
     if not path.exists():
@@ -91,6 +90,8 @@ def serve_config(
             scaling["min_replicas"] = replicas
             scaling["max_replicas"] = max(scaling.get("max_replicas", 1), replicas)
             scaling["initial_replicas"] = replicas
+    if proxy_location:
+        config["proxy_location"] = proxy_location
     http = config.setdefault("http_options", {})
     if host:
         http["host"] = host
@@ -155,6 +156,7 @@ def start_local(
     port: int,
     log=None,
     replicas: int | None = None,
+    proxy_location: str | None = None,
 ) -> str:
     """Start (a local Ray and) the Serve app on ``model_version`` in the local topology (a
     replica runs every stage; ``replicas``, default :func:`local_replicas`, of them), its
@@ -179,6 +181,7 @@ def start_local(
         port=port,
         topology=LOCAL_TOPOLOGY,
         replicas=replicas or local_replicas(),
+        proxy_location=proxy_location,
     )
     serve_local.check_local_inputs(model_root, model_version, feature_repo, catalog)
     http = config["http_options"]
@@ -327,11 +330,8 @@ def wait_ready(url: str, timeout_s: float = 120) -> dict:
 
 def access(url: str) -> str:
     """One line on who may write and read, as the running app's own OpenAPI document says
-    (its replicas' environment decides, which may not be this process's).
-
-    Returns:
-        "writes need a bearer token ..." or "writes are open ...", and the same for reads.
-    """
+    (its replicas' environment decides, which may not be this process's): "writes need a
+    bearer token ..." or "writes are open ...", and the same for reads."""
     try:
         with urllib.request.urlopen(f"{url}/openapi.json", timeout=10) as resp:
             paths = json.loads(resp.read()).get("paths", {})

@@ -56,7 +56,7 @@ def fit_gbdt_on_ray(
     trainer = LightGBMTrainer(
         _train_loop,
         train_loop_config={"ranker": ranker, "rows": ray.put((fit, val))},
-        scaling_config=ray.train.ScalingConfig(num_workers=run.num_workers, use_gpu=False),
+        scaling_config=run.scaling(),
         run_config=ray.train.RunConfig(
             storage_path=base,
             storage_filesystem=fs,

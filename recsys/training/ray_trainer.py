@@ -144,7 +144,7 @@ def fit_staged(model: Trainable, staged: StagedExamples, val, run: RayRun) -> Tr
             # Read on the driver: workers keep the environment Ray started with.
             "fail_at_epoch": int(os.environ.get(FAIL_AT_EPOCH_ENV, "-1")),
         },
-        scaling_config=ray.train.ScalingConfig(num_workers=run.num_workers, use_gpu=run.use_gpu),
+        scaling_config=run.scaling(),
         run_config=ray.train.RunConfig(
             storage_path=staged.base,
             storage_filesystem=staged.filesystem,

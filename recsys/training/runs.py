@@ -21,6 +21,19 @@ class RayRun:
     resume: bool = False
     num_workers: int = 1
     use_gpu: bool = False
+    # Ray Train's placement of the workers: "PACK" (few nodes, cheap communication) or
+    # "SPREAD" (one per node where it can: a node lost costs one worker)
+    placement_strategy: str = "PACK"
+
+    def scaling(self):
+        """The run's ``ray.train.ScalingConfig``."""
+        import ray.train
+
+        return ray.train.ScalingConfig(
+            num_workers=self.num_workers,
+            use_gpu=self.use_gpu,
+            placement_strategy=self.placement_strategy,
+        )
 
 
 def _uri(storage_path: str) -> str:

@@ -94,7 +94,10 @@ def test_local_replicas_one_per_cpu_up_to_four_and_serve_accepts_the_config(monk
     for deployment in many["applications"][0]["deployments"]:
         assert deployment["autoscaling_config"]["min_replicas"] == 6
         assert deployment["autoscaling_config"]["max_replicas"] == 6
-    for app_config in (fused, many):
+    nodes = serve_ops.serve_config(topology="fused", proxy_location="HeadOnly")  # one machine
+    assert nodes["proxy_location"] == "HeadOnly"
+    assert serve_ops.serve_config()["proxy_location"] == "EveryNode"  # the file's
+    for app_config in (fused, many, nodes):
         ServeDeploySchema.model_validate(
             app_config
         )  # what `serve deploy` would refuse, refused here

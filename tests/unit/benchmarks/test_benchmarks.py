@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from benchmarks.features import entity_rows
+from benchmarks.multinode import _split_args
 from benchmarks.scale import frame_checksum, join_pairs
 from benchmarks.serving_load import CpuMeter, cpu_table, process_class, replica_deployment
 from recsys.data.io import ITEM, USER
@@ -145,6 +146,7 @@ WRITERS = (
     "catalog_scale",
     "data_statistics",
     "features",
+    "multinode",
     "replica_loss",
     "scale",
     "serving_load",
@@ -169,3 +171,10 @@ def test_the_committed_results_files_still_read():
     for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
         result = json.loads(path.read_text())
         assert result["benchmark"] in path.stem, path.name
+
+
+def test_the_multinode_run_takes_its_own_options_and_passes_the_rest_to_scale():
+    mine, rest = _split_args(["--nodes", "3", "--interactions=20000", "--cpus-per-node=1"])
+    assert mine == {"--nodes": 3, "--cpus-per-node": 1}
+    assert rest == ["--interactions=20000"]
+    assert _split_args([]) == ({"--nodes": 2, "--cpus-per-node": 2}, [])
