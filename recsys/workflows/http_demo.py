@@ -5,6 +5,7 @@ the JSON POST the closed loop sends its traffic with."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,29 +17,67 @@ from recsys.serve_local import stop
 from recsys.serve_ops import start_local
 
 
-def serve_demo(
-    workdir: Path,
-    model_root: Path,
-    model_version: str,
-    feature_repo: Path | None,
-    catalog: Path | None,
-    users: list[str],
-    port: int = 8000,
-    log=print,
-) -> dict:
-    """Start the Serve app on ``model_version`` (under ``model_root``), send real HTTP
-    requests (known users, a cold-start visitor, an event, a bad request), print the answers,
-    shut Serve down.
+class AppStart:
+    """The Serve app on ``model_version`` (under ``model_root``), started locally in a thread
+    (:func:`~recsys.serve_ops.start_local`) so that its replicas load while the caller goes on
+    (the quickstart's temporal run); its lines are kept until :meth:`wait` prints them."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        model_root: Path,
+        model_version: str,
+        feature_repo: Path | None,
+        catalog: Path | None,
+        port: int = 8000,
+    ) -> None:
+        self.lines: list[str] = []
+        self.url: str | None = None
+        self.error: BaseException | None = None
+        self.ready_s = 0.0
+        args = (model_root, model_version, feature_repo, catalog, workdir, port, self.lines.append)
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._start, args=args, daemon=True)
+        self._thread.start()
+
+    def _start(self, *args) -> None:
+        try:
+            self.url = start_local(*args)
+        except BaseException as exc:  # raised to the caller by wait()
+            self.error = exc
+        self.ready_s = round(time.perf_counter() - self._t0, 1)
+
+    def wait(self, log=print) -> str:
+        """The app's URL once it is ready, after printing its lines.
+
+        Raises:
+            What the start raised (nothing of it is left running: ``start_local``'s own rule).
+        """
+        self._thread.join()
+        for line in self.lines:
+            log(line)
+        if self.error is not None:
+            raise self.error
+        return self.url
+
+    def abandon(self) -> None:
+        """The caller failed before :meth:`wait`: wait for the start, then stop what it
+        started (Serve, and the local Ray when this process started it)."""
+        self._thread.join()
+        stop(local_ray=local_ray() is not None)
+
+
+def serve_demo(app: AppStart, catalog: Path | None, users: list[str], log=print) -> dict:
+    """Wait for ``app`` (:class:`AppStart`), send it real HTTP requests (known users, a
+    cold-start visitor, an event, a bad request), print the answers, shut Serve down.
 
     Returns:
         What the demo saw (answers, readiness time) for tests.
     """
-    t0 = time.perf_counter()
-    seen: dict = {}
-    url = start_local(model_root, model_version, feature_repo, catalog, workdir, port, log)
+    url = app.wait(log)
     ours = local_ray() is not None  # this process started it (here or to train): it goes too
+    seen: dict = {"ready_s": app.ready_s}
     try:
-        seen["ready_s"] = round(time.perf_counter() - t0, 1)
         log(f"app ready at {url} in {seen['ready_s']}s (OpenAPI at {url}/docs)")
         titles = read_titles(catalog)
         for user in users:

@@ -24,7 +24,7 @@ from recsys.evaluation.tables import markdown_table
 from recsys.features.repository import default_repo
 from recsys.files import write_json
 from recsys.registry import Registry
-from recsys.workflows.http_demo import serve_demo
+from recsys.workflows.http_demo import AppStart, serve_demo
 from recsys.workflows.loop import closed_loop
 from recsys.workflows.quality import QualityRun, run_quality
 from recsys.workflows.training_pipeline import (
@@ -84,26 +84,31 @@ def run_quickstart(run: Quickstart, run_pipeline: RunPipeline, log: Log = print)
     # joins its cluster), the temporal run trains on it, the champion is served on it.
     ensure_ray()
     seen["training"] = _train(run, repo, workdir, run_pipeline, log)
-    seen["temporal"] = _temporal(run.k, workdir, log)
     if not run.serve:
+        seen["temporal"] = _temporal(run.k, workdir, log)
         return seen
     registry = Registry(run.registry_uri)
     champion = registry.champion()
-    log(
-        f"== 4. serve the champion {champion.version}: "
-        "candidates -> ranker -> ordering in one Ray Serve replica (the cluster's chart gives "
-        "the candidates and the ranker deployments of their own)"
-    )
-    seen["serve"] = serve_demo(
+    # The champion's replicas load while the temporal run trains (step 4 prints after it).
+    app = AppStart(
         workdir,
         registry.local_path(champion.version).parent,
         champion.version,
         repo,
         dataset / "items.parquet",
-        users=DEMO_USERS,
         port=run.port,
-        log=log,
     )
+    try:
+        seen["temporal"] = _temporal(run.k, workdir, log)
+    except BaseException:
+        app.abandon()
+        raise
+    log(
+        f"== 4. serve the champion {champion.version}: "
+        "candidates -> ranker -> ordering in one Ray Serve replica (the cluster's chart gives "
+        "the candidates and the ranker deployments of their own; started while 3b trained)"
+    )
+    seen["serve"] = serve_demo(app, dataset / "items.parquet", users=DEMO_USERS, log=log)
     if run.drift:
         log(
             "== 5. the closed loop: held-out traffic -> drifted traffic -> Evidently -> "
