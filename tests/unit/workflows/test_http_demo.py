@@ -42,5 +42,7 @@ def test_a_failed_start_is_raised_to_the_caller_and_an_abandoned_one_stopped(tmp
     stopped = []
     monkeypatch.setattr(http_demo, "start_local", lambda *args: "http://127.0.0.1:8123")
     monkeypatch.setattr(http_demo, "stop", lambda local_ray: stopped.append(local_ray))
-    http_demo.AppStart(tmp_path, tmp_path, "v1", None, None).abandon()
-    assert stopped == [False]  # Serve stopped; no local Ray of this process to stop
+    for ours in (None, object()):  # a local Ray this process started, or none
+        monkeypatch.setattr(http_demo, "local_ray", lambda ours=ours: ours)
+        http_demo.AppStart(tmp_path, tmp_path, "v1", None, None).abandon()
+    assert stopped == [False, True]  # Serve stopped, and the local Ray where it was ours
