@@ -421,6 +421,7 @@ def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) 
     return {
         "interactions": args.interactions,
         "world": args.world,
+        "synth": dataclasses.asdict(synth),  # the world's knobs as generated
         "protocol": args.protocol,
         "n_ease": args.n_ease,
         "num_workers": args.num_workers,
