@@ -19,7 +19,6 @@ The run's record (appended to ``benchmarks/results/multinode.json``) is the scal
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections import Counter
@@ -27,8 +26,7 @@ from pathlib import Path
 
 from benchmarks import scale
 from recsys.config import proxy_settings
-from recsys.evaluation.tables import results_header
-from recsys.files import write_json
+from recsys.evaluation.tables import append_run, results_header
 
 RESULTS = Path(__file__).resolve().parent / "results" / "multinode.json"
 WORKER_CLASSES = ("RayTrainWorker",)  # Ray Train's worker actors (Torch and LightGBM)
@@ -68,13 +66,15 @@ def placement() -> dict:
 def main() -> None:
     cluster_options, rest = _split_args(sys.argv[1:])
     nodes, cpus = cluster_options["--nodes"], cluster_options["--cpus-per-node"]
-    if "--num-workers" not in rest:
-        rest += ["--num-workers", str(nodes)]
-    if "--placement" not in rest:
-        rest += ["--placement", "SPREAD"]
-    sys.argv = [sys.argv[0], *rest]
-    args = scale.parse_args()
-    args.proxy_location = "HeadOnly"
+    # one worker per node, spread; one proxy (the nodes share this machine's ports)
+    defaults = {
+        "--num-workers": str(nodes),
+        "--placement": "SPREAD",
+        "--proxy-location": "HeadOnly",
+    }
+    given = {arg.partition("=")[0] for arg in rest}
+    rest += [a for name, value in defaults.items() if name not in given for a in (name, value)]
+    args = scale.parse_args(rest)
     from ray.cluster_utils import Cluster
 
     proxy_settings()  # HAProxy where installed: the raylets inherit this environment
@@ -95,12 +95,7 @@ def main() -> None:
         cluster.shutdown()
         os.environ.pop("RAY_ADDRESS", None)
     record |= results_header("multinode")
-    out = Path(cluster_options.get("--record", RESULTS))
-    previous = json.loads(out.read_text()) if out.exists() else {}
-    runs = [*previous.get("runs", []), record]
-    write_json({"benchmark": "multinode", "runs": runs, "table_markdown": table(runs)}, out)
-    print(table([record]))
-    print(f"results -> {out}")
+    append_run("multinode", record, Path(cluster_options.get("--record", RESULTS)), table)
 
 
 def _split_args(argv: list[str]) -> tuple[dict, list[str]]:

@@ -63,12 +63,11 @@ from recsys.data.synthetic import generate
 from recsys.data.synthetic_config import WORLDS, SynthConfig, config_for
 from recsys.data.validate import load_interactions
 from recsys.evaluation.metrics import ranking_metrics
-from recsys.evaluation.tables import results_header
+from recsys.evaluation.tables import append_run, results_header
 from recsys.features.build import FeatureConfig, build_features
 from recsys.features.repository import default_repo, init_repo, online_kind
 from recsys.features.spark import stop_spark
 from recsys.features.store import FeatureStore
-from recsys.files import write_json
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.recommend import Request, recommend_frame
@@ -386,7 +385,7 @@ def serve_and_answer(args, model, repo: Path, work: Path, sample, recs: pd.DataF
         work / "serving",
         free_port(),
         replicas=None,
-        proxy_location=getattr(args, "proxy_location", None),
+        proxy_location=args.proxy_location,
     )
     try:
         users = [str(u) for u in sample]
@@ -426,6 +425,7 @@ def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) 
         "n_ease": args.n_ease,
         "num_workers": args.num_workers,
         "placement": args.placement,
+        "proxy_location": args.proxy_location,
         "users": synth.n_users,
         "items": synth.n_items,
         "catalog": index.get("n_items"),  # the model's item vocabulary
@@ -472,8 +472,9 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def parse_args() -> argparse.Namespace:
-    """The run's settings from the command line (``benchmarks.multinode`` reads them too)."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The run's settings from ``argv`` (default: the command line; ``benchmarks.multinode``
+    passes the options it does not take itself)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--interactions", type=int, default=1_000_000)
     p.add_argument("--items", type=int, default=None, help="the catalog (default: N / 100)")
@@ -529,6 +530,13 @@ def parse_args() -> argparse.Namespace:
         default="PACK",
         help="Ray Train's placement of the workers (SPREAD: one per node where it can)",
     )
+    p.add_argument(
+        "--proxy-location",
+        choices=["EveryNode", "HeadOnly"],
+        default=None,
+        help="where Serve's proxies run (default: the Serve config's; HeadOnly where several "
+        "nodes share one machine's ports)",
+    )
     p.add_argument("--eval-users", type=int, default=2000)
     p.add_argument("--serve-requests", type=int, default=3000, help="the serving stage's load")
     p.add_argument("--serve-seconds", type=float, default=20, help="its time limit")
@@ -558,7 +566,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workdir", default=str(recsys_home() / "runs" / "scale"))
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     os.environ.setdefault("FEAST_USAGE", "False")
     args.index_settings = {
         k: v
@@ -573,11 +581,7 @@ def main() -> None:
     result = run_once(args)
     if not args.keep:
         shutil.rmtree(Path(args.workdir) / f"n{args.interactions}", ignore_errors=True)
-    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    runs = [*previous.get("runs", []), result]  # one record per run, with its settings
-    write_json({"benchmark": "scale", "runs": runs, "table_markdown": table(runs)}, args.out)
-    print(table([result]))
-    print(f"results -> {args.out}")
+    append_run("scale", result, args.out, table)
 
 
 if __name__ == "__main__":

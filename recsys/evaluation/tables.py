@@ -3,6 +3,7 @@ results file opens with (what ran, when, on which code and machine)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -84,4 +85,14 @@ def publish(result: dict, out: Path) -> None:
     """Write a benchmark's results to ``out`` and print its table and where it went."""
     write_json(result, out)
     print(result["table_markdown"])
+    print(f"results -> {out}")
+
+
+def append_run(benchmark: str, record: dict, out: Path, table) -> None:
+    """Add one run's ``record`` to the runs already in ``out`` (one record per run, with its
+    settings), the file's table made by ``table(runs)``; print this run's table."""
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    runs = [*previous.get("runs", []), record]
+    write_json({"benchmark": benchmark, "runs": runs, "table_markdown": table(runs)}, out)
+    print(table([record]))
     print(f"results -> {out}")

@@ -178,3 +178,19 @@ def test_the_multinode_run_takes_its_own_options_and_passes_the_rest_to_scale():
     assert mine == {"--nodes": 3, "--cpus-per-node": 1}
     assert rest == ["--interactions=20000"]
     assert _split_args([]) == ({"--nodes": 2, "--cpus-per-node": 2}, [])
+
+
+def test_a_run_is_appended_to_the_runs_already_recorded(tmp_path, capsys):
+    from recsys.evaluation.tables import append_run
+
+    out = tmp_path / "scale.json"
+
+    def table(runs):
+        return "\n".join(f"| {r['n']} |" for r in runs)
+
+    append_run("scale", {"n": 1}, out, table)
+    append_run("scale", {"n": 2}, out, table)
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "scale" and [r["n"] for r in result["runs"]] == [1, 2]
+    assert result["table_markdown"] == "| 1 |\n| 2 |"
+    assert capsys.readouterr().out.splitlines()[-2:] == ["| 2 |", f"results -> {out}"]
