@@ -178,6 +178,7 @@ def _write_interactions(
 ) -> tuple[str, int, int]:
     user_ids, item_ids = ids_of("u", config.n_users), ids_of("i", config.n_items)
     user_cdf, item_cdf = _cdf(world.activity), _cdf(world.popularity)
+    moved_cdf = _cdf(world.moved) if config.trend else None
     seen_users = np.zeros(config.n_users, dtype=bool)
     seen_items = np.zeros(config.n_items, dtype=bool)
     previous = np.full(config.n_users, -1, dtype=np.int64)  # each user's latest item
@@ -192,7 +193,8 @@ def _write_interactions(
         for lo in range(0, total, config.chunk_size):
             n = min(config.chunk_size, total - lo)
             if config.sequence or config.trend:
-                users, items, affinity = _draw_moving(world, config, rng, lo, n, previous)
+                cdfs = (user_cdf, item_cdf, moved_cdf)
+                users, items, affinity = _draw_moving(world, config, cdfs, rng, lo, n, previous)
             else:  # the independent world: a chunk in one draw
                 users = _sample(user_cdf, rng, n)  # (n,)
                 cands = _sample(item_cdf, rng, n * N_CANDIDATES).reshape(n, N_CANDIDATES)
@@ -222,17 +224,17 @@ def _write_interactions(
 def _draw_moving(
     world: World,
     config: SynthConfig,
+    cdfs: tuple[np.ndarray, np.ndarray, np.ndarray | None],
     rng: np.random.Generator,
     lo: int,
     n: int,
     previous: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows ``lo .. lo + n`` of a world with ``sequence`` or ``trend``: users (n,), items (n,),
-    affinity (n,), in blocks; ``previous`` (each user's latest item, -1 before the first) is
-    read and updated."""
-    user_cdf, base_cdf, moved_cdf = _cdf(world.activity), _cdf(world.popularity), None
-    if config.trend:
-        moved_cdf = _cdf(world.moved)
+    affinity (n,), in blocks. ``cdfs``: the users', the items' and (with ``trend``) the second
+    ranking's; ``previous`` (each user's latest item, -1 before the first) is read and
+    updated."""
+    user_cdf, base_cdf, moved_cdf = cdfs
     users, items = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     affinity = np.empty(n)
     step = _sequence_block(config.n_users)
