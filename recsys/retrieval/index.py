@@ -49,8 +49,7 @@ class IndexConfig:
     exact_max_items: int = 50_000  # up to this many items: exact inner product (IndexFlatIP)
     kind: str = "auto"  # "auto" | "flat" | "hnsw" | "ivf"
     # "auto" | "fp32" | "fp16" | "int8": how each item's vector is stored. "auto": fp32 up to
-    # exact_max_items items, int8 above (at 200k items, end to end, int8 kept the served
-    # model's recall@100 within 1% of fp32 at a quarter of the bytes: README, At scale)
+    # exact_max_items items, int8 above (why, measured end to end: the README, At scale)
     precision: str = "auto"
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
@@ -66,7 +65,7 @@ class IndexConfig:
             raise RecsysError(f"IndexConfig.kind: {self.kind!r} is not one of {list(KINDS)}")
         if self.precision not in (*PRECISIONS, "auto"):
             raise RecsysError(
-                f"IndexConfig.precision: {self.precision!r} is not one of {list(PRECISIONS)}"
+                f"IndexConfig.precision: {self.precision!r} is not one of {[*PRECISIONS, 'auto']}"
             )
         for name, value in asdict(self).items():
             if name in ("kind", "precision", "seed", "ivf_nlist", "exact_max_items"):
