@@ -3,8 +3,9 @@
 Synthetic data (1M users x 200k items by default); every side trains the same ``TwoTowerNet``
 with the same examples, batch size, embedding sizes and in-batch softmax loss.
 
-(a) ours: ``train_two_tower`` through Ray Train (SparseAdam on the id tables, AdamW on the rest,
-    Ray Data feeding the workers), with 1 worker and with 2 (``--workers``); examples/s is
+(a) ours: ``train_two_tower`` through Ray Train (SparseAdam on the id tables, AdamW on the rest),
+    with 1 worker and with 2 (``--workers``), each worker's share of the examples held in
+    memory, and (``--feeds memory stream``) streamed by Ray Data as well, forced; examples/s is
     measured inside the workers over the last epoch.
 (b) the strongest plain baseline: one process, the same sparse embedding tables and the same
     optimisers (``recsys.models.neural.make_optimizers``: SparseAdam + AdamW), shuffled
@@ -43,9 +44,10 @@ from recsys.data.synthetic import generate
 from recsys.data.synthetic_config import SynthConfig
 from recsys.evaluation.tables import results_header
 from recsys.files import write_json
-from recsys.models.neural import make_optimizers, numpy_batches
+from recsys.models.neural import make_optimizers, shuffled_slices
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower.model import TwoTower, to_batch
+from recsys.training import ray_trainer
 from recsys.training.two_tower import RayRun, train_two_tower
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
@@ -125,24 +127,33 @@ def make_data(args: argparse.Namespace, directory: Path) -> dict[str, pd.DataFra
     return {k: pd.read_parquet(paths[k]) for k in ("interactions", "users", "items")}
 
 
-def run_ours(data: dict, cfg: TwoTowerConfig, storage: Path, use_gpu: bool, workers: int) -> dict:
-    """Ray Train with ``workers`` workers: examples/s of the last epoch as the workers measure
-    it (rank 0's share of the examples and epoch time, times the workers: they step in lockstep
-    under DDP), wall time including Ray start."""
+def run_ours(
+    data: dict, cfg: TwoTowerConfig, storage: Path, use_gpu: bool, workers: int, feed: str
+) -> dict:
+    """Ray Train with ``workers`` workers fed from memory or by Ray Data (``feed``):
+    examples/s of the last epoch as the workers measure it (rank 0's share of the examples and
+    epoch time, times the workers: they step in lockstep under DDP), wall time including Ray
+    start."""
     run = RayRun(
         storage_path=str(storage),
-        name=f"throughput-{workers}",
+        name=f"throughput-{workers}-{feed}",
         use_gpu=use_gpu,
         num_workers=workers,
     )
+    limit = ray_trainer.IN_MEMORY_MAX_BYTES
+    ray_trainer.IN_MEMORY_MAX_BYTES = limit if feed == "memory" else -1
     t0 = time.perf_counter()
-    with PeakRss() as rss:
-        model = train_two_tower(data["interactions"], data["users"], data["items"], cfg, run)
+    try:
+        with PeakRss() as rss:
+            model = train_two_tower(data["interactions"], data["users"], data["items"], cfg, run)
+    finally:
+        ray_trainer.IN_MEMORY_MAX_BYTES = limit
     wall_s = time.perf_counter() - t0
     m = model.training_log["metrics"]
     examples = m["examples"] * workers  # rank 0 reports its shard
     return {
-        "trainer": f"ours: Ray Train, {workers} worker{'s' if workers > 1 else ''}",
+        "trainer": f"ours: Ray Train, {workers} worker{'s' if workers > 1 else ''}, {feed}",
+        "feed": feed,
         "optimiser": "SparseAdam (id tables) + AdamW",
         "workers": workers,
         "examples_per_s": m["examples_per_s"] * workers,
@@ -153,8 +164,8 @@ def run_ours(data: dict, cfg: TwoTowerConfig, storage: Path, use_gpu: bool, work
         "loss": m["loss"],
         "wall_s_with_ray_start": wall_s,
         "examples_per_s_wall": cfg.epochs * examples / wall_s,
-        "threads": "1 per worker (Ray sets OMP_NUM_THREADS=1 for a 1-CPU worker); Ray Data "
-        "runs beside them",
+        "threads": "1 per worker (Ray sets OMP_NUM_THREADS=1 for a 1-CPU worker)"
+        + ("; Ray Data runs beside them" if feed == "stream" else ""),
         "worker_cpu_s": rss.worker_cpu_s,
         "peak_rss_mb": rss.worker / MB,
         "peak_rss_driver_mb": rss.driver / MB,
@@ -174,8 +185,8 @@ def dense_loss(model: TwoTower, counts, device: str):
 def endless_batches(rows: dict, batch_size: int, seed: int, device: str):
     """Shuffled in-memory batches, epoch after epoch."""
     for epoch in itertools.count():
-        for batch in numpy_batches(rows, batch_size, seed=seed + epoch, to_batch=to_batch):
-            yield {k: v.to(device) for k, v in batch.items()}
+        for idx in shuffled_slices(len(rows["uid"]), batch_size, seed + epoch):
+            yield to_batch({k: v[idx] for k, v in rows.items()}, device)
 
 
 def timed_steps(loss, opts, batches, warmup: int, steps: int, device: str) -> dict[str, float]:
@@ -274,6 +285,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--epochs", type=int, default=1, help="ours; examples/s is the last epoch's")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="ours, per count")
+    p.add_argument(
+        "--feeds",
+        nargs="+",
+        choices=["memory", "stream"],
+        default=["memory"],
+        help="ours, per feed: each worker's share in memory (the default for shares up to "
+        "4 GiB), or streamed by Ray Data",
+    )
     p.add_argument("--baseline-steps", type=int, default=30, help="the dense loop's")
     p.add_argument("--sparse-steps", type=int, default=300, help="the sparse loop's")
     p.add_argument("--baseline-warmup", type=int, default=3)
@@ -294,15 +313,20 @@ def main() -> None:
     cfg = TwoTowerConfig(epochs=args.epochs, batch_size=args.batch_size, use_gpu=args.gpu)
     cfg = dataclasses.replace(cfg, val_share=0.0, patience=0, history_len=20, loss="softmax")
     t_start, load_start = time.perf_counter(), os.getloadavg()[0]
-    # One logical CPU per worker and one for Ray Data's reads: with 2 workers on 2 cores the
-    # logical CPUs over-subscribe the cores, and the scaling figure says what that gives.
-    ensure_ray(num_cpus=max(args.workers) + 1)
+    # One logical CPU per worker and one for Ray Data's reads (where a feed streams): with 2
+    # workers on 2 cores the logical CPUs over-subscribe the cores, and the scaling figure says
+    # what that gives.
+    ensure_ray(num_cpus=max(args.workers) + int("stream" in args.feeds))
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         t0 = time.perf_counter()
         data = make_data(args, Path(tmp) / "data")
         gen_s = time.perf_counter() - t0
         baselines = run_baselines(data, cfg, args, device)
-        ours = [run_ours(data, cfg, Path(tmp) / "ray", args.gpu, n) for n in args.workers]
+        ours = [
+            run_ours(data, cfg, Path(tmp) / "ray", args.gpu, n, feed)
+            for feed in args.feeds
+            for n in args.workers
+        ]
     ray.shutdown()
     one = ours[0]
     sparse = next(b for b in baselines if b["sparse"] and b["threads"] == 1)
@@ -310,7 +334,10 @@ def main() -> None:
     best_dense = max((b for b in baselines if not b["sparse"]), key=lambda b: b["examples_per_s"])
     ratio = one["examples_per_s"] / dense["examples_per_s"]
     overhead = 1 - one["examples_per_s"] / sparse["examples_per_s"]
-    scaling = {f"{r['workers']}_workers": r["examples_per_s"] / one["examples_per_s"] for r in ours}
+    scaling = {
+        f"{r['workers']}_workers_{r['feed']}": r["examples_per_s"] / one["examples_per_s"]
+        for r in ours
+    }
     table = markdown(ours, baselines)
     result = {
         **results_header("train_throughput", accelerator=gpu),
@@ -350,8 +377,9 @@ def main() -> None:
         print(f"{kind} step, {b['threads']} thread(s): {b['step_s'] * 1e3:.0f} ms ({shares})")
     for r in ours:
         print(
-            f"ours, {r['workers']} worker(s): wall {r['wall_s_with_ray_start']:.0f} s with Ray "
-            f"start-up and preparation; peak RSS: driver {r['peak_rss_driver_mb']:,.0f} MB, all "
+            f"ours, {r['workers']} worker(s), {r['feed']}: wall "
+            f"{r['wall_s_with_ray_start']:.0f} s with Ray start-up and preparation; peak RSS: "
+            f"driver {r['peak_rss_driver_mb']:,.0f} MB, all "
             f"Ray processes together {r['peak_rss_all_processes_mb']:,.0f} MB (shared pages "
             "counted once per process)"
         )

@@ -6,6 +6,7 @@ worker (``recsys.training``), so the two paths cannot drift apart.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import random
 import time
@@ -94,19 +95,26 @@ class EarlyStopping:
         return {"best": self.best, "best_epoch": self.best_epoch, "history": self.history}
 
 
-def numpy_batches(
-    arrays: dict[str, np.ndarray],
-    batch_size: int,
-    *,
-    seed: int,
-    to_batch: Callable[[dict[str, np.ndarray]], Batch],
-) -> Iterator[Batch]:
-    """Shuffled mini-batches from in-memory arrays (the in-process path's data source)."""
-    n = len(next(iter(arrays.values())))
+def shuffled_slices(n: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """Row indices of an epoch's batches: a seeded permutation of ``n`` rows, cut in order."""
     order = np.random.default_rng(seed).permutation(n)
     for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        yield to_batch({k: v[idx] for k, v in arrays.items()})
+        yield order[start : start + batch_size]
+
+
+def epoch_batches(
+    model, rows: dict[str, np.ndarray], seed: int, device="cpu", limit: int | None = None
+) -> Iterator[Batch]:
+    """One epoch's batches of in-memory example columns: the rows ``model.batch_indices``
+    picks for each (at most ``limit`` batches), as ``model.batch`` tensors on ``device``. The
+    in-process fit and a Ray Train worker holding its shard in memory both iterate this."""
+    for idx in itertools.islice(model.batch_indices(rows, seed), limit):
+        yield model.batch({k: v[idx] for k, v in rows.items()}, device)
+
+
+def fit_in_memory(model, loss: nn.Module, rows: dict[str, np.ndarray], val) -> dict:
+    """``model``'s epochs in this process over in-memory ``rows`` (epoch e seeded seed + e)."""
+    return model.run_epochs(lambda e: epoch_batches(model, rows, model.config.seed + e), loss, val)
 
 
 def ranking_ndcg(scores: np.ndarray, positives: np.ndarray, k: int = 10) -> float:

@@ -27,7 +27,8 @@ class Trainable(Protocol):
 
     The driver stages the examples (``example_order``, ``loss_args``), sends a
     ``worker_copy`` to each worker, which builds the network, wraps it in its loss and runs
-    the shared epoch loop on its shard's batches; the best weights come back through
+    the shared epoch loop on its share's batches (``batch_indices`` in memory, as in-process;
+    ``shuffle_buffer`` where the share is streamed); the best weights come back through
     ``load_state``, the run's metrics as ``training_log``.
     """
 
@@ -50,11 +51,15 @@ class Trainable(Protocol):
     def batch(self, arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") -> Any:
         """A batch of tensors on ``device`` from a dict of example columns."""
 
+    def batch_indices(self, rows: dict[str, np.ndarray], seed: int, /) -> Iterable[np.ndarray]:
+        """The row indices of each of an epoch's batches over in-memory ``rows`` (seeded)."""
+
     def example_order(self, rows: dict[str, np.ndarray], seed: int) -> np.ndarray:
         """The order the examples are staged in (a shuffle; whole users for a listwise loss)."""
 
     def shuffle_buffer(self) -> int | None:
-        """The local shuffle buffer of a worker's batches (None: keep the staged order)."""
+        """The local shuffle buffer of a worker's streamed batches (None: keep the staged
+        order)."""
 
     def validate(self, val: Any, /) -> float:
         """The early-stopping metric on the validation rows (higher is better)."""

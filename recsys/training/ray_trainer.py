@@ -1,10 +1,13 @@
 """Neural models trained by Ray Train's ``TorchTrainer`` (two-tower, ranker).
 
-Examples reach the workers as Ray Data shards (``read_parquet`` → ``iter_torch_batches``); each
-epoch reports its metrics and a checkpoint (current weights, optimiser and early-stopping state,
-the best weights so far) to ``storage_path/run_name``. Launching again with ``resume=True``
-and the same run name continues from the latest checkpoint: Ray Train V2 restores the run's
-checkpoint manager from storage and ``ray.train.get_checkpoint()`` hands it to the loop.
+The driver stages the examples as one parquet file; each worker reads its share into memory and
+iterates it as the in-process fit does (``recsys.models.neural.epoch_batches``), or, where a
+share is larger than ``IN_MEMORY_MAX_BYTES``, streams it as a Ray Data shard
+(``read_parquet`` → ``iter_torch_batches``). Each epoch reports its metrics and a checkpoint
+(current weights, optimiser and early-stopping state, the best weights so far) to
+``storage_path/run_name``. Launching again with ``resume=True`` and the same run name continues
+from the latest checkpoint: Ray Train V2 restores the run's checkpoint manager from storage and
+``ray.train.get_checkpoint()`` hands it to the loop.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pyarrow.parquet as pq
 import torch
 
 from recsys.config import RecsysError, ensure_ray
+from recsys.models.neural import epoch_batches
 from recsys.models.trainable import Trainable
 from recsys.training.runs import RayRun, delete_dir, storage_filesystem
 
@@ -29,6 +33,10 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 FAIL_AT_EPOCH_ENV = "RECSYS_FAIL_AT_EPOCH"  # crash injection, for the resume test
 WRITE_ROWS = 1 << 20  # examples reordered and written per slice
+ROW_GROUP_ROWS = 65_536
+# A worker holds its share of the examples in memory up to this size; past it Ray Data streams
+# them (20M interactions of the two-tower's examples are 1.5 GiB: held).
+IN_MEMORY_MAX_BYTES = 4 << 30
 
 
 def _train_loop(cfg: dict) -> None:
@@ -49,19 +57,18 @@ def _train_loop(cfg: dict) -> None:
         start, state = saved["state"]["epoch"] + 1, saved["state"]
     loss = loss.to(device)
     trained = ray.train.torch.prepare_model(loss, move_to_device=False)
-    shard = ray.train.get_dataset_shard("train")
-    rank = ray.train.get_context().get_world_rank()
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
     fail_at = cfg["fail_at_epoch"]
+    staged: StagedExamples = cfg["staged"]
+    if staged.in_memory:
+        rows = read_share(staged, rank, world)
+        steps = _common_steps(model, rows, world)
 
-    shuffle = model.shuffle_buffer()
-
-    def batches(epoch: int):
-        return shard.iter_torch_batches(
-            batch_size=model.config.batch_size,
-            local_shuffle_buffer_size=shuffle,
-            local_shuffle_seed=model.config.seed + epoch if shuffle else None,
-            collate_fn=lambda arrays: model.batch(arrays, device),
-        )
+        def batches(epoch: int):
+            return epoch_batches(model, rows, model.config.seed + epoch, device, steps)
+    else:
+        batches = _streamed_batches(model, device)
 
     def on_epoch(epoch: int, metrics: dict, st: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -78,18 +85,67 @@ def _train_loop(cfg: dict) -> None:
     )
 
 
-def require_room_for_data(num_workers: int) -> None:
-    """Each worker holds a CPU for the whole run and Ray Data's reads need one more: on a
-    local Ray without it the run waits for ever. Fail at once instead, naming the numbers. (A
-    cluster joined through ``RAY_ADDRESS`` may autoscale: it is left to grow.)"""
+def _streamed_batches(model: Trainable, device):
+    """Epoch → this worker's batches from its Ray Data shard (examples too large to hold)."""
+    import ray.train
+
+    shard = ray.train.get_dataset_shard("train")
+    shuffle = model.shuffle_buffer()
+
+    def batches(epoch: int):
+        return shard.iter_torch_batches(
+            batch_size=model.config.batch_size,
+            local_shuffle_buffer_size=shuffle,
+            local_shuffle_seed=model.config.seed + epoch if shuffle else None,
+            collate_fn=lambda arrays: model.batch(arrays, device),
+        )
+
+    return batches
+
+
+def read_share(staged: StagedExamples, rank: int, world: int) -> dict[str, np.ndarray]:
+    """Worker ``rank``'s share of the staged examples, in memory: ``rows // world`` rows in
+    a row, the staged order's ``rank``-th slice (the last ``rows % world`` rows are left out,
+    so that every worker holds as many)."""
+    file = pq.ParquetFile(staged.filesystem.open_input_file(staged.path))
+    share = file.metadata.num_rows // world
+    lo, hi = rank * share, (rank + 1) * share
+    parts, start = [], 0
+    for group in range(file.num_row_groups):
+        end = start + file.metadata.row_group(group).num_rows
+        if start < hi and end > lo:
+            table = file.read_row_group(group)
+            parts.append(table.slice(max(lo - start, 0), min(hi, end) - max(lo, start)))
+        start = end
+    table = pa.concat_tables(parts) if parts else file.schema_arrow.empty_table()
+    return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+def _common_steps(model: Trainable, rows: dict[str, np.ndarray], world: int) -> int | None:
+    """The batches every worker runs in an epoch: the fewest any worker's share makes (DDP
+    waits on every worker at every step; listwise batches of whole users vary in number)."""
+    if world == 1:
+        return None
+    import torch.distributed as dist
+
+    mine = torch.tensor(sum(1 for _ in model.batch_indices(rows, model.config.seed)))
+    dist.all_reduce(mine, op=dist.ReduceOp.MIN)
+    return int(mine)
+
+
+def require_room_for_data(num_workers: int, reads: bool = True) -> None:
+    """Each worker holds a CPU for the whole run and Ray Data's reads (``reads``: the examples
+    are streamed) need one more: on a local Ray without them the run waits for ever. Fail at
+    once instead, naming the numbers. (A cluster joined through ``RAY_ADDRESS`` may autoscale:
+    it is left to grow.)"""
     import ray
 
-    cpus = ray.cluster_resources().get("CPU", 0)
-    if not os.environ.get("RAY_ADDRESS") and cpus < num_workers + 1:
+    cpus, needed = ray.cluster_resources().get("CPU", 0), num_workers + int(reads)
+    if not os.environ.get("RAY_ADDRESS") and cpus < needed:
+        why = "one per worker and one for Ray Data's reads" if reads else "one per worker"
         raise RecsysError(
-            f"num_workers={num_workers} needs at least {num_workers + 1} CPUs in the local Ray "
-            f"(one per worker and one for Ray Data's reads); it has {cpus:g}: use fewer workers "
-            "or a Ray cluster (RAY_ADDRESS)"
+            f"num_workers={num_workers} needs at least {needed} CPUs in the local Ray "
+            f"({why}); it has {cpus:g}: use fewer workers or a Ray cluster (RAY_ADDRESS)"
         )
 
 
@@ -102,6 +158,7 @@ class StagedExamples:
     filesystem: pafs.FileSystem
     base: str  # the storage path in that filesystem (the run's checkpoints go under it)
     loss_args: object  # what the model's loss needs from the whole set (e.g. item counts)
+    in_memory: bool  # each worker reads its share into memory (else Ray Data streams it)
 
 
 def stage_examples(
@@ -116,7 +173,9 @@ def stage_examples(
     directory = f"{base}/{run.name}-examples"
     order = model.example_order(fit_rows, model.config.seed)
     path = _write_examples(fit_rows, order, fs, directory)
-    return StagedExamples(path, directory, fs, base, model.loss_args(fit_rows))
+    share = sum(v.nbytes for v in fit_rows.values()) / max(run.num_workers, 1)
+    in_memory = share <= IN_MEMORY_MAX_BYTES
+    return StagedExamples(path, directory, fs, base, model.loss_args(fit_rows), in_memory)
 
 
 def fit_on_ray(model: Trainable, fit_rows: dict[str, np.ndarray], val, run: RayRun) -> Trainable:
@@ -134,13 +193,14 @@ def fit_staged(model: Trainable, staged: StagedExamples, val, run: RayRun) -> Tr
     from ray.train.torch import TorchTrainer
 
     ensure_ray()
-    require_room_for_data(run.num_workers)
+    require_room_for_data(run.num_workers, reads=not staged.in_memory)
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={
             "model": model.worker_copy(),
             "val": val,
             "loss_args": staged.loss_args,
+            "staged": staged,
             # Read on the driver: workers keep the environment Ray started with.
             "fail_at_epoch": int(os.environ.get(FAIL_AT_EPOCH_ENV, "-1")),
         },
@@ -152,7 +212,7 @@ def fit_staged(model: Trainable, staged: StagedExamples, val, run: RayRun) -> Tr
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=0),
         ),
-        datasets={"train": _read_examples(staged)},
+        datasets=None if staged.in_memory else {"train": _read_examples(staged)},
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
@@ -191,5 +251,5 @@ def _write_examples(
         for start in range(0, max(len(order), 1), WRITE_ROWS):
             part = order[start : start + WRITE_ROWS]
             table = pa.table({k: v[part] for k, v in rows.items()}, schema=schema)
-            writer.write_table(table, row_group_size=65_536)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
     return path

@@ -176,10 +176,14 @@ def test_the_local_rays_train_controllers_poll_at_the_short_interval(ray_session
 
 
 def test_more_workers_than_a_local_ray_can_feed_fail_at_once(ray_session, monkeypatch):
-    """Two workers on a 2-CPU local Ray leave no CPU for Ray Data's reads: the run would wait
-    for ever, so it is refused with the numbers."""
+    """Workers that stream their examples leave no CPU for Ray Data's reads when they take
+    every CPU of a 2-CPU local Ray; workers that hold them in memory can take every CPU, no
+    more. Either run would wait for ever, so it is refused with the numbers."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cpus = int(ray_session.cluster_resources()["CPU"])
     require_room_for_data(cpus - 1)
     with pytest.raises(RecsysError, match=rf"num_workers={cpus} needs at least {cpus + 1} CPUs"):
         require_room_for_data(cpus)
+    require_room_for_data(cpus, reads=False)
+    with pytest.raises(RecsysError, match=rf"at least {cpus + 1} CPUs in the local Ray .one per"):
+        require_room_for_data(cpus + 1, reads=False)

@@ -32,6 +32,7 @@ from recsys.data.split import temporal_split
 from recsys.models.multistage.candidates import candidate_pairs
 from recsys.models.multistage.ranker_inputs import features
 from recsys.models.multistage.sources import Sources
+from recsys.models.neural import fit_in_memory
 from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker, RankingRows
 from recsys.models.trainable import Trainable
@@ -56,7 +57,7 @@ class StageTrainer:
         if isinstance(ranker, GBDTRanker):
             return ranker.fit_in_process(fit_rows, val)
         loss = ranker.loss_module()
-        ranker.run_epochs(lambda e: ranker.batches(fit_rows, ranker.config.seed + e), loss, val)
+        fit_in_memory(ranker, loss, fit_rows, val)
         ranker.net.eval()
         return ranker
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.models.encoding import MAX_GENRES
-from recsys.models.neural import Batch, numpy_batches, run_epochs, seed_everything
+from recsys.models.neural import Batch, run_epochs, seed_everything, shuffled_slices
 from recsys.ndcg import mean_ndcg
 
 WEIGHTS_FILE = "ranker.pt"
@@ -242,13 +242,12 @@ class DCNRanker:
     def shuffle_buffer(self) -> int | None:
         return 4 * self.config.batch_size if self.config.loss == "bce" else None
 
-    def batches(self, rows: dict[str, np.ndarray], seed: int):
-        """Shuffled batches; for the listwise loss, of whole users in a shuffled user order."""
+    def batch_indices(self, rows: dict[str, np.ndarray], seed: int):
+        """An epoch's batches, shuffled (seeded); for the listwise loss, of whole users
+        (``users_per_batch`` of them) in a shuffled user order."""
         if self.config.loss == "bce":
-            yield from numpy_batches(rows, self.config.batch_size, seed=seed, to_batch=self.batch)
-            return
-        for idx in user_batches(rows["group"], self.config.users_per_batch, seed):
-            yield self.batch({k: v[idx] for k, v in rows.items()})
+            return shuffled_slices(len(rows["iid"]), self.config.batch_size, seed)
+        return user_batches(rows["group"], self.config.users_per_batch, seed)
 
     @torch.no_grad()
     def validate(self, val: dict[str, np.ndarray] | None) -> float:

@@ -29,7 +29,13 @@ from recsys.models.encoding import (
     profile_samples,
 )
 from recsys.models.manifest import StateSpec
-from recsys.models.neural import numpy_batches, ranking_ndcg, run_epochs, seed_everything
+from recsys.models.neural import (
+    fit_in_memory,
+    ranking_ndcg,
+    run_epochs,
+    seed_everything,
+    shuffled_slices,
+)
 from recsys.models.two_tower.towers import Batch, TwoTowerConfig, TwoTowerLoss, TwoTowerNet
 from recsys.retrieval import ItemIndex
 from recsys.state.offline import states_from_interactions
@@ -177,6 +183,10 @@ class TwoTower(Recommender):
     def batch(self, arrays: dict[str, np.ndarray], device="cpu") -> Batch:
         return to_batch(arrays, device)
 
+    def batch_indices(self, rows: dict[str, np.ndarray], seed: int):
+        """An epoch's batches: the examples shuffled anew (seeded), ``batch_size`` at a time."""
+        return shuffled_slices(len(rows["uid"]), self.config.batch_size, seed)
+
     def example_order(self, rows: dict[str, np.ndarray], seed: int) -> np.ndarray:
         """Examples are shuffled once on disk, then again within a buffer each epoch."""
         return np.random.default_rng(seed).permutation(len(rows["uid"]))
@@ -191,13 +201,7 @@ class TwoTower(Recommender):
         ex = self.prepare(train, users, items)
         fit_rows, val = self.split_validation(ex)
         loss = self.loss_module(self.item_counts(fit_rows))
-        self.run_epochs(
-            lambda epoch: numpy_batches(
-                fit_rows, self.config.batch_size, seed=self.config.seed + epoch, to_batch=to_batch
-            ),
-            loss,
-            val,
-        )
+        fit_in_memory(self, loss, fit_rows, val)
         self.finalize()
 
     def finalize(self, index: ItemIndex | None = None) -> None:

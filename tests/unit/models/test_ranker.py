@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.models.encoding import MAX_GENRES
+from recsys.models.neural import fit_in_memory
 from recsys.models.rankers.dcn import (
     DENSE_FEATURES,
     CrossLayer,
@@ -89,7 +90,7 @@ def top_per_user(users: np.ndarray, values: np.ndarray, n_pos: int) -> np.ndarra
 
 def fit_in_process(ranker: DCNRanker, fit_rows: dict, val) -> dict:
     loss = ranker.loss_module()
-    return ranker.run_epochs(lambda e: ranker.batches(fit_rows, ranker.config.seed + e), loss, val)
+    return fit_in_memory(ranker, loss, fit_rows, val)
 
 
 class FixedLogits(nn.Module):
