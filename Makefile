@@ -77,7 +77,7 @@ benchmark-replica-loss: $(VENV)/.installed
 
 # Two-tower examples/s on Ray Train (1 and 2 workers) against plain PyTorch loops.
 benchmark-train: $(VENV)/.installed
-	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py --feeds memory stream
 
 # The loop on synthetic data at scale (1M interactions; --interactions for another size).
 benchmark-scale: $(VENV)/.installed

@@ -1,5 +1,5 @@
 """Serve operations: the Serve config (build, apply), start (locally or on a cluster), switch
-the model version in place, wait until ready.
+the model version or the experiment in place, wait until ready.
 
 This speaks only Ray Serve's declarative API (the same one ``serve run config.yaml``, the
 dashboard's ``serve deploy`` and KubeRay use); it never imports ``serving/`` — the Serve
@@ -134,11 +134,7 @@ def apply(config: dict, *, wait_s: float = 300) -> None:
 
 def start(config: dict, *, wait_s: float = 300) -> str:
     """Deploy ``config`` (starting Serve if needed), wait until the app is RUNNING and, when
-    it names a model version, until ``/readyz`` answers 200.
-
-    Returns:
-        The app's URL from this machine.
-    """
+    it names a model version, until ``/readyz`` answers 200; return its URL from here."""
     apply(config, wait_s=wait_s)
     url = local_url(config["http_options"])
     app = next(a for a in config["applications"] if a["name"] == APP)
@@ -278,10 +274,15 @@ def live_config() -> dict:
 
 
 def set_version(version: str, *, wait_s: float = 300) -> dict:
-    """Serve ``version`` everywhere: the live config with a new ``user_config`` (in place)."""
+    """Serve ``version`` everywhere (an experiment running ends with it)."""
+    return set_user_config({"model_version": version}, wait_s=wait_s)
+
+
+def set_user_config(user_config: dict, *, wait_s: float = 300) -> dict:
+    """The live config with every deployment's ``user_config`` (replicas reload in place)."""
     config = live_config()
     for deployment in config["applications"][0]["deployments"]:
-        deployment["user_config"] = {"model_version": version}
+        deployment["user_config"] = user_config
     apply(config, wait_s=wait_s)
     return config
 

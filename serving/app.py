@@ -31,14 +31,21 @@ from ray.serve import Application
 
 from recsys import recommend
 from recsys.config import recsys_home
+from recsys.experiments.spec import Experiment
 from recsys.features.events import Event, EventIngestor, EventLog
 from recsys.recommend import batch
 from recsys.recommend.batch import Ask, Served
-from serving import guard, openapi, telemetry
+from serving import arms, guard, openapi, telemetry
 from serving.http_api import PROBLEMS, EventAccepted, Health, Readiness, api
 from serving.predlog import PredictionLog, prediction_record
 from serving.runtime import NotReady, Runtime, model_cache
-from serving.schemas import AppArgs, ModelSelection, Problem, RecommendRequest, RecommendResponse
+from serving.schemas import (
+    AppArgs,
+    ModelSelection,
+    Problem,
+    RecommendRequest,
+    RecommendResponse,
+)
 
 log = logging.getLogger("ray.serve")
 STAGE_OPTIONS = {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 64}
@@ -46,8 +53,8 @@ STAGE_OPTIONS = {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests":
 BATCHING = {f: AppArgs.model_fields[f].default for f in ("max_batch_size", "batch_wait_timeout_s")}
 
 
-def _selection(config: dict) -> str | None:
-    return ModelSelection.model_validate(config or {}).model_version
+def _selection(config: dict) -> ModelSelection:
+    return ModelSelection.model_validate(config or {})
 
 
 def _cause(exc: Exception) -> Exception:
@@ -65,10 +72,10 @@ class Stage:
         self.version: str | None = None
 
     def reconfigure(self, config: dict) -> None:
-        version = _selection(config)
-        if version:
+        selection = _selection(config)
+        for version in selection.versions():
             self.models.get(version)  # load before switching; the old one is kept
-        self.version = version
+        self.version = selection.model_version
 
     def ready(self, version: str) -> str:
         self.models.get(version)
@@ -136,6 +143,7 @@ class Ingress:
         directory = self.args.prediction_log_dir or recsys_home() / "predictions"
         self.predictions = PredictionLog(directory)
         self.version: str | None = None
+        self.experiment: Experiment | None = None
         self.load_error = ""
         self._events = None
         self._batch.set_max_batch_size(self.args.max_batch_size)
@@ -143,17 +151,17 @@ class Ingress:
         guard.configure(guard.GuardSettings.from_env(self.args.max_body_bytes))
 
     def reconfigure(self, config: dict) -> None:
-        version = _selection(config)
+        selection = _selection(config)
         try:
-            if version:
+            for version in selection.versions():
                 self.models.get(version)
             self.load_error = ""
         except Exception as exc:  # keep serving the old version; /readyz says why
             self.load_error = f"model {version}: {exc}"
             log.exception("cannot load model %s", version)
             return
-        self.version = version
-        self.telemetry.set_version(version)
+        self.version, self.experiment = selection.model_version, selection.experiment
+        self.telemetry.set_version(self.version)
 
     # -- routes ------------------------------------------------------------------------
     @api.get("/openapi.json", include_in_schema=False)
@@ -204,11 +212,14 @@ class Ingress:
     )
     async def recommend(self, body: RecommendRequest) -> RecommendResponse:
         t0 = time.perf_counter()
-        version = self.version
+        version, experiment = self.version, self.experiment
         if version is None:
             raise HTTPException(503, "no model loaded yet")
+        request_id = self.predictions.new_id()
         try:
-            served = await self._run_stages(Ask(version, body.user_id, body.request()))
+            version, served, arm = await arms.serve(
+                self._run_stages, version, experiment, body, request_id
+            )
         except Exception as exc:
             cause = _cause(exc)  # one raised in another deployment arrives wrapped
             if isinstance(cause, recommend.BadRequest):
@@ -224,8 +235,9 @@ class Ingress:
             items=served.answer.items,
             cold_start=served.answer.cold_start,
             took_ms=round(took_ms, 3),
+            experiment=arm,
         )
-        self._observe(body, response, served, took_ms)
+        self._observe(request_id, body, response, served, took_ms)
         return response
 
     @api.post(
@@ -290,14 +302,14 @@ class Ingress:
             self._compute, batch.finish, self.models, asks, results, valid, stage1
         )
 
-    def _observe(self, body, response, served: Served, took_ms: float) -> None:
+    def _observe(self, request_id: str, body, response, served: Served, took_ms: float) -> None:
         t = self.telemetry
         t.latency.labels("/recommend").observe(took_ms / 1000)
         for stage, seconds in served.timings.items():
             t.stage.labels(stage).observe(seconds)
         if response.cold_start:
             t.cold_start.inc()
-        record = prediction_record(self.predictions.new_id(), body, response, served, took_ms)
+        record = prediction_record(request_id, body, response, served, took_ms)
         self.predictions.log(record)
 
     def _ingestor(self):

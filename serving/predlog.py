@@ -40,7 +40,7 @@ def prediction_record(
     the app's own, already validated, and the candidate arrays stay numpy until the writer
     thread prints them. A unit test reads the written line back through the schema.
     """
-    return dict(
+    record = dict(
         request_id=request_id,
         ts=datetime.now(UTC),
         request=body.model_dump(),
@@ -57,6 +57,11 @@ def prediction_record(
         latency_ms=round(took_ms, 3),
         stage_ms={k: round(v * 1000, 3) for k, v in served.timings.items()},
     )
+    if response.experiment is not None:  # only then: other lines stay as they were written
+        record |= {"experiment": response.experiment.name, "arm": response.experiment.arm}
+        if response.experiment.teams is not None:
+            record["teams"] = response.experiment.teams
+    return record
 
 
 class PredictionLog:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recsys.config import Strict
+from recsys.experiments.spec import Experiment
 from recsys.recommend.stages import Count, Filters, Recommendation, Request
 
 __all__ = [
     "AppArgs",
+    "ExperimentArm",
     "Filters",
     "ModelSelection",
     "Recommendation",
@@ -43,9 +45,37 @@ class AppArgs(Strict):
 
 class ModelSelection(Strict):
     """Every deployment's ``user_config``: the model version to serve (a directory name under
-    ``model_root``, or a path). Changing it reloads the model in place (``reconfigure``)."""
+    ``model_root``, or a path), and the experiment that runs against it, if any (its control
+    is that version). Changing either reloads in place (``reconfigure``)."""
 
     model_version: str | None = None
+    experiment: Experiment | None = None
+
+    @model_validator(mode="after")
+    def _the_control_is_served(self) -> ModelSelection:
+        if self.experiment is not None and self.experiment.control != self.model_version:
+            raise ValueError(
+                f"experiment {self.experiment.name!r}: its control "
+                f"{self.experiment.control!r} is not the served model_version "
+                f"{self.model_version!r}"
+            )
+        if self.experiment is not None and self.experiment.mode == "shadow":
+            raise ValueError("shadow experiments are not served yet: use split or interleave")
+        return self
+
+    def versions(self) -> list[str]:
+        """What the replicas hold: the served version and the challenger."""
+        held = [self.model_version] if self.model_version else []
+        return held + ([self.experiment.challenger] if self.experiment else [])
+
+
+class ExperimentArm(Strict):
+    """An experiment's part of an answer: its name and the user's arm; ``interleaved`` lists
+    each item's team (the arm whose list placed it)."""
+
+    name: str
+    arm: Literal["control", "challenger", "interleaved"]
+    teams: list[Literal["control", "challenger"]] | None = None
 
 
 class RecommendRequest(Request):
@@ -64,6 +94,7 @@ class RecommendResponse(Strict):
     items: list[Recommendation]
     cold_start: bool
     took_ms: float
+    experiment: ExperimentArm | None = None
 
 
 class Problem(Strict):

@@ -34,6 +34,7 @@ COMMANDS = {
     "pipeline": "recsys.cli.pipeline:pipeline",
     "monitor": "recsys.cli.monitor:monitor",
     "registry": "recsys.cli.registry:registry",
+    "experiment": "recsys.cli.experiment:experiment",
 }
 
 

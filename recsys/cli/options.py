@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from recsys.config import RecsysError
+from recsys.registry import Registry
 
 
 class Number(click.FloatRange):
@@ -89,3 +90,20 @@ def parse_params(pairs: tuple[str, ...]) -> dict:
                 raise RecsysError(f"--param {pair!r}: {part} is already set to a value")
         target[path[-1]] = parsed
     return params
+
+
+def open_registry(uri: str | None) -> Registry:
+    """The registry ``--registry`` names (default ``$RECSYS_REGISTRY``, else
+    ``$RECSYS_HOME/registry``), its URI checked before any command reads it."""
+    if uri is not None and not uri.strip():
+        raise click.BadParameter("an empty registry URI", param_hint="--registry")
+    try:
+        registry = Registry(uri)
+    except RuntimeError as exc:  # "~nobody/...": Path.expanduser knows no such user
+        raise click.BadParameter(f"{uri}: {exc}", param_hint="--registry") from exc
+    if "://" not in registry.uri:  # a local registry is a directory, or a path one can become
+        root = Path(registry.uri)
+        existing = next((p for p in (root, *root.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise RecsysError(f"registry {root}: {existing} is not a directory")
+    return registry

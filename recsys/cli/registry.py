@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from recsys.cli.options import open_registry
 from recsys.config import RecsysError
 from recsys.registry import Champion, Registry
 
@@ -28,23 +29,7 @@ COLUMNS = (("nDCG@10", ("ndcg",)), ("coverage", ("coverage", "catalog_coverage")
 @click.pass_context
 def registry(ctx: click.Context, uri: str | None) -> None:
     """Model versions and the champion pointer that serving follows."""
-    if uri is not None and not uri.strip():
-        raise click.BadParameter("an empty registry URI", param_hint="--registry")
-    try:
-        reg = Registry(uri)
-    except RuntimeError as exc:  # "~nobody/...": Path.expanduser knows no such user
-        raise click.BadParameter(f"{uri}: {exc}", param_hint="--registry") from exc
-    if "://" not in reg.uri:  # a local registry is a directory, or a path one can become
-        _check_local_root(Path(reg.uri))
-    ctx.obj = reg
-
-
-def _check_local_root(root: Path) -> None:
-    """Fail with the path when the registry, or the nearest existing folder above it, is not a
-    directory (a file given as --registry)."""
-    existing = next((p for p in (root, *root.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise RecsysError(f"registry {root}: {existing} is not a directory")
+    ctx.obj = open_registry(uri)
 
 
 @registry.command("list")

@@ -106,6 +106,11 @@ class PredictionRecord(Record):
     cold_start: bool
     latency_ms: float | None = None
     stage_ms: dict[str, float] | None = None
+    # An experiment's answer: its name and the user's arm ("control", "challenger", or
+    # "interleaved" with each item's team: the arm whose list placed it).
+    experiment: str | None = None
+    arm: Literal["control", "challenger", "interleaved"] | None = None
+    teams: list[Literal["control", "challenger"]] | None = None
 
     @field_validator("request")
     @classmethod
@@ -121,6 +126,10 @@ class PredictionRecord(Record):
             raise ValueError("items and scores of different lengths")
         if self.sources is not None and len(self.sources) != len(self.items):
             raise ValueError("items and sources of different lengths")
+        if self.teams is not None and len(self.teams) != len(self.items):
+            raise ValueError("items and teams of different lengths")
+        if (self.experiment is None) != (self.arm is None):
+            raise ValueError("an experiment's answer names both the experiment and the arm")
         return self
 
     @property

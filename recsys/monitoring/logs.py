@@ -77,6 +77,28 @@ def load_predictions(
     return frame[[*PREDICTION_COLUMNS, *features]], warnings
 
 
+def load_experiment_answers(directory: str | Path, name: str) -> tuple[pd.DataFrame, list[str]]:
+    """The answers of experiment ``name`` as one row per served item: ``request_id, ts,
+    user_id, model_version, arm, team, item_id, rank, latency_ms`` (``team``: the arm whose
+    list placed the item), and the warnings."""
+    paths, warnings = log_files(Path(directory), "predictions")
+    rows = []
+    for path in paths:
+        answers, problems = read_records(path, PredictionRecord)
+        warnings += problems
+        for a in answers:
+            if a.experiment != name:
+                continue
+            teams = a.teams or [a.arm] * len(a.items)
+            head = (a.request_id, a.ts, a.user_id, a.model_version, a.arm)
+            for rank, (item, team) in enumerate(zip(a.items, teams, strict=True), start=1):
+                rows.append((*head, team, item, rank, a.latency_ms))
+    columns = ["request_id", "ts", "user_id", "model_version", "arm", "team", "item_id"]
+    frame = pd.DataFrame(rows, columns=[*columns, "rank", "latency_ms"])
+    frame["ts"] = _ns(frame["ts"]) if len(frame) else pd.Series([], dtype=UTC_NS)
+    return frame, warnings
+
+
 def _answer(record: PredictionRecord) -> dict:
     """The answer-level columns of one record (repeated on each of its items' rows)."""
     row = {"request_id": record.request_id, "ts": record.ts, "user_id": record.user_id}

@@ -203,6 +203,17 @@ class Registry:
                 events.append(event)
         return events
 
+    # -- experiments (``recsys.experiments`` owns their schema) -------------------------
+    def experiment_record(self, name: str) -> dict[str, Any] | None:
+        """``experiments/<name>.json``, or None when no experiment of that name was started."""
+        return self._read_json(f"experiments/{name}.json")
+
+    def write_experiment_record(self, name: str, record: dict[str, Any]) -> None:
+        self._backend.write_atomic(f"experiments/{name}.json", json.dumps(record, indent=2) + "\n")
+
+    def experiment_names(self) -> list[str]:
+        return sorted(n.removesuffix(".json") for n in self._backend.list_names("experiments"))
+
     # -- helpers -----------------------------------------------------------------------
     def _point(self, stack: list[str], current: Champion | None, **event: Any) -> Champion:
         """Point the champion at ``event["version"]`` (``stack``: the previous champions,

@@ -20,13 +20,16 @@ import pytest
 import torch
 
 from recsys import serve_ops
-from recsys.config import WRITE_TOKEN_ENV, free_port
+from recsys.config import WRITE_TOKEN_ENV, RecsysError, free_port
 from recsys.data.io import interactions_checksum
+from recsys.experiments.sequential import srm_p_value
+from recsys.experiments.spec import Experiment
 from recsys.features.build import build_features
 from recsys.features.store import FeatureStore
 from recsys.models.kinds import load_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.recommend import Request, recommend_frame
+from recsys.workflows import experiment as flow
 from serving.runtime import Runtime
 from serving.schemas import AppArgs
 from tests.helpers import TINY_MULTISTAGE, copy_feature_repo, make_interactions, side_tables
@@ -422,6 +425,68 @@ def replica_ids() -> dict[str, set[str]]:
     return {
         name: {r["replica_id"] for r in d["replicas"]} for name, d in app["deployments"].items()
     }
+
+
+def test_an_experiment_splits_users_stickily_interleaves_and_reports_per_arm(served, cli_here):
+    """Experiments on the live composed app: started through the registry (whose versions are
+    the app's model root) and the app's user_config; every answer names its arm and the version
+    that served it, a user keeps their arm, the shares pass the sample-ratio check; the status
+    reads the prediction log and the clicks posted as events; interleaving mixes both arms'
+    lists; a stop without a winner cannot promote, and the control serves again."""
+    client, root = served["client"], served["root"]
+    registry = root / "experiment-registry"
+    registry.mkdir()
+    (registry / "versions").symlink_to(root / "models")
+    logs = {"predictions": root / "logs" / "predictions", "events": root / "logs" / "events"}
+    split = Experiment(name="e1", control="v1", challenger="v2", share=0.5, min_users=20)
+    flow.start(str(registry), split)
+    arms, versions = {}, {"control": "v1", "challenger": "v2"}
+    for n in range(240):
+        body = recommend(client, user_id=f"visitor{n}", k=5).json()
+        arm = body["experiment"]["arm"]
+        assert body["experiment"]["name"] == "e1" and body["model_version"] == versions[arm]
+        arms[f"visitor{n}"] = arm
+        if arm == "challenger" or n % 3 == 0:  # the challenger's users click more
+            event = {"user_id": f"visitor{n}", "item_id": body["items"][0]["item_id"]}
+            assert client.post("/events", json={**event, "type": "click"}).status_code == 202
+    for user in list(arms)[:40]:  # sticky: the same arm on every request
+        assert recommend(client, user_id=user).json()["experiment"]["arm"] == arms[user]
+    users = {arm: list(arms.values()).count(arm) for arm in versions}
+    assert srm_p_value(users, split.expected_shares()) > 0.001 and min(users.values()) > 80
+    time.sleep(1.0)  # the prediction log's writer thread
+    result = json.loads(
+        cli_here(
+            "experiment",
+            "status",
+            "e1",
+            "--json",
+            "--registry",
+            registry,
+            "--predictions",
+            logs["predictions"],
+            "--events",
+            logs["events"],
+        ).stdout
+    )
+    by_arm = {a["arm"]: a for a in result["arms"]}
+    assert {a: by_arm[a]["users"] for a in versions} == users
+    assert by_arm["challenger"]["ctr"] > by_arm["control"]["ctr"] > 0
+    assert by_arm["challenger"]["model_version"] == "v2" and result["srm_p_value"] > 0.001
+    flow.stop(str(registry), "e1", **logs)
+    assert serve_ops.wait_ready(served["url"])["model_version"] == "v1"
+    assert recommend(client).json()["experiment"] is None
+
+    mixed = Experiment(name="e2", control="v1", challenger="v2", mode="interleave")
+    flow.start(str(registry), mixed)
+    body = recommend(client, user_id="u2", k=6).json()
+    teams = body["experiment"]["teams"]
+    assert body["experiment"]["arm"] == "interleaved" and len(teams) == len(body["items"]) == 6
+    assert len({i["item_id"] for i in body["items"]}) == 6 and set(teams) <= set(versions)
+    with pytest.raises(RecsysError, match="no winner yet"):
+        flow.stop(str(registry), "e2", promote=True, **logs)
+    stopped = flow.stop(str(registry), "e2", **logs)
+    assert stopped["serving"] == "v1" and stopped["stopped_at"] is not None
+    assert serve_ops.wait_ready(served["url"])["model_version"] == "v1"
 
 
 def test_a_model_switch_under_load_fails_no_request_and_restarts_no_replica(served):

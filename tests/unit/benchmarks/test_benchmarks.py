@@ -145,6 +145,7 @@ ROOT = Path(__file__).resolve().parents[3]
 WRITERS = (
     "catalog_scale",
     "data_statistics",
+    "experiments",
     "features",
     "multinode",
     "replica_loss",

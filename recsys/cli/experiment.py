@@ -1,0 +1,126 @@
+"""``recsys experiment``: an online experiment on the running app (start, status, stop).
+
+A user's arm is a hash of (experiment, user id); the per-arm quality comes from the prediction
+log and the events the app writes (``--predictions``, ``--events``: the app's directories,
+default ``$RECSYS_HOME/predictions`` and ``$RECSYS_HOME/events``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+from pydantic import ValidationError
+
+from recsys.cli.options import SHARE, open_registry
+from recsys.config import RecsysError
+from recsys.experiments.spec import Experiment
+from recsys.workflows import experiment as flow
+
+REGISTRY = click.option(
+    "--registry", "registry_uri", default=None, help="Registry URI (default: $RECSYS_REGISTRY)."
+)
+LOGS = [
+    click.option("--predictions", default=None, help="The app's prediction log directory."),
+    click.option("--events", default=None, help="The app's event log directory."),
+]
+
+
+def _logs(command):
+    for option in reversed(LOGS):
+        command = option(command)
+    return command
+
+
+@click.group()
+def experiment() -> None:
+    """A/B splits and interleaving between the served version and a challenger, judged by
+    what users do with the recommendations."""
+
+
+@experiment.command()
+@click.argument("name")
+@click.option("--challenger", required=True, help="The challenger's model version.")
+@click.option("--control", default="champion", show_default=True, help="Version or 'champion'.")
+@click.option("--share", type=SHARE, default=None, help="The challenger's share (split: 0.5).")
+@click.option("--interleave", is_flag=True, help="Interleave both arms in every answer.")
+@click.option("--metric", type=click.Choice(["ctr", "ndcg_at_10", "hit_at_10"]), default="ctr")
+@click.option(
+    "--min-users", type=click.IntRange(2), default=200, show_default=True, help="Per arm."
+)
+@REGISTRY
+def start(name, challenger, control, share, interleave, metric, min_users, registry_uri) -> None:
+    """Start experiment NAME on the running app (it must serve the control)."""
+    if interleave and share is not None:
+        raise click.UsageError("--share and --interleave exclude each other")
+    registry_uri = open_registry(registry_uri).uri
+    control = flow.resolve_control(registry_uri, control)
+    try:
+        spec = Experiment(
+            name=name,
+            control=control,
+            challenger=challenger,
+            mode="interleave" if interleave else "split",
+            share=0.5 if share is None else share,
+            metric=metric,
+            min_users=min_users,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'experiment'}: {e['msg']}" for e in exc.errors()
+        )
+        raise RecsysError(f"experiment {name!r}: {problems}") from None
+    started = flow.start(registry_uri, spec)
+    arms = "interleaved" if interleave else f"challenger share {spec.share:g}"
+    click.echo(
+        f"experiment {name}: {control} (control) vs {challenger} ({arms}) at {started['url']}"
+    )
+
+
+@experiment.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@REGISTRY
+@_logs
+def status(name, as_json, registry_uri, predictions, events) -> None:
+    """Per-arm users, requests, clicks, CTR, nDCG@10, latency; the SRM check; the decision."""
+    registry_uri = open_registry(registry_uri).uri
+    result = flow.status(registry_uri, name, predictions=predictions, events=events)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "warnings"}, indent=2))
+        return
+    click.echo(table(result))
+
+
+def table(result: dict) -> str:
+    head = "| arm | version | users | requests | clicks | CTR | nDCG@10 | p99 ms |"
+    lines = [f"experiment {result['name']} ({result['mode']})", head, "|---" * 8 + "|"]
+    cell = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for a in result["arms"]:
+        lines.append(
+            f"| {a['arm']} | {a['model_version']} | {a['users']} | {a['requests']} "
+            f"| {a['clicks']} | {cell(a['ctr'], '.4f')} | {cell(a['ndcg_at_10'], '.4f')} "
+            f"| {cell(a['p99_ms'], '.1f')} |"
+        )
+    d = result["decision"]
+    lines.append(f"sample ratio check: p={result['srm_p_value']:.3g}")
+    lines.append(
+        f"decision: {d['winner'] or 'continue'} (effect {d['effect']:+.4f}, CI "
+        f"[{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}], p={d['p_value']:.3g}, {d['method']}: "
+        f"{d['reason']})"
+    )
+    return "\n".join(lines + [f"warning: {w}" for w in result.get("warnings", [])])
+
+
+@experiment.command()
+@click.argument("name")
+@click.option("--promote", is_flag=True, help="Promote the winner and serve it.")
+@REGISTRY
+@_logs
+def stop(name, promote, registry_uri, predictions, events) -> None:
+    """End experiment NAME: the control serves again, or the winner with --promote."""
+    registry_uri = open_registry(registry_uri).uri
+    done = flow.stop(registry_uri, name, promote=promote, predictions=predictions, events=events)
+    click.echo(table(done))
+    how = "promoted and serving" if promote else "serving"
+    click.echo(f"experiment {name} stopped; {how} {done['serving']}")

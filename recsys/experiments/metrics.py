@@ -1,0 +1,140 @@
+"""Per-arm live quality from the served answers and what the users did next, and the decision.
+
+The input is one row per served item of the experiment's answers (the prediction log's
+records that name it), each labelled ``target`` 1 when the user then acted on that item within
+the window (``recsys.monitoring.logs.join_feedback``): ``request_id, ts, user_id,
+model_version, arm, team, item_id, rank, latency_ms, target``. ``team`` is the arm whose list
+placed the item (a split answer's items are all its arm's).
+
+- A split compares the users' click-through (the share of a user's answers with a click on a
+  served item) between the arms: one value per user, users in the order they first came.
+- Interleaving compares, per user, which arm's items they clicked more (+1, -1 or 0 per
+  answer, summed and signed per user).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recsys.experiments.interleaving import preference
+from recsys.experiments.sequential import (
+    Decision,
+    compare_arms,
+    interleaving_preference,
+    srm_p_value,
+)
+from recsys.experiments.spec import ARMS, Experiment
+
+ANSWER_COLUMNS = ("request_id", "ts", "user_id", "model_version", "arm", "team", "item_id")
+ANSWER_COLUMNS += ("rank", "latency_ms", "target")
+# The per-answer value each metric compares (ctr: whether the answer had a click).
+METRIC_COLUMN = {"ctr": "hit", "hit_at_10": "hit", "ndcg_at_10": "ndcg"}
+
+
+def answer_table(rows: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """One row per answer (and team, for interleaving): clicks, hit and nDCG@k of the list
+    against the clicks (an answer without a click scores 0)."""
+    top = rows[rows["rank"] <= k]
+    gain = np.where(top["target"].to_numpy() > 0, 1.0 / np.log2(top["rank"].to_numpy() + 1), 0.0)
+    per = top.assign(gain=gain).groupby("request_id", sort=False)
+    answers = per.agg(
+        ts=("ts", "first"),
+        user_id=("user_id", "first"),
+        arm=("arm", "first"),
+        model_version=("model_version", "first"),
+        latency_ms=("latency_ms", "first"),
+        clicks=("target", "sum"),
+        dcg=("gain", "sum"),
+    )
+    ideal = answers["clicks"].clip(upper=k).map(lambda n: (1 / np.log2(np.arange(2, n + 2))).sum())
+    answers["ndcg"] = np.where(
+        answers["clicks"] > 0, answers["dcg"] / ideal.where(ideal > 0, 1), 0.0
+    )
+    answers["hit"] = (answers["clicks"] > 0).astype(float)
+    return answers.reset_index().sort_values("ts", kind="stable")
+
+
+def _arm_row(arm: str, version: str, answers: pd.DataFrame, clicks: np.ndarray, ndcg) -> dict:
+    """One arm's row: its answers, the clicks credited to it per answer, its list quality."""
+    latency = answers["latency_ms"].dropna()
+    n = len(answers)
+    return {
+        "arm": arm,
+        "model_version": version,
+        "users": int(answers["user_id"].nunique()),
+        "requests": n,
+        "clicks": int(clicks.sum()),
+        "ctr": float((clicks > 0).mean()) if n else None,
+        "ndcg_at_10": ndcg,
+        "hit_at_10": float((clicks > 0).mean()) if n else None,
+        "p50_ms": float(latency.quantile(0.5)) if len(latency) else None,
+        "p99_ms": float(latency.quantile(0.99)) if len(latency) else None,
+    }
+
+
+def status(experiment: Experiment, rows: pd.DataFrame, *, k: int = 10) -> dict:
+    """The experiment's status: per-arm rows, the sample-ratio check and the decision."""
+    versions = {"control": experiment.control, "challenger": experiment.challenger}
+    if experiment.mode == "interleave":
+        return _interleaved(experiment, rows, versions, k)
+    answers = answer_table(rows, k)
+    arms = []
+    for arm in ARMS:
+        mine = answers[answers["arm"] == arm]
+        ndcg = float(mine["ndcg"].mean()) if len(mine) else None
+        arms.append(_arm_row(arm, versions[arm], mine, mine["clicks"].to_numpy(), ndcg))
+    srm = srm_p_value({row["arm"]: row["users"] for row in arms}, experiment.expected_shares())
+    per_user = answers.groupby("user_id", sort=False).agg(
+        arm=("arm", "first"), value=(METRIC_COLUMN[experiment.metric], "mean"), first=("ts", "min")
+    )
+    per_user = per_user.sort_values("first", kind="stable")
+    challenger = per_user["arm"].to_numpy() == "challenger"
+    values = per_user["value"].to_numpy(dtype=float)
+    decision = compare_arms(
+        values[~challenger],
+        values[challenger],
+        challenger,
+        alpha=experiment.alpha,
+        min_users=experiment.min_users,
+        srm=srm,
+    )
+    return _result(experiment, arms, srm, decision)
+
+
+def _interleaved(experiment: Experiment, rows: pd.DataFrame, versions: dict, k: int) -> dict:
+    """Both arms in every answer: each arm's clicks are those on the items it placed; the
+    decision tests the users' preferences (which arm's items they clicked more)."""
+    top = rows[rows["rank"] <= k].sort_values(["ts", "request_id", "rank"], kind="stable")
+    per_answer = top.groupby("request_id", sort=False).agg(
+        user_id=("user_id", "first"), ts=("ts", "first"), latency_ms=("latency_ms", "first")
+    )
+    per_answer["pref"] = [
+        preference(list(g["team"]), list(g["target"] > 0))
+        for _, g in top.groupby("request_id", sort=False)
+    ]
+    arms = []
+    for arm in ARMS:
+        credited = top[top["team"] == arm].groupby("request_id")["target"].sum()
+        clicks = credited.reindex(per_answer.index, fill_value=0).to_numpy()
+        arms.append(_arm_row(arm, versions[arm], per_answer, clicks, None))
+    per_user = per_answer.groupby("user_id", sort=False).agg(
+        pref=("pref", "sum"), first=("ts", "min")
+    )
+    per_user = per_user.sort_values("first", kind="stable")
+    decision = interleaving_preference(
+        np.sign(per_user["pref"].to_numpy(dtype=float)),
+        alpha=experiment.alpha,
+        min_users=experiment.min_users,
+    )
+    return _result(experiment, arms, 1.0, decision)
+
+
+def _result(experiment: Experiment, arms: list[dict], srm: float, decision: Decision) -> dict:
+    return {
+        "name": experiment.name,
+        "mode": experiment.mode,
+        "arms": arms,
+        "srm_p_value": srm,
+        "decision": decision.as_dict(),
+    }

@@ -1,0 +1,138 @@
+"""Online experiments, end to end: start one on the running app (recorded in the registry, the
+app's ``user_config`` set in place), read its status from the serving logs, stop it and promote
+the winner through the registry.
+
+The registry keeps ``experiments/<name>.json``: the experiment, when it started and stopped,
+the winner and the version promoted. The app's ``user_config`` is what serves it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from recsys import serve_ops
+from recsys.config import RecsysError, recsys_home
+from recsys.experiments import metrics
+from recsys.experiments.spec import Experiment
+from recsys.monitoring.logs import join_feedback, load_experiment_answers, load_feedback
+from recsys.registry import Registry
+
+
+def resolve_control(registry_uri: str | None, control: str) -> str:
+    """``champion`` → the champion's version; a version name is checked to be registered."""
+    registry = Registry(registry_uri)
+    if control == "champion":
+        champion = registry.champion()
+        if champion is None:
+            raise RecsysError(f"--control champion: {registry.uri} has no champion yet")
+        return champion.version
+    registry.get(control)
+    return control
+
+
+def start(registry_uri: str | None, experiment: Experiment, *, wait_s: float = 300) -> dict:
+    """Record ``experiment`` and start it on the running app (joined as ``recsys serve``
+    does). The app must serve the control already: the experiment adds its challenger."""
+    registry = Registry(registry_uri)
+    registry.get(experiment.challenger)
+    known = registry.experiment_record(experiment.name)
+    if known is not None and known.get("stopped_at") is None:
+        raise RecsysError(
+            f"experiment {experiment.name!r} is running already (stop it first: "
+            f"recsys experiment stop {experiment.name})"
+        )
+    serve_ops.connect()
+    live = serve_ops.live_config()["applications"][0]["deployments"][0].get("user_config") or {}
+    if live.get("experiment"):
+        raise RecsysError(f"the app runs experiment {live['experiment']['name']!r}: stop it first")
+    if live.get("model_version") != experiment.control:
+        raise RecsysError(
+            f"the app serves {live.get('model_version')!r}, not the control "
+            f"{experiment.control!r}: use --control {live.get('model_version')}"
+        )
+    record = {
+        "experiment": experiment.model_dump(),
+        "started_at": datetime.now(UTC).isoformat(),
+        "stopped_at": None,
+        "winner": None,
+        "promoted": None,
+    }
+    registry.write_experiment_record(experiment.name, record)
+    user_config = {"model_version": experiment.control, "experiment": experiment.model_dump()}
+    try:
+        config = serve_ops.set_user_config(user_config, wait_s=wait_s)
+    except BaseException as exc:
+        record |= {"stopped_at": record["started_at"], "note": f"failed to start: {exc}"}
+        registry.write_experiment_record(experiment.name, record)
+        raise
+    return {**record, "url": serve_ops.local_url(config["http_options"])}
+
+
+def read(registry_uri: str | None, name: str) -> tuple[Experiment, dict]:
+    """The experiment ``name`` and its record; the error lists the ones the registry has."""
+    registry = Registry(registry_uri)
+    record = registry.experiment_record(name)
+    if record is None:
+        names = ", ".join(registry.experiment_names()) or "none"
+        raise RecsysError(f"no experiment {name!r} in {registry.uri} (it has: {names})")
+    return Experiment.model_validate(record["experiment"]), record
+
+
+def status(
+    registry_uri: str | None,
+    name: str,
+    *,
+    predictions: str | Path | None = None,
+    events: str | Path | None = None,
+    window: timedelta = timedelta(hours=24),
+) -> dict:
+    """Per-arm live quality, the sample-ratio check and the decision, from the prediction log
+    (the answers that name the experiment) and the events (what the users did next)."""
+    experiment, record = read(registry_uri, name)
+    rows, warnings = load_experiment_answers(predictions or recsys_home() / "predictions", name)
+    feedback, more = load_feedback(events or recsys_home() / "events")
+    joined = join_feedback(rows, feedback, window=window)
+    result = metrics.status(experiment, joined)
+    keep = ("started_at", "stopped_at", "winner", "promoted")
+    return {**result, **{k: record.get(k) for k in keep}, "warnings": warnings + more}
+
+
+def stop(
+    registry_uri: str | None,
+    name: str,
+    *,
+    promote: bool = False,
+    predictions: str | Path | None = None,
+    events: str | Path | None = None,
+    wait_s: float = 300,
+) -> dict:
+    """End the experiment: the app serves the control again, or, with ``promote``, the
+    winner, which the registry promotes with the experiment named in its record."""
+    experiment, record = read(registry_uri, name)
+    if record.get("stopped_at") is not None:
+        raise RecsysError(f"experiment {name!r} stopped at {record['stopped_at']} already")
+    result = status(registry_uri, name, predictions=predictions, events=events)
+    decision = result["decision"]
+    serve = experiment.control
+    if promote:
+        if decision["winner"] is None:
+            raise RecsysError(
+                f"experiment {name!r} has no winner yet ({decision['reason']}); stop it "
+                "without --promote to end it with the control serving"
+            )
+        serve = experiment.challenger if decision["winner"] == "challenger" else serve
+        reason = (
+            f"experiment {name}: the {decision['winner']} won ({result['mode']}, effect "
+            f"{decision['effect']:+.4f}, p={decision['p_value']:.3g})"
+        )
+        Registry(registry_uri).promote(serve, reason=reason, metrics={"experiment": result})
+    serve_ops.connect()
+    serve_ops.set_user_config({"model_version": serve}, wait_s=wait_s)
+    record |= {
+        "stopped_at": datetime.now(UTC).isoformat(),
+        "winner": decision["winner"],
+        "promoted": serve if promote else None,
+    }
+    Registry(registry_uri).write_experiment_record(name, record)
+    return {**result, **record, "serving": serve}
