@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics constraints clean
+.PHONY: demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: $(VENV)/.installed
 # The demo, then the closed loop: drift -> Evidently -> retrain -> gate -> hot reload.
 demo-drift: $(VENV)/.installed
 	$(BIN)/recsys quickstart --drift
+
+# An online experiment: the multi-stage model against popularity, MovieLens users clicking.
+demo-experiment: $(VENV)/.installed
+	$(BIN)/recsys experiment demo
 
 # Two workers (pytest-xdist), a test module whole on one of them; TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2

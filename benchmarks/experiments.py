@@ -1,9 +1,11 @@
 """The experiment decision's own figures, on seeded simulated users (no app): how often the
 always-valid test names a winner when the arms are the same (A/A, read at every user), against
 a fixed-horizon t-test read every 100 users; how often, and after how many users, it finds the
-better arm of an A/B split and of interleaving.
+better arm of an A/B split and of interleaving. With ``--live``, also the experiment demo on
+the real app (``recsys experiment demo``: the multi-stage model against popularity, MovieLens
+users clicking what they rated later): the users each design needed to decide.
 
-    python benchmarks/experiments.py [--experiments 200] [--users 6000]
+    python benchmarks/experiments.py [--experiments 200] [--users 6000] [--live]
 
 Prints a table and writes ``benchmarks/results/experiments.json``.
 """
@@ -16,9 +18,12 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from recsys.config import recsys_home
 from recsys.evaluation.tables import results_header
 from recsys.experiments.sequential import compare_arms, interleaving_preference
+from recsys.features.repository import default_repo
 from recsys.files import write_json
+from recsys.workflows.experiment_demo import ExperimentDemo, run_experiment_demo
 
 RESULTS = Path(__file__).parent / "results" / "experiments.json"
 
@@ -85,6 +90,14 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def live() -> dict:
+    """The experiment demo's two experiments: per-arm rows, decision, users needed."""
+    demo = ExperimentDemo(recsys_home() / "runs" / "experiment-demo", default_repo())
+    done = run_experiment_demo(demo, log=print)
+    keep = ("arms", "srm_p_value", "decision", "users_needed")
+    return {mode: {k: r[k] for k in keep} for mode, r in done.items()}
+
+
 def _summary(users: list[int | None]) -> dict:
     found = [u for u in users if u is not None]
     return {
@@ -101,10 +114,13 @@ def main() -> None:
     p.add_argument("--ctr", type=float, default=0.10)
     p.add_argument("--lift", type=float, default=0.03)
     p.add_argument("--step", type=int, default=100, help="users between looks (power)")
+    p.add_argument("--live", action="store_true", help="and the demo on the real app (2 min)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     result = {**results_header("experiments"), "config": {**vars(args), "out": str(args.out)}}
     result |= run(args)
+    if args.live:
+        result["live"] = live()
     write_json(result, args.out)
     aa, power = result["aa"], result["power"]
     print("| what | figure |\n|---|---|")
@@ -115,6 +131,9 @@ def main() -> None:
         s = power[f"{name}_called"]
         what = f"CTR {args.ctr} vs +{args.lift}, {name}: called"
         print(f"| {what} | {s['share']:.0%}, median {s['median_users']} users |")
+    for mode, r in result.get("live", {}).items():
+        winner = r["decision"]["winner"]
+        print(f"| live {mode}: decided after | {r['users_needed']} users ({winner}) |")
     print(f"results -> {args.out}")
 
 

@@ -15,6 +15,7 @@ import errno
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,7 +87,9 @@ def open_local(http: dict, log=None) -> LocalRay | None:
     if not (ray_is_up() and _serve_running()):
         check_port(http.get("host", "127.0.0.1"), int(http.get("port", 8000)))
     ensure_ray()
-    import ray.serve  # noqa: F401  (it adds a screen handler to its logger on import ...)
+    with warnings.catch_warnings():  # Serve's own pydantic deprecations stay off the screen
+        warnings.simplefilter("ignore", DeprecationWarning)  # (whatever filter ran before)
+        import ray.serve  # noqa: F401  (it adds a screen handler to its logger on import ...)
 
     quiet_ray_logging()  # ... which goes to the session's file with Ray's
     return local_ray()

@@ -8,14 +8,17 @@ default ``$RECSYS_HOME/predictions`` and ``$RECSYS_HOME/events``).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from pydantic import ValidationError
 
 from recsys.cli.options import SHARE, open_registry
-from recsys.config import RecsysError
+from recsys.config import RecsysError, recsys_home
 from recsys.experiments.spec import Experiment
+from recsys.features.repository import default_repo
 from recsys.workflows import experiment as flow
+from recsys.workflows.experiment_demo import ExperimentDemo, run_experiment_demo
 
 REGISTRY = click.option(
     "--registry", "registry_uri", default=None, help="Registry URI (default: $RECSYS_REGISTRY)."
@@ -89,27 +92,7 @@ def status(name, as_json, registry_uri, predictions, events) -> None:
     if as_json:
         click.echo(json.dumps({k: v for k, v in result.items() if k != "warnings"}, indent=2))
         return
-    click.echo(table(result))
-
-
-def table(result: dict) -> str:
-    head = "| arm | version | users | requests | clicks | CTR | nDCG@10 | p99 ms |"
-    lines = [f"experiment {result['name']} ({result['mode']})", head, "|---" * 8 + "|"]
-    cell = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-    for a in result["arms"]:
-        lines.append(
-            f"| {a['arm']} | {a['model_version']} | {a['users']} | {a['requests']} "
-            f"| {a['clicks']} | {cell(a['ctr'], '.4f')} | {cell(a['ndcg_at_10'], '.4f')} "
-            f"| {cell(a['p99_ms'], '.1f')} |"
-        )
-    d = result["decision"]
-    lines.append(f"sample ratio check: p={result['srm_p_value']:.3g}")
-    lines.append(
-        f"decision: {d['winner'] or 'continue'} (effect {d['effect']:+.4f}, CI "
-        f"[{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}], p={d['p_value']:.3g}, {d['method']}: "
-        f"{d['reason']})"
-    )
-    return "\n".join(lines + [f"warning: {w}" for w in result.get("warnings", [])])
+    click.echo(flow.status_table(result))
 
 
 @experiment.command()
@@ -121,6 +104,23 @@ def stop(name, promote, registry_uri, predictions, events) -> None:
     """End experiment NAME: the control serves again, or the winner with --promote."""
     registry_uri = open_registry(registry_uri).uri
     done = flow.stop(registry_uri, name, promote=promote, predictions=predictions, events=events)
-    click.echo(table(done))
+    click.echo(flow.status_table(done))
     how = "promoted and serving" if promote else "serving"
     click.echo(f"experiment {name} stopped; {how} {done['serving']}")
+
+
+@experiment.command()
+@click.option("--workdir", type=click.Path(path_type=Path), default=None, help="Scratch area.")
+@click.option("--feature-repo", type=click.Path(path_type=Path), default=None)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--users", type=click.IntRange(1), default=None, help="Users replayed (all).")
+def demo(workdir, feature_repo, port, users) -> None:
+    """The multi-stage model against popularity on live traffic: MovieLens-100k's held-out
+    users click what they rated later; an A/B split, then interleaving."""
+    run = ExperimentDemo(
+        workdir=workdir or recsys_home() / "runs" / "experiment-demo",
+        feature_repo=feature_repo or default_repo(),
+        port=port,
+        users=users,
+    )
+    run_experiment_demo(run, log=click.echo)

@@ -136,3 +136,24 @@ def stop(
     }
     Registry(registry_uri).write_experiment_record(name, record)
     return {**result, **record, "serving": serve}
+
+
+def status_table(result: dict) -> str:
+    """The status as ``recsys experiment status`` prints it."""
+    head = "| arm | version | users | requests | clicks | CTR | nDCG@10 | p99 ms |"
+    lines = [f"experiment {result['name']} ({result['mode']})", head, "|---" * 8 + "|"]
+    cell = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for a in result["arms"]:
+        lines.append(
+            f"| {a['arm']} | {a['model_version']} | {a['users']} | {a['requests']} "
+            f"| {a['clicks']} | {cell(a['ctr'], '.4f')} | {cell(a['ndcg_at_10'], '.4f')} "
+            f"| {cell(a['p99_ms'], '.1f')} |"
+        )
+    d = result["decision"]
+    lines.append(f"sample ratio check: p={result['srm_p_value']:.3g}")
+    lines.append(
+        f"decision: {d['winner'] or 'continue'} (effect {d['effect']:+.4f}, CI "
+        f"[{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}], p={d['p_value']:.3g}, {d['method']}: "
+        f"{d['reason']})"
+    )
+    return "\n".join(lines + [f"warning: {w}" for w in result.get("warnings", [])])

@@ -22,6 +22,7 @@ SKIP = {
     "benchmark quality": "trains every baseline on MovieLens (network, minutes)",
     "data fetch": "downloads MovieLens-100k (network)",
     "deploy": "connects to Ray Serve",
+    "experiment demo": "trains two models on MovieLens-100k and starts Ray Serve",
     "monitor check": "reads the registry and may start the training pipeline (kfp.local, Ray)",
     "pipeline compile": "imports kfp and writes every compiled pipeline (seconds a call)",
     "pipeline run": "runs a pipeline on kfp.local (Ray)",
