@@ -190,8 +190,9 @@ class Ingress:
         reason = self.load_error
         if not reason and self.version is None:
             reason = "no model loaded yet (set model_version in user_config)"
-        if not reason:
-            reason = await self._not_ready(self.version)
+        experiment = self.experiment
+        for version in [self.version] + ([experiment.challenger] if experiment else []):
+            reason = reason or await self._not_ready(version)  # the challenger serves users too
         if reason:
             return JSONResponse({"ready": False, "reason": reason}, status_code=503)
         return JSONResponse({"ready": True, "model_version": self.version})
