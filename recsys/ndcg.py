@@ -29,6 +29,16 @@ def mean_ndcg(lists: np.ndarray, ranks: np.ndarray, n_relevant: np.ndarray, k: i
     Returns:
         The mean over the lists with ``n_relevant > 0``; 0.0 when there is none.
     """
+    n_relevant = np.asarray(n_relevant)
+    has = n_relevant > 0
+    if not has.any():
+        return 0.0
+    return float(list_ndcg(lists, ranks, n_relevant, k)[has].mean())
+
+
+def list_ndcg(lists: np.ndarray, ranks: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """nDCG@k of every list (arguments as :func:`mean_ndcg`'s); 0 for a list with no relevant
+    item."""
     ranks = np.asarray(ranks)
     n_relevant = np.asarray(n_relevant)
     keep = ranks < k
@@ -41,7 +51,7 @@ def mean_ndcg(lists: np.ndarray, ranks: np.ndarray, n_relevant: np.ndarray, k: i
         .to_numpy()
     )
     discounts = np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))]  # IDCG by length
+    out = np.zeros(len(n_relevant))
     has = n_relevant > 0
-    if not has.any():
-        return 0.0
-    return float((dcg[has] / discounts[np.minimum(n_relevant[has], k)]).mean())
+    out[has] = dcg[has] / discounts[np.minimum(n_relevant[has], k)]
+    return out

@@ -25,6 +25,7 @@ from recsys.experiments.sequential import (
     srm_p_value,
 )
 from recsys.experiments.spec import ARMS, Experiment
+from recsys.ndcg import list_ndcg
 
 ANSWER_COLUMNS = ("request_id", "ts", "user_id", "model_version", "arm", "team", "item_id")
 ANSWER_COLUMNS += ("rank", "latency_ms", "target")
@@ -33,24 +34,21 @@ METRIC_COLUMN = {"ctr": "hit", "hit_at_10": "hit", "ndcg_at_10": "ndcg"}
 
 
 def answer_table(rows: pd.DataFrame, k: int = 10) -> pd.DataFrame:
-    """One row per answer (and team, for interleaving): clicks, hit and nDCG@k of the list
-    against the clicks (an answer without a click scores 0)."""
+    """One row per answer: clicks, hit and nDCG@k of the list against the clicks (an answer
+    without a click scores 0)."""
     top = rows[rows["rank"] <= k]
-    gain = np.where(top["target"].to_numpy() > 0, 1.0 / np.log2(top["rank"].to_numpy() + 1), 0.0)
-    per = top.assign(gain=gain).groupby("request_id", sort=False)
-    answers = per.agg(
+    answers = top.groupby("request_id", sort=False).agg(
         ts=("ts", "first"),
         user_id=("user_id", "first"),
         arm=("arm", "first"),
         model_version=("model_version", "first"),
         latency_ms=("latency_ms", "first"),
         clicks=("target", "sum"),
-        dcg=("gain", "sum"),
     )
-    ideal = answers["clicks"].clip(upper=k).map(lambda n: (1 / np.log2(np.arange(2, n + 2))).sum())
-    answers["ndcg"] = np.where(
-        answers["clicks"] > 0, answers["dcg"] / ideal.where(ideal > 0, 1), 0.0
-    )
+    clicked = top[top["target"].to_numpy() > 0]
+    lists = answers.index.get_indexer(clicked["request_id"])
+    ranks = clicked["rank"].to_numpy() - 1
+    answers["ndcg"] = list_ndcg(lists, ranks, answers["clicks"].to_numpy(), k)
     answers["hit"] = (answers["clicks"] > 0).astype(float)
     return answers.reset_index().sort_values("ts", kind="stable")
 

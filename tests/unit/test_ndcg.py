@@ -8,7 +8,7 @@ import pytest
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.models.neural import ranking_ndcg
 from recsys.models.rankers.dcn import grouped_ndcg
-from recsys.ndcg import mean_ndcg
+from recsys.ndcg import list_ndcg, mean_ndcg
 
 
 def reference_ndcg(hit_users: np.ndarray, hit_ranks: np.ndarray, actual: pd.Series, k: int):
@@ -91,3 +91,16 @@ def test_the_ranker_validation_gives_the_reference_figure(seed):
 
 def test_no_relevant_item_anywhere_is_zero():
     assert mean_ndcg(np.zeros(0, int), np.zeros(0, int), np.zeros(3, int), 10) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_each_lists_ndcg_is_that_list_alone_and_a_list_without_relevant_items_scores_zero(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 21))
+    lists, ranks, n_relevant = random_lists(rng, k)
+    n_relevant = np.r_[n_relevant, 0]  # one list more, with nothing relevant
+    each = list_ndcg(lists, ranks, n_relevant, k)
+    assert len(each) == len(n_relevant) and each[-1] == 0.0
+    for i in range(len(n_relevant) - 1):
+        mine = lists == i
+        assert each[i] == mean_ndcg(lists[mine] * 0, ranks[mine], n_relevant[i : i + 1], k)
