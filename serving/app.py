@@ -31,7 +31,6 @@ from ray.serve import Application
 
 from recsys import recommend
 from recsys.config import recsys_home
-from recsys.experiments.spec import Experiment
 from recsys.features.events import Event, EventIngestor, EventLog
 from recsys.recommend import batch
 from recsys.recommend.batch import Ask, Served
@@ -142,8 +141,7 @@ class Ingress:
         self.telemetry = telemetry.for_this_process()
         directory = self.args.prediction_log_dir or recsys_home() / "predictions"
         self.predictions = PredictionLog(directory)
-        self.version: str | None = None
-        self.experiment: Experiment | None = None
+        self.selection = ModelSelection()  # the version served, and its experiment if any
         self.load_error = ""
         self._events = None
         self._batch.set_max_batch_size(self.args.max_batch_size)
@@ -160,13 +158,13 @@ class Ingress:
             self.load_error = f"model {version}: {exc}"
             log.exception("cannot load model %s", version)
             return
-        self.version, self.experiment = selection.model_version, selection.experiment
-        self.telemetry.set_version(self.version)
+        self.selection = selection
+        self.telemetry.set_version(selection.model_version)
 
     # -- routes ------------------------------------------------------------------------
     @api.get("/openapi.json", include_in_schema=False)
     def openapi_document(self, request: Request) -> JSONResponse:
-        version = self.version
+        version = self.selection.model_version
         prepared = self.models.get(version) if version else None
         doc = openapi.document(
             request.app.openapi(),
@@ -187,15 +185,14 @@ class Ingress:
 
     @api.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
     async def readyz(self) -> JSONResponse:
-        reason = self.load_error
-        if not reason and self.version is None:
+        selection, reason = self.selection, self.load_error
+        if not reason and selection.model_version is None:
             reason = "no model loaded yet (set model_version in user_config)"
-        experiment = self.experiment
-        for version in [self.version] + ([experiment.challenger] if experiment else []):
-            reason = reason or await self._not_ready(version)  # the challenger serves users too
+        for version in selection.versions():  # the challenger serves users too
+            reason = reason or await self._not_ready(version)
         if reason:
             return JSONResponse({"ready": False, "reason": reason}, status_code=503)
-        return JSONResponse({"ready": True, "model_version": self.version})
+        return JSONResponse({"ready": True, "model_version": selection.model_version})
 
     @api.get(
         "/metrics",
@@ -213,7 +210,7 @@ class Ingress:
     )
     async def recommend(self, body: RecommendRequest) -> RecommendResponse:
         t0 = time.perf_counter()
-        version, experiment = self.version, self.experiment
+        version, experiment = self.selection.model_version, self.selection.experiment
         if version is None:
             raise HTTPException(503, "no model loaded yet")
         request_id = self.predictions.new_id()

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from recsys.cli.options import SHARE, open_registry
 from recsys.config import RecsysError, recsys_home
+from recsys.data.records import reasons
 from recsys.experiments.spec import Experiment
 from recsys.features.repository import default_repo
 from recsys.workflows import experiment as flow
@@ -69,10 +70,7 @@ def start(name, challenger, control, share, interleave, metric, min_users, regis
             min_users=min_users,
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'experiment'}: {e['msg']}" for e in exc.errors()
-        )
-        raise RecsysError(f"experiment {name!r}: {problems}") from None
+        raise RecsysError(f"experiment {name!r}: {'; '.join(reasons(exc))}") from None
     started = flow.start(registry_uri, spec)
     arms = "interleaved" if interleave else f"challenger share {spec.share:g}"
     click.echo(

@@ -47,7 +47,8 @@ def _train_loop(cfg: dict) -> None:
     model: Trainable = cfg["model"]
     device = ray.train.torch.get_device()
     model.net = model.build_net()
-    loss = model.loss_module(cfg["loss_args"])
+    staged: StagedExamples = cfg["staged"]
+    loss = model.loss_module(staged.loss_args)
     start, state = 0, None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -60,7 +61,6 @@ def _train_loop(cfg: dict) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     fail_at = cfg["fail_at_epoch"]
-    staged: StagedExamples = cfg["staged"]
     if staged.in_memory:
         rows = read_share(staged, rank, world)
         steps = _common_steps(model, rows, world)
@@ -199,7 +199,6 @@ def fit_staged(model: Trainable, staged: StagedExamples, val, run: RayRun) -> Tr
         train_loop_config={
             "model": model.worker_copy(),
             "val": val,
-            "loss_args": staged.loss_args,
             "staged": staged,
             # Read on the driver: workers keep the environment Ray started with.
             "fail_at_epoch": int(os.environ.get(FAIL_AT_EPOCH_ENV, "-1")),

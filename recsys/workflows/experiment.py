@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
+
 from recsys import serve_ops
 from recsys.config import RecsysError, recsys_home
 from recsys.experiments import metrics
@@ -90,12 +92,23 @@ def status(
     """Per-arm live quality, the sample-ratio check and the decision, from the prediction log
     (the answers that name the experiment) and the events (what the users did next)."""
     experiment, record = read(registry_uri, name)
+    rows, warnings = answers_with_clicks(name, predictions, events, window)
+    result = metrics.status(experiment, rows)
+    keep = ("started_at", "stopped_at", "winner", "promoted")
+    return {**result, **{k: record.get(k) for k in keep}, "warnings": warnings}
+
+
+def answers_with_clicks(
+    name: str,
+    predictions: str | Path | None,
+    events: str | Path | None,
+    window: timedelta = timedelta(hours=24),
+) -> tuple[pd.DataFrame, list[str]]:
+    """Experiment ``name``'s served items from the prediction log, each with ``target`` 1 when
+    the user then acted on it within ``window`` (the events); and the readers' warnings."""
     rows, warnings = load_experiment_answers(predictions or recsys_home() / "predictions", name)
     feedback, more = load_feedback(events or recsys_home() / "events")
-    joined = join_feedback(rows, feedback, window=window)
-    result = metrics.status(experiment, joined)
-    keep = ("started_at", "stopped_at", "winner", "promoted")
-    return {**result, **{k: record.get(k) for k in keep}, "warnings": warnings + more}
+    return join_feedback(rows, feedback, window=window), warnings + more
 
 
 def stop(

@@ -31,7 +31,6 @@ from recsys.experiments.spec import Experiment
 from recsys.features.repository import copy_definitions
 from recsys.features.store import materialize_split
 from recsys.models.kinds import create_model
-from recsys.monitoring.logs import join_feedback, load_experiment_answers, load_feedback
 from recsys.registry import Registry
 from recsys.workflows import experiment as flow
 from recsys.workflows.http_demo import post
@@ -84,11 +83,11 @@ def run_experiment_demo(demo: ExperimentDemo, log: Log = print) -> dict:
         log,
     )
     ours = local_ray() is not None
-    test = pd.read_parquet(split / "test.parquet")
-    watched = test.groupby(USER)[ITEM].agg(set)
-    replayed = sorted(watched.index)[: demo.users]
     results = {}
     try:
+        test = pd.read_parquet(split / "test.parquet")
+        watched = test.groupby(USER)[ITEM].agg(set)
+        replayed = sorted(watched.index)[: demo.users]
         for mode in ("split", "interleave"):
             spec = Experiment(
                 name=f"demo-{mode}",
@@ -134,9 +133,7 @@ def users_needed(
 ) -> int | None:
     """The fewest users (every ``step``, in the order they came) at which the decision named
     a winner: the always-valid p-value may be read at every look."""
-    rows, _ = load_experiment_answers(predictions, spec.name)
-    feedback, _ = load_feedback(events)
-    joined = join_feedback(rows, feedback)
+    joined, _ = flow.answers_with_clicks(spec.name, predictions, events)
     order = joined.groupby(USER)["ts"].min().sort_values(kind="stable").index
     for n in range(step, len(order) + step, step):
         kept = joined[joined[USER].isin(set(order[:n]))]

@@ -188,7 +188,8 @@ class TwoTower(Recommender):
         return shuffled_slices(len(rows["uid"]), self.config.batch_size, seed)
 
     def example_order(self, rows: dict[str, np.ndarray], seed: int) -> np.ndarray:
-        """Examples are shuffled once on disk, then again within a buffer each epoch."""
+        """Examples are shuffled once on disk, then anew each epoch (``batch_indices`` in memory,
+        within a buffer where they are streamed)."""
         return np.random.default_rng(seed).permutation(len(rows["uid"]))
 
     def shuffle_buffer(self) -> int:
