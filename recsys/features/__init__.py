@@ -8,7 +8,9 @@ process that imports Feast through this package takes that mode for this decorat
 Such a process builds no feature definitions: it reads the registry that ``feast apply`` wrote,
 and ``feast apply`` runs as Feast's own CLI in a child process
 (:func:`recsys.features.repository.feast_apply`), which imports Feast first and keeps the
-checks. A process that imported Feast earlier keeps its checks too.
+checks, the first time a set of definitions is applied on the machine; later applies of the
+same definitions skip them (``recsys.features.feast_cli``). A process that imported Feast
+earlier keeps its checks too.
 """
 
 import typeguard

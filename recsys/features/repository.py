@@ -5,6 +5,11 @@ reads has not changed since the last apply).
 The online store is chosen by configuration only: ``feature_store.yaml`` (SQLite, the embedded
 default) or ``feature_store.redis.yaml`` (Redis at ``$REDIS_CONNECTION_STRING``), picked with
 ``online="redis"`` or ``RECSYS_FEAST_ONLINE=redis``.
+
+Feast's typeguard checks (see :mod:`recsys.features`) look at the definitions alone: an apply
+runs them the first time a set of definitions is applied on this machine, and later applies of
+the same definitions (another copy of the repository, another online store) skip them, which
+halves an apply's time.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
-from recsys.config import RecsysError
+from recsys.config import RecsysError, recsys_home
 from recsys.features.build import TABLES
 from recsys.files import atomic_path
 
@@ -28,6 +33,8 @@ STAMP = ".applied.{kind}"  # in data/: apply_digest as of the last apply
 # What the embedded store's ``feast apply`` creates: without them an apply is due whatever
 # the stamp says.
 APPLIED_FILES = {"sqlite": ("registry.db", "online_store.db"), "redis": ("registry.redis.db",)}
+# Feast's own CLI with its checks, and the same CLI without them (recsys.features.feast_cli).
+CHECKED_CLI, UNCHECKED_CLI = "feast.cli.cli", "recsys.features.feast_cli"
 
 
 def default_repo() -> Path:
@@ -93,16 +100,37 @@ def apply_digest(repo: str | Path, online: str | None = None) -> str:
     repository is applied anew)."""
     repo, kind = Path(repo).resolve(), online_kind(online)
     digest = hashlib.sha256(str(repo).encode() + b"\0")
-    for path in sorted(repo.glob("*.py")) + [store_yaml(repo, kind)]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(store_yaml(repo, kind).read_bytes() + b"\0")
     for part in (
+        definitions_digest(repo),
         kind,
         os.environ.get("REDIS_CONNECTION_STRING", "") if kind == "redis" else "",
-        metadata.version("feast"),
         metadata.version("recsys-platform"),
     ):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()
+
+
+def definitions_digest(repo: str | Path) -> str:
+    """What Feast's type checks at apply time see, as one checksum: the definitions
+    (``*.py``) and the Feast version; not the folder, the configuration or the data."""
+    digest = hashlib.sha256(metadata.version("feast").encode() + b"\0")
+    for path in sorted(Path(repo).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def checked_mark(repo: str | Path) -> Path:
+    """The file whose presence says that ``repo``'s definitions passed a checked apply on
+    this machine: ``$RECSYS_HOME/feast-checked/<definitions_digest>``."""
+    return recsys_home() / "feast-checked" / definitions_digest(repo)
+
+
+def apply_command(repo: str | Path, config: Path) -> list[str]:
+    """The ``feast apply`` to run: Feast's own CLI, with typeguard's checks of the definitions
+    unless they passed them before (:func:`checked_mark`)."""
+    cli = UNCHECKED_CLI if checked_mark(repo).exists() else CHECKED_CLI
+    return [sys.executable, "-m", cli, "-f", str(config), "apply"]
 
 
 def apply_due(repo: str | Path, online: str | None = None) -> bool:
@@ -144,10 +172,23 @@ def feast_apply(repo: str | Path, online: str | None = None, *, if_changed: bool
     stamp = data / STAMP.format(kind=kind)
     stamp.unlink(missing_ok=True)
     env = {**os.environ, "FEAST_USAGE": "False"}
-    cmd = [sys.executable, "-m", "feast.cli.cli", "-f", str(config), "apply"]
+    cmd = apply_command(repo, config)
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RecsysError(f"feast apply in {repo} failed:\n{proc.stderr[-3000:]}")
+    if CHECKED_CLI in cmd:
+        mark_checked(repo)
     with atomic_path(stamp) as tmp:
         tmp.write_text(digest)
     return proc.stdout
+
+
+def mark_checked(repo: Path) -> None:
+    """Record that ``repo``'s definitions passed a checked apply (where the home is not
+    writable, the next apply checks them again)."""
+    mark = checked_mark(repo)
+    try:
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.touch()
+    except OSError:
+        pass

@@ -158,12 +158,14 @@ def retrain(
 ) -> dict[str, Any]:
     """The training pipeline over a retraining snapshot (base data + feedback), its result
     logged: what a ``retrain`` decision starts here (the monitor's ``--retrain`` without a KFP
-    host, the closed loop)."""
+    host, the closed loop). Training joins the Ray that serves (``serve_address``), as the
+    quickstart's does: one Ray on one machine."""
     run = PipelineRun(
         source=str(snapshot),
         feature_repo=feature_repo,
         no_features=no_features,
         registry_uri=registry_uri,
+        ray_address=serve_address,
         serve_address=serve_address,
         workdir=workdir,
     )

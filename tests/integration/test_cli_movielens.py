@@ -1,6 +1,7 @@
 """CLI round trips on the real MovieLens-100k: the installed ``recsys`` command in a subprocess
-(the quickstart, ``recsys recommend`` against the live app, the quality benchmark), the same
-click commands in this process for the data, train, recommend and evaluate round trips."""
+for the quickstart (what `make demo` runs), the same click commands in this process for the
+data, train, recommend and evaluate round trips, ``recsys recommend`` against the live app and
+the quality benchmark."""
 
 import json
 import os
@@ -216,7 +217,7 @@ def test_the_online_store_holds_every_training_users_state(quickstart):
     assert all(seen[u] - mine[u] <= set(events.item_id) for u in users)
 
 
-def test_the_endpoint_answers_what_recsys_recommend_answers(quickstart, ray_session, run_cli):
+def test_the_endpoint_answers_what_recsys_recommend_answers(quickstart, ray_session, cli_here):
     """One recommendation path, measured where it matters: 200 seeded held-out users, the
     live app's /recommend against `recsys recommend` for the same version and users."""
     from ray import serve
@@ -232,7 +233,7 @@ def test_the_endpoint_answers_what_recsys_recommend_answers(quickstart, ray_sess
     (quickstart["tmp"] / "users.txt").write_text("\n".join(users))
     out = quickstart["tmp"] / "offline.parquet"
     model_dir = quickstart["registry"] / "versions" / version
-    run_cli(
+    cli_here(
         "recommend",
         "--model",
         model_dir,
@@ -284,9 +285,9 @@ def test_the_endpoint_answers_what_recsys_recommend_answers(quickstart, ray_sess
     assert leaked == 0
 
 
-def test_benchmark_quality_writes_results(run_cli, movielens_dir, tmp_path):
+def test_benchmark_quality_writes_results(cli_here, movielens_dir, tmp_path):
     out = tmp_path / "quality.json"
-    proc = run_cli(
+    proc = cli_here(
         "benchmark",
         "quality",
         "--out",

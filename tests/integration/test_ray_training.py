@@ -26,7 +26,7 @@ from recsys.training.train import TrainArgs, train
 from recsys.training.two_tower import FAIL_AT_EPOCH_ENV
 from tests.helpers import recommend_rows
 
-CONFIG = {"epochs": 3, "history_len": 50}
+CONFIG = {"epochs": 3, "history_len": 20}
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_checkpoints_history_and_quality(uninterrupted, split_dir, storage):
     ndcg = ranking_metrics(recs, test_df, 10).ndcg
     pop = recommend_rows(Popularity().fit(train_df), users, 10, history=train_df)
     pop_ndcg = ranking_metrics(pop, test_df, 10).ndcg
-    # Popularity is ~0.25 on this split; three epochs of the two-tower reach ~0.39.
+    # Popularity is ~0.25 on this split; three epochs of the two-tower reach ~0.38.
     assert ndcg > 0.30 and ndcg > pop_ndcg + 0.05, (ndcg, pop_ndcg)
 
 

@@ -82,8 +82,9 @@ def setup(ray_session, tmp_path_factory):
         "feature_repo": str(copy_feature_repo(root / "train_repo")),
         "params": TINY_MULTISTAGE,
         "registry_uri": str(registry.uri),
-        # training starts its own local Ray in the task (as a RayJob would have its own
-        # cluster); deploy joins the cluster that runs the Serve app
+        # training and deploy join the cluster that runs the Serve app (a task that starts
+        # its own local Ray is the quickstart's, test_cli_movielens.py)
+        "ray_address": ray_session.get_runtime_context().gcs_address,
         "serve_address": ray_session.get_runtime_context().gcs_address,
         "checkpoint_uri": str(root / "checkpoints"),
     }
@@ -193,9 +194,8 @@ def test_second_run_on_unchanged_data_keeps_the_champion(setup):
     before = registry.champion()
     events = len(registry.history())
     # the data the champion was trained on: the loop's snapshot
-    # this run's training joins the session's Ray (the first one started its own in the task)
     snapshot = str(setup["root"] / "loop" / "snapshot")
-    result = run(setup, "second", source=snapshot, ray_address=setup["arguments"]["serve_address"])
+    result = run(setup, "second", source=snapshot)
     decision = result["decision"]
     assert not decision["promote"] and decision["champion"] == before.version
     assert not decision["checks"]["beats_champion"]["passed"]

@@ -21,9 +21,10 @@ ISO_WITH_BLANKS = pd.Series(
 )
 
 
-def test_iso_text_with_blanks_parses_the_same_1000_times_under_memory_churn(monkeypatch):
+def test_iso_text_with_blanks_parses_the_same_200_times_under_memory_churn(monkeypatch):
     """The issue's loop: arrays allocated and freed between calls left garbage where pandas 2
-    read an uninitialised buffer; 2,841 of 3,000 calls raised before the fix."""
+    read an uninitialised buffer; 2,841 of 3,000 calls raised before the fix (200 calls all
+    passing by chance, at that rate: under 1e-250)."""
     unit_calls = []
     to_datetime = pd.to_datetime
 
@@ -36,14 +37,14 @@ def test_iso_text_with_blanks_parses_the_same_1000_times_under_memory_churn(monk
     rng = np.random.default_rng(0)
     first = parse_timestamps(ISO_WITH_BLANKS)
     ok = 0
-    for i in range(1000):
+    for i in range(200):
         junk = [rng.standard_normal(int(n)) * 1e300 for n in rng.integers(1, 5000, size=8)]
         junk.append(np.full(len(ISO_WITH_BLANKS), np.nan))
         del junk  # freed: the next allocations reuse these bytes
         if i % 100 == 0:
             gc.collect()
         ok += parse_timestamps(ISO_WITH_BLANKS).equals(first)
-    assert ok == 1000
+    assert ok == 200
     assert first.iloc[:7].tolist()[:3] == [
         pd.Timestamp("2024-02-03T03:05:06Z"),
         pd.NaT,

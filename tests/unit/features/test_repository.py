@@ -6,7 +6,17 @@ from __future__ import annotations
 import pytest
 
 from recsys.config import RecsysError
-from recsys.features.repository import STAMP, apply_digest, apply_due, feast_apply
+from recsys.features.repository import (
+    CHECKED_CLI,
+    STAMP,
+    UNCHECKED_CLI,
+    apply_command,
+    apply_digest,
+    apply_due,
+    definitions_digest,
+    feast_apply,
+    mark_checked,
+)
 from tests.helpers import copy_feature_repo
 
 
@@ -66,3 +76,19 @@ def test_a_copied_or_moved_repository_is_due(applied, tmp_path):
     """The registry names its online tables by absolute path: a copy is applied anew."""
     moved = applied.rename(tmp_path / "elsewhere")
     assert apply_due(moved, "sqlite")
+
+
+def test_definitions_are_checked_on_their_first_apply_only(applied, tmp_path, monkeypatch):
+    """typeguard's checks run on a set of definitions' first apply on the machine; another
+    copy of the same definitions skips them, an edited definition is checked again."""
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
+    config = applied / "feature_store.yaml"
+    assert apply_command(applied, config)[2] == CHECKED_CLI
+    mark_checked(applied)
+    copy = copy_feature_repo(tmp_path / "copy")
+    assert apply_command(copy, config)[2] == UNCHECKED_CLI
+    assert definitions_digest(copy) == definitions_digest(applied)
+    assert apply_digest(copy, "sqlite") != apply_digest(applied, "sqlite")  # another folder
+    definitions = copy / "entities.py"
+    definitions.write_text(definitions.read_text() + "\n# edited\n")
+    assert apply_command(copy, config)[2] == CHECKED_CLI
