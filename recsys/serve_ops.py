@@ -20,12 +20,7 @@ from typing import Any
 import yaml
 
 from recsys import serve_local
-from recsys.config import (  # noqa: F401  (FAST_PROXY, proxy_settings: for the chart's test and the benchmarks)
-    FAST_PROXY,
-    WRITE_TOKEN_ENV,
-    RecsysError,
-    proxy_settings,
-)
+from recsys.config import FAST_PROXY, WRITE_TOKEN_ENV, RecsysError, proxy_settings  # noqa: F401
 from recsys.registry import Registry
 from recsys.serve_local import connect, stop  # noqa: F401  (the CLI's and benchmarks' names)
 
@@ -50,6 +45,7 @@ def serve_config(
     path: str | Path | None = None,
     *,
     model_version: str | None = None,
+    experiment: dict | None = None,
     args: dict[str, Any] | None = None,
     host: str | None = None,
     port: int | None = None,
@@ -58,6 +54,9 @@ def serve_config(
     proxy_location: str | None = None,
 ) -> dict:
     """The Serve config from ``path`` with overrides (``None`` keeps the file's value).
+
+    ``experiment``: one against ``model_version`` (its control), as the app's ``user_config``
+    carries it (``serving.schemas.ModelSelection``).
 
     ``topology="fused"`` keeps only the Ingress deployment (it runs every stage itself).
     ``replicas``: every deployment starts with (and keeps at least) this many replicas.
@@ -70,17 +69,17 @@ def serve_config(
     app = next((a for a in config["applications"] if a["name"] == APP), None)
     if app is None:
         raise RecsysError(f"{path}: no application named {APP!r}")
-    app["args"] = {
-        **app.get("args", {}),
-        **{k: v for k, v in (args or {}).items() if v is not None},
-    }
+    app["args"] = app.get("args", {}) | {k: v for k, v in (args or {}).items() if v is not None}
     if topology:
         app["args"]["topology"] = topology
     if app["args"].get("topology") == "fused":
         app["deployments"] = [d for d in app["deployments"] if d["name"] == "Ingress"]
+    if experiment and not model_version:
+        raise RecsysError("an experiment needs the model_version it runs against (its control)")
     if model_version:
+        selection = {"model_version": model_version, "experiment": experiment}
         for deployment in app["deployments"]:
-            deployment["user_config"] = {"model_version": model_version}
+            deployment["user_config"] = {k: v for k, v in selection.items() if v is not None}
     if replicas:
         for deployment in app["deployments"]:
             scaling = deployment.get("autoscaling_config")

@@ -75,6 +75,7 @@ def start(name, challenger, control, share, interleave, metric, min_users, regis
     arms = "interleaved" if interleave else f"challenger share {spec.share:g}"
     click.echo(
         f"experiment {name}: {control} (control) vs {challenger} ({arms}) at {started['url']}"
+        + (" (declared in the app's config: recorded)" if started.get("declared") else "")
     )
 
 

@@ -35,7 +35,9 @@ def resolve_control(registry_uri: str | None, control: str) -> str:
 
 def start(registry_uri: str | None, experiment: Experiment, *, wait_s: float = 300) -> dict:
     """Record ``experiment`` and start it on the running app (joined as ``recsys serve``
-    does). The app must serve the control already: the experiment adds its challenger."""
+    does). The app must serve the control already: the experiment adds its challenger. An app
+    that runs this experiment already (declared in the chart's ``serve.experiment``) is left
+    as it is: the experiment is only recorded."""
     registry = Registry(registry_uri)
     registry.get(experiment.challenger)
     known = registry.experiment_record(experiment.name)
@@ -45,9 +47,11 @@ def start(registry_uri: str | None, experiment: Experiment, *, wait_s: float = 3
             f"recsys experiment stop {experiment.name})"
         )
     serve_ops.connect()
-    live = serve_ops.live_config()["applications"][0]["deployments"][0].get("user_config") or {}
-    if live.get("experiment"):
-        raise RecsysError(f"the app runs experiment {live['experiment']['name']!r}: stop it first")
+    running = serve_ops.live_config()
+    live = running["applications"][0]["deployments"][0].get("user_config") or {}
+    declared = live.get("experiment") or {}
+    if declared and declared.get("name") != experiment.name:
+        raise RecsysError(f"the app runs experiment {declared['name']!r}: stop it first")
     if live.get("model_version") != experiment.control:
         raise RecsysError(
             f"the app serves {live.get('model_version')!r}, not the control "
@@ -60,6 +64,10 @@ def start(registry_uri: str | None, experiment: Experiment, *, wait_s: float = 3
         "winner": None,
         "promoted": None,
     }
+    if declared:
+        _check_declared(Experiment.model_validate(declared), experiment)
+        registry.write_experiment_record(experiment.name, record | {"declared": True})
+        return {**record, "declared": True, "url": serve_ops.local_url(running["http_options"])}
     registry.write_experiment_record(experiment.name, record)
     user_config = {"model_version": experiment.control, "experiment": experiment.model_dump()}
     try:
@@ -69,6 +77,17 @@ def start(registry_uri: str | None, experiment: Experiment, *, wait_s: float = 3
         registry.write_experiment_record(experiment.name, record)
         raise
     return {**record, "url": serve_ops.local_url(config["http_options"])}
+
+
+def _check_declared(declared: Experiment, asked: Experiment) -> None:
+    """The experiment the app runs under this name is the one asked for, field by field."""
+    mine, theirs = asked.model_dump(), declared.model_dump()
+    differ = [f"{k}={theirs[k]!r} (asked: {mine[k]!r})" for k in mine if mine[k] != theirs[k]]
+    if differ:
+        raise RecsysError(
+            f"the app runs experiment {asked.name!r} with {', '.join(differ)}: start it with the "
+            "app's settings, or stop it first"
+        )
 
 
 def read(registry_uri: str | None, name: str) -> tuple[Experiment, dict]:

@@ -489,6 +489,15 @@ def test_an_experiment_splits_users_stickily_interleaves_and_reports_per_arm(ser
     stopped = flow.stop(str(registry), "e2", **logs)
     assert stopped["serving"] == "v1" and stopped["stopped_at"] is not None
     assert serve_ops.wait_ready(served["url"])["model_version"] == "v1"
+    # declared in the app's config (the chart's serve.experiment): start records it as it runs
+    declared = {"name": "e4", "control": "v1", "challenger": "v2", "share": 0.2}
+    serve_ops.set_user_config({"model_version": "v1", "experiment": declared})
+    with pytest.raises(RecsysError, match=r"share=0.2 \(asked: 0.5\)"):
+        flow.start(str(registry), Experiment(name="e4", control="v1", challenger="v2"))
+    assert flow.start(str(registry), Experiment(**declared))["declared"]
+    assert flow.read(str(registry), "e4")[0].share == 0.2
+    assert recommend(client).json()["experiment"]["name"] == "e4"
+    flow.stop(str(registry), "e4", **logs)
     # a challenger the store cannot serve (trained on other data, an earlier test's) is not ready
     flow.start(str(registry), Experiment(name="e3", control="v1", challenger="alien"))
     ready = client.get("/readyz")

@@ -1,6 +1,7 @@
 {{/* serveConfigV2: serving/config.yaml (files/serve-config.yaml links to it) with the
-cluster's paths, the values' extra args and the model version; the rest is the file's.
-recsys.deploy.serve_config applies the same overrides (the chart test compares them). */}}
+cluster's paths, the values' extra args, the model version and the experiment against it; the
+rest is the file's. recsys.serve_ops.serve_config applies the same overrides (the chart test
+compares them). */}}
 {{- define "recsys.serveConfig" -}}
 {{- $config := .Files.Get "files/serve-config.yaml" | fromYaml -}}
 {{- if not $config.applications -}}
@@ -25,8 +26,21 @@ recsys.deploy.serve_config applies the same overrides (the chart test compares t
 {{- $_ := set $app "deployments" $ingress -}}
 {{- end -}}
 {{- if .Values.serve.modelVersion -}}
+{{- $selection := dict "model_version" .Values.serve.modelVersion -}}
+{{- with .Values.serve.experiment -}}
+{{- if eq .challenger $.Values.serve.modelVersion -}}
+{{- fail (printf "serve.experiment.challenger %q is serve.modelVersion: an experiment compares two versions" .challenger) -}}
+{{- end -}}
+{{- $experiment := dict "name" .name "control" $.Values.serve.modelVersion "challenger" .challenger -}}
+{{- range $key, $field := dict "mode" "mode" "share" "share" "metric" "metric" "minUsers" "min_users" "alpha" "alpha" -}}
+{{- if hasKey $.Values.serve.experiment $key -}}
+{{- $_ := set $experiment $field (get $.Values.serve.experiment $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $selection "experiment" $experiment -}}
+{{- end -}}
 {{- range $app.deployments -}}
-{{- $_ := set . "user_config" (dict "model_version" $.Values.serve.modelVersion) -}}
+{{- $_ := set . "user_config" (deepCopy $selection) -}}
 {{- end -}}
 {{- end -}}
 {{- $_ := set $config.http_options "port" .Values.serve.port -}}

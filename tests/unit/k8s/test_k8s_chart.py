@@ -9,6 +9,7 @@ import json
 import shlex
 from pathlib import Path
 
+import helm_python
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -17,7 +18,8 @@ from click.testing import CliRunner
 
 from pipelines.cluster import ClusterSettings
 from recsys import __version__, serve_ops
-from serving.schemas import AppArgs
+from recsys.config import RecsysError
+from serving.schemas import AppArgs, ModelSelection
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -203,24 +205,31 @@ def test_secrets_are_referenced_by_name_and_never_inlined(envs):
     assert values.get("secrets") is None  # the env files keep the defaults
 
 
+CLUSTER_ARGS = {
+    "model_root": "/var/lib/recsys/registry/versions",
+    "feature_repo": "/var/lib/recsys/feature_repo",
+    "online_store": "redis",
+    "events_dir": "/var/lib/recsys/serving/events",
+    "prediction_log_dir": "/var/lib/recsys/serving/predictions",
+}
+
+
+def serve_config_of(values: dict) -> dict:
+    rayservice = one(render.documents(render.render(values)), "RayService")
+    return yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+
+
 def test_the_serve_config_has_one_source(envs):
     link = ROOT / "k8s" / "chart" / "files" / "serve-config.yaml"
     assert link.is_symlink() and link.resolve() == (ROOT / "serving" / "config.yaml").resolve()
-    cluster_args = {
-        "model_root": "/var/lib/recsys/registry/versions",
-        "feature_repo": "/var/lib/recsys/feature_repo",
-        "online_store": "redis",
-        "events_dir": "/var/lib/recsys/serving/events",
-        "prediction_log_dir": "/var/lib/recsys/serving/predictions",
-    }
     rendered = yaml.safe_load(one(envs["local"]["docs"], "RayService")["spec"]["serveConfigV2"])
-    assert rendered == serve_ops.serve_config(args=cluster_args)
+    assert rendered == serve_ops.serve_config(args=CLUSTER_ARGS)
     # The same overrides `recsys serve start` applies: a version, a topology, a port.
     values = {"serve": {"modelVersion": "v7", "args": {"topology": "fused"}, "port": 9000}}
     rayservice = one(render.documents(render.render(values)), "RayService")
     rendered = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     expected = serve_ops.serve_config(
-        args=cluster_args, model_version="v7", topology="fused", port=9000
+        args=CLUSTER_ARGS, model_version="v7", topology="fused", port=9000
     )
     assert rendered == expected and [
         d["name"] for d in rendered["applications"][0]["deployments"]
@@ -232,11 +241,41 @@ def test_the_serve_config_has_one_source(envs):
     AppArgs.model_validate(rendered["applications"][0]["args"])
 
 
+def test_an_experiment_in_the_values_is_the_user_config_the_app_validates():
+    """``serve.experiment`` runs against ``serve.modelVersion`` (its control): the same
+    ``user_config`` as ``serve_config`` writes, and one the app's ModelSelection accepts."""
+    experiment = {"name": "ranker-v2", "challenger": "v8", "share": 0.1, "minUsers": 500}
+    rendered = serve_config_of({"serve": {"modelVersion": "v7", "experiment": experiment}})
+    expected = {"name": "ranker-v2", "control": "v7", "challenger": "v8"}
+    expected |= {"share": 0.1, "min_users": 500}
+    assert rendered == serve_ops.serve_config(
+        args=CLUSTER_ARGS, model_version="v7", experiment=expected
+    )
+    for deployment in rendered["applications"][0]["deployments"]:
+        selection = ModelSelection.model_validate(deployment["user_config"])
+        assert selection.versions() == ["v7", "v8"] and selection.experiment.share == 0.1
+        assert selection.experiment.mode == "split" and selection.experiment.min_users == 500
+    interleave = {"name": "i", "challenger": "v8", "mode": "interleave"}
+    rendered = serve_config_of({"serve": {"modelVersion": "v7", "experiment": interleave}})
+    user_config = rendered["applications"][0]["deployments"][0]["user_config"]
+    assert ModelSelection.model_validate(user_config).experiment.mode == "interleave"
+    same = {"name": "e", "challenger": "v7"}
+    with pytest.raises(helm_python.HelmError, match="an experiment compares two versions"):
+        render.render({"serve": {"modelVersion": "v7", "experiment": same}})
+    with pytest.raises(RecsysError, match="needs the model_version"):
+        serve_ops.serve_config(experiment=expected)
+
+
 def test_an_object_store_registry_is_served_from_the_registry_uri():
     values = {"registry": {"uri": "s3://models/recsys"}}
     rayservice = one(render.documents(render.render(values)), "RayService")
     args = yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"][0]["args"]
     assert args["model_root"] == "s3://models/recsys"
+
+
+def _experiment(fields: dict) -> dict:
+    experiment = {"name": "e", "challenger": "v8"} | fields
+    return {"serve": {"modelVersion": "v7", "experiment": experiment}}
 
 
 @pytest.mark.parametrize(
@@ -257,6 +296,13 @@ def test_an_object_store_registry_is_served_from_the_registry_uri():
             {"redis": {"resources": {"requests": {"memory": 512}}}},
             "/redis/resources/requests/memory",
         ),
+        (
+            {"serve": {"experiment": {"name": "e", "challenger": "v8"}}},
+            "'/serve': missing property 'modelVersion'",
+        ),
+        (_experiment({"mode": "shadow"}), "/serve/experiment/mode"),
+        (_experiment({"share": 1}), "/serve/experiment/share"),
+        (_experiment({"challenger": None}), "/serve/experiment/challenger"),
     ],
 )
 def test_bad_values_fail_naming_the_key(values, named):
