@@ -164,27 +164,45 @@ def gate(
 
 @component
 def register(
-    model: Input[Model], decision: Input[Metrics], reference: Input[Dataset], registry_uri: str
+    model: Input[Model],
+    decision: Input[Metrics],
+    reference: Input[Dataset],
+    registry_uri: str,
+    rollout: str,
 ) -> str:
     """Add the candidate, with its monitoring reference, to the registry and make it the
-    champion; the gate's reasons are kept."""
+    champion (``rollout`` switch; experiment: only added, while there is a champion); the
+    gate's reasons are kept."""
     from recsys.registry import register_champion
 
     reason = "gate: " + "; ".join(decision.metadata.get("reasons", []))
     attachments = {"reference.parquet": reference.path}
     return register_champion(
-        model.path, registry_uri or None, reason=reason, attachments=attachments
+        model.path, registry_uri or None, reason=reason, attachments=attachments, rollout=rollout
     )
 
 
 @component
-def deploy(version: str, registry_uri: str, serve_address: str, serve_config: Output[Artifact]):
-    """Serve the new champion: write its Serve config; switch the app running on the Ray
-    cluster at ``serve_address`` (the RayService's, not the training cluster) in place."""
-    from recsys.serve_ops import deploy_version
+def deploy(
+    version: str,
+    registry_uri: str,
+    serve_address: str,
+    rollout: str,
+    experiment_share: float,
+    serve_config: Output[Artifact],
+):
+    """Serve the gated version: write its Serve config; on the Ray cluster at
+    ``serve_address`` (the RayService's, not the training cluster) switch the app to it in
+    place, or start an experiment with it as the challenger (``rollout`` experiment)."""
+    from recsys.workflows.deploy import deploy
 
-    done = deploy_version(
-        version, registry_uri or None, serve_config.path, ray_address=serve_address or None
+    done = deploy(
+        version,
+        registry_uri or None,
+        serve_config.path,
+        rollout=rollout,
+        share=experiment_share,
+        ray_address=serve_address or None,
     )
     serve_config.metadata.update(done)
     print(f"deploy: {done}")

@@ -1,5 +1,7 @@
 """The training pipeline: ingest → features → training set → train → evaluate → gate → (if
-promoted) register → deploy.
+promoted) register → deploy. ``rollout``: ``switch`` (the app serves the new champion) or
+``experiment`` (the gated version is the challenger of the champion on ``experiment_share`` of
+the users, until ``recsys experiment stop --promote`` decides).
 
 Two compiled variants share one DAG; they differ only in the Kubernetes settings applied to
 the tasks (``kfp-kubernetes``): ``training`` (CPU training) and ``training-gpu`` (the train task
@@ -51,6 +53,8 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
         margin: float = 0.005,
         coverage_tolerance: float = 0.05,
         baseline_margin: float = 0.001,
+        rollout: str = "switch",
+        experiment_share: float = 0.1,
     ) -> Outputs:
         split = c.ingest(source=source, protocol=protocol, seed=seed)
         features = c.materialize_features(split=split.outputs["split"], feature_repo=feature_repo)
@@ -88,8 +92,15 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
                 decision=verdict.outputs["decision"],
                 reference=scored.outputs["reference"],
                 registry_uri=registry_uri,
+                rollout=rollout,
             )
-            c.deploy(version=version.output, registry_uri=registry_uri, serve_address=serve_address)
+            c.deploy(
+                version=version.output,
+                registry_uri=registry_uri,
+                serve_address=serve_address,
+                rollout=rollout,
+                experiment_share=experiment_share,
+            )
         tasks = (split, features, rows, model, scored, verdict, version)
         for task in tasks:
             # The registry and the feature store are state outside the artifacts: a cached

@@ -21,7 +21,6 @@ import yaml
 
 from recsys import serve_local
 from recsys.config import FAST_PROXY, WRITE_TOKEN_ENV, RecsysError, proxy_settings  # noqa: F401
-from recsys.registry import Registry
 from recsys.serve_local import connect, stop  # noqa: F401  (the CLI's and benchmarks' names)
 
 APP = "recsys"
@@ -193,46 +192,6 @@ def start_local(
     if local is not None:
         serve_local.record(http["host"], http["port"], local.session_dir)
     return url
-
-
-def deploy_version(
-    version: str,
-    registry_uri: str | None,
-    serve_config_out: str | Path,
-    *,
-    ray_address: str | None = None,
-) -> dict[str, Any]:
-    """Write the Serve config that serves ``version`` from the registry; when a Ray cluster is
-    named (``ray_address`` or ``RAY_ADDRESS``), switch its running app to ``version`` in place.
-
-    Returns:
-        ``{"version", "live", "config", ...}``; ``live`` says whether a running app switched.
-    """
-    registry = Registry(registry_uri)
-    registry.get(version)  # fail here, not in the replicas, when the version is missing
-    root = str(registry.versions_dir() or registry.uri)
-    config = serve_config(model_version=version, args={"model_root": root})
-    Path(serve_config_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(serve_config_out).write_text(yaml.safe_dump(config, sort_keys=False))
-    done: dict[str, Any] = {"version": version, "live": False, "config": str(serve_config_out)}
-    address = ray_address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        done["note"] = "no Ray address given: the config is written, no app was switched"
-        return done
-    connect(address)
-    live_root = live_config()["applications"][0].get("args", {}).get("model_root")
-    if live_root and Path(live_root).resolve() != Path(root).resolve():
-        raise RecsysError(
-            f"the running Serve app loads models from {live_root}, not from this registry "
-            f"({root}); restart it with --model-root {root}"
-        )
-    live = set_version(version)
-    url = local_url(live["http_options"])
-    if address.startswith("ray://"):  # a Ray Client: the proxy is on the cluster, not here
-        ready = wait_ready_on_head(live["http_options"])
-    else:
-        ready = wait_ready(url)
-    return {**done, "live": True, "url": url, "serving": ready.get("model_version")}
 
 
 def wait_running(wait_s: float = 300) -> None:

@@ -27,6 +27,7 @@ from recsys.cli.options import (
 )
 from recsys.features.store import DEFAULT_SERVICE
 from recsys.registry.gate import GatePolicy
+from recsys.registry.store import ROLLOUTS
 from recsys.workflows.training_pipeline import PipelineRun, result_lines, run_training
 
 PIPELINES = ("training",)
@@ -81,6 +82,21 @@ def gate_options(command):
 @gpu_option
 @num_workers_option
 @click.option("--ray-address", default="", help="Train on this Ray cluster (default: a local Ray).")
+@click.option(
+    "--rollout",
+    type=click.Choice(ROLLOUTS),
+    default="switch",
+    show_default=True,
+    help="switch: the app serves the gated version; experiment: the version is the champion's "
+    "challenger (`recsys experiment status rollout-<version>`).",
+)
+@click.option(
+    "--experiment-share",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="With --rollout experiment: the challenger's share of the users.",
+)
 @click.option(
     "--serve-address", default="", help="Switch the Serve app on this Ray cluster to a promotion."
 )

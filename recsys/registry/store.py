@@ -256,22 +256,31 @@ class Registry:
             raise RecsysError(f"{url}/{MANIFEST}: invalid manifest: {exc}") from exc
 
 
+ROLLOUTS = ("switch", "experiment")
+
+
 def register_champion(
     model_dir: str | Path,
     registry_uri: str | None,
     *,
     reason: str = "",
     attachments: dict[str, str | Path] | None = None,
+    rollout: str = "switch",
 ) -> str:
-    """Add the model version to the registry and make it the champion.
+    """Add the model version to the registry and make it the champion; with
+    ``rollout="experiment"`` it is only added while the registry has a champion (an experiment
+    against the champion decides: :func:`recsys.workflows.experiment.deploy_rollout`).
 
     Args:
         attachments: files stored in the version's directory beside the model's parts, by
             name (the monitoring reference).
+        rollout: ``switch`` (the champion at once) or ``experiment``.
 
     Returns:
         The version id.
     """
+    if rollout not in ROLLOUTS:
+        raise RecsysError(f"rollout {rollout!r}: expected one of {', '.join(ROLLOUTS)}")
     registry = Registry(registry_uri)
     with tempfile.TemporaryDirectory(prefix="recsys-register-") as tmp:
         if attachments:  # the artifact is an input: add the files to a copy
@@ -281,7 +290,8 @@ def register_champion(
                 shutil.copyfile(path, copy / name)
             model_dir = copy
         version = registry.register(model_dir, note=reason).version
-    registry.promote(version, reason=reason)
+    if rollout == "switch" or registry.champion() is None:
+        registry.promote(version, reason=reason)
     return version
 
 

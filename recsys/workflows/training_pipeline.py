@@ -21,6 +21,7 @@ from recsys.features.repository import default_repo
 from recsys.features.store import DEFAULT_SERVICE
 from recsys.registry import Registry
 from recsys.registry.gate import GatePolicy
+from recsys.registry.store import ROLLOUTS
 
 
 class RunPipeline(Protocol):
@@ -54,6 +55,8 @@ class PipelineRun:
     num_workers: int = 1
     ray_address: str = ""
     serve_address: str = ""
+    rollout: str = "switch"  # or "experiment": the gated version is the champion's challenger
+    experiment_share: float = 0.1  # the challenger's share of the users in a rollout
     workdir: Path | None = None  # the pipeline root; default $RECSYS_HOME/runs/pipeline
     show_logs: bool = False  # the tasks' output here, not only their status
 
@@ -78,6 +81,10 @@ def run_training(
         coverage_tolerance=run.coverage_tolerance,
         baseline_margin=run.baseline_margin,
     )
+    if run.rollout not in ROLLOUTS:
+        raise RecsysError(f"--rollout {run.rollout}: expected one of {', '.join(ROLLOUTS)}")
+    if not 0.0 < run.experiment_share < 1.0:
+        raise RecsysError(f"--experiment-share {run.experiment_share}: expected in (0, 1)")
     repo = None if run.no_features else (run.feature_repo or default_repo())
     if repo is not None and not (repo / "feature_store.yaml").exists():
         raise RecsysError(f"--feature-repo {repo}: no feature_store.yaml there (or --no-features)")
@@ -98,6 +105,8 @@ def run_training(
         "num_workers": run.num_workers,
         "ray_address": run.ray_address,
         "serve_address": run.serve_address,
+        "rollout": run.rollout,
+        "experiment_share": run.experiment_share,
         "checkpoint_uri": str(workdir / "checkpoints"),
     }
     log(f"kfp.local: pipeline root {workdir}")

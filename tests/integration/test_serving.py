@@ -29,7 +29,9 @@ from recsys.features.store import FeatureStore
 from recsys.models.kinds import load_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.recommend import Request, recommend_frame
+from recsys.registry import Registry
 from recsys.workflows import experiment as flow
+from recsys.workflows.deploy import deploy
 from serving.runtime import Runtime
 from serving.schemas import AppArgs
 from tests.helpers import TINY_MULTISTAGE, copy_feature_repo, make_interactions, side_tables
@@ -498,6 +500,26 @@ def test_an_experiment_splits_users_stickily_interleaves_and_reports_per_arm(ser
     assert flow.read(str(registry), "e4")[0].share == 0.2
     assert recommend(client).json()["experiment"]["name"] == "e4"
     flow.stop(str(registry), "e4", **logs)
+    # the pipeline's deploy step with --rollout experiment: the gated v2 as the champion's
+    # challenger, started on the live app
+    Registry(registry).promote("v1")
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    done = deploy("v2", str(registry), root / "rollout.yaml", rollout="experiment", share=0.3)
+    assert done["experiment"] == "rollout-v2" and not done["live"]  # no address: config only
+    done = deploy(
+        "v2",
+        str(registry),
+        root / "rollout.yaml",
+        rollout="experiment",
+        share=0.3,
+        ray_address=address,
+    )
+    assert done["live"] and done["serving"] == "v1"
+    assert recommend(client).json()["experiment"]["name"] == "rollout-v2"
+    assert flow.read(str(registry), "rollout-v2")[0].share == 0.3
+    flow.stop(str(registry), "rollout-v2", **logs)
     # a challenger the store cannot serve (trained on other data, an earlier test's) is not ready
     flow.start(str(registry), Experiment(name="e3", control="v1", challenger="alien"))
     ready = client.get("/readyz")

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from recsys.config import RecsysError
 from recsys.data.ingest import ingest
 from recsys.data.io import interactions_checksum
 from recsys.evaluation.evidently_report import ranking_frame
@@ -19,8 +20,9 @@ from recsys.models.kinds import create_model
 from recsys.models.manifest import read_manifest
 from recsys.registry import Registry, champion_model, register_champion
 from recsys.registry.gate import judge
-from recsys.serve_ops import deploy_version
 from recsys.training.train import train_from_set
+from recsys.workflows.deploy import deploy
+from serving.schemas import ModelSelection
 from tests.helpers import make_interactions, side_tables
 
 
@@ -103,7 +105,7 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
     stored = read_reference(registry.local_path(version))
     pd.testing.assert_frame_equal(stored, reference)
     assert not (tmp_path / "model" / "reference.parquet").exists()  # the input is untouched
-    done = deploy_version(version, registry.uri, tmp_path / "serve.yaml")
+    done = deploy(version, registry.uri, tmp_path / "serve.yaml")
     assert done["live"] is False and "no Ray address" in done["note"]
     config = yaml.safe_load((tmp_path / "serve.yaml").read_text())
     app = config["applications"][0]
@@ -112,10 +114,37 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
 
 
 def test_deploy_refuses_a_version_the_registry_lacks(tmp_path):
-    from recsys.config import RecsysError
-
     with pytest.raises(RecsysError, match="nope"):
-        deploy_version("nope", str(tmp_path / "registry"), tmp_path / "serve.yaml")
+        deploy("nope", str(tmp_path / "registry"), tmp_path / "serve.yaml")
+
+
+def test_an_experiment_rollout_registers_beside_the_champion_and_serves_it_as_challenger(
+    tmp_path,
+):
+    """``rollout="experiment"``: the registry's first version is the champion as with a
+    switch; a later gated version is only registered, and the Serve config keeps the champion
+    with the experiment ``rollout-<version>`` (the version as challenger on the share asked)."""
+    from recsys.models.popularity import Popularity
+
+    registry = Registry(tmp_path / "registry")
+    train = make_interactions(n_users=20, n_items=10, per_user=3)
+    models = [Popularity().fit(train.iloc[: 40 + n]).save(tmp_path / f"m{n}") for n in (0, 1)]
+    first = register_champion(models[0], registry.uri, rollout="experiment")
+    assert registry.champion().version == first  # nothing to experiment against yet
+    done = deploy(first, registry.uri, tmp_path / "first.yaml", rollout="experiment")
+    assert "experiment" not in done
+    second = register_champion(models[1], registry.uri, rollout="experiment", reason="gate: ok")
+    assert registry.champion().version == first and second in {
+        v.version for v in registry.versions()
+    }
+    done = deploy(second, registry.uri, tmp_path / "serve.yaml", rollout="experiment", share=0.2)
+    assert done["experiment"] == f"rollout-{second}"[:64] and done["live"] is False
+    config = yaml.safe_load((tmp_path / "serve.yaml").read_text())
+    for deployment in config["applications"][0]["deployments"]:
+        selection = ModelSelection.model_validate(deployment["user_config"])
+        assert selection.versions() == [first, second] and selection.experiment.share == 0.2
+    with pytest.raises(RecsysError, match="rollout 'canary': expected one of switch, experiment"):
+        register_champion(models[1], registry.uri, rollout="canary")
 
 
 def test_ranking_frame_keeps_the_missed_held_out_items_past_k():
