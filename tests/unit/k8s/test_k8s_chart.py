@@ -300,6 +300,7 @@ def _experiment(fields: dict) -> dict:
             {"serve": {"experiment": {"name": "e", "challenger": "v8"}}},
             "'/serve': missing property 'modelVersion'",
         ),
+        ({"training": {"rollout": "canary"}}, "/training/rollout"),
         (_experiment({"mode": "shadow"}), "/serve/experiment/mode"),
         (_experiment({"share": 1}), "/serve/experiment/share"),
         (_experiment({"challenger": None}), "/serve/experiment/challenger"),
@@ -452,6 +453,10 @@ def test_every_command_the_chart_runs_exists(envs):
                 commands.append(c["command"] + c.get("args", []))
         commands.append(shlex.split(one(rendered["docs"], "RayJob")["spec"]["entrypoint"]))
     assert {c[0] for c in commands} == {"recsys", "feast"}
+    rollout = {"training": {"rollout": "experiment", "experimentShare": 0.2}}
+    entrypoint = one(render.documents(render.render(rollout)), "RayJob")["spec"]["entrypoint"]
+    assert "--rollout experiment --experiment-share 0.2" in entrypoint
+    commands.append(shlex.split(entrypoint))
     for argv in commands:
         _check_cli(argv)
 
