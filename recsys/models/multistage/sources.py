@@ -104,10 +104,13 @@ class Sources:
         ``windows``: also ``recent_{w}`` for each, the first item-item source's scores from
         the user's latest ``w`` items only (``recent``: codes, most recent first), computed
         in the same product as the full history's (rows stacked below the users')."""
+        products = self._item_item()
+        if not products:  # a large catalog's fit: no item-item source, nothing to stack
+            return {}
         users = seen.shape[0]
         out = {}
         rows = sp.vstack([seen, *_window_rows(recent, windows, seen)]) if windows else seen
-        for p, (names, weights) in enumerate(self._item_item()):
+        for p, (names, weights) in enumerate(products):
             product = _row_sums(rows if p == 0 else seen, weights)  # the windows: first only
             width = product.shape[1] // len(names)
             out |= {
