@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from recsys.cli.options import SHARE, open_registry
+from recsys.cli.options import SHARE, open_registry, path_option
 from recsys.config import RecsysError, recsys_home
 from recsys.data.records import reasons
 from recsys.experiments.spec import Experiment
@@ -82,16 +82,21 @@ def start(name, challenger, control, share, interleave, metric, min_users, regis
 @experiment.command()
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@path_option("--report", help="Write an Evidently report per arm here (<arm>.html).")
 @REGISTRY
 @_logs
-def status(name, as_json, registry_uri, predictions, events) -> None:
+def status(name, as_json, report, registry_uri, predictions, events) -> None:
     """Per-arm users, requests, clicks, CTR, nDCG@10, latency; the SRM check; the decision."""
     registry_uri = open_registry(registry_uri).uri
-    result = flow.status(registry_uri, name, predictions=predictions, events=events)
+    result = flow.status(
+        registry_uri, name, predictions=predictions, events=events, report_dir=report
+    )
     if as_json:
         click.echo(json.dumps({k: v for k, v in result.items() if k != "warnings"}, indent=2))
         return
     click.echo(flow.status_table(result))
+    for arm, path in result.get("reports", {}).items():
+        click.echo(f"{arm} report: {path}")
 
 
 @experiment.command()

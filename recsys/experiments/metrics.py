@@ -136,3 +136,14 @@ def _result(experiment: Experiment, arms: list[dict], srm: float, decision: Deci
         "srm_p_value": srm,
         "decision": decision.as_dict(),
     }
+
+
+def arm_lists(rows: pd.DataFrame, k: int = 10) -> dict[str, pd.DataFrame]:
+    """Each arm's served lists as Evidently's ranking rows (``user_id`` is the answer's
+    request id: one list per answer; ``rank``, ``target`` the click): an A/B split's by arm,
+    an interleaved answer's items by the team that placed them, at their place in the list."""
+    top = rows[rows["rank"] <= k]
+    arm = top["team"] if (top["arm"] == "interleaved").any() else top["arm"]
+    frame = top.assign(user_id=top["request_id"].astype(str))[["user_id", "item_id", "rank"]]
+    frame = frame.assign(target=(top["target"].to_numpy() > 0).astype(int))
+    return {a: frame[arm.to_numpy() == a].reset_index(drop=True) for a in ARMS if (arm == a).any()}

@@ -107,14 +107,40 @@ def status(
     predictions: str | Path | None = None,
     events: str | Path | None = None,
     window: timedelta = timedelta(hours=24),
+    report_dir: str | Path | None = None,
 ) -> dict:
     """Per-arm live quality, the sample-ratio check and the decision, from the prediction log
-    (the answers that name the experiment) and the events (what the users did next)."""
+    (the answers that name the experiment) and the events (what the users did next); with
+    ``report_dir``, an Evidently report per arm there (:func:`arm_reports`)."""
     experiment, record = read(registry_uri, name)
     rows, warnings = answers_with_clicks(name, predictions, events, window)
     result = metrics.status(experiment, rows)
+    if report_dir is not None:
+        result["reports"] = arm_reports(rows, Path(report_dir))
     keep = ("started_at", "stopped_at", "winner", "promoted")
     return {**result, **{k: record.get(k) for k in keep}, "warnings": warnings}
+
+
+def arm_reports(rows: pd.DataFrame, out: Path, k: int = 10) -> dict[str, str]:
+    """Evidently's ranking report per arm, ``<out>/<arm>.html``: the arm's served lists
+    against the clicks (:func:`recsys.experiments.metrics.arm_lists`), the challenger's beside
+    the control's. Evidently's ranking metrics read the lists that have a click (it leaves the
+    others out) at a cut-off no list's length falls short of. Returns ``{arm: path}``; an arm
+    without a clicked list has no report yet."""
+    from recsys.evaluation.evidently_report import quality_snapshot, save_html
+
+    lists = {}
+    for arm, frame in metrics.arm_lists(rows, k).items():
+        clicked = frame[frame.groupby("user_id")["target"].transform("max").to_numpy() > 0]
+        if len(clicked):
+            lists[arm] = clicked
+    k = int(min([k, *(frame["rank"].max() for frame in lists.values())]))
+    reports = {}
+    for arm, frame in lists.items():
+        reference = lists.get("control") if arm == "challenger" else None
+        snapshot = quality_snapshot(frame, reference, None, k)
+        reports[arm] = str(save_html(snapshot, out / f"{arm}.html"))
+    return reports
 
 
 def answers_with_clicks(

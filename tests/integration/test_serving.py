@@ -470,8 +470,12 @@ def test_an_experiment_splits_users_stickily_interleaves_and_reports_per_arm(ser
             logs["predictions"],
             "--events",
             logs["events"],
+            "--report",
+            root / "e1-reports",
         ).stdout
     )
+    for arm in versions:  # an Evidently report per arm, the challenger's beside the control's
+        assert "NDCG" in Path(result["reports"][arm]).read_text()
     by_arm = {a["arm"]: a for a in result["arms"]}
     assert {a: by_arm[a]["users"] for a in versions} == users
     assert by_arm["challenger"]["ctr"] > by_arm["control"]["ctr"] > 0

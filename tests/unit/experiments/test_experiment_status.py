@@ -85,6 +85,26 @@ def test_interleaving_credits_each_click_to_the_team_that_placed_the_item():
     assert result["decision"]["method"] == "mSPRT, interleaving"
 
 
+def test_each_arm_lists_its_answers_or_its_teams_items_for_evidently():
+    rows = split_rows(200, {"control": 0.2, "challenger": 0.4})
+    lists = metrics.arm_lists(rows, k=5)
+    assert set(lists) == {"control", "challenger"}
+    for arm, frame in lists.items():
+        mine = rows[(rows["arm"] == arm) & (rows["rank"] <= 5)]
+        assert list(frame.columns) == ["user_id", "item_id", "rank", "target"]
+        assert set(frame["user_id"]) == set(mine["request_id"]) and len(frame) == len(mine)
+        assert frame["target"].sum() == mine["target"].sum()
+    teams = ["control", "challenger"] * 3
+    interleaved = [
+        ("r1", T0, "u1", "v1", "interleaved", team, f"i{n}", n, 4.0, int(n == 2))
+        for n, team in enumerate(teams, start=1)
+    ]
+    lists = metrics.arm_lists(pd.DataFrame(interleaved, columns=list(metrics.ANSWER_COLUMNS)))
+    assert lists["challenger"]["rank"].tolist() == [2, 4, 6]
+    assert lists["challenger"]["target"].tolist() == [1, 0, 0]
+    assert lists["control"]["item_id"].tolist() == ["i1", "i3", "i5"]
+
+
 # -- the app's side ----------------------------------------------------------------------------
 def served(version: str, items: list[str]) -> Served:
     recs = [
