@@ -30,12 +30,16 @@ from recsys.workflows.quality import QualityRun, run_quality
 from recsys.workflows.training_pipeline import (
     PipelineRun,
     RunPipeline,
+    prune_runs,
     result_lines,
     run_training,
 )
 
 Log = Callable[[str], None]
 DEMO_USERS = ["196", "405"]
+# The quickstart's pipeline roots kept under its workdir (about 80 MB each; the registry keeps
+# its own copy of every version): a demo run many times does not fill the disk.
+DEMO_RUNS_KEPT = 3
 
 
 @dataclass
@@ -149,6 +153,7 @@ def _train(
         workdir=workdir / "kfp",
     )
     result = run_training(options, run_pipeline, log)
+    prune_runs(workdir / "kfp", DEMO_RUNS_KEPT)
     log(f"== 3. results at k={run.k} (stratified protocol), with published reference rows")
     for line in result_lines(result):
         log(line)

@@ -182,3 +182,18 @@ def retrain(
     for line in result_lines(result):
         log(line)
     return result
+
+
+def prune_runs(workdir: Path, keep: int) -> list[Path]:
+    """Remove all but the newest ``keep`` pipeline roots under ``workdir`` (their names start
+    with the run's time) and their Ray Train checkpoints (``checkpoints/<root>-*``).
+
+    Returns:
+        The roots removed.
+    """
+    roots = sorted(p for p in workdir.glob("recsys-training-*") if p.is_dir())
+    gone = roots[: max(len(roots) - keep, 0)]
+    for root in gone:
+        for path in [root, *(workdir / "checkpoints").glob(f"{root.name}-*")]:
+            shutil.rmtree(path, ignore_errors=True)
+    return gone

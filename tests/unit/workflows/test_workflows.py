@@ -18,7 +18,12 @@ from recsys.files import write_parquet
 from recsys.monitoring.check import MonitorArgs
 from recsys.monitoring.policy import MonitorPolicy, decide
 from recsys.workflows.retraining import monitor_retraining, retrain_on_decision
-from recsys.workflows.training_pipeline import PipelineRun, result_lines, run_training
+from recsys.workflows.training_pipeline import (
+    PipelineRun,
+    prune_runs,
+    result_lines,
+    run_training,
+)
 from tests.helpers import make_interactions, side_tables
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -86,7 +91,25 @@ def test_bad_options_fail_before_the_pipeline_runs(tmp_path):
         run_training(PipelineRun(no_features=True, params="[1]", workdir=tmp_path), fake)
     with pytest.raises(RecsysError, match="no feature_store.yaml there"):
         run_training(PipelineRun(feature_repo=tmp_path, workdir=tmp_path), fake)
+    with pytest.raises(RecsysError, match="--rollout canary: expected one of switch, experiment"):
+        run_training(PipelineRun(no_features=True, rollout="canary", workdir=tmp_path), fake)
+    with pytest.raises(RecsysError, match=r"--experiment-share 1.0: expected in \(0, 1\)"):
+        run_training(PipelineRun(no_features=True, experiment_share=1.0, workdir=tmp_path), fake)
     assert fake.calls == []
+
+
+def test_only_the_newest_pipeline_roots_and_their_checkpoints_are_kept(tmp_path):
+    stamps = ["2026-12-06-11-15-13-980628", "2026-12-07-06-25-38-393825", "2026-12-06-18-50-54-1"]
+    for stamp in stamps:
+        (tmp_path / f"recsys-training-{stamp}" / "train").mkdir(parents=True)
+        (tmp_path / "checkpoints" / f"recsys-training-{stamp}-ranker").mkdir(parents=True)
+    (tmp_path / "pipeline.log").write_text("kept")
+    gone = prune_runs(tmp_path, keep=2)
+    assert [p.name for p in gone] == ["recsys-training-2026-12-06-11-15-13-980628"]
+    kept = sorted(p.name for p in tmp_path.glob("recsys-training-*"))
+    assert kept == [f"recsys-training-{s}" for s in sorted(stamps[1:])]
+    assert len(list((tmp_path / "checkpoints").iterdir())) == 2
+    assert (tmp_path / "pipeline.log").exists() and prune_runs(tmp_path, keep=2) == []
 
 
 def test_pipeline_run_prints_the_workflows_lines(tmp_path, monkeypatch):
