@@ -9,6 +9,8 @@ this module stays below ``pipelines/``.
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,9 +89,15 @@ def run_quickstart(run: Quickstart, run_pipeline: RunPipeline, log: Log = print)
     # One Ray for every step: the pipeline's training task joins it (as a RayJob's driver
     # joins its cluster), the temporal run trains on it, the champion is served on it.
     ensure_ray()
-    seen["training"] = _train(run, repo, workdir, run_pipeline, log)
+    # Step 3b trains beside the pipeline, on the CPU its tasks leave idle (imports, Feast).
+    temporal = TemporalRun(run.k, workdir)
+    try:
+        seen["training"] = _train(run, repo, workdir, run_pipeline, log)
+    except BaseException:
+        temporal.abandon()
+        raise
     if not run.serve:
-        seen["temporal"] = _temporal(run.k, workdir, log)
+        seen["temporal"] = temporal.result(log)
         return seen
     registry = Registry(run.registry_uri)
     champion = registry.champion()
@@ -103,7 +111,7 @@ def run_quickstart(run: Quickstart, run_pipeline: RunPipeline, log: Log = print)
         port=run.port,
     )
     try:
-        seen["temporal"] = _temporal(run.k, workdir, log)
+        seen["temporal"] = temporal.result(log)
     except BaseException:
         app.abandon()
         raise
@@ -163,16 +171,53 @@ def _train(
     return result
 
 
-def _temporal(k: int, workdir: Path, log: Log) -> list[dict]:
-    """Step 3b: the demo's model kinds on the temporal protocol."""
-    log(
-        f"== 3b. the temporal protocol at k={k}: each user's latest 25% held out; the "
-        "multi-stage model learns what comes next (crossfit=user-time, the recent window)"
-    )
+class TemporalRun:
+    """Step 3b, the demo's model kinds on the temporal protocol, in a child process started at
+    once (it joins this process's Ray, where its ranker trains); its own output goes to
+    ``workdir/temporal.log``, its table to the screen when :meth:`result` is asked for."""
+
+    def __init__(self, k: int, workdir: Path) -> None:
+        self.k, self.workdir = k, workdir
+        self.log = workdir / "temporal.log"
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "temporal.json").unlink(missing_ok=True)
+        context = multiprocessing.get_context("spawn")
+        self.process = context.Process(
+            target=_temporal_job, args=(k, workdir, self.log, ray_address()), daemon=True
+        )
+        self.process.start()
+
+    def result(self, log: Log) -> list[dict]:
+        """Wait for the run; print its table; raise with the end of its log when it failed."""
+        log(
+            f"== 3b. the temporal protocol at k={self.k}: each user's latest 25% held out; the "
+            "multi-stage model learns what comes next (crossfit=user-time, the recent window)"
+        )
+        self.process.join()
+        if self.process.exitcode != 0:
+            tail = self.log.read_text()[-2000:] if self.log.exists() else ""
+            raise RecsysError(f"step 3b failed (its log: {self.log}):\n{tail}")
+        temporal = json.loads((self.workdir / "temporal.json").read_text())
+        log(markdown_table(temporal))
+        return temporal
+
+    def abandon(self) -> None:
+        """End the run (a step before it failed)."""
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+
+
+def _temporal_job(k: int, workdir: Path, log_file: Path, address: str) -> None:
+    """The child of :class:`TemporalRun`: its output to ``log_file``, Ray joined at
+    ``address``, the rows to ``workdir/temporal.json``."""
+    with open(log_file, "w") as out:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+    if address:
+        os.environ["RAY_ADDRESS"] = address
     temporal = run_quality(
         QualityRun(workdir=workdir / "temporal", models=DEMO_MODELS, protocols=("temporal",), k=k),
         log=lambda _: None,
     )
-    log(markdown_table(temporal))
     write_json(temporal, workdir / "temporal.json")
-    return temporal
