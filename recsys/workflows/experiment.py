@@ -15,6 +15,7 @@ import pandas as pd
 
 from recsys import serve_ops
 from recsys.config import RecsysError, recsys_home
+from recsys.evaluation.evidently_report import quality_snapshot, save_html
 from recsys.experiments import metrics
 from recsys.experiments.spec import Experiment
 from recsys.monitoring.logs import join_feedback, load_experiment_answers, load_feedback
@@ -127,8 +128,6 @@ def arm_reports(rows: pd.DataFrame, out: Path, k: int = 10) -> dict[str, str]:
     the control's. Evidently's ranking metrics read the lists that have a click (it leaves the
     others out) at a cut-off no list's length falls short of. Returns ``{arm: path}``; an arm
     without a clicked list has no report yet."""
-    from recsys.evaluation.evidently_report import quality_snapshot, save_html
-
     lists = {}
     for arm, frame in metrics.arm_lists(rows, k).items():
         clicked = frame[frame.groupby("user_id")["target"].transform("max").to_numpy() > 0]
