@@ -259,6 +259,13 @@ class Registry:
 ROLLOUTS = ("switch", "experiment")
 
 
+def check_rollout(rollout: str) -> str:
+    """``rollout`` when it is one of :data:`ROLLOUTS`, else the error that names it."""
+    if rollout not in ROLLOUTS:
+        raise RecsysError(f"rollout {rollout!r}: expected one of {', '.join(ROLLOUTS)}")
+    return rollout
+
+
 def register_champion(
     model_dir: str | Path,
     registry_uri: str | None,
@@ -269,7 +276,7 @@ def register_champion(
 ) -> str:
     """Add the model version to the registry and make it the champion; with
     ``rollout="experiment"`` it is only added while the registry has a champion (an experiment
-    against the champion decides: :func:`recsys.workflows.experiment.deploy_rollout`).
+    against the champion decides: :func:`recsys.workflows.deploy.deploy` starts it).
 
     Args:
         attachments: files stored in the version's directory beside the model's parts, by
@@ -279,8 +286,7 @@ def register_champion(
     Returns:
         The version id.
     """
-    if rollout not in ROLLOUTS:
-        raise RecsysError(f"rollout {rollout!r}: expected one of {', '.join(ROLLOUTS)}")
+    check_rollout(rollout)
     registry = Registry(registry_uri)
     with tempfile.TemporaryDirectory(prefix="recsys-register-") as tmp:
         if attachments:  # the artifact is an input: add the files to a copy

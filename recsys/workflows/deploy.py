@@ -15,7 +15,7 @@ from recsys import serve_ops
 from recsys.config import RecsysError
 from recsys.experiments.spec import Experiment
 from recsys.registry import Registry
-from recsys.registry.store import ROLLOUTS
+from recsys.registry.store import check_rollout
 from recsys.workflows import experiment as experiments
 
 
@@ -46,8 +46,7 @@ def deploy(
         ``{"version", "live", "config", ...}``; ``live`` says whether a running app changed,
         ``experiment`` names the one started.
     """
-    if rollout not in ROLLOUTS:
-        raise RecsysError(f"rollout {rollout!r}: expected one of {', '.join(ROLLOUTS)}")
+    check_rollout(rollout)
     registry = Registry(registry_uri)
     registry.get(version)  # fail here, not in the replicas, when the version is missing
     champion = registry.champion()
@@ -72,14 +71,14 @@ def deploy(
         done["note"] = "no Ray address given: the config is written, no app was changed"
         return done
     serve_ops.connect(address)
-    live_root = serve_ops.live_config()["applications"][0].get("args", {}).get("model_root")
+    live = serve_ops.live_config()
+    live_root = live["applications"][0].get("args", {}).get("model_root")
     if live_root and Path(live_root).resolve() != Path(root).resolve():
         raise RecsysError(
             f"the running Serve app loads models from {live_root}, not from this registry "
             f"({root}); restart it with --model-root {root}"
         )
-    if trial:
-        live = serve_ops.live_config()
+    if trial:  # the app keeps serving the champion (its http_options as read above)
         experiments.start(registry_uri, trial)
     else:
         live = serve_ops.set_version(version)

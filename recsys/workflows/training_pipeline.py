@@ -81,7 +81,7 @@ def run_training(
         coverage_tolerance=run.coverage_tolerance,
         baseline_margin=run.baseline_margin,
     )
-    if run.rollout not in ROLLOUTS:
+    if run.rollout not in ROLLOUTS:  # worded as the CLI's options, as the share's below
         raise RecsysError(f"--rollout {run.rollout}: expected one of {', '.join(ROLLOUTS)}")
     if not 0.0 < run.experiment_share < 1.0:
         raise RecsysError(f"--experiment-share {run.experiment_share}: expected in (0, 1)")
