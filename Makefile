@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics constraints clean
+.PHONY: demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +100,10 @@ benchmark-catalog: $(VENV)/.installed
 # worlds' at 1M and 20M interactions.
 benchmark-data-statistics: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.data_statistics --fit
+
+# Shadow traffic's cost to users' answers (c16, with and without); the experiment demo's app.
+benchmark-shadow: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.shadow_load
 
 # Re-resolve everything together and re-pin (needs the package index).
 constraints:

@@ -92,9 +92,7 @@ def main() -> None:
         port=free_port(),
         topology="fused",
     )
-    for deployment in config["applications"][0]["deployments"]:
-        deployment.pop("autoscaling_config", None)
-        deployment["num_replicas"] = 2
+    serve_ops.fix_replicas(config, 2)
     state = Path(args.feature_repo) / "data" / "user_state.parquet"
     users = sorted(pd.read_parquet(state, columns=["user_id"]).user_id.unique())
     try:

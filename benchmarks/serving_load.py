@@ -355,9 +355,7 @@ def run_topology(args, topology: str, users: list[str], port: int) -> list[dict]
         topology=topology,
     )
     if args.replicas:  # a fixed replica count per deployment instead of autoscaling
-        for d in config["applications"][0]["deployments"]:
-            d.pop("autoscaling_config", None)
-            d["num_replicas"] = args.replicas
+        serve_ops.fix_replicas(config, args.replicas)
     rows = []
     url = serve_ops.start(config)
     warm = request_bodies(users, 100, seed=2)

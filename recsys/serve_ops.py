@@ -24,6 +24,8 @@ from recsys.config import FAST_PROXY, WRITE_TOKEN_ENV, RecsysError, proxy_settin
 from recsys.serve_local import connect, stop  # noqa: F401  (the CLI's and benchmarks' names)
 
 APP = "recsys"
+# The deployments of either topology (the fused one runs the stages in the Ingress).
+ALWAYS = ("Ingress", "Shadow")
 # On one machine (`recsys serve start`, the demo) a replica runs every stage (faster: the
 # README's serving table); serving/config.yaml and the chart compose them, a cluster scales each.
 LOCAL_TOPOLOGY = "fused"
@@ -57,8 +59,10 @@ def serve_config(
     ``experiment``: one against ``model_version`` (its control), as the app's ``user_config``
     carries it (``serving.schemas.ModelSelection``).
 
-    ``topology="fused"`` keeps only the Ingress deployment (it runs every stage itself).
-    ``replicas``: every deployment starts with (and keeps at least) this many replicas.
+    ``topology="fused"`` keeps only the Ingress deployment (it runs every stage itself) and
+    the Shadow (a shadow experiment's challenger).
+    ``replicas``: every deployment but the Shadow starts with (and keeps at least) this many
+    replicas.
     ``proxy_location``: ``HeadOnly`` where several nodes share one machine (and its ports).
     """
     path = Path(path) if path else default_config()
@@ -72,7 +76,7 @@ def serve_config(
     if topology:
         app["args"]["topology"] = topology
     if app["args"].get("topology") == "fused":
-        app["deployments"] = [d for d in app["deployments"] if d["name"] == "Ingress"]
+        app["deployments"] = [d for d in app["deployments"] if d["name"] in ALWAYS]
     if experiment and not model_version:
         raise RecsysError("an experiment needs the model_version it runs against (its control)")
     if model_version:
@@ -81,6 +85,8 @@ def serve_config(
             deployment["user_config"] = {k: v for k, v in selection.items() if v is not None}
     if replicas:
         for deployment in app["deployments"]:
+            if deployment["name"] == "Shadow":  # none until a shadow experiment runs
+                continue
             scaling = deployment.get("autoscaling_config")
             if scaling is None:
                 deployment["num_replicas"] = replicas
@@ -95,6 +101,16 @@ def serve_config(
         http["host"] = host
     if port:
         http["port"] = port
+    return config
+
+
+def fix_replicas(config: dict, replicas: int) -> dict:
+    """``config`` with ``replicas`` replicas for every deployment in place of autoscaling
+    (benchmarks), but the Shadow's (none until a shadow experiment runs)."""
+    for deployment in config["applications"][0]["deployments"]:
+        if deployment["name"] != "Shadow":
+            deployment.pop("autoscaling_config", None)
+            deployment["num_replicas"] = replicas
     return config
 
 

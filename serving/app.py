@@ -45,6 +45,7 @@ from serving.schemas import (
     RecommendRequest,
     RecommendResponse,
 )
+from serving.shadow import Mirror, Shadow
 
 log = logging.getLogger("ray.serve")
 STAGE_OPTIONS = {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 64}
@@ -129,7 +130,7 @@ class Ranker(Stage):
 class Ingress:
     """HTTP: ``/recommend``, ``/events``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs``."""
 
-    def __init__(self, args: dict, candidate_generator=None) -> None:
+    def __init__(self, args: dict, candidate_generator=None, shadow=None) -> None:
         self.args = AppArgs.model_validate(args)
         self.fused = Runtime(self.args) if candidate_generator is None else None
         # composed: the lists are made here (the graph's third stage was not worth a hop)
@@ -139,6 +140,8 @@ class Ingress:
         self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
         self.generator = candidate_generator
         self.telemetry = telemetry.for_this_process()
+        count = lambda outcome: self.telemetry.shadow.labels(outcome).inc()  # noqa: E731
+        self.mirror = Mirror(shadow, count) if shadow is not None else None
         directory = self.args.prediction_log_dir or recsys_home() / "predictions"
         self.predictions = PredictionLog(directory)
         self.selection = ModelSelection()  # the version served, and its experiment if any
@@ -236,6 +239,8 @@ class Ingress:
             experiment=arm,
         )
         self._observe(request_id, body, response, served, took_ms)
+        if self.mirror is not None:
+            self.mirror.offer(experiment, body, request_id, served)
         return response
 
     @api.post(
@@ -324,6 +329,7 @@ def build_app(args: AppArgs) -> Application:
     """The application for ``serve run serving/config.yaml`` and a KubeRay RayService."""
     args = AppArgs.model_validate(args) if isinstance(args, dict) else args
     plain = args.model_dump()
+    shadow = Shadow.bind(plain)  # no replica until a shadow experiment runs
     if args.topology == "fused":
-        return Ingress.bind(plain)
-    return Ingress.bind(plain, CandidateGenerator.bind(plain, Ranker.bind(plain)))
+        return Ingress.bind(plain, None, shadow)
+    return Ingress.bind(plain, CandidateGenerator.bind(plain, Ranker.bind(plain)), shadow)

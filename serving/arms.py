@@ -19,7 +19,8 @@ async def serve(
     run: Run, version: str, experiment: Experiment | None, body: RecommendRequest, request_id: str
 ) -> tuple[str, Served, ExperimentArm | None]:
     """The answer to ``body`` through ``run`` (the app's stages): the served version's, or,
-    within an experiment, the user's arm's (split) or both arms' lists interleaved.
+    within an experiment, the user's arm's (split), both arms' lists interleaved, or the
+    control's (shadow: the challenger's answer is the Ingress's to mirror).
 
     Returns:
         (the version that served it, the answer, the experiment's part of the answer).
@@ -27,6 +28,9 @@ async def serve(
     request = body.request()
     if experiment is None:
         return version, await run(Ask(version, body.user_id, request)), None
+    if experiment.mode == "shadow":  # the user gets the control's; the app mirrors it
+        served = await run(Ask(version, body.user_id, request))
+        return version, served, ExperimentArm(name=experiment.name, arm="control")
     if experiment.mode == "split":
         arm = arm_of(experiment.name, body.user_id, experiment.share)
         version = experiment.challenger if arm == "challenger" else version

@@ -59,14 +59,19 @@ class ModelSelection(Strict):
                 f"{self.experiment.control!r} is not the served model_version "
                 f"{self.model_version!r}"
             )
-        if self.experiment is not None and self.experiment.mode == "shadow":
-            raise ValueError("shadow experiments are not served yet: use split or interleave")
         return self
 
     def versions(self) -> list[str]:
-        """What the replicas hold: the served version and the challenger."""
+        """What the serving replicas hold: the served version and a challenger that answers
+        users (a shadow's challenger is the Shadow deployment's: :meth:`shadow`)."""
         held = [self.model_version] if self.model_version else []
-        return held + ([self.experiment.challenger] if self.experiment else [])
+        e = self.experiment
+        return held + ([e.challenger] if e is not None and e.serves_challenger() else [])
+
+    def shadow(self) -> str | None:
+        """The version a shadow experiment's challenger runs (None without one)."""
+        e = self.experiment
+        return e.challenger if e is not None and not e.serves_challenger() else None
 
 
 class ExperimentArm(Strict):

@@ -53,6 +53,13 @@ class Telemetry:
             registry=r,
         )
         self.event_log_ok.set(1)
+        self.shadow = Counter(
+            "recsys_shadow_requests",
+            "A shadow experiment's mirrored requests: answered, dropped (too many in flight), "
+            "failed or timeout",
+            ["outcome"],
+            registry=r,
+        )
         self.event_log_errors = Counter(
             "recsys_event_log_errors",
             "Events refused because the log could not keep them",

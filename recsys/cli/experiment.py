@@ -38,25 +38,36 @@ def _logs(command):
 
 @click.group()
 def experiment() -> None:
-    """A/B splits and interleaving between the served version and a challenger, judged by
-    what users do with the recommendations."""
+    """A/B splits, interleaving and shadow traffic between the served version and a
+    challenger, judged by what users do with the recommendations."""
 
 
 @experiment.command()
 @click.argument("name")
 @click.option("--challenger", required=True, help="The challenger's model version.")
 @click.option("--control", default="champion", show_default=True, help="Version or 'champion'.")
-@click.option("--share", type=SHARE, default=None, help="The challenger's share (split: 0.5).")
+@click.option(
+    "--share",
+    type=SHARE,
+    default=None,
+    help="Split: the challenger's share of the users (0.5); shadow: of the requests (1.0).",
+)
 @click.option("--interleave", is_flag=True, help="Interleave both arms in every answer.")
+@click.option(
+    "--shadow", is_flag=True, help="The challenger answers in the background, logged only."
+)
 @click.option("--metric", type=click.Choice(["ctr", "ndcg_at_10", "hit_at_10"]), default="ctr")
 @click.option(
     "--min-users", type=click.IntRange(2), default=200, show_default=True, help="Per arm."
 )
 @REGISTRY
-def start(name, challenger, control, share, interleave, metric, min_users, registry_uri) -> None:
+def start(
+    name, challenger, control, share, interleave, shadow, metric, min_users, registry_uri
+) -> None:
     """Start experiment NAME on the running app (it must serve the control)."""
-    if interleave and share is not None:
-        raise click.UsageError("--share and --interleave exclude each other")
+    if interleave and (share is not None or shadow):
+        raise click.UsageError("--interleave excludes --share and --shadow")
+    mode = "interleave" if interleave else "shadow" if shadow else "split"
     registry_uri = open_registry(registry_uri).uri
     control = flow.resolve_control(registry_uri, control)
     try:
@@ -64,15 +75,19 @@ def start(name, challenger, control, share, interleave, metric, min_users, regis
             name=name,
             control=control,
             challenger=challenger,
-            mode="interleave" if interleave else "split",
-            share=0.5 if share is None else share,
+            mode=mode,
+            share=share if share is not None else 1.0 if shadow else 0.5,
             metric=metric,
             min_users=min_users,
         )
     except ValidationError as exc:
         raise RecsysError(f"experiment {name!r}: {'; '.join(reasons(exc))}") from None
     started = flow.start(registry_uri, spec)
-    arms = "interleaved" if interleave else f"challenger share {spec.share:g}"
+    arms = {
+        "interleave": "interleaved",
+        "shadow": f"shadow on {spec.share:g} of the requests",
+        "split": f"challenger share {spec.share:g}",
+    }[mode]
     click.echo(
         f"experiment {name}: {control} (control) vs {challenger} ({arms}) at {started['url']}"
         + (" (declared in the app's config: recorded)" if started.get("declared") else "")

@@ -107,10 +107,13 @@ class PredictionRecord(Record):
     latency_ms: float | None = None
     stage_ms: dict[str, float] | None = None
     # An experiment's answer: its name and the user's arm ("control", "challenger", or
-    # "interleaved" with each item's team: the arm whose list placed it).
+    # "interleaved" with each item's team: the arm whose list placed it). A shadow
+    # experiment's challenger logs its answers as arm "shadow", never returned to the user:
+    # ``shadow_of`` names the returned (control's) answer to the same request.
     experiment: str | None = None
-    arm: Literal["control", "challenger", "interleaved"] | None = None
+    arm: Literal["control", "challenger", "interleaved", "shadow"] | None = None
     teams: list[Literal["control", "challenger"]] | None = None
+    shadow_of: str | None = None
 
     @field_validator("request")
     @classmethod
@@ -130,6 +133,8 @@ class PredictionRecord(Record):
             raise ValueError("items and teams of different lengths")
         if (self.experiment is None) != (self.arm is None):
             raise ValueError("an experiment's answer names both the experiment and the arm")
+        if (self.arm == "shadow") != (self.shadow_of is not None):
+            raise ValueError("a shadow answer (and only one) names the answer it shadows")
         return self
 
     @property

@@ -22,6 +22,12 @@ def arm_of(experiment: str, user_id: str, share: float) -> str:
     return "challenger" if unit_hash(experiment, user_id) < share else "control"
 
 
+def mirrored(experiment: str, request_id: str, share: float) -> bool:
+    """Whether a shadow experiment's challenger also answers this request (a ``share`` of the
+    requests, by the same hash over the request's id)."""
+    return unit_hash(experiment, request_id) < share
+
+
 def arms_of(experiment: str, user_ids, share: float) -> np.ndarray:
     """:func:`arm_of` for many users: an array of ``control``/``challenger``."""
     u = np.fromiter((unit_hash(experiment, str(x)) for x in user_ids), dtype=np.float64)

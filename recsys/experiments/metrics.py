@@ -10,6 +10,10 @@ placed the item (a split answer's items are all its arm's).
   served item) between the arms: one value per user, users in the order they first came.
 - Interleaving compares, per user, which arm's items they clicked more (+1, -1 or 0 per
   answer, summed and signed per user).
+- A shadow's challenger answered a share of the same requests without being shown: both
+  lists are scored against what the user did next (an offline replay for the challenger),
+  paired by request (the ``request`` column: a shadow answer's returned answer), and the
+  users' preferences are tested as interleaving's are.
 """
 
 from __future__ import annotations
@@ -76,12 +80,15 @@ def status(experiment: Experiment, rows: pd.DataFrame, *, k: int = 10) -> dict:
     versions = {"control": experiment.control, "challenger": experiment.challenger}
     if experiment.mode == "interleave":
         return _interleaved(experiment, rows, versions, k)
+    if experiment.mode == "shadow":
+        return _shadowed(experiment, rows, versions, k)
     answers = answer_table(rows, k)
     arms = []
     for arm in ARMS:
         mine = answers[answers["arm"] == arm]
-        ndcg = float(mine["ndcg"].mean()) if len(mine) else None
-        arms.append(_arm_row(arm, versions[arm], mine, mine["clicks"].to_numpy(), ndcg))
+        arms.append(
+            _arm_row(arm, versions[arm], mine, mine["clicks"].to_numpy(), _mean(mine["ndcg"]))
+        )
     srm = srm_p_value({row["arm"]: row["users"] for row in arms}, experiment.expected_shares())
     per_user = answers.groupby("user_id", sort=False).agg(
         arm=("arm", "first"), value=(METRIC_COLUMN[experiment.metric], "mean"), first=("ts", "min")
@@ -128,6 +135,49 @@ def _interleaved(experiment: Experiment, rows: pd.DataFrame, versions: dict, k: 
     return _result(experiment, arms, 1.0, decision)
 
 
+def _shadowed(experiment: Experiment, rows: pd.DataFrame, versions: dict, k: int) -> dict:
+    """Every user got the control's list; the challenger's lists (arm ``shadow``) of a share
+    of the same requests were logged only. Each arm's row scores its lists against what the
+    users did next; the decision tests, per user, which arm's lists caught more of it over the
+    paired requests; ``overlap_at_10`` is the mean share of a shadow list's top k that the
+    control's list of the same request holds."""
+    answers = answer_table(rows, k)
+    answers["request"] = answers["request_id"].map(
+        rows.groupby("request_id", sort=False)["request"].first()
+    )
+    control = answers[answers["arm"] == "control"]
+    shadow = answers[answers["arm"] == "shadow"]
+    arms = [
+        _arm_row(arm, versions[arm], mine, mine["clicks"].to_numpy(), _mean(mine["ndcg"]))
+        for arm, mine in (("control", control), ("challenger", shadow))
+    ]
+    column = METRIC_COLUMN[experiment.metric]
+    paired = shadow.join(control.set_index("request_id")[[column]], on="request", rsuffix="_c")
+    paired = paired[paired[f"{column}_c"].notna()]
+    per_user = paired.assign(pref=paired[column] - paired[f"{column}_c"])
+    per_user = per_user.groupby("user_id", sort=False).agg(
+        pref=("pref", "sum"), first=("ts", "min")
+    )
+    decision = interleaving_preference(
+        np.sign(per_user.sort_values("first", kind="stable")["pref"].to_numpy(dtype=float)),
+        alpha=experiment.alpha,
+        min_users=experiment.min_users,
+        method="mSPRT, shadow (paired lists)",
+    )
+    top = rows[rows["rank"] <= k]
+    lists = top.groupby("request_id", sort=False)["item_id"].agg(frozenset)
+    shared = [
+        len(lists[r] & lists[c]) / max(len(lists[r]), 1)
+        for r, c in zip(paired["request_id"], paired["request"], strict=True)
+    ]
+    overlap = float(np.mean(shared)) if shared else None
+    return _result(experiment, arms, 1.0, decision) | {"overlap_at_10": overlap}
+
+
+def _mean(values: pd.Series) -> float | None:
+    return float(values.mean()) if len(values) else None
+
+
 def _result(experiment: Experiment, arms: list[dict], srm: float, decision: Decision) -> dict:
     return {
         "name": experiment.name,
@@ -141,9 +191,11 @@ def _result(experiment: Experiment, arms: list[dict], srm: float, decision: Deci
 def arm_lists(rows: pd.DataFrame, k: int = 10) -> dict[str, pd.DataFrame]:
     """Each arm's served lists as Evidently's ranking rows (``user_id`` is the answer's
     request id: one list per answer; ``rank``, ``target`` the click): an A/B split's by arm,
-    an interleaved answer's items by the team that placed them, at their place in the list."""
+    an interleaved answer's items by the team that placed them, at their place in the list; a
+    shadow's logged lists are the challenger's."""
     top = rows[rows["rank"] <= k]
     arm = top["team"] if (top["arm"] == "interleaved").any() else top["arm"]
+    arm = arm.replace({"shadow": "challenger"})
     frame = top.assign(user_id=top["request_id"].astype(str))[["user_id", "item_id", "rank"]]
     frame = frame.assign(target=(top["target"].to_numpy() > 0).astype(int))
     return {a: frame[arm.to_numpy() == a].reset_index(drop=True) for a in ARMS if (arm == a).any()}

@@ -124,15 +124,19 @@ def compare_arms(
 
 
 def interleaving_preference(
-    preferences: np.ndarray, *, alpha: float = 0.05, min_users: int = 200
+    preferences: np.ndarray,
+    *,
+    alpha: float = 0.05,
+    min_users: int = 200,
+    method: str = "mSPRT, interleaving",
 ) -> Decision:
-    """Interleaving: each user's preference (+1 challenger, -1 control, 0 none) in arrival
-    order; the test of a mean preference of zero."""
+    """Interleaving (and a shadow's paired lists): each user's preference (+1 challenger,
+    -1 control, 0 none) in arrival order; the test of a mean preference of zero."""
     x = np.asarray(preferences, float)
     if len(x) < 2:
-        return Decision(None, 0.0, (-math.inf, math.inf), 1.0, "mSPRT", "fewer than 2 users")
+        return Decision(None, 0.0, (-math.inf, math.inf), 1.0, method, "fewer than 2 users")
     n, mean, var = _running(x)
     v = (var / n)[1:]
     tau2 = max(var[-1] / min_users, 1e-12)
     p = _min_p(mean[1:], v, tau2)
-    return _decide(mean[1:], v, p, tau2, alpha, len(x) >= min_users, 1.0, "mSPRT, interleaving")
+    return _decide(mean[1:], v, p, tau2, alpha, len(x) >= min_users, 1.0, method)

@@ -43,6 +43,11 @@ class Experiment(Strict):
             raise ValueError("share=1.0 leaves the control no users: use a share below 1")
         return self
 
+    def serves_challenger(self) -> bool:
+        """Whether users get the challenger's items (a split or interleaving); a shadow's
+        answers are only logged."""
+        return self.mode != "shadow"
+
     def expected_shares(self) -> dict[str, float]:
         """Each arm's expected share of users (what the sample-ratio check tests against)."""
         if self.mode == "split":

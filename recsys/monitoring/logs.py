@@ -56,6 +56,8 @@ def load_predictions(
         answers, problems = read_records(path, PredictionRecord)
         warnings += problems
         for answer in answers:
+            if answer.arm == "shadow":  # a shadow challenger's list: logged, never served
+                continue
             if (since is None or answer.ts >= since) and (until is None or answer.ts < until):
                 requests.append(_answer(answer))
                 items.extend(answer.items)
@@ -78,9 +80,10 @@ def load_predictions(
 
 
 def load_experiment_answers(directory: str | Path, name: str) -> tuple[pd.DataFrame, list[str]]:
-    """The answers of experiment ``name`` as one row per served item: ``request_id, ts,
-    user_id, model_version, arm, team, item_id, rank, latency_ms`` (``team``: the arm whose
-    list placed the item), and the warnings."""
+    """The answers of experiment ``name`` as one row per listed item: ``request_id, ts,
+    user_id, model_version, arm, team, item_id, rank, latency_ms, request`` (``team``: the arm
+    whose list placed the item; ``request``: the request the answer was made for, a shadow
+    answer's the returned answer's id), and the warnings."""
     paths, warnings = log_files(Path(directory), "predictions")
     rows = []
     for path in paths:
@@ -91,10 +94,11 @@ def load_experiment_answers(directory: str | Path, name: str) -> tuple[pd.DataFr
                 continue
             teams = a.teams or [a.arm] * len(a.items)
             head = (a.request_id, a.ts, a.user_id, a.model_version, a.arm)
+            asked = a.shadow_of or a.request_id
             for rank, (item, team) in enumerate(zip(a.items, teams, strict=True), start=1):
-                rows.append((*head, team, item, rank, a.latency_ms))
+                rows.append((*head, team, item, rank, a.latency_ms, asked))
     columns = ["request_id", "ts", "user_id", "model_version", "arm", "team", "item_id"]
-    frame = pd.DataFrame(rows, columns=[*columns, "rank", "latency_ms"])
+    frame = pd.DataFrame(rows, columns=[*columns, "rank", "latency_ms", "request"])
     frame["ts"] = _ns(frame["ts"]) if len(frame) else pd.Series([], dtype=UTC_NS)
     return frame, warnings
 

@@ -49,6 +49,7 @@ class Served:
     scores: np.ndarray
     features: dict
     timings: dict[str, float]
+    state: UserState | None = None  # the user's state it was made from (a shadow replays it)
 
 
 class Models(Protocol):
@@ -154,7 +155,9 @@ def finish(
             results[n] = exc
             continue
         served.append(n)
-        results[n] = Served(answer, got["candidates"], got["scores"], got["features"], {})
+        results[n] = Served(
+            answer, got["candidates"], got["scores"], got["features"], {}, got["state"]
+        )
     timings = {"order": time.perf_counter() - t0}
     for j, n in enumerate(valid):
         if isinstance(results[n], Served):

@@ -207,6 +207,8 @@ def status_table(result: dict) -> str:
             f"| {cell(a['p99_ms'], '.1f')} |"
         )
     d = result["decision"]
+    if result.get("overlap_at_10") is not None:  # a shadow: the lists of the same requests
+        lines.append(f"shadow lists' overlap with the control's: {result['overlap_at_10']:.3f}")
     lines.append(f"sample ratio check: p={result['srm_p_value']:.3g}")
     lines.append(
         f"decision: {d['winner'] or 'continue'} (effect {d['effect']:+.4f}, CI "

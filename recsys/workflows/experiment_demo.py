@@ -1,10 +1,12 @@
 """``recsys experiment demo`` (``make demo-experiment``): the multi-stage model against the
 popularity baseline on live traffic, with MovieLens-100k's held-out users as the simulated
-users, first as an A/B split, then interleaved.
+users: an A/B split, then interleaved, then popularity in the shadow.
 
 A simulated user asks for 10 items and clicks those it really rated afterwards (its held-out
 interactions), each with the position bias ``1 / log2(rank + 1)`` (rank 1 always, rank 10 a
 third of the time), drawn from a generator seeded by the user; the clicks go to ``/events``.
+In the shadow run the user then also rates its next ``NEXT_EVENTS`` held-out items (what it
+did next whatever it was shown: the events a shadow's lists are replayed against).
 The app is the real one (Ray Serve over HTTP, Feast online); the status reads its logs.
 """
 
@@ -24,7 +26,7 @@ from recsys import serve_local, serve_ops
 from recsys.config import local_ray
 from recsys.data import movielens
 from recsys.data.ingest import ingest
-from recsys.data.io import ITEM, USER, interactions_checksum
+from recsys.data.io import ITEM, RATING, TS, USER, interactions_checksum
 from recsys.data.split import read_split, split_lineage
 from recsys.experiments import metrics
 from recsys.experiments.spec import Experiment
@@ -36,6 +38,7 @@ from recsys.workflows import experiment as flow
 from recsys.workflows.http_demo import post
 
 Log = Callable[[str], None]
+NEXT_EVENTS = 3
 
 
 @dataclass
@@ -49,9 +52,9 @@ class ExperimentDemo:
 
 
 def run_experiment_demo(demo: ExperimentDemo, log: Log = print) -> dict:
-    """Train both models, serve the multi-stage one, run a split and an interleaving
-    experiment against popularity with simulated users; print each status and how many users
-    each needed to decide."""
+    """Train both models, serve the multi-stage one, run a split, an interleaving and a
+    shadow experiment against popularity with simulated users; print each status and how
+    many users each needed to decide."""
     shutil.rmtree(demo.workdir, ignore_errors=True)
     split = demo.workdir / "split"
     ingest(movielens.NAME, split, protocol="temporal")
@@ -88,16 +91,18 @@ def run_experiment_demo(demo: ExperimentDemo, log: Log = print) -> dict:
         test = pd.read_parquet(split / "test.parquet")
         watched = test.groupby(USER)[ITEM].agg(set)
         replayed = sorted(watched.index)[: demo.users]
-        for mode in ("split", "interleave"):
+        for mode in ("split", "interleave", "shadow"):
             spec = Experiment(
                 name=f"demo-{mode}",
                 control=versions["multistage"],
                 challenger=versions["popularity"],
                 mode=mode,
+                share=1.0 if mode == "shadow" else 0.5,
                 min_users=demo.min_users,
             )
             flow.start(str(registry.uri), spec)
-            clicks = replay(url, replayed, watched, demo.threads)
+            after = next_events(test) if mode == "shadow" else None
+            clicks = replay(url, replayed, watched, demo.threads, after)
             log(f"== {spec.name}: {len(replayed)} users replayed, {clicks} clicks")
             logs = {"predictions": demo.workdir / "app" / "predictions"}
             logs["events"] = demo.workdir / "app" / "events"
@@ -111,8 +116,17 @@ def run_experiment_demo(demo: ExperimentDemo, log: Log = print) -> dict:
     return results
 
 
-def replay(url: str, users: list[str], watched: pd.Series, threads: int) -> int:
-    """Each user asks for 10 items and clicks the ones it rated later, with position bias."""
+def next_events(test: pd.DataFrame, n: int = NEXT_EVENTS) -> pd.Series:
+    """Each user's first ``n`` held-out ratings in time order, ``[(item, rating), ...]``."""
+    first = test.sort_values(TS, kind="stable").groupby(USER, sort=False).head(n)
+    return first.groupby(USER)[[ITEM, RATING]].apply(lambda g: list(g.itertuples(index=False)))
+
+
+def replay(
+    url: str, users: list[str], watched: pd.Series, threads: int, after: pd.Series | None = None
+) -> int:
+    """Each user asks for 10 items and clicks the ones it rated later, with position bias;
+    with ``after``, it then rates those items (what it did next, whatever it was shown)."""
 
     def one(user: str) -> int:
         answer = post(url, "/recommend", {"user_id": user, "k": 10})[1]
@@ -122,6 +136,9 @@ def replay(url: str, users: list[str], watched: pd.Series, threads: int) -> int:
             if item["item_id"] in watched[user] and rng.random() < 1 / math.log2(item["rank"] + 1):
                 post(url, "/events", {"user_id": user, "item_id": item["item_id"], "type": "click"})
                 clicks += 1
+        for item, rating in after.get(user, []) if after is not None else []:
+            rated = {"user_id": user, "item_id": str(item), "type": "rating"}
+            post(url, "/events", rated | {"rating": float(rating)})
         return clicks
 
     with ThreadPoolExecutor(threads) as pool:

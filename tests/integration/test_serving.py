@@ -532,6 +532,74 @@ def test_an_experiment_splits_users_stickily_interleaves_and_reports_per_arm(ser
     assert serve_ops.wait_ready(served["url"])["model_version"] == "v1"
 
 
+def shadow_records(root: Path, name: str) -> list[dict]:
+    files = sorted((root / "logs" / "predictions").glob("predictions-*.jsonl"))
+    lines = [json.loads(line) for p in files for line in p.read_text().splitlines()]
+    return [r for r in lines if r.get("experiment") == name and r["arm"] == "shadow"]
+
+
+def shadow_count(client, outcome: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'recsys_shadow_requests_total{{outcome="{outcome}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_shadow_challenger_answers_in_the_background_and_never_fails_a_user(served):
+    """A shadow experiment on the live app: users get the control's answers, unchanged; the
+    Shadow deployment (no replica until the experiment's first request) answers the requests
+    too and logs each answer (arm shadow, naming the returned one), at most 16 in flight from
+    the Ingress, the rest dropped and counted; the status pairs both arms' lists. A challenger
+    that fails every request (alien: the store cannot serve it) fails no user's request, and
+    /metrics counts its failures."""
+    client, root = served["client"], served["root"]
+    registry = root / "experiment-registry"  # the experiment test's (this module's order)
+    logs = {"predictions": root / "logs" / "predictions", "events": root / "logs" / "events"}
+    users = [f"shadowed{n}" for n in range(40)]
+    plain = {
+        u: [i["item_id"] for i in recommend(client, user_id=u, k=5).json()["items"]] for u in users
+    }
+    shadow = Experiment(
+        name="s1", control="v1", challenger="v2", mode="shadow", share=1.0, min_users=5
+    )
+    flow.start(str(registry), shadow)
+
+    def round_of_requests() -> None:
+        for user in users:
+            body = recommend(client, user_id=user, k=5).json()
+            assert body["model_version"] == "v1" and body["experiment"]["arm"] == "control"
+            assert [i["item_id"] for i in body["items"]] == plain[user]
+
+    round_of_requests()  # the Shadow's first replica starts now: some are dropped meanwhile
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and shadow_count(client, "answered") < 16:
+        time.sleep(0.5)
+    round_of_requests()
+    settled = lambda: sum(shadow_count(client, o) for o in ("answered", "dropped"))  # noqa: E731
+    while time.monotonic() < deadline and settled() < 2 * len(users):
+        time.sleep(0.5)
+    time.sleep(1.0)  # the Shadow's prediction log writer thread
+    answered, dropped = shadow_count(client, "answered"), shadow_count(client, "dropped")
+    assert answered >= 16 and answered + dropped == 2 * len(users)
+    records = shadow_records(root, "s1")
+    assert len(records) == answered and {r["model_version"] for r in records} == {"v2"}
+    assert all(r["shadow_of"] and r["request_id"] == f"{r['shadow_of']}.shadow" for r in records)
+    result = flow.status(str(registry), "s1", **logs)
+    control, challenger = result["arms"]
+    assert control["requests"] == 2 * len(users) and challenger["requests"] == answered
+    assert 0.0 <= result["overlap_at_10"] <= 1.0
+    flow.stop(str(registry), "s1", **logs)
+
+    failing = Experiment(name="s2", control="v1", challenger="alien", mode="shadow", share=1.0)
+    flow.start(str(registry), failing)
+    round_of_requests()
+    while time.monotonic() < deadline and shadow_count(client, "failed") < 16:
+        time.sleep(0.5)
+    assert shadow_count(client, "failed") >= 16 and not shadow_records(root, "s2")
+    flow.stop(str(registry), "s2", **logs)
+    assert serve_ops.wait_ready(served["url"])["model_version"] == "v1"
+
+
 def test_a_model_switch_under_load_fails_no_request_and_restarts_no_replica(served):
     before = replica_ids()
     stop, results = threading.Event(), []
@@ -568,7 +636,7 @@ def test_the_fused_topology_serves_the_same_and_an_unwritable_log_fails_no_reque
     )
     serve_ops.apply(config)
     assert serve_ops.wait_ready(served["url"])["model_version"] == "v2"
-    assert set(replica_ids()) == {"Ingress"}  # one deployment runs every stage
+    assert set(replica_ids()) == {"Ingress", "Shadow"}  # one deployment runs every stage
     client = served["client"]
     answers = [recommend(client, k=4) for _ in range(5)]
     assert all(a.status_code == 200 for a in answers)

@@ -13,7 +13,7 @@ def test_local_serving_is_fused_and_the_file_keeps_the_composed_graph():
     assert serve_ops.LOCAL_TOPOLOGY == "fused"
     assert serve_ops.serve_config()["applications"][0]["args"]["topology"] == "composed"
     local = serve_ops.serve_config(topology=serve_ops.LOCAL_TOPOLOGY)["applications"][0]
-    assert [d["name"] for d in local["deployments"]] == ["Ingress"]
+    assert [d["name"] for d in local["deployments"]] == ["Ingress", "Shadow"]
 
 
 def test_a_local_ray_gets_haproxy_when_it_is_on_path_and_says_so(monkeypatch):
@@ -83,7 +83,8 @@ def test_local_replicas_one_per_cpu_up_to_four_and_serve_accepts_the_config(monk
         monkeypatch.setattr(serve_ops.os, "cpu_count", lambda c=cpus: c)
         assert serve_ops.local_replicas() == expected
     fused = serve_ops.serve_config(topology="fused", replicas=2)
-    (ingress,) = fused["applications"][0]["deployments"]
+    ingress, shadow = fused["applications"][0]["deployments"]
+    assert shadow["autoscaling_config"]["min_replicas"] == 0  # none until a shadow runs
     scaling = ingress["autoscaling_config"]
     assert (scaling["min_replicas"], scaling["initial_replicas"], scaling["max_replicas"]) == (
         2,
@@ -91,13 +92,16 @@ def test_local_replicas_one_per_cpu_up_to_four_and_serve_accepts_the_config(monk
         4,
     )
     many = serve_ops.serve_config(replicas=6)  # above a deployment's maximum: the maximum rises
-    for deployment in many["applications"][0]["deployments"]:
+    for deployment in many["applications"][0]["deployments"][:-1]:  # all but the Shadow
         assert deployment["autoscaling_config"]["min_replicas"] == 6
         assert deployment["autoscaling_config"]["max_replicas"] == 6
+    fixed = serve_ops.fix_replicas(serve_ops.serve_config(), 3)["applications"][0]
+    assert [d.get("num_replicas") for d in fixed["deployments"]] == [3, 3, 3, None]
+    assert fixed["deployments"][-1]["autoscaling_config"]["min_replicas"] == 0  # the Shadow's
     nodes = serve_ops.serve_config(topology="fused", proxy_location="HeadOnly")  # one machine
     assert nodes["proxy_location"] == "HeadOnly"
     assert serve_ops.serve_config()["proxy_location"] == "EveryNode"  # the file's
-    for app_config in (fused, many, nodes):
+    for app_config in (fused, many, nodes, {"applications": [fixed]}):
         ServeDeploySchema.model_validate(
             app_config
         )  # what `serve deploy` would refuse, refused here

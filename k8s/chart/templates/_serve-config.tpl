@@ -21,7 +21,7 @@ compares them). */}}
 {{- if eq (toString $app.args.topology) "fused" -}}
 {{- $ingress := list -}}
 {{- range $app.deployments -}}
-{{- if eq .name "Ingress" -}}{{- $ingress = append $ingress . -}}{{- end -}}
+{{- if has .name (list "Ingress" "Shadow") -}}{{- $ingress = append $ingress . -}}{{- end -}}
 {{- end -}}
 {{- $_ := set $app "deployments" $ingress -}}
 {{- end -}}

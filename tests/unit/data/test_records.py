@@ -62,8 +62,13 @@ def test_a_served_answer_reads_back_field_for_field(tmp_path):
 
     back = PredictionRecord.parse(json.loads(line))
 
-    # the schema's fields, in order (an experiment's three only within one: test_experiment_status)
-    plain = [f for f in PredictionRecord.model_fields if f not in ("experiment", "arm", "teams")]
+    # the schema's fields, in order (an experiment's only within one: test_experiment_status,
+    # test_shadow)
+    plain = [
+        f
+        for f in PredictionRecord.model_fields
+        if f not in ("experiment", "arm", "teams", "shadow_of")
+    ]
     assert list(record) == plain
     assert back.request_id == "r-1" and back.ts == record["ts"] and back.ts.tzinfo == UTC
     assert back.request == body.model_dump() and back.user_id == "u7"

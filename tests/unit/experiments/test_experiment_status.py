@@ -149,8 +149,11 @@ def test_the_user_config_names_an_experiment_whose_control_is_served():
     assert selection.versions() == ["v1", "v2"]
     with pytest.raises(ValidationError, match="not the served model_version"):
         ModelSelection(model_version="v3", experiment=SPLIT)
-    with pytest.raises(ValidationError, match="shadow"):
-        ModelSelection(model_version="v1", experiment=SPLIT.model_copy(update={"mode": "shadow"}))
+    shadow = ModelSelection(
+        model_version="v1", experiment=SPLIT.model_copy(update={"mode": "shadow"})
+    )
+    assert shadow.versions() == ["v1"] and shadow.shadow() == "v2"  # the Shadow holds v2
+    assert selection.shadow() is None
 
 
 def test_an_experiments_answer_is_logged_with_its_arm_and_read_back(tmp_path):

@@ -233,7 +233,7 @@ def test_the_serve_config_has_one_source(envs):
     )
     assert rendered == expected and [
         d["name"] for d in rendered["applications"][0]["deployments"]
-    ] == ["Ingress"]
+    ] == ["Ingress", "Shadow"]
     # Ray Serve's own schema and the app's strict arguments accept it.
     from ray.serve.schema import ServeDeploySchema
 
@@ -259,6 +259,14 @@ def test_an_experiment_in_the_values_is_the_user_config_the_app_validates():
     rendered = serve_config_of({"serve": {"modelVersion": "v7", "experiment": interleave}})
     user_config = rendered["applications"][0]["deployments"][0]["user_config"]
     assert ModelSelection.model_validate(user_config).experiment.mode == "interleave"
+    shadow = {"name": "s", "challenger": "v8", "mode": "shadow", "share": 1}
+    rendered = serve_config_of({"serve": {"modelVersion": "v7", "experiment": shadow}})
+    names = [d["name"] for d in rendered["applications"][0]["deployments"]]
+    assert names == ["Ingress", "CandidateGenerator", "Ranker", "Shadow"]
+    selection = ModelSelection.model_validate(
+        rendered["applications"][0]["deployments"][0]["user_config"]
+    )
+    assert selection.versions() == ["v7"] and selection.shadow() == "v8"  # the Shadow's
     same = {"name": "e", "challenger": "v7"}
     with pytest.raises(helm_python.HelmError, match="an experiment compares two versions"):
         render.render({"serve": {"modelVersion": "v7", "experiment": same}})
@@ -301,7 +309,7 @@ def _experiment(fields: dict) -> dict:
             "'/serve': missing property 'modelVersion'",
         ),
         ({"training": {"rollout": "canary"}}, "/training/rollout"),
-        (_experiment({"mode": "shadow"}), "/serve/experiment/mode"),
+        (_experiment({"mode": "canary"}), "/serve/experiment/mode"),
         (_experiment({"share": 1}), "/serve/experiment/share"),
         (_experiment({"challenger": None}), "/serve/experiment/challenger"),
     ],

@@ -34,6 +34,35 @@ def test_a_simulated_user_clicks_only_what_it_rated_later_rank_one_always(monkey
     assert [b for p, b in posted if p == "/events"] == events
 
 
+def test_in_the_shadow_run_a_user_also_rates_its_next_held_out_items_in_time_order(monkeypatch):
+    posted = []
+
+    def post(url, path, body):
+        posted.append((path, body))
+        return 200, {"items": []} if path == "/recommend" else {}
+
+    monkeypatch.setattr(experiment_demo, "post", post)
+    test = pd.DataFrame(
+        {
+            "user_id": ["u1"] * 5 + ["u2"],
+            "item_id": ["i5", "i1", "i4", "i2", "i3", "i9"],
+            "rating": [5.0, 4.0, 3.0, 2.0, 1.0, 4.0],
+            "timestamp": pd.to_datetime([5, 1, 4, 2, 3, 1], unit="s", utc=True),
+        }
+    )
+    after = experiment_demo.next_events(test)
+    assert [tuple(x) for x in after["u1"]] == [("i1", 4.0), ("i2", 2.0), ("i3", 1.0)]
+    watched = test.groupby("user_id")["item_id"].agg(set)
+    experiment_demo.replay("http://app", ["u1", "u2"], watched, threads=1, after=after)
+    rated = [b for p, b in posted if p == "/events"]
+    assert [(b["user_id"], b["item_id"], b["rating"]) for b in rated if b["user_id"] == "u1"] == [
+        ("u1", "i1", 4.0),
+        ("u1", "i2", 2.0),
+        ("u1", "i3", 1.0),
+    ]
+    assert all(b["type"] == "rating" for b in rated) and len(rated) == 4
+
+
 def test_users_needed_is_the_first_look_at_which_a_winner_is_named(tmp_path):
     spec = Experiment(name="d", control="v1", challenger="v2", min_users=20)
     lines, events = [], EventLog(tmp_path / "events")
