@@ -132,10 +132,12 @@ def gate(
     margin: float,
     coverage_tolerance: float,
     baseline_margin: float,
+    rollout: str,
     decision: Output[Metrics],
 ) -> bool:
     """Promote only when the candidate beats the champion, keeps its coverage and beats the
-    strongest baseline evaluated beside it (``recsys.registry.gate``).
+    strongest baseline evaluated beside it (``recsys.registry.gate``); a rollout to an
+    experiment leaves the coverage to the users.
 
     Returns the verdict as the task's single output: ``kfp.local`` resolves a ``dsl.If`` on a
     task's ``Output`` but not on a named output of a NamedTuple.
@@ -148,7 +150,7 @@ def gate(
         policy = GatePolicy(
             margin=margin, coverage_tolerance=coverage_tolerance, baseline_margin=baseline_margin
         )
-        verdict = judge(json.load(f), policy)
+        verdict = judge(json.load(f), policy, rollout)
     decision.log_metric("promote", 1.0 if verdict.promote else 0.0)
     for name, check in verdict.checks.items():
         decision.log_metric(f"{name}_passed", 1.0 if check.passed else 0.0)

@@ -85,6 +85,7 @@ def build(settings: ClusterSettings | None = None, name: str = PIPELINE_NAME):
             margin=margin,
             coverage_tolerance=coverage_tolerance,
             baseline_margin=baseline_margin,
+            rollout=rollout,
         )
         with dsl.If(verdict.outputs["Output"] == True, name="promote"):  # noqa: E712
             version = c.register(

@@ -12,6 +12,7 @@ import click
 
 from recsys.config import RecsysError
 from recsys.registry import Registry
+from recsys.registry.store import ROLLOUTS
 
 
 class Number(click.FloatRange):
@@ -62,6 +63,13 @@ num_workers_option = click.option(
     show_default=True,
     help="Ray Train workers (data-parallel).",
 )
+
+
+def rollout_option(default: str, help: str):  # noqa: A002 - click's own name for it
+    """``--rollout switch|experiment``: how a gated version is deployed."""
+    return click.option(
+        "--rollout", type=click.Choice(ROLLOUTS), default=default, show_default=True, help=help
+    )
 
 
 def param_option(help: str):  # noqa: A002 - click's own name for it

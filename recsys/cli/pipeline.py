@@ -23,11 +23,11 @@ from recsys.cli.options import (
     parse_params,
     path_option,
     registry_option,
+    rollout_option,
     workdir_option,
 )
 from recsys.features.store import DEFAULT_SERVICE
 from recsys.registry.gate import GatePolicy
-from recsys.registry.store import ROLLOUTS
 from recsys.workflows.training_pipeline import PipelineRun, result_lines, run_training
 
 PIPELINES = ("training",)
@@ -82,11 +82,8 @@ def gate_options(command):
 @gpu_option
 @num_workers_option
 @click.option("--ray-address", default="", help="Train on this Ray cluster (default: a local Ray).")
-@click.option(
-    "--rollout",
-    type=click.Choice(ROLLOUTS),
-    default="switch",
-    show_default=True,
+@rollout_option(
+    "switch",
     help="switch: the app serves the gated version; experiment: the version is the champion's "
     "challenger (`recsys experiment status rollout-<version>`).",
 )

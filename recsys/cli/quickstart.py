@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pipelines import client
+from recsys.cli.options import rollout_option
 from recsys.workflows.quickstart import Quickstart, run_quickstart
 
 
@@ -40,6 +41,11 @@ from recsys.workflows.quickstart import Quickstart, run_quickstart
     is_flag=True,
     help="Then the closed loop: replay held-out and drifted traffic, monitor, retrain, gate, "
     "hot-reload.",
+)
+@rollout_option(
+    "experiment",
+    help="How the closed loop deploys a gated retraining: as the champion's challenger in an "
+    "experiment that later users decide, or a switch.",
 )
 @click.option("--port", type=int, default=8000, show_default=True, help="HTTP port of the demo.")
 def quickstart(**options) -> None:

@@ -7,6 +7,9 @@ count only the hits.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +20,15 @@ from recsys.files import atomic_path
 
 RANK = "rank"
 TARGET = "target"
+
+
+@contextmanager
+def quiet_imports() -> Iterator[None]:
+    """Import Evidently inside: its first import warns of its dependencies' deprecations
+    (numpy.core, litestar), nothing a user of ours can act on, in the middle of their screen."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 def ranking_frame(recs: pd.DataFrame, test: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -56,9 +68,10 @@ def quality_snapshot(
     Returns:
         The Evidently snapshot (``save_html``, or add it to a workspace).
     """
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.core.datasets import Recsys
-    from evidently.metrics import recsys as m
+    with quiet_imports():
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.core.datasets import Recsys
+        from evidently.metrics import recsys as m
 
     definition = DataDefinition(
         categorical_columns=[USER, ITEM],

@@ -3,6 +3,7 @@ scored on the same held-out users by the one recommendation path."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,14 @@ from recsys.recommend import Request, prepare, recommend_frame
 
 # The model kinds evaluated beside every candidate; the gate holds it to the strongest.
 BASELINES = ("popularity", "ease")
+
+
+def population(split_dir: str | Path, users: int) -> dict[str, Any]:
+    """Who the evaluation judged: its held-out users, the data and the protocol of the split
+    (``split.json``, when the split has one)."""
+    meta = Path(split_dir) / "split.json"
+    known = json.loads(meta.read_text()) if meta.exists() else {}
+    return {"users": users, "source": known.get("source"), "protocol": known.get("protocol")}
 
 
 def evaluate_candidate(
@@ -62,6 +71,7 @@ def evaluate_candidate(
         "candidate": {"version": manifest.version, "kind": manifest.kind, "metrics": cand_metrics},
         "champion": None,
         "references": {},
+        "population": population(split_dir, len(user_ids)),
     }
     reference_recs = None
     if champion is not None:

@@ -16,7 +16,13 @@ from typing import Any
 import pandas as pd
 
 from recsys.data.io import ITEM, USER
-from recsys.evaluation.evidently_report import RANK, TARGET, quality_snapshot, save_html
+from recsys.evaluation.evidently_report import (
+    RANK,
+    TARGET,
+    quality_snapshot,
+    quiet_imports,
+    save_html,
+)
 from recsys.evaluation.reference import CATEGORICAL, NUMERICAL, SCORE
 from recsys.files import atomic_path
 
@@ -88,8 +94,9 @@ def run_reports(
         ``quality`` (``current``, ``reference``), ``missing`` (what could not be checked) and
         the report paths.
     """
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    with quiet_imports():
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.presets import DataDriftPreset
 
     out_dir = Path(out_dir)
     summary: dict[str, Any] = {"samples": samples, "missing": []}
@@ -166,7 +173,8 @@ def _training_items(popularity: pd.Series) -> pd.DataFrame:
 
 
 def _add_to_workspace(workspace: str | Path, snapshots, at: datetime | None) -> str:
-    from evidently.ui.workspace import Workspace
+    with quiet_imports():
+        from evidently.ui.workspace import Workspace
 
     ws = Workspace.create(str(workspace))
     found = ws.search_project(PROJECT)

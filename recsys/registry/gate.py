@@ -14,10 +14,17 @@ Three checks, each with its figures and a sentence, so the decision explains its
 Without a champion the first two pass and the baselines decide. When a baseline wins, the
 decision names it: it is a model kind of its own, which the pipeline trains, gates, registers
 and serves like any other (``recsys pipeline run training --model ease``).
+
+A rollout to an experiment (``rollout="experiment"``: the candidate becomes the champion's
+challenger on a share of the users, who decide) needs the two nDCG checks; a lost coverage is
+then the users' to judge, not grounds to keep the candidate from them: the check is kept, and
+its reason says so. Every decision names the population its checks were judged on (the
+evaluation's held-out users: how many, the data and the protocol).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,13 +65,18 @@ class GateDecision(BaseModel):
     policy: GatePolicy
     baseline: str | None = None  # the strongest baseline beside the candidate
     baseline_wins: bool = False  # it beat the candidate: serve that kind instead
+    rollout: str = "switch"  # or "experiment": promote means "the champion's challenger"
+    population: dict[str, Any] | None = None  # the held-out users the checks were judged on
 
     @property
     def reasons(self) -> list[str]:
         return [c.reason for c in self.checks.values()]
 
     def summary(self) -> str:
-        if self.promote:
+        on = f", judged on {describe(self.population)}" if self.population else ""
+        if self.promote and self.rollout == "experiment" and self.champion:
+            head = f"TRY {self.candidate} against champion {self.champion} in an experiment"
+        elif self.promote:
             over = f"over champion {self.champion}" if self.champion else "(no champion yet)"
             head = f"PROMOTE {self.candidate} {over}"
         elif self.champion:
@@ -77,10 +89,19 @@ class GateDecision(BaseModel):
                 f" — the {self.baseline} baseline is better on these users: train and serve it "
                 f"with `recsys pipeline run training --model {self.baseline}`"
             )
-        return f"gate: {head}: " + "; ".join(self.reasons) + tail
+        return f"gate: {head}{on}: " + "; ".join(self.reasons) + tail
 
 
-def judge(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> GateDecision:
+def describe(population: dict[str, Any]) -> str:
+    """``"943 held-out users of interactions.parquet (temporal)"``."""
+    source = Path(str(population.get("source") or "")).name or "the split"
+    protocol = f" ({population['protocol']})" if population.get("protocol") else ""
+    return f"{population.get('users', '?')} held-out users of {source}{protocol}"
+
+
+def judge(
+    evaluation: dict[str, Any], policy: GatePolicy | None = None, rollout: str = "switch"
+) -> GateDecision:
     """Apply the gate to an evaluation (``recsys.evaluation.protocol.evaluate_candidate``'s result).
 
     Args:
@@ -88,6 +109,8 @@ def judge(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> GateD
             None) / ``references`` (the baselines by kind) or a single ``baseline``, each with
             ``version`` (or ``model``) and ``metrics`` holding ``ndcg`` and ``catalog_coverage``.
         policy: the margins; the defaults when omitted.
+        rollout: ``switch`` (every check must pass) or ``experiment`` (the nDCG checks must;
+            coverage is left to the users).
 
     Returns:
         The decision with one check per rule.
@@ -132,8 +155,18 @@ def judge(evaluation: dict[str, Any], policy: GatePolicy | None = None) -> GateD
         reason=f"nDCG@{k} {ndcg:.4f} {'>' if beats else '≤'} {base_name} "
         f"{float(base[METRIC]):.4f}{margin}",
     )
+    required = dict(checks)
+    trial = rollout == "experiment" and champ_entry is not None
+    if trial and not checks["keeps_coverage"].passed:
+        lost = checks["keeps_coverage"]
+        required.pop("keeps_coverage")
+        checks["keeps_coverage"] = lost.model_copy(
+            update={"reason": f"{lost.reason} (an experiment: the users judge it)"}
+        )
     return GateDecision(
-        promote=all(c.passed for c in checks.values()),
+        promote=all(c.passed for c in required.values()),
+        rollout=rollout,
+        population=evaluation.get("population"),
         candidate=evaluation["candidate"]["version"],
         champion=champ_entry["version"] if champ_entry else None,
         k=k,

@@ -9,12 +9,9 @@ Kubeflow training pipeline on kfp.local), so this module stays below ``pipelines
 
 from __future__ import annotations
 
-import random
 import shutil
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,8 +24,6 @@ from recsys.config import local_ray
 from recsys.data import movielens
 from recsys.data.ingest import ingest
 from recsys.data.io import ITEM, USER
-from recsys.data.synthetic import generate
-from recsys.data.synthetic_config import SynthConfig
 from recsys.evaluation.reference import read_reference
 from recsys.features.repository import copy_definitions
 from recsys.features.store import materialize_split
@@ -38,8 +33,14 @@ from recsys.monitoring.policy import Decision
 from recsys.monitoring.traffic import served_quality
 from recsys.registry import Registry
 from recsys.workflows import training_pipeline
-from recsys.workflows.http_demo import post
 from recsys.workflows.retraining import retrain_on_decision
+from recsys.workflows.rollout import users_decide
+from recsys.workflows.simulated import (
+    LoadThread,
+    drifted_population,
+    replay_drifted,
+    replay_heldout,
+)
 
 Retrain = Callable[[Path, str], dict[str, Any]]  # (snapshot dir, serve address) -> result
 SNAPSHOT_NOTE = (
@@ -64,6 +65,11 @@ class LoopDemo:
     drift_users: int = 300
     drift_events_per_user: int = 24
     threads: int = 8
+    # how the retraining deploys: switch (the gate promotes), or experiment (the gate lets it
+    # try as the champion's challenger on experiment_share of the users: trial_users decide)
+    rollout: str = "switch"
+    experiment_share: float = 0.5
+    trial_users: int = 600
     timeline: list[tuple[str, str]] = field(default_factory=list)
 
     def note(self, text: str, log) -> None:
@@ -101,7 +107,7 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
     try:
         demo.note(f"serving champion {champion.version} at {url}", log)
         test = pd.read_parquet(demo.split_dir / "test.parquet")
-        replayed, clicks = replay_heldout(url, test, demo)
+        replayed, clicks = replay_heldout(url, test, demo.heldout_users, demo.threads)
         demo.note(f"replayed held-out traffic: {len(replayed)} requests, {clicks} clicks", log)
         reference = read_reference(registry.local_path(champion.version))
         if reference is not None:
@@ -115,8 +121,11 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
             )
         seen["decisions"].append(monitor(demo, loop_dir, since=None, retrain=None, log=log))
         drift_start = datetime.now(UTC)
-        synthetic = drifted_population(demo, catalog, loop_dir / "synthetic")
-        requests, events = replay_drifted(url, synthetic, demo)
+        later = demo.trial_users if demo.rollout == "experiment" else 0
+        synthetic, trial = drifted_population(
+            catalog, loop_dir / "synthetic", demo.drift_users, demo.drift_events_per_user, later
+        )
+        requests, events = replay_drifted(url, synthetic, demo.threads)
         demo.note(
             f"replayed a drifted synthetic population: {requests} requests, {events} events", log
         )
@@ -139,11 +148,15 @@ def run_loop(demo: LoopDemo, retrain: Retrain, log=print) -> dict[str, Any]:
             seen["decisions"].append(decision)
             time.sleep(3)  # requests that were in flight during the switch finish
         seen["failed_requests"], seen["requests_during_retraining"] = load.failed, load.sent
+        if later:  # the retraining rolled out as an experiment: the later users decide
+            note = lambda text: demo.note(text, log)  # noqa: E731
+            stopped = users_decide(demo.registry_uri, url, loop_dir, trial, demo.threads, note, log)
+            seen["experiment"] = stopped
         serving = serve_ops.wait_ready(url, timeout_s=30)
         seen["serving"] = serving
         demo.note(
             f"serving {serving['model_version']}; {load.sent} requests during retraining and "
-            f"the hot reload, {load.failed} failed",
+            f"the {'rollout' if later else 'hot reload'}, {load.failed} failed",
             log,
         )
     finally:
@@ -191,106 +204,6 @@ def same_users_quality(loop_dir: Path, reference: pd.DataFrame, users: list[str]
     }
 
 
-def replay_heldout(url: str, test: pd.DataFrame, demo: LoopDemo) -> tuple[list[str], int]:
-    """Each sampled held-out user asks for 10 items, clicks those it really watched and views
-    one it watched that the list missed (feedback either way: the user's list is judged).
-
-    Returns:
-        The users replayed, and the clicks."""
-    watched = test.groupby(USER)[ITEM].agg(set)
-    n = min(demo.heldout_users, len(watched))
-    users = random.Random(7).sample(sorted(watched.index), n)
-
-    def one(user: str) -> int:
-        answer = post(url, "/recommend", {"user_id": user, "k": 10})[1]
-        shown = {i["item_id"] for i in answer["items"]}
-        hits, missed = sorted(shown & watched[user]), sorted(watched[user] - shown)
-        for item in hits:
-            post(url, "/events", {"user_id": user, "item_id": item, "type": "click"})
-        if missed:
-            post(url, "/events", {"user_id": user, "item_id": missed[0], "type": "view"})
-        return len(hits)
-
-    with ThreadPoolExecutor(demo.threads) as pool:
-        clicks = sum(pool.map(one, users))
-    return users, clicks
-
-
-def drifted_population(demo: LoopDemo, catalog: list[str], out: Path) -> pd.DataFrame:
-    """The synthetic generator with drift on, over the catalog's item ids: older users, other
-    occupations, popularity moved to other items. Users are new to the service."""
-    n = demo.drift_users * demo.drift_events_per_user
-    config = SynthConfig(
-        n_users=demo.drift_users,
-        n_items=len(catalog),
-        n_interactions=n,
-        drift=1.0,
-        seed=11,
-        days=30.0,
-    )
-    generate(config, out, progress=False)
-    rows = pd.read_parquet(out / "interactions.parquet")
-    # i<k> is the k-th catalog item (for MovieLens, i0 is "1")
-    rows[ITEM] = pd.Series(catalog).iloc[rows[ITEM].str[1:].astype(int)].to_numpy()
-    rows[USER] = "drift-" + rows[USER]
-    return rows.sort_values("timestamp", kind="stable").reset_index(drop=True)
-
-
-def replay_drifted(url: str, rows: pd.DataFrame, demo: LoopDemo) -> tuple[int, int]:
-    """Each drifted user rates the first half of its items (events), asks for 10 items, then
-    clicks those of its second half the list contains."""
-
-    def one(group: pd.DataFrame) -> int:
-        user = group[USER].iloc[0]
-        half = len(group) // 2
-        for item, rating in zip(group[ITEM][:half], group["rating"][:half], strict=True):
-            post(
-                url,
-                "/events",
-                {"user_id": user, "item_id": item, "type": "rating", "rating": float(rating)},
-            )
-        answer = post(url, "/recommend", {"user_id": user, "k": 10})[1]
-        later = set(group[ITEM][half:])
-        hits = [i["item_id"] for i in answer["items"] if i["item_id"] in later]
-        for item in hits:
-            post(url, "/events", {"user_id": user, "item_id": item, "type": "click"})
-        return half + len(hits)
-
-    groups = [g for _, g in rows.groupby(USER, sort=False)]
-    with ThreadPoolExecutor(demo.threads) as pool:
-        events = sum(pool.map(one, groups))
-    return len(groups), events
-
-
-class LoadThread:
-    """Steady /recommend traffic in the background; counts what fails."""
-
-    def __init__(self, url: str, users: list[str], rate_per_s: float = 20.0) -> None:
-        self.url, self.users, self.pause = url, users, 1.0 / rate_per_s
-        self.sent = self.failed = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
-
-    def __enter__(self) -> LoadThread:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def _run(self) -> None:
-        rng = random.Random(3)
-        while not self._stop.is_set():
-            try:
-                status = post(self.url, "/recommend", {"user_id": rng.choice(self.users)})[0]
-            except Exception:  # a refused connection is a failed request too
-                status = 0
-            self.sent += 1
-            self.failed += status != 200
-            time.sleep(self.pause)
-
-
 def closed_loop(
     workdir: Path,
     repo: Path | None,
@@ -298,6 +211,7 @@ def closed_loop(
     port: int,
     run_pipeline: training_pipeline.RunPipeline,
     log=print,
+    rollout: str = "experiment",
 ) -> dict:
     """:func:`run_loop` from scratch on MovieLens-100k; the retraining is the training
     pipeline, run by ``run_pipeline``, under ``workdir/loop/retraining``.
@@ -310,6 +224,8 @@ def closed_loop(
     Args:
         run_pipeline: runs the training pipeline (the CLI passes
             ``pipelines.client.run_local``, kfp.local).
+        rollout: how the retraining deploys (``LoopDemo.rollout``): ``experiment`` ends the
+            loop in an experiment that users who came after the retraining decide.
     """
     loop = workdir / "loop"
     shutil.rmtree(loop, ignore_errors=True)
@@ -330,9 +246,11 @@ def closed_loop(
             serve_address=serve_address,
             workdir=loop / "retraining",
             log=log,
+            rollout=rollout,
+            experiment_share=demo.experiment_share,
         )
 
-    demo = LoopDemo(workdir, registry_uri, serve_repo, loop / "split", port=port)
+    demo = LoopDemo(workdir, registry_uri, serve_repo, loop / "split", port=port, rollout=rollout)
     seen = run_loop(demo, retrain, log)
     log("timeline:")
     for stamp, text in seen["timeline"]:

@@ -56,6 +56,7 @@ class Quickstart:
     params: str | None = None  # the pipeline model's hyper-parameters: JSON or @file
     serve: bool = True  # step 4, the champion on Ray Serve
     drift: bool = False  # step 5, the closed loop
+    rollout: str = "experiment"  # how the loop deploys a gated retraining (or "switch")
     port: int = 8000  # HTTP port of the demo
 
 
@@ -124,9 +125,12 @@ def run_quickstart(run: Quickstart, run_pipeline: RunPipeline, log: Log = print)
     if run.drift:
         log(
             "== 5. the closed loop: held-out traffic -> drifted traffic -> Evidently -> "
-            "retrain -> gate -> hot reload"
+            "retrain -> gate -> "
+            + ("an experiment the users decide" if run.rollout == "experiment" else "hot reload")
         )
-        seen["loop"] = closed_loop(workdir, repo, run.registry_uri, run.port, run_pipeline, log)
+        seen["loop"] = closed_loop(
+            workdir, repo, run.registry_uri, run.port, run_pipeline, log, run.rollout
+        )
     return seen
 
 

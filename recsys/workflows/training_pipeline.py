@@ -164,12 +164,17 @@ def retrain(
     workdir: Path,
     no_features: bool = False,
     log: Callable[[str], None] = print,
+    rollout: str = "switch",
+    experiment_share: float = PipelineRun.experiment_share,
 ) -> dict[str, Any]:
     """The training pipeline over a retraining snapshot (base data + feedback), its result
     logged: what a ``retrain`` decision starts here (the monitor's ``--retrain`` without a KFP
     host, the closed loop). Training joins the Ray that serves (``serve_address``), as the
-    quickstart's does: one Ray on one machine."""
+    quickstart's does: one Ray on one machine. ``rollout`` and ``experiment_share``: as
+    ``recsys pipeline run training``'s."""
     run = PipelineRun(
+        rollout=rollout,
+        experiment_share=experiment_share,
         source=str(snapshot),
         feature_repo=feature_repo,
         no_features=no_features,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -32,6 +33,7 @@ from recsys.recommend import Request, recommend_frame
 from recsys.registry import Registry
 from recsys.workflows import experiment as flow
 from recsys.workflows.deploy import deploy
+from recsys.workflows.rollout import running_rollout, users_decide
 from serving.runtime import Runtime
 from serving.schemas import AppArgs
 from tests.helpers import TINY_MULTISTAGE, copy_feature_repo, make_interactions, side_tables
@@ -523,7 +525,22 @@ def test_an_experiment_splits_users_stickily_interleaves_and_reports_per_arm(ser
     assert done["live"] and done["serving"] == "v1"
     assert recommend(client).json()["experiment"]["name"] == "rollout-v2"
     assert flow.read(str(registry), "rollout-v2")[0].share == 0.3
-    flow.stop(str(registry), "rollout-v2", **logs)
+    # the closed loop's last step: later users decide the rollout (too few here: no winner,
+    # the experiment stops and the champion keeps serving, under load, no request failed)
+    assert running_rollout(str(registry)).challenger == "v2"
+    items = [i["item_id"] for i in recommend(client, k=8).json()["items"]]
+    later = pd.DataFrame(
+        [(f"later{n}", item, 4.0) for n in range(24) for item in items[n % 4 : n % 4 + 4]],
+        columns=["user_id", "item_id", "rating"],
+    )
+    lines = []
+    stopped = users_decide(str(registry), served["url"], root / "logs", later, 4, lines.append)
+    assert stopped["winner"] is None and stopped["serving"] == "v1" and stopped["stopped_at"]
+    assert stopped["requests_during_stop"] > 0 and stopped["failed_during_stop"] == 0
+    assert sum(a["users"] for a in stopped["arms"]) >= 24
+    assert lines[0].startswith("experiment rollout-v2: challenger v2 on 30% of the users")
+    assert lines[-1].startswith("no winner (") and "champion v1 keeps serving" in lines[-1]
+    assert running_rollout(str(registry)) is None
     # a challenger the store cannot serve (trained on other data, an earlier test's) is not ready
     flow.start(str(registry), Experiment(name="e3", control="v1", challenger="alien"))
     ready = client.get("/readyz")

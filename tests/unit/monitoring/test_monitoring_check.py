@@ -268,3 +268,22 @@ def test_retraining_snapshot_is_the_base_data_plus_the_accepted_feedback(champio
         tmp_path / "base-split" / "test.parquet"
     )
     assert len(new_test) == 8 and all(user.startswith("n") for user, _, _ in new_test)
+
+
+def test_evidently_is_imported_without_its_dependencies_deprecation_warnings():
+    """The closed loop's screen: Evidently's first import warns of numpy.core and litestar
+    deprecations wherever warnings are shown (``-W default``); the monitor imports it quietly."""
+    import subprocess
+    import sys
+
+    code = (
+        "from recsys.evaluation.evidently_report import quiet_imports\n"
+        "with quiet_imports():\n"
+        "    from evidently.presets import DataDriftPreset\n"
+        "    from evidently.ui.workspace import Workspace\n"
+    )
+    quiet = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True)
+    assert quiet.returncode == 0 and b"Warning" not in quiet.stderr, quiet.stderr[-500:]
+    loud = code.replace("with quiet_imports():", "if True:")
+    plain = subprocess.run([sys.executable, "-W", "default", "-c", loud], capture_output=True)
+    assert b"DeprecationWarning" in plain.stderr  # what the test guards against is still there

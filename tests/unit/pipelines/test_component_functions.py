@@ -89,6 +89,10 @@ def test_steps_chain_into_a_gated_promotion_and_a_serve_config(dataset, tmp_path
     assert "NDCG" in report.read_text()
     verdict = judge(result)
     assert verdict.promote, verdict.summary()
+    population = result["population"]  # who the gate's checks were judged on
+    assert population["users"] == result["candidate"]["metrics"]["n_users"] > 0
+    assert population["protocol"] == "stratified" and population["source"]
+    assert f"judged on {population['users']} held-out users" in verdict.summary()
 
     reference = pd.read_parquet(tmp_path / "reference.parquet")
     assert reference["rank"].max() == 5 and set(reference["target"]) <= {0, 1}

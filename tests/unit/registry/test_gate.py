@@ -49,6 +49,24 @@ def test_losing_catalog_coverage_beyond_the_tolerance_blocks_a_better_ndcg():
     assert judge(evaluation(cand=(0.45, 0.36), champ=(0.40, 0.40))).promote
 
 
+def test_a_rollout_to_an_experiment_leaves_a_lost_coverage_to_the_users():
+    narrow = evaluation(cand=(0.45, 0.30), champ=(0.40, 0.40))
+    narrow["population"] = {"users": 1243, "source": "/x/snapshot/interactions.parquet"}
+    narrow["population"]["protocol"] = "stratified"
+    trial = judge(narrow, rollout="experiment")
+    assert trial.promote and not trial.checks["keeps_coverage"].passed  # kept, and said
+    assert trial.checks["keeps_coverage"].reason.endswith("(an experiment: the users judge it)")
+    assert trial.summary().startswith(
+        "gate: TRY new against champion old in an experiment, judged on 1243 held-out users "
+        "of interactions.parquet (stratified): nDCG@10 0.4500 ≥ champion"
+    )
+    assert not judge(narrow).promote  # a switch still needs every check
+    worse = evaluation(cand=(0.39, 0.40), champ=(0.40, 0.40))  # the nDCG checks still decide
+    assert not judge(worse, rollout="experiment").promote
+    first = judge(evaluation(champ=None), rollout="experiment")  # nothing to test it against
+    assert first.promote and first.summary().startswith("gate: PROMOTE new (no champion yet)")
+
+
 def test_every_rule_must_pass_and_the_summary_lists_each_reason():
     verdict = judge(evaluation(cand=(0.45, 0.5), champ=(0.40, 0.5)))
     assert verdict.promote

@@ -22,6 +22,7 @@ from recsys.workflows.training_pipeline import (
     PipelineRun,
     prune_runs,
     result_lines,
+    retrain,
     run_training,
 )
 from tests.helpers import make_interactions, side_tables
@@ -96,6 +97,25 @@ def test_bad_options_fail_before_the_pipeline_runs(tmp_path):
     with pytest.raises(RecsysError, match=r"--experiment-share 1.0: expected in \(0, 1\)"):
         run_training(PipelineRun(no_features=True, experiment_share=1.0, workdir=tmp_path), fake)
     assert fake.calls == []
+
+
+def test_a_retraining_passes_its_rollout_to_the_pipeline(tmp_path):
+    fake = FakePipeline(tmp_path)
+    retrain(
+        tmp_path / "snapshot",
+        fake,
+        feature_repo=None,
+        no_features=True,
+        registry_uri=str(tmp_path / "registry"),
+        serve_address="127.0.0.1:6379",
+        workdir=tmp_path / "runs",
+        log=lambda _: None,
+        rollout="experiment",
+        experiment_share=0.5,
+    )
+    arguments = fake.calls[0][0]
+    assert arguments["rollout"] == "experiment" and arguments["experiment_share"] == 0.5
+    assert arguments["serve_address"] == arguments["ray_address"] == "127.0.0.1:6379"
 
 
 def test_only_the_newest_pipeline_roots_and_their_checkpoints_are_kept(tmp_path):
