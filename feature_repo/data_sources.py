@@ -27,6 +27,7 @@ user_activity_source = _parquet("user_activity")
 user_state_source = _parquet("user_state")
 item_profile_source = _parquet("item_profile")
 item_stats_source = _parquet("item_stats")
+item_content_source = _parquet("item_content")
 
 # Real-time events: the event path pushes each user's updated activity and state rows here;
 # they update the online store at once (the durable record is the event log).

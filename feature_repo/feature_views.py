@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from data_sources import (
+    item_content_source,
     item_profile_source,
     item_stats_source,
     user_activity_push,
@@ -19,9 +20,13 @@ from feast.types import Array, Float32, Int64, String
 FOREVER = timedelta(0)
 
 
-def view(name: str, entity: Entity, source: DataSource, schema: list[Field]) -> FeatureView:
+def view(
+    name: str, entity: Entity, source: DataSource, schema: list[Field], online: bool = True
+) -> FeatureView:
     """A view of ``entity`` whose rows do not expire (:data:`FOREVER`)."""
-    return FeatureView(name=name, entities=[entity], ttl=FOREVER, schema=schema, source=source)
+    return FeatureView(
+        name=name, entities=[entity], ttl=FOREVER, schema=schema, source=source, online=online
+    )
 
 
 USER_PROFILE = [
@@ -41,6 +46,9 @@ USER_STATE = [
     Field(name="recent_items", dtype=Array(String), description="latest first, window N"),
 ]
 ITEM_PROFILE = [Field(name="genres", dtype=Array(String)), Field(name="release_year", dtype=Int64)]
+# The item's text, what its content vector is encoded from (recsys.content): read by
+# training from the offline store; a request never reads it (not in the online store).
+ITEM_CONTENT = [Field(name="title", dtype=String), Field(name="description", dtype=String)]
 ITEM_STATS = [
     Field(name="item_interactions", dtype=Int64),
     Field(name="item_mean_rating", dtype=Float32),
@@ -53,3 +61,4 @@ user_activity = view("user_activity", user, user_activity_push, USER_ACTIVITY)
 user_state = view("user_state", user, user_state_push, USER_STATE)
 item_profile = view("item_profile", item, item_profile_source, ITEM_PROFILE)
 item_stats = view("item_stats", item, item_stats_source, ITEM_STATS)
+item_content = view("item_content", item, item_content_source, ITEM_CONTENT, online=False)

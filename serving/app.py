@@ -237,6 +237,7 @@ class Ingress:
             cold_start=served.answer.cold_start,
             took_ms=round(took_ms, 3),
             experiment=arm,
+            unknown_candidates=served.answer.unknown_candidates,
         )
         self._observe(request_id, body, response, served, took_ms)
         if self.mirror is not None:

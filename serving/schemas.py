@@ -100,6 +100,8 @@ class RecommendResponse(Strict):
     cold_start: bool
     took_ms: float
     experiment: ExperimentArm | None = None
+    # of a request's candidate list: the ids the served version does not know (left out)
+    unknown_candidates: int = 0
 
 
 class Problem(Strict):

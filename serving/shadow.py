@@ -167,6 +167,7 @@ def shadow_record(mirrored: Mirrored, served: Served, took_ms: float) -> dict:
         items=served.answer.items,
         cold_start=served.answer.cold_start,
         took_ms=round(took_ms, 3),
+        unknown_candidates=served.answer.unknown_candidates,
     )
     record = prediction_record("", mirrored.body, response, served, took_ms)
     return record | {

@@ -42,6 +42,7 @@ TINY_MULTISTAGE = dict(
     n_ease=10,
     n_rp3=10,
     n_popular=5,
+    n_content=10,
     folds=3,
     gbdt=dict(rounds=20, num_leaves=7, min_data_in_leaf=5),
     two_tower=dict(

@@ -10,7 +10,7 @@ from recsys.cli.options import SHARE, Number
 from recsys.config import RecsysError
 from recsys.data import movielens
 from recsys.data.io import read_dataset_info, resolve_interactions
-from recsys.data.split import PROTOCOLS, split, write_split
+from recsys.data.split import COLD_SHARE, PROTOCOLS, split, write_split
 from recsys.data.synthetic import generate
 from recsys.data.synthetic_config import WORLDS, config_for
 from recsys.data.validate import load_interactions
@@ -133,13 +133,22 @@ def validate(path, max_bad_share, rating_min, rating_max, quarantine) -> None:
     show_default=True,
     help="Held-out interactions per user (leave-last-out).",
 )
+@click.option(
+    "--cold-share",
+    type=Number(0.0, 1.0, min_open=True, max_open=True),
+    default=COLD_SHARE,
+    show_default=True,
+    help="The share of the items made cold (cold-items: all their interactions held out).",
+)
 @click.option("--seed", type=SEED, default=42, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-def split_cmd(dataset, protocol, ratio, n_last, seed, out) -> None:
+def split_cmd(dataset, protocol, ratio, n_last, cold_share, seed, out) -> None:
     """Split a dataset into train.parquet and test.parquet."""
     file, side_dir = resolve_interactions(dataset)
     interactions, _ = load_interactions(file, rating_range=None)
-    train, test = split(interactions, protocol, ratio=ratio, seed=seed, n_last=n_last)
+    train, test = split(
+        interactions, protocol, ratio=ratio, seed=seed, n_last=n_last, cold_share=cold_share
+    )
     params = {
         "protocol": protocol,
         "ratio": ratio,
@@ -147,5 +156,7 @@ def split_cmd(dataset, protocol, ratio, n_last, seed, out) -> None:
         "seed": seed,
         "source": str(file),
     }
+    if protocol == "cold-items":
+        params |= {"cold_share": cold_share, "cold_items": int(test["item_id"].nunique())}
     write_split(train, test, out, params=params, side_from=side_dir)
     click.echo(f"{protocol}: {len(train)} train / {len(test)} test rows -> {out}")

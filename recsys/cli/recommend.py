@@ -17,6 +17,11 @@ from recsys.recommend.offline import RecommendArgs, recommend_files
     show_default=True,
     help="'all' (every user in --data) or a file of user ids.",
 )
+@path_option(
+    "--candidates",
+    help="Only these items: a file of item ids (one per line, or a parquet/CSV with an "
+    "item_id column); the model ranks every one it knows.",
+)
 @click.option("--k", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option("--exclude-seen/--include-seen", default=True, show_default=True)
 @path_option(
@@ -24,11 +29,19 @@ from recsys.recommend.offline import RecommendArgs, recommend_files
     required=True,
     help="Output parquet: user_id, item_id, score, rank, reason, source.",
 )
-def recommend(model, data, users, k, exclude_seen, out) -> None:
+def recommend(model, data, users, candidates, k, exclude_seen, out) -> None:
     """Recommend k items to each user and write them as parquet."""
     args = RecommendArgs(
-        model=model, data=data, users=users, k=k, exclude_seen=exclude_seen, out=out
+        model=model,
+        data=data,
+        users=users,
+        candidates=candidates,
+        k=k,
+        exclude_seen=exclude_seen,
+        out=out,
     )
     recs = recommend_files(args)
     n_users = recs["user_id"].nunique()
     click.echo(f"{len(recs)} recommendations for {n_users} users -> {out}")
+    if unknown := recs.attrs.get("unknown_candidates"):
+        click.echo(f"({unknown} --candidates ids not in the model: left out)")

@@ -1,5 +1,6 @@
 """Train/test splits: stratified (Microsoft Recommenders' protocol), temporal (each user's
-latest interactions), global-time (one cut in time for everyone), leave-last-out."""
+latest interactions), global-time (one cut in time for everyone), leave-last-out, cold-items
+(ColdRec's: a seeded share of the items has no training interaction at all)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ from recsys.config import RecsysError
 from recsys.data.io import ITEM, TS, USER, dataset_paths, read_side_tables, read_table
 from recsys.files import write_json, write_parquet
 
-Protocol = Literal["stratified", "temporal", "global-time", "leave-last-out"]
-PROTOCOLS: tuple[str, ...] = ("stratified", "temporal", "global-time", "leave-last-out")
+Protocol = Literal["stratified", "temporal", "global-time", "leave-last-out", "cold-items"]
+PROTOCOLS: tuple[str, ...] = (
+    "stratified",
+    "temporal",
+    "global-time",
+    "leave-last-out",
+    "cold-items",
+)
+COLD_SHARE = 0.2  # the cold-items protocol's share of the items (ColdRec's)
 
 
 def stratified_split(
@@ -69,6 +77,22 @@ def leave_last_out(df: pd.DataFrame, n_last: int = 1) -> tuple[pd.DataFrame, pd.
     return ordered[~held].reset_index(drop=True), ordered[held].reset_index(drop=True)
 
 
+def cold_items_split(
+    df: pd.DataFrame, share: float = COLD_SHARE, *, seed: int = 42
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded ``share`` of the items (of those with interactions) is cold: every
+    interaction with one of them is held out, and the warm items' interactions train. The
+    test set's items are the cold items; a user whose items were all cold trains on nothing
+    (a cold user as well)."""
+    if not 0.0 < share < 1.0:
+        raise RecsysError(f"cold-items share must be between 0 and 1 (exclusive), got {share}")
+    items = np.sort(df[ITEM].astype(str).unique())
+    n = max(1, round(share * len(items)))
+    cold = np.random.default_rng(seed).choice(items, n, replace=False)
+    held = df[ITEM].astype(str).isin(cold).to_numpy()
+    return df[~held].reset_index(drop=True), df[held].reset_index(drop=True)
+
+
 def _user_timelines(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The rows ordered by user, then time (ties by item id), each row's position in its
     user's timeline (0: the earliest) and the user's number of rows."""
@@ -78,7 +102,13 @@ def _user_timelines(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndar
 
 
 def split(
-    df: pd.DataFrame, protocol: Protocol, *, ratio: float = 0.75, seed: int = 42, n_last: int = 1
+    df: pd.DataFrame,
+    protocol: Protocol,
+    *,
+    ratio: float = 0.75,
+    seed: int = 42,
+    n_last: int = 1,
+    cold_share: float = COLD_SHARE,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Dispatch to one protocol; see the functions above."""
     if protocol == "stratified":
@@ -89,6 +119,8 @@ def split(
         return global_time_split(df, ratio)
     if protocol == "leave-last-out":
         return leave_last_out(df, n_last)
+    if protocol == "cold-items":
+        return cold_items_split(df, cold_share, seed=seed)
     raise RecsysError(f"unknown split protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 

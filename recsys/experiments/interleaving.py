@@ -80,4 +80,4 @@ def interleave_answers(
         for n, (item, team) in enumerate(zip(mixed.items, mixed.teams, strict=True), start=1)
     ]
     cold = control.cold_start and challenger.cold_start
-    return Answer(control.user_id, items, cold), mixed.teams
+    return Answer(control.user_id, items, cold, control.unknown_candidates), mixed.teams

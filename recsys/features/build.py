@@ -47,7 +47,15 @@ from recsys.state.offline import sorted_events
 from recsys.state.user import DEFAULT_RECENT_N, EVENT_TS, state_table
 
 META_FILE = "feature_meta.json"
-TABLES = ("user_profile", "user_activity", "user_state", "item_profile", "item_stats")
+TEXT = ("title", "description")  # the item_content view's columns
+TABLES = (
+    "user_profile",
+    "user_activity",
+    "user_state",
+    "item_profile",
+    "item_stats",
+    "item_content",
+)
 ENGINES = ("pandas", "spark")
 
 
@@ -115,6 +123,7 @@ def build_features(
             "user_profile": [user_profile(users, events)],
             **{name: parts_of(name, key, fn) for name, (key, fn) in per_event.items()},
             "item_profile": [item_profile(items, events)],
+            "item_content": [item_content(items, events)],
         }
         rows = {name: _write_parts(tables[name], out_dir / f"{name}.parquet") for name in TABLES}
     probe = pq.read_table(out_dir / "user_state.parquet", columns=[USER]).slice(0, 1)
@@ -261,6 +270,19 @@ def user_profile(users: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFra
             "occupation": u.get("occupation", pd.Series(None, u.index, dtype=object)).to_numpy(),
             EVENT_TS: _first_seen(events, USER, u[USER]).array,
         }
+    )
+
+
+def item_content(items: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFrame:
+    """The item's text (title, description; empty where the catalog has none), stamped at
+    the item's first event: what its content vector is encoded from."""
+    if items is None or not len(items):
+        items = pd.DataFrame({ITEM: events[ITEM].unique()})
+    it = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
+    text = {c: it.get(c, pd.Series("", it.index)).fillna("").astype(str) for c in TEXT}
+    return pd.DataFrame(
+        {ITEM: it[ITEM].to_numpy(), **{c: v.to_numpy() for c, v in text.items()}}
+        | {EVENT_TS: _first_seen(events, ITEM, it[ITEM]).array}
     )
 
 

@@ -52,7 +52,7 @@ def materialize(store, end: datetime) -> dict:
     Returns:
         ``{"rows": {view: rows in the source up to end}, "seconds": elapsed}``.
     """
-    views = store.list_feature_views()
+    views = [v for v in store.list_feature_views() if v.online]  # item_content: offline only
     fresh = [v for v in views if v.most_recent_end_time is None]
     t0 = time.perf_counter()
     with offline_query(), contextlib.redirect_stdout(io.StringIO()):  # Feast prints per view
@@ -168,6 +168,7 @@ def catalog(store, as_of: pd.Timestamp) -> pd.DataFrame:
     ids = pd.read_parquet(path, columns=[ITEM])[ITEM].astype(str).unique()
     entity = pd.DataFrame({ITEM: ids, EVENT_TS: pd.Timestamp(as_of)})
     features = ["item_profile:genres", "item_profile:release_year"]
+    features += ["item_content:title", "item_content:description"]
     with offline_query():
         return store.get_historical_features(entity_df=entity, features=features).to_df()
 
@@ -190,7 +191,7 @@ def side_tables(
     users = latest.drop_duplicates(USER, keep="last")[[USER, *ucols]].reset_index(drop=True)
     if items is None:
         items = latest.drop_duplicates(ITEM, keep="last")
-    icols = [c for c in ("genres", "release_year") if c in items]
+    icols = [c for c in ("genres", "release_year", "title", "description") if c in items]
     items = items[[ITEM, *icols]].reset_index(drop=True)
     if "genres" in items:
         items["genres"] = items["genres"].map(_join_genres)

@@ -192,16 +192,25 @@ class Recommender(ABC):
         return StateBatch([s.user_id for s in states], seen, recent, features)
 
     def candidates(
-        self, batch: StateBatch, exclude_seen: bool = True, items: dict | None = None
+        self,
+        batch: StateBatch,
+        exclude_seen: bool = True,
+        items: dict | None = None,
+        only: np.ndarray | None = None,
     ) -> list[Candidates]:
         """Each user's ``n_candidates`` best items by the model's own scores (seen items out
         when excluded); an unknown user gets none and ``known=False``. ``items``: the items'
-        context features (``ITEM_CONTEXT``, vocabulary order), for models that read them."""
+        context features (``ITEM_CONTEXT``, vocabulary order), for models that read them.
+        ``only``: the positions the candidates are restricted to (a request's list)."""
         scores = np.asarray(self._score(batch), dtype=np.float64)  # (U, n_items)
         known = ~np.isnan(scores).all(axis=1)
         if exclude_seen:
             r, c = batch.seen.nonzero()
             scores[r, c] = -np.inf
+        if only is not None:
+            listed = np.zeros(scores.shape[1], dtype=bool)
+            listed[only] = True
+            scores[:, ~listed] = -np.inf
         n = min(self.n_candidates, scores.shape[1])
         top = np.argpartition(-np.nan_to_num(scores, nan=-np.inf), n - 1, axis=1)[:, :n]
         out = []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from recsys.config import RecsysError
 from recsys.models.base import Recommender
+from recsys.models.content import ContentKNN, GenreAffinity
 from recsys.models.ease import EASE
 from recsys.models.manifest import read_manifest
 from recsys.models.multistage import MultiStageModel
@@ -16,7 +17,8 @@ from recsys.models.rp3beta import RP3beta
 from recsys.models.two_tower import TwoTower
 
 MODEL_KINDS: dict[str, type[Recommender]] = {
-    cls.kind: cls for cls in (Popularity, EASE, RP3beta, TwoTower, MultiStageModel)
+    cls.kind: cls
+    for cls in (Popularity, EASE, RP3beta, TwoTower, MultiStageModel, ContentKNN, GenreAffinity)
 }
 # Kinds renamed since: a model directory written under the old name still loads.
 RENAMED_KINDS = {"pipeline": "multistage"}

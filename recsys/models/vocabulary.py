@@ -15,6 +15,15 @@ import pandas as pd
 
 from recsys.data.io import ITEM
 
+
+def catalog_vocabulary(train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
+    """Items seen in training plus every item of the catalog table (cold ones included)."""
+    ids = set(train[ITEM].unique())
+    if items is not None and ITEM in items:
+        ids |= set(items[ITEM].astype(str))
+    return np.sort(np.fromiter(ids, dtype=object))
+
+
 _SHARED: dict[str, object] = {}  # file digest -> what was read from it
 SHARED_KEPT = 8
 

@@ -1,9 +1,11 @@
 """The one recommendation path: (model version, the users' states, a request) → items.
 
-``stages`` holds the path (candidates → rank → order); ``readiness`` whether an online store
-can serve a version; ``offline`` the file-level entry point behind ``recsys recommend``.
+``stages`` holds the path (candidates → rank → order); ``batch`` a batch of requests cut at
+its stage boundaries; ``readiness`` whether an online store can serve a version; ``frame``
+many users' lists from an interactions table; ``offline`` ``recsys recommend``'s files.
 """
 
+from recsys.recommend.frame import recommend_frame
 from recsys.recommend.readiness import check_store
 from recsys.recommend.stages import (
     FRAME_COLUMNS,
@@ -19,7 +21,6 @@ from recsys.recommend.stages import (
     prepare,
     rank,
     recommend,
-    recommend_frame,
 )
 
 __all__ = [

@@ -23,8 +23,9 @@ from recsys.recommend.stages import (
     Answer,
     PreparedModel,
     Request,
+    allowed_items,
+    candidate_codes,
     candidates,
-    genre_mask,
     order,
     rank,
 )
@@ -69,22 +70,25 @@ class StateSource(Protocol):
     def require_ready(self, prepared: PreparedModel) -> None: ...
 
 
-# What stage 1 needs of a request: (version, user id, exclude_seen); picklable across a hop.
-Stage1Key = tuple[str, str, bool]
+# What stage 1 needs of a request: (version, user id, exclude_seen, the candidate ids it is
+# restricted to, if any); picklable across a hop.
+Stage1Key = tuple[str, str, bool, tuple[str, ...] | None]
 
 
 def stage1_key(ask: Ask) -> Stage1Key:
-    return ask.version, ask.user_id, ask.request.exclude_seen
+    only = ask.request.candidates
+    return ask.version, ask.user_id, ask.request.exclude_seen, tuple(only) if only else None
 
 
 def admit(models: Models, asks: list[Ask]) -> tuple[list, list[int]]:
     """The results so far (the exception of a request whose filters name a genre its version
-    lacks: it fails before any work) and the positions of the requests admitted."""
+    lacks, or whose candidates it knows none of: it fails before any work) and the positions
+    of the requests admitted."""
     results: list = [None] * len(asks)
     valid = []
     for n, ask in enumerate(asks):
         try:
-            genre_mask(models.get(ask.version), ask.request.filters)
+            allowed_items(models.get(ask.version), ask.request)
             valid.append(n)
         except Exception as exc:
             results[n] = exc
@@ -93,14 +97,14 @@ def admit(models: Models, asks: list[Ask]) -> tuple[list, list[int]]:
 
 def candidates_batch(models: Models, source: StateSource, keys: list[Stage1Key]) -> list:
     """Stage 1 for concurrent requests: one read of their users' states, then the candidates
-    as one matrix operation per (version, exclude_seen). Per request: ``{"state",
-    "candidates", "features"}``, or the exception it met (a store that cannot serve its
-    version)."""
+    as one matrix operation per (version, exclude_seen, candidate list). Per request:
+    ``{"state", "candidates", "features"}``, or the exception it met (a store that cannot
+    serve its version)."""
     results: list = [None] * len(keys)
-    groups: dict[tuple[str, bool], list[int]] = {}
-    for n, (version, _, exclude_seen) in enumerate(keys):
-        groups.setdefault((version, exclude_seen), []).append(n)
-    for (version, exclude_seen), members in groups.items():
+    groups: dict[tuple[str, bool, tuple[str, ...] | None], list[int]] = {}
+    for n, (version, _, exclude_seen, only) in enumerate(keys):
+        groups.setdefault((version, exclude_seen, only), []).append(n)
+    for (version, exclude_seen, only), members in groups.items():
         try:
             prepared = models.get(version)
             source.require_ready(prepared)
@@ -110,7 +114,8 @@ def candidates_batch(models: Models, source: StateSource, keys: list[Stage1Key])
             continue
         reads = source.read_users([keys[n][1] for n in members])
         states = [state for state, _ in reads]
-        cands = candidates(prepared, states, exclude_seen, source.item_context(prepared))
+        codes = candidate_codes(prepared, only)
+        cands = candidates(prepared, states, exclude_seen, source.item_context(prepared), codes)
         for n, (state, features), cand in zip(members, reads, cands, strict=True):
             features = {**features, "history_len": len(state.seen)}
             results[n] = {"state": state, "candidates": cand, "features": features}

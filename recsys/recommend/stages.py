@@ -23,18 +23,17 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BeforeValidator, Field
 
 from recsys.config import RecsysError, Strict, shorten
 from recsys.data.io import ITEM, USER, genre_membership
 from recsys.models.base import Candidates, Recommender, unit_rows
-from recsys.state.offline import item_context, states_from_interactions
 from recsys.state.user import UserState
 
 SCORE, RANK, REASON, SOURCE = "score", "rank", "reason", "source"
 FRAME_COLUMNS = (USER, ITEM, SCORE, RANK, REASON, SOURCE)
 BATCH_USERS = 256
+MAX_CANDIDATES = 10_000  # the ids a request may restrict its list to
 MASKS_KEPT = 64  # genre filter combinations whose catalog mask a prepared model keeps
 
 
@@ -65,6 +64,10 @@ class Request(Strict):
     exclude_seen: bool = Field(True, strict=True)
     filters: Filters = Filters()
     diversity: float = Field(0.0, ge=0.0, le=1.0, strict=True)  # MMR: 0 = pure relevance
+    # Only these items (business rules; an evaluation over part of the catalog): the model
+    # ranks them all when it cannot reach them itself; ids the version does not know are left
+    # out (a catalog changes before the next training), and the answer counts them.
+    candidates: list[str] | None = Field(None, min_length=1, max_length=MAX_CANDIDATES)
 
 
 class Recommendation(Strict):
@@ -85,6 +88,7 @@ class Answer:
     user_id: str
     items: list[Recommendation]
     cold_start: bool
+    unknown_candidates: int = 0  # listed ids the version does not know, left out
 
 
 @dataclass
@@ -136,11 +140,13 @@ def candidates(
     states: Sequence[UserState],
     exclude_seen: bool = True,
     items: dict | None = None,
+    only: np.ndarray | None = None,
 ) -> list[Candidates]:
     """Stage 1: each user's candidates (batched over ``states``); ``items``: the items'
-    context as the store holds it (default: the prepared model's)."""
+    context as the store holds it (default: the prepared model's); ``only``: the positions
+    a request restricts them to (:func:`candidate_codes`)."""
     model = prepared.model
-    return model.candidates(model.encode(states), exclude_seen, items or prepared.items)
+    return model.candidates(model.encode(states), exclude_seen, items or prepared.items, only)
 
 
 def rank(prepared: PreparedModel, batch: Sequence[Candidates]) -> list[np.ndarray]:
@@ -156,7 +162,7 @@ def order(
     scores: np.ndarray,
 ) -> Answer:
     """Stage 3: one user's list from the candidates and their scores."""
-    allowed = genre_mask(prepared, request.filters)
+    allowed = allowed_items(prepared, request)
     seen = prepared.positions(state.seen)
     recent = prepared.positions(state.recent[: prepared.recent_n])
     hidden = seen if request.exclude_seen else seen[:0]
@@ -195,7 +201,9 @@ def order(
         )
         for n, (i, s, r, src) in enumerate(zip(picked, picked_score, reasons, sources, strict=True))
     ]
-    return Answer(state.user_id, items, not cand.known)
+    listed = request.candidates
+    unknown = len(set(listed)) - int(known_listed(prepared, listed)) if listed else 0
+    return Answer(state.user_id, items, not cand.known, unknown)
 
 
 def recommend(
@@ -205,8 +213,9 @@ def recommend(
     items: dict | None = None,
 ) -> list[Answer]:
     """The three stages for a batch of users."""
-    genre_mask(prepared, request.filters)  # an unknown genre fails before any work
-    cands = candidates(prepared, states, request.exclude_seen, items)
+    allowed_items(prepared, request)  # an unknown genre fails before any work
+    only = candidate_codes(prepared, request.candidates)
+    cands = candidates(prepared, states, request.exclude_seen, items, only)
     scores = rank(prepared, cands)
     return [
         order(prepared, request, state, cand, score)
@@ -214,44 +223,29 @@ def recommend(
     ]
 
 
-def recommend_frame(
-    prepared: PreparedModel | Recommender,
-    user_ids: Sequence[str],
-    request: Request | None = None,
-    *,
-    history: pd.DataFrame | None = None,
-    states: Sequence[UserState] | None = None,
-) -> pd.DataFrame:
-    """Top-k rows for many users: each user's state and the items' context from ``history``
-    (the offline side, ``recsys.state.offline``) unless ``states`` (and the prepared
-    model's ``items``) are given.
-
-    Returns:
-        ``user_id, item_id, score, rank, reason, source``, users in the order given (each
-        once), ranks 1-based.
-    """
-    prepared = prepared if isinstance(prepared, PreparedModel) else prepare(prepared)
-    request = request or Request()
-    if not len(prepared.item_ids):
-        raise RecsysError(f"{prepared.model.kind}: the model is not fitted")
-    user_ids = list(dict.fromkeys(str(u) for u in user_ids))
-    if states is None:
-        states = states_from_interactions(history, user_ids, prepared.recent_n)
-    items = prepared.items
-    if items is None and history is not None and prepared.model.state_spec().context:
-        items = item_context(history, prepared.item_ids)
-    rows: list[tuple] = []
-    for start in range(0, len(states), BATCH_USERS):
-        for answer in recommend(prepared, states[start : start + BATCH_USERS], request, items):
-            rows.extend(
-                (answer.user_id, i.item_id, i.score, i.rank, i.reason, i.source)
-                for i in answer.items
-            )
-    frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
-    return frame.astype({USER: object, ITEM: object, SCORE: np.float64, RANK: np.int64})
-
-
 # -- ordering helpers -------------------------------------------------------------------------
+def allowed_items(prepared: PreparedModel, request: Request) -> np.ndarray | None:
+    """The items a request allows (its genre filters, its candidate list), None: all."""
+    allowed = genre_mask(prepared, request.filters)
+    codes = candidate_codes(prepared, request.candidates)
+    if codes is None:
+        return allowed
+    listed = np.zeros(len(prepared.item_ids), dtype=bool)
+    listed[codes] = True
+    return listed if allowed is None else listed & allowed
+
+
+def candidate_codes(prepared: PreparedModel, ids: Sequence[str] | None) -> np.ndarray | None:
+    """The sorted vocabulary positions of a request's candidate ids (the ones the version
+    knows: maybe none), None without a list."""
+    return None if ids is None else np.unique(prepared.positions(ids))
+
+
+def known_listed(prepared: PreparedModel, ids: Sequence[str]) -> int:
+    """How many distinct ids of a candidate list the version knows."""
+    return len(candidate_codes(prepared, ids))
+
+
 def genre_mask(prepared: PreparedModel, filters: Filters) -> np.ndarray | None:
     """Items allowed by the request's genre filters (None: no filter), computed once per
     combination of filters a model version meets (the last :data:`MASKS_KEPT`)."""

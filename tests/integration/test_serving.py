@@ -152,6 +152,9 @@ def test_recommend_returns_ranked_unseen_items_with_reasons(served):
     assert all(int(i["item_id"][1:]) % 4 != 1 for i in no_g1)
     diverse = recommend(client, k=5, diversity=0.9).json()["items"]
     assert len(diverse) == 5 and [i["rank"] for i in diverse] == [1, 2, 3, 4, 5]
+    listed = sorted({f"i{n}" for n in range(40, 0, -7)} - history)  # across the graph's hops
+    only = recommend(client, k=10, candidates=listed).json()["items"]
+    assert sorted(i["item_id"] for i in only) == listed
 
 
 def test_an_unknown_user_gets_popular_items_in_the_requested_genres(served):
@@ -175,6 +178,8 @@ def test_an_unknown_user_gets_popular_items_in_the_requested_genres(served):
         ({"user_id": 7}, "user_id"),
         ({"user_id": "u1", "filters": {"colour": "red"}}, "colour"),
         ({"user_id": "u1", "shuffle": True}, "shuffle"),
+        ({"user_id": "u1", "candidates": []}, "candidates"),
+        ({"user_id": "u1", "candidates": [3]}, "candidates"),
     ],
 )
 def test_bad_requests_get_422_naming_the_field(served, body, field):
@@ -670,6 +675,17 @@ def test_the_fused_topology_serves_the_same_and_an_unwritable_log_fails_no_reque
         assert [i["item_id"] for i in items] == mine.item_id.tolist(), user
         np.testing.assert_allclose([i["score"] for i in items], mine.score, rtol=1e-5, atol=1e-6)
     assert recommend(client, filters={"include_genres": ["Nope"]}).status_code == 422
+    # a request's candidate list (business rules; the cold-item protocol): the same path
+    listed = Request(k=4, candidates=[f"i{n}" for n in range(0, 40, 3)] + ["gone"])
+    offline = recommend_frame(model, users, listed, history=make_interactions())
+    for user in users:
+        items = recommend(client, user_id=user, k=4, candidates=listed.candidates).json()["items"]
+        mine = offline[offline.user_id == user].sort_values("rank")
+        assert [i["item_id"] for i in items] == mine.item_id.tolist(), user
+        assert {i["item_id"] for i in items} <= set(listed.candidates)
+        assert recommend(client, user_id=user, candidates=["gone"]).json()["items"] == []
+    unknown = recommend(client, candidates=["gone", "away"]).json()
+    assert unknown["items"] == [] and unknown["unknown_candidates"] == 2
     deadline, metrics = time.monotonic() + 10, ""
     while time.monotonic() < deadline and "recsys_prediction_log_healthy 0.0" not in metrics:
         time.sleep(0.3)

@@ -46,6 +46,18 @@ def candidate_pairs(
     return keys // width, keys % width
 
 
+def listed_pairs(only: np.ndarray, hidden: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Every user paired with every listed item (``only``, sorted positions) not hidden:
+    (user rows, items), user-major and items ascending within a user."""
+    users = hidden.shape[0]
+    r = np.repeat(np.arange(users, dtype=np.int64), len(only))
+    c = np.tile(np.asarray(only, dtype=np.int64), users)
+    width = hidden.shape[1]
+    hr, hc = hidden.nonzero()
+    keep = ~np.isin(r * width + c, hr.astype(np.int64) * width + hc)
+    return r[keep], c[keep]
+
+
 def _dense_top(scores: np.ndarray, hidden: sp.csr_matrix, n: int):
     """A whole-catalog source's top ``n`` (a small catalog's: see the module). float64, as
     the candidates were always chosen: a partition picks among tied scores by its own

@@ -24,6 +24,14 @@ class MultiStageConfig:
     n_rp3: int = 100
     n_popular: int = 50
     n_two_tower: int = 0  # 0: no two-tower source (measured: it does not pay here, README)
+    # Item content (recsys.content): "auto" reads it whenever the items table has text (a
+    # title, genres, a description), "off" never, or an encoder spec ("tfidf-svd",
+    # "sentence-transformers:<name or path>"). It adds a candidate source (the items nearest
+    # the user's history in content space, n_content of them) and the ranker's content
+    # features, so an item nobody has rated is reached and scored.
+    content: str = "auto"
+    content_dim: int = 64
+    n_content: int = 50
     # The users' and items' mean ratings from the feature store as ranker features (measured
     # on the validation split: no gain, more spread over seeds; README).
     store_context: bool = False

@@ -27,8 +27,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.config import RecsysError
+from recsys.content import has_text
 from recsys.data.io import USER
 from recsys.data.split import temporal_split
+from recsys.models.content import catalog_content
 from recsys.models.multistage.candidates import candidate_pairs
 from recsys.models.multistage.ranker_inputs import features
 from recsys.models.multistage.sources import Sources
@@ -69,6 +71,7 @@ class CrossFitting:
     def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
         cfg = self.config
         self._context_tables(users, items)
+        self._content_table(items)
         plan = self.source_plan()
         progress.info("sources: %s", "; ".join(f"{k} {v}" for k, v in plan.items()))
         self.fold_sources, parts = [], []
@@ -143,7 +146,18 @@ class CrossFitting:
             if not np.array_equal(tower.item_ids, self.item_ids):
                 raise ValueError("two-tower vocabulary differs from the multi-stage model's")
         whole = self._whole_catalog_sources()
-        return Sources.fit(x, whole["ease"], whole["rp3"], tower)
+        return Sources.fit(x, whole["ease"], whole["rp3"], tower, self.content)
+
+    def _content_table(self, items) -> None:
+        """The catalog's content vectors when this model reads them: ``content`` ``auto``
+        and an items table with text, or an encoder named."""
+        cfg, self.content, self.content_encoder = self.config, None, None
+        if cfg.content == "off" or (cfg.content == "auto" and not has_text(items)):
+            return
+        spec = "tfidf-svd" if cfg.content == "auto" else cfg.content
+        self.content, self.content_encoder = catalog_content(
+            items, self.item_ids, spec, cfg.content_dim
+        )
 
     def _whole_catalog_sources(self) -> dict[str, object]:
         """EASE's and RP3beta's settings where this model fits them at its catalog, else None:
@@ -177,6 +191,13 @@ class CrossFitting:
             else "off: n_two_tower=0"
         )
         plan["popularity"] = f"on: top {cfg.n_popular}" if cfg.n_popular > 0 else "off: n_popular=0"
+        if self.content is not None:
+            encoder = self.content_encoder
+            plan["content"] = f"on: top {cfg.n_content} ({encoder.name}, {encoder.dim}-d)"
+        else:
+            plan["content"] = f"off: content={cfg.content!r}" + (
+                " (the items table has no text)" if cfg.content == "auto" else ""
+            )
         return plan
 
     def _training_rows(self, sources: Sources, history, labels, fold: int):

@@ -21,6 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.config import RecsysError
+from recsys.content import load_encoder
 from recsys.models.base import (
     REASON_WINDOW,
     Candidates,
@@ -28,23 +29,27 @@ from recsys.models.base import (
     StateBatch,
     strongest_recent,
 )
+from recsys.models.content import ENCODER_DIR as CONTENT_ENCODER
+from recsys.models.content import VECTORS_FILE as CONTENT_VECTORS
+from recsys.models.content import content_scores
 from recsys.models.encoding import FeatureEncoder
 from recsys.models.manifest import StateSpec
-from recsys.models.multistage.candidates import candidate_pairs
+from recsys.models.multistage.candidates import candidate_pairs, listed_pairs
 from recsys.models.multistage.config import MultiStageConfig
 from recsys.models.multistage.context import ContextFeatures
 from recsys.models.multistage.crossfit import CrossFitting, StageTrainer, dcn_rows
 from recsys.models.multistage.ranker_inputs import (
+    CONTENT_FEATURES,
     FEATURES,
     FEATURES_WITH_STORE,
     RECENT_FEATURES,
     STORE_CONTEXT,
     features,
 )
-from recsys.models.multistage.sources import RECENT_WINDOWS, Sources
+from recsys.models.multistage.sources import CONTENT, RECENT_WINDOWS, Sources
 from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker
-from recsys.models.two_tower.model import catalog_vocabulary
+from recsys.models.vocabulary import catalog_vocabulary
 
 
 class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
@@ -59,6 +64,8 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
     ) -> None:
         super().__init__(config)
         self.trainer = trainer or StageTrainer()
+        self.content: np.ndarray | None = None  # (n_items, dim) unit vectors, when it reads them
+        self.content_encoder = None  # the fitted encoder (items added later encode with it)
 
     def _item_vocabulary(self, train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
         return catalog_vocabulary(train, items)
@@ -73,7 +80,8 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         ``store_context``) and, for the ranker that learns what a user does next
         (``user-time``), the item-item weights from the user's latest items."""
         names = FEATURES_WITH_STORE if self.config.store_context else FEATURES
-        return (*names, *RECENT_FEATURES) if self._windows() else names
+        names = (*names, *RECENT_FEATURES) if self._windows() else names
+        return (*names, *CONTENT_FEATURES) if self.content is not None else names
 
     def _windows(self) -> tuple[int, ...]:
         """The recent windows the ranker reads: with ``user-time`` (temporal validation, seed
@@ -88,23 +96,33 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
             "rp3": cfg.n_rp3,
             "popularity": cfg.n_popular,
             "two_tower": cfg.n_two_tower,
+            CONTENT: cfg.n_content if self.content is not None else 0,
         }
 
     # -- the stages the recommendation path runs -----------------------------------------
     def candidates(
-        self, batch: StateBatch, exclude_seen: bool = True, items: dict | None = None
+        self,
+        batch: StateBatch,
+        exclude_seen: bool = True,
+        items: dict | None = None,
+        only: np.ndarray | None = None,
     ) -> list[Candidates]:
         """Stage 1: the full fit's candidates, each with its features under every fold's fit
         (``rows["x"]``: ``(folds, C, features)``). ``items``: the items' context from the
-        feature store (offline: ``recsys.state.offline.item_context``)."""
+        feature store (offline: ``recsys.state.offline.item_context``). ``only``: a
+        request's list, every listed item a candidate (the ranker orders them all)."""
         hidden = batch.seen if exclude_seen else sp.csr_matrix(batch.seen.shape)
         windows, depth = self._windows(), self.config.n_two_tower
-        full = self.sources.score_batch(batch, hidden, windows, depth)
-        r, c = candidate_pairs(full, hidden, self._counts())
+        content = content_scores(batch.seen, self.content) if self.content is not None else None
+        full = self.sources.score_batch(batch, hidden, windows, depth, content)
+        if only is None:
+            r, c = candidate_pairs(full, hidden, self._counts())
+        else:
+            r, c = listed_pairs(only, hidden)
         codes = self.encoder.codes_of_users(np.asarray(batch.user_ids, dtype=object))  # (U, 3)
         context = self._context(batch, r, c, items, codes)
         fits = [
-            full if s is self.sources else s.score_batch(batch, hidden, windows, depth)
+            full if s is self.sources else s.score_batch(batch, hidden, windows, depth, content)
             for s in self.serving_fits()
         ]
         x = features(fits, hidden, r, c, context, self.feature_names())  # (fits, rows, features)
@@ -171,7 +189,12 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         parts += self.encoder.save(directory)
         np.save(directory / "item_genre_matrix.npy", self.item_genre_matrix)
         np.save(directory / "item_year.npy", self.item_year)
-        return [*parts, "item_genre_matrix.npy", "item_year.npy"]
+        parts += ["item_genre_matrix.npy", "item_year.npy"]
+        if self.content is not None:
+            np.save(directory / CONTENT_VECTORS, self.content)
+            self.content_encoder.save(directory / CONTENT_ENCODER)
+            parts += [CONTENT_VECTORS, CONTENT_ENCODER]
+        return parts
 
     def _load_parts(self, directory: Path) -> None:
         if not (directory / "sources").exists():
@@ -186,6 +209,11 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         self.encoder = FeatureEncoder.load(directory)
         self.item_genre_matrix = np.load(directory / "item_genre_matrix.npy")
         self.item_year = np.load(directory / "item_year.npy")
+        if (directory / CONTENT_VECTORS).exists():
+            self.content = np.load(directory / CONTENT_VECTORS)
+            self.content_encoder = load_encoder(directory / CONTENT_ENCODER)
+            for sources in (self.sources, *self.fold_sources):
+                sources.content = self.content
         if self.config.ranker == "gbdt":
             self.ranker = GBDTRanker.load(directory / "ranker")
         else:

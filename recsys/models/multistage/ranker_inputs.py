@@ -13,7 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.models.multistage.sources import ITEM_ITEM, RECENT_WINDOWS, BatchScores, Sources
+from recsys.models.multistage.sources import (
+    CONTENT,
+    ITEM_ITEM,
+    RECENT_WINDOWS,
+    BatchScores,
+    Sources,
+)
 
 SOURCE_FEATURES = (
     "ease",
@@ -36,6 +42,9 @@ STORE_CONTEXT = {
 }
 FEATURES = (*SOURCE_FEATURES, *CONTEXT_FEATURES)
 RECENT_FEATURES = tuple(f"recent_{w}" for w in RECENT_WINDOWS)
+# With item content: the cosine to the user's history in content space, its rank, and its
+# standardised value among the user's candidates.
+CONTENT_FEATURES = (CONTENT, f"{CONTENT}_rank", f"{CONTENT}_z")
 # A source's rank feature is exact among each user's best this many items (below: this rank);
 # the two-tower's among the items its index returns (the model's ``n_two_tower``)
 RANK_DEPTH = 4096
@@ -67,8 +76,8 @@ def features(
     whole = []  # (fit, column, scores): the item-item sources' ranks in one pass
     for f, fit in enumerate(fits):
         values = {}
-        for name in ITEM_ITEM:
-            if name in fit.dense:
+        for name in (*ITEM_ITEM, CONTENT):
+            if name in fit.dense and name in col:
                 s = np.nan_to_num(fit.dense[name], nan=0.0)
                 values[name] = s[rows, cols]
                 whole.append((f, col[f"{name}_rank"], s))
@@ -94,7 +103,7 @@ def features(
         for (f, j, _), rank in zip(whole, _rank_features(stacked, rows, cols), strict=True):
             out[f, :, j] = rank
     for name in names[len(SOURCE_FEATURES) :]:
-        if name not in RECENT_FEATURES:
+        if name not in RECENT_FEATURES and name not in CONTENT_FEATURES:
             out[:, :, col[name]] = context[name]
     return out
 

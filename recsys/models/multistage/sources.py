@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.models.base import StateBatch, seen_lists
+from recsys.models.content import content_scores
 from recsys.models.ease import EASEConfig, ease_weights
 from recsys.models.rp3beta import RP3betaConfig, walk_weights
 from recsys.models.two_tower import TwoTower
@@ -31,6 +32,7 @@ from recsys.models.two_tower import TwoTower
 RECENT_WINDOWS = (1, 5, 10, 20)
 DENSE_ITEMS = 10_000  # RP3beta is kept dense in memory up to this catalog size
 ITEM_ITEM = ("ease", "rp3")  # the sources that score the whole catalog
+CONTENT = "content"  # the source of the items nearest the user's history in content space
 
 
 @dataclass
@@ -60,6 +62,9 @@ class Sources:
     ease: np.ndarray | None = None  # (n_items, n_items)
     rp3: sp.csr_matrix | None = None  # (n_items, n_items)
     two_tower: TwoTower | None = None  # a fitted TwoTower in the same vocabulary
+    # (n_items, dim) unit content vectors: the model's, one array shared by every fit (the
+    # model saves and loads it; a fit's interactions do not change an item's text)
+    content: np.ndarray | None = None
 
     @classmethod
     def fit(
@@ -68,6 +73,7 @@ class Sources:
         ease: EASEConfig | None,
         rp3: RP3betaConfig | None,
         two_tower: object | None = None,
+        content: np.ndarray | None = None,
     ) -> Sources:
         """Fit on the binary ``(users, items)`` matrix ``x`` (the model's vocabulary)."""
         return cls(
@@ -75,6 +81,7 @@ class Sources:
             ease=ease_weights(x, ease) if ease is not None else None,
             rp3=walk_weights(x, rp3) if rp3 is not None else None,
             two_tower=two_tower,
+            content=content,
         )
 
     def score_batch(
@@ -83,12 +90,18 @@ class Sources:
         hidden: sp.csr_matrix,
         windows: Sequence[int] = (),
         depth: int = 0,
+        content: np.ndarray | None = None,
     ) -> BatchScores:
         """What this fit's candidates and features read for ``batch``: the item-item scores
-        (:meth:`item_item_scores`), and the two-tower's user embeddings and its best
-        ``depth`` items not ``hidden`` (``(U, n_items)`` binary: the seen items, when
-        excluded) from its index."""
+        (:meth:`item_item_scores`), the content scores (``content``: the batch's, computed
+        once for every fit that shares the vectors), and the two-tower's user embeddings and
+        its best ``depth`` items not ``hidden`` (``(U, n_items)`` binary: the seen items,
+        when excluded) from its index."""
         out = BatchScores(self, self.item_item_scores(batch.seen, batch.recent, windows))
+        if self.content is not None:
+            out.dense[CONTENT] = (
+                content if content is not None else content_scores(batch.seen, self.content)
+            )
         if self.two_tower is not None:
             out.z_u, _ = self.two_tower.embed_users(batch.user_ids, batch.recent)
             if depth > 0:

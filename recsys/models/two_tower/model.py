@@ -37,6 +37,7 @@ from recsys.models.neural import (
     shuffled_slices,
 )
 from recsys.models.two_tower.towers import Batch, TwoTowerConfig, TwoTowerLoss, TwoTowerNet
+from recsys.models.vocabulary import catalog_vocabulary
 from recsys.retrieval import ItemIndex
 from recsys.state.offline import states_from_interactions
 
@@ -57,14 +58,6 @@ def to_batch(arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") 
         "ufeat": t(np.stack([arrays[f"f{j}"] for j in range(3)], axis=1)),  # (B, 3)
         "hist": t(np.stack([arrays[f"h{j}"] for j in range(n_hist)], axis=1)),  # (B, n_hist)
     }
-
-
-def catalog_vocabulary(train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
-    """Items seen in training plus every item of the catalog table (cold ones included)."""
-    ids = set(train[ITEM].unique())
-    if items is not None and ITEM in items:
-        ids |= set(items[ITEM].astype(str))
-    return np.sort(np.fromiter(ids, dtype=object))
 
 
 class TwoTower(Recommender):
@@ -243,11 +236,18 @@ class TwoTower(Recommender):
         return self.embed_users(user_ids, self.encode(states).recent)[0]
 
     def candidates(
-        self, batch: StateBatch, exclude_seen: bool = True, items: dict | None = None
+        self,
+        batch: StateBatch,
+        exclude_seen: bool = True,
+        items: dict | None = None,
+        only: np.ndarray | None = None,
     ) -> list[Candidates]:
         """Each user's ``n_candidates`` best unseen items from the item index (its kind and
         precision are the model's, so what is served is what the index finds); an unknown
-        user gets none and ``known=False``."""
+        user gets none and ``known=False``. Restricted to ``only`` (a request's list), the
+        listed items are scored exactly instead."""
+        if only is not None:
+            return super().candidates(batch, exclude_seen, items, only)
         z_u, known = self.embed_users(batch.user_ids, batch.recent)  # (U, dim), (U,)
         n = min(self.n_candidates, len(self.item_ids))
         scores, ids = self.retrieve(z_u, n, seen_lists(batch.seen) if exclude_seen else None)

@@ -148,6 +148,8 @@ WRITERS = (
     "experiments",
     "features",
     "multinode",
+    "cold_items",
+    "content_encoding",
     "replica_loss",
     "scale",
     "serving_load",

@@ -78,6 +78,28 @@ def test_recommend_users_file_with_unknown_user(run, tmp_path, csv_data):
     assert recs.groupby("user_id").size().to_dict() == {"u1": 4, "brand-new": 4}
 
 
+def test_recommend_keeps_to_a_candidates_file(run, tmp_path, csv_data):
+    """``--candidates``: a text file or a table's item_id column; unknown ids left out, a
+    file the model knows none of refused with its name."""
+    model, out = tmp_path / "m", tmp_path / "r.parquet"
+    assert run("train", "--data", csv_data, "--model", "ease", "--out", model).exit_code == 0
+    listed = pd.DataFrame({"item_id": ["i3", "i5", "i7", "i9", "gone"]})
+    listed.to_parquet(tmp_path / "items.parquet")
+    (tmp_path / "items.txt").write_text("i3\ni5\ni7\ni9\ngone\n")
+    for file in ("items.parquet", "items.txt"):
+        args = ["recommend", "--model", model, "--data", csv_data, "--candidates"]
+        r = run(*args, tmp_path / file, "--k", 10, "--out", out)
+        assert r.exit_code == 0, r.output
+        recs = pd.read_parquet(out)
+        assert set(recs.item_id) <= {"i3", "i5", "i7", "i9"} and len(recs)
+        assert recs.groupby("user_id").size().max() <= 4
+        assert "(1 --candidates ids not in the model: left out)" in r.output
+    (tmp_path / "none.txt").write_text("x\ny\n")
+    args = ["recommend", "--model", model, "--data", csv_data, "--candidates"]
+    r = CliRunner().invoke(cli, [str(a) for a in [*args, tmp_path / "none.txt", "--out", out]])
+    assert r.exit_code == 1 and "none.txt: none of the 2 item ids ('x', 'y') is in" in r.output
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [

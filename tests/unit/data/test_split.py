@@ -6,6 +6,7 @@ import pytest
 
 from recsys.config import RecsysError
 from recsys.data.split import (
+    cold_items_split,
     global_time_split,
     leave_last_out,
     split,
@@ -67,6 +68,21 @@ def test_leave_last_out_holds_latest_per_user(interactions):
     latest = train.groupby("user_id").timestamp.max()
     earliest_test = test.groupby("user_id").timestamp.min()
     assert (latest.reindex(earliest_test.index) <= earliest_test).all()
+
+
+def test_cold_items_hold_out_every_interaction_of_a_seeded_fifth_of_the_items(interactions):
+    train, test = split(interactions, "cold-items", seed=3)
+    assert key(train) | key(test) == key(interactions) and not key(train) & key(test)
+    items = interactions.item_id.nunique()
+    assert test.item_id.nunique() == round(0.2 * items)  # the cold items: test's, all of them
+    assert not set(test.item_id) & set(train.item_id)  # no training interaction at all
+    again, _ = cold_items_split(interactions, seed=3)
+    other, _ = cold_items_split(interactions, seed=4)
+    assert key(again) == key(train) and key(other) != key(train)
+    _, half = cold_items_split(interactions, 0.5, seed=3)
+    assert half.item_id.nunique() == round(0.5 * items)
+    with pytest.raises(RecsysError, match="cold-items share must be between 0 and 1"):
+        cold_items_split(interactions, 1.0)
 
 
 def test_bad_protocol_and_ratio():

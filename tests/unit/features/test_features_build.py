@@ -148,7 +148,7 @@ def test_encoder_reads_age_buckets_like_raw_ages():
     assert a[2, 0] == 0  # unknown age
 
 
-def test_build_writes_the_five_tables_the_genre_order_and_the_lineage(tmp_path):
+def test_build_writes_the_six_tables_the_genre_order_and_the_lineage(tmp_path):
     ev = events([("u", "a", 4.0, 0), ("v", "b", 3.0, 1)])
     rows = build_features(ev, None, ITEMS, tmp_path, FeatureConfig(recent_n=3))
     assert set(rows) == {
@@ -157,6 +157,7 @@ def test_build_writes_the_five_tables_the_genre_order_and_the_lineage(tmp_path):
         "user_state",
         "item_profile",
         "item_stats",
+        "item_content",
     }
     meta = read_store_meta(tmp_path)
     assert meta.lineage == [interactions_checksum(ev)] and meta.recent_n == 3
@@ -172,6 +173,9 @@ def test_build_writes_the_five_tables_the_genre_order_and_the_lineage(tmp_path):
         and items.loc["b", "release_year"] == 1995
     )
     assert (tmp_path / "feature_meta.json").read_text().count("Comedy") == 1
+    text = pd.read_parquet(tmp_path / "item_content.parquet").set_index("item_id")
+    assert set(text.columns) == {"title", "description", "event_timestamp"}
+    assert (text["description"] == "").all()  # a catalog without descriptions
 
 
 def test_a_build_in_buckets_writes_the_tables_a_build_in_one_piece_writes(tmp_path):

@@ -10,11 +10,17 @@ import pandas as pd
 import pytest
 
 from recsys.config import RecsysError
+from recsys.models.content import content_scores
 from recsys.models.kinds import create_model, load_model
 from recsys.models.manifest import read_manifest
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.models.multistage.crossfit import StageTrainer
-from recsys.models.multistage.ranker_inputs import FEATURES, RECENT_FEATURES, features
+from recsys.models.multistage.ranker_inputs import (
+    CONTENT_FEATURES,
+    FEATURES,
+    RECENT_FEATURES,
+    features,
+)
 from recsys.models.multistage.sources import RECENT_WINDOWS
 from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker, RankingRows
@@ -108,6 +114,9 @@ def test_candidates_are_the_full_fits_sources_minus_seen(fitted):
         (batch.seen @ model.sources.rp3).toarray(), index=users, columns=model.item_ids
     )
     popularity = pd.Series(model.sources.popularity, index=model.item_ids)
+    content = pd.DataFrame(  # the items nearest the user's history in content space
+        content_scores(batch.seen, model.content), index=users, columns=model.item_ids
+    )
     seen_of = train.groupby("user_id")["item_id"].apply(set)
     cfg = model.config
     for u, user in enumerate(users):
@@ -118,12 +127,13 @@ def test_candidates_are_the_full_fits_sources_minus_seen(fitted):
             (ease.loc[user], cfg.n_ease),
             (rp3.loc[user], cfg.n_rp3),
             (popularity, cfg.n_popular),
+            (content.loc[user], cfg.n_content),
         ):
             m, y = top_with_ties(scores.drop(list(seen)), n)
             must, may = must | m, may | y
         assert must <= cand <= may, user
         assert not cand & seen and got[u].known
-        assert got[u].rows["x"].shape == (cfg.folds, len(cand), len(FEATURES))
+        assert got[u].rows["x"].shape == (cfg.folds, len(cand), len(model.feature_names()))
 
 
 def test_each_folds_features_come_from_that_folds_fit(fitted):
@@ -138,7 +148,8 @@ def test_each_folds_features_come_from_that_folds_fit(fitted):
     stacked = np.concatenate([cand.rows["x"] for cand in cands], axis=1)
     for f, sources in enumerate(model.fold_sources):
         scores = sources.score_batch(batch, batch.seen)
-        alone = features([scores], batch.seen, r, c, context)[0]  # one fit's, on its own
+        names = model.feature_names()
+        alone = features([scores], batch.seen, r, c, context, names)[0]  # one fit's, alone
         np.testing.assert_allclose(stacked[f], alone, rtol=1e-6)
     # The final score is the ranker's mean over the folds' feature rows.
     ranked = np.concatenate(model.rank(cands))
@@ -193,7 +204,7 @@ def test_the_ranker_learns_from_cross_fitted_rows(interactions, caplog):
     assert lines[-1] == "gbdt ranker trained"
     (ranker, rows, val, tag), result = spy.calls["ranker"][0]
     assert tag == "ranker" and model.ranker is result and val is None  # fixed rounds
-    assert isinstance(rows, RankingRows) and rows.x.shape[1] == len(FEATURES)
+    assert isinstance(rows, RankingRows) and rows.x.shape[1] == len(model.feature_names())
     assert (np.diff(rows.group) >= 0).all()  # queries contiguous
     assert rows.label.sum() == model.training_log["ranker_positives"] <= len(train)
     # Each fold's sources were fitted without that fold: their counts add up to the rest.
@@ -258,10 +269,11 @@ def test_user_time_cross_fitting_labels_each_users_latest_interactions(interacti
     # ... and its ranker reads what the user did last: EASE's weights from their latest items
     names = model.feature_names()
     assert (
-        names[-len(RECENT_FEATURES) :]
+        names[len(FEATURES) : len(FEATURES) + len(RECENT_FEATURES)]
         == RECENT_FEATURES
         == ("recent_1", "recent_5", "recent_10", "recent_20")
     )
+    assert names[-len(CONTENT_FEATURES) :] == CONTENT_FEATURES  # the items' text: auto
     assert "recent_5" not in fit(train).feature_names()  # random folds: no gain, not read
     assert model.state_spec().recent_n >= max(RECENT_WINDOWS)
     batch = batch_of(model, train, users)
@@ -439,7 +451,8 @@ def test_with_store_context_the_ranker_reads_the_stores_features_and_needs_them(
         "user_activity:user_mean_rating",
         "item_stats:item_mean_rating",
     ]
-    assert model.feature_names()[-2:] == ("user_mean_rating", "item_mean_rating")
+    names = model.feature_names()
+    assert names[len(FEATURES) : len(FEATURES) + 2] == ("user_mean_rating", "item_mean_rating")
     assert model.ranker.features == model.feature_names()
     users = sorted(train.user_id.unique())[:3]
     batch = batch_of(model, train, users)

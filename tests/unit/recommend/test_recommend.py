@@ -333,10 +333,69 @@ def test_a_baseline_is_served_by_the_same_path(kind, train):
     assert all(genre_of(i) == "G3" for i in filtered.item_id)
 
 
+# -- a request's candidate list --------------------------------------------------------------
+def test_a_candidate_list_is_ranked_whole_by_the_ranker(served, train):
+    """Listed items the model's own sources would not reach are candidates too: the ranker
+    orders every unseen listed item; unknown ids are left out; batched or alone, the same."""
+    state = state_of(train, "u1")
+    seen = set(state.seen)
+    plain = {i.item_id for i in recommend.recommend(served, [state], Request(k=20))[0].items}
+    unseen = [str(i) for i in served.item_ids if str(i) not in seen]
+    far = [i for i in reversed(unseen) if i not in plain][:6]  # what u1 is not shown unasked
+    assert len(far) == 6
+    listed = far + sorted(seen)[:2] + ["no-such-item"]
+    body = Request(k=10, candidates=listed)
+    answer = recommend.recommend(served, [state], body)[0]
+    got = [i.item_id for i in answer.items]
+    assert sorted(got) == sorted(far)  # every unseen listed item, the seen ones left out
+    assert answer.unknown_candidates == 1  # no-such-item
+    assert {i.source for i in answer.items} == {"model"}
+    scores = [i.score for i in answer.items]
+    assert scores == sorted(scores, reverse=True)
+    other = state_of(train, "u2")
+    pair = recommend.recommend(served, [other, state], body)
+    assert [i.item_id for i in pair[1].items] == got  # a batch answers each as if alone
+    frame = recommend.recommend_frame(served, ["u1"], body, history=train)
+    assert frame["item_id"].tolist() == got  # the offline side: the same path
+    top = recommend.recommend(served, [state], Request(k=2, candidates=listed))[0]
+    assert [i.item_id for i in top.items] == got[:2]
+
+
+def test_a_candidate_list_the_model_knows_nothing_of_gets_an_empty_list_that_says_so(served, train):
+    """A catalog changes before the next training: ids the version does not know are left
+    out and counted, never filled in with other items."""
+    known, stranger = state_of(train, "u1"), UserState(user_id="stranger")
+    body = Request(candidates=["x1", "x2", "x3", "x2"])
+    for answer in recommend.recommend(served, [known, stranger], body):
+        assert answer.items == [] and answer.unknown_candidates == 3
+
+
+def test_a_single_stage_model_keeps_to_the_list_and_a_stranger_gets_its_popular_items(train):
+    users, items = side_tables()
+    prepared = recommend.prepare(create_model("ease").fit(train, users, items), "ease")
+    listed = [str(i) for i in prepared.item_ids[::3]]
+    body = Request(k=50, candidates=listed)
+    frame = recommend.recommend_frame(prepared, ["u1", "stranger"], body, history=train)
+    assert set(frame.item_id) <= set(listed)
+    seen = set(train[train.user_id == "u1"].item_id)
+    assert set(frame[frame.user_id == "u1"].item_id) == set(listed) - seen
+    popular = frame[frame.user_id == "stranger"]
+    assert (popular.source == "popular").all() and len(popular) == len(listed)
+
+
 # -- validation ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "fields",
-    [{"k": 0}, {"k": True}, {"diversity": float("nan")}, {"diversity": True}, {"colour": 1}],
+    [
+        {"k": 0},
+        {"k": True},
+        {"diversity": float("nan")},
+        {"diversity": True},
+        {"colour": 1},
+        {"candidates": []},
+        {"candidates": [7]},
+        {"candidates": ["i"] * 10_001},
+    ],
 )
 def test_a_bad_request_is_refused(fields):
     with pytest.raises(ValueError):

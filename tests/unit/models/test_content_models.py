@@ -1,0 +1,79 @@
+"""The content baselines: content kNN and genre affinity recommend items nobody has rated
+(cold ones, in the catalog only), learn the user's taste from its history, save and load, and
+go through the one recommendation path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys import recommend
+from recsys.config import RecsysError
+from recsys.models.kinds import create_model, load_model
+from recsys.recommend import Request
+from tests.helpers import make_interactions
+
+TOPICS = {0: "space rocket galaxy", 1: "cooking kitchen recipe", 2: "horse ranch western"}
+
+
+def catalog(n_items: int = 40, cold: int = 6) -> pd.DataFrame:
+    """Items of three topics (title words and a genre each); the last ``cold`` have no
+    interactions."""
+    ids = [f"i{i}" for i in range(n_items + cold)]
+    return pd.DataFrame(
+        {
+            "item_id": ids,
+            "title": [f"{TOPICS[i % 3]} story {i}" for i in range(len(ids))],
+            "genres": [["SciFi", "Food", "Western"][i % 3] for i in range(len(ids))],
+            "release_year": [1990 + i % 7 for i in range(len(ids))],
+        }
+    )
+
+
+def topic_history(n_users: int = 30) -> pd.DataFrame:
+    """Each user rates items of one topic only (its id modulo 3)."""
+    rows = make_interactions(n_users=n_users, n_items=40, per_user=6)
+    items = [i for i in range(40)]
+    rng = np.random.default_rng(0)
+    picks = [f"i{rng.choice([i for i in items if i % 3 == int(u[1:]) % 3])}" for u in rows.user_id]
+    return rows.assign(item_id=picks).drop_duplicates(["user_id", "item_id"])
+
+
+@pytest.mark.parametrize("kind", ["content", "genre"])
+def test_a_cold_item_of_the_users_topic_is_recommended(kind, tmp_path):
+    train, items = topic_history(), catalog()
+    model = create_model(kind).fit(train, None, items)
+    assert "i41" in set(model.item_ids)  # the catalog's cold items are in the vocabulary
+    cold = [f"i{i}" for i in range(40, 46)]
+    body = Request(k=2, candidates=cold)
+    frame = recommend.recommend_frame(model, ["u0", "u1", "stranger"], body, history=train)
+    topic = {u: int(u[1:]) % 3 for u in ("u0", "u1")}
+    for user, want in topic.items():
+        got = frame[frame.user_id == user]
+        assert len(got) == 2 and all(int(i[1:]) % 3 == want for i in got.item_id), got
+        assert (got.source == "model").all()
+    assert (frame[frame.user_id == "stranger"].source == "popular").all()
+    model.save(tmp_path / kind, version=f"{kind}-1")
+    again = load_model(tmp_path / kind)
+    same = recommend.recommend_frame(again, ["u0", "u1"], body, history=train)
+    pd.testing.assert_frame_equal(same, frame[frame.user_id != "stranger"].reset_index(drop=True))
+
+
+def test_content_needs_text_and_genre_needs_genres():
+    train = topic_history()
+    bare = catalog()[["item_id", "release_year"]]
+    with pytest.raises(RecsysError, match="content: the items table has no text"):
+        create_model("content").fit(train, None, bare)
+    with pytest.raises(RecsysError, match="genre: the items table names no genres"):
+        create_model("genre").fit(train, None, catalog().drop(columns="genres"))
+
+
+def test_content_reasons_name_the_nearest_history_item():
+    train, items = topic_history(), catalog()
+    model = create_model("content").fit(train, None, items)
+    prepared = recommend.prepare(
+        model, "c1", titles=dict(zip(items.item_id, items.title, strict=True))
+    )
+    frame = recommend.recommend_frame(prepared, ["u0"], Request(k=3), history=train)
+    assert frame.reason.str.startswith("because you watched space rocket galaxy").all()
