@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from recsys import serve_local, serve_ops
-from recsys.config import local_ray
+from recsys.config import RecsysError, local_ray
 from recsys.data import movielens
 from recsys.data.ingest import ingest
 from recsys.data.io import ITEM, USER
@@ -204,6 +204,17 @@ def same_users_quality(loop_dir: Path, reference: pd.DataFrame, users: list[str]
     }
 
 
+def scratch_registry(registry: Registry, where: Path) -> Registry:
+    """A registry at ``where`` holding a copy of ``registry``'s champion, promoted."""
+    champion = registry.champion()
+    if champion is None:
+        raise RecsysError(f"the closed loop needs a champion: {registry.uri} has none yet")
+    scratch = Registry(where)
+    scratch.register(registry.local_path(champion.version), note=f"from {registry.uri}")
+    scratch.promote(champion.version, reason=f"the champion of {registry.uri}")
+    return scratch
+
+
 def closed_loop(
     workdir: Path,
     repo: Path | None,
@@ -220,6 +231,8 @@ def closed_loop(
     ``workdir/loop``) and serves from its own feature store, materialized from the champion's
     training rows, so an earlier run's clicks do not linger in the users' histories. The
     retraining materializes a third store (SQLite takes one writer; the app keeps reading).
+    Its registry is its own too, holding a copy of ``registry_uri``'s champion: what the loop
+    promotes stays there, so the next run (and the next quickstart) meets the same champion.
 
     Args:
         run_pipeline: runs the training pipeline (the CLI passes
@@ -229,6 +242,7 @@ def closed_loop(
     """
     loop = workdir / "loop"
     shutil.rmtree(loop, ignore_errors=True)
+    registry_uri = str(scratch_registry(Registry(registry_uri), loop / "registry").uri)
     ingest(movielens.NAME, loop / "split")  # the champion's split: held-out users, store
     serve_repo = train_repo = None
     if repo is not None:

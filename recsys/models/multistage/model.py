@@ -209,6 +209,7 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         self.encoder = FeatureEncoder.load(directory)
         self.item_genre_matrix = np.load(directory / "item_genre_matrix.npy")
         self.item_year = np.load(directory / "item_year.npy")
+        self.content = self.content_encoder = None  # a version that reads no content
         if (directory / CONTENT_VECTORS).exists():
             self.content = np.load(directory / CONTENT_VECTORS)
             self.content_encoder = load_encoder(directory / CONTENT_ENCODER)

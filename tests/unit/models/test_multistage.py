@@ -298,9 +298,13 @@ def test_cold_start_users_get_k_items(fitted):
 
 
 # -- persistence ----------------------------------------------------------------------------
-@pytest.mark.parametrize("ranker", ["gbdt", "dcn"])
-def test_save_load_round_trip(interactions, tmp_path, ranker):
-    model = fit(interactions, ranker=ranker)
+@pytest.mark.parametrize(
+    ("ranker", "content"), [("gbdt", "auto"), ("dcn", "auto"), ("gbdt", "off")]
+)
+def test_save_load_round_trip(interactions, tmp_path, ranker, content):
+    """Every part comes back, content or none (a version trained before it read content)."""
+    model = fit(interactions, ranker=ranker, content=content)
+    assert (model.content is not None) == (content == "auto")
     assert isinstance(model.ranker, GBDTRanker if ranker == "gbdt" else DCNRanker)
     path = model.save(tmp_path / "multistage")
     manifest = json.loads((path / "manifest.json").read_text())
@@ -313,6 +317,7 @@ def test_save_load_round_trip(interactions, tmp_path, ranker):
     assert config == model.config and isinstance(config.two_tower, TwoTowerConfig)
     loaded = load_model(path)
     assert isinstance(loaded, MultiStageModel) and loaded.config == model.config
+    assert ("content_vectors.npy" in parts) == (loaded.content is not None) == (content == "auto")
     users = [*sorted(interactions.user_id.unique()), "nobody", "new2"]
     pd.testing.assert_frame_equal(
         recommend_rows(loaded, users, 5, history=interactions),

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+from recsys.config import RecsysError
 from recsys.experiments.spec import Experiment
+from recsys.models.kinds import create_model
 from recsys.registry import Registry
+from recsys.workflows.loop import scratch_registry
 from recsys.workflows.rollout import running_rollout
 from recsys.workflows.simulated import drifted_population
+from tests.helpers import make_interactions
 
 
 def test_the_later_users_share_the_drifted_world_but_not_a_user(tmp_path):
@@ -47,3 +53,20 @@ def test_the_running_rollout_is_the_experiment_named_after_its_challenger(tmp_pa
     trial = Experiment(name="rollout-v3", control="v1", challenger="v3", share=0.5)
     registry.write_experiment_record("rollout-v3", record(trial, stopped=False))
     assert running_rollout(str(registry.uri)) == trial
+
+
+def test_the_loop_promotes_in_a_registry_of_its_own_that_starts_from_the_champion(tmp_path):
+    """What the closed loop promotes stays in its scratch registry: the user's champion is
+    the one the next quickstart meets."""
+    mine = Registry(tmp_path / "mine")
+    with pytest.raises(RecsysError, match="the closed loop needs a champion"):
+        scratch_registry(mine, tmp_path / "loop")
+    model = create_model("popularity").fit(make_interactions())
+    mine.register(model.save(tmp_path / "m", version="v1"))
+    mine.promote("v1")
+    loop = scratch_registry(mine, tmp_path / "loop" / "registry")
+    assert loop.champion().version == "v1" and loop.local_path("v1").exists()
+    model.save(tmp_path / "m2", version="v2")
+    loop.register(tmp_path / "m2")
+    loop.promote("v2")
+    assert mine.champion().version == "v1" and [v.version for v in mine.versions()] == ["v1"]
