@@ -29,19 +29,11 @@ from recsys.recommend.offline import RecommendArgs, recommend_files
     required=True,
     help="Output parquet: user_id, item_id, score, rank, reason, source.",
 )
-def recommend(model, data, users, candidates, k, exclude_seen, out) -> None:
+def recommend(**options) -> None:
     """Recommend k items to each user and write them as parquet."""
-    args = RecommendArgs(
-        model=model,
-        data=data,
-        users=users,
-        candidates=candidates,
-        k=k,
-        exclude_seen=exclude_seen,
-        out=out,
-    )
+    args = RecommendArgs(**options)
     recs = recommend_files(args)
     n_users = recs["user_id"].nunique()
-    click.echo(f"{len(recs)} recommendations for {n_users} users -> {out}")
+    click.echo(f"{len(recs)} recommendations for {n_users} users -> {args.out}")
     if unknown := recs.attrs.get("unknown_candidates"):
         click.echo(f"({unknown} --candidates ids not in the model: left out)")

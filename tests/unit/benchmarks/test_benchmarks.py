@@ -10,6 +10,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from benchmarks.assignment_http import replica_arms
 from benchmarks.features import entity_rows
 from benchmarks.multinode import _split_args
 from benchmarks.scale import frame_checksum, join_pairs
@@ -148,6 +149,7 @@ WRITERS = (
     "experiments",
     "features",
     "multinode",
+    "assignment_http",
     "cold_items",
     "content_encoding",
     "replica_loss",
@@ -197,3 +199,23 @@ def test_a_run_is_appended_to_the_runs_already_recorded(tmp_path, capsys):
     assert result["benchmark"] == "scale" and [r["n"] for r in result["runs"]] == [1, 2]
     assert result["table_markdown"] == "| 1 |\n| 2 |"
     assert capsys.readouterr().out.splitlines()[-2:] == ["| 2 |", f"results -> {out}"]
+
+
+def test_the_assignment_check_reads_each_replicas_arms_from_its_own_log(tmp_path):
+    """One prediction-log file per replica process: a user answered by both is seen in both,
+    with the arm each gave it; other experiments' records are not counted."""
+
+    def log(pid: int, records: list[tuple[str, str, str]]) -> None:
+        lines = [
+            json.dumps({"request": {"user_id": u}, "arm": a, "experiment": e})
+            for u, a, e in records
+        ]
+        (tmp_path / f"predictions-20261207T000000-{pid}-0.jsonl").write_text("\n".join(lines))
+
+    log(11, [("a", "control", "x"), ("b", "challenger", "x"), ("a", "control", "other")])
+    log(12, [("a", "challenger", "x"), ("c", "control", "x")])
+    arms = replica_arms(tmp_path, "x")
+    assert {pid: dict(users) for pid, users in arms.items()} == {
+        "11": {"a": {"control"}, "b": {"challenger"}},
+        "12": {"a": {"challenger"}, "c": {"control"}},
+    }
