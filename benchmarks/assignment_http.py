@@ -11,20 +11,18 @@ Prints a table and writes ``benchmarks/results/assignment_http.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks.shadow_load import demo_main, demo_registry
 from recsys import serve_local, serve_ops
-from recsys.config import RecsysError, local_ray, recsys_home
+from recsys.config import local_ray
 from recsys.data import movielens
-from recsys.evaluation.tables import publish, results_header
 from recsys.experiments.sequential import srm_p_value
 from recsys.experiments.spec import Experiment
-from recsys.registry import Registry
 from recsys.workflows import experiment as flow
 from recsys.workflows.http_demo import post
 
@@ -48,9 +46,7 @@ def replica_arms(predictions: Path, name: str) -> dict[str, dict[str, set[str]]]
 
 def run(args) -> dict:
     workdir = Path(args.workdir)
-    if not (workdir / "registry").exists():
-        raise RecsysError(f"{workdir}: no experiment demo here (run `make demo-experiment`)")
-    registry = Registry(workdir / "registry")
+    registry = demo_registry(workdir)
     control = registry.champion().version
     challenger = next(v.version for v in registry.versions() if v.version != control)
     app = workdir / "assignment-bench-app"
@@ -115,17 +111,11 @@ def table(r: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", default=str(recsys_home() / "runs" / "experiment-demo"))
-    p.add_argument("--users", type=int, default=2000)
-    p.add_argument("--share", type=float, default=0.5)
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args()
-    result = {**results_header("assignment_http"), "config": {**vars(args), "out": str(args.out)}}
-    result |= run(args)
-    result["table_markdown"] = table(result)
-    publish(result, args.out)
+    options = {
+        "--users": {"type": int, "default": 2000},
+        "--share": {"type": float, "default": 0.5},
+    }
+    demo_main("assignment_http", __doc__, RESULTS, run, table, options)
 
 
 if __name__ == "__main__":

@@ -61,9 +61,7 @@ def shadow_answers(predictions: Path, name: str) -> int:
 
 def run(args) -> dict:
     workdir = Path(args.workdir)
-    if not (workdir / "registry").exists():
-        raise RecsysError(f"{workdir}: no experiment demo here (run `make demo-experiment`)")
-    registry = Registry(workdir / "registry")
+    registry = demo_registry(workdir)
     control = registry.champion().version
     challenger = args.challenger or twin(registry, control)
     train, _, _ = read_split(workdir / "split")
@@ -140,19 +138,37 @@ def table(result: dict) -> str:
     )
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def demo_main(name: str, doc: str, out: Path, run, table, options: dict[str, dict]) -> None:
+    """The command line of a benchmark on the experiment demo's app: ``--workdir`` (the
+    demo's), ``options`` (flag -> ``add_argument``'s keywords), ``--port``, ``--out``; then
+    ``run(args)``, its ``table`` and the results file under the one header."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--workdir", default=str(recsys_home() / "runs" / "experiment-demo"))
-    p.add_argument("--challenger", default=None, help="a version in the demo's registry")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=20)
+    for flag, keywords in options.items():
+        p.add_argument(flag, **keywords)
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--out", type=Path, default=out)
     args = p.parse_args()
-    result = {**results_header("shadow_load"), "config": {**vars(args), "out": str(args.out)}}
+    result = {**results_header(name), "config": {**vars(args), "out": str(args.out)}}
     result |= run(args)
     result["table_markdown"] = table(result)
     publish(result, args.out)
+
+
+def demo_registry(workdir: Path) -> Registry:
+    """The experiment demo's registry under ``workdir``; the error says how to make it."""
+    if not (workdir / "registry").exists():
+        raise RecsysError(f"{workdir}: no experiment demo here (run `make demo-experiment`)")
+    return Registry(workdir / "registry")
+
+
+def main() -> None:
+    options = {
+        "--challenger": {"default": None, "help": "a version in the demo's registry"},
+        "--rounds": {"type": int, "default": 3},
+        "--seconds": {"type": float, "default": 20},
+    }
+    demo_main("shadow_load", __doc__, RESULTS, run, table, options)
 
 
 if __name__ == "__main__":

@@ -48,14 +48,8 @@ from recsys.state.user import DEFAULT_RECENT_N, EVENT_TS, state_table
 
 META_FILE = "feature_meta.json"
 TEXT = ("title", "description")  # the item_content view's columns
-TABLES = (
-    "user_profile",
-    "user_activity",
-    "user_state",
-    "item_profile",
-    "item_stats",
-    "item_content",
-)
+USER_TABLES = ("user_profile", "user_activity", "user_state")
+TABLES = (*USER_TABLES, "item_profile", "item_stats", "item_content")
 ENGINES = ("pandas", "spark")
 
 

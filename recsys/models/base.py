@@ -64,6 +64,10 @@ class Candidates:
     rows: dict[str, np.ndarray] | None = None  # ranker features, C rows each
 
 
+Items = dict | None  # the items' context features (ITEM_CONTEXT, vocabulary order), if read
+Only = np.ndarray | None  # the positions a request restricts the candidates to, if any
+
+
 class Recommender(ABC):
     """Fit on interactions, recommend top-k, save to and load from a model directory."""
 
@@ -192,11 +196,7 @@ class Recommender(ABC):
         return StateBatch([s.user_id for s in states], seen, recent, features)
 
     def candidates(
-        self,
-        batch: StateBatch,
-        exclude_seen: bool = True,
-        items: dict | None = None,
-        only: np.ndarray | None = None,
+        self, batch: StateBatch, exclude_seen: bool = True, items: Items = None, only: Only = None
     ) -> list[Candidates]:
         """Each user's ``n_candidates`` best items by the model's own scores (seen items out
         when excluded); an unknown user gets none and ``known=False``. ``items``: the items'
@@ -336,7 +336,9 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 __all__ = [
     "MANIFEST",
     "Candidates",
+    "Items",
     "Manifest",
+    "Only",
     "Recommender",
     "StateBatch",
     "read_manifest",

@@ -25,6 +25,8 @@ from recsys.content import load_encoder
 from recsys.models.base import (
     REASON_WINDOW,
     Candidates,
+    Items,
+    Only,
     Recommender,
     StateBatch,
     strongest_recent,
@@ -101,11 +103,7 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
 
     # -- the stages the recommendation path runs -----------------------------------------
     def candidates(
-        self,
-        batch: StateBatch,
-        exclude_seen: bool = True,
-        items: dict | None = None,
-        only: np.ndarray | None = None,
+        self, batch: StateBatch, exclude_seen: bool = True, items: Items = None, only: Only = None
     ) -> list[Candidates]:
         """Stage 1: the full fit's candidates, each with its features under every fold's fit
         (``rows["x"]``: ``(folds, C, features)``). ``items``: the items' context from the

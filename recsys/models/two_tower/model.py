@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys.data.io import ITEM, TS, USER
-from recsys.models.base import Candidates, Recommender, StateBatch, seen_lists
+from recsys.models.base import Candidates, Items, Only, Recommender, StateBatch, seen_lists
 from recsys.models.encoding import (
     MAX_GENRES,
     FeatureEncoder,
@@ -236,11 +236,7 @@ class TwoTower(Recommender):
         return self.embed_users(user_ids, self.encode(states).recent)[0]
 
     def candidates(
-        self,
-        batch: StateBatch,
-        exclude_seen: bool = True,
-        items: dict | None = None,
-        only: np.ndarray | None = None,
+        self, batch: StateBatch, exclude_seen: bool = True, items: Items = None, only: Only = None
     ) -> list[Candidates]:
         """Each user's ``n_candidates`` best unseen items from the item index (its kind and
         precision are the model's, so what is served is what the index finds); an unknown
