@@ -78,12 +78,15 @@ OPTION_MODELS = (
         "multistage",
         {"n_two_tower": 100, "two_tower": {"history_len": 200, "epochs": 12}},
     ),
+    # the shipped model without the items' content (its source and ranker features): the
+    # ablation that decides whether content pays on each protocol
+    ModelSpec("multistage-no-content", "multistage", {"content": "off"}),
 )
 # The shipped model's own cross-fittings, each way on each protocol (the shipped row takes its
 # protocol's: one of them is the shipped model at its first seed): the ablation, not a rival.
 CROSSFIT_ROWS = ("multistage-random", "multistage-user-time", "multistage-time")
 # Trained once per seed: the shipped model must win for each, and its option is held to that.
-SEEDED = ("multistage", "multistage-two-tower")
+SEEDED = ("multistage", "multistage-two-tower", "multistage-no-content")
 
 
 def source_recall(model, train: pd.DataFrame, test: pd.DataFrame, user_ids, n: int = 100):
