@@ -23,9 +23,9 @@ from recsys.recommend.stages import (
     Answer,
     PreparedModel,
     Request,
-    allowed_items,
     candidate_codes,
     candidates,
+    genre_mask,
     order,
     rank,
 )
@@ -82,13 +82,12 @@ def stage1_key(ask: Ask) -> Stage1Key:
 
 def admit(models: Models, asks: list[Ask]) -> tuple[list, list[int]]:
     """The results so far (the exception of a request whose filters name a genre its version
-    lacks, or whose candidates it knows none of: it fails before any work) and the positions
-    of the requests admitted."""
+    lacks: it fails before any work) and the positions of the requests admitted."""
     results: list = [None] * len(asks)
     valid = []
     for n, ask in enumerate(asks):
         try:
-            allowed_items(models.get(ask.version), ask.request)
+            genre_mask(models.get(ask.version), ask.request.filters)
             valid.append(n)
         except Exception as exc:
             results[n] = exc

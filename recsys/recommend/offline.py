@@ -15,7 +15,7 @@ from recsys.files import write_parquet
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
 from recsys.recommend.frame import recommend_frame
-from recsys.recommend.stages import MAX_CANDIDATES, Request, known_listed, prepare
+from recsys.recommend.stages import MAX_CANDIDATES, Request, candidate_codes, prepare
 
 
 class RecommendArgs(BaseModel):
@@ -76,7 +76,7 @@ def recommend_files(args: RecommendArgs) -> pd.DataFrame:
             f"--candidates {args.candidates}: {len(listed)} item ids, at most {MAX_CANDIDATES}"
         )
     request = Request(k=args.k, exclude_seen=args.exclude_seen, candidates=listed)
-    known = known_listed(prepared, listed) if listed else None
+    known = len(candidate_codes(prepared, listed)) if listed else None
     if known == 0:
         shown = ", ".join(repr(i) for i in listed[:3]) + (", ..." if len(listed) > 3 else "")
         raise RecsysError(

@@ -162,7 +162,8 @@ def order(
     scores: np.ndarray,
 ) -> Answer:
     """Stage 3: one user's list from the candidates and their scores."""
-    allowed = allowed_items(prepared, request)
+    listed = candidate_codes(prepared, request.candidates)
+    allowed = allowed_items(prepared, request.filters, listed)
     seen = prepared.positions(state.seen)
     recent = prepared.positions(state.recent[: prepared.recent_n])
     hidden = seen if request.exclude_seen else seen[:0]
@@ -201,8 +202,7 @@ def order(
         )
         for n, (i, s, r, src) in enumerate(zip(picked, picked_score, reasons, sources, strict=True))
     ]
-    listed = request.candidates
-    unknown = len(set(listed)) - int(known_listed(prepared, listed)) if listed else 0
+    unknown = len(set(request.candidates)) - len(listed) if listed is not None else 0
     return Answer(state.user_id, items, not cand.known, unknown)
 
 
@@ -213,7 +213,7 @@ def recommend(
     items: dict | None = None,
 ) -> list[Answer]:
     """The three stages for a batch of users."""
-    allowed_items(prepared, request)  # an unknown genre fails before any work
+    genre_mask(prepared, request.filters)  # an unknown genre fails before any work
     only = candidate_codes(prepared, request.candidates)
     cands = candidates(prepared, states, request.exclude_seen, items, only)
     scores = rank(prepared, cands)
@@ -224,10 +224,12 @@ def recommend(
 
 
 # -- ordering helpers -------------------------------------------------------------------------
-def allowed_items(prepared: PreparedModel, request: Request) -> np.ndarray | None:
-    """The items a request allows (its genre filters, its candidate list), None: all."""
-    allowed = genre_mask(prepared, request.filters)
-    codes = candidate_codes(prepared, request.candidates)
+def allowed_items(
+    prepared: PreparedModel, filters: Filters, codes: np.ndarray | None
+) -> np.ndarray | None:
+    """The items a request allows: its genre filters and its candidate list (``codes``,
+    :func:`candidate_codes`); None: all."""
+    allowed = genre_mask(prepared, filters)
     if codes is None:
         return allowed
     listed = np.zeros(len(prepared.item_ids), dtype=bool)
@@ -239,11 +241,6 @@ def candidate_codes(prepared: PreparedModel, ids: Sequence[str] | None) -> np.nd
     """The sorted vocabulary positions of a request's candidate ids (the ones the version
     knows: maybe none), None without a list."""
     return None if ids is None else np.unique(prepared.positions(ids))
-
-
-def known_listed(prepared: PreparedModel, ids: Sequence[str]) -> int:
-    """How many distinct ids of a candidate list the version knows."""
-    return len(candidate_codes(prepared, ids))
 
 
 def genre_mask(prepared: PreparedModel, filters: Filters) -> np.ndarray | None:
