@@ -230,15 +230,7 @@ class Ingress:
             self.telemetry.errors.labels("/recommend", type(cause).__name__).inc()
             raise
         took_ms = (time.perf_counter() - t0) * 1000
-        response = RecommendResponse(
-            user_id=body.user_id,
-            model_version=version,
-            items=served.answer.items,
-            cold_start=served.answer.cold_start,
-            took_ms=round(took_ms, 3),
-            experiment=arm,
-            unknown_candidates=served.answer.unknown_candidates,
-        )
+        response = RecommendResponse.of(served.answer, version, took_ms, arm)
         self._observe(request_id, body, response, served, took_ms)
         if self.mirror is not None:
             self.mirror.offer(experiment, body, request_id, served)

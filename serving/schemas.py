@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from recsys.config import Strict
 from recsys.experiments.spec import Experiment
-from recsys.recommend.stages import Count, Filters, Recommendation, Request
+from recsys.recommend.stages import Answer, Count, Filters, Recommendation, Request
 
 __all__ = [
     "AppArgs",
@@ -102,6 +102,21 @@ class RecommendResponse(Strict):
     experiment: ExperimentArm | None = None
     # of a request's candidate list: the ids the served version does not know (left out)
     unknown_candidates: int = 0
+
+    @classmethod
+    def of(
+        cls, answer: Answer, version: str, took_ms: float, experiment: ExperimentArm | None = None
+    ) -> RecommendResponse:
+        """The response carrying ``answer`` of ``version`` (the user's, or a shadow's)."""
+        return cls(
+            user_id=answer.user_id,
+            model_version=version,
+            items=answer.items,
+            cold_start=answer.cold_start,
+            took_ms=round(took_ms, 3),
+            experiment=experiment,
+            unknown_candidates=answer.unknown_candidates,
+        )
 
 
 class Problem(Strict):

@@ -161,14 +161,7 @@ def idle_priority() -> None:
 def shadow_record(mirrored: Mirrored, served: Served, took_ms: float) -> dict:
     """The prediction record of a shadow answer: arm ``shadow``, at the returned answer's
     time, naming it (``shadow_of``)."""
-    response = RecommendResponse(
-        user_id=mirrored.body.user_id,
-        model_version=mirrored.version,
-        items=served.answer.items,
-        cold_start=served.answer.cold_start,
-        took_ms=round(took_ms, 3),
-        unknown_candidates=served.answer.unknown_candidates,
-    )
+    response = RecommendResponse.of(served.answer, mirrored.version, took_ms)
     record = prediction_record("", mirrored.body, response, served, took_ms)
     return record | {
         "request_id": f"{mirrored.request_id}.shadow",
