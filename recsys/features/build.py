@@ -270,9 +270,7 @@ def user_profile(users: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFra
 def item_content(items: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFrame:
     """The item's text (title, description; empty where the catalog has none), stamped at
     the item's first event: what its content vector is encoded from."""
-    if items is None or not len(items):
-        items = pd.DataFrame({ITEM: events[ITEM].unique()})
-    it = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
+    it = _catalog_rows(items, events)
     text = {c: it.get(c, pd.Series("", it.index)).fillna("").astype(str) for c in TEXT}
     return pd.DataFrame(
         {ITEM: it[ITEM].to_numpy(), **{c: v.to_numpy() for c, v in text.items()}}
@@ -280,11 +278,17 @@ def item_content(items: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFra
     )
 
 
-def item_profile(items: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFrame:
-    """Genres (a list) and release year, stamped at the item's first event."""
+def _catalog_rows(items: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFrame:
+    """The catalog's rows, each item once with a string id; without a catalog, one row per
+    item the events name."""
     if items is None or not len(items):
         items = pd.DataFrame({ITEM: events[ITEM].unique()})
-    it = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
+    return items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
+
+
+def item_profile(items: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFrame:
+    """Genres (a list) and release year, stamped at the item's first event."""
+    it = _catalog_rows(items, events)
     genres = it.get("genres", pd.Series("", it.index)).fillna("").astype(str)
     year = pd.to_numeric(it.get("release_year", pd.Series(np.nan, it.index)), errors="coerce")
     return pd.DataFrame(
