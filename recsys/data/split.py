@@ -154,15 +154,16 @@ def write_split(
 def split_lineage(split_dir: str | Path) -> list[str] | None:
     """The data checksums a split's training rows stand for (``split.json``'s ``lineage``:
     the rows' own, and for base data + feedback the base part's), if recorded."""
-    return _split_info(split_dir).get("lineage")
+    return split_info(split_dir).get("lineage")
 
 
 def split_protocol(split_dir: str | Path) -> str | None:
     """The protocol a split directory was cut by (``split.json``'s ``protocol``), if recorded."""
-    return _split_info(split_dir).get("protocol")
+    return split_info(split_dir).get("protocol")
 
 
-def _split_info(split_dir: str | Path) -> dict:
+def split_info(split_dir: str | Path) -> dict:
+    """A split directory's ``split.json`` ({} without one)."""
     path = Path(split_dir) / "split.json"
     if not path.exists():
         return {}

@@ -3,14 +3,13 @@ scored on the same held-out users by the one recommendation path."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from recsys.data.io import USER, read_table
-from recsys.data.split import read_split
+from recsys.data.split import read_split, split_info
 from recsys.evaluation.evidently_report import quality_snapshot, ranking_frame, save_html
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.evaluation.reference import build_reference, item_popularity
@@ -26,8 +25,7 @@ BASELINES = ("popularity", "ease")
 def population(split_dir: str | Path, users: int) -> dict[str, Any]:
     """Who the evaluation judged: its held-out users, the data and the protocol of the split
     (``split.json``, when the split has one)."""
-    meta = Path(split_dir) / "split.json"
-    known = json.loads(meta.read_text()) if meta.exists() else {}
+    known = split_info(split_dir)
     return {"users": users, "source": known.get("source"), "protocol": known.get("protocol")}
 
 
