@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow benchmark-assignment benchmark-cold-items benchmark-content-encoding constraints clean
+.PHONY: demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow benchmark-assignment benchmark-new-items benchmark-cold-items benchmark-content-encoding constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -108,6 +108,10 @@ benchmark-shadow: $(VENV)/.installed
 # An A/B split's assignment over HTTP: 2,000 users, three requests each, two replicas.
 benchmark-assignment: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.assignment_http
+
+# New items over HTTP under load: from the 202 to a fitting user's answer (experiment demo).
+benchmark-new-items: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.new_items
 
 # Cold items (ColdRec's protocol) on MovieLens-100k, three seeds: random, genre affinity,
 # content kNN, the multi-stage model; and the content encoder's cost at 1.7k and 200k items.

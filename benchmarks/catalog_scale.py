@@ -1,6 +1,7 @@
 """What a request's model stages cost as the catalog grows: 10k, 200k and 1M items.
 
     python -m benchmarks.catalog_scale [--items 10000,200000,1000000] [--baseline-tree DIR]
+        [--content-variants] [--out PATH]
 
 Per catalog size, one synthetic dataset (20,000 users, 200,000 interactions, the catalog table
 holding every item, most of them cold: the two-tower's item tower embeds them all) and the
@@ -14,12 +15,21 @@ after loading and at its peak. ``--baseline-tree`` times an older checkout of th
 same saved models in the same run (a ``git worktree`` of the commit before), so the ratio is
 measured on one machine at one time.
 
-Results: ``benchmarks/results/catalog_scale.json``.
+``--content-variants`` measures what item content costs a replica: per catalog size, from the
+same generated dataset, two models are trained and saved, one with ``content="auto"`` (the
+synthetic items table has text, so it reads the content vectors) and one with
+``content="off"``, and each is timed in a fresh process on this tree; a row per variant, with
+the saved ``content_vectors.npy`` and ``content_encoder/`` in MiB (where present), the model
+directory's size and the fit time.
+
+Results: ``benchmarks/results/catalog_scale.json`` (``--out`` writes elsewhere: the content
+variants' run went to ``benchmarks/results/catalog_scale_content.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -37,6 +47,7 @@ from recsys.data.synthetic import generate
 from recsys.data.synthetic_config import SynthConfig
 from recsys.data.validate import load_interactions
 from recsys.evaluation.tables import publish, results_header
+from recsys.models.content import ENCODER_DIR, VECTORS_FILE
 from recsys.models.kinds import load_model
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.recommend import Request, prepare, recommend
@@ -46,11 +57,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "catalog_scale.json"
 ROOT = Path(__file__).resolve().parent.parent
 USERS, INTERACTIONS = 20_000, 200_000
 BATCHES = (1, 16)
+CONTENT_VARIANTS = ("auto", "off")  # MultiStageConfig.content: read the items' text, or not
+MIB = 2**20
 
 
-def build(n_items: int, work: Path, index_kind: str) -> dict:
-    """Generate the dataset, train and save the model; return where they are and how long."""
-
+def generate_split(n_items: int, work: Path) -> tuple:
+    """Generate the dataset and split it in time: the training interactions, the side tables
+    and where the split is."""
     data, split_dir = work / "data", work / "split"
     generate(
         SynthConfig(n_users=USERS, n_items=n_items, n_interactions=INTERACTIONS),
@@ -60,20 +73,63 @@ def build(n_items: int, work: Path, index_kind: str) -> dict:
     clean, _ = load_interactions(data, rating_range=(1.0, 5.0))
     train, test = split(clean, "global-time")
     write_split(train, test, split_dir, params={"protocol": "global-time"}, side_from=data)
-    users, items = read_side_tables(split_dir)
+    return train, *read_side_tables(split_dir), split_dir
+
+
+def fit_and_save(data: tuple, index_kind: str, model_dir: Path, content: str | None) -> dict:
+    """Train the model on ``data`` (:func:`generate_split`'s) and save it to ``model_dir``;
+    ``content`` sets ``MultiStageConfig.content`` (None: the default). Where the model is,
+    how long it took, its index, and (with ``content``) what its files hold."""
+    train, users, items, split_dir = data
     tower = TwoTowerConfig(epochs=1, history_len=20, index={"kind": index_kind})
+    model = scalable_multistage(tower, ranker_users=2_000)
+    if content is not None:
+        model.config = dataclasses.replace(model.config, content=content)
     start = time.perf_counter()
-    model = scalable_multistage(tower, ranker_users=2_000).fit(train, users, items)
+    model.fit(train, users, items)
     fit_s = time.perf_counter() - start
-    model.save(work / "model")
+    model.save(model_dir)
     index = model.sources.two_tower.index_info()
-    return {
-        "items": n_items,
+    built = {
         "catalog": len(model.item_ids),
         "fit_s": round(fit_s, 1),
         "index": {k: index[k] for k in ("kind", "precision", "recall_at_k", "build_seconds")},
-        "model": str(work / "model"),
+        "model": str(model_dir),
         "history": str(split_dir / "train.parquet"),
+    }
+    if content is not None:
+        built |= {"content": content, **model_files_mib(model_dir)}
+    return built
+
+
+def build(n_items: int, work: Path, index_kind: str) -> dict:
+    """Generate the dataset, train and save the model; return where they are and how long."""
+    data = generate_split(n_items, work)
+    return {"items": n_items} | fit_and_save(data, index_kind, work / "model", None)
+
+
+def build_variants(n_items: int, work: Path, index_kind: str) -> list[dict]:
+    """One dataset, a model per :data:`CONTENT_VARIANTS`, each saved to its own folder."""
+    data = generate_split(n_items, work)
+    return [
+        {"items": n_items} | fit_and_save(data, index_kind, work / f"model-content-{v}", v)
+        for v in CONTENT_VARIANTS
+    ]
+
+
+def model_files_mib(model_dir: Path) -> dict:
+    """The saved model's size and its content files' (None where absent), in MiB."""
+
+    def mib(path: Path) -> float | None:
+        if not path.exists():
+            return None
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        return round(sum(f.stat().st_size for f in files) / MIB, 2)
+
+    return {
+        "model_mib": mib(model_dir),
+        "content_vectors_mib": mib(model_dir / VECTORS_FILE),
+        "content_encoder_mib": mib(model_dir / ENCODER_DIR),
     }
 
 
@@ -127,17 +183,27 @@ def time_in_tree(tree: Path, built: dict, repeats: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
+    """The rows as markdown; with content variants, a column per variant's content and its
+    files' size (vectors + encoder, MiB) and fit time."""
+    variants = any("content" in row for row in rows)
     head = (
         "| catalog | code | ms/user, batch 1 | ms/user, batch 16 | RSS loaded MiB | RSS peak MiB |"
     )
-    lines = [head, "|---|---|---|---|---|---|"]
+    if variants:
+        head = head.replace("| code |", "| code | content | content files MiB | fit s |")
+    lines = [head, "|" + "---|" * head.count(" |")]
     for row in rows:
+        extra = ""
+        if variants:
+            sizes = [row.get(k) for k in ("content_vectors_mib", "content_encoder_mib")]
+            files = round(sum(x for x in sizes if x), 2) if any(sizes) else "-"
+            extra = f" {row.get('content', '')} | {files} | {row['fit_s']} |"
         for tree, t in row["timings"].items():
             if "error" in t:
-                lines.append(f"| {row['catalog']:,} | {tree} | {t['error']} | | | |")
+                lines.append(f"| {row['catalog']:,} | {tree} |{extra} {t['error']} | | | |")
                 continue
             lines.append(
-                f"| {row['catalog']:,} | {tree} | {t['ms_per_user_batch_1']} | "
+                f"| {row['catalog']:,} | {tree} |{extra} {t['ms_per_user_batch_1']} | "
                 f"{t['ms_per_user_batch_16']} | {t['rss_loaded_mib']} | {t['rss_peak_mib']} |"
             )
     return "\n".join(lines)
@@ -151,6 +217,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--content-variants",
+        action="store_true",
+        help="per size, a model with content=auto and one with content=off (this tree only)",
+    )
     parser.add_argument("--time", nargs=2, metavar=("MODEL", "HISTORY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.time:  # the child of time_in_tree
@@ -160,14 +231,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="catalog-") as tmp:
         for n in (int(x) for x in args.items.split(",")):
             work = (args.workdir or Path(tmp)) / f"items-{n}"
-            built = build(n, work, args.index if n > 50_000 else "auto")
-            trees = {"this": ROOT} | (
-                {"baseline": args.baseline_tree} if args.baseline_tree else {}
-            )
-            built["timings"] = {
-                name: time_in_tree(t, built, args.repeats) for name, t in trees.items()
-            }
-            rows.append(built)
+            index = args.index if n > 50_000 else "auto"
+            trees = {"this": ROOT}
+            if args.content_variants:  # the variants are this tree's: no baseline
+                built_rows = build_variants(n, work, index)
+            else:
+                built_rows = [build(n, work, index)]
+                trees |= {"baseline": args.baseline_tree} if args.baseline_tree else {}
+            for built in built_rows:
+                built["timings"] = {
+                    name: time_in_tree(t, built, args.repeats) for name, t in trees.items()
+                }
+                rows.append(built)
             result = results_header("catalog_scale") | {
                 "users": USERS,
                 "interactions": INTERACTIONS,

@@ -1,4 +1,4 @@
-"""Batch sources (parquet written by `recsys features build`) and the push source.
+"""Batch sources (parquet written by `recsys features build`) and the push sources.
 
 Every table carries `event_timestamp`: the time from which its row is true. A row holding
 aggregates of a user's events up to time t is stamped t + 1 microsecond, so the point-in-time
@@ -38,4 +38,10 @@ user_activity_push = PushSource(
 user_state_push = PushSource(
     name="user_state_push",
     batch_source=user_state_source,
+)
+# New items (POST /items): their profile (genres, year) reaches the online store at once, so
+# an event on a new item updates the user's genre affinity as it does for any other item.
+item_profile_push = PushSource(
+    name="item_profile_push",
+    batch_source=item_profile_source,
 )

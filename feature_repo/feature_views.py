@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from data_sources import (
     item_content_source,
-    item_profile_source,
+    item_profile_push,
     item_stats_source,
     user_activity_push,
     user_profile_source,
@@ -59,6 +59,6 @@ ITEM_STATS = [
 user_profile = view("user_profile", user, user_profile_source, USER_PROFILE)
 user_activity = view("user_activity", user, user_activity_push, USER_ACTIVITY)
 user_state = view("user_state", user, user_state_push, USER_STATE)
-item_profile = view("item_profile", item, item_profile_source, ITEM_PROFILE)
+item_profile = view("item_profile", item, item_profile_push, ITEM_PROFILE)
 item_stats = view("item_stats", item, item_stats_source, ITEM_STATS)
 item_content = view("item_content", item, item_content_source, ITEM_CONTENT, online=False)

@@ -183,6 +183,7 @@ def start_local(
         "catalog": str(catalog) if catalog else None,
         "prediction_log_dir": str(workdir / "predictions"),
         "events_dir": str(workdir / "events"),
+        "items_dir": str(workdir / "items"),
     }
     config = serve_config(
         model_version=model_version,
@@ -314,9 +315,9 @@ def access(url: str) -> str:
         return f"access: unknown ({url}/openapi.json: {exc})"
     guarded = {p for p, ops in paths.items() if any("security" in op for op in ops.values())}
     writes = (
-        "writes (POST /events) need a bearer token"
+        "writes (POST /events, /items) need a bearer token"
         if "/events" in guarded
-        else f"writes are open: anyone who reaches {url} may POST /events (set "
+        else f"writes are open: anyone who reaches {url} may POST /events and /items (set "
         f"{WRITE_TOKEN_ENV} where Ray starts to require a bearer token)"
     )
     reads = "reads need a bearer token" if "/recommend" in guarded else "reads are open"

@@ -31,13 +31,25 @@ from ray.serve import Application
 
 from recsys import recommend
 from recsys.config import recsys_home
-from recsys.features.events import Event, EventIngestor, EventLog
+from recsys.data.new_items import items_of_body
+from recsys.features.events import EventIngestor, EventLog
+from recsys.features.item_ingest import ItemIngestor
 from recsys.recommend import batch
 from recsys.recommend.batch import Ask, Served
-from serving import arms, guard, openapi, telemetry
-from serving.http_api import PROBLEMS, EventAccepted, Health, Readiness, api
+from serving import arms, guard, openapi, telemetry, writes
+from serving.http_api import (
+    EVENT_BODY,
+    ITEMS_BODY,
+    PROBLEMS,
+    EventAccepted,
+    Health,
+    ItemsAccepted,
+    ItemsRefused,
+    Readiness,
+    api,
+)
 from serving.predlog import PredictionLog, prediction_record
-from serving.runtime import NotReady, Runtime, model_cache
+from serving.runtime import NotReady, Runtime, item_log, model_cache
 from serving.schemas import (
     AppArgs,
     ModelSelection,
@@ -128,7 +140,8 @@ class Ranker(Stage):
 @serve.deployment(**STAGE_OPTIONS)
 @serve.ingress(api)
 class Ingress:
-    """HTTP: ``/recommend``, ``/events``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs``."""
+    """HTTP: ``/recommend``, ``/events``, ``/items``, ``/healthz``, ``/readyz``, ``/metrics``,
+    ``/docs``."""
 
     def __init__(self, args: dict, candidate_generator=None, shadow=None) -> None:
         self.args = AppArgs.model_validate(args)
@@ -146,7 +159,7 @@ class Ingress:
         self.predictions = PredictionLog(directory)
         self.selection = ModelSelection()  # the version served, and its experiment if any
         self.load_error = ""
-        self._events = None
+        self._events = self._items = None
         self._batch.set_max_batch_size(self.args.max_batch_size)
         self._batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
         guard.configure(guard.GuardSettings.from_env(self.args.max_body_bytes))
@@ -241,12 +254,7 @@ class Ingress:
         status_code=202,
         response_model=EventAccepted,
         responses=PROBLEMS,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": Event.model_json_schema()}},
-            }
-        },
+        openapi_extra={"requestBody": {"required": True, "content": EVENT_BODY}},
     )
     async def events(self, request: Request) -> JSONResponse:
         ingestor = self._ingestor()
@@ -255,17 +263,33 @@ class Ingress:
         payload = await request.body()
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(None, ingestor.ingest, payload)
-        if result.unavailable:  # nothing kept, nothing acknowledged: the client may retry
-            self.telemetry.event_log_ok.set(0)
+        self.telemetry.event_log_ok.set(0 if result.unavailable else 1)
+        if result.unavailable:
             self.telemetry.event_log_errors.inc()
-            return JSONResponse({"detail": result.reason}, status_code=503)
-        self.telemetry.event_log_ok.set(1)
-        if not result.accepted:
-            return JSONResponse({"detail": result.reason}, status_code=422)
-        body = {"accepted": True, "new_user": result.new_user, "pushed": result.pushed}
-        if result.reason:
-            body["warning"] = result.reason
-        return JSONResponse(body, status_code=202)
+        return writes.event_answer(result)
+
+    @api.post(
+        "/items",
+        status_code=202,
+        response_model=ItemsAccepted,
+        responses={**PROBLEMS, 422: {"model": ItemsRefused, "description": "a row refused"}},
+        openapi_extra={"requestBody": {"required": True, "content": ITEMS_BODY}},
+    )
+    async def items(self, request: Request) -> JSONResponse:
+        """New items with their text: logged durably, then recommendable by every replica
+        of the versions that read content, on its next request (no retraining)."""
+        try:
+            rows = items_of_body(await request.body())
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        version = self.selection.model_version
+        catalog = self.models.get(version).position if version else {}
+        if self._items is None:
+            runtime = self.fused or Runtime(self.args)
+            self._items = ItemIngestor(item_log(self.args), runtime.store)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, self._items.ingest, rows, catalog, True)
+        return writes.items_answer(result)
 
     # -- helpers -----------------------------------------------------------------------
     async def _not_ready(self, version: str) -> str:

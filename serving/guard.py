@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from recsys.config import READ_TOKEN_ENV, WRITE_TOKEN_ENV
 from serving import telemetry
 
-ROUTES = ("/recommend", "/events", "/healthz", "/readyz", "/metrics")
-WRITE_ROUTES = {("POST", "/events")}  # each route that changes what the platform holds
+ROUTES = ("/recommend", "/events", "/items", "/healthz", "/readyz", "/metrics")
+WRITE_ROUTES = {("POST", "/events"), ("POST", "/items")}  # what changes what the platform holds
 READ_ROUTES = {("POST", "/recommend")}
 WRITE_TOKEN, READ_TOKEN = WRITE_TOKEN_ENV, READ_TOKEN_ENV
 DEFAULT_MAX_BODY = 64 * 1024

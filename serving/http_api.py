@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from recsys.config import shorten
+from recsys.data.new_items import MAX_ITEMS, NewItem
+from recsys.features.events import Event
 from serving import guard
 from serving.schemas import Problem
 
@@ -53,6 +55,49 @@ class Readiness(BaseModel):
     ready: bool
     model_version: str | None = None
     reason: str | None = None
+
+
+EVENT_BODY = {"application/json": {"schema": Event.model_json_schema()}}
+ITEMS_BODY = {  # POST /items: read raw (a bad row is quarantined, not the whole body refused)
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": NewItem.model_json_schema(),
+                    "minItems": 1,
+                    "maxItems": MAX_ITEMS,
+                }
+            },
+            "required": ["items"],
+            "additionalProperties": False,
+        }
+    }
+}
+
+
+class RejectedRow(BaseModel):
+    row: int  # its position in the body's items (0-based)
+    item_id: str | None = None
+    reason: str
+
+
+class ItemsRefused(BaseModel):
+    """``POST /items`` answered 422: what was wrong, and each refused row (nothing kept)."""
+
+    detail: str
+    rejected: list[RejectedRow] = []
+
+
+class ItemsAccepted(BaseModel):
+    """``POST /items``: the items logged (recommendable once a replica folds the log, on
+    its next request), and the ids the catalog already held (left as they are)."""
+
+    accepted: list[str]
+    known: list[str]  # in the catalog, or earlier in this request: a client's retry is safe
+    pushed: bool  # their profiles reached the online store
+    warning: str | None = None
 
 
 class EventAccepted(BaseModel):

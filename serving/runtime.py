@@ -11,11 +11,13 @@ from pathlib import Path
 
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import read_titles
+from recsys.data.new_items import ItemLog
 from recsys.features.repository import default_repo
 from recsys.features.store import FeatureStore
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
 from recsys.recommend import PreparedModel, Request, batch, check_store, prepare, recommend
+from recsys.recommend.added import with_added
 from recsys.recommend.batch import Ask, Stage1Key
 from recsys.recommend.readiness import unmaterialized, unreadable
 from recsys.registry import Registry
@@ -29,7 +31,12 @@ class NotReady(RecsysError):
 
 class ModelCache:
     """Loaded versions by name, the latest two kept: a request that started on the old version
-    finishes on it while the replicas switch (no request sees a half-switched pipeline)."""
+    finishes on it while the replicas switch (no request sees a half-switched pipeline).
+
+    With ``new_items`` (the app's item log), each version is served with the items logged
+    since it was trained: every ``get`` looks at the log's size (one ``stat``) and folds what
+    was appended into a new prepared version (:func:`recsys.recommend.added.with_added`), so
+    every process of the app serves the same catalog, in the log's order."""
 
     def __init__(
         self,
@@ -37,6 +44,7 @@ class ModelCache:
         titles: dict[str, str] | None = None,
         keep: int = 2,
         warm: bool = False,
+        new_items: ItemLog | None = None,
     ) -> None:
         # A registry on an object store (s3://, gs://): versions are downloaded on first use.
         self.registry = Registry(root) if "://" in str(root) else None
@@ -44,6 +52,8 @@ class ModelCache:
         self.titles, self.keep, self.warm = titles or {}, keep, warm  # warm: see warm_up
         self._models: OrderedDict[str, PreparedModel] = OrderedDict()
         self._lock = threading.Lock()
+        self.new_items = new_items
+        self._folded: dict[str, int] = {}  # per version: the log's bytes folded into it
 
     def path(self, version: str) -> Path:
         if self.registry is not None:
@@ -55,23 +65,43 @@ class ModelCache:
         with self._lock:
             if version in self._models:
                 self._models.move_to_end(version)
-                return self._models[version]
+                return self._with_new_items(version, self._models[version])
             path = self.path(version)
             model, manifest = load_model(path), read_manifest(path)
             prepared = prepare(model, version, self.titles, manifest.lineage())
+            self._folded[version] = 0
+            prepared = self._with_new_items(version, prepared, warm=False)
             if self.warm:
                 warm_up(prepared)
             self._models[version] = prepared
             while len(self._models) > self.keep:
-                self._models.popitem(last=False)
+                self._folded.pop(self._models.popitem(last=False)[0], None)
             return prepared
+
+    def _with_new_items(self, version: str, prepared: PreparedModel, warm: bool = True):
+        """``prepared`` with the items logged since it last looked (itself when none)."""
+        done = self._folded.get(version, 0)
+        if self.new_items is None or self.new_items.size() <= done:
+            return prepared
+        items, self._folded[version] = self.new_items.read(done)
+        extended = with_added(prepared, items)
+        if extended is not prepared:
+            if warm and self.warm:
+                warm_up(extended)
+            self._models[version] = extended
+        return extended
 
 
 def model_cache(args: AppArgs, warm: bool = False) -> ModelCache:
     """The versions a replica holds: under the app's ``model_root`` (default
     ``$RECSYS_HOME/models``), with the catalog's titles for the reasons."""
     root = args.model_root or recsys_home() / "models"
-    return ModelCache(root, read_titles(args.catalog), warm=warm)
+    return ModelCache(root, read_titles(args.catalog), warm=warm, new_items=item_log(args))
+
+
+def item_log(args: AppArgs) -> ItemLog:
+    """The app's log of new items: ``items_dir``, default ``$RECSYS_HOME/items``."""
+    return ItemLog(args.items_dir or recsys_home() / "items")
 
 
 def warm_up(prepared: PreparedModel) -> None:
@@ -128,7 +158,8 @@ class Runtime:
         users' rows, not items')."""
         if not prepared.model.state_spec().context:
             return None
-        key = (prepared.version, self._meta.build_id if self._meta else None)
+        build = self._meta.build_id if self._meta else None
+        key = (prepared.version, build, len(prepared.item_ids))  # new items: a longer catalog
         if key not in self._items:
             if len(self._items) > 4:
                 self._items.clear()

@@ -30,6 +30,7 @@ class AppArgs(Strict):
     feature_repo: str | None = None  # Feast repository; default $RECSYS_FEATURE_REPO/feature_repo
     online_store: Literal["sqlite", "redis"] | None = None  # default $RECSYS_FEAST_ONLINE
     events_dir: str | None = None  # default $RECSYS_HOME/events
+    items_dir: str | None = None  # new items' log (POST /items); default $RECSYS_HOME/items
     prediction_log_dir: str | None = None  # default $RECSYS_HOME/predictions
     catalog: str | None = None  # items parquet with a title column, for readable reasons
     topology: Literal["composed", "fused"] = "composed"

@@ -14,32 +14,18 @@ from pathlib import Path
 
 import click
 
-from recsys.cli.options import path_option
+from recsys.cli.options import online_option, path_option, repo_option
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import read_side_tables, resolve_interactions
 from recsys.data.split import split_lineage
 from recsys.data.validate import load_interactions
 from recsys.features.build import ENGINES, FeatureConfig, build_features
 from recsys.features.events import EventIngestor, EventLog
-from recsys.features.repository import YAML, default_repo, init_repo
+from recsys.features.repository import default_repo, init_repo
 from recsys.features.spark import stop_spark
 from recsys.features.store import DEFAULT_SERVICE, FeatureStore
 from recsys.files import write_parquet
 from recsys.state.user import DEFAULT_RECENT_N
-
-repo_option = click.option(
-    "--repo",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Feast repository (default: $RECSYS_FEATURE_REPO or ./feature_repo).",
-)
-online_option = click.option(
-    "--online",
-    type=click.Choice(sorted(YAML)),
-    default=None,
-    help="Online store (default: $RECSYS_FEAST_ONLINE or sqlite); redis needs "
-    "REDIS_CONNECTION_STRING.",
-)
 
 
 def _repo(repo: Path | None) -> Path:

@@ -26,6 +26,7 @@ COMMANDS = {
     "features": "recsys.cli.features:features",
     "train": "recsys.cli.train:train",
     "recommend": "recsys.cli.recommend:recommend",
+    "items": "recsys.cli.items:items",
     "evaluate": "recsys.cli.evaluate:evaluate",
     "benchmark": "recsys.cli.benchmark:benchmark",
     "quickstart": "recsys.cli.quickstart:quickstart",

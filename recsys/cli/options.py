@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from recsys.config import RecsysError
+from recsys.features.repository import YAML
 from recsys.registry import Registry
 from recsys.registry.store import ROLLOUTS
 
@@ -32,6 +33,20 @@ class Number(click.FloatRange):
 
 
 SHARE = Number(0.0, 1.0)  # a share of rows, or of anything: 0..1
+
+repo_option = click.option(
+    "--repo",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Feast repository (default: $RECSYS_FEATURE_REPO or ./feature_repo).",
+)
+online_option = click.option(
+    "--online",
+    type=click.Choice(sorted(YAML)),
+    default=None,
+    help="Online store (default: $RECSYS_FEAST_ONLINE or sqlite); redis needs "
+    "REDIS_CONNECTION_STRING.",
+)
 
 
 def path_option(*decls: str, **kwargs: Any):

@@ -22,6 +22,11 @@ from recsys.recommend.offline import RecommendArgs, recommend_files
     help="Only these items: a file of item ids (one per line, or a parquet/CSV with an "
     "item_id column); the model ranks every one it knows.",
 )
+@path_option(
+    "--new-items",
+    help="An items_dir (the Serve app's, or recsys items add's): the items added since the "
+    "model trained join its catalog, as the app serves them.",
+)
 @click.option("--k", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option("--exclude-seen/--include-seen", default=True, show_default=True)
 @path_option(

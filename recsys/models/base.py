@@ -75,6 +75,7 @@ class Recommender(ABC):
     config_type: ClassVar[type]  # the model's hyper-parameter dataclass
     n_candidates: ClassVar[int] = 1000  # a single-stage model's candidates per user
     unexplained: ClassVar[str] = "matches your profile"  # the reason when explain finds none
+    takes_new_items: bool = False  # scores items added after training (recsys.models.extend)
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.config_type()

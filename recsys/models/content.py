@@ -79,6 +79,7 @@ class ContentKNN(Recommender):
     kind = "content"
     config_type = ContentConfig
     unexplained = "similar to what you watched"
+    takes_new_items = True
 
     def __init__(self, config: ContentConfig | None = None) -> None:
         super().__init__(config)
@@ -97,6 +98,9 @@ class ContentKNN(Recommender):
 
     def item_vectors(self) -> np.ndarray | None:
         return self.vectors
+
+    def _add_items(self, fresh: pd.DataFrame) -> None:
+        self.vectors = np.vstack([self.vectors, encode_items(fresh, self.encoder)])
 
     def _save_parts(self, directory: Path) -> list[str]:
         np.save(directory / VECTORS_FILE, self.vectors)
@@ -117,6 +121,7 @@ class GenreAffinity(Recommender):
     kind = "genre"
     config_type = GenreConfig
     unexplained = "in genres you watch"
+    takes_new_items = True
 
     def _item_vocabulary(self, train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
         return catalog_vocabulary(train, items)
@@ -132,6 +137,9 @@ class GenreAffinity(Recommender):
         member = self._member  # (items, genres)
         shares = user_profiles(batch.seen, member)  # (users, genres)
         return shares @ member.T  # NaN rows: no history
+
+    def _add_items(self, fresh: pd.DataFrame) -> None:
+        pass  # a new item's genres are all it reads (the vocabulary's, extended)
 
     def _save_parts(self, directory: Path) -> list[str]:
         return []

@@ -15,7 +15,16 @@ from typing import Any
 import pandas as pd
 
 from recsys.data import movielens
-from recsys.data.io import INTERACTION_COLUMNS, ITEM, TS, USER, dataset_paths, resolve_interactions
+from recsys.data.io import (
+    INTERACTION_COLUMNS,
+    ITEM,
+    TS,
+    USER,
+    dataset_paths,
+    read_table,
+    resolve_interactions,
+)
+from recsys.data.new_items import LOG_FILE, ItemLog, merged_catalog
 from recsys.data.validate import load_interactions
 from recsys.files import write_json, write_parquet
 from recsys.monitoring.logs import load_feedback
@@ -27,7 +36,8 @@ EVENTS_FILE = "events.parquet"
 def build_snapshot(base: str, events_dir: str | Path, out: str | Path) -> dict[str, Any]:
     """Write ``out/interactions.parquet`` = base interactions + the accepted events on user-item
     pairs the base lacks (a view or click without a rating keeps a null rating; the first event
-    of a pair wins), with the base's side tables.
+    of a pair wins), with the base's side tables; ``items.parquet`` also holds the items added
+    at run time (the item log in ``items`` beside ``events_dir``, the app's ``items_dir``).
 
     Args:
         base: ``movielens-100k`` or a dataset directory / interactions file.
@@ -57,6 +67,21 @@ def build_snapshot(base: str, events_dir: str | Path, out: str | Path) -> dict[s
             src = dataset_paths(side)[key]
             if src.exists():
                 shutil.copy2(src, out / src.name)
+    new_items = _add_new_items(out, Path(events_dir).parent / "items")
     info = {"base_rows": len(interactions), "event_rows": len(events), "rows": len(merged)}
+    info["new_items"] = new_items
     write_json({**info, "base": str(file), "events": str(events_dir)}, out / SNAPSHOT_FILE)
     return {**info, "warnings": warnings}
+
+
+def _add_new_items(out: Path, items_dir: Path) -> int:
+    """Append the logged new items the snapshot's catalog lacks; how many were logged."""
+    if not (items_dir / LOG_FILE).exists():
+        return 0
+    added = ItemLog(items_dir).read()[0]
+    path = out / "items.parquet"
+    catalog = read_table(path) if path.exists() else None
+    merged = merged_catalog(catalog, added)
+    if merged is not None and len(merged) != (len(catalog) if catalog is not None else 0):
+        write_parquet(merged, path)
+    return len(added)

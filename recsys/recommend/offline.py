@@ -10,10 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.config import RecsysError
 from recsys.data.io import ITEM, USER, read_table, read_titles, resolve_interactions
+from recsys.data.new_items import LOG_FILE, ItemLog
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
 from recsys.files import write_parquet
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
+from recsys.recommend.added import with_added
 from recsys.recommend.frame import recommend_frame
 from recsys.recommend.stages import MAX_CANDIDATES, Request, candidate_codes, prepare
 
@@ -32,6 +34,7 @@ class RecommendArgs(BaseModel):
     out: Path | None = None
     max_bad_share: float = Field(DEFAULT_MAX_BAD_SHARE, ge=0.0, le=1.0)
     catalog: Path | None = None  # items with titles, for the reasons; default beside --data
+    new_items: Path | None = None  # an items_dir: the items added since training, as served
 
 
 def read_user_ids(spec: str, history: pd.DataFrame) -> list[str]:
@@ -70,6 +73,10 @@ def recommend_files(args: RecommendArgs) -> pd.DataFrame:
     _, side = resolve_interactions(args.data)
     catalog = args.catalog or (side / "items.parquet" if side else None)
     prepared = prepare(model, manifest.version, read_titles(catalog), manifest.lineage())
+    if args.new_items is not None:
+        if not (args.new_items / LOG_FILE).exists():
+            raise RecsysError(f"--new-items {args.new_items}: no {LOG_FILE} there")
+        prepared = with_added(prepared, ItemLog(args.new_items).read()[0])
     listed = read_ids(args.candidates, ITEM) if args.candidates else None
     if listed is not None and len(listed) > MAX_CANDIDATES:
         raise RecsysError(

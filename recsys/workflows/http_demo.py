@@ -1,5 +1,6 @@
 """The quickstart's serving part: start the champion's app locally, send it real HTTP
-requests (known users, a cold-start visitor, an event, a bad request), print the answers; and
+requests (known users, a cold-start visitor, an event, new items, a bad request), print the
+answers; and
 the JSON POST the closed loop sends its traffic with."""
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class AppStart:
 
 def serve_demo(app: AppStart, catalog: Path | None, users: list[str], log=print) -> dict:
     """Wait for ``app`` (:class:`AppStart`), send it real HTTP requests (known users, a
-    cold-start visitor, an event, a bad request), print the answers, shut Serve down.
+    cold-start visitor, an event, new items, a bad request), print the answers, shut Serve
+    down.
 
     Returns:
         What the demo saw (answers, readiness time) for tests.
@@ -101,12 +103,67 @@ def serve_demo(app: AppStart, catalog: Path | None, users: list[str], log=print)
             f"POST /events {users[0]} clicked {titles.get(top, top)} -> {status}; "
             f"next answer no longer lists it: {gone}"
         )
+        seen["new_items"] = new_items_demo(url, users, log)
         status, body = post(url, "/recommend", {"user_id": users[0], "k": 0})
         log(f"a bad request (k=0) -> {status}: {body['detail'][0]['msg']}")
     finally:
         stop(local_ray=ours)
     log("Serve shut down" + (" (and the local Ray)" if ours else ""))
     return seen
+
+
+def new_items_demo(url: str, users: list[str], log=print) -> dict:
+    """``POST /items`` with :data:`NEW_ITEMS` (nobody has rated them; a second run finds them
+    known), then each user's pick among them, with the time from the POST to the answer."""
+    t0 = time.perf_counter()
+    status, body = post(url, "/items", {"items": NEW_ITEMS})
+    added = len(body.get("accepted", [])) + len(body.get("known", []))
+    where = "pushed to the online store" if body.get("pushed") else "logged"
+    log(f"POST /items: {added} new items nobody has rated ({where}) -> {status}")
+    listed = [item["item_id"] for item in NEW_ITEMS]
+    names = {item["item_id"]: item["title"] for item in NEW_ITEMS}
+    picks = {}
+    for user in users:
+        answer = post(url, "/recommend", {"user_id": user, "k": 1, "candidates": listed})[1]
+        took = time.perf_counter() - t0
+        picks[user] = answer["items"][0] if answer.get("items") else None
+        pick = picks[user]
+        shown = f"{names[pick['item_id']]} — {pick['reason']}" if pick else "none yet"
+        log(f"  new for user {user} ({took:.1f} s after the POST): {shown}")
+    return {"status": status, "body": body, "picks": picks}
+
+
+# Items the demo adds at run time: their text is all the model knows of them.
+NEW_ITEMS = [
+    {
+        "item_id": "new-galaxy-patrol",
+        "title": "Galaxy Patrol",
+        "genres": ["Action", "Adventure", "Sci-Fi"],
+        "release_year": 1998,
+        "description": "A starship crew fights the empire across the galaxy.",
+    },
+    {
+        "item_id": "new-wedding-bells",
+        "title": "Wedding Bells for Two",
+        "genres": ["Comedy", "Romance"],
+        "release_year": 1998,
+        "description": "Two rival wedding planners fall in love.",
+    },
+    {
+        "item_id": "new-long-winter",
+        "title": "The Long Winter",
+        "genres": ["Drama", "War"],
+        "release_year": 1998,
+        "description": "A family survives the siege of a city in wartime.",
+    },
+    {
+        "item_id": "new-little-dragon",
+        "title": "The Little Dragon",
+        "genres": ["Animation", "Children's"],
+        "release_year": 1998,
+        "description": "A young dragon learns to fly.",
+    },
+]
 
 
 def post(url: str, path: str, body: dict) -> tuple[int, dict]:

@@ -162,7 +162,10 @@ def test_quickstart_runs_the_training_pipeline_and_serves_the_champion(quickstar
     # step 4: the champion served over HTTP, real answers with reasons, then shut down
     assert f"serve the champion {version}" in out
     assert f"app ready at http://127.0.0.1:{port}" in out
-    assert out.count("— because you watched ") == 10  # 2 users x 5 items
+    assert out.count("— because you watched ") == 12  # 2 users x 5 items, and a new one each
+    # items nobody has rated, added over HTTP: each user gets the one its history fits
+    assert "POST /items: 4 new items nobody has rated (pushed to the online store) -> 202" in out
+    assert re.search(r"new for user 196 \(\S+ s after the POST\): Wedding Bells for Two — ", out)
     assert "(cold_start=True)" in out
     assert "next answer no longer lists it: True" in out
     assert "a bad request (k=0) -> 422" in out and "Serve shut down" in out

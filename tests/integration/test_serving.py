@@ -23,13 +23,15 @@ import torch
 from recsys import serve_ops
 from recsys.config import WRITE_TOKEN_ENV, RecsysError, free_port
 from recsys.data.io import interactions_checksum
+from recsys.data.new_items import ItemLog
 from recsys.experiments.sequential import srm_p_value
 from recsys.experiments.spec import Experiment
 from recsys.features.build import build_features
 from recsys.features.store import FeatureStore
 from recsys.models.kinds import load_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
-from recsys.recommend import Request, recommend_frame
+from recsys.recommend import Request, prepare, recommend_frame
+from recsys.recommend.added import with_added
 from recsys.registry import Registry
 from recsys.workflows import experiment as flow
 from recsys.workflows.deploy import deploy
@@ -101,6 +103,7 @@ def _served(root: Path, disk: Path | None):
         "feature_repo": str(repo),
         "prediction_log_dir": str(root / "logs" / "predictions"),
         "events_dir": str(root / "logs" / "events"),
+        "items_dir": str(root / "logs" / "items"),
     }
     serve_ops.apply(app_config(args=args, host="127.0.0.1", port=port))
     url = f"http://127.0.0.1:{port}"
@@ -667,6 +670,8 @@ def test_the_fused_topology_serves_the_same_and_an_unwritable_log_fails_no_reque
     # answers over HTTP are the offline path's on the interactions the store was built from.
     model = load_model(served["root"] / "models" / "v2")
     assert "recent_5" in model.feature_names()
+    added = ItemLog(served["args"]["items_dir"]).read()[0]  # schemathesis's, if it added any
+    model = with_added(prepare(model, "v2"), added)
     users = ["u3", "u4", "u9", "u17"]  # no event in these tests touches them
     offline = recommend_frame(model, users, Request(k=4), history=make_interactions())
     for user in users:
@@ -720,3 +725,81 @@ def test_a_missing_or_unmaterialized_store_is_not_ready(served):
     FeatureStore(built).apply()
     runtime = Runtime(AppArgs(**{**served["args"], "feature_repo": str(built)}))
     assert "holds no state" in runtime.not_ready(runtime.models.get("v1"))
+
+
+def test_new_items_are_served_by_every_replica_under_load_as_the_offline_path_ranks_them(served):
+    """``POST /items`` (last in this module: it grows the served catalog): validated (the bad
+    rows named, the good ones kept), logged, pushed to the online store, and recommendable on
+    the next request of every replica, with no restart and no failed request; the answers are
+    ``recsys recommend --new-items``'s (the one path, the same log)."""
+    client, url, root = served["client"], served["url"], served["root"]
+    config = app_config(
+        args=served["args"], model_version="v1", host="127.0.0.1", port=served["port"]
+    )
+    serve_ops.apply(config)  # composed again: the log reaches three deployments' processes
+    assert serve_ops.wait_ready(url)["model_version"] == "v1"
+    before = replica_ids()
+    stop, statuses = threading.Event(), []
+
+    def load():
+        with httpx.Client(base_url=url, timeout=60) as anyone:
+            while not stop.is_set():
+                statuses.append(anyone.post("/recommend", json={"user_id": "u2"}).status_code)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    rows = [
+        {"item_id": "x1", "title": "The first", "genres": ["G1", "Drama"], "release_year": 1985},
+        {"item_id": "x3", "title": "The third", "genres": "G3|Drama", "release_year": 1995},
+        {"item_id": "x9", "genres": "G1"},
+        {"item_id": "i3", "title": "Known"},
+    ]
+    try:
+        with httpx.Client(base_url=url, timeout=60) as anonymous:
+            assert anonymous.post("/items", json={"items": rows}).status_code == 401
+        refused = client.post(
+            "/items", json=[rows[2], {**rows[0], "release_year": "1985"}, rows[1]]
+        )
+        assert refused.status_code == 422, refused.text
+        detail = refused.json()["detail"]
+        assert detail.startswith(
+            "nothing kept: row 0 ('x9'): missing title; row 1 ('x1'): release_year:"
+        )
+        assert not ItemLog(root / "logs" / "items").ids() & {"x1", "x3"}  # the good row waits too
+        listed = ["x1", "x3"]
+        assert recommend(client, user_id="u9", candidates=listed).json()["unknown_candidates"] == 2
+        t0 = time.monotonic()
+        answer = client.post("/items", json={"items": [rows[0], rows[1], rows[3]]})
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        assert body == {"accepted": listed, "known": ["i3"], "pushed": True}
+        retry = client.post("/items", json={"items": rows[:2]}).json()  # a client's retry
+        assert retry["accepted"] == [] and retry["known"] == listed
+        got = {}
+        while time.monotonic() - t0 < 60 and not got.get("items"):
+            got = recommend(client, user_id="u9", k=1, candidates=listed).json()
+        print(f"new item served {time.monotonic() - t0:.2f} s after its POST")
+        assert [i["item_id"] for i in got["items"]] == ["x1"]  # cluster 1's
+        assert got["items"][0]["reason"].startswith("because you watched ")
+    finally:
+        stop.set()
+        worker.join()
+    assert statuses and set(statuses) == {200}
+    assert replica_ids() == before  # no restart
+    store = FeatureStore(Path(served["args"]["feature_repo"])).open()
+    profile = store.get_online_features(["item_profile:genres"], [{"item_id": "x1"}]).to_dict()
+    assert profile["genres"] == [["G1", "Drama"]]
+    # what is served is what was evaluated: the offline path on the same log
+    model = load_model(root / "models" / "v1")
+    prepared = with_added(prepare(model, "v1"), ItemLog(root / "logs" / "items").read()[0])
+    users = ["u3", "u4", "u9", "u17"]  # no event in these tests touches them
+    for request in (Request(k=2, candidates=[*listed, "i0", "i4"]), Request(k=6)):
+        offline = recommend_frame(prepared, users, request, history=make_interactions())
+        for user in users:
+            sent = {"user_id": user, "k": request.k, "candidates": request.candidates}
+            items = client.post("/recommend", json=sent).json()["items"]
+            mine = offline[offline.user_id == user].sort_values("rank")
+            assert [i["item_id"] for i in items] == mine.item_id.tolist(), (user, request)
+            np.testing.assert_allclose(
+                [i["score"] for i in items], mine.score, rtol=1e-5, atol=1e-6
+            )

@@ -16,6 +16,7 @@ compares them). */}}
   "feature_repo" (include "recsys.featureRepo" .)
   "online_store" "redis"
   "events_dir" (printf "%s/serving/events" (include "recsys.home" .))
+  "items_dir" (printf "%s/serving/items" (include "recsys.home" .))
   "prediction_log_dir" (printf "%s/serving/predictions" (include "recsys.home" .)) -}}
 {{- $_ := set $app "args" (mergeOverwrite (deepCopy (default (dict) $app.args)) $paths (deepCopy .Values.serve.args)) -}}
 {{- if eq (toString $app.args.topology) "fused" -}}

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.config import RecsysError
-from recsys.data.io import ITEM, genre_membership
+from recsys.data.io import ITEM, genre_membership, split_genres
 from recsys.models.base import StateBatch, unit_rows
 from recsys.models.encoding import FeatureEncoder
 
@@ -18,9 +18,7 @@ class ContextFeatures:
 
     def _context_tables(self, users: pd.DataFrame | None, items: pd.DataFrame | None) -> None:
         self.encoder = FeatureEncoder.fit(users, items)
-        names, member = genre_membership(self.item_genres)
-        self.item_genre_matrix = np.zeros((len(member), max(len(names), 1)), dtype=np.float32)
-        self.item_genre_matrix[:, : len(names)] = member
+        self.item_genre_matrix = genre_rows(self.item_genres, genre_membership(self.item_genres)[0])
         year = pd.Series(np.nan, index=pd.Index(self.item_ids))
         if items is not None and "release_year" in items:
             side = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
@@ -61,6 +59,16 @@ class ContextFeatures:
             )
         users = _column(batch.features, "user_mean_rating", len(batch.user_ids))
         return {"user_mean_rating": users[r], "item_mean_rating": items["item_mean_rating"][c]}
+
+
+def genre_rows(values: list[str], names: list[str]) -> np.ndarray:
+    """``(len(values), max(len(names), 1))`` float32: each item's ``"a|b"`` genres over
+    ``names`` (a genre not among them is left out: an item added after training)."""
+    index = {g: j for j, g in enumerate(names)}
+    out = np.zeros((len(values), max(len(names), 1)), dtype=np.float32)
+    for row, value in enumerate(values):
+        out[row, [index[g] for g in split_genres(value) if g in index]] = 1.0
+    return out
 
 
 def _column(features: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:

@@ -21,7 +21,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.config import RecsysError
-from recsys.content import load_encoder
+from recsys.content import encode_items, load_encoder
+from recsys.data.io import genre_membership
 from recsys.models.base import (
     REASON_WINDOW,
     Candidates,
@@ -38,7 +39,7 @@ from recsys.models.encoding import FeatureEncoder
 from recsys.models.manifest import StateSpec
 from recsys.models.multistage.candidates import candidate_pairs, listed_pairs
 from recsys.models.multistage.config import MultiStageConfig
-from recsys.models.multistage.context import ContextFeatures
+from recsys.models.multistage.context import ContextFeatures, genre_rows
 from recsys.models.multistage.crossfit import CrossFitting, StageTrainer, dcn_rows
 from recsys.models.multistage.ranker_inputs import (
     CONTENT_FEATURES,
@@ -71,6 +72,29 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
 
     def _item_vocabulary(self, train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
         return catalog_vocabulary(train, items)
+
+    @property
+    def takes_new_items(self) -> bool:
+        """A version that reads content scores a new item from its text (its content source
+        and features; its item-item rows and popularity are zero). One with a two-tower
+        source waits for its next training (the tower's index holds the trained items only)."""
+        return self.content is not None and self.sources.two_tower is None
+
+    def _add_items(self, fresh: pd.DataFrame) -> None:
+        """Append ``fresh`` (new items, in order) to every per-item part: a copy of each
+        array, never the loaded version's (see :mod:`recsys.models.extend`)."""
+        old = len(self.item_ids) - len(fresh)
+        if "_genre_names" not in self.__dict__:  # the genres it learned, kept across folds
+            self._genre_names = genre_membership(self.item_genres[:old])[0]
+        names = self._genre_names
+        self.item_genre_matrix = np.vstack(
+            [self.item_genre_matrix, genre_rows(self.item_genres[old:], names)]
+        )
+        year = pd.to_numeric(fresh.get("release_year", pd.Series(np.nan, fresh.index)), "coerce")
+        self.item_year = np.concatenate([self.item_year, np.asarray(year, dtype=np.float32)])
+        self.content = np.vstack([self.content, encode_items(fresh, self.content_encoder)])
+        self.sources = self.sources.widened(len(fresh), self.content)
+        self.fold_sources = [s.widened(len(fresh), self.content) for s in self.fold_sources]
 
     def state_spec(self) -> StateSpec:
         n = self.config.two_tower.history_len if self.config.n_two_tower > 0 else REASON_WINDOW
@@ -147,6 +171,7 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
             scores = self.ranker.score(x.reshape(folds * n, width))
         else:
             iid = np.concatenate([c.rows["iid"] for c in candidates])
+            iid = np.where(iid > self.ranker.n_items, 0, iid)  # an item added since: no id
             rows = dcn_rows(x.reshape(folds * n, width), np.tile(iid - 1, folds), None, None)
             rows.pop("user")
             scores = self.ranker.score(rows)
@@ -154,11 +179,18 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         return np.split(mean, np.cumsum(sizes)[:-1])
 
     def explain(self, picks: np.ndarray, recent: np.ndarray) -> np.ndarray:
-        """The recent item with the largest EASE (else RP3beta) weight towards each pick."""
+        """The recent item with the largest EASE (else RP3beta) weight towards each pick; for
+        an item nobody met in training (a cold or new item), the recent item nearest in
+        content."""
         weights = self.sources.ease if self.sources.ease is not None else self.sources.rp3
         if weights is None:
             return super().explain(picks, recent)
-        return strongest_recent(weights, picks, recent)
+        out = strongest_recent(weights, picks, recent)
+        cold = self.sources.popularity[picks] == 0  # no item-item weight: its nearest in text
+        if self.content is not None and cold.any() and len(recent):
+            sims = self.content[picks[cold]] @ self.content[np.asarray(recent)].T
+            out[cold] = np.asarray(recent)[np.argmax(sims, axis=1)]
+        return out
 
     def item_vectors(self) -> np.ndarray | None:
         tower = self.sources.two_tower

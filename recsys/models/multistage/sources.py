@@ -158,6 +158,21 @@ class Sources:
                     self._products.append((("rp3",), self.rp3.toarray() if dense_rp3 else self.rp3))
         return self._products
 
+    def widened(self, n: int, content: np.ndarray | None) -> Sources:
+        """This fit with ``n`` items appended that it never saw: zero counts, zero item-item
+        rows and columns, the model's ``content`` (new arrays; this fit is left as it was)."""
+        rp3 = None
+        if self.rp3 is not None:
+            rp3 = self.rp3.copy()
+            rp3.resize((rp3.shape[0] + n, rp3.shape[1] + n))
+        return Sources(
+            popularity=np.concatenate([self.popularity, np.zeros(n)]),
+            ease=np.pad(self.ease, ((0, n), (0, n))) if self.ease is not None else None,
+            rp3=rp3,
+            two_tower=self.two_tower,
+            content=content,
+        )
+
     @cached_property
     def popular_order(self) -> np.ndarray:
         """The catalog by training count, most first (ties: vocabulary order)."""

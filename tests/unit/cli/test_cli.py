@@ -268,3 +268,42 @@ def test_a_dotted_param_sets_a_nested_setting():
         parse_params(("index=5", "index.precision=int8"))
     with pytest.raises(RecsysError, match=r"'index..precision=1': expected key=value"):
         parse_params(("index..precision=1",))
+
+
+def test_items_add_logs_the_good_rows_refuses_the_bad_and_recommend_serves_them(
+    run, tmp_path, tiny_multistage, tiny_train
+):
+    """``recsys items add``: each row checked (exit 1 naming the refused ones, the rest kept);
+    ``recsys recommend --new-items`` then ranks them as a replica of the app would."""
+    new = tmp_path / "new.jsonl"
+    rows = [
+        {"item_id": "x1", "title": "One", "genres": ["G1", "Drama"], "release_year": 1985},
+        {"item_id": "x3", "title": "Three", "genres": "G3|Drama"},
+        {"item_id": "x9", "genres": "G1"},
+    ]
+    new.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items_dir = tmp_path / "items"
+    r = CliRunner().invoke(cli, ["items", "add", str(new), "--items-dir", str(items_dir)])
+    assert r.exit_code == 1, r.output
+    assert f"added 2 items to {items_dir / 'items.jsonl'}" in r.output
+    assert "row 2 ('x9'): refused: missing title" in r.output
+    assert "1 of 3 rows refused; kept in" in r.output
+    again = CliRunner().invoke(cli, ["items", "add", str(new), "--items-dir", str(items_dir)])
+    assert "already in the catalog, left as they are: x1, x3" in again.output
+    assert again.exit_code == 1 and "row 2 ('x9'): refused" in again.output
+    tiny_multistage.save(tmp_path / "m", data_checksum="abc")
+    tiny_train.to_parquet(tmp_path / "train.parquet")
+    (tmp_path / "listed.txt").write_text("x1\nx3\n")
+    out = tmp_path / "recs.parquet"
+    args = ["recommend", "--model", tmp_path / "m", "--data", tmp_path / "train.parquet"]
+    args += ["--users", tmp_path / "users.txt", "--candidates", tmp_path / "listed.txt"]
+    (tmp_path / "users.txt").write_text("u1\nu3\n")
+    assert (
+        "none of the 2 item ids"
+        in CliRunner().invoke(cli, [str(a) for a in [*args, "--out", out]]).output
+    )
+    r = run(*args, "--new-items", items_dir, "--k", 1, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert pd.read_parquet(out).item_id.tolist() == ["x1", "x3"]  # each to its cluster
+    bad = CliRunner().invoke(cli, [str(a) for a in [*args, "--new-items", tmp_path, "--out", out]])
+    assert bad.exit_code == 1 and "no items.jsonl there" in bad.output

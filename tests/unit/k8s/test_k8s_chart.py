@@ -210,6 +210,7 @@ CLUSTER_ARGS = {
     "feature_repo": "/var/lib/recsys/feature_repo",
     "online_store": "redis",
     "events_dir": "/var/lib/recsys/serving/events",
+    "items_dir": "/var/lib/recsys/serving/items",
     "prediction_log_dir": "/var/lib/recsys/serving/predictions",
 }
 

@@ -12,6 +12,7 @@ from recsys import recommend
 from recsys.config import RecsysError
 from recsys.models.kinds import create_model, load_model
 from recsys.recommend import Request
+from recsys.recommend.added import with_added
 from tests.helpers import make_interactions
 
 TOPICS = {0: "space rocket galaxy", 1: "cooking kitchen recipe", 2: "horse ranch western"}
@@ -77,3 +78,67 @@ def test_content_reasons_name_the_nearest_history_item():
     )
     frame = recommend.recommend_frame(prepared, ["u0"], Request(k=3), history=train)
     assert frame.reason.str.startswith("because you watched space rocket galaxy").all()
+
+
+def new_items(*topics: int) -> pd.DataFrame:
+    """Items added after training, one of each topic: ``n0`` (space), ``n1`` (cooking)..."""
+    genres = ["SciFi", "Food", "Western"]
+    return pd.DataFrame(
+        {
+            "item_id": [f"n{t}" for t in topics],
+            "title": [f"{TOPICS[t]} premiere" for t in topics],
+            "genres": [genres[t] for t in topics],
+            "release_year": [2001] * len(topics),
+            "description": [""] * len(topics),
+        }
+    )
+
+
+@pytest.mark.parametrize("kind", ["content", "genre"])
+def test_an_item_added_after_training_goes_to_the_users_of_its_topic(kind):
+    train, items = topic_history(), catalog(cold=0)
+    model = create_model(kind).fit(train, None, items)
+    prepared = recommend.prepare(model, "v1")
+    added = with_added(prepared, new_items(0, 1, 2))
+    assert len(model.item_ids) == 40 and len(prepared.item_ids) == 40  # the loaded one: as it was
+    assert added.item_ids[-3:].tolist() == ["n0", "n1", "n2"] and added.title("n1").startswith(
+        "cook"
+    )
+    listed = Request(k=1, candidates=["n0", "n1", "n2"])
+    frame = recommend.recommend_frame(added, ["u0", "u1", "u2"], listed, history=train)
+    assert frame.item_id.tolist() == ["n0", "n1", "n2"]  # u0: space, u1: cooking, u2: western
+    assert with_added(added, new_items(1)) is added  # an item it holds is not added twice
+
+
+def test_the_multistage_model_scores_a_new_item_by_its_content_and_leaves_the_loaded_one(
+    tiny_multistage, tiny_train
+):
+    """The tiny model reads content (its items' genres and years); an item of cluster 1's
+    genre reaches cluster 1's users through the content source. The loaded version answers
+    as before: a request still running on it is not touched by the addition."""
+    prepared = recommend.prepare(tiny_multistage, "v1")
+    users, warm = ["u1", "u5", "u3", "u7"], Request(k=5)  # clusters 1, 1, 3, 3
+    before = recommend.recommend_frame(prepared, users, warm, history=tiny_train)
+    fresh = pd.DataFrame(
+        {"item_id": ["x1", "x3"], "title": ["x1", "x3"], "genres": ["G1|Drama", "G3|Drama"]}
+    )
+    added = with_added(prepared, fresh)
+    listed = recommend.recommend_frame(
+        added, users, Request(k=1, candidates=["x1", "x3"]), history=tiny_train
+    )
+    assert listed.item_id.tolist() == ["x1", "x1", "x3", "x3"]
+    assert listed.reason.str.startswith("because you watched i").all()
+    again = recommend.recommend_frame(prepared, users, warm, history=tiny_train)
+    pd.testing.assert_frame_equal(before, again)
+    n = len(tiny_multistage.item_ids)
+    for fit in (added.model.sources, *added.model.fold_sources):
+        assert fit.ease.shape == (n + 2, n + 2) and fit.rp3.shape == (n + 2, n + 2)
+        assert len(fit.popularity) == n + 2 and fit.content is added.model.content
+    assert tiny_multistage.sources.ease.shape == (n, n) and len(tiny_multistage.content) == n
+
+
+def test_a_model_of_interactions_alone_waits_for_its_next_training():
+    train = topic_history()
+    model = create_model("popularity").fit(train, None, catalog())
+    prepared = recommend.prepare(model, "p1")
+    assert with_added(prepared, new_items(0)) is prepared

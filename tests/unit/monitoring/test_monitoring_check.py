@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from recsys.data.ingest import ingest
+from recsys.data.new_items import ItemLog, NewItem
 from recsys.data.records import EventRecord, PredictionRecord
 from recsys.evaluation.protocol import evaluate_candidate
 from recsys.evaluation.reference import read_reference
@@ -245,10 +246,18 @@ def test_retraining_snapshot_is_the_base_data_plus_the_accepted_feedback(champio
     base = tmp_path / "base"
     interactions = make_interactions(n_users=40, n_items=40, per_user=10)
     write_parquet(interactions, base / "interactions.parquet")
-    users, _ = side_tables(40, 40)
+    users, items = side_tables(40, 40)
     write_parquet(users, base / "users.parquet")
+    write_parquet(items, base / "items.parquet")
+    # items added at run time (the app's items_dir, beside its events_dir): the next
+    # training's catalog holds them, once each
+    ItemLog(tmp_path / "items").append([NewItem(item_id="x1", title="New", genres="G1")])
+    ItemLog(tmp_path / "items").append([NewItem(item_id="i3", title="Known already")])
     made = build_snapshot(str(base), tmp_path / "events", tmp_path / "snap")
     assert made["base_rows"] == 400 and made["event_rows"] == 32 and made["rows"] == 432
+    assert made["new_items"] == 2
+    catalog = pd.read_parquet(tmp_path / "snap" / "items.parquet")
+    assert catalog.item_id.tolist() == [*items.item_id, "x1"] and catalog.genres.iloc[-1] == "G1"
     merged = pd.read_parquet(tmp_path / "snap" / "interactions.parquet")
     assert len(merged) == 432 and merged["user_id"].str.startswith("n").sum() == 32
     assert (tmp_path / "snap" / "users.parquet").exists()

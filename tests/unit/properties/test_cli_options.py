@@ -51,6 +51,7 @@ BASE = {
     "experiment stop": ["no-such-version", "--registry", "{tmp}/reg"],
     "features build": ["--data", MISSING, "--repo", "{tmp}/repo"],
     "features init": ["--from", MISSING, "--repo", "{tmp}/repo"],
+    "items add": [MISSING, "--items-dir", "{tmp}/items", "--no-push"],
     "recommend": ["--model", MISSING, "--data", MISSING, "--out", "{tmp}/r.parquet"],
     "registry history": [],
     "registry list": [],

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
+from recsys.data.new_items import ItemLog, NewItem
 from recsys.data.records import PredictionRecord
 from recsys.models.kinds import create_model
 from recsys.recommend import PreparedModel, prepare
@@ -75,6 +76,32 @@ def test_a_loaded_version_is_warmed_before_it_serves(model_root):
 def test_the_cache_serves_a_baseline_version_too(model_root):
     ease = runtime.ModelCache(model_root).get("ease")
     assert ease.model.kind == "ease" and ease.lineage == []
+
+
+def test_each_version_is_served_with_the_items_logged_since_it_was_trained(model_root, tmp_path):
+    """Every process folds the app's item log on its next ``get`` (one stat when nothing is
+    new), in the log's order; a version loaded later folds all of it; a model of
+    interactions alone (EASE) waits for its next training."""
+    log = ItemLog(tmp_path / "items")
+    cache = runtime.ModelCache(model_root, warm=True, new_items=log)
+    v1 = cache.get("v1")
+    assert cache.get("v1") is v1  # no log yet: nothing to fold
+    log.append([NewItem(item_id="x1", title="Arrival", genres="Noir|G1")])  # a genre it never saw
+    log.append([NewItem(item_id="x2", title="Second", genres="G2")])
+    v1_new = cache.get("v1")
+    assert v1_new is not v1 and v1_new.item_ids[-2:].tolist() == ["x1", "x2"]
+    assert v1_new.title("x1") == "Arrival" and cache.get("v1") is v1_new
+    assert len(v1.item_ids) == len(v1_new.item_ids) - 2  # the old one, as it was
+    assert hasattr(v1_new.model.sources, "_products")  # warmed before its first request
+    log.append(
+        [NewItem(item_id="x1", title="Again"), NewItem(item_id="x3", title="T", genres="Noir")]
+    )
+    later = runtime.ModelCache(model_root, new_items=log).get("v2")  # folds the log whole
+    assert cache.get("v1").item_ids[-3:].tolist() == later.item_ids[-3:].tolist()
+    assert later.item_ids[-3:].tolist() == ["x1", "x2", "x3"] and later.title("x1") == "Arrival"
+    assert len(cache.get("ease").item_ids) == len(
+        runtime.ModelCache(model_root).get("ease").item_ids
+    )
 
 
 # -- prediction log --------------------------------------------------------------------------
