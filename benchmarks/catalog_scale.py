@@ -99,6 +99,9 @@ def fit_and_save(data: tuple, index_kind: str, model_dir: Path, content: str | N
     }
     if content is not None:
         built |= {"content": content, **model_files_mib(model_dir)}
+        if model.content_index is not None:  # a large catalog's content source: its index
+            info = model.content_index.info()
+            built["content_index"] = {k: info[k] for k in ("kind", "precision", "recall_at_k")}
     return built
 
 

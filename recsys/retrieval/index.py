@@ -169,6 +169,19 @@ class ItemIndex:
                 ids[row, np.isin(ids[row], np.asarray(excl, dtype=np.int64))] = -1
         return _compact(scores, ids, int(k))
 
+    def with_added(self, vectors: np.ndarray) -> Self:
+        """A copy of this index with ``vectors`` appended as items ``n_items`` onwards (the
+        quantizer and lists as trained); this index is left as it was.
+
+        Raises:
+            RecsysError: an HNSW index (its items share one norm, fixed at the build).
+        """
+        if self.kind == "hnsw":
+            raise RecsysError("an HNSW item index cannot take new items: build it again")
+        index = faiss.clone_index(self._index)
+        index.add(_as_matrix(vectors, "vectors", dim=self.dim))
+        return type(self)(index, self.kind, self.config, self.recall_at_k, self.build_seconds)
+
     def save(self, directory: Path) -> list[str]:
         """Write ``item_index.faiss`` and then ``item_index.json``; return the file names."""
         directory = Path(directory)

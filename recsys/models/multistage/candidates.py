@@ -1,7 +1,8 @@
 """The multi-stage model's candidates: each source's top items not hidden, and their union.
 
-The two-tower's come from its item index, the popular items from the head of the catalog's
-order computed once per fit; only the item-item sources (a small catalog's) are read from a
+The two-tower's come from its item index (and a large catalog's content source from its
+content index), the popular items from the head of the catalog's order computed once per fit;
+only the item-item sources and a small catalog's content source are read from a
 ``(users × catalog)`` score matrix.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.models.multistage.sources import BatchScores, Sources
+from recsys.models.multistage.sources import CONTENT, BatchScores, Sources
 
 
 def source_tops(
@@ -29,10 +30,17 @@ def source_tops(
         elif name == "popularity":
             out[name] = _popular_top(scores.sources, hidden, n)
         elif name == "two_tower" and scores.top is not None:
-            ids = scores.top[1][:, :n]
-            r, j = np.nonzero(ids >= 0)
-            out[name] = (r, ids[r, j])
+            out[name] = _retrieved_top(scores.top, n)
+        elif name == CONTENT and scores.content is not None:
+            out[name] = _retrieved_top(scores.content[1], n)
     return out
+
+
+def _retrieved_top(top: tuple[np.ndarray, np.ndarray], n: int):
+    """The first ``n`` items an index returned per user (``-1``: none left)."""
+    ids = top[1][:, :n]
+    r, j = np.nonzero(ids >= 0)
+    return r, ids[r, j]
 
 
 def candidate_pairs(

@@ -32,6 +32,10 @@ class MultiStageConfig:
     content: str = "auto"
     content_dim: int = 64
     n_content: int = 50
+    # Above this many items the content source is searched in an item index (IVF, int8) for
+    # each user's n_content nearest, instead of scoring the whole catalog per request (200k
+    # items: README, Catalog scale); its rank feature is then the rank among those.
+    content_exact_max_items: int = 50_000
     # The users' and items' mean ratings from the feature store as ranker features (measured
     # on the validation split: no gain, more spread over seeds; README).
     store_context: bool = False

@@ -39,6 +39,7 @@ from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker, RankingRows
 from recsys.models.trainable import Trainable
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
+from recsys.retrieval import ItemIndex
 from recsys.state.offline import item_context, states_from_interactions
 
 # Training steps, one line each: `recsys pipeline run` and the demo show them while a model trains.
@@ -146,18 +147,21 @@ class CrossFitting:
             if not np.array_equal(tower.item_ids, self.item_ids):
                 raise ValueError("two-tower vocabulary differs from the multi-stage model's")
         whole = self._whole_catalog_sources()
-        return Sources.fit(x, whole["ease"], whole["rp3"], tower, self.content)
+        return Sources.fit(x, whole["ease"], whole["rp3"], tower, self.content, self.content_index)
 
     def _content_table(self, items) -> None:
         """The catalog's content vectors when this model reads them: ``content`` ``auto``
         and an items table with text, or an encoder named."""
         cfg, self.content, self.content_encoder = self.config, None, None
+        self.content_index = None
         if cfg.content == "off" or (cfg.content == "auto" and not has_text(items)):
             return
         spec = "tfidf-svd" if cfg.content == "auto" else cfg.content
         self.content, self.content_encoder = catalog_content(
             items, self.item_ids, spec, cfg.content_dim
         )
+        if len(self.item_ids) > cfg.content_exact_max_items:
+            self.content_index = ItemIndex.build(self.content)
 
     def _whole_catalog_sources(self) -> dict[str, object]:
         """EASE's and RP3beta's settings where this model fits them at its catalog, else None:
@@ -194,6 +198,9 @@ class CrossFitting:
         if self.content is not None:
             encoder = self.content_encoder
             plan["content"] = f"on: top {cfg.n_content} ({encoder.name}, {encoder.dim}-d)"
+            if self.content_index is not None:
+                info = self.content_index.info()
+                plan["content"] += f" from its {info['kind']} index ({info['precision']})"
         else:
             plan["content"] = f"off: content={cfg.content!r}" + (
                 " (the items table has no text)" if cfg.content == "auto" else ""
@@ -216,7 +223,9 @@ class CrossFitting:
         out = []
         for s in range(0, len(states), self.score_batch_users):
             batch = self.encode(states[s : s + self.score_batch_users])
-            fit = sources.score_batch(batch, batch.seen, self._windows(), cfg.n_two_tower)
+            fit = sources.score_batch(
+                batch, batch.seen, self._windows(), cfg.n_two_tower, content_depth=cfg.n_content
+            )
             r, c = candidate_pairs(fit, batch.seen, self._counts())
             context = self._context(batch, r, c, items)
             x = features([fit], batch.seen, r, c, context, self.feature_names())[0]

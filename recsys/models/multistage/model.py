@@ -34,7 +34,6 @@ from recsys.models.base import (
 )
 from recsys.models.content import ENCODER_DIR as CONTENT_ENCODER
 from recsys.models.content import VECTORS_FILE as CONTENT_VECTORS
-from recsys.models.content import content_scores
 from recsys.models.encoding import FeatureEncoder
 from recsys.models.manifest import StateSpec
 from recsys.models.multistage.candidates import candidate_pairs, listed_pairs
@@ -53,6 +52,9 @@ from recsys.models.multistage.sources import CONTENT, RECENT_WINDOWS, Sources
 from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker
 from recsys.models.vocabulary import catalog_vocabulary
+from recsys.retrieval import ItemIndex
+
+CONTENT_INDEX = "content_index"  # a large catalog's content index (content_exact_max_items)
 
 
 class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
@@ -69,6 +71,7 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         self.trainer = trainer or StageTrainer()
         self.content: np.ndarray | None = None  # (n_items, dim) unit vectors, when it reads them
         self.content_encoder = None  # the fitted encoder (items added later encode with it)
+        self.content_index: ItemIndex | None = None  # a large catalog's (content_exact_max_items)
 
     def _item_vocabulary(self, train: pd.DataFrame, items: pd.DataFrame | None) -> np.ndarray:
         return catalog_vocabulary(train, items)
@@ -92,9 +95,13 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         )
         year = pd.to_numeric(fresh.get("release_year", pd.Series(np.nan, fresh.index)), "coerce")
         self.item_year = np.concatenate([self.item_year, np.asarray(year, dtype=np.float32)])
-        self.content = np.vstack([self.content, encode_items(fresh, self.content_encoder)])
-        self.sources = self.sources.widened(len(fresh), self.content)
-        self.fold_sources = [s.widened(len(fresh), self.content) for s in self.fold_sources]
+        vectors = encode_items(fresh, self.content_encoder)
+        self.content = np.vstack([self.content, vectors])
+        if self.content_index is not None:
+            self.content_index = self.content_index.with_added(vectors)
+        parts = (len(fresh), self.content, self.content_index)
+        self.sources = self.sources.widened(*parts)
+        self.fold_sources = [s.widened(*parts) for s in self.fold_sources]
 
     def state_spec(self) -> StateSpec:
         n = self.config.two_tower.history_len if self.config.n_two_tower > 0 else REASON_WINDOW
@@ -135,7 +142,9 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         request's list, every listed item a candidate (the ranker orders them all)."""
         hidden = batch.seen if exclude_seen else sp.csr_matrix(batch.seen.shape)
         windows, depth = self._windows(), self.config.n_two_tower
-        content = content_scores(batch.seen, self.content) if self.content is not None else None
+        content = None  # once for every fit: they share the vectors
+        if self.content is not None:
+            content = self.sources.content_view(batch, hidden, self.config.n_content)
         full = self.sources.score_batch(batch, hidden, windows, depth, content)
         if only is None:
             r, c = candidate_pairs(full, hidden, self._counts())
@@ -224,6 +233,10 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
             np.save(directory / CONTENT_VECTORS, self.content)
             self.content_encoder.save(directory / CONTENT_ENCODER)
             parts += [CONTENT_VECTORS, CONTENT_ENCODER]
+        if self.content_index is not None:
+            (directory / CONTENT_INDEX).mkdir()
+            saved = self.content_index.save(directory / CONTENT_INDEX)
+            parts += [f"{CONTENT_INDEX}/{p}" for p in saved]
         return parts
 
     def _load_parts(self, directory: Path) -> None:
@@ -239,12 +252,14 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         self.encoder = FeatureEncoder.load(directory)
         self.item_genre_matrix = np.load(directory / "item_genre_matrix.npy")
         self.item_year = np.load(directory / "item_year.npy")
-        self.content = self.content_encoder = None  # a version that reads no content
+        self.content = self.content_encoder = self.content_index = None  # reads no content
         if (directory / CONTENT_VECTORS).exists():
             self.content = np.load(directory / CONTENT_VECTORS)
             self.content_encoder = load_encoder(directory / CONTENT_ENCODER)
+            if (directory / CONTENT_INDEX).exists():
+                self.content_index = ItemIndex.load(directory / CONTENT_INDEX)
             for sources in (self.sources, *self.fold_sources):
-                sources.content = self.content
+                sources.content, sources.content_index = self.content, self.content_index
         if self.config.ranker == "gbdt":
             self.ranker = GBDTRanker.load(directory / "ranker")
         else:

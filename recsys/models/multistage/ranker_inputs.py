@@ -81,6 +81,11 @@ def features(
                 s = np.nan_to_num(fit.dense[name], nan=0.0)
                 values[name] = s[rows, cols]
                 whole.append((f, col[f"{name}_rank"], s))
+        if fit.content is not None and CONTENT in col:  # a large catalog's: from its index
+            profiles, top = fit.content
+            cosine = np.einsum("rd,rd->r", profiles[rows], fit.sources.content[cols])
+            values[CONTENT] = np.nan_to_num(cosine, nan=0.0)
+            out[f, :, col[f"{CONTENT}_rank"]] = _retrieved_rank(top, rows, cols, top[1].shape[1])
         if fit.z_u is not None:
             vectors = fit.sources.two_tower.item_embeddings
             values["two_tower"] = np.einsum("rd,rd->r", fit.z_u[rows], vectors[cols])

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.models.base import StateBatch, seen_lists
-from recsys.models.content import content_scores
+from recsys.models.base import StateBatch, seen_lists, unit_rows
+from recsys.models.content import content_scores, user_profiles
 from recsys.models.ease import EASEConfig, ease_weights
 from recsys.models.rp3beta import RP3betaConfig, walk_weights
 from recsys.models.two_tower import TwoTower
+from recsys.retrieval import ItemIndex
 
 # What the user did last (the ranker that learns what a user does next reads them): the
 # item-item weights (EASE's, else RP3beta's) from the user's latest 1, 5, 10 and 20 items.
@@ -46,12 +47,17 @@ class BatchScores:
         z_u: the two-tower's ``(U, dim)`` user embeddings (None without the source).
         top: the two-tower's ``(scores, items)``, ``(U, depth)`` each, best first: each user's
             unhidden items from the index (items ``-1`` where fewer were left).
+        content: with a content index, the users' content profiles and their nearest items
+            (without one, the content scores are in ``dense``).
     """
 
     sources: Sources
     dense: dict[str, np.ndarray] = field(default_factory=dict)
     z_u: np.ndarray | None = None
     top: tuple[np.ndarray, np.ndarray] | None = None
+    # from the content index (a large catalog's): the users' ``(U, dim)`` content profiles
+    # and their nearest unhidden items ``(scores, items)``, as ``top``
+    content: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None
 
 
 @dataclass
@@ -63,8 +69,10 @@ class Sources:
     rp3: sp.csr_matrix | None = None  # (n_items, n_items)
     two_tower: TwoTower | None = None  # a fitted TwoTower in the same vocabulary
     # (n_items, dim) unit content vectors: the model's, one array shared by every fit (the
-    # model saves and loads it; a fit's interactions do not change an item's text)
+    # model saves and loads it; a fit's interactions do not change an item's text), and the
+    # index they are searched in above the model's content_exact_max_items
     content: np.ndarray | None = None
+    content_index: ItemIndex | None = None
 
     @classmethod
     def fit(
@@ -74,6 +82,7 @@ class Sources:
         rp3: RP3betaConfig | None,
         two_tower: object | None = None,
         content: np.ndarray | None = None,
+        content_index: ItemIndex | None = None,
     ) -> Sources:
         """Fit on the binary ``(users, items)`` matrix ``x`` (the model's vocabulary)."""
         return cls(
@@ -82,6 +91,7 @@ class Sources:
             rp3=walk_weights(x, rp3) if rp3 is not None else None,
             two_tower=two_tower,
             content=content,
+            content_index=content_index,
         )
 
     def score_batch(
@@ -90,23 +100,46 @@ class Sources:
         hidden: sp.csr_matrix,
         windows: Sequence[int] = (),
         depth: int = 0,
-        content: np.ndarray | None = None,
+        content=None,
+        content_depth: int = 0,
     ) -> BatchScores:
         """What this fit's candidates and features read for ``batch``: the item-item scores
-        (:meth:`item_item_scores`), the content scores (``content``: the batch's, computed
-        once for every fit that shares the vectors), and the two-tower's user embeddings and
-        its best ``depth`` items not ``hidden`` (``(U, n_items)`` binary: the seen items,
-        when excluded) from its index."""
+        (:meth:`item_item_scores`), the content view (:meth:`content_view`; ``content``: the
+        batch's, computed once for every fit that shares the vectors), and the two-tower's
+        user embeddings and its best ``depth`` items not ``hidden`` (``(U, n_items)``
+        binary: the seen items, when excluded) from its index."""
         out = BatchScores(self, self.item_item_scores(batch.seen, batch.recent, windows))
         if self.content is not None:
-            out.dense[CONTENT] = (
-                content if content is not None else content_scores(batch.seen, self.content)
-            )
+            view = content
+            if view is None:
+                view = self.content_view(batch, hidden, content_depth)
+            if self.content_index is None:
+                out.dense[CONTENT] = view
+            else:
+                out.content = view
         if self.two_tower is not None:
             out.z_u, _ = self.two_tower.embed_users(batch.user_ids, batch.recent)
             if depth > 0:
                 out.top = self.two_tower.retrieve(out.z_u, depth, seen_lists(hidden))
         return out
+
+    def content_view(self, batch: StateBatch, hidden: sp.csr_matrix, depth: int):
+        """What the content source reads for ``batch``: without an index, the ``(U, n_items)``
+        cosines to each user's history (:func:`content_scores`); with one, the users' unit
+        profiles and their ``depth`` nearest items not ``hidden``, searched one user at a
+        time (a user's answer must not depend on the batch it came in). A user with no
+        history has a NaN profile and no nearest items."""
+        if self.content_index is None:
+            return content_scores(batch.seen, self.content)
+        profiles = unit_rows(user_profiles(batch.seen, self.content).astype(np.float32))
+        users, depth = len(profiles), max(depth, 1)
+        scores = np.full((users, depth), -np.inf, dtype=np.float32)
+        items = np.full((users, depth), -1, dtype=np.int64)
+        hidden_lists = seen_lists(hidden)
+        for u in np.flatnonzero(np.isfinite(profiles).all(axis=1)):
+            found = self.content_index.search(profiles[u : u + 1], depth, [hidden_lists[u]])
+            scores[u], items[u] = found[0][0], found[1][0]
+        return profiles, (scores, items)
 
     def item_item_scores(
         self, seen: sp.csr_matrix, recent: np.ndarray, windows: Sequence[int] = ()
@@ -158,9 +191,10 @@ class Sources:
                     self._products.append((("rp3",), self.rp3.toarray() if dense_rp3 else self.rp3))
         return self._products
 
-    def widened(self, n: int, content: np.ndarray | None) -> Sources:
+    def widened(self, n: int, content: np.ndarray | None, content_index=None) -> Sources:
         """This fit with ``n`` items appended that it never saw: zero counts, zero item-item
-        rows and columns, the model's ``content`` (new arrays; this fit is left as it was)."""
+        rows and columns, the model's ``content`` and its index (new arrays; this fit is left
+        as it was)."""
         rp3 = None
         if self.rp3 is not None:
             rp3 = self.rp3.copy()
@@ -171,6 +205,7 @@ class Sources:
             rp3=rp3,
             two_tower=self.two_tower,
             content=content,
+            content_index=content_index,
         )
 
     @cached_property

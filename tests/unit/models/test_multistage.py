@@ -11,9 +11,11 @@ import pytest
 
 from recsys.config import RecsysError
 from recsys.models.content import content_scores
+from recsys.models.extend import with_new_items
 from recsys.models.kinds import create_model, load_model
 from recsys.models.manifest import read_manifest
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
+from recsys.models.multistage.candidates import candidate_pairs
 from recsys.models.multistage.crossfit import StageTrainer
 from recsys.models.multistage.ranker_inputs import (
     CONTENT_FEATURES,
@@ -21,10 +23,11 @@ from recsys.models.multistage.ranker_inputs import (
     RECENT_FEATURES,
     features,
 )
-from recsys.models.multistage.sources import RECENT_WINDOWS
+from recsys.models.multistage.sources import CONTENT, RECENT_WINDOWS
 from recsys.models.rankers.dcn import DCNRanker
 from recsys.models.rankers.gbdt import GBDTRanker, RankingRows
 from recsys.models.two_tower import TwoTowerConfig
+from recsys.recommend import Request, recommend_frame
 from recsys.state.offline import item_context, states_from_interactions
 from tests.helpers import TINY_MULTISTAGE, cluster, make_interactions, recommend_rows, side_tables
 
@@ -323,6 +326,48 @@ def test_save_load_round_trip(interactions, tmp_path, ranker, content):
         recommend_rows(loaded, users, 5, history=interactions),
         recommend_rows(model, users, 5, history=interactions),
     )
+
+
+def test_a_large_catalogs_content_source_is_searched_in_an_index(interactions, tmp_path):
+    """Above ``content_exact_max_items`` the content source reads each user's nearest items
+    from a content index (here a 44-item catalog is "large"): the candidates include them, a
+    batch answers each user as if alone, the index is saved and loaded, and new items join
+    it (the copy searched, the loaded index left as it was)."""
+    model = fit(interactions, content_exact_max_items=10)
+    assert model.content_index is not None and model.content_index.n_items == 44
+    assert "from its flat index (fp32)" in model.source_plan()["content"]
+    users = sorted(interactions.user_id.unique())[:8]
+    batch = batch_of(model, interactions, users)
+    full = model.sources.score_batch(
+        batch, batch.seen, (), 0, model.sources.content_view(batch, batch.seen, 10)
+    )
+    profiles, (scores, ids) = full.content
+    assert CONTENT not in full.dense and ids.shape == (8, 10)
+    exact = content_scores(batch.seen, model.content)
+    exact[batch.seen.nonzero()] = -np.inf
+    for u in range(8):  # the index's nearest: exact search's, best first
+        np.testing.assert_allclose(scores[u], np.sort(exact[u])[::-1][:10], rtol=1e-5)
+    r, c = candidate_pairs(full, batch.seen, {CONTENT: 10})
+    assert len(r) == 80 and not batch.seen[r, c].any()
+    together = recommend_rows(model, [*users, "nobody"], 5, history=interactions)
+    alone = pd.concat(
+        [recommend_rows(model, [u], 5, history=interactions) for u in [*users, "nobody"]],
+        ignore_index=True,
+    )
+    pd.testing.assert_frame_equal(together, alone)
+    loaded = load_model(model.save(tmp_path / "m"))
+    assert loaded.content_index is not None and loaded.sources.content_index is not None
+    pd.testing.assert_frame_equal(
+        recommend_rows(loaded, users, 5, history=interactions), together.iloc[:40]
+    )
+    fresh = pd.DataFrame({"item_id": ["x1"], "title": ["x1"], "genres": ["G1|Drama"]})
+    added = with_new_items(loaded, fresh)
+    assert added.content_index.n_items == 45 and loaded.content_index.n_items == 44
+    assert all(s.content_index is added.content_index for s in added.fold_sources)
+    listed = recommend_frame(
+        added, ["u1", "u5"], Request(k=1, candidates=["x1", "i2"]), history=interactions
+    )
+    assert listed.item_id.tolist() == ["x1", "x1"]  # cluster 1's new item over cluster 2's
 
 
 def test_a_model_directory_of_the_old_kind_name_still_loads(interactions, tmp_path):
