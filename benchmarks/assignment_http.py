@@ -17,7 +17,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.shadow_load import demo_main, demo_registry
+from benchmarks.shadow_load import demo_main, demo_registry, figures
 from recsys import serve_local, serve_ops
 from recsys.config import local_ray
 from recsys.data import movielens
@@ -107,7 +107,7 @@ def table(r: dict) -> str:
         ("users per arm", ", ".join(f"{k} {v}" for k, v in r["users_per_arm"].items())),
         ("sample ratio check", f"p={r['srm_p_value']:.3f} (flagged below {SRM_ALPHA})"),
     ]
-    return "| what | figure |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+    return figures(rows)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ user's history's: TF-IDF → SVD of title, genres and year, the built-in encoder
 multi-stage model as it ships.
 
     python -m benchmarks.cold_items [--seeds 42,43,44] [--models genre,content,multistage]
+        [--out PATH]   # a model: kind, or kind:name=value;... (two_tower:content=off)
 
 Prints a table and writes ``benchmarks/results/cold_items.json``.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from recsys.cli.options import parse_params
 from recsys.data import movielens
 from recsys.data.split import COLD_SHARE, cold_items_split
 from recsys.evaluation.cold import cold_metrics, evaluate_cold, random_lists
@@ -56,15 +58,22 @@ def run_seed(seed: int, models: list[str], data: Path) -> list[dict]:
             **flat({"cold": cold_metrics(random_lists(test, seed), test)}),
         }
     ]
-    for kind in models:
+    for spec in models:
+        kind, params = model_spec(spec)
         t0 = time.perf_counter()
-        model = create_model(kind).fit(train, users, items)
+        model = create_model(kind, params).fit(train, users, items)
         fit_s = round(time.perf_counter() - t0, 1)
         rows.append(
-            {"model": kind, "seed": seed, **flat(evaluate_cold(model, train, test)), "fit_s": fit_s}
+            {"model": spec, "seed": seed, **flat(evaluate_cold(model, train, test)), "fit_s": fit_s}
         )
-        print(f"seed {seed}: {kind} fitted in {fit_s} s", flush=True)
+        print(f"seed {seed}: {spec} fitted in {fit_s} s", flush=True)
     return rows
+
+
+def model_spec(spec: str) -> tuple[str, dict]:
+    """``kind`` or ``kind:name=value;name=value`` (e.g. ``two_tower:content=off``)."""
+    kind, _, params = spec.partition(":")
+    return kind, parse_params(tuple(p for p in params.split(";") if p))
 
 
 def means(rows: list[dict]) -> list[dict]:

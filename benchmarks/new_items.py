@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from benchmarks.shadow_load import demo_main, demo_registry
+from benchmarks.shadow_load import demo_main, demo_registry, figures
 from recsys import serve_local, serve_ops
 from recsys.config import local_ray
 from recsys.data import movielens
@@ -150,7 +150,7 @@ def table(r: dict) -> str:
         ("one replica's fold of 2 items: median ms", f"{r['fold_ms_median']:.1f}"),
         ("catalog after the folds", r["catalog"]),
     ]
-    return "| what | figure |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+    return figures(rows)
 
 
 def main() -> None:

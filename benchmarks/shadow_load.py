@@ -155,6 +155,11 @@ def demo_main(name: str, doc: str, out: Path, run, table, options: dict[str, dic
     publish(result, args.out)
 
 
+def figures(rows: list[tuple[str, object]]) -> str:
+    """A two-column markdown table, ``what`` and ``figure``, a row per pair."""
+    return "| what | figure |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+
+
 def demo_registry(workdir: Path) -> Registry:
     """The experiment demo's registry under ``workdir``; the error says how to make it."""
     if not (workdir / "registry").exists():

@@ -79,9 +79,11 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
     @property
     def takes_new_items(self) -> bool:
         """A version that reads content scores a new item from its text (its content source
-        and features; its item-item rows and popularity are zero). One with a two-tower
-        source waits for its next training (the tower's index holds the trained items only)."""
-        return self.content is not None and self.sources.two_tower is None
+        and features; its item-item rows and popularity are zero), and a two-tower source
+        that reads content embeds it and indexes it; one whose tower reads no content waits
+        for its next training."""
+        tower = self.sources.two_tower
+        return self.content is not None and (tower is None or tower.takes_new_items)
 
     def _add_items(self, fresh: pd.DataFrame) -> None:
         """Append ``fresh`` (new items, in order) to every per-item part: a copy of each
@@ -99,7 +101,7 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         self.content = np.vstack([self.content, vectors])
         if self.content_index is not None:
             self.content_index = self.content_index.with_added(vectors)
-        parts = (len(fresh), self.content, self.content_index)
+        parts = (fresh, self.content, self.content_index)
         self.sources = self.sources.widened(*parts)
         self.fold_sources = [s.widened(*parts) for s in self.fold_sources]
 

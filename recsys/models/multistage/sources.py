@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from recsys.models.base import StateBatch, seen_lists, unit_rows
 from recsys.models.content import content_scores, user_profiles
 from recsys.models.ease import EASEConfig, ease_weights
+from recsys.models.extend import with_new_items
 from recsys.models.rp3beta import RP3betaConfig, walk_weights
 from recsys.models.two_tower import TwoTower
 from recsys.retrieval import ItemIndex
@@ -191,11 +192,11 @@ class Sources:
                     self._products.append((("rp3",), self.rp3.toarray() if dense_rp3 else self.rp3))
         return self._products
 
-    def widened(self, n: int, content: np.ndarray | None, content_index=None) -> Sources:
-        """This fit with ``n`` items appended that it never saw: zero counts, zero item-item
-        rows and columns, the model's ``content`` and its index (new arrays; this fit is left
-        as it was)."""
-        rp3 = None
+    def widened(self, fresh, content: np.ndarray | None, content_index=None) -> Sources:
+        """This fit with the items of ``fresh`` (a table, in order) appended that it never
+        saw: zero counts, zero item-item rows and columns, the model's ``content`` and its
+        index, its two-tower's embeddings of them (new arrays; this fit is left as it was)."""
+        n, rp3 = len(fresh), None
         if self.rp3 is not None:
             rp3 = self.rp3.copy()
             rp3.resize((rp3.shape[0] + n, rp3.shape[1] + n))
@@ -203,7 +204,7 @@ class Sources:
             popularity=np.concatenate([self.popularity, np.zeros(n)]),
             ease=np.pad(self.ease, ((0, n), (0, n))) if self.ease is not None else None,
             rp3=rp3,
-            two_tower=self.two_tower,
+            two_tower=with_new_items(self.two_tower, fresh) if self.two_tower else None,
             content=content,
             content_index=content_index,
         )

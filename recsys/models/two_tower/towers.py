@@ -2,11 +2,13 @@
 score r_ui = σ(z_u·z_i).
 
 Each tower embeds the id plus side features through an MLP. The user tower reads age bucket,
-gender, occupation and the mean of the user's recent items; the item tower reads genres and the
-release-year bucket. Embeddings are L2-normalised and scaled by 1/sqrt(temperature), so
-z_u·z_i is a cosine over the temperature. Id 0 is "unknown": its embedding is zero, and ids are
-dropped at random during training, so an unseen user or item falls back to the feature-only
-part of its tower.
+gender, occupation and the mean of the user's recent items; the item tower reads genres, the
+release-year bucket and, where the items have text, the item's content vector. Embeddings are
+L2-normalised and scaled by 1/sqrt(temperature), so z_u·z_i is a cosine over the
+temperature. Id 0 is "unknown": its embedding is zero, and ids are dropped at random during
+training, so an unseen user or item falls back to the feature-only part of its tower; an item
+of the catalog that no training interaction met is embedded as unknown too (its id embedding
+was never trained).
 
 The served module returns scores; :class:`TwoTowerLoss` owns the loss and the negatives:
 in-batch sampled softmax with logQ popularity correction (optionally extra uniform negatives),
@@ -55,6 +57,11 @@ class TwoTowerConfig:
     val_share: float = 0.1
     seed: int = 42
     use_gpu: bool = False
+    # The item tower's content input (recsys.content): "auto" reads it whenever the items
+    # table has text, "off" never, or an encoder spec; an item nobody interacted with is then
+    # embedded from its text, not from its genres and year alone.
+    content: str = "auto"
+    content_dim: int = 64
     # The item index: its kind and the precision each item's vector is stored at.
     index: IndexConfig = field(default_factory=IndexConfig)
 
@@ -104,27 +111,49 @@ class UserTower(nn.Module):
 
 
 class ItemTower(nn.Module):
-    """g(x_i): item id, genres (mean of genre embeddings), release-year bucket."""
+    """g(x_i): item id, genres (mean of genre embeddings), release-year bucket and, with
+    ``content`` (``(n_items + 1, d)`` unit vectors, row 0 zeros), its content vector
+    projected to ``feat_dim``."""
 
     def __init__(
-        self, n_items: int, card: dict[str, int], item_table: np.ndarray, cfg: TwoTowerConfig
+        self,
+        n_items: int,
+        card: dict[str, int],
+        item_table: np.ndarray,
+        cfg: TwoTowerConfig,
+        content: np.ndarray | None = None,
+        trained: np.ndarray | None = None,
     ):
         super().__init__()
         self.cfg = cfg
+        # (n_items + 1,) bool: the ids training met; outside training any other id reads as
+        # 0, the unknown item (its embedding was never trained: the features alone embed it)
+        trained = torch.as_tensor(trained) if trained is not None else None
+        self.register_buffer("trained", trained, persistent=False)
         self.id = nn.Embedding(n_items + 1, cfg.id_dim, padding_idx=0, sparse=True)
         self.genres = nn.EmbeddingBag(card["genre"], cfg.feat_dim, mode="mean", padding_idx=0)
         self.year = nn.Embedding(card["year"], cfg.feat_dim, padding_idx=0)
         # A copy: the table may arrive read-only from Ray's object store.
         self.register_buffer("table", torch.tensor(np.array(item_table), dtype=torch.long))
-        self.mlp = mlp(cfg.id_dim + 2 * cfg.feat_dim, cfg.hidden, cfg.dim)
+        width = cfg.id_dim + 2 * cfg.feat_dim
+        self.content_proj = None
+        tensor = None if content is None else torch.tensor(np.array(content), dtype=torch.float32)
+        # not in the state dict: the model saves the vectors once
+        self.register_buffer("content", tensor, persistent=False)
+        if content is not None:
+            self.content_proj = nn.Linear(content.shape[1], cfg.feat_dim)
+            width += cfg.feat_dim
+        self.mlp = mlp(width, cfg.hidden, cfg.dim)
 
     def forward(self, iid: torch.Tensor) -> torch.Tensor:
         feats = self.table[iid]  # (B, MAX_GENRES + 1)
         ids = _drop_ids(iid, self.cfg.id_dropout, self.training)
-        x = torch.cat(
-            [self.id(ids), self.genres(feats[:, :MAX_GENRES]), self.year(feats[:, MAX_GENRES])],
-            dim=1,
-        )  # (B, id_dim + 2*feat_dim)
+        if self.trained is not None and not self.training:
+            ids = ids.masked_fill(~self.trained[ids], 0)
+        parts = [self.id(ids), self.genres(feats[:, :MAX_GENRES]), self.year(feats[:, MAX_GENRES])]
+        if self.content_proj is not None:
+            parts.append(self.content_proj(self.content[iid]))
+        x = torch.cat(parts, dim=1)  # (B, id_dim + 2*feat_dim [+ feat_dim])
         return F.normalize(self.mlp(x), dim=1) / self.cfg.temperature**0.5  # (B, dim)
 
 
@@ -138,11 +167,13 @@ class TwoTowerNet(nn.Module):
         card: dict[str, int],
         item_table: np.ndarray,
         cfg: TwoTowerConfig,
+        item_content: np.ndarray | None = None,
+        trained: np.ndarray | None = None,
     ):
         super().__init__()
         self.n_items = n_items
         self.user_tower = UserTower(n_users, n_items, card, cfg)
-        self.item_tower = ItemTower(n_items, card, item_table, cfg)
+        self.item_tower = ItemTower(n_items, card, item_table, cfg, item_content, trained)
 
     def user(self, batch: Batch) -> torch.Tensor:
         return self.user_tower(batch["uid"], batch["ufeat"], batch["hist"])  # (B, dim)

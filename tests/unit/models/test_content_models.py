@@ -7,13 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from recsys import recommend
 from recsys.config import RecsysError
+from recsys.models.extend import with_new_items
 from recsys.models.kinds import create_model, load_model
+from recsys.models.multistage import MultiStageConfig, MultiStageModel
 from recsys.recommend import Request
 from recsys.recommend.added import with_added
-from tests.helpers import make_interactions
+from tests.helpers import TINY_MULTISTAGE, make_interactions, side_tables
 
 TOPICS = {0: "space rocket galaxy", 1: "cooking kitchen recipe", 2: "horse ranch western"}
 
@@ -142,3 +145,69 @@ def test_a_model_of_interactions_alone_waits_for_its_next_training():
     model = create_model("popularity").fit(train, None, catalog())
     prepared = recommend.prepare(model, "p1")
     assert with_added(prepared, new_items(0)) is prepared
+
+
+def test_the_item_tower_embeds_an_item_nobody_rated_from_its_text(tmp_path):
+    """With content, the item tower reads each item's content vector; an item no training
+    interaction met is embedded as the unknown id (its id embedding was never trained), so
+    its text and features alone place it. Without content (``off``) the tower has no such
+    input. What it buys on MovieLens's cold items: README, Item content."""
+    train, items = topic_history(60), catalog(cold=6)
+    tower = dict(dim=16, id_dim=16, feat_dim=8, hidden=32, epochs=3, batch_size=64)
+    model = create_model("two_tower", tower).fit(train, None, items)
+    plain = create_model("two_tower", {**tower, "content": "off"}).fit(train, None, items)
+    assert plain._item_content is None and plain.net.item_tower.content_proj is None
+    net, cold = model.net.item_tower.eval(), model._item_index["i41"] + 1
+    assert len(model._item_content) == 47 and not model._item_content[0].any()  # 46 items + 0
+    with torch.no_grad():
+        as_unknown = net(torch.tensor([cold])).clone()
+        net.trained[cold] = True  # as if its id had been trained
+        assert not torch.allclose(net(torch.tensor([cold])), as_unknown)
+        net.trained[cold] = False
+        net.content[cold] = torch.as_tensor(model._item_content[1])  # another item's text
+        assert not torch.allclose(net(torch.tensor([cold])), as_unknown)
+        net.content[cold] = torch.as_tensor(model._item_content[cold])
+    listed = Request(k=2, candidates=[f"i{i}" for i in range(40, 46)])
+    users = [f"u{u}" for u in range(12)]
+    frame = recommend.recommend_frame(model, users, listed, history=train)
+    again = load_model(model.save(tmp_path / "m", version="t1"))
+    np.testing.assert_array_equal(again._item_content, model._item_content)
+    pd.testing.assert_frame_equal(
+        recommend.recommend_frame(again, users, listed, history=train), frame
+    )
+
+
+def test_a_tower_that_reads_content_embeds_and_indexes_new_items(tmp_path):
+    """A two-tower that reads content takes new items: embedded by its item tower (id
+    unknown) and added to a copy of its index; the loaded one is left as it was. A
+    multi-stage model with such a tower as a source takes them too."""
+    train, items = topic_history(60), catalog(cold=0)
+    tower = dict(dim=16, id_dim=16, feat_dim=8, hidden=32, epochs=3, batch_size=64)
+    model = create_model("two_tower", tower).fit(train, None, items)
+    assert create_model("two_tower", {**tower, "content": "off"}).takes_new_items is False
+    loaded = load_model(model.save(tmp_path / "t", version="t1"))
+    added = with_added(recommend.prepare(loaded, "t1"), new_items(0, 1, 2)).model
+    assert added.index.n_items == 43 and loaded.index.n_items == 40
+    assert added.item_embeddings.shape == (43, 16) and loaded.item_embeddings.shape == (40, 16)
+    with torch.no_grad():  # each new item as its tower embeds it: features only, id unknown
+        mine = added.net.item_tower(torch.tensor([41, 42, 43])).numpy()
+    np.testing.assert_allclose(added.item_embeddings[40:], mine, rtol=1e-5)
+    assert not added.net.item_tower.trained[41:].any()
+    scores, ids = added.retrieve(added.item_embeddings[40:], 43)  # each finds itself first
+    assert ids[:, 0].tolist() == [40, 41, 42]
+    frame = recommend.recommend_frame(
+        added, ["u0", "u1"], Request(k=1, candidates=["n0", "n1", "n2"]), history=train
+    )
+    assert len(frame) == 2 and set(frame.item_id) <= {"n0", "n1", "n2"}
+    users, items = side_tables()
+    stages = MultiStageModel(MultiStageConfig(**{**TINY_MULTISTAGE, "n_two_tower": 10}))
+    stages.fit(make_interactions(), users, items)
+    assert stages.takes_new_items and stages.sources.two_tower.takes_new_items
+    fresh = pd.DataFrame({"item_id": ["x1"], "title": ["x1"], "genres": ["G1|Drama"]})
+    grown = with_new_items(stages, fresh)
+    for fit in (grown.sources, *grown.fold_sources):
+        assert fit.two_tower.index.n_items == 45 and len(fit.two_tower.item_embeddings) == 45
+    listed = recommend.recommend_frame(
+        grown, ["u1", "u5"], Request(k=1, candidates=["x1", "i2"]), history=make_interactions()
+    )
+    assert listed.item_id.tolist() == ["x1", "x1"]
