@@ -39,12 +39,10 @@ from recsys.recommend.batch import Ask, Served
 from serving import arms, guard, openapi, telemetry, writes
 from serving.http_api import (
     EVENT_BODY,
-    ITEMS_BODY,
+    ITEMS_ROUTE,
     PROBLEMS,
     EventAccepted,
     Health,
-    ItemsAccepted,
-    ItemsRefused,
     Readiness,
     api,
 )
@@ -268,13 +266,7 @@ class Ingress:
             self.telemetry.event_log_errors.inc()
         return writes.event_answer(result)
 
-    @api.post(
-        "/items",
-        status_code=202,
-        response_model=ItemsAccepted,
-        responses={**PROBLEMS, 422: {"model": ItemsRefused, "description": "a row refused"}},
-        openapi_extra={"requestBody": {"required": True, "content": ITEMS_BODY}},
-    )
+    @api.post("/items", **ITEMS_ROUTE)
     async def items(self, request: Request) -> JSONResponse:
         """New items with their text: logged durably, then recommendable by every replica
         of the versions that read content, on its next request (no retraining)."""

@@ -137,3 +137,11 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     error_id = uuid.uuid4().hex[:12]
     log.error("internal error %s on %s", error_id, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "internal error", "error_id": error_id}, status_code=500)
+
+
+ITEMS_ROUTE = {  # POST /items: its answers and its body (read raw: see ITEMS_BODY)
+    "status_code": 202,
+    "response_model": ItemsAccepted,
+    "responses": {**PROBLEMS, 422: {"model": ItemsRefused, "description": "a row refused"}},
+    "openapi_extra": {"requestBody": {"required": True, "content": ITEMS_BODY}},
+}
