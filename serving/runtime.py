@@ -101,7 +101,7 @@ def model_cache(args: AppArgs, warm: bool = False) -> ModelCache:
 
 def item_log(args: AppArgs) -> ItemLog:
     """The app's log of new items: ``items_dir``, default ``$RECSYS_HOME/items``."""
-    return ItemLog(args.items_dir or recsys_home() / "items")
+    return ItemLog(args.items_dir)
 
 
 def warm_up(prepared: PreparedModel) -> None:

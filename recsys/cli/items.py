@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from recsys.cli.options import online_option, path_option, repo_option
-from recsys.config import RecsysError, recsys_home
+from recsys.config import RecsysError
 from recsys.data.io import ITEM, read_table
 from recsys.data.new_items import REJECTED_FILE, ItemLog, items_of_file
 from recsys.features.item_ingest import ItemIngestor
@@ -49,7 +49,7 @@ def add(
     rows = items_of_file(file)
     store = FeatureStore(repo or default_repo(), online) if push else None
     online_store = store.open() if store is not None and store.built else None
-    log = ItemLog(items_dir or recsys_home() / "items")
+    log = ItemLog(items_dir)
     known = set(read_table(catalog)[ITEM].astype(str)) if catalog else set()
     result = ItemIngestor(log, online_store).ingest(rows, known)
     if result.unavailable:

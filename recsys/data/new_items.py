@@ -30,8 +30,8 @@ from pydantic import (
     field_validator,
 )
 
-from recsys.config import RecsysError, shorten
-from recsys.data.io import GENRE_SEP, ITEM, read_table, split_genres
+from recsys.config import RecsysError, recsys_home, shorten
+from recsys.data.io import GENRE_SEP, ITEM, read_table
 from recsys.data.records import Received, Record, reasons
 from recsys.files import append_line
 
@@ -193,10 +193,10 @@ def items_of_file(path: str | Path) -> list[dict]:
 
 class ItemLog:
     """The durable log of accepted items (``items.jsonl``) and of refused rows, under one
-    directory (the Serve app's ``items_dir``)."""
+    directory (the Serve app's ``items_dir``; default ``$RECSYS_HOME/items``)."""
 
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.directory = Path(directory) if directory else recsys_home() / "items"
         self.path = self.directory / LOG_FILE
 
     def append(self, items: list[NewItem], now: datetime | None = None) -> None:
@@ -255,8 +255,10 @@ class ItemLog:
 def merged_catalog(items: pd.DataFrame | None, added: pd.DataFrame) -> pd.DataFrame | None:
     """The catalog ``items`` with the ``added`` items it lacks appended (its columns kept;
     the added items' text in the columns both share)."""
-    if items is None or not len(added):
-        return items if items is not None or not len(added) else added
+    if not len(added):
+        return items
+    if items is None:
+        return added
     items = items.assign(**{ITEM: items[ITEM].astype(str)})
     fresh = added[~added[ITEM].isin(items[ITEM])]
     fresh = fresh[[c for c in fresh.columns if c in items.columns or c == ITEM]]
@@ -334,8 +336,3 @@ def _whole(value: Any) -> Any:
 def _input(rows: list[Any], n: int) -> Any:
     value = rows[n] if 0 <= n < len(rows) else None
     return value if len(json.dumps(value, default=str)) <= 512 else shorten(value)
-
-
-def genre_list(value: str) -> list[str]:
-    """An item's ``"a|b"`` genres as names (what the feature store's profile holds)."""
-    return split_genres(value or "")

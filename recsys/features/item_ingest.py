@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from recsys.data.io import ITEM
-from recsys.data.new_items import ItemLog, NewItem, Rejected, check_items, genre_list
+from recsys.data.io import ITEM, split_genres
+from recsys.data.new_items import ItemLog, NewItem, Rejected, check_items
 from recsys.state.user import EVENT_TS
 
 PROFILE_PUSH = "item_profile_push"
@@ -101,7 +101,7 @@ def profiles(items: list[NewItem], now: datetime) -> pd.DataFrame:
     return pd.DataFrame(
         {
             ITEM: [i.item_id for i in items],
-            "genres": [genre_list(i.genres) for i in items],
+            "genres": [split_genres(i.genres) for i in items],
             "release_year": pd.array([i.release_year for i in items], dtype="Int64"),
             EVENT_TS: [now] * len(items),
         }

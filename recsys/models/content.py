@@ -73,6 +73,18 @@ def catalog_content(items: pd.DataFrame | None, item_ids: np.ndarray, encoder: s
     return encode_items(aligned, fitted), fitted
 
 
+def configured_content(
+    items: pd.DataFrame | None, item_ids: np.ndarray, setting: str, dim: int
+) -> tuple[np.ndarray | None, object]:
+    """A model's ``content`` setting read: ``off`` or ``auto`` without text in the items
+    table → ``(None, None)``; ``auto`` → the built-in encoder's :func:`catalog_content`; an
+    encoder spec → that encoder's (the table must have text)."""
+    if setting == "off" or (setting == "auto" and not has_text(items)):
+        return None, None
+    spec = ContentConfig.encoder if setting == "auto" else setting
+    return catalog_content(items, item_ids, spec, dim)
+
+
 class ContentKNN(Recommender):
     """Cosine between each item's content vector and the mean of the user's history's."""
 

@@ -24,7 +24,7 @@ from recsys.data.io import (
     read_table,
     resolve_interactions,
 )
-from recsys.data.new_items import LOG_FILE, ItemLog, merged_catalog
+from recsys.data.new_items import ItemLog, merged_catalog
 from recsys.data.validate import load_interactions
 from recsys.files import write_json, write_parquet
 from recsys.monitoring.logs import load_feedback
@@ -76,9 +76,10 @@ def build_snapshot(base: str, events_dir: str | Path, out: str | Path) -> dict[s
 
 def _add_new_items(out: Path, items_dir: Path) -> int:
     """Append the logged new items the snapshot's catalog lacks; how many were logged."""
-    if not (items_dir / LOG_FILE).exists():
+    log = ItemLog(items_dir)
+    if not log.path.exists():
         return 0
-    added = ItemLog(items_dir).read()[0]
+    added = log.read()[0]
     path = out / "items.parquet"
     catalog = read_table(path) if path.exists() else None
     merged = merged_catalog(catalog, added)

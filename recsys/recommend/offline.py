@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.config import RecsysError
 from recsys.data.io import ITEM, USER, read_table, read_titles, resolve_interactions
-from recsys.data.new_items import LOG_FILE, ItemLog
+from recsys.data.new_items import ItemLog
 from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
 from recsys.files import write_parquet
 from recsys.models.kinds import load_model
@@ -74,9 +74,10 @@ def recommend_files(args: RecommendArgs) -> pd.DataFrame:
     catalog = args.catalog or (side / "items.parquet" if side else None)
     prepared = prepare(model, manifest.version, read_titles(catalog), manifest.lineage())
     if args.new_items is not None:
-        if not (args.new_items / LOG_FILE).exists():
-            raise RecsysError(f"--new-items {args.new_items}: no {LOG_FILE} there")
-        prepared = with_added(prepared, ItemLog(args.new_items).read()[0])
+        log = ItemLog(args.new_items)
+        if not log.path.exists():
+            raise RecsysError(f"--new-items {args.new_items}: no {log.path.name} there")
+        prepared = with_added(prepared, log.read()[0])
     listed = read_ids(args.candidates, ITEM) if args.candidates else None
     if listed is not None and len(listed) > MAX_CANDIDATES:
         raise RecsysError(

@@ -27,10 +27,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.config import RecsysError
-from recsys.content import has_text
 from recsys.data.io import USER
 from recsys.data.split import temporal_split
-from recsys.models.content import catalog_content
+from recsys.models.content import configured_content
 from recsys.models.multistage.candidates import candidate_pairs
 from recsys.models.multistage.ranker_inputs import features
 from recsys.models.multistage.sources import Sources
@@ -152,15 +151,11 @@ class CrossFitting:
     def _content_table(self, items) -> None:
         """The catalog's content vectors when this model reads them: ``content`` ``auto``
         and an items table with text, or an encoder named."""
-        cfg, self.content, self.content_encoder = self.config, None, None
-        self.content_index = None
-        if cfg.content == "off" or (cfg.content == "auto" and not has_text(items)):
-            return
-        spec = "tfidf-svd" if cfg.content == "auto" else cfg.content
-        self.content, self.content_encoder = catalog_content(
-            items, self.item_ids, spec, cfg.content_dim
+        cfg, self.content_index = self.config, None
+        self.content, self.content_encoder = configured_content(
+            items, self.item_ids, cfg.content, cfg.content_dim
         )
-        if len(self.item_ids) > cfg.content_exact_max_items:
+        if self.content is not None and len(self.item_ids) > cfg.content_exact_max_items:
             self.content_index = ItemIndex.build(self.content)
 
     def _whole_catalog_sources(self) -> dict[str, object]:

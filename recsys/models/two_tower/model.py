@@ -19,11 +19,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from recsys.content import encode_items, has_text, load_encoder
 from recsys.data.io import ITEM, TS, USER
 from recsys.models.base import Candidates, Items, Only, Recommender, StateBatch, seen_lists
-from recsys.models.content import ENCODER_DIR as CONTENT_ENCODER
-from recsys.models.content import catalog_content
 from recsys.models.encoding import (
     MAX_GENRES,
     FeatureEncoder,
@@ -39,6 +36,7 @@ from recsys.models.neural import (
     seed_everything,
     shuffled_slices,
 )
+from recsys.models.two_tower.item_side import ItemContent
 from recsys.models.two_tower.towers import Batch, TwoTowerConfig, TwoTowerLoss, TwoTowerNet
 from recsys.models.vocabulary import catalog_vocabulary
 from recsys.retrieval import ItemIndex
@@ -46,7 +44,6 @@ from recsys.state.offline import states_from_interactions
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "two_tower.pt"
-CONTENT_FILE = "item_content.npy"  # the item tower's content input, row 0 the unknown item
 USERS_FILE = "user_vocab.json"
 MAX_VAL_ROWS = 5_000
 VALIDATE_CELLS = 2**24  # scores computed at once by the validation (64 MB of float32)
@@ -64,7 +61,7 @@ def to_batch(arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") 
     }
 
 
-class TwoTower(Recommender):
+class TwoTower(ItemContent, Recommender):
     """Two-tower retrieval: scores are the logits z_u·z_i (σ of them is the article's r_ui)."""
 
     kind = "two_tower"
@@ -92,21 +89,11 @@ class TwoTower(Recommender):
         if seed:
             seed_everything(self.config.seed)
         n_users, n_items = self.n_users, len(self._item_table) - 1
-        card, content = self.encoder.cardinalities, getattr(self, "_item_content", None)
+        card, content = self.encoder.cardinalities, self._item_content
         trained = None  # a worker's copy has no counts: training reads every id as it is
         if self.item_popularity is not None and len(self.item_popularity) == n_items:
             trained = np.r_[False, np.asarray(self.item_popularity) > 0]
         return TwoTowerNet(n_users, n_items, card, self._item_table, self.config, content, trained)
-
-    def _content_rows(self, items: pd.DataFrame | None) -> None:
-        """The item tower's content input: ``(n_items + 1, dim)`` unit vectors (row 0, the
-        unknown item, zeros) and their encoder, when the config reads content."""
-        cfg, self._item_content, self.content_encoder = self.config, None, None
-        if cfg.content == "off" or (cfg.content == "auto" and not has_text(items)):
-            return
-        spec = "tfidf-svd" if cfg.content == "auto" else cfg.content
-        vectors, self.content_encoder = catalog_content(items, self.item_ids, spec, cfg.content_dim)
-        self._item_content = np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors])
 
     @property
     def n_users(self) -> int:
@@ -281,36 +268,6 @@ class TwoTower(Recommender):
         scores[~known] = np.nan  # nothing known about the user: popularity answers
         return scores
 
-    # -- persistence -------------------------------------------------------------------
-    @property
-    def takes_new_items(self) -> bool:
-        """A tower that reads content embeds a new item from its text, genres and year (its
-        id reads as unknown, as every untrained id does), and its index takes it."""
-        return getattr(self, "_item_content", None) is not None
-
-    def _add_items(self, fresh: pd.DataFrame) -> None:
-        """Append ``fresh`` to the item table, the content input, the embeddings and the index:
-        copies, and a new module with the old weights (the new ids' rows zero)."""
-        n = len(fresh)
-        self._item_table = np.vstack(
-            [self._item_table, self.encoder.item_table(self.item_ids[-n:], fresh)[1:]]
-        )
-        self._item_content = np.vstack(
-            [self._item_content, encode_items(fresh, self.content_encoder)]
-        )
-        state = self.net.state_dict()
-        for key in ("item_tower.id.weight", "user_tower.history.weight"):
-            state[key] = torch.cat([state[key], state[key].new_zeros(n, state[key].shape[1])])
-        self.net = self.build_net(seed=False)
-        state["item_tower.table"] = self.net.item_tower.table  # the new rows' genres and year
-        self.net.load_state_dict(state)
-        self.net.eval()
-        codes = torch.arange(len(self.item_ids) - n + 1, len(self.item_ids) + 1)
-        with torch.no_grad():
-            added = self.net.item_tower(codes).numpy()
-        self.item_embeddings = np.vstack([self.item_embeddings, added])
-        self.index = self.index.with_added(added)
-
     def load_state(self, state_dict: dict, index: ItemIndex | None = None) -> None:
         self.net.load_state_dict(state_dict)
         self.finalize(index)
@@ -329,23 +286,19 @@ class TwoTower(Recommender):
     def index_info(self) -> dict:
         return self.index.info()
 
+    # -- persistence -------------------------------------------------------------------
     def _save_parts(self, directory: Path) -> list[str]:
         torch.save(self.net.state_dict(), directory / WEIGHTS_FILE)
         (directory / USERS_FILE).write_text(json.dumps(list(self.user_ids)))
         np.save(directory / "item_table.npy", self._item_table)
         index_files = self.index.save(directory)
-        content = []
-        if getattr(self, "_item_content", None) is not None:
-            np.save(directory / CONTENT_FILE, self._item_content)
-            self.content_encoder.save(directory / CONTENT_ENCODER)
-            content = [CONTENT_FILE, CONTENT_ENCODER]
         return [
             WEIGHTS_FILE,
             USERS_FILE,
             "item_table.npy",
             *index_files,
             *self.encoder.save(directory),
-            *content,
+            *self._save_content(directory),
         ]
 
     def _load_parts(self, directory: Path) -> None:
@@ -353,10 +306,7 @@ class TwoTower(Recommender):
         self._user_index = pd.Index(self.user_ids)
         self.encoder = FeatureEncoder.load(directory)
         self._item_table = np.load(directory / "item_table.npy")
-        self._item_content = self.content_encoder = None  # a version without content input
-        if (directory / CONTENT_FILE).exists():
-            self._item_content = np.load(directory / CONTENT_FILE)
-            self.content_encoder = load_encoder(directory / CONTENT_ENCODER)
+        self._load_content(directory)
         if not any(self.item_genres):
             self.item_genres = self.genres_from_table()
         self.net = self.build_net()
