@@ -81,16 +81,16 @@ def features(
                 s = np.nan_to_num(fit.dense[name], nan=0.0)
                 values[name] = s[rows, cols]
                 whole.append((f, col[f"{name}_rank"], s))
-        if fit.content is not None and CONTENT in col:  # a large catalog's: from its index
-            profiles, top = fit.content
-            cosine = np.einsum("rd,rd->r", profiles[rows], fit.sources.content[cols])
-            values[CONTENT] = np.nan_to_num(cosine, nan=0.0)
-            out[f, :, col[f"{CONTENT}_rank"]] = _retrieved_rank(top, rows, cols, top[1].shape[1])
+        retrieved = {}  # the sources read from an index: (queries, item vectors, its top)
+        if fit.content is not None and CONTENT in col:  # a large catalog's content source
+            retrieved[CONTENT] = (fit.content[0], fit.sources.content, fit.content[1])
         if fit.z_u is not None:
-            vectors = fit.sources.two_tower.item_embeddings
-            values["two_tower"] = np.einsum("rd,rd->r", fit.z_u[rows], vectors[cols])
-            depth = fit.top[1].shape[1] if fit.top is not None else 0
-            out[f, :, col["two_tower_rank"]] = _retrieved_rank(fit.top, rows, cols, depth)
+            retrieved["two_tower"] = (fit.z_u, fit.sources.two_tower.item_embeddings, fit.top)
+        for name, (queries, vectors, top) in retrieved.items():
+            score = np.einsum("rd,rd->r", queries[rows], vectors[cols])
+            values[name] = np.nan_to_num(score, nan=0.0)  # NaN: a user with no history
+            depth = top[1].shape[1] if top is not None else 0
+            out[f, :, col[f"{name}_rank"]] = _retrieved_rank(top, rows, cols, depth)
         for name, v in values.items():
             out[f, :, col[name]] = v
             if f"{name}_z" in col:
