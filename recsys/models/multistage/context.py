@@ -19,11 +19,7 @@ class ContextFeatures:
     def _context_tables(self, users: pd.DataFrame | None, items: pd.DataFrame | None) -> None:
         self.encoder = FeatureEncoder.fit(users, items)
         self.item_genre_matrix = genre_rows(self.item_genres, genre_membership(self.item_genres)[0])
-        year = pd.Series(np.nan, index=pd.Index(self.item_ids))
-        if items is not None and "release_year" in items:
-            side = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
-            year = pd.to_numeric(side.set_index(ITEM)["release_year"], errors="coerce")
-        self.item_year = year.reindex(self.item_ids).to_numpy(dtype=np.float32)
+        self.item_year = release_years(items, self.item_ids)
 
     def _context(
         self,
@@ -59,6 +55,16 @@ class ContextFeatures:
             )
         users = _column(batch.features, "user_mean_rating", len(batch.user_ids))
         return {"user_mean_rating": users[r], "item_mean_rating": items["item_mean_rating"][c]}
+
+
+def release_years(items: pd.DataFrame | None, item_ids: np.ndarray) -> np.ndarray:
+    """``(len(item_ids),)`` float32: each item's release year from the items table (NaN
+    where the table has none)."""
+    year = pd.Series(np.nan, index=pd.Index(item_ids))
+    if items is not None and "release_year" in items:
+        side = items.assign(**{ITEM: items[ITEM].astype(str)}).drop_duplicates(ITEM)
+        year = pd.to_numeric(side.set_index(ITEM)["release_year"], errors="coerce")
+    return year.reindex(item_ids).to_numpy(dtype=np.float32)
 
 
 def genre_rows(values: list[str], names: list[str]) -> np.ndarray:

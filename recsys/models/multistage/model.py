@@ -38,7 +38,7 @@ from recsys.models.encoding import FeatureEncoder
 from recsys.models.manifest import StateSpec
 from recsys.models.multistage.candidates import candidate_pairs, listed_pairs
 from recsys.models.multistage.config import MultiStageConfig
-from recsys.models.multistage.context import ContextFeatures, genre_rows
+from recsys.models.multistage.context import ContextFeatures, genre_rows, release_years
 from recsys.models.multistage.crossfit import CrossFitting, StageTrainer, dcn_rows
 from recsys.models.multistage.ranker_inputs import (
     CONTENT_FEATURES,
@@ -95,8 +95,8 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         self.item_genre_matrix = np.vstack(
             [self.item_genre_matrix, genre_rows(self.item_genres[old:], names)]
         )
-        year = pd.to_numeric(fresh.get("release_year", pd.Series(np.nan, fresh.index)), "coerce")
-        self.item_year = np.concatenate([self.item_year, np.asarray(year, dtype=np.float32)])
+        years = release_years(fresh, self.item_ids[old:])
+        self.item_year = np.concatenate([self.item_year, years])
         vectors = encode_items(fresh, self.content_encoder)
         self.content = np.vstack([self.content, vectors])
         if self.content_index is not None:
