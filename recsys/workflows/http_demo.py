@@ -119,6 +119,8 @@ def new_items_demo(url: str, users: list[str], log=print) -> dict:
     status, body = post(url, "/items", {"items": NEW_ITEMS})
     added = len(body.get("accepted", [])) + len(body.get("known", []))
     where = "pushed to the online store" if body.get("pushed") else "logged"
+    if body.get("known") and not body.get("accepted"):
+        where = "in the catalog since an earlier run"
     log(f"POST /items: {added} new items nobody has rated ({where}) -> {status}")
     listed = [item["item_id"] for item in NEW_ITEMS]
     names = {item["item_id"]: item["title"] for item in NEW_ITEMS}
