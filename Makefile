@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow benchmark-assignment benchmark-new-items benchmark-cold-items benchmark-content-encoding constraints clean
+.PHONY: demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-train-wall gpu-check benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow benchmark-assignment benchmark-new-items benchmark-cold-items benchmark-content-encoding constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,14 @@ benchmark-replica-loss: $(VENV)/.installed
 # Two-tower examples/s on Ray Train (1 and 2 workers) against plain PyTorch loops.
 benchmark-train: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_throughput.py --feeds memory stream
+
+# `recsys train` of the MovieLens-100k two-tower: wall time, its parts, the same loop in process.
+benchmark-train-wall: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.train_wall
+
+# On a machine with a GPU: the two-tower and the DCN ranker with --gpu against the CPU runs.
+gpu-check: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.gpu_check
 
 # The loop on synthetic data at scale (1M interactions; --interactions for another size).
 benchmark-scale: $(VENV)/.installed

@@ -69,7 +69,9 @@ registry_option = click.option(
     help="Registry URI (default: $RECSYS_REGISTRY or $RECSYS_HOME/registry).",
 )
 gpu_option = click.option(
-    "--gpu", is_flag=True, help="Train neural models on CUDA through Ray Train."
+    "--gpu",
+    is_flag=True,
+    help="Train neural models on CUDA through Ray Train (bfloat16 mixed precision).",
 )
 num_workers_option = click.option(
     "--num-workers",

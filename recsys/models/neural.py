@@ -5,9 +5,11 @@ worker (``recsys.training``), so the two paths cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -29,23 +31,84 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# An id table of up to this many rows takes dense gradients and :class:`RowAdam`; a larger one,
+# sparse gradients and SparseAdam. Both update only the rows a batch looked up, the same way; on
+# a small table the dense gradient skips the sparse one's coalescing (a 20-item history bag:
+# 2.8 against 4.7 ms a step at 2,000 rows, even near 25,000, 21 against 12 ms at 128,000).
+DENSE_GRAD_MAX_ROWS = 16_384
+
+
+def id_table(rows: int, dim: int, bag: bool = False) -> nn.Embedding | nn.EmbeddingBag:
+    """An id embedding table (row 0, padding, is "unknown"), trained row by row: a bag takes
+    the mean of its ids. Marked ``row_sparse`` for :func:`make_optimizers`."""
+    sparse = rows > DENSE_GRAD_MAX_ROWS
+    if bag:
+        table = nn.EmbeddingBag(rows, dim, mode="mean", padding_idx=0, sparse=sparse)
+    else:
+        table = nn.Embedding(rows, dim, padding_idx=0, sparse=sparse)
+    table.row_sparse = True
+    return table
+
+
+class RowAdam(torch.optim.Optimizer):
+    """SparseAdam's update on dense gradients: the moments and weights of the rows whose
+    gradient is not zero (the rows the batch looked up) move; the other rows stay as they are.
+    For small id tables, where a dense gradient is cheaper than a sparse one."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ARG002 - the Optimizer signature
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                rows = p.grad.any(dim=1).nonzero().squeeze(1)
+                if rows.numel() == 0:
+                    continue
+                grad = p.grad.index_select(0, rows)
+                exp_avg = state["exp_avg"].index_select(0, rows)
+                exp_avg_sq = state["exp_avg_sq"].index_select(0, rows)
+                exp_avg.add_((grad - exp_avg).mul_(1 - beta1))
+                exp_avg_sq.add_((grad * grad - exp_avg_sq).mul_(1 - beta2))
+                state["exp_avg"].index_copy_(0, rows, exp_avg)
+                state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+                step = state["step"]
+                size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+                update = exp_avg.div_(exp_avg_sq.sqrt_().add_(group["eps"]))
+                p.index_add_(0, rows, update, alpha=-size)
+
+
 def make_optimizers(
     module: nn.Module, lr: float, sparse_lr: float, weight_decay: float = 0.0
 ) -> list[torch.optim.Optimizer]:
-    """SparseAdam for embedding tables with sparse gradients, AdamW for everything else.
+    """Row-wise Adam for the id tables (:func:`id_table`: SparseAdam where their gradients are
+    sparse, :class:`RowAdam` where they are dense) at ``sparse_lr``, AdamW for everything else.
 
-    Dense Adam over a million-row table touches every row every step; SparseAdam updates only
-    the rows a batch looked up, which is what makes recommender training fast.
+    Dense Adam over a million-row table touches every row every step; a row-wise update
+    touches only the rows a batch looked up, which is what makes recommender training fast.
     """
-    sparse, dense = [], []
+    sparse, rows = [], []
     for m in module.modules():
-        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse:
-            sparse.extend(m.parameters(recurse=False))
-    sparse_ids = {id(p) for p in sparse}
-    dense = [p for p in module.parameters() if id(p) not in sparse_ids and p.requires_grad]
+        if not isinstance(m, nn.Embedding | nn.EmbeddingBag):
+            continue
+        if m.sparse or getattr(m, "row_sparse", False):
+            (sparse if m.sparse else rows).extend(m.parameters(recurse=False))
+    row_ids = {id(p) for p in sparse + rows}
+    dense = [p for p in module.parameters() if id(p) not in row_ids and p.requires_grad]
     opts: list[torch.optim.Optimizer] = []
     if sparse:
         opts.append(torch.optim.SparseAdam(sparse, lr=sparse_lr))
+    if rows:
+        opts.append(RowAdam(rows, lr=sparse_lr))
     if dense:
         opts.append(torch.optim.AdamW(dense, lr=lr, weight_decay=weight_decay))
     return opts
@@ -56,19 +119,31 @@ def train_epoch(
     batches: Iterable[Batch],
     optimizers: list[torch.optim.Optimizer],
 ) -> tuple[float, int]:
-    """One pass over ``batches``; returns (mean loss, examples seen)."""
-    total, n = 0.0, 0
+    """One pass over ``batches``; returns (mean loss, examples seen). On CUDA the forward
+    pass runs in mixed precision (:func:`mixed_precision`); the loss is summed on the device
+    and read once, at the end (a read per step would wait for the GPU at every step)."""
+    total, n = None, 0
     for batch in batches:
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        loss = loss_fn(batch)
+        first = next(iter(batch.values()))
+        with mixed_precision(first.device):
+            loss = loss_fn(batch)
         loss.backward()
         for opt in optimizers:
             opt.step()
-        size = len(next(iter(batch.values())))
-        total += float(loss.detach()) * size
-        n += size
-    return (total / n if n else float("nan")), n
+        step_total = loss.detach().float() * len(first)
+        total = step_total if total is None else total + step_total
+        n += len(first)
+    return (float(total) / n if n else float("nan")), n
+
+
+def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA (the matrix products in bfloat16; the weights, the optimiser
+    state and the loss's softmax in float32: no loss scaling needed); nothing on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -113,7 +188,11 @@ def epoch_batches(
 
 
 def fit_in_memory(model, loss: nn.Module, rows: dict[str, np.ndarray], val) -> dict:
-    """``model``'s epochs in this process over in-memory ``rows`` (epoch e seeded seed + e)."""
+    """``model``'s epochs in this process over in-memory ``rows`` (epoch e seeded seed + e),
+    put first in the order Ray Train stages them (``model.example_order``): one worker's run
+    sees the same batches and ends with the same weights."""
+    order = model.example_order(rows, model.config.seed)
+    rows = {k: v[order] for k, v in rows.items()}
     return model.run_epochs(lambda e: epoch_batches(model, rows, model.config.seed + e), loss, val)
 
 
@@ -132,7 +211,7 @@ def run_epochs(
     *,
     start_epoch: int = 0,
     state: dict | None = None,
-    on_epoch: Callable[[int, dict, dict], None] | None = None,
+    on_epoch: Callable[[int, dict, dict, bool], None] | None = None,
 ) -> dict:
     """The epoch loop shared by every neural model, in-process and in Ray Train workers.
 
@@ -144,7 +223,8 @@ def run_epochs(
         val: validation data for ``model.validate``, or None (no early stopping).
         start_epoch: the first epoch to run (after a resume).
         state: a checkpoint's state to continue from (optimisers, early stopping, best).
-        on_epoch: called after each epoch with (epoch, metrics, checkpoint state).
+        on_epoch: called after each epoch with (epoch, metrics, checkpoint state, whether it
+            is the last epoch this run trains).
 
     Returns:
         The final state; ``state["best_model"]`` holds the best weights.
@@ -152,13 +232,13 @@ def run_epochs(
     cfg = model.config
     opts = make_optimizers(loss, cfg.lr, cfg.sparse_lr, cfg.weight_decay)
     stopper = EarlyStopping(cfg.patience)
-    best = copy.deepcopy(model.net.state_dict())
+    best, seconds = copy.deepcopy(model.net.state_dict()), []
     if state:
         loss.load_state_dict(state["loss"])
         for opt, s in zip(opts, state["optimizers"], strict=True):
             opt.load_state_dict(s)
         stopper = EarlyStopping(cfg.patience, **state["early_stopping"])
-        best = state["best_model"]
+        best, seconds = state["best_model"], state.get("epoch_seconds", [])
     elif val is not None:
         # The untrained model is a candidate too: a ranker that starts from a generator's
         # ordering must never end up worse than it on held-out users.
@@ -168,6 +248,7 @@ def run_epochs(
         t0 = time.perf_counter()
         mean_loss, n = train_epoch(loss, batches(epoch), opts)
         epoch_s = time.perf_counter() - t0
+        seconds = [*seconds[:epoch], epoch_s]
         metric = model.validate(val)
         improved = val is None or stopper.update(epoch, metric)
         if improved:
@@ -178,6 +259,7 @@ def run_epochs(
             "early_stopping": stopper.state(),
             "best_model": best,
             "epoch": epoch,
+            "epoch_seconds": seconds,  # each epoch's training, resumed epochs included
         }
         metrics = {
             "epoch": epoch,
@@ -188,9 +270,10 @@ def run_epochs(
             "examples_per_s": n / epoch_s if epoch_s else 0.0,
         }
         log.info("%s epoch %d: %s", type(model).__name__, epoch, metrics)
+        stop = val is not None and stopper.should_stop(epoch)
         if on_epoch:
-            on_epoch(epoch, metrics, state)
-        if val is not None and stopper.should_stop(epoch):
+            on_epoch(epoch, metrics, state, stop or epoch == cfg.epochs - 1)
+        if stop:
             break
     model.net.load_state_dict(best)
     return state or {}

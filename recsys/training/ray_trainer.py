@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def _train_loop(cfg: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    entered = time.time()  # the driver reads the worker group's start from it
     model: Trainable = cfg["model"]
     device = ray.train.torch.get_device()
     model.net = model.build_net()
@@ -70,13 +72,20 @@ def _train_loop(cfg: dict) -> None:
     else:
         batches = _streamed_batches(model, device)
 
-    def on_epoch(epoch: int, metrics: dict, st: dict) -> None:
+    saved_at = time.monotonic()
+
+    def on_epoch(epoch: int, metrics: dict, st: dict, last: bool) -> None:
+        nonlocal saved_at
+        # every epoch reports; a checkpoint goes with the last one and once an interval is over
+        due = last or time.monotonic() - saved_at >= cfg["checkpoint_every_s"]
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
-            if rank == 0:
+            if rank == 0 and due:
                 torch.save({"model": model.net.state_dict(), "state": st}, Path(tmp) / STATE_FILE)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=ckpt)
+            times = {"loop_entered_at": entered, "reported_at": time.time()}
+            ray.train.report({**metrics, **times}, checkpoint=ckpt)
+        saved_at = time.monotonic() if due else saved_at
         if epoch == fail_at:
             raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_ENV})")
 
@@ -192,6 +201,7 @@ def fit_staged(model: Trainable, staged: StagedExamples, val, run: RayRun) -> Tr
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    started = time.time()
     ensure_ray()
     require_room_for_data(run.num_workers, reads=not staged.in_memory)
     trainer = TorchTrainer(
@@ -202,6 +212,7 @@ def fit_staged(model: Trainable, staged: StagedExamples, val, run: RayRun) -> Tr
             "staged": staged,
             # Read on the driver: workers keep the environment Ray started with.
             "fail_at_epoch": int(os.environ.get(FAIL_AT_EPOCH_ENV, "-1")),
+            "checkpoint_every_s": run.checkpoint_every_s,
         },
         scaling_config=run.scaling(),
         run_config=ray.train.RunConfig(
@@ -213,13 +224,39 @@ def fit_staged(model: Trainable, staged: StagedExamples, val, run: RayRun) -> Tr
         ),
         datasets=None if staged.in_memory else {"train": _read_examples(staged)},
     )
+    fit_at = time.time()
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
         saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
-    model.training_log = {"metrics": result.metrics, **saved["state"]["early_stopping"]}
+    state = saved["state"]
+    model.training_log = {
+        "metrics": result.metrics,
+        **state["early_stopping"],
+        "timing": run_timing(started, fit_at, time.time(), result.metrics, state),
+    }
     model.load_state(saved["state"]["best_model"])
     delete_dir(staged.filesystem, staged.directory)
     return model
+
+
+def run_timing(started: float, fit_at: float, done: float, metrics: dict, state: dict) -> dict:
+    """Where a run's seconds went (wall clock): Ray's start (none when it was up), Ray Train's
+    start of the controller and worker group up to the loop's first line, the epochs'
+    training, the rest of the loop (building the network, validation, reports, checkpoints)
+    and the end of the run (the worker group's shutdown, the result back)."""
+    entered, reported = metrics["loop_entered_at"], metrics["reported_at"]
+    epochs_s = sum(state["epoch_seconds"][: state["epoch"] + 1])
+    return {
+        "ray_start_s": fit_at - started,
+        "worker_group_start_s": entered - fit_at,
+        "epochs_s": epochs_s,
+        "epochs": state["epoch"] + 1,
+        "loop_rest_s": reported - entered - epochs_s,
+        "run_end_s": done - reported,
+        "total_s": done - started,
+        "started_at": started,  # unix times: a caller places the run within its own
+        "done_at": done,
+    }
 
 
 def _read_examples(staged: StagedExamples):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.config import RecsysError, recsys_home
 from recsys.data.io import (
@@ -24,41 +23,23 @@ from recsys.data.io import (
     resolve_interactions,
 )
 from recsys.data.split import read_split, split_lineage, split_protocol
-from recsys.data.validate import DEFAULT_MAX_BAD_SHARE, load_interactions
-from recsys.features.store import DEFAULT_SERVICE, FeatureStore
+from recsys.data.validate import load_interactions
+from recsys.features.store import FeatureStore
 from recsys.models.base import Recommender
 from recsys.models.kinds import create_model, protocol_params
 from recsys.models.manifest import read_manifest
 from recsys.models.multistage.crossfit import StageTrainer
+from recsys.models.names import NEURAL_KINDS
 from recsys.models.rankers.gbdt import GBDTRanker
 from recsys.models.trainable import Trainable
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
+from recsys.training.args import TrainArgs
 from recsys.training.gbdt import fit_gbdt_on_ray
 from recsys.training.ray_trainer import fit_on_ray
-from recsys.training.runs import RayRun
+from recsys.training.runs import CHECKPOINT_EVERY_S, RayRun
 from recsys.training.two_tower import train_two_tower
 
-NEURAL_KINDS = ("two_tower", "multistage")  # trained on Ray Train
 log = logging.getLogger(__name__)
-
-
-class TrainArgs(BaseModel):
-    """What ``recsys train`` takes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    data: Path
-    model: str
-    out: Path
-    params: dict[str, Any] = {}
-    max_bad_share: float = Field(DEFAULT_MAX_BAD_SHARE, ge=0.0, le=1.0)
-    gpu: bool = False
-    num_workers: int = Field(1, ge=1)
-    resume: bool = False
-    storage_path: str | None = None  # checkpoints; default $RECSYS_HOME/checkpoints
-    run_name: str | None = None  # default: the model directory's name
-    features: Path | None = None  # a Feast repository: train on its point-in-time training set
-    feature_service: str = DEFAULT_SERVICE
 
 
 def fit_model(
@@ -95,6 +76,7 @@ def fit_model(
             resume=bool(args and args.resume),
             num_workers=args.num_workers if args else 1,
             use_gpu=use_gpu,
+            checkpoint_every_s=args.checkpoint_every_s if args else CHECKPOINT_EVERY_S,
         )
 
     model = create_model(kind, params)

@@ -21,12 +21,15 @@ from recsys.evaluation.metrics import ranking_metrics
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
 from recsys.models.popularity import Popularity
+from recsys.models.two_tower import TwoTower, TwoTowerConfig
 from recsys.training.ray_trainer import require_room_for_data
+from recsys.training.runs import CHECKPOINT_EVERY_S
 from recsys.training.train import TrainArgs, train
 from recsys.training.two_tower import FAIL_AT_EPOCH_ENV
 from tests.helpers import recommend_rows
 
 CONFIG = {"epochs": 3, "history_len": 20}
+EVERY = ("--checkpoint-every", "0")  # a checkpoint after every epoch
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,8 @@ def storage(tmp_path_factory) -> Path:
 
 
 def train_here(split_dir: Path, out: Path, storage: Path, run_name: str, **kw) -> Path:
-    """``train(TrainArgs)`` in this process, on the session's Ray."""
+    """``train(TrainArgs)`` in this process, on the session's Ray; a checkpoint after every
+    epoch unless ``checkpoint_every_s`` says otherwise."""
     params = {**CONFIG, **kw.pop("params", {})}
     args = TrainArgs(
         data=split_dir,
@@ -54,7 +58,7 @@ def train_here(split_dir: Path, out: Path, storage: Path, run_name: str, **kw) -
         params=params,
         storage_path=str(storage),
         run_name=run_name,
-        **kw,
+        **{"checkpoint_every_s": 0, **kw},
     )
     return train(args)
 
@@ -134,7 +138,7 @@ def test_a_fresh_run_under_an_old_name_crashes_then_cli_resume_recommend(
 
     params = [arg for k, v in {**CONFIG, **short}.items() for arg in ("--param", f"{k}={v}")]
     train_args = ["train", "--data", split_dir, "--model", "two_tower", *params, "--out", out]
-    cli_here(*train_args, "--storage-path", storage, "--run-name", "full", "--resume")
+    cli_here(*train_args, "--storage-path", storage, "--run-name", "full", "--resume", *EVERY)
     resumed = checkpoints(storage, "full")
     (latest,) = crashed
     assert resumed.get(latest) == 0  # the crashed run's checkpoint is still there ...
@@ -150,6 +154,30 @@ def test_a_fresh_run_under_an_old_name_crashes_then_cli_resume_recommend(
     assert set(recs.user_id) == set(train_df.user_id)
     assert recs.groupby("user_id").size().eq(10).all()
     assert train_df[["user_id", "item_id"]].merge(recs, on=["user_id", "item_id"]).empty
+
+
+def test_one_worker_trains_as_the_in_process_fit_and_checkpoints_at_the_end(
+    ray_session, split_dir, tmp_path
+):
+    """The Ray Train loop is the in-process loop: one worker, fed the staged examples, runs
+    the same batches to the same validation history and weights. At the default interval a
+    short run writes one checkpoint, after its last epoch."""
+    out = train_here(
+        split_dir,
+        tmp_path / "ray",
+        tmp_path / "ckpt",
+        "short",
+        checkpoint_every_s=CHECKPOINT_EVERY_S,
+    )
+    assert list(checkpoints(tmp_path / "ckpt", "short").values()) == [CONFIG["epochs"] - 1]
+
+    train_df = pd.read_parquet(split_dir / "train.parquet")
+    users = pd.read_parquet(split_dir / "users.parquet")
+    items = pd.read_parquet(split_dir / "items.parquet")
+    here = TwoTower(TwoTowerConfig(**CONFIG)).fit(train_df, users, items)
+    ray_model = load_model(out)
+    np.testing.assert_allclose(val_history(out), here.training_log["history"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ray_model.item_embeddings, here.item_embeddings, atol=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.models.encoding import MAX_GENRES
-from recsys.models.neural import Batch, run_epochs, seed_everything, shuffled_slices
+from recsys.models.neural import Batch, id_table, run_epochs, seed_everything, shuffled_slices
 from recsys.ndcg import mean_ndcg
 
 WEIGHTS_FILE = "ranker.pt"
@@ -82,7 +82,7 @@ class RankerNet(nn.Module):
     ):
         super().__init__()
         n_dense = len(dense_features)
-        self.item_id = nn.Embedding(n_items + 1, cfg.id_dim, padding_idx=0, sparse=True)
+        self.item_id = id_table(n_items + 1, cfg.id_dim)
         self.age = nn.Embedding(card["age"], cfg.feat_dim, padding_idx=0)
         self.gender = nn.Embedding(card["gender"], cfg.feat_dim, padding_idx=0)
         self.occupation = nn.Embedding(card["occupation"], cfg.feat_dim, padding_idx=0)
@@ -111,7 +111,7 @@ class RankerNet(nn.Module):
 
     def logits(self, batch: Batch) -> torch.Tensor:
         iid, ufeat = batch["iid"], batch["ufeat"]
-        feats = self.table[iid]  # (B, MAX_GENRES + 1)
+        feats = self.table.index_select(0, iid)  # (B, MAX_GENRES + 1)
         dense = (batch["dense"] - self.dense_mean) / self.dense_std  # (B, n_dense)
         x0 = torch.cat(
             [

@@ -90,7 +90,7 @@ class TwoTower(ItemContent, Recommender):
             seed_everything(self.config.seed)
         n_users, n_items = self.n_users, len(self._item_table) - 1
         card, content = self.encoder.cardinalities, self._item_content
-        trained = None  # a worker's copy has no counts: training reads every id as it is
+        trained = None
         if self.item_popularity is not None and len(self.item_popularity) == n_items:
             trained = np.r_[False, np.asarray(self.item_popularity) > 0]
         return TwoTowerNet(n_users, n_items, card, self._item_table, self.config, content, trained)
@@ -103,7 +103,7 @@ class TwoTower(ItemContent, Recommender):
         """What a Ray Train worker needs, without the id vocabularies (which can be large)."""
         slim = copy.copy(self)
         slim._n_users = len(self.user_ids)
-        slim.user_ids = slim.item_ids = slim.item_popularity = None
+        slim.user_ids = slim.item_ids = None  # the popularity stays: it says which ids trained
         slim._user_index = slim._item_index = None
         slim.net = None
         slim.encoder = dataclasses.replace(
@@ -202,7 +202,12 @@ class TwoTower(ItemContent, Recommender):
         ex = self.prepare(train, users, items)
         fit_rows, val = self.split_validation(ex)
         loss = self.loss_module(self.item_counts(fit_rows))
-        fit_in_memory(self, loss, fit_rows, val)
+        state = fit_in_memory(self, loss, fit_rows, val)
+        self.training_log = {
+            **state.get("early_stopping", {}),
+            "epoch_seconds": state.get("epoch_seconds", []),
+            "examples": len(fit_rows["uid"]),
+        }
         self.finalize()
 
     def finalize(self, index: ItemIndex | None = None) -> None:

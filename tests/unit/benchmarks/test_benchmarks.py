@@ -9,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+import torch
 
+from benchmarks import gpu_check
 from benchmarks.assignment_http import replica_arms
 from benchmarks.features import entity_rows
 from benchmarks.multinode import _split_args
@@ -145,6 +147,8 @@ def test_an_option_row_runs_only_when_named():
 ROOT = Path(__file__).resolve().parents[3]
 WRITERS = (
     "catalog_scale",
+    "gpu_check",
+    "train_wall",
     "data_statistics",
     "experiments",
     "features",
@@ -171,6 +175,13 @@ def test_every_benchmark_writes_the_one_header():
         text = source.read_text()
         writes = "results_header(" in text or "demo_main(" in text  # demo_main calls it
         assert writes and '"machine"' not in text, source.name
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
+def test_the_gpu_check_says_so_and_writes_nothing_without_a_gpu(tmp_path, capsys):
+    out = tmp_path / "gpu.json"
+    assert gpu_check.main(["--out", str(out)]) == gpu_check.NO_GPU
+    assert "no CUDA device" in capsys.readouterr().err and not out.exists()
 
 
 def test_the_committed_results_files_still_read():

@@ -8,7 +8,8 @@ import pytest
 
 from recsys.config import RecsysError
 from recsys.models.ease import EASE, EASEConfig
-from recsys.models.kinds import create_model, load_model
+from recsys.models.kinds import MODEL_KINDS, create_model, load_model
+from recsys.models.names import KIND_NAMES, NEURAL_KINDS
 from recsys.models.popularity import Popularity
 from tests.helpers import recommend_rows
 
@@ -29,6 +30,13 @@ def test_exactly_k_unseen_items_per_user(kind, train):
     assert not any((u, i) in seen for u, i in zip(recs.user_id, recs.item_id, strict=True))
     assert recs.groupby("user_id")["rank"].apply(list).map(lambda r: r == [1, 2, 3, 4, 5]).all()
     assert (recs.groupby("user_id")["score"].diff().dropna() <= 0).all()
+
+
+def test_the_kind_names_are_the_kinds():
+    """``recsys train`` lists the kinds from their names alone (it starts Ray before it
+    imports the models): the names must be the kinds."""
+    assert sorted(KIND_NAMES) == sorted(MODEL_KINDS)
+    assert set(NEURAL_KINDS) <= set(KIND_NAMES)
 
 
 def test_include_seen_can_return_history():

@@ -462,7 +462,9 @@ def test_features_on_the_candidates_equal_their_whole_catalog_definitions(intera
             pop = sources.popularity
             higher = [(pop[unseen] > pop[c]).sum() for c in cand.codes]
             assert np.array_equal(x[:, col["popularity_rank"]], rank_feature(higher))
-            np.testing.assert_allclose(x[:, col["two_tower"]], dense[u, cand.codes], atol=1e-6)
+            np.testing.assert_allclose(
+                x[:, col["two_tower"]], dense[u, cand.codes], rtol=1e-6, atol=1e-6
+            )
             above = [(dense[u, unseen] > dense[u, c]).sum() for c in cand.codes]
             expected = rank_feature(np.minimum(above, depth))
             assert np.array_equal(x[:, col["two_tower_rank"]], expected)

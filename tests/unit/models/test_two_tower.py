@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from recsys.models import neural
 from recsys.models.encoding import (
     AGE_EDGES,
     MAX_GENRES,
@@ -157,8 +158,17 @@ LOSSES = {
 SPARSE = ("user_tower.id.weight", "user_tower.history.weight", "item_tower.id.weight")
 
 
+@pytest.fixture(params=[False, True], ids=["dense-rows", "sparse"])
+def sparse_ids(request, monkeypatch) -> bool:
+    """Id tables as small ones are (dense gradients, RowAdam) or as large ones (sparse
+    gradients, SparseAdam): the tables tiny_net builds after it takes either."""
+    if request.param:
+        monkeypatch.setattr(neural, "DENSE_GRAD_MAX_ROWS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("variant", list(LOSSES))
-def test_losses_are_finite_with_sparse_and_dense_grads(variant):
+def test_losses_are_finite_with_sparse_and_dense_grads(variant, sparse_ids):
     cfg = TwoTowerConfig(**{**TINY, **LOSSES[variant], "id_dropout": 0.0})
     net = tiny_net(cfg)
     counts = np.arange(12, dtype=float) ** 2  # skewed popularity
@@ -170,18 +180,19 @@ def test_losses_are_finite_with_sparse_and_dense_grads(variant):
     params = dict(loss_fn.named_parameters())
     for name in SPARSE:
         grad = params[f"net.{name}"].grad
-        assert grad is not None and grad.is_sparse, name
+        assert grad is not None and grad.is_sparse == sparse_ids, name
     dense = {n: p for n, p in params.items() if n.removeprefix("net.") not in SPARSE}
     assert all(p.grad is not None and not p.grad.is_sparse for p in dense.values())
     assert params["net.user_tower.mlp.0.weight"].grad.abs().sum() > 0
     assert params["net.item_tower.mlp.2.weight"].grad.abs().sum() > 0
 
 
-def test_make_optimizers_sparse_adam_for_id_tables_adamw_for_the_rest():
+def test_make_optimizers_row_wise_adam_for_id_tables_adamw_for_the_rest(sparse_ids):
     cfg = TwoTowerConfig(**TINY)
     loss_fn = TwoTowerLoss(tiny_net(cfg), np.ones(12), cfg)
     opts = make_optimizers(loss_fn, lr=0.01, sparse_lr=0.05, weight_decay=1e-5)
-    assert [type(o) for o in opts] == [torch.optim.SparseAdam, torch.optim.AdamW]
+    rows = torch.optim.SparseAdam if sparse_ids else neural.RowAdam
+    assert [type(o) for o in opts] == [rows, torch.optim.AdamW]
     named = dict(loss_fn.named_parameters())
     in_opt = [{id(p) for g in o.param_groups for p in g["params"]} for o in opts]
     assert in_opt[0] == {id(named[f"net.{n}"]) for n in SPARSE}
@@ -196,6 +207,27 @@ def test_make_optimizers_sparse_adam_for_id_tables_adamw_for_the_rest():
     assert not torch.equal(
         before["net.user_tower.mlp.0.weight"], named["net.user_tower.mlp.0.weight"]
     )
+
+
+def test_row_adam_is_sparse_adams_update_on_dense_gradients():
+    """The same table, the same lookups, step after step: RowAdam on the dense gradient
+    leaves the weights SparseAdam leaves on the sparse one; a row no batch looked up stays."""
+    torch.manual_seed(0)
+    dense = torch.nn.EmbeddingBag(50, 8, mode="mean", padding_idx=0)
+    sparse = torch.nn.EmbeddingBag(50, 8, mode="mean", padding_idx=0, sparse=True)
+    sparse.load_state_dict(dense.state_dict())
+    start = dense.weight.detach().clone()
+    opts = [neural.RowAdam(dense.parameters(), lr=0.05)]
+    opts.append(torch.optim.SparseAdam(sparse.parameters(), lr=0.05))
+    for step in range(5):
+        ids = torch.randint(0, 40, (16, 4), generator=torch.Generator().manual_seed(step))
+        for table, opt in zip((dense, sparse), opts, strict=True):
+            opt.zero_grad(set_to_none=True)
+            table(ids).pow(2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(dense.weight, sparse.weight, rtol=1e-5, atol=1e-6)
+    assert torch.equal(dense.weight[40:], start[40:])  # never looked up: as it was
+    assert not torch.equal(dense.weight[1:40], start[1:40])
 
 
 @pytest.mark.parametrize("logq", [True, False])
