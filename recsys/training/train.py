@@ -37,7 +37,7 @@ from recsys.training.args import TrainArgs
 from recsys.training.gbdt import fit_gbdt_on_ray
 from recsys.training.ray_trainer import fit_on_ray
 from recsys.training.runs import CHECKPOINT_EVERY_S, RayRun
-from recsys.training.two_tower import train_two_tower
+from recsys.training.two_tower import train_two_tower, train_two_towers
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,8 @@ class RayStageTrainer(StageTrainer):
     def __init__(self, run: Callable[..., RayRun], gpu: bool = False) -> None:
         self.run, self.gpu = run, gpu
 
-    def two_tower(self, train, users, items, config: TwoTowerConfig, tag: str) -> TwoTower:
-        return train_two_tower(
-            train, users, items, config, self.run(f"two-tower-{tag}", config.use_gpu)
-        )
+    def two_towers(self, parts, users, items, config: TwoTowerConfig) -> list[TwoTower]:
+        return train_two_towers(parts, users, items, config, self.run("two-towers", config.use_gpu))
 
     def ranker(self, ranker: GBDTRanker | Trainable, fit_rows, val, tag: str):
         if isinstance(ranker, GBDTRanker):  # LightGBM on Ray Train's LightGBMTrainer

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
-from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, fit_staged, stage_examples
+from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, fit_jobs, fit_staged, stage_examples
 from recsys.training.runs import RayRun
 
-__all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "fit_staged", "train_two_tower"]
+__all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "fit_staged", "train_two_tower", "train_two_towers"]
 
 
 def train_two_tower(
@@ -33,10 +35,28 @@ def train_two_tower(
     Returns:
         The fitted model, with the best epoch's weights.
     """
-    model = TwoTower(config)
-    examples = model.prepare(model.prepare_base(train, items), users, items)
-    fit_rows, val = model.split_validation(examples)
-    del examples
-    staged = stage_examples(model, fit_rows, run)
-    del fit_rows
-    return fit_staged(model, staged, val, run)
+    return train_two_towers([(train, "")], users, items, config, run)[0]
+
+
+def train_two_towers(
+    parts: Iterable[tuple[pd.DataFrame, str]],
+    users: pd.DataFrame | None,
+    items: pd.DataFrame | None,
+    config: TwoTowerConfig,
+    run: RayRun,
+) -> list[TwoTower]:
+    """A :class:`TwoTower` fitted on each of ``parts`` (training interactions and a tag),
+    all in one Ray Train run: the cross-fitted model's folds pay Ray Train's start once.
+
+    Each part's examples are staged as it comes and let go (``parts`` may be a generator:
+    the driver holds one part's interactions at a time).
+    """
+    jobs = []
+    for train, tag in parts:
+        model = TwoTower(config)
+        examples = model.prepare(model.prepare_base(train, items), users, items)
+        fit_rows, val = model.split_validation(examples)
+        del examples
+        jobs.append((model, stage_examples(model, fit_rows, run, tag), val))
+        del fit_rows
+    return fit_jobs(jobs, run)

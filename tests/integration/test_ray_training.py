@@ -5,6 +5,7 @@ In-process runs share the session's Ray (``ray_session``, where the crash-inject
 set after ``ray.init`` reaches the training workers), the CLI's commands too.
 """
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -23,9 +24,9 @@ from recsys.models.manifest import read_manifest
 from recsys.models.popularity import Popularity
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
 from recsys.training.ray_trainer import require_room_for_data
-from recsys.training.runs import CHECKPOINT_EVERY_S
+from recsys.training.runs import RayRun
 from recsys.training.train import TrainArgs, train
-from recsys.training.two_tower import FAIL_AT_EPOCH_ENV
+from recsys.training.two_tower import FAIL_AT_EPOCH_ENV, train_two_towers
 from tests.helpers import recommend_rows
 
 CONFIG = {"epochs": 3, "history_len": 20}
@@ -156,28 +157,45 @@ def test_a_fresh_run_under_an_old_name_crashes_then_cli_resume_recommend(
     assert train_df[["user_id", "item_id"]].merge(recs, on=["user_id", "item_id"]).empty
 
 
-def test_one_worker_trains_as_the_in_process_fit_and_checkpoints_at_the_end(
-    ray_session, split_dir, tmp_path
+def test_several_models_train_in_one_run_as_in_process_and_resume_at_the_job_they_were_in(
+    ray_session, split_dir, tmp_path, monkeypatch
 ):
-    """The Ray Train loop is the in-process loop: one worker, fed the staged examples, runs
-    the same batches to the same validation history and weights. At the default interval a
-    short run writes one checkpoint, after its last epoch."""
-    out = train_here(
-        split_dir,
-        tmp_path / "ray",
-        tmp_path / "ckpt",
-        "short",
-        checkpoint_every_s=CHECKPOINT_EVERY_S,
-    )
-    assert list(checkpoints(tmp_path / "ckpt", "short").values()) == [CONFIG["epochs"] - 1]
+    """The cross-fitted model's two-towers train in one Ray Train run, one job after the
+    other: each ends as the in-process fit of its part does (one worker runs the in-process
+    loop on the same batches). A run that crashes after its first job is resumed at the
+    second; at the default interval each job writes one checkpoint, after its last epoch."""
+    import ray.train
 
     train_df = pd.read_parquet(split_dir / "train.parquet")
     users = pd.read_parquet(split_dir / "users.parquet")
     items = pd.read_parquet(split_dir / "items.parquet")
-    here = TwoTower(TwoTowerConfig(**CONFIG)).fit(train_df, users, items)
-    ray_model = load_model(out)
-    np.testing.assert_allclose(val_history(out), here.training_log["history"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(ray_model.item_embeddings, here.item_embeddings, atol=1e-5)
+    cfg = TwoTowerConfig(**{**CONFIG, "epochs": 2})
+    codes = train_df.user_id.astype(int)
+    parts = [(train_df[codes % 4 == 0], "quarter"), (train_df[codes % 2 == 0], "half")]
+    run = RayRun(storage_path=str(tmp_path), name="jobs")
+
+    monkeypatch.setenv(FAIL_AT_EPOCH_ENV, "1")  # after the first job's last epoch
+    with pytest.raises(ray.train.TrainingFailedError, match="injected failure"):
+        train_two_towers(parts, users, items, cfg, run)
+    monkeypatch.delenv(FAIL_AT_EPOCH_ENV)
+    assert job_checkpoints(tmp_path / "jobs") == [(0, 1, True)]
+    models = train_two_towers(parts, users, items, cfg, dataclasses.replace(run, resume=True))
+    assert job_checkpoints(tmp_path / "jobs") == [(0, 1, True), (1, 1, True)]
+
+    assert models[1].training_log["timing"]["jobs"] == 1  # the resumed run trained one
+    for model, (part, _) in zip(models, parts, strict=True):
+        here = TwoTower(cfg).fit(part, users, items)
+        np.testing.assert_allclose(model.training_log["history"], here.training_log["history"])
+        np.testing.assert_allclose(model.item_embeddings, here.item_embeddings, atol=1e-5)
+
+
+def job_checkpoints(run_dir: Path) -> list[tuple[int, int, bool]]:
+    """(job, epoch, whether the job was done) of each checkpoint a run directory keeps."""
+    out = []
+    for d in sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir()):
+        saved = torch.load(d / "state.pt", map_location="cpu", weights_only=False)
+        out.append((saved["job"], saved["state"]["epoch"], saved["done"]))
+    return out
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -20,6 +20,7 @@ fit alone gives the features at serving.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 
 import numpy as np
@@ -50,9 +51,10 @@ class StageTrainer:
     rows and calls these; a trainer owns the loop. This one trains here (small data, tests);
     ``recsys.training.train.RayStageTrainer`` runs the same parts on Ray Train."""
 
-    def two_tower(self, train, users, items, config: TwoTowerConfig, tag: str) -> TwoTower:
-        """A fitted two-tower source on ``train`` (``tag``: the fold, or "all")."""
-        return TwoTower(config).fit(train, users, items)
+    def two_towers(self, parts, users, items, config: TwoTowerConfig) -> list[TwoTower]:
+        """A fitted two-tower source on each of ``parts`` (the training interactions and a
+        tag: the fold's, or "all"; a generator, consumed once)."""
+        return [TwoTower(config).fit(train, users, items) for train, _ in parts]
 
     def ranker(self, ranker: GBDTRanker | Trainable, fit_rows, val, tag: str):
         """The fitted ranker: the DCN's epochs, or the trees' rounds."""
@@ -76,8 +78,9 @@ class CrossFitting:
         progress.info("sources: %s", "; ".join(f"{k} {v}" for k, v in plan.items()))
         self.fold_sources, parts = [], []
         folds = {"random": cfg.folds * cfg.draws, "time": cfg.folds - 1}.get(cfg.crossfit, 1)
+        towers = self._fit_towers(train, users, items, folds)
         for f, (history, labels) in enumerate(self._folds(train)):
-            sources = self._fit_sources(history, users, items, tag=f"fold-{f}")
+            sources = self._fit_sources(history, towers[f])
             if cfg.crossfit == "random" and f < cfg.folds:  # the first draw's fits serve
                 self.fold_sources.append(sources)  # (their features averaged)
             progress.info("fold %d/%d: sources fitted on %d rows", f + 1, folds, len(history))
@@ -90,7 +93,7 @@ class CrossFitting:
                 "ranker has nothing to learn from (too little data, or use crossfit='random')"
             )
         del history, labels, sources  # the last fold's rows and fit: not held through
-        self.sources = self._fit_sources(train, users, items, tag="all")  # the full fit
+        self.sources = self._fit_sources(train, towers[-1])  # the full fit
         progress.info("full fit: sources fitted on %d rows", len(train))
         rows = RankingRows(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
         progress.info(
@@ -105,6 +108,8 @@ class CrossFitting:
             "sources": plan,
             "ranker": self.config.ranker,
             "ranker_log": getattr(self.ranker, "training_log", None),
+            # the full fit's two-tower: its epochs and (on Ray Train) the one run's timing
+            "two_tower_log": getattr(towers[-1], "training_log", None),
             "ranker_rows": int(len(rows.label)),
             "ranker_positives": int(rows.label.sum()),
             "candidate_recall": float(rows.label.sum() / len(train)),
@@ -137,14 +142,24 @@ class CrossFitting:
         """The fits whose features the ranker scores at serving (averaged)."""
         return self.fold_sources or [self.sources]
 
-    def _fit_sources(self, train: pd.DataFrame, users, items, tag: str) -> Sources:
+    def _fit_towers(self, train: pd.DataFrame, users, items, folds: int) -> list:
+        """The two-tower source of each of the ``folds`` folds and of the full fit (in that
+        order), all trained by one call of the trainer (one Ray Train run), which takes the
+        folds' interactions one at a time; Nones without a two-tower source."""
         cfg = self.config
-        x = self.history_matrix(train, np.sort(train[USER].unique()))
-        tower = None
-        if cfg.n_two_tower > 0:
-            tower = self.trainer.two_tower(train, users, items, cfg.two_tower, tag)
+        if cfg.n_two_tower <= 0:
+            return [None] * (folds + 1)
+        parts = ((h, f"fold-{f}") for f, (h, _) in enumerate(self._folds(train)))
+        parts = itertools.chain(parts, [(train, "all")])
+        towers = self.trainer.two_towers(parts, users, items, cfg.two_tower)
+        for tower in towers:
             if not np.array_equal(tower.item_ids, self.item_ids):
                 raise ValueError("two-tower vocabulary differs from the multi-stage model's")
+        progress.info("two-tower sources: %d fits", len(towers))
+        return towers
+
+    def _fit_sources(self, train: pd.DataFrame, tower: TwoTower | None) -> Sources:
+        x = self.history_matrix(train, np.sort(train[USER].unique()))
         whole = self._whole_catalog_sources()
         return Sources.fit(x, whole["ease"], whole["rp3"], tower, self.content, self.content_index)
 

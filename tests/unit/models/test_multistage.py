@@ -402,11 +402,18 @@ class SpyTrainer(StageTrainer):
     """Trains in process and records each call's arguments and result, by part."""
 
     def __init__(self) -> None:
-        self.calls: dict[str, list] = {"two_tower": [], "ranker": []}
+        self.calls: dict[str, list] = {"two_towers": [], "ranker": []}
 
-    def two_tower(self, *args):
-        result = super().two_tower(*args)
-        self.calls["two_tower"].append((args, result))
+    def two_towers(self, parts, *args):
+        tags = []
+
+        def recorded():  # the parts as the trainer takes them, their tags noted
+            for train, tag in parts:
+                tags.append(tag)
+                yield train, tag
+
+        result = super().two_towers(recorded(), *args)
+        self.calls["two_towers"].append((tags, result))
         return result
 
     def ranker(self, *args):
@@ -418,10 +425,10 @@ class SpyTrainer(StageTrainer):
 def test_a_two_tower_source_is_fitted_per_fold_and_adds_its_ann_candidates(interactions):
     spy = SpyTrainer()
     model = fit(interactions, n_two_tower=5, trainer=spy)
-    towers = spy.calls["two_tower"]
-    assert [args[-1] for args, _ in towers] == ["fold-0", "fold-1", "fold-2", "all"]
-    assert model.sources.two_tower is towers[-1][1]
-    assert [s.two_tower for s in model.fold_sources] == [r for _, r in towers[:3]]
+    ((tags, towers),) = spy.calls["two_towers"]  # every fit in one call (one Ray Train run)
+    assert tags == ["fold-0", "fold-1", "fold-2", "all"]
+    assert model.sources.two_tower is towers[-1]
+    assert [s.two_tower for s in model.fold_sources] == towers[:3]
     users = sorted(interactions.user_id.unique())
     batch = batch_of(model, interactions, users)
     cands = model.candidates(batch, items=items_of(model, interactions))
