@@ -57,10 +57,10 @@ def _train_loop(cfg: dict) -> None:
         first = saved["job"] + int(saved["done"])
         if saved["done"]:
             finished, saved = [*finished, _summary(saved["state"], saved["metrics"])], None
-    saved_at = [time.monotonic()]
+    report = _EpochReport(cfg, entered)
     for job in range(first, len(cfg["jobs"])):
         model, staged, val = cfg["jobs"][job]
-        report = _EpochReport(cfg, job, finished, entered, saved_at)
+        report.job, report.model, report.finished = job, model, finished
         state = _train_job(model, staged, val, job, saved, report)
         finished, saved = [*finished, _summary(state, report.last_metrics)], None
 
@@ -89,24 +89,24 @@ def _train_job(model: Trainable, staged, val, job: int, saved: dict | None, repo
             return epoch_batches(model, rows, model.config.seed + epoch, device, steps)
     else:
         batches = _streamed_batches(model, device, f"job{job}")
-    report.model = model
     return model.run_epochs(batches, trained, val, start_epoch=start, state=state, on_epoch=report)
 
 
 class _EpochReport:
-    """The epoch callback of job ``job``: every epoch reports; a checkpoint goes with the
-    job's last epoch and once ``checkpoint_every_s`` is over since the last one."""
+    """The epoch callback of a run's jobs (``job``, ``model`` and the jobs ``finished`` before
+    it are the one under way's): every epoch reports; a checkpoint goes with a job's last
+    epoch and once ``checkpoint_every_s`` is over since the run's last checkpoint."""
 
-    def __init__(self, cfg: dict, job: int, finished: list, entered: float, saved_at: list):
-        self.cfg, self.job, self.finished = cfg, job, finished
-        self.entered, self.saved_at = entered, saved_at
-        self.model, self.last_metrics = None, {}
+    def __init__(self, cfg: dict, entered: float):
+        self.cfg, self.entered, self.saved_at = cfg, entered, time.monotonic()
+        self.job, self.model, self.finished = 0, None, []
+        self.last_metrics: dict = {}
 
     def __call__(self, epoch: int, metrics: dict, state: dict, last: bool) -> None:
         import ray.train
 
         rank = ray.train.get_context().get_world_rank()
-        due = last or time.monotonic() - self.saved_at[0] >= self.cfg["checkpoint_every_s"]
+        due = last or time.monotonic() - self.saved_at >= self.cfg["checkpoint_every_s"]
         metrics = {**metrics, "job": self.job}
         metrics |= {"loop_entered_at": self.entered, "reported_at": time.time()}
         with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +118,7 @@ class _EpochReport:
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)
         self.last_metrics = metrics
-        self.saved_at[0] = time.monotonic() if due else self.saved_at[0]
+        self.saved_at = time.monotonic() if due else self.saved_at
         if epoch == self.cfg["fail_at_epoch"]:
             raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_ENV})")
 
