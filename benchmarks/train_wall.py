@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from recsys.data import movielens
-from recsys.data.split import split, write_split
+from recsys.data.split import read_split, split, write_split
 from recsys.evaluation.tables import results_header
 from recsys.files import write_json
 from recsys.models.manifest import read_manifest
@@ -102,8 +102,7 @@ def cli_run(data: Path, out: Path, tree: Path | None, storage: Path) -> dict:
 def in_process(data: Path, threads: int) -> dict:
     """The same fit in this process at ``threads`` torch threads."""
     torch.set_num_threads(threads)
-    train = pd.read_parquet(data / "train.parquet")
-    users, items = pd.read_parquet(data / "users.parquet"), pd.read_parquet(data / "items.parquet")
+    train, users, items = read_split(data)
     t0 = time.perf_counter()
     model = TwoTower(TwoTowerConfig()).fit(train, users, items)
     wall = time.perf_counter() - t0

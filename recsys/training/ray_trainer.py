@@ -48,17 +48,15 @@ def _train_loop(cfg: dict) -> None:
     import ray.train
 
     entered = time.time()  # the driver reads the worker group's start from it
-    first, finished, saved = 0, [], None
+    finished, saved = [], None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
             saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
-        finished = saved["finished"]
-        first = saved["job"] + int(saved["done"])
-        if saved["done"]:
-            finished, saved = [*finished, _summary(saved["state"], saved["metrics"])], None
+        finished = _jobs_done(saved)
+        saved = None if saved["done"] else saved  # else the job it holds goes on from it
     report = _EpochReport(cfg, entered)
-    for job in range(first, len(cfg["jobs"])):
+    for job in range(len(finished), len(cfg["jobs"])):
         model, staged, val = cfg["jobs"][job]
         report.job, report.model, report.finished = job, model, finished
         state = _train_job(model, staged, val, job, saved, report)
@@ -121,6 +119,13 @@ class _EpochReport:
         self.saved_at = time.monotonic() if due else self.saved_at
         if epoch == self.cfg["fail_at_epoch"]:
             raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_ENV})")
+
+
+def _jobs_done(saved: dict) -> list[dict]:
+    """The finished jobs a checkpoint accounts for: those before its job, and its job when the
+    checkpoint was written after that job's last epoch."""
+    done = [_summary(saved["state"], saved["metrics"])] if saved["done"] else []
+    return [*saved["finished"], *done]
 
 
 def _summary(state: dict, metrics: dict) -> dict:
@@ -229,12 +234,7 @@ def fit_on_ray(model: Trainable, fit_rows: dict[str, np.ndarray], val, run: RayR
     ``model`` is a :class:`~recsys.models.trainable.Trainable`: the two-tower model and the
     DCN ranker are.
     """
-    return fit_staged(model, stage_examples(model, fit_rows, run), val, run)
-
-
-def fit_staged(model: Trainable, staged: StagedExamples, val, run: RayRun) -> Trainable:
-    """:func:`fit_on_ray` on examples already staged by :func:`stage_examples`."""
-    return fit_jobs([(model, staged, val)], run)[0]
+    return fit_jobs([(model, stage_examples(model, fit_rows, run), val)], run)[0]
 
 
 def fit_jobs(jobs: list[tuple[Trainable, StagedExamples, object]], run: RayRun) -> list:
@@ -275,7 +275,7 @@ def fit_jobs(jobs: list[tuple[Trainable, StagedExamples, object]], run: RayRun) 
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
         saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
-    summaries = [*saved["finished"], _summary(saved["state"], saved["metrics"])]
+    summaries = _jobs_done(saved)  # the run's last checkpoint: its last job's last epoch
     timing = run_timing(started, fit_at, time.time(), result.metrics, summaries)
     for (model, staged, _), summary in zip(jobs, summaries, strict=True):
         model.training_log = {

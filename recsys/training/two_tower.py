@@ -7,10 +7,10 @@ from collections.abc import Iterable
 import pandas as pd
 
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
-from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, fit_jobs, fit_staged, stage_examples
+from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, fit_jobs, stage_examples
 from recsys.training.runs import RayRun
 
-__all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "fit_staged", "train_two_tower", "train_two_towers"]
+__all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "train_two_tower", "train_two_towers"]
 
 
 def train_two_tower(

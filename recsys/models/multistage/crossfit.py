@@ -78,9 +78,9 @@ class CrossFitting:
         progress.info("sources: %s", "; ".join(f"{k} {v}" for k, v in plan.items()))
         self.fold_sources, parts = [], []
         folds = {"random": cfg.folds * cfg.draws, "time": cfg.folds - 1}.get(cfg.crossfit, 1)
-        towers = self._fit_towers(train, users, items, folds)
+        towers = self._fit_towers(train, users, items)
         for f, (history, labels) in enumerate(self._folds(train)):
-            sources = self._fit_sources(history, towers[f])
+            sources = self._fit_sources(history, towers[f] if towers else None)
             if cfg.crossfit == "random" and f < cfg.folds:  # the first draw's fits serve
                 self.fold_sources.append(sources)  # (their features averaged)
             progress.info("fold %d/%d: sources fitted on %d rows", f + 1, folds, len(history))
@@ -93,7 +93,7 @@ class CrossFitting:
                 "ranker has nothing to learn from (too little data, or use crossfit='random')"
             )
         del history, labels, sources  # the last fold's rows and fit: not held through
-        self.sources = self._fit_sources(train, towers[-1])  # the full fit
+        self.sources = self._fit_sources(train, towers[-1] if towers else None)  # the full fit
         progress.info("full fit: sources fitted on %d rows", len(train))
         rows = RankingRows(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
         progress.info(
@@ -109,7 +109,7 @@ class CrossFitting:
             "ranker": self.config.ranker,
             "ranker_log": getattr(self.ranker, "training_log", None),
             # the full fit's two-tower: its epochs and (on Ray Train) the one run's timing
-            "two_tower_log": getattr(towers[-1], "training_log", None),
+            "two_tower_log": getattr(self.sources.two_tower, "training_log", None),
             "ranker_rows": int(len(rows.label)),
             "ranker_positives": int(rows.label.sum()),
             "candidate_recall": float(rows.label.sum() / len(train)),
@@ -142,13 +142,13 @@ class CrossFitting:
         """The fits whose features the ranker scores at serving (averaged)."""
         return self.fold_sources or [self.sources]
 
-    def _fit_towers(self, train: pd.DataFrame, users, items, folds: int) -> list:
-        """The two-tower source of each of the ``folds`` folds and of the full fit (in that
-        order), all trained by one call of the trainer (one Ray Train run), which takes the
-        folds' interactions one at a time; Nones without a two-tower source."""
+    def _fit_towers(self, train: pd.DataFrame, users, items) -> list[TwoTower] | None:
+        """The two-tower source of each fold and of the full fit (in that order), all trained
+        by one call of the trainer (one Ray Train run), which takes the folds' interactions
+        one at a time; None without a two-tower source."""
         cfg = self.config
         if cfg.n_two_tower <= 0:
-            return [None] * (folds + 1)
+            return None
         parts = ((h, f"fold-{f}") for f, (h, _) in enumerate(self._folds(train)))
         parts = itertools.chain(parts, [(train, "all")])
         towers = self.trainer.two_towers(parts, users, items, cfg.two_tower)
