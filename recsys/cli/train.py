@@ -14,6 +14,7 @@ import click
 
 from recsys.cli.options import (
     SHARE,
+    Number,
     gpu_option,
     num_workers_option,
     param_option,
@@ -60,7 +61,7 @@ TRAINING = "recsys.training.train"
 @click.option(
     "--checkpoint-every",
     "checkpoint_every_s",
-    type=click.FloatRange(min=0),
+    type=Number(min=0),
     default=CHECKPOINT_EVERY_S,
     show_default=True,
     help="Seconds between checkpoints (one is always written after the last epoch; 0: after "
