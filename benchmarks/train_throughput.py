@@ -47,7 +47,7 @@ from recsys.files import write_json
 from recsys.models.neural import make_optimizers, shuffled_slices
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.models.two_tower.model import TwoTower, to_batch
-from recsys.training import ray_trainer
+from recsys.training import staging
 from recsys.training.two_tower import RayRun, train_two_tower
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
@@ -140,14 +140,14 @@ def run_ours(
         use_gpu=use_gpu,
         num_workers=workers,
     )
-    limit = ray_trainer.IN_MEMORY_MAX_BYTES
-    ray_trainer.IN_MEMORY_MAX_BYTES = limit if feed == "memory" else -1
+    limit = staging.IN_MEMORY_MAX_BYTES
+    staging.IN_MEMORY_MAX_BYTES = limit if feed == "memory" else -1
     t0 = time.perf_counter()
     try:
         with PeakRss() as rss:
             model = train_two_tower(data["interactions"], data["users"], data["items"], cfg, run)
     finally:
-        ray_trainer.IN_MEMORY_MAX_BYTES = limit
+        staging.IN_MEMORY_MAX_BYTES = limit
     wall_s = time.perf_counter() - t0
     m = model.training_log["metrics"]
     examples = m["examples"] * workers  # rank 0 reports its shard

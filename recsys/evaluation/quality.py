@@ -76,7 +76,7 @@ OPTION_MODELS = (
     ModelSpec(
         "multistage-two-tower",
         "multistage",
-        {"n_two_tower": 100, "two_tower": {"history_len": 200, "epochs": 12}},
+        {"n_two_tower": 100, "two_tower": {"history_len": 200, "epochs": 12, "patience": 4}},
     ),
     # the shipped model without the items' content (its source and ranker features): the
     # ablation that decides whether content pays on each protocol

@@ -38,16 +38,49 @@ def seed_everything(seed: int) -> None:
 DENSE_GRAD_MAX_ROWS = 16_384
 
 
-def id_table(rows: int, dim: int, bag: bool = False) -> nn.Embedding | nn.EmbeddingBag:
-    """An id embedding table (row 0, padding, is "unknown"), trained row by row: a bag takes
-    the mean of its ids. Marked ``row_sparse`` for :func:`make_optimizers`."""
+# A mean bag of ``bag_len`` ids over a small table is a product: the batch's (rows × table)
+# id shares times the table. Its cost grows with the table, the bag's with the ids a row holds
+# (the bag's backward sorts them); the product is the cheaper one up to this many table rows
+# per id of a bag (benchmarks/history_bag.py).
+SHARES_BAG_ROWS_PER_ID = 10
+
+
+def id_table(rows: int, dim: int, bag_len: int = 0) -> nn.Module:
+    """An id embedding table (row 0, padding, is "unknown"), trained row by row; with
+    ``bag_len``, a bag that takes the mean of up to ``bag_len`` ids per row (:class:`SharesBag`
+    on a table small for that length, else ``nn.EmbeddingBag``). Marked ``row_sparse`` for
+    :func:`make_optimizers`."""
     sparse = rows > DENSE_GRAD_MAX_ROWS
-    if bag:
+    if bag_len and not sparse and rows <= SHARES_BAG_ROWS_PER_ID * bag_len:
+        table = SharesBag(rows, dim)
+    elif bag_len:
         table = nn.EmbeddingBag(rows, dim, mode="mean", padding_idx=0, sparse=sparse)
     else:
         table = nn.Embedding(rows, dim, padding_idx=0, sparse=sparse)
     table.row_sparse = True
     return table
+
+
+class SharesBag(nn.Module):
+    """``nn.EmbeddingBag(rows, dim, mode="mean", padding_idx=0)`` as a matrix product: each
+    row's id shares (an id's count over the row's non-padding ids) times the table. The same
+    initial weights for the same seed, the same means up to float rounding; its gradient is
+    dense, and zero on every row no id of the batch named (what :class:`RowAdam` reads)."""
+
+    def __init__(self, rows: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(rows, dim))
+        nn.init.normal_(self.weight)  # as nn.EmbeddingBag: N(0, 1), the padding row zero
+        with torch.no_grad():
+            self.weight[0].zero_()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids``: ``(B, L)`` → ``(B, dim)`` means (zeros for a row of padding only)."""
+        shares = self.weight.new_zeros(ids.shape[0], self.weight.shape[0])
+        shares.scatter_add_(1, ids, self.weight.new_ones(ids.shape))
+        shares[:, 0] = 0
+        shares /= shares.sum(dim=1, keepdim=True).clamp(min=1)
+        return shares @ self.weight
 
 
 class RowAdam(torch.optim.Optimizer):
@@ -98,10 +131,10 @@ def make_optimizers(
     """
     sparse, rows = [], []
     for m in module.modules():
-        if not isinstance(m, nn.Embedding | nn.EmbeddingBag):
-            continue
-        if m.sparse or getattr(m, "row_sparse", False):
-            (sparse if m.sparse else rows).extend(m.parameters(recurse=False))
+        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse:
+            sparse.extend(m.parameters(recurse=False))
+        elif getattr(m, "row_sparse", False):
+            rows.extend(m.parameters(recurse=False))
     row_ids = {id(p) for p in sparse + rows}
     dense = [p for p in module.parameters() if id(p) not in row_ids and p.requires_grad]
     opts: list[torch.optim.Optimizer] = []

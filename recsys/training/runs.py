@@ -31,13 +31,16 @@ class RayRun:
     # A checkpoint after the last epoch and after any epoch that ends this long after the
     # previous checkpoint (0: after every epoch); each epoch reports its metrics.
     checkpoint_every_s: float = CHECKPOINT_EVERY_S
+    # A run of several models with one worker each trains them side by side on this many
+    # workers (0: one per model, up to the cluster's free CPUs, or GPUs with use_gpu).
+    job_workers: int = 0
 
-    def scaling(self):
-        """The run's ``ray.train.ScalingConfig``."""
+    def scaling(self, num_workers: int | None = None):
+        """The run's ``ray.train.ScalingConfig`` (``num_workers`` in place of the run's)."""
         import ray.train
 
         return ray.train.ScalingConfig(
-            num_workers=self.num_workers,
+            num_workers=num_workers or self.num_workers,
             use_gpu=self.use_gpu,
             placement_strategy=self.placement_strategy,
         )

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 import pandas as pd
 
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
-from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, fit_jobs, stage_examples
+from recsys.training.ray_trainer import FAIL_AT_EPOCH_ENV, fit_jobs
 from recsys.training.runs import RayRun
+from recsys.training.staging import stage_examples
 
 __all__ = ["FAIL_AT_EPOCH_ENV", "RayRun", "train_two_tower", "train_two_towers"]
 

@@ -23,8 +23,9 @@ from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
 from recsys.models.popularity import Popularity
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
-from recsys.training.ray_trainer import require_room_for_data
+from recsys.training.ray_trainer import read_checkpoint
 from recsys.training.runs import RayRun
+from recsys.training.staging import require_room_for_data
 from recsys.training.train import TrainArgs, train
 from recsys.training.two_tower import FAIL_AT_EPOCH_ENV, train_two_towers
 from tests.helpers import recommend_rows
@@ -69,12 +70,20 @@ def val_history(model_dir: Path) -> list[float]:
 
 
 def checkpoints(storage: Path, run_name: str) -> dict[str, int]:
-    """Checkpoint directory name → the epoch its state was saved after."""
-    return {
-        d.name: torch.load(d / "state.pt", map_location="cpu", weights_only=False)["state"]["epoch"]
-        for d in sorted((storage / run_name).glob("checkpoint_*"))
-        if d.is_dir()
-    }
+    """Checkpoint directory name → the epoch its (one job's) state was saved after."""
+    return {d.name: epoch for d, [(_, epoch, _)] in job_checkpoints(storage / run_name)}
+
+
+def job_checkpoints(run_dir: Path) -> list[tuple[Path, list[tuple[int, int, bool]]]]:
+    """Each checkpoint a run directory keeps, with the (job, epoch, whether the job was done)
+    of every job it holds."""
+    out = []
+    for d in sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir()):
+        finished, underway = read_checkpoint(d)
+        jobs = [(j, s["epoch"], True) for j, s in finished.items()]
+        jobs += [(j, s["state"]["epoch"], False) for j, s in underway.items()]
+        out.append((d, sorted(jobs)))
+    return out
 
 
 @dataclass
@@ -157,13 +166,14 @@ def test_a_fresh_run_under_an_old_name_crashes_then_cli_resume_recommend(
     assert train_df[["user_id", "item_id"]].merge(recs, on=["user_id", "item_id"]).empty
 
 
-def test_several_models_train_in_one_run_as_in_process_and_resume_at_the_job_they_were_in(
+def test_several_models_train_side_by_side_as_in_process_and_resume_where_they_were(
     ray_session, split_dir, tmp_path, monkeypatch
 ):
-    """The cross-fitted model's two-towers train in one Ray Train run, one job after the
-    other: each ends as the in-process fit of its part does (one worker runs the in-process
-    loop on the same batches). A run that crashes after its first job is resumed at the
-    second; at the default interval each job writes one checkpoint, after its last epoch."""
+    """The cross-fitted model's two-towers train in one Ray Train run, side by side on two
+    workers (jobs 0 and 2 on the first, job 1 on the second): each ends as the in-process fit
+    of its part does (a worker runs the in-process loop on the same batches). A run that
+    crashes after jobs 0 and 1 is resumed at job 2, the second worker reporting alongside; at
+    the default interval a checkpoint is written when a job ends, holding every worker's."""
     import ray.train
 
     train_df = pd.read_parquet(split_dir / "train.parquet")
@@ -171,18 +181,21 @@ def test_several_models_train_in_one_run_as_in_process_and_resume_at_the_job_the
     items = pd.read_parquet(split_dir / "items.parquet")
     cfg = TwoTowerConfig(**{**CONFIG, "epochs": 2})
     codes = train_df.user_id.astype(int)
-    parts = [(train_df[codes % 4 == 0], "quarter"), (train_df[codes % 2 == 0], "half")]
-    run = RayRun(storage_path=str(tmp_path), name="jobs")
+    parts = [(train_df[codes % 4 == m], f"part{m}") for m in (0, 1, 2)]
+    run = RayRun(storage_path=str(tmp_path), name="jobs", job_workers=2)
 
-    monkeypatch.setenv(FAIL_AT_EPOCH_ENV, "1")  # after the first job's last epoch
+    monkeypatch.setenv(FAIL_AT_EPOCH_ENV, "1")  # after jobs 0 and 1's last epoch
     with pytest.raises(ray.train.TrainingFailedError, match="injected failure"):
         train_two_towers(parts, users, items, cfg, run)
     monkeypatch.delenv(FAIL_AT_EPOCH_ENV)
-    assert job_checkpoints(tmp_path / "jobs") == [(0, 1, True)]
+    assert [jobs for _, jobs in job_checkpoints(tmp_path / "jobs")] == [
+        [(0, 1, True), (1, 1, True)]
+    ]
     models = train_two_towers(parts, users, items, cfg, dataclasses.replace(run, resume=True))
-    assert job_checkpoints(tmp_path / "jobs") == [(0, 1, True), (1, 1, True)]
-
-    assert models[1].training_log["timing"]["jobs"] == 1  # the resumed run trained one
+    kept = [jobs for _, jobs in job_checkpoints(tmp_path / "jobs")]
+    assert kept == [[(0, 1, True), (1, 1, True)], [(0, 1, True), (1, 1, True), (2, 1, True)]]
+    timing = models[2].training_log["timing"]
+    assert (timing["jobs"], timing["workers"]) == (1, 2)  # the resumed run trained one
     # A 1-CPU worker runs torch on one thread: so does the reference here (a product summed
     # over two threads rounds otherwise, and the runs drift apart epoch by epoch).
     threads = torch.get_num_threads()
@@ -194,15 +207,6 @@ def test_several_models_train_in_one_run_as_in_process_and_resume_at_the_job_the
     for model, here in zip(models, fits, strict=True):
         np.testing.assert_allclose(model.training_log["history"], here.training_log["history"])
         np.testing.assert_allclose(model.item_embeddings, here.item_embeddings, atol=1e-5)
-
-
-def job_checkpoints(run_dir: Path) -> list[tuple[int, int, bool]]:
-    """(job, epoch, whether the job was done) of each checkpoint a run directory keeps."""
-    out = []
-    for d in sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir()):
-        saved = torch.load(d / "state.pt", map_location="cpu", weights_only=False)
-        out.append((saved["job"], saved["state"]["epoch"], saved["done"]))
-    return out
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -90,7 +90,7 @@ class UserTower(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.id = id_table(n_users + 1, cfg.id_dim)
-        self.history = id_table(n_items + 1, cfg.id_dim, bag=True)
+        self.history = id_table(n_items + 1, cfg.id_dim, bag_len=cfg.history_len)
         self.age = nn.Embedding(card["age"], cfg.feat_dim, padding_idx=0)
         self.gender = nn.Embedding(card["gender"], cfg.feat_dim, padding_idx=0)
         self.occupation = nn.Embedding(card["occupation"], cfg.feat_dim, padding_idx=0)

@@ -230,6 +230,51 @@ def test_row_adam_is_sparse_adams_update_on_dense_gradients():
     assert not torch.equal(dense.weight[1:40], start[1:40])
 
 
+def test_shares_bag_is_the_mean_embedding_bag():
+    """SharesBag starts from EmbeddingBag's weights for the same seed, gives its means (padding
+    left out, a row of padding only → zeros) and its gradient, zero on rows no id named."""
+    torch.manual_seed(3)
+    bag = torch.nn.EmbeddingBag(30, 8, mode="mean", padding_idx=0)
+    torch.manual_seed(3)
+    shares = neural.SharesBag(30, 8)
+    assert torch.equal(shares.weight, bag.weight)
+    ids = torch.randint(0, 25, (6, 5), generator=torch.Generator().manual_seed(1))
+    ids[0] = 0  # padding only
+    ids[1, 2:] = 0
+    ids[2] = torch.tensor([4, 4, 4, 7, 0])  # repeats count as many times as they appear
+    outputs = [table(ids) for table in (bag, shares)]
+    torch.testing.assert_close(outputs[1], outputs[0])
+    assert torch.equal(outputs[1][0], torch.zeros(8))
+    for out in outputs:
+        out.pow(2).sum().backward()
+    torch.testing.assert_close(shares.weight.grad, bag.weight.grad)
+    unnamed = torch.ones(30, dtype=torch.bool)
+    unnamed[ids.flatten()] = False
+    unnamed[0] = True
+    assert not shares.weight.grad[unnamed].any() and shares.weight.grad[~unnamed].any(dim=1).all()
+
+
+def test_id_table_picks_the_bag_for_the_table_and_the_history():
+    """The shares product on a small table with long bags; EmbeddingBag where the bags are
+    short for the table; sparse gradients past DENSE_GRAD_MAX_ROWS; all trained row-wise."""
+    tables = [
+        neural.id_table(1_683, 8, bag_len=200),
+        neural.id_table(1_683, 8, bag_len=20),
+        neural.id_table(neural.DENSE_GRAD_MAX_ROWS + 1, 8, bag_len=10_000),
+        neural.id_table(1_683, 8),
+    ]
+    assert [type(t).__name__ for t in tables] == [
+        "SharesBag",
+        "EmbeddingBag",
+        "EmbeddingBag",
+        "Embedding",
+    ]
+    assert tables[2].sparse and not tables[1].sparse
+    assert all(t.row_sparse for t in tables)
+    opts = neural.make_optimizers(torch.nn.ModuleList(tables), 0.01, 0.05)
+    assert [type(o).__name__ for o in opts] == ["SparseAdam", "RowAdam"]
+
+
 @pytest.mark.parametrize("logq", [True, False])
 def test_in_batch_softmax_matches_its_definition(logq):
     cfg = TwoTowerConfig(**{**TINY, "logq_correction": logq})

@@ -10,16 +10,16 @@ import torch
 
 from recsys.models.neural import epoch_batches
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
-from recsys.training import ray_trainer
-from recsys.training.ray_trainer import read_share, stage_examples
+from recsys.training import staging
 from recsys.training.runs import RayRun
+from recsys.training.staging import read_share, stage_examples
 from tests.helpers import side_tables
 
 
 def test_examples_are_staged_in_the_models_order_a_slice_at_a_time(
     interactions, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(ray_trainer, "WRITE_ROWS", 7)  # many slices, the last one short
+    monkeypatch.setattr(staging, "WRITE_ROWS", 7)  # many slices, the last one short
     users, items = side_tables()
     model = TwoTower(TwoTowerConfig(history_len=4, epochs=1))
     rows = model.prepare(model.prepare_base(interactions, items), users, items)
@@ -49,7 +49,7 @@ def test_a_fresh_run_clears_its_old_checkpoints_when_staging(interactions, tmp_p
 def test_each_worker_reads_an_equal_slice_of_the_staged_order(interactions, tmp_path, monkeypatch):
     """Shares cut across row groups: worker r holds rows [r*m, (r+1)*m) of the staged file,
     m = rows // workers, as many for every worker (DDP steps together)."""
-    monkeypatch.setattr(ray_trainer, "ROW_GROUP_ROWS", 5)
+    monkeypatch.setattr(staging, "ROW_GROUP_ROWS", 5)
     model = TwoTower(TwoTowerConfig(history_len=4, epochs=1))
     rows = model.prepare(model.prepare_base(interactions, None), None, None)
     staged = stage_examples(model, rows, RayRun(storage_path=str(tmp_path), name="run"))
@@ -71,7 +71,7 @@ def test_examples_larger_than_a_workers_memory_share_are_streamed(
     model = TwoTower(TwoTowerConfig(history_len=4, epochs=1))
     rows = model.prepare(model.prepare_base(interactions, None), None, None)
     size = sum(v.nbytes for v in rows.values())
-    monkeypatch.setattr(ray_trainer, "IN_MEMORY_MAX_BYTES", size // 2)
+    monkeypatch.setattr(staging, "IN_MEMORY_MAX_BYTES", size // 2)
     run = RayRun(storage_path=str(tmp_path), name="run")
     assert not stage_examples(model, rows, run).in_memory
     assert stage_examples(model, rows, dataclasses.replace(run, num_workers=2)).in_memory
