@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-train-wall gpu-check benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow benchmark-assignment benchmark-new-items benchmark-cold-items benchmark-content-encoding constraints clean
+.PHONY: demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-train-wall benchmark-train-nodes benchmark-history-bag gpu-check benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow benchmark-assignment benchmark-new-items benchmark-cold-items benchmark-content-encoding constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,14 @@ benchmark-train: $(VENV)/.installed
 # `recsys train` of the MovieLens-100k two-tower: wall time, its parts, the same loop in process.
 benchmark-train-wall: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.train_wall
+
+# The two-tower data-parallel over two workers on a local two-node Ray cluster, against one.
+benchmark-train-nodes: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.train_nodes
+
+# The user tower's history mean: EmbeddingBag against the id-shares product, by table and length.
+benchmark-history-bag: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.history_bag
 
 # On a machine with a GPU: the two-tower and the DCN ranker with --gpu against the CPU runs.
 gpu-check: $(VENV)/.installed

@@ -16,18 +16,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy import sparse
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.preprocessing import normalize
-from sklearn.utils.extmath import svd_flip
 
 from recsys.config import RecsysError
 from recsys.files import read_json_model, write_json
+
+if TYPE_CHECKING:  # scikit-learn is imported where an encoder fits or transforms: a process
+    # that only loads a model holding its vectors (a Ray Train worker) never pays for it
+    from sklearn.feature_extraction.text import CountVectorizer
 
 ENCODER_FILE = "encoder.json"
 TFIDF, SENTENCE_TRANSFORMERS = "tfidf-svd", "sentence-transformers"
@@ -99,6 +99,10 @@ class TfidfSvdEncoder:
 
     def fit(self, texts: Sequence[str]) -> TfidfSvdEncoder:
         """Learn the vocabulary, the idf weights and the SVD's components from ``texts``."""
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.utils.extmath import svd_flip
+
         texts = list(texts)
         min_df = self.min_df or (2 if len(texts) >= MIN_DF_FROM else 1)
         vectorizer = TfidfVectorizer(
@@ -127,6 +131,8 @@ class TfidfSvdEncoder:
         """``(n, dim)`` float32 unit rows; a text with no known term gives a zero row."""
         if not self.fitted:
             raise RecsysError(f"{TFIDF}: encode() before fit(): fit it on the catalog first")
+        from sklearn.preprocessing import normalize
+
         vectors = self._tfidf(list(texts)) @ self.components.T  # (n, dim)
         return normalize(np.asarray(vectors, np.float32)).astype(np.float32, copy=False)
 
@@ -170,6 +176,8 @@ class TfidfSvdEncoder:
 
     def _set(self, terms: list[str], idf: np.ndarray, components: np.ndarray | None) -> None:
         """Take fitted parameters; the same transform serves a fitted and a loaded encoder."""
+        from sklearn.feature_extraction.text import CountVectorizer
+
         self.terms, self.idf = terms, np.asarray(idf, np.float64)
         self._counter = CountVectorizer(vocabulary=terms, ngram_range=NGRAMS, dtype=np.float64)
         if components is not None:
@@ -178,6 +186,8 @@ class TfidfSvdEncoder:
 
     def _tfidf(self, texts: list[str]) -> sparse.csr_matrix:
         """TfidfVectorizer's transform, from the saved vocabulary and idf alone."""
+        from sklearn.preprocessing import normalize
+
         counts = self._counter.transform(texts).tocsr()  # (texts, terms)
         counts.data = 1.0 + np.log(counts.data)  # sublinear tf
         return normalize(counts @ sparse.diags(self.idf))

@@ -29,7 +29,18 @@ RENAMED_KINDS = {"pipeline": "multistage"}
 PROTOCOL_PARAMS: dict[str, dict[str, dict]] = {
     "temporal": {
         "two_tower": {"history_mode": "recent"},
-        "multistage": {"crossfit": "user-time", "two_tower": {"history_mode": "recent"}},
+        "multistage": {
+            "crossfit": "user-time",
+            # the two-tower source pays on this protocol (every seed, validation and test)
+            # and not on the stratified one, where it costs far more than it adds
+            "n_two_tower": 100,
+            "two_tower": {
+                "history_mode": "recent",
+                "history_len": 200,
+                "epochs": 12,
+                "patience": 4,
+            },
+        },
     }
 }
 

@@ -17,6 +17,8 @@ from benchmarks.features import entity_rows
 from benchmarks.multinode import _split_args
 from benchmarks.scale import frame_checksum, join_pairs
 from benchmarks.serving_load import CpuMeter, cpu_table, process_class, replica_deployment
+from benchmarks.train_nodes import parse_args as nodes_args
+from benchmarks.train_nodes import table as nodes_table
 from recsys.data.io import ITEM, USER
 from recsys.evaluation.tables import results_header
 from recsys.features.build import TABLES, build_features
@@ -149,6 +151,8 @@ WRITERS = (
     "catalog_scale",
     "gpu_check",
     "train_wall",
+    "train_nodes",
+    "history_bag",
     "data_statistics",
     "experiments",
     "features",
@@ -231,3 +235,17 @@ def test_the_assignment_check_reads_each_replicas_arms_from_its_own_log(tmp_path
         "11": {"a": {"control"}, "b": {"challenger"}},
         "12": {"a": {"challenger"}, "c": {"control"}},
     }
+
+
+def test_the_nodes_table_shows_both_runs_and_the_check_on_the_workers_row():
+    runs = [
+        {"workers": 1, "epoch_s": 30.0, "examples_per_s": 30_000, "wall_s": 80.0, "val_ndcg": 0.1},
+        {"workers": 2, "epoch_s": 20.0, "examples_per_s": 45_000, "wall_s": 60.0, "val_ndcg": 0.09},
+    ]
+    record = {"interactions": 1_000_000, "nodes": 2, "cpus_per_node": 1, "runs": runs}
+    lines = nodes_table([record | {"speedup_epoch": 1.5, "check": False}]).splitlines()
+    assert (
+        len(lines) == 4 and "| 1,000,000 | 2 × 1 | 1 | 30.0 | 30,000 | 80.0 | 0.1 |  |  |" in lines
+    )
+    assert lines[3].endswith("| 1.5× | FAIL |")
+    assert nodes_args([]).nodes == 2 and nodes_args(["--epochs", "3"]).epochs == 3

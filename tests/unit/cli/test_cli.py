@@ -219,14 +219,14 @@ def test_a_model_trained_on_a_temporal_split_learns_what_comes_next(
     """``split.json`` names the protocol; training on the split (or on its training set)
     gives the kind what it learns for that protocol, under the user's own parameters."""
     from recsys.features.store import FeatureStore, write_training_set
-    from recsys.models.kinds import create_model, protocol_params
+    from recsys.models.kinds import PROTOCOL_PARAMS, create_model, protocol_params
     from recsys.training import train as training
 
-    assert protocol_params("multistage", "temporal", {"folds": 4}) == {
-        "crossfit": "user-time",
-        "two_tower": {"history_mode": "recent"},
-        "folds": 4,
-    }
+    temporal = {**PROTOCOL_PARAMS["temporal"]["multistage"], "folds": 4}
+    assert temporal["crossfit"] == "user-time" and temporal["n_two_tower"] > 0
+    assert protocol_params("multistage", "temporal", {"folds": 4}) == temporal
+    nested = protocol_params("multistage", "temporal", {"two_tower": {"epochs": 3}})["two_tower"]
+    assert nested == {**PROTOCOL_PARAMS["temporal"]["multistage"]["two_tower"], "epochs": 3}
     assert protocol_params("multistage", "temporal", {"crossfit": "random"})["crossfit"] == "random"
     assert protocol_params("pipeline", "stratified", {"folds": 4}) == {"folds": 4}
     asked = []
@@ -243,13 +243,7 @@ def test_a_model_trained_on_a_temporal_split_learns_what_comes_next(
         model = ("train", "--data", split_dir, "--model", "multistage", "--param", "folds=4")
         r = run(*model, "--out", tmp_path / f"m-{protocol}")
         assert r.exit_code == 0, r.output
-    assert asked == [
-        (
-            "multistage",
-            {"crossfit": "user-time", "two_tower": {"history_mode": "recent"}, "folds": 4},
-        ),
-        ("multistage", {"folds": 4}),
-    ]
+    assert asked == [("multistage", temporal), ("multistage", {"folds": 4})]
     write_training_set(tmp_path / "temporal", tmp_path / "set", feature_repo=None)
     assert FeatureStore.training_set_meta(tmp_path / "set")["protocol"] == "temporal"
     training.train_from_set(tmp_path / "set", tmp_path / "m-set", kind="multistage")
