@@ -78,7 +78,8 @@ num_workers_option = click.option(
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Ray Train workers (data-parallel).",
+    help="Ray Train workers per model, data-parallel (with 1, a run of several models, as "
+    "the multi-stage model's two-towers, trains them side by side on the free CPUs).",
 )
 
 

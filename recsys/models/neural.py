@@ -42,7 +42,7 @@ DENSE_GRAD_MAX_ROWS = 16_384
 # id shares times the table. Its cost grows with the table, the bag's with the ids a row holds
 # (the bag's backward sorts them); the product is the cheaper one up to this many table rows
 # per id of a bag (benchmarks/history_bag.py).
-SHARES_BAG_ROWS_PER_ID = 10
+SHARES_BAG_ROWS_PER_ID = 20
 
 
 def id_table(rows: int, dim: int, bag_len: int = 0) -> nn.Module:

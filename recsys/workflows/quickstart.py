@@ -195,7 +195,8 @@ class TemporalRun:
         """Wait for the run; print its table; raise with the end of its log when it failed."""
         log(
             f"== 3b. the temporal protocol at k={self.k}: each user's latest 25% held out; the "
-            "multi-stage model learns what comes next (crossfit=user-time, the recent window)"
+            "multi-stage model learns what comes next (crossfit=user-time, the recent window, a "
+            "two-tower source)"
         )
         self.process.join()
         if self.process.exitcode != 0:
