@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-train-wall benchmark-train-nodes benchmark-history-bag gpu-check benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow benchmark-assignment benchmark-new-items benchmark-cold-items benchmark-content-encoding constraints clean
+.PHONY: docs docs-serve demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-train-wall benchmark-train-nodes benchmark-history-bag gpu-check benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow benchmark-assignment benchmark-new-items benchmark-cold-items benchmark-content-encoding constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(PIP) install --quiet -c constraints.txt -e '.[docs]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -47,6 +52,14 @@ test-integration: $(VENV)/.installed-dev
 # events, CLI options); `make test` runs it bounded.
 test-properties: $(VENV)/.installed-dev
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load tests/unit/properties --hypothesis-show-statistics
+
+# The documentation site, built strict (a broken link or reference fails) into site/; or served
+# at http://127.0.0.1:8001 while you edit docs/.
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict --quiet
+
+docs-serve: $(VENV)/.installed-docs
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -14,12 +14,16 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from recsys.ndcg import mean_ndcg
+
+if TYPE_CHECKING:
+    from recsys.models.trainable import Trainable
 
 Batch = dict[str, torch.Tensor]
 log = logging.getLogger(__name__)
@@ -237,10 +241,10 @@ def ranking_ndcg(scores: np.ndarray, positives: np.ndarray, k: int = 10) -> floa
 
 
 def run_epochs(
-    model,
+    model: Trainable,
     batches: Callable[[int], Iterable[Batch]],
     loss: nn.Module,
-    val,
+    val: Any,
     *,
     start_epoch: int = 0,
     state: dict | None = None,
