@@ -53,9 +53,11 @@ test-integration: $(VENV)/.installed-dev
 test-properties: $(VENV)/.installed-dev
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load tests/unit/properties --hypothesis-show-statistics
 
-# The documentation site, built strict (a broken link or reference fails) into site/; or served
-# at http://127.0.0.1:8001 while you edit docs/.
+# The documentation site, built strict (a broken link or reference fails) into site/, its
+# benchmark tables first checked against benchmarks/results (after a benchmark run:
+# python -m benchmarks.docs_tables); or served at http://127.0.0.1:8001 while you edit docs/.
 docs: $(VENV)/.installed-docs
+	$(BIN)/python -m benchmarks.docs_tables --check
 	$(BIN)/mkdocs build --strict --quiet
 
 docs-serve: $(VENV)/.installed-docs

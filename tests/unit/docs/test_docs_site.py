@@ -7,6 +7,7 @@ import click
 import yaml
 from mkdocs_click._docs import make_command_docs
 
+from benchmarks import docs_tables
 from recsys.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -47,5 +48,41 @@ def test_every_page_of_the_nav_exists_and_every_page_is_in_the_nav():
             yield from pages(value) if isinstance(value, list) else [value]
 
     named = set(pages(config["nav"]))
-    on_disk = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
-    assert named == on_disk
+    docs = ROOT / "docs"
+    on_disk = {str(p.relative_to(docs)) for p in docs.rglob("*.md")}
+    assert named == {p for p in on_disk if not p.startswith("_tables/")}
+
+
+def test_every_table_in_the_docs_is_its_results_files_rendering(tmp_path):
+    """The committed tables are what benchmarks/docs_tables.py renders from the results; every
+    one is included by a page, and every include names one."""
+    assert docs_tables.stale() == [], "run: python -m benchmarks.docs_tables"
+    tables = {p.name for p in docs_tables.TABLES.glob("*.md")}
+    assert tables == set(docs_tables.rendered()) and len(tables) >= 20
+    included = set()
+    for page in (ROOT / "docs").rglob("*.md"):
+        for line in page.read_text().splitlines():
+            if line.startswith("--8<--"):
+                included.add(line.split('"')[1])
+    assert included == tables
+    # a results file changed after its table was rendered: found, and named
+    (tmp_path / "history_bag.md").write_text("| an old figure |\n")
+    assert "history_bag.md" in docs_tables.stale(tmp_path)
+
+
+def test_a_table_names_when_where_and_at_which_code_it_was_recorded():
+    result = {
+        "when": "2026-12-07T19:06:09+00:00",
+        "code_version": "0.1.0+gabc1234",
+        "machine": {"cpus": 2, "accelerator": "NVIDIA H100"},
+        "table_markdown": "| a |\n|---|\n| 1 |\n",
+    }
+    text = docs_tables.render(result, "x")
+    assert text.splitlines()[0] == (
+        "*Recorded 2026-12-07T19:06:09+00:00 on 2 CPUs, NVIDIA H100, code 0.1.0+gabc1234 "
+        "(`benchmarks/results/x.json`).*"
+    )
+    assert text.endswith("| a |\n|---|\n| 1 |\n")
+    runs = {"runs": [{"when": "w1"}, {"when": "w2", "code_version": "v2"}], "table_markdown": "|b|"}
+    assert "Recorded w2 on an unrecorded machine, code v2" in docs_tables.render(runs, "y")
+    assert docs_tables.render({"rows": []}, "z") is None

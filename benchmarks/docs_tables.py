@@ -1,0 +1,85 @@
+"""Every benchmark table of the docs, rendered from ``benchmarks/results/*.json``.
+
+Each results file that records its table (``table_markdown``) becomes
+``docs/_tables/<name>.md``: the table under one line that says when, on what machine and at
+which code version it was recorded. The pages include these files (``--8<-- "<name>.md"``,
+pymdownx.snippets), so a figure in the docs is always the recorded one; a test fails when a
+committed file differs from what this script renders.
+
+    python -m benchmarks.docs_tables [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+TABLES = ROOT / "docs" / "_tables"
+
+
+def provenance(result: dict) -> dict:
+    """When, where and at which code version a results file was recorded (a file of appended
+    runs: its last run's)."""
+    last = (result.get("runs") or [{}])[-1]
+    return {key: result.get(key) or last.get(key) for key in ("when", "machine", "code_version")}
+
+
+def render(result: dict, name: str) -> str | None:
+    """The snippet of one results file, or None where it records no table."""
+    table = result.get("table_markdown")
+    if not table:
+        return None
+    where = provenance(result)
+    machine = where["machine"] or {}
+    cpus = f"{machine['cpus']} CPUs" if machine.get("cpus") else "an unrecorded machine"
+    accelerator = f", {machine['accelerator']}" if machine.get("accelerator") else ""
+    line = (
+        f"*Recorded {where['when'] or 'at an unrecorded time'} on {cpus}{accelerator}, "
+        f"code {where['code_version'] or 'unrecorded'} (`benchmarks/results/{name}.json`).*"
+    )
+    return f"{line}\n\n{table.strip()}\n"
+
+
+def rendered() -> dict[str, str]:
+    """File name → contents, for every results file with a table."""
+    out = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        text = render(json.loads(path.read_text()), path.stem)
+        if text is not None:
+            out[f"{path.stem}.md"] = text
+    return out
+
+
+def stale(directory: Path = TABLES) -> list[str]:
+    """The snippet files that differ from a fresh rendering, are missing, or are left over."""
+    want = rendered()
+    have = {p.name: p.read_text() for p in directory.glob("*.md")} if directory.is_dir() else {}
+    return sorted(name for name in set(want) | set(have) if want.get(name) != have.get(name))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="exit 1 where a file is stale")
+    args = p.parse_args(argv)
+    if args.check:
+        names = stale()
+        for name in names:
+            print(f"stale: docs/_tables/{name} (run: python -m benchmarks.docs_tables)")
+        return 1 if names else 0
+    TABLES.mkdir(parents=True, exist_ok=True)
+    want = rendered()
+    for old in TABLES.glob("*.md"):
+        if old.name not in want:
+            old.unlink()
+    for name, text in want.items():
+        (TABLES / name).write_text(text)
+    print(f"{len(want)} tables -> {TABLES.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
