@@ -58,9 +58,11 @@ def _train_loop(cfg: dict) -> None:
         with checkpoint.as_directory() as d:
             finished, underway = read_checkpoint(d)
     parallel = cfg["side_by_side"]
-    # the first worker's file carries on what earlier runs finished
-    report = _EpochReport(cfg, entered, rank, world, finished if rank == 0 else {})
-    report.writes = parallel or rank == 0  # data-parallel workers hold the same weights
+    # the first worker's file carries on what earlier runs finished; data-parallel workers
+    # hold the same weights, so only the first one writes
+    report = _EpochReport(
+        cfg, entered, rank, world, finished if rank == 0 else {}, writes=parallel or rank == 0
+    )
     for job in range(rank, len(cfg["jobs"]), world) if parallel else range(len(cfg["jobs"])):
         if job in finished:
             continue
@@ -104,9 +106,11 @@ class _EpochReport:
     every epoch reports; the workers agree on a checkpoint after a job's last epoch and once
     ``checkpoint_every_s`` is over since the last one, each writing its file (``writes``)."""
 
-    def __init__(self, cfg: dict, entered: float, rank: int, world: int, finished: dict):
+    def __init__(
+        self, cfg: dict, entered: float, rank: int, world: int, finished: dict, writes: bool
+    ):
         self.cfg, self.entered, self.saved_at = cfg, entered, time.monotonic()
-        self.rank, self.world, self.writes = rank, world, True
+        self.rank, self.world, self.writes = rank, world, writes
         self.job, self.model = -1, None
         self.finished = dict(finished)  # job → what it left (_summary): this worker's file
 
