@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -101,6 +102,9 @@ SIDE_PORTS = (
     "RAY_SERVE_HAPROXY_METRICS_PORT",
     "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
 )
+# Ports we choose for our servers start above Ray's worker ports (10002-19999 by default).
+PORTS_FROM = 20000
+EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
 # Ray's and Serve's loggers in this process (the driver); workers log to their own files.
 RAY_LOGGERS = ("ray", "ray.serve", "ray.train", "ray.data", "ray.tune")
 # Seconds between a local Ray Train controller's polls of its workers (Ray's default: 2).
@@ -163,10 +167,22 @@ def proxy_settings() -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (``""``: on every interface)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A TCP port free on ``host`` now (``""``: on every interface), chosen below the kernel's
+    ephemeral range and above Ray's worker ports: a port the kernel hands out (``bind`` to 0)
+    can be taken by any outgoing connection (Ray opens many) before our server binds it."""
+    try:
+        high = int(Path(EPHEMERAL_RANGE).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        high = 32768  # Linux's default
+    ours = range(PORTS_FROM, max(high, PORTS_FROM))
+    for port in [*random.sample(ours, min(64, len(ours))), 0]:  # 0: the kernel's choice
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RecsysError(f"no free TCP port on {host or 'any interface'}")
 
 
 def _free_side_ports() -> None:

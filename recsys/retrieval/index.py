@@ -3,20 +3,18 @@
 Scores are dot products ``z_u · z_i``, the two-tower logit. Up to ``exact_max_items`` items the
 search is exact; above, IVF lists (or an HNSW graph, when asked) answer approximately, and the
 build measures its recall against exact search so the manifest says how approximate it is.
-IVF is the default above the threshold: on clustered embeddings at 200k items it found 0.988
-of exact search's top 100 at 0.05 ms a query where HNSW found 0.857 at 0.13 ms, and built in 7
-against 30 s (``benchmarks/index_precision.py``, README).
+IVF is the default above the threshold: on clustered embeddings at 200k items it finds more of
+exact search's top 100 than HNSW, sooner, and builds faster (``benchmarks/index_precision.py``).
 
 The vectors are stored at a ``precision``: ``fp32`` as given, or FAISS's scalar quantizer at
 ``fp16`` (half the bytes) or ``int8`` (a quarter: each dimension's range cut in 256 steps,
-learnt from the items). A reduced precision is measured like an approximate kind: its recall
-at ``recall_k`` against exact search over the fp32 vectors.
+learnt from the items), measured like an approximate kind: recall at ``recall_k`` against
+exact search over the fp32 vectors.
 
-HNSW is not built on raw inner products: a graph linked by dot products lets the large-norm
-items swallow every neighbourhood, and on clustered embeddings its recall stalls near 0.85
-whatever ``ef_search``. Each item instead gets one extra coordinate ``sqrt(max|x|² - |x|²)``
-and queries a zero (Bachrach et al., 2014): all items then share one norm, so L2 order is
-inner-product order, and HNSW is good at L2. Scores are recomputed as exact dot products.
+HNSW is not built on raw inner products: linked by dot products, the large-norm items swallow
+every neighbourhood and recall stalls whatever ``ef_search``. Each item gets one extra
+coordinate ``sqrt(max|x|² - |x|²)`` and queries a zero (Bachrach et al., 2014): all items then
+share one norm, L2 order is inner-product order, and scores are recomputed as dot products.
 """
 
 from __future__ import annotations
@@ -63,10 +61,8 @@ class IndexConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise RecsysError(f"IndexConfig.kind: {self.kind!r} is not one of {list(KINDS)}")
-        if self.precision not in (*PRECISIONS, "auto"):
-            raise RecsysError(
-                f"IndexConfig.precision: {self.precision!r} is not one of {[*PRECISIONS, 'auto']}"
-            )
+        if self.precision not in (known := [*PRECISIONS, "auto"]):
+            raise RecsysError(f"IndexConfig.precision: {self.precision!r} is not one of {known}")
         for name, value in asdict(self).items():
             if name in ("kind", "precision", "seed", "ivf_nlist", "exact_max_items"):
                 continue
@@ -238,9 +234,8 @@ class ItemIndex:
             padded = np.hstack([q, np.zeros((len(q), 1), np.float32)])  # (n, dim + 1)
             _, ids = self._index.search(padded, k, params=params)
             return self._rescore(q, ids)
-        params = None
-        if self.kind == "ivf":
-            params = faiss.SearchParametersIVF(nprobe=self.config.ivf_nprobe)
+        ivf = self.kind == "ivf"
+        params = faiss.SearchParametersIVF(nprobe=self.config.ivf_nprobe) if ivf else None
         return self._index.search(q, k, params=params)
 
     def _rescore(self, q: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -287,15 +282,13 @@ def _new_index(kind: str, stored: np.ndarray, config: IndexConfig) -> faiss.Inde
     dim = stored.shape[1]
     quantizer = PRECISIONS[config.precision]
     qtype = getattr(faiss.ScalarQuantizer, quantizer) if quantizer else None
+    if kind == "flat" and qtype is None:
+        return faiss.IndexFlatIP(dim)
     if kind == "flat":
-        if qtype is None:
-            return faiss.IndexFlatIP(dim)
         index = faiss.IndexScalarQuantizer(dim, qtype, faiss.METRIC_INNER_PRODUCT)
     elif kind == "hnsw":  # L2 over _mips_to_l2 vectors
-        if qtype is None:
-            index = faiss.IndexHNSWFlat(dim, config.hnsw_m)
-        else:
-            index = faiss.IndexHNSWSQ(dim, qtype, config.hnsw_m)
+        m = config.hnsw_m
+        index = faiss.IndexHNSWFlat(dim, m) if qtype is None else faiss.IndexHNSWSQ(dim, qtype, m)
         index.hnsw.efConstruction = config.hnsw_ef_construction
     else:
         # k-means wants ~39+ points per list; fewer lists than that would be trained on noise.

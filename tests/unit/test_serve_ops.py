@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +37,21 @@ def test_a_local_ray_gets_haproxy_when_it_is_on_path_and_says_so(monkeypatch):
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")  # the user's choice stands
     assert serve_ops.proxy_settings().startswith("proxy: Serve default")
     assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+
+
+def test_our_ports_are_free_and_outside_the_range_outgoing_connections_take(monkeypatch, tmp_path):
+    # A port from the kernel's ephemeral range can be taken by an outgoing connection (Ray
+    # opens many) between the choice and the bind: HAProxy's metrics port once was.
+    low = int(Path(config.EPHEMERAL_RANGE).read_text().split()[0])
+    ports = {config.free_port() for _ in range(20)}
+    assert all(config.PORTS_FROM <= port < low for port in ports) and len(ports) > 1
+    with socket.socket() as held:  # a port that is taken is never chosen
+        held.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(config, "PORTS_FROM", held.getsockname()[1])
+        monkeypatch.setattr(config, "EPHEMERAL_RANGE", str(tmp_path / "range"))
+        (tmp_path / "range").write_text(f"{held.getsockname()[1] + 1} 60999\n")
+        port = config.free_port()  # the only port of ours is held: the kernel's choice
+        assert port != held.getsockname()[1] and port > 0
 
 
 def test_ray_loggers_write_to_the_session_file_not_the_screen(tmp_path, capsys, monkeypatch):
