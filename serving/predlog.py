@@ -35,8 +35,8 @@ def prediction_record(
     took_ms: float,
 ) -> dict:
     """The prediction-log record of one served answer: :class:`PredictionRecord`'s fields, in
-    its order, as a plain dict. No model is built per answer (building one cost about 1 ms of
-    the replica's CPU a request, measured with ``benchmarks/serving_load.py``); every value is
+    its order, as a plain dict. No model is built per answer (building one cost the replica
+    CPU on every request, seen with ``benchmarks/serving_load.py``); every value is
     the app's own, already validated, and the candidate arrays stay numpy until the writer
     thread prints them. A unit test reads the written line back through the schema.
     """

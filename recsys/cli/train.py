@@ -76,7 +76,7 @@ TRAINING = "recsys.training.train"
 def train(params: tuple[str, ...], **options) -> None:
     """Train a recommender on interactions and save it as a model directory."""
     args = TrainArgs(params=parse_params(params), **options)
-    if args.model in NEURAL_KINDS:  # 2 CPUs: the model's training starts 2.6 s sooner
+    if args.model in NEURAL_KINDS:  # its training starts sooner: import while Ray starts
         importing = threading.Thread(target=importlib.import_module, args=(TRAINING,), daemon=True)
         importing.start()
         ensure_ray()

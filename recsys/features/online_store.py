@@ -84,7 +84,7 @@ class OnlineFeatures:
 
         Two online reads: the user's one key, then every candidate in one batched read. One
         call over (user, item) rows would return — and convert — the user's values once per
-        item: 20 ms instead of 13 ms for 200 candidates on SQLite (benchmarks/features.py).
+        item, slower (``benchmarks/features.py``).
         """
         state, user = self.read_user(user_id)
         item_cols = [f.split(":")[1] for f in self.item_features]

@@ -121,8 +121,8 @@ class FeatureEncoder:
 
     @classmethod
     def load(cls, directory: Path) -> FeatureEncoder:
-        """The encoder saved in ``directory``. Its user table (a row per user: at 1M users
-        about 120 MB with its lookup) is read once per process for equal files: a multi-stage
+        """The encoder saved in ``directory``. Its user table (a row per user, with its
+        lookup) is read once per process for equal files: a multi-stage
         model and its two-tower source hold the same table, and share it."""
         enc = cls(**json.loads((directory / ENCODER_FILE).read_text()))
         table = shared_file(directory / USER_TABLE_FILE, _user_table)
@@ -181,8 +181,7 @@ def profile_samples(
     Training rows then see the user's profile without their own item — the situation of a
     held-out item at evaluation time. Returns ``(rows, n)`` int32 positions, -1 for a user
     with one row. Computed ``chunk_rows`` rows at a time from one random stream (the same
-    positions for any chunk size): whole, the intermediates were several times the result,
-    over 7 GiB at 15M rows.
+    positions for any chunk size): whole, the intermediates were several times the result.
     """
     rows = len(users)
     if rows >= 2**31:

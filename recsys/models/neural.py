@@ -37,8 +37,8 @@ def seed_everything(seed: int) -> None:
 
 # An id table of up to this many rows takes dense gradients and :class:`RowAdam`; a larger one,
 # sparse gradients and SparseAdam. Both update only the rows a batch looked up, the same way; on
-# a small table the dense gradient skips the sparse one's coalescing (a 20-item history bag:
-# 2.8 against 4.7 ms a step at 2,000 rows, even near 25,000, 21 against 12 ms at 128,000).
+# a small table the dense gradient skips the sparse one's coalescing: faster up to tens of
+# thousands of rows, slower on a large table (a 20-item history bag, timed a step at each size).
 DENSE_GRAD_MAX_ROWS = 16_384
 
 

@@ -30,8 +30,8 @@ SHARED_KEPT = 8
 
 def shared_file(path: Path, read):
     """``read(bytes)`` of the file at ``path``, one object per process for equal files: a
-    multi-stage model and its two-tower source hold the same item vocabulary and genres (at
-    1M items about 200 MB a copy with the lookups). What it returns is shared: never mutate."""
+    multi-stage model and its two-tower source hold the same item vocabulary and genres (a
+    large copy at a large catalog). What it returns is shared: never mutate."""
     data = path.read_bytes()
     digest = f"{read.__name__}:{hashlib.blake2b(data, digest_size=16).hexdigest()}"
     if digest not in _SHARED:

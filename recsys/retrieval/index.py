@@ -47,7 +47,7 @@ class IndexConfig:
     exact_max_items: int = 50_000  # up to this many items: exact inner product (IndexFlatIP)
     kind: str = "auto"  # "auto" | "flat" | "hnsw" | "ivf"
     # "auto" | "fp32" | "fp16" | "int8": how each item's vector is stored. "auto": fp32 up to
-    # exact_max_items items, int8 above (why, measured end to end: the README, At scale)
+    # exact_max_items items, int8 above (why, measured end to end: docs/benchmarks.md)
     precision: str = "auto"
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200

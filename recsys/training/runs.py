@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-# An epoch's checkpoint costs a state file written and copied to storage (0.1-0.2 s locally,
-# more to object storage): a short run checkpoints at its end, a long one every few minutes.
+# An epoch's checkpoint costs a state file written and copied to storage (more to object
+# storage than locally): a short run checkpoints at its end, a long one every few minutes.
 CHECKPOINT_EVERY_S = 300.0
 
 

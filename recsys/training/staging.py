@@ -19,7 +19,7 @@ from recsys.training.runs import RayRun, delete_dir, storage_filesystem
 WRITE_ROWS = 1 << 20  # examples reordered and written per slice
 ROW_GROUP_ROWS = 65_536
 # A worker holds its share of the examples in memory up to this size; past it Ray Data streams
-# them (20M interactions of the two-tower's examples are 1.5 GiB: held).
+# them (20M interactions of the two-tower's examples fit: held).
 IN_MEMORY_MAX_BYTES = 4 << 30
 
 
@@ -90,9 +90,8 @@ def require_room_for_data(num_workers: int, reads: bool = True) -> None:
 def read_examples(staged: StagedExamples):
     """The staged examples as a Ray Data dataset. Its read task runs in a worker of its own
     that exits when the task is done (``max_calls=1``: a reused worker stayed idle through the
-    run holding what the read allocated, 2.2 GiB at 20M interactions), and allocates from the
-    system allocator, which returns freed buffers to the OS (Arrow's default pool kept them:
-    the reader held 0.64 GiB at 1M interactions, 0.16 with the system pool)."""
+    run holding what the read allocated), and allocates from the system allocator, which
+    returns freed buffers to the OS (Arrow's default pool kept them)."""
     import ray.data
 
     return ray.data.read_parquet(

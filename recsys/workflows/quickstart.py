@@ -39,8 +39,8 @@ from recsys.workflows.training_pipeline import (
 
 Log = Callable[[str], None]
 DEMO_USERS = ["196", "405"]
-# The quickstart's pipeline roots kept under its workdir (about 80 MB each; the registry keeps
-# its own copy of every version): a demo run many times does not fill the disk.
+# The quickstart's pipeline roots kept under its workdir (each holds its run's data and model;
+# the registry keeps its own copy of every version): a demo run many times does not fill the disk.
 DEMO_RUNS_KEPT = 3
 
 

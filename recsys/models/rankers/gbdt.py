@@ -8,7 +8,7 @@ for small data and tests, on Ray Train's ``LightGBMTrainer`` in the multi-stage 
 
 Scoring runs the trees compiled to native code (lleaves, LLVM): the same trees and
 thresholds as LightGBM's ``predict``, the sum of the trees' outputs in another order (they
-differ by at most about 1e-15), about 5× faster, which is most of the ranker's cost per
+differ by at most about 1e-15), several times faster, which is most of the ranker's cost per
 request at serving. Every caller scores through :meth:`GBDTRanker.score`, so what is evaluated
 is what is served. A compiled forest is cached per machine under ``$RECSYS_HOME/cache``.
 """
@@ -42,7 +42,7 @@ class GBDTConfig:
     bagging_fraction: float = 0.8
     # 60 rounds on every user, no early stopping: on a validation split carved from the
     # training data (benchmarks/quality_movielens.py) early stopping on a tenth of the users
-    # stopped anywhere from round 4 to 268 and cost up to 0.005 nDCG@10 against fixed rounds.
+    # stopped at rounds that varied widely by seed and cost nDCG@10 against fixed rounds.
     rounds: int = 60
     patience: int = 100  # rounds without a better validation nDCG@10 (with val_share > 0)
     val_share: float = 0.0  # users held out for early stopping
