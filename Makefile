@@ -7,7 +7,7 @@ export FEAST_USAGE := False
 export RAY_USAGE_STATS_ENABLED := 0
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: docs docs-serve demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-train-wall benchmark-train-nodes benchmark-history-bag gpu-check benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow benchmark-assignment benchmark-new-items benchmark-cold-items benchmark-content-encoding constraints clean
+.PHONY: docs docs-serve docs-pictures demo demo-drift demo-experiment test test-unit test-integration test-properties lint format k8s k8s-check benchmark-quality benchmark-features benchmark-serving benchmark-replica-loss benchmark-train benchmark-train-wall benchmark-train-nodes benchmark-history-bag gpu-check benchmark-scale benchmark-multinode benchmark-catalog benchmark-data-statistics benchmark-shadow benchmark-assignment benchmark-new-items benchmark-cold-items benchmark-content-encoding constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,14 +54,22 @@ test-properties: $(VENV)/.installed-dev
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load tests/unit/properties --hypothesis-show-statistics
 
 # The documentation site, built strict (a broken link or reference fails) into site/, its
-# benchmark tables first checked against benchmarks/results (after a benchmark run:
-# python -m benchmarks.docs_tables); or served at http://127.0.0.1:8001 while you edit docs/.
+# benchmark tables and plots first checked against benchmarks/results (after a benchmark run:
+# make docs-pictures); or served at http://127.0.0.1:8001 while you edit docs/.
 docs: $(VENV)/.installed-docs
 	$(BIN)/python -m benchmarks.docs_tables --check
+	$(BIN)/python -m benchmarks.docs_plots --check
 	$(BIN)/mkdocs build --strict --quiet
 
 docs-serve: $(VENV)/.installed-docs
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
+# The tables and plots rendered again from benchmarks/results, and the Evidently report's
+# picture shot from the newest `make demo` run (with Chromium, where it is installed).
+docs-pictures: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.docs_tables
+	$(BIN)/python -m benchmarks.docs_plots
+	$(BIN)/python -m benchmarks.docs_screenshot || echo "the Evidently picture is left as it was"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

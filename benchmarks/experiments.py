@@ -106,6 +106,25 @@ def _summary(users: list[int | None]) -> dict:
     }
 
 
+def table(result: dict) -> str:
+    aa, power, config = result["aa"], result["power"], result["config"]
+    lines = ["| what | figure |", "|---|---|"]
+    lines.append(
+        f"| A/A, mSPRT read at every user: false winner | {aa['msprt_false_winner_share']:.1%} |"
+    )
+    peeking = aa["peeking_t_test_false_winner_share"]
+    lines.append(f"| A/A, t-test read every 100 users: false winner | {peeking:.1%} |")
+    for name in ("split", "interleaving"):
+        s = power[f"{name}_called"]
+        what = f"CTR {config['ctr']} vs +{config['lift']}, {name}: called"
+        median = "-" if s["median_users"] is None else f"{s['median_users']:,.0f}"
+        lines.append(f"| {what} | {s['share']:.0%}, median {median} users |")
+    for mode, r in result.get("live", {}).items():
+        winner = r["decision"]["winner"]
+        lines.append(f"| live {mode}: decided after | {r['users_needed']} users ({winner}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--experiments", type=int, default=200, help="A/A experiments")
@@ -121,19 +140,9 @@ def main() -> None:
     result |= run(args)
     if args.live:
         result["live"] = live()
+    result["table_markdown"] = table(result)
     write_json(result, args.out)
-    aa, power = result["aa"], result["power"]
-    print("| what | figure |\n|---|---|")
-    print(f"| A/A, mSPRT read at every user: false winner | {aa['msprt_false_winner_share']:.1%} |")
-    peeking = aa["peeking_t_test_false_winner_share"]
-    print(f"| A/A, t-test read every 100 users: false winner | {peeking:.1%} |")
-    for name in ("split", "interleaving"):
-        s = power[f"{name}_called"]
-        what = f"CTR {args.ctr} vs +{args.lift}, {name}: called"
-        print(f"| {what} | {s['share']:.0%}, median {s['median_users']} users |")
-    for mode, r in result.get("live", {}).items():
-        winner = r["decision"]["winner"]
-        print(f"| live {mode}: decided after | {r['users_needed']} users ({winner}) |")
+    print(result["table_markdown"])
     print(f"results -> {args.out}")
 
 

@@ -73,6 +73,25 @@ def exact_truth(items: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return exact.search(queries, K)[1]
 
 
+HEADER = (
+    "| items | kind | precision | bytes/item | build s | recall@100 | query ms |\n"
+    "|---|---|---|---|---|---|---|"
+)
+
+
+def row_line(row: dict) -> str:
+    if "skipped" in row:
+        return f"| {row['items']:,} | {row['kind']} | skipped ({row['skipped']}) | | | | |"
+    return (
+        f"| {row['items']:,} | {row['kind']} | {row['precision']} | {row['bytes_per_item']} | "
+        f"{row['build_s']} | {row['recall_at_100']} | {row['query_ms']} |"
+    )
+
+
+def table(result: dict) -> str:
+    return "\n".join([HEADER, *(row_line(row) for row in result["rows"])])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", default="200000,1000000")
@@ -87,8 +106,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     rows = []
-    print("| items | kind | precision | bytes/item | build s | recall@100 | query ms |")
-    print("|---|---|---|---|---|---|---|")
+    print(HEADER, flush=True)
     for n in (int(s) for s in args.items.split(",")):
         items, queries = embeddings(n)
         truth = exact_truth(items, queries[QUERIES:])
@@ -99,11 +117,7 @@ def main() -> None:
             for precision in args.precisions.split(","):
                 row = measure(items, queries, truth, kind, precision)
                 rows.append(row)
-                print(
-                    f"| {n:,} | {kind} | {precision} | {row['bytes_per_item']} | "
-                    f"{row['build_s']} | {row['recall_at_100']} | {row['query_ms']} |",
-                    flush=True,
-                )
+                print(row_line(row), flush=True)
     result = {
         **results_header("index_precision"),
         "dim": DIM,
@@ -111,6 +125,7 @@ def main() -> None:
         "hnsw_max_items": args.hnsw_max_items,
         "rows": rows,
     }
+    result["table_markdown"] = table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"results -> {args.out}")

@@ -59,6 +59,18 @@ def runs(reports: int, repeats: int) -> list[float]:
     return seconds
 
 
+def table(result: dict) -> str:
+    lines = [
+        f"| setting | poll s | fit s ({result['reports']} checkpointed reports, each run) |",
+        "|---|---|---|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['setting']} | {row['poll_s']} | {', '.join(map(str, row['fit_s']))} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reports", type=int, default=5)
@@ -78,12 +90,10 @@ def main() -> None:
         seconds = json.loads(out.strip().splitlines()[-1])
         rows.append({"setting": name, "poll_s": float(poll), "fit_s": seconds})
     result = {**results_header("ray_train_overhead"), "reports": args.reports, "rows": rows}
+    result["table_markdown"] = table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| setting | poll s | fit s ({args.reports} checkpointed reports, each run) |")
-    print("|---|---|---|")
-    for row in rows:
-        print(f"| {row['setting']} | {row['poll_s']} | {', '.join(map(str, row['fit_s']))} |")
+    print(result["table_markdown"])
     print(f"results -> {args.out}")
 
 

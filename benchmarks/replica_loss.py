@@ -64,6 +64,16 @@ def recovery(done: list[tuple[float, float, bool]], kill_at: float, seconds: flo
     }
 
 
+def table(result: dict) -> str:
+    return (
+        "| requests | failed | failed share | req/s before | after | recovery s | replaced |\n"
+        "|---|---|---|---|---|---|---|\n"
+        f"| {result['requests']} | {result['failed']} | {result['failed_share']:.3%} "
+        f"| {result['rps_before']} | {result['rps_after']} | {result['recovery_s']} "
+        f"| {result['replaced']} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=40)
@@ -129,15 +139,10 @@ def main() -> None:
         "target": TARGET,
         **recovery(done, args.kill_at, args.seconds),
     }
+    result["table_markdown"] = table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print("| requests | failed | failed share | req/s before | after | recovery s | replaced |")
-    print("|---|---|---|---|---|---|---|")
-    print(
-        f"| {result['requests']} | {failed} | {result['failed_share']:.3%} "
-        f"| {result['rps_before']} | {result['rps_after']} | {result['recovery_s']} "
-        f"| {result['replaced']} |"
-    )
+    print(result["table_markdown"])
     print(f"results -> {args.out}")
 
 

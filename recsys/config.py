@@ -141,7 +141,7 @@ def ray_settings() -> None:
 def proxy_settings() -> str:
     """For a local Ray this process is about to start: HAProxy in place of Serve's Python
     proxy, with Serve's throughput-optimised mode, when ``haproxy`` is on PATH (the serving
-    table in the README has the measured gain), and free side ports for it. Variables the
+    table in docs/serving.md has the measured gain), and free side ports for it. Variables the
     user set are kept. :func:`ensure_ray` calls it before it starts a local Ray: Serve's
     controller and proxies read these when they start, whichever step starts Ray first.
 

@@ -27,13 +27,14 @@ APP = "recsys"
 # The deployments of either topology (the fused one runs the stages in the Ingress).
 ALWAYS = ("Ingress", "Shadow")
 # On one machine (`recsys serve start`, the demo) a replica runs every stage (faster: the
-# README's serving table); serving/config.yaml and the chart compose them, a cluster scales each.
+# serving table in docs/serving.md); serving/config.yaml and the chart compose them, a
+# cluster scales each.
 LOCAL_TOPOLOGY = "fused"
 
 
 def local_replicas() -> int:
     """The fused replicas a local app starts with: one per CPU, up to 4, each running the model
-    under its own GIL (what it gains: the README's serving table)."""
+    under its own GIL (what it gains: docs/serving.md)."""
     return max(1, min(os.cpu_count() or 1, 4))
 
 

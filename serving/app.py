@@ -4,7 +4,7 @@
 deployment with its own autoscaling, called through DeploymentHandles once per batch: the
 Ingress sends its batch to the CandidateGenerator, which hands it to the Ranker in one call,
 and the Ingress orders the scored candidates into the lists itself (that stage's hop cost
-far more CPU than its work: README, Serving). ``fused``: the Ingress runs the same three stages
+far more CPU than its work: docs/serving.md). ``fused``: the Ingress runs the same three stages
 in its own replica (no handle hops).
 Both run :mod:`recsys.recommend.batch` (the one path for a batch of requests, cut at its stage
 boundaries) on the users' states read from the online store; this module adds transport

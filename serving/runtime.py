@@ -107,7 +107,7 @@ def item_log(args: AppArgs) -> ItemLog:
 def warm_up(prepared: PreparedModel) -> None:
     """One recommendation, through the one path, for a made-up user who saw the most popular
     item: what a model builds on first use (RP3beta's dense matrices, the compiled trees'
-    load) is built while the version loads, not in a user's request (README, Serving: a
+    load) is built while the version loads, not in a user's request (docs/serving.md: a
     replica's first request). A model that reads the items' context from the
     store is warmed by its first request instead."""
     if not len(prepared.item_ids) or prepared.model.state_spec().context:

@@ -36,9 +36,9 @@ class AppArgs(Strict):
     topology: Literal["composed", "fused"] = "composed"
     # The most requests a batch holds (every @serve.batch of the app); a full batch goes at once.
     # 8: where the one path's cost per request in-process stops falling, so a larger batch adds
-    # only waiting (README, Serving: the measurements).
+    # only waiting (docs/serving.md: the measurements).
     max_batch_size: int = Field(8, ge=1, le=256)
-    # How long a batch waits to fill (README, Serving: the measured trade-off).
+    # How long a batch waits to fill (docs/serving.md: the measured trade-off).
     batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
     # A request body larger than this is answered 413 before anything parses it.
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 2**20)

@@ -89,7 +89,7 @@ class SynthConfig:
 WORLDS: dict[str, dict[str, float]] = {
     "independent": {},
     # from `python -m benchmarks.data_statistics --fit`; what they give against MovieLens-100k:
-    # benchmarks/results/data_statistics.json and the README's table
+    # benchmarks/results/data_statistics.json and the table in docs/benchmarks.md
     "movielens": {
         "popularity_exponent": 0.375,
         "popularity_offset": 28.125,

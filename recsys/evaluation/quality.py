@@ -13,7 +13,7 @@ from recsys.models.multistage.candidates import source_tops
 from recsys.models.multistage.sources import ITEM_ITEM
 from recsys.state.offline import item_context, states_from_interactions
 
-# Published Microsoft Recommenders MovieLens-100k figures (README table, k = 10).
+# Published Microsoft Recommenders MovieLens-100k figures (docs/benchmarks.md, k = 10).
 PUBLISHED_MOVIELENS_100K = [
     {
         "model": "BiVAE (MS Recommenders)",
@@ -70,8 +70,8 @@ BENCHMARK_MODELS = (
     ),
 )
 # Rows a run has only when asked (``--models``): the two-tower as a fourth source of the
-# multi-stage model, measured on the temporal protocol (README; its fold fits of the two-tower
-# on the stratified one would take half an hour).
+# multi-stage model, measured on the temporal protocol (docs/benchmarks.md; its fold fits of
+# the two-tower on the stratified one would take half an hour).
 OPTION_MODELS = (
     ModelSpec(
         "multistage-two-tower",

@@ -23,7 +23,7 @@ MODEL_KINDS: dict[str, type[Recommender]] = {
 # Kinds renamed since: a model directory written under the old name still loads.
 RENAMED_KINDS = {"pipeline": "multistage"}
 # What each kind learns for a split protocol (a training split's ``split.json`` names it), each
-# chosen on that protocol's validation split (README, Benchmarks): on a temporal split the
+# chosen on that protocol's validation split (docs/benchmarks.md): on a temporal split the
 # two-tower reads the user's latest items, and the multi-stage ranker is cross-fitted in the
 # user's time and reads the recent window. The parameters a user passes win.
 PROTOCOL_PARAMS: dict[str, dict[str, dict]] = {

@@ -23,7 +23,7 @@ class MultiStageConfig:
     n_ease: int = 100
     n_rp3: int = 100
     n_popular: int = 50
-    n_two_tower: int = 0  # 0: no two-tower source (measured: it does not pay here, README)
+    n_two_tower: int = 0  # 0: no two-tower source (measured: it does not pay here, docs/models.md)
     # Item content (recsys.content): "auto" reads it whenever the items table has text (a
     # title, genres, a description), "off" never, or an encoder spec ("tfidf-svd",
     # "sentence-transformers:<name or path>"). It adds a candidate source (the items nearest
@@ -34,10 +34,10 @@ class MultiStageConfig:
     n_content: int = 50
     # Above this many items the content source is searched in an item index (IVF, int8) for
     # each user's n_content nearest, instead of scoring the whole catalog per request (200k
-    # items: README, Catalog scale); its rank feature is then the rank among those.
+    # items: docs/benchmarks.md, catalog scale); its rank feature is then the rank among those.
     content_exact_max_items: int = 50_000
     # The users' and items' mean ratings from the feature store as ranker features (measured
-    # on the validation split: no gain, more spread over seeds; README).
+    # on the validation split: no gain, more spread over seeds; docs/models.md).
     store_context: bool = False
     folds: int = 5
     # ``random`` cross-fitting draws the folds this many times over, with other seeds: the

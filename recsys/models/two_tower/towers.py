@@ -55,7 +55,7 @@ class TwoTowerConfig:
     sparse_lr: float = 0.01
     weight_decay: float = 1e-5
     # Validation nDCG peaks by epoch 2-4 on MovieLens-100k and falls after: waiting 2 epochs
-    # for a better one ends where waiting 3 did, an epoch sooner (3 seeds, benchmarks/README)
+    # for a better one ends where waiting 3 did, an epoch sooner (3 seeds, docs/benchmarks.md)
     patience: int = 2
     val_share: float = 0.1
     seed: int = 42

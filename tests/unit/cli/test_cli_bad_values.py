@@ -1,5 +1,5 @@
 """Values the option fuzzer (tests/unit/properties/test_cli_options.py) found crashing the CLI:
-each ends in a message and a README exit code now."""
+each ends in a message and a documented exit code now."""
 
 import pytest
 from click.testing import CliRunner

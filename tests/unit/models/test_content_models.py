@@ -151,7 +151,7 @@ def test_the_item_tower_embeds_an_item_nobody_rated_from_its_text(tmp_path):
     """With content, the item tower reads each item's content vector; an item no training
     interaction met is embedded as the unknown id (its id embedding was never trained), so
     its text and features alone place it. Without content (``off``) the tower has no such
-    input. What it buys on MovieLens's cold items: README, Item content."""
+    input. What it buys on MovieLens's cold items: docs/content.md."""
     train, items = topic_history(60), catalog(cold=6)
     tower = dict(dim=16, id_dim=16, feat_dim=8, hidden=32, epochs=3, batch_size=64)
     model = create_model("two_tower", tower).fit(train, None, items)

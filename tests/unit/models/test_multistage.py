@@ -502,7 +502,7 @@ def test_catalog_over_ease_max_items_has_no_ease_part(interactions, tmp_path):
 def test_with_store_context_the_ranker_reads_the_stores_features_and_needs_them(interactions):
     """The mean ratings come from the feature store's views (offline: the same build
     functions over the interactions); without the items' context a request is refused rather
-    than ranked on missing values. Off by default: measured, they do not pay (README)."""
+    than ranked on missing values. Off by default: measured, they do not pay (docs/models.md)."""
     assert MultiStageModel(MultiStageConfig()).state_spec().context == []
     train = with_noise(interactions)
     model = fit(train, store_context=True)

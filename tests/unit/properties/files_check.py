@@ -13,7 +13,7 @@ from recsys.config import RecsysError
 from recsys.data.validate import REASONS, load_interactions
 from recsys.files import write_parquet
 
-EXIT_CODES = {0, 1, 2, 3}  # README "Exit codes"
+EXIT_CODES = {0, 1, 2, 3}  # README and docs/troubleshooting.md: exit codes
 
 
 def check_file(path: Path, n_rows: int | None, work: Path, *, must_load: bool) -> None:

@@ -1,5 +1,5 @@
 """Every ``recsys`` option that takes a value, found by walking the click tree (a new option is
-covered the day it is added), fed any value: a clean message and a README exit code, never a
+covered the day it is added), fed any value: a clean message and a documented exit code, never a
 traceback. Each command runs on inputs that fail fast (no training, Ray, Serve or KFP)."""
 
 from __future__ import annotations

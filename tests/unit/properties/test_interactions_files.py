@@ -1,6 +1,6 @@
 """Interactions files as users write them: CSV (any text, a BOM, quoted newlines, any quoting)
 and parquet (every column type). No traceback; rows in = kept + quarantined with reasons; the
-README's exit codes; the same bytes out, run after run."""
+the documented exit codes; the same bytes out, run after run."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def test_flat_returns_exact_top_k(items, queries):
 
 def test_auto_is_exact_up_to_the_threshold_then_ivf_at_int8(items):
     """Above the threshold IVF, measured ahead of HNSW (benchmarks/index_precision.py), over
-    int8 vectors (end to end within 1% of fp32 at 200k items: README, At scale)."""
+    int8 vectors (end to end within 1% of fp32 at 200k items: docs/benchmarks.md, at scale)."""
     config = IndexConfig(exact_max_items=500, recall_queries=50)
     small = ItemIndex.build(items[:500], config)
     assert (small.kind, small.info()["precision"], small.recall_at_k) == ("flat", "fp32", 1.0)
