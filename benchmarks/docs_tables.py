@@ -31,9 +31,10 @@ def provenance(result: dict) -> dict:
 def render(result: dict, name: str) -> str | None:
     """The snippet of one results file, or None where it records no table."""
     table = result.get("table_markdown")
-    if not table:
-        return None
-    where = provenance(result)
+    return _snippet(table, provenance(result), name) if table else None
+
+
+def _snippet(table: str, where: dict, name: str) -> str:
     machine = where["machine"] or {}
     cpus = f"{machine['cpus']} CPUs" if machine.get("cpus") else "an unrecorded machine"
     accelerator = f", {machine['accelerator']}" if machine.get("accelerator") else ""
@@ -45,12 +46,17 @@ def render(result: dict, name: str) -> str | None:
 
 
 def rendered() -> dict[str, str]:
-    """File name → contents, for every results file with a table."""
+    """File name → contents, for every results file with a table: ``<name>.md``, and
+    ``<name>_<table>.md`` for each of its other tables (``tables_markdown``: each with the
+    provenance of the run it reads)."""
     out = {}
     for path in sorted(RESULTS.glob("*.json")):
-        text = render(json.loads(path.read_text()), path.stem)
+        result = json.loads(path.read_text())
+        text = render(result, path.stem)
         if text is not None:
             out[f"{path.stem}.md"] = text
+        for table, entry in (result.get("tables_markdown") or {}).items():
+            out[f"{path.stem}_{table}.md"] = _snippet(entry["markdown"], entry, path.stem)
     return out
 
 

@@ -53,6 +53,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
+from benchmarks import scale_tables
 from benchmarks.serving_load import closed_loop, replica_rss_mb
 from benchmarks.train_throughput import PeakRss
 from recsys import serve_ops
@@ -249,6 +250,9 @@ def run_once(args: argparse.Namespace) -> dict:
         del train
         log = model.training_log
         info |= {k: log[k] for k in ("ranker_rows", "ranker_positives", "candidate_recall")}
+        # the two-tower fits' one Ray Train run: where its seconds went (before the run: the
+        # driver's staging of the folds' examples; Ray Train's start; the epochs; the end)
+        info["two_tower_timing"] = (log.get("two_tower_log") or {}).get("timing")
         info["ranker_users"] = args.ranker_users
         index = model.sources.two_tower.index_info()
         info["index"] = index
@@ -581,7 +585,7 @@ def main() -> None:
     result = run_once(args)
     if not args.keep:
         shutil.rmtree(Path(args.workdir) / f"n{args.interactions}", ignore_errors=True)
-    append_run("scale", result, args.out, table)
+    append_run("scale", result, args.out, table, scale_tables.tables)
 
 
 if __name__ == "__main__":

@@ -88,11 +88,15 @@ def publish(result: dict, out: Path) -> None:
     print(f"results -> {out}")
 
 
-def append_run(benchmark: str, record: dict, out: Path, table) -> None:
+def append_run(benchmark: str, record: dict, out: Path, table, more_tables=None) -> None:
     """Add one run's ``record`` to the runs already in ``out`` (one record per run, with its
-    settings), the file's table made by ``table(runs)``; print this run's table."""
+    settings), the file's table made by ``table(runs)`` and its other tables (name -> markdown
+    with its run's provenance) by ``more_tables(runs)``; print this run's table."""
     previous = json.loads(out.read_text()) if out.exists() else {}
     runs = [*previous.get("runs", []), record]
-    write_json({"benchmark": benchmark, "runs": runs, "table_markdown": table(runs)}, out)
+    result = {"benchmark": benchmark, "runs": runs, "table_markdown": table(runs)}
+    if more_tables is not None:
+        result["tables_markdown"] = more_tables(runs)
+    write_json(result, out)
     print(table([record]))
     print(f"results -> {out}")

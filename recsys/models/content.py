@@ -5,6 +5,7 @@ of the catalog, cold ones included, from the moment its text is known."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +14,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.config import RecsysError
-from recsys.content import encode_items, has_text, load_encoder, make_encoder
+from recsys.content import encode_items, has_text, item_text, load_encoder, make_encoder
 from recsys.data.io import ITEM, genre_membership
 from recsys.models.base import Recommender, StateBatch, unit_rows
 from recsys.models.vocabulary import catalog_vocabulary
 
 VECTORS_FILE = "content_vectors.npy"
 ENCODER_DIR = "content_encoder"
+# The latest catalog's content: its key (encoder, width, texts) -> (vectors, fitted encoder).
+_ENCODED: dict[str, tuple[np.ndarray, object]] = {}
 
 
 @dataclass
@@ -58,7 +61,9 @@ def content_scores(seen: sp.csr_matrix, vectors: np.ndarray) -> np.ndarray:
 
 def catalog_content(items: pd.DataFrame | None, item_ids: np.ndarray, encoder: str, dim: int):
     """The content vectors of a model's vocabulary (``(n_items, dim)`` float32, unit rows; an
-    item the table lacks: a zero row) and the fitted encoder (for items added later).
+    item the table lacks: a zero row, read-only) and the fitted encoder (for items added later).
+    The latest catalog's are kept: a multi-stage model and its two-towers (one per fold) encode
+    the same catalog, and the encoder gives the same vectors for the same texts and seed.
 
     Raises:
         RecsysError: the items table has no text to encode.
@@ -69,8 +74,15 @@ def catalog_content(items: pd.DataFrame | None, item_ids: np.ndarray, encoder: s
         )
     aligned = items.astype({ITEM: str}).drop_duplicates(ITEM).set_index(ITEM)
     aligned = aligned.reindex(item_ids).rename_axis(ITEM).reset_index()
-    fitted = make_encoder(encoder, dim=dim)
-    return encode_items(aligned, fitted), fitted
+    texts = "\0".join(item_text(aligned)).encode()
+    key = hashlib.blake2b(f"{encoder}\0{dim}\0".encode() + texts, digest_size=16).hexdigest()
+    if key not in _ENCODED:
+        _ENCODED.clear()
+        fitted = make_encoder(encoder, dim=dim)
+        vectors = encode_items(aligned, fitted)
+        vectors.flags.writeable = False  # shared by every model of this catalog
+        _ENCODED[key] = vectors, fitted
+    return _ENCODED[key]
 
 
 def configured_content(

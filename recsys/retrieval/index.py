@@ -32,6 +32,7 @@ import numpy as np
 
 from recsys.config import RecsysError
 from recsys.files import atomic_path, write_json
+from recsys.retrieval.recall import as_matrix, exact_top, recall_queries, share_found
 
 INDEX_FILE = "item_index.faiss"
 META_FILE = "item_index.json"
@@ -54,6 +55,11 @@ class IndexConfig:
     hnsw_ef_search: int = 128
     ivf_nlist: int | None = None  # default ~ 4 * sqrt(n)
     ivf_nprobe: int = 16
+    # IVF: > 0, the build doubles nprobe until its measured recall@recall_k reaches this; the
+    # manifest records the nprobe it took. Off by default: measured on noisy copies of items
+    # (without a query sample), a target the int8 codes cannot reach probes every list, as
+    # slow as exact search (docs/benchmarks.md).
+    ivf_target_recall: float = 0.0
     recall_queries: int = 1000  # queries used to measure recall vs exact
     recall_k: int = 100
     seed: int = 0
@@ -65,6 +71,10 @@ class IndexConfig:
             raise RecsysError(f"IndexConfig.precision: {self.precision!r} is not one of {known}")
         for name, value in asdict(self).items():
             if name in ("kind", "precision", "seed", "ivf_nlist", "exact_max_items"):
+                continue
+            if name == "ivf_target_recall":
+                if not 0.0 <= value <= 1.0:
+                    raise RecsysError(f"IndexConfig.{name}: {value} must be within [0, 1]")
                 continue
             if value < 1:
                 raise RecsysError(f"IndexConfig.{name}: {value} must be >= 1")
@@ -122,7 +132,7 @@ class ItemIndex:
             The built index, with ``recall_at_k`` set (1.0 for exact search).
         """
         config = config or IndexConfig()
-        items = _as_matrix(item_embeddings, "item_embeddings")
+        items = as_matrix(item_embeddings, "item_embeddings")
         kind = config.resolve_kind(len(items))
         # the index records what it was built at (a loaded index is that, whatever "auto" means)
         config = dataclasses.replace(config, precision=config.resolve_precision(len(items)))
@@ -134,9 +144,22 @@ class ItemIndex:
         exact = kind == "flat" and config.precision == "fp32"
         built = cls(index, kind, config, 1.0 if exact else None, seconds)
         if not exact:
-            queries = _recall_queries(items, query_sample, config)
-            built.recall_at_k = built._measure_recall(items, queries)
+            queries = recall_queries(items, query_sample, config.recall_queries, config.seed)
+            truth = exact_top(items, queries, built.recall_k)
+            built.recall_at_k = share_found(built._raw_search(queries, built.recall_k)[1], truth)
+            if kind == "ivf":
+                built._probe_until(config.ivf_target_recall, queries, truth)
         return built
+
+    def _probe_until(self, target: float, queries: np.ndarray, truth: np.ndarray) -> None:
+        """Double IVF's ``nprobe`` until the measured recall reaches ``target`` (or every
+        list is probed): how clustered the embeddings are decides how many lists it takes."""
+        nlist = self._index.nlist
+        while self.recall_at_k < target and self.config.ivf_nprobe < nlist:
+            nprobe = min(2 * self.config.ivf_nprobe, nlist)
+            self.config = dataclasses.replace(self.config, ivf_nprobe=nprobe)
+            self.recall_at_k = share_found(self._raw_search(queries, self.recall_k)[1], truth)
+        _set_search_defaults(self._index, self.config)
 
     def search(
         self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None
@@ -152,7 +175,7 @@ class ItemIndex:
             ``(scores, items)``: float32 and int64 arrays of shape ``(n, k)``; where fewer than
             ``k`` items are left a row is padded with ``-inf`` scores and ``-1`` items.
         """
-        q = _as_matrix(queries, "queries", dim=self.dim)
+        q = as_matrix(queries, "queries", dim=self.dim)
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise RecsysError(f"k: {k!r} must be an integer >= 1")
         if exclude is not None and len(exclude) != len(q):
@@ -175,7 +198,7 @@ class ItemIndex:
         if self.kind == "hnsw":
             raise RecsysError("an HNSW item index cannot take new items: build it again")
         index = faiss.clone_index(self._index)
-        index.add(_as_matrix(vectors, "vectors", dim=self.dim))
+        index.add(as_matrix(vectors, "vectors", dim=self.dim))
         return type(self)(index, self.kind, self.config, self.recall_at_k, self.build_seconds)
 
     def save(self, directory: Path) -> list[str]:
@@ -225,6 +248,7 @@ class ItemIndex:
             "recall_at_k": self.recall_at_k,
             "recall_k": self.recall_k,
             "build_seconds": round(self.build_seconds, 3),
+            **({"nprobe": self.config.ivf_nprobe} if self.kind == "ivf" else {}),
         }
 
     def _raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -246,34 +270,6 @@ class ItemIndex:
         scores[ids < 0] = -np.inf
         order = np.argsort(-scores, axis=1, kind="stable")
         return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
-
-    def _measure_recall(self, items: np.ndarray, queries: np.ndarray) -> float:
-        exact = faiss.IndexFlatIP(self.dim)
-        exact.add(items)
-        _, truth = exact.search(queries, self.recall_k)
-        _, approx = self._raw_search(queries, self.recall_k)
-        hits = sum(len(np.intersect1d(a, t)) for a, t in zip(approx, truth, strict=True))
-        return hits / (len(queries) * self.recall_k)
-
-
-def _as_matrix(x: np.ndarray, name: str, dim: int | None = None) -> np.ndarray:
-    """``x`` as a C-contiguous float32 ``(n, dim)`` matrix of finite values, or an error."""
-    arr = np.asarray(x)
-    if arr.ndim != 2:
-        raise RecsysError(f"{name}: expected a 2-D (n, dim) array, got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise RecsysError(f"{name}: empty array of shape {arr.shape}")
-    if dim is not None and arr.shape[1] != dim:
-        raise RecsysError(f"{name}: dimension {arr.shape[1]} does not match the index ({dim})")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise RecsysError(
-            f"{name}: {len(rows)} rows contain NaN or inf (first: row {rows[0]}) "
-            "(values beyond float32 range count as inf)"
-        )
-    return arr
 
 
 def _new_index(kind: str, stored: np.ndarray, config: IndexConfig) -> faiss.Index:
@@ -319,21 +315,6 @@ def _set_search_defaults(index: faiss.Index, config: IndexConfig) -> None:
         index.hnsw.efSearch = config.hnsw_ef_search
     elif isinstance(index, faiss.IndexIVF):
         index.nprobe = config.ivf_nprobe
-
-
-def _recall_queries(
-    items: np.ndarray, sample: np.ndarray | None, config: IndexConfig
-) -> np.ndarray:
-    """Up to ``recall_queries`` rows of ``sample``, or noisy copies of random items."""
-    rng = np.random.default_rng(config.seed)
-    if sample is not None:
-        sample = _as_matrix(sample, "query_sample", dim=items.shape[1])
-        if len(sample) > config.recall_queries:
-            sample = sample[rng.choice(len(sample), config.recall_queries, replace=False)]
-        return sample
-    rows = rng.integers(0, len(items), config.recall_queries)
-    noise = rng.normal(0.0, 0.1 * float(items.std()) or 1e-3, (len(rows), items.shape[1]))
-    return np.ascontiguousarray(items[rows] + noise, dtype=np.float32)
 
 
 def _compact(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

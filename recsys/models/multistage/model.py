@@ -241,6 +241,15 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
             parts += [f"{CONTENT_INDEX}/{p}" for p in saved]
         return parts
 
+    def _one_content_copy(self, content: np.ndarray) -> np.ndarray:
+        """``content``, or the same vectors as the two-tower source holds them (its item
+        tower's input, row 0 the unknown item): one copy in a replica, not two."""
+        tower = self.sources.two_tower
+        held = getattr(tower, "_item_content", None)
+        if held is not None and np.array_equal(held[1:], content):
+            return held[1:]
+        return content
+
     def _load_parts(self, directory: Path) -> None:
         if not (directory / "sources").exists():
             raise RecsysError(
@@ -256,7 +265,7 @@ class MultiStageModel(CrossFitting, ContextFeatures, Recommender):
         self.item_year = np.load(directory / "item_year.npy")
         self.content = self.content_encoder = self.content_index = None  # reads no content
         if (directory / CONTENT_VECTORS).exists():
-            self.content = np.load(directory / CONTENT_VECTORS)
+            self.content = self._one_content_copy(np.load(directory / CONTENT_VECTORS))
             self.content_encoder = load_encoder(directory / CONTENT_ENCODER)
             if (directory / CONTENT_INDEX).exists():
                 self.content_index = ItemIndex.load(directory / CONTENT_INDEX)

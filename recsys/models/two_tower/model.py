@@ -274,7 +274,7 @@ class TwoTower(ItemContent, Recommender):
         return scores
 
     def load_state(self, state_dict: dict, index: ItemIndex | None = None) -> None:
-        self.net.load_state_dict(state_dict)
+        self.net.load_state_dict(state_dict, assign=True)  # the tensors given, not copies
         self.finalize(index)
 
     def retrieve(self, z_u: np.ndarray, n: int, seen: list[np.ndarray] | None = None):
@@ -315,5 +315,11 @@ class TwoTower(ItemContent, Recommender):
         if not any(self.item_genres):
             self.item_genres = self.genres_from_table()
         self.net = self.build_net()
-        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        # Mapped, not read: a replica's pages of the user table are the users it has served
+        # (copy on write: the file is never changed).
+        path = directory / WEIGHTS_FILE
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         self.load_state(state, ItemIndex.load(directory))
+        table = self.net.item_tower.table.numpy()
+        if np.array_equal(table, self._item_table):
+            self._item_table = table  # one copy: the module's

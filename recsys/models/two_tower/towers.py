@@ -111,6 +111,13 @@ class UserTower(nn.Module):
         return F.normalize(self.mlp(x), dim=1) / self.cfg.temperature**0.5  # (B, dim)
 
 
+def shared_tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """``array`` as a tensor on its memory (the model's array and the module's buffer are one
+    copy); a copy where it is read-only (from Ray's object store) or of another dtype."""
+    array = np.asarray(array)
+    return torch.as_tensor(array if array.flags.writeable else array.copy(), dtype=dtype)
+
+
 class ItemTower(nn.Module):
     """g(x_i): item id, genres (mean of genre embeddings), release-year bucket and, with
     ``content`` (``(n_items + 1, d)`` unit vectors, row 0 zeros), its content vector
@@ -134,11 +141,10 @@ class ItemTower(nn.Module):
         self.id = id_table(n_items + 1, cfg.id_dim)
         self.genres = nn.EmbeddingBag(card["genre"], cfg.feat_dim, mode="mean", padding_idx=0)
         self.year = nn.Embedding(card["year"], cfg.feat_dim, padding_idx=0)
-        # A copy: the table may arrive read-only from Ray's object store.
-        self.register_buffer("table", torch.tensor(np.array(item_table), dtype=torch.long))
+        self.register_buffer("table", shared_tensor(item_table, torch.long))
         width = cfg.id_dim + 2 * cfg.feat_dim
         self.content_proj = None
-        tensor = None if content is None else torch.tensor(np.array(content), dtype=torch.float32)
+        tensor = None if content is None else shared_tensor(content, torch.float32)
         # not in the state dict: the model saves the vectors once
         self.register_buffer("content", tensor, persistent=False)
         if content is not None:

@@ -4,6 +4,8 @@ go through the one recommendation path."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from recsys.config import RecsysError
 from recsys.models.extend import with_new_items
 from recsys.models.kinds import create_model, load_model
 from recsys.models.multistage import MultiStageConfig, MultiStageModel
+from recsys.models.two_tower.model import WEIGHTS_FILE
 from recsys.recommend import Request
 from recsys.recommend.added import with_added
 from tests.helpers import TINY_MULTISTAGE, make_interactions, side_tables
@@ -164,14 +167,21 @@ def test_the_item_tower_embeds_an_item_nobody_rated_from_its_text(tmp_path):
         net.trained[cold] = True  # as if its id had been trained
         assert not torch.allclose(net(torch.tensor([cold])), as_unknown)
         net.trained[cold] = False
+        own = net.content[cold].clone()  # the buffer is the model's array, not a copy
         net.content[cold] = torch.as_tensor(model._item_content[1])  # another item's text
         assert not torch.allclose(net(torch.tensor([cold])), as_unknown)
-        net.content[cold] = torch.as_tensor(model._item_content[cold])
+        net.content[cold] = own
     listed = Request(k=2, candidates=[f"i{i}" for i in range(40, 46)])
     users = [f"u{u}" for u in range(12)]
     frame = recommend.recommend_frame(model, users, listed, history=train)
     again = load_model(model.save(tmp_path / "m", version="t1"))
     np.testing.assert_array_equal(again._item_content, model._item_content)
+    # the loaded weights are the file's pages, mapped: a replica holds the rows it reads
+    mapped = Path("/proc/self/maps").read_text()
+    assert str((tmp_path / "m" / WEIGHTS_FILE).resolve()) in mapped
+    for m in (model, again):  # one copy of the content and of the item table in a process
+        assert np.shares_memory(m.net.item_tower.content.numpy(), m._item_content)
+        assert np.shares_memory(m.net.item_tower.table.numpy(), m._item_table)
     pd.testing.assert_frame_equal(
         recommend.recommend_frame(again, users, listed, history=train), frame
     )
@@ -203,6 +213,11 @@ def test_a_tower_that_reads_content_embeds_and_indexes_new_items(tmp_path):
     stages = MultiStageModel(MultiStageConfig(**{**TINY_MULTISTAGE, "n_two_tower": 10}))
     stages.fit(make_interactions(), users, items)
     assert stages.takes_new_items and stages.sources.two_tower.takes_new_items
+    # the catalog is encoded once: the model's and its towers' vectors come from one fit
+    assert stages.sources.two_tower.content_encoder is stages.content_encoder
+    loaded = load_model(stages.save(tmp_path / "s", version="s1"))
+    np.testing.assert_array_equal(loaded.content, stages.content)
+    assert np.shares_memory(loaded.content, loaded.sources.two_tower._item_content)
     fresh = pd.DataFrame({"item_id": ["x1"], "title": ["x1"], "genres": ["G1|Drama"]})
     grown = with_new_items(stages, fresh)
     for fit in (grown.sources, *grown.fold_sources):

@@ -194,3 +194,29 @@ def test_bad_queries_are_named(items, tmp_path):
         index.search(items[:2], 5, exclude=[np.array([1])])
     with pytest.raises(RecsysError, match="no saved item index"):
         ItemIndex.load(tmp_path)
+
+
+def test_ivf_probes_more_lists_until_its_recall_reaches_the_target(items, queries, tmp_path):
+    """How many lists IVF must probe depends on how clustered the embeddings are: the build
+    doubles nprobe from where the config starts until the measured recall reaches the target,
+    and the saved index searches at that nprobe."""
+    kept = ItemIndex.build(
+        items, IndexConfig(kind="ivf", ivf_nprobe=1, ivf_target_recall=0.0), query_sample=queries
+    )
+    assert kept.config.ivf_nprobe == 1 and kept.recall_at_k < 0.9  # one list of 51: too few
+    tuned = ItemIndex.build(
+        items, IndexConfig(kind="ivf", ivf_nprobe=1, ivf_target_recall=0.9), query_sample=queries
+    )
+    nprobe = tuned.config.ivf_nprobe
+    assert nprobe > 1 and nprobe & (nprobe - 1) == 0  # doubled from 1
+    assert tuned.recall_at_k >= 0.9
+    # what it measured is what a search at that nprobe finds
+    truth = exact_top_k(items, queries, tuned.recall_k)
+    _, found = tuned.search(queries, tuned.recall_k)
+    recount = np.mean([len(np.intersect1d(f, t)) for f, t in zip(found, truth, strict=True)])
+    assert recount / tuned.recall_k == pytest.approx(tuned.recall_at_k, abs=0.02)
+    tuned.save(tmp_path)
+    again = ItemIndex.load(tmp_path)
+    assert again.config.ivf_nprobe == nprobe and again.info()["recall_at_k"] == tuned.recall_at_k
+    with pytest.raises(RecsysError, match="ivf_target_recall"):
+        IndexConfig(ivf_target_recall=1.5)
