@@ -20,6 +20,8 @@ from collections import defaultdict
 from html import escape
 from pathlib import Path
 
+from benchmarks import docs_tables
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "img"
@@ -177,28 +179,16 @@ def rendered() -> dict[str, str]:
 
 
 def stale(directory: Path = IMAGES) -> list[str]:
-    """The plots that differ from a fresh rendering or are missing."""
-    return sorted(
-        name
-        for name, svg in rendered().items()
-        if not (directory / name).is_file() or (directory / name).read_text() != svg
-    )
+    """The plots that differ from a fresh rendering, are missing, or are left over."""
+    return docs_tables.differing(rendered(), directory, "*.svg")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="exit 1 where a plot is stale")
     args = p.parse_args(argv)
-    if args.check:
-        names = stale()
-        for name in names:
-            print(f"stale: docs/img/{name} (run: python -m benchmarks.docs_plots)")
-        return 1 if names else 0
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    for name, svg in rendered().items():
-        (IMAGES / name).write_text(svg)
-    print(f"{len(PLOTS)} plots -> {IMAGES.relative_to(ROOT)}")
-    return 0
+    command = "python -m benchmarks.docs_plots"
+    return docs_tables.sync(rendered(), IMAGES, "*.svg", args.check, command)
 
 
 if __name__ == "__main__":

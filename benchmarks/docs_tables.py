@@ -62,29 +62,40 @@ def rendered() -> dict[str, str]:
 
 def stale(directory: Path = TABLES) -> list[str]:
     """The snippet files that differ from a fresh rendering, are missing, or are left over."""
-    want = rendered()
-    have = {p.name: p.read_text() for p in directory.glob("*.md")} if directory.is_dir() else {}
+    return differing(rendered(), directory, "*.md")
+
+
+def differing(want: dict[str, str], directory: Path, pattern: str) -> list[str]:
+    """The files of ``want`` (name -> text) that ``directory`` lacks or holds otherwise, and
+    its ``pattern`` files that ``want`` does not name."""
+    have = {p.name: p.read_text() for p in directory.glob(pattern)} if directory.is_dir() else {}
     return sorted(name for name in set(want) | set(have) if want.get(name) != have.get(name))
+
+
+def sync(want: dict[str, str], directory: Path, pattern: str, check: bool, command: str) -> int:
+    """Write ``want`` into ``directory`` (its other ``pattern`` files removed); with ``check``,
+    only name the files that differ (exit status 1 where any does)."""
+    names = differing(want, directory, pattern)
+    where = directory.relative_to(ROOT)
+    if check:
+        for name in names:
+            print(f"stale: {where}/{name} (run: {command})")
+        return 1 if names else 0
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob(pattern):
+        if old.name not in want:
+            old.unlink()
+    for name, text in want.items():
+        (directory / name).write_text(text)
+    print(f"{len(want)} files -> {where}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="exit 1 where a file is stale")
     args = p.parse_args(argv)
-    if args.check:
-        names = stale()
-        for name in names:
-            print(f"stale: docs/_tables/{name} (run: python -m benchmarks.docs_tables)")
-        return 1 if names else 0
-    TABLES.mkdir(parents=True, exist_ok=True)
-    want = rendered()
-    for old in TABLES.glob("*.md"):
-        if old.name not in want:
-            old.unlink()
-    for name, text in want.items():
-        (TABLES / name).write_text(text)
-    print(f"{len(want)} tables -> {TABLES.relative_to(ROOT)}")
-    return 0
+    return sync(rendered(), TABLES, "*.md", args.check, "python -m benchmarks.docs_tables")
 
 
 if __name__ == "__main__":
