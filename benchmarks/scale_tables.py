@@ -105,7 +105,7 @@ def capacity_table(run: dict) -> str:
         seconds = sum(t["seconds"] for t in fits)
         if rows:
             cpu_s = seconds * cpus / (rows / 1e6)
-            train_rows = 0.75 * TARGET["interactions"] * rows / (0.75 * run["interactions"])
+            train_rows = rows * scale  # the fits' rows grow with the interactions
             cpu_h = cpu_s * train_rows / 1e6 / 3600
             lines.append(
                 f"| two-tower and source fits, one epoch | {seconds:.0f} s on {rows / 1e6:.1f}M "
