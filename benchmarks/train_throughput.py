@@ -3,7 +3,7 @@
 Synthetic data (1M users x 200k items by default); every side trains the same ``TwoTowerNet``
 with the same examples, batch size, embedding sizes and in-batch softmax loss.
 
-(a) ours: ``train_two_tower`` through Ray Train (SparseAdam on the id tables, AdamW on the rest),
+(a) ours: ``train_two_tower`` through Ray Train (RowAdam on the id tables, AdamW on the rest),
     with 1 worker and with 2 (``--workers``), each worker's share of the examples held in
     memory, and (``--feeds memory stream``) streamed by Ray Data as well, forced; examples/s is
     measured inside the workers over the last epoch.
@@ -154,7 +154,7 @@ def run_ours(
     return {
         "trainer": f"ours: Ray Train, {workers} worker{'s' if workers > 1 else ''}, {feed}",
         "feed": feed,
-        "optimiser": "SparseAdam (id tables) + AdamW",
+        "optimiser": "RowAdam (id tables) + AdamW",
         "workers": workers,
         "examples_per_s": m["examples_per_s"] * workers,
         "examples_per_s_per_worker": m["examples_per_s"],
@@ -250,7 +250,7 @@ def plain_run(
     total = sum(t[p] for p in PHASES)
     return {
         "trainer": f"plain PyTorch loop, {threads} thread(s)",
-        "optimiser": "SparseAdam (id tables) + AdamW, as ours"
+        "optimiser": "RowAdam (id tables) + AdamW, as ours"
         if sparse
         else "dense Adam (all parameters)",
         "sparse": sparse,

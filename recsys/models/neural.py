@@ -35,10 +35,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# An id table of up to this many rows takes dense gradients and :class:`RowAdam`; a larger one,
-# sparse gradients and SparseAdam. Both update only the rows a batch looked up, the same way; on
-# a small table the dense gradient skips the sparse one's coalescing: faster up to tens of
-# thousands of rows, slower on a large table (a 20-item history bag, timed a step at each size).
+# An id table of up to this many rows takes dense gradients, a larger one sparse gradients;
+# :class:`RowAdam` updates only the rows a batch looked up on either. On a small table the dense
+# gradient skips the sparse one's coalescing: faster up to tens of thousands of rows, slower on
+# a large table (a 20-item history bag, timed a step at each size).
 DENSE_GRAD_MAX_ROWS = 16_384
 
 
@@ -52,13 +52,13 @@ SHARES_BAG_ROWS_PER_ID = 20
 def id_table(rows: int, dim: int, bag_len: int = 0) -> nn.Module:
     """An id embedding table (row 0, padding, is "unknown"), trained row by row; with
     ``bag_len``, a bag that takes the mean of up to ``bag_len`` ids per row (:class:`SharesBag`
-    on a table small for that length, else ``nn.EmbeddingBag``). Marked ``row_sparse`` for
+    on a table small for that length, else :class:`MeanBag`). Marked ``row_sparse`` for
     :func:`make_optimizers`."""
     sparse = rows > DENSE_GRAD_MAX_ROWS
     if bag_len and not sparse and rows <= SHARES_BAG_ROWS_PER_ID * bag_len:
         table = SharesBag(rows, dim)
     elif bag_len:
-        table = nn.EmbeddingBag(rows, dim, mode="mean", padding_idx=0, sparse=sparse)
+        table = MeanBag(rows, dim, sparse=sparse)
     else:
         table = nn.Embedding(rows, dim, padding_idx=0, sparse=sparse)
     table.row_sparse = True
@@ -87,10 +87,31 @@ class SharesBag(nn.Module):
         return shares @ self.weight
 
 
+class MeanBag(nn.EmbeddingBag):
+    """``nn.EmbeddingBag(rows, dim, mode="mean", padding_idx=0)`` as a weighted sum: each id
+    weighs 1 / (the row's non-padding ids), padding 0. The same initial weights for the same
+    seed, the same means; the padding row's gradient is zero. Its sparse backward skips the
+    padding mask that ``padding_idx`` costs (a boolean index over every id of the batch: the
+    costliest op of a step on a large catalog, benchmarks/train_step.py)."""
+
+    def __init__(self, rows: int, dim: int, sparse: bool = False):
+        super().__init__(rows, dim, mode="sum", sparse=sparse)
+        with torch.no_grad():
+            self.weight[0].zero_()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """``ids``: ``(B, L)`` → ``(B, dim)`` means (zeros for a row of padding only)."""
+        weights = (ids != 0).to(self.weight.dtype)
+        weights /= weights.sum(dim=1, keepdim=True).clamp(min=1)
+        return super().forward(ids, per_sample_weights=weights)
+
+
 class RowAdam(torch.optim.Optimizer):
-    """SparseAdam's update on dense gradients: the moments and weights of the rows whose
-    gradient is not zero (the rows the batch looked up) move; the other rows stay as they are.
-    For small id tables, where a dense gradient is cheaper than a sparse one."""
+    """SparseAdam's update, row by row: the moments and weights of the rows the batch looked up
+    move; the other rows stay as they are. On a dense gradient (small id tables, where it is
+    cheaper than a sparse one) those are the rows whose gradient is not zero; on a sparse one,
+    the rows it names, its values summed per row (SparseAdam's coalescing, without its
+    whole-table ``sparse_mask`` and ``add_``)."""
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
@@ -108,10 +129,9 @@ class RowAdam(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
-                rows = p.grad.any(dim=1).nonzero().squeeze(1)
+                rows, grad = _grad_rows(p.grad)
                 if rows.numel() == 0:
                     continue
-                grad = p.grad.index_select(0, rows)
                 exp_avg = state["exp_avg"].index_select(0, rows)
                 exp_avg_sq = state["exp_avg_sq"].index_select(0, rows)
                 exp_avg.add_((grad - exp_avg).mul_(1 - beta1))
@@ -124,26 +144,29 @@ class RowAdam(torch.optim.Optimizer):
                 p.index_add_(0, rows, update, alpha=-size)
 
 
+def _grad_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows a gradient updates and their gradient: ``(rows,)``, ``(rows, dim)``."""
+    if grad.is_sparse:
+        ids, values = grad._indices()[0], grad._values()
+        rows, where = torch.unique(ids, return_inverse=True)
+        return rows, values.new_zeros(len(rows), values.shape[1]).index_add_(0, where, values)
+    rows = grad.any(dim=1).nonzero().squeeze(1)
+    return rows, grad.index_select(0, rows)
+
+
 def make_optimizers(
     module: nn.Module, lr: float, sparse_lr: float, weight_decay: float = 0.0
 ) -> list[torch.optim.Optimizer]:
-    """Row-wise Adam for the id tables (:func:`id_table`: SparseAdam where their gradients are
-    sparse, :class:`RowAdam` where they are dense) at ``sparse_lr``, AdamW for everything else.
+    """Row-wise Adam for the id tables (:func:`id_table`, sparse gradients or dense:
+    :class:`RowAdam`) at ``sparse_lr``, AdamW for everything else.
 
     Dense Adam over a million-row table touches every row every step; a row-wise update
     touches only the rows a batch looked up, which is what makes recommender training fast.
     """
-    sparse, rows = [], []
-    for m in module.modules():
-        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse:
-            sparse.extend(m.parameters(recurse=False))
-        elif getattr(m, "row_sparse", False):
-            rows.extend(m.parameters(recurse=False))
-    row_ids = {id(p) for p in sparse + rows}
+    rows = [p for m in module.modules() if getattr(m, "row_sparse", False) for p in m.parameters()]
+    row_ids = {id(p) for p in rows}
     dense = [p for p in module.parameters() if id(p) not in row_ids and p.requires_grad]
     opts: list[torch.optim.Optimizer] = []
-    if sparse:
-        opts.append(torch.optim.SparseAdam(sparse, lr=sparse_lr))
     if rows:
         opts.append(RowAdam(rows, lr=sparse_lr))
     if dense:

@@ -220,12 +220,11 @@ class TwoTowerLoss(nn.Module):
         return self._softmax(z_u, z_i, batch["iid"])
 
     def _softmax(self, z_u: torch.Tensor, z_i: torch.Tensor, iid: torch.Tensor) -> torch.Tensor:
-        logits = z_u @ z_i.T  # (B, B)
+        logits = z_u @ z_i.T  # (B, B); in place from here: the product's backward reads z_u, z_i
         if self.cfg.logq_correction:
-            logits = logits - self.log_q.index_select(0, iid)[None, :]
-        same = iid[None, :] == iid[:, None]
-        eye = torch.eye(len(iid), dtype=torch.bool, device=iid.device)
-        logits = logits.masked_fill(same & ~eye, float("-inf"))  # accidental hits
+            logits.sub_(self.log_q.index_select(0, iid)[None, :])
+        hits = (iid[None, :] == iid[:, None]).fill_diagonal_(False)
+        logits.masked_fill_(hits, float("-inf"))  # accidental hits: another row's positive
         if self.cfg.extra_negatives > 0:
             neg = self._uniform(self.cfg.extra_negatives, iid.device)
             z_n = self.net.item_tower(neg)  # (M, dim)

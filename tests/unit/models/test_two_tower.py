@@ -160,8 +160,8 @@ SPARSE = ("user_tower.id.weight", "user_tower.history.weight", "item_tower.id.we
 
 @pytest.fixture(params=[False, True], ids=["dense-rows", "sparse"])
 def sparse_ids(request, monkeypatch) -> bool:
-    """Id tables as small ones are (dense gradients, RowAdam) or as large ones (sparse
-    gradients, SparseAdam): the tables tiny_net builds after it takes either."""
+    """Id tables as small ones are (dense gradients) or as large ones (sparse gradients), both
+    trained by RowAdam: the tables tiny_net builds after it takes either."""
     if request.param:
         monkeypatch.setattr(neural, "DENSE_GRAD_MAX_ROWS", 0)
     return request.param
@@ -191,14 +191,13 @@ def test_make_optimizers_row_wise_adam_for_id_tables_adamw_for_the_rest(sparse_i
     cfg = TwoTowerConfig(**TINY)
     loss_fn = TwoTowerLoss(tiny_net(cfg), np.ones(12), cfg)
     opts = make_optimizers(loss_fn, lr=0.01, sparse_lr=0.05, weight_decay=1e-5)
-    rows = torch.optim.SparseAdam if sparse_ids else neural.RowAdam
-    assert [type(o) for o in opts] == [rows, torch.optim.AdamW]
+    assert [type(o) for o in opts] == [neural.RowAdam, torch.optim.AdamW]
     named = dict(loss_fn.named_parameters())
     in_opt = [{id(p) for g in o.param_groups for p in g["params"]} for o in opts]
     assert in_opt[0] == {id(named[f"net.{n}"]) for n in SPARSE}
     assert in_opt[1] == {id(p) for n, p in named.items() if n.removeprefix("net.") not in SPARSE}
     assert opts[0].param_groups[0]["lr"] == 0.05 and opts[1].param_groups[0]["lr"] == 0.01
-    # One real step: SparseAdam refuses dense grads, so this fails if the split is wrong.
+    # One real step: AdamW refuses sparse grads, so this fails if the split is wrong.
     before = {n: p.detach().clone() for n, p in named.items()}
     loss_fn(tiny_batch()).backward()
     for opt in opts:
@@ -209,25 +208,49 @@ def test_make_optimizers_row_wise_adam_for_id_tables_adamw_for_the_rest(sparse_i
     )
 
 
-def test_row_adam_is_sparse_adams_update_on_dense_gradients():
-    """The same table, the same lookups, step after step: RowAdam on the dense gradient
-    leaves the weights SparseAdam leaves on the sparse one; a row no batch looked up stays."""
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense-grad", "sparse-grad"])
+def test_row_adam_is_sparse_adams_update(sparse):
+    """The same table, the same lookups (repeated ids among them), step after step: RowAdam
+    on a dense or a sparse gradient leaves the weights SparseAdam leaves; a row no batch
+    looked up stays as it was."""
     torch.manual_seed(0)
-    dense = torch.nn.EmbeddingBag(50, 8, mode="mean", padding_idx=0)
-    sparse = torch.nn.EmbeddingBag(50, 8, mode="mean", padding_idx=0, sparse=True)
-    sparse.load_state_dict(dense.state_dict())
-    start = dense.weight.detach().clone()
-    opts = [neural.RowAdam(dense.parameters(), lr=0.05)]
-    opts.append(torch.optim.SparseAdam(sparse.parameters(), lr=0.05))
+    ours = neural.MeanBag(50, 8, sparse=sparse)
+    stock = torch.nn.EmbeddingBag(50, 8, mode="mean", padding_idx=0, sparse=True)
+    stock.load_state_dict(ours.state_dict())
+    start = ours.weight.detach().clone()
+    opts = [neural.RowAdam(ours.parameters(), lr=0.05)]
+    opts.append(torch.optim.SparseAdam(stock.parameters(), lr=0.05))
     for step in range(5):
         ids = torch.randint(0, 40, (16, 4), generator=torch.Generator().manual_seed(step))
-        for table, opt in zip((dense, sparse), opts, strict=True):
+        for table, opt in zip((ours, stock), opts, strict=True):
             opt.zero_grad(set_to_none=True)
             table(ids).pow(2).sum().backward()
             opt.step()
-    torch.testing.assert_close(dense.weight, sparse.weight, rtol=1e-5, atol=1e-6)
-    assert torch.equal(dense.weight[40:], start[40:])  # never looked up: as it was
-    assert not torch.equal(dense.weight[1:40], start[1:40])
+        assert ours.weight.grad.is_sparse == sparse
+    torch.testing.assert_close(ours.weight, stock.weight, rtol=1e-5, atol=1e-6)
+    assert torch.equal(ours.weight[40:], start[40:])  # never looked up: as it was
+    assert torch.equal(ours.weight[0], torch.zeros(8))  # padding: zero, never trained
+    assert not torch.equal(ours.weight[1:40], start[1:40])
+
+
+def test_mean_bag_is_the_padded_mean_embedding_bag():
+    """MeanBag starts from EmbeddingBag's weights for the same seed (the padding row zero) and
+    gives its means (padding left out, a row of padding only → zeros) and its gradient."""
+    for sparse in (False, True):
+        torch.manual_seed(3)
+        bag = torch.nn.EmbeddingBag(30, 8, mode="mean", padding_idx=0, sparse=sparse)
+        torch.manual_seed(3)
+        ours = neural.MeanBag(30, 8, sparse=sparse)
+        assert torch.equal(ours.weight, bag.weight)
+        ids = torch.randint(0, 25, (6, 5), generator=torch.Generator().manual_seed(1))
+        ids[0], ids[1, 2:], ids[2] = 0, 0, torch.tensor([4, 4, 4, 7, 0])
+        outputs = [table(ids) for table in (bag, ours)]
+        torch.testing.assert_close(outputs[1], outputs[0])
+        assert torch.equal(outputs[1][0], torch.zeros(8))
+        for out in outputs:
+            out.pow(2).sum().backward()
+        grads = [t.weight.grad.to_dense() for t in (bag, ours)]
+        torch.testing.assert_close(grads[1], grads[0])
 
 
 def test_shares_bag_is_the_mean_embedding_bag():
@@ -255,7 +278,7 @@ def test_shares_bag_is_the_mean_embedding_bag():
 
 
 def test_id_table_picks_the_bag_for_the_table_and_the_history():
-    """The shares product on a small table with long bags; EmbeddingBag where the bags are
+    """The shares product on a small table with long bags; MeanBag where the bags are
     short for the table; sparse gradients past DENSE_GRAD_MAX_ROWS; all trained row-wise."""
     tables = [
         neural.id_table(1_683, 8, bag_len=200),
@@ -265,14 +288,14 @@ def test_id_table_picks_the_bag_for_the_table_and_the_history():
     ]
     assert [type(t).__name__ for t in tables] == [
         "SharesBag",
-        "EmbeddingBag",
-        "EmbeddingBag",
+        "MeanBag",
+        "MeanBag",
         "Embedding",
     ]
     assert tables[2].sparse and not tables[1].sparse
     assert all(t.row_sparse for t in tables)
     opts = neural.make_optimizers(torch.nn.ModuleList(tables), 0.01, 0.05)
-    assert [type(o).__name__ for o in opts] == ["SparseAdam", "RowAdam"]
+    assert [type(o).__name__ for o in opts] == ["RowAdam"]
 
 
 @pytest.mark.parametrize("logq", [True, False])
