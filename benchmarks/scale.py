@@ -236,7 +236,9 @@ def run_once(args: argparse.Namespace) -> dict:
     held, mine = test[test[USER].isin(sample)], train[train[USER].isin(sample)]
     del test  # the evaluation needs only the sample's rows
     with run.stage("multistage (Ray Train)", len(train)) as info, timed_steps() as steps:
-        model = scalable_multistage(tower, args.ranker_users, args.protocol, args.n_ease)
+        model = scalable_multistage(
+            tower, args.ranker_users, args.protocol, args.n_ease, args.two_tower_full_fit
+        )
         model.trainer = RayStageTrainer(
             lambda tag, use_gpu=False: RayRun(
                 str(work / "checkpoints"),
@@ -272,7 +274,11 @@ def run_once(args: argparse.Namespace) -> dict:
 
 
 def scalable_multistage(
-    tower: TwoTowerConfig, ranker_users: int, protocol: str = "temporal", n_ease: int = 0
+    tower: TwoTowerConfig,
+    ranker_users: int,
+    protocol: str = "temporal",
+    n_ease: int = 0,
+    full_fit: str = "continue",
 ) -> MultiStageModel:
     """The multi-stage model with candidate sources that scale to a 200k-item catalog: the
     two-tower's top 100 and the 50 most popular (EASE is dense items x items; RP3beta fits in
@@ -282,7 +288,8 @@ def scalable_multistage(
     the second half of the training span from the first (``time``); the ranker learns from a
     sample of ``ranker_users`` users; the full fit serves. ``n_ease`` > 0 adds EASE's top
     ``n_ease`` and its features (the recent windows' among them), where the catalog is within
-    EASE's ``max_items``."""
+    EASE's ``max_items``. The full fit's two-tower continues from the fold's (``full_fit``:
+    ``MultiStageConfig.two_tower_full_fit``)."""
     return MultiStageModel(
         MultiStageConfig(
             n_ease=n_ease,
@@ -293,6 +300,7 @@ def scalable_multistage(
             folds=2,
             ranker_users=ranker_users,
             two_tower=tower,
+            two_tower_full_fit=full_fit,
         )
     )
 
@@ -427,6 +435,7 @@ def summary(args: argparse.Namespace, synth: SynthConfig, run: Run, sums: dict) 
         "synth": dataclasses.asdict(synth),  # the world's knobs as generated
         "protocol": args.protocol,
         "n_ease": args.n_ease,
+        "two_tower_full_fit": args.two_tower_full_fit,
         "num_workers": args.num_workers,
         "placement": args.placement,
         "proxy_location": args.proxy_location,
@@ -526,6 +535,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=0,
         help="EASE's candidates and features in the model (a catalog within ease.max_items)",
+    )
+    p.add_argument(
+        "--two-tower-full-fit",
+        choices=["scratch", "continue"],
+        default="continue",
+        help="the full fit's two-tower: from the fold's weights on the rows it did not see, "
+        "after it (one fit in memory), or from scratch beside it",
     )
     p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers per learned part")
     p.add_argument(

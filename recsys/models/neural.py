@@ -292,7 +292,9 @@ def run_epochs(
     cfg = model.config
     opts = make_optimizers(loss, cfg.lr, cfg.sparse_lr, cfg.weight_decay)
     stopper = EarlyStopping(cfg.patience)
-    best, seconds = copy.deepcopy(model.net.state_dict()), []
+    # Without validation the best weights are the last epoch's: the network's own tensors, no
+    # copy (a copy of a million-user table per epoch, held to the end, for nothing).
+    best, seconds = (copy.deepcopy(model.net.state_dict()) if val is not None else None), []
     if state:
         loss.load_state_dict(state["loss"])
         for opt, s in zip(opts, state["optimizers"], strict=True):
@@ -312,7 +314,7 @@ def run_epochs(
         metric = model.validate(val)
         improved = val is None or stopper.update(epoch, metric)
         if improved:
-            best = copy.deepcopy(model.net.state_dict())
+            best = model.net.state_dict() if val is None else copy.deepcopy(model.net.state_dict())
         state = {
             "loss": loss.state_dict(),
             "optimizers": [o.state_dict() for o in opts],
@@ -335,5 +337,6 @@ def run_epochs(
             on_epoch(epoch, metrics, state, stop or epoch == cfg.epochs - 1)
         if stop:
             break
-    model.net.load_state_dict(best)
+    if best is not None:
+        model.net.load_state_dict(best)
     return state or {}

@@ -55,11 +55,12 @@ class IndexConfig:
     hnsw_ef_search: int = 128
     ivf_nlist: int | None = None  # default ~ 4 * sqrt(n)
     ivf_nprobe: int = 16
-    # IVF: > 0, the build doubles nprobe until its measured recall@recall_k reaches this; the
-    # manifest records the nprobe it took. Off by default: measured on noisy copies of items
-    # (without a query sample), a target the int8 codes cannot reach probes every list, as
+    # IVF built with a query sample (the two-tower's: its training users): the build doubles
+    # nprobe until the recall@recall_k it measures on them reaches this (0: never); the
+    # manifest records the nprobe it took. Without a sample (noisy copies of items stand in)
+    # nprobe stays: on such copies a target the int8 codes cannot reach probed every list, as
     # slow as exact search (docs/benchmarks.md).
-    ivf_target_recall: float = 0.0
+    ivf_target_recall: float = 0.95
     recall_queries: int = 1000  # queries used to measure recall vs exact
     recall_k: int = 100
     seed: int = 0
@@ -147,7 +148,7 @@ class ItemIndex:
             queries = recall_queries(items, query_sample, config.recall_queries, config.seed)
             truth = exact_top(items, queries, built.recall_k)
             built.recall_at_k = share_found(built._raw_search(queries, built.recall_k)[1], truth)
-            if kind == "ivf":
+            if kind == "ivf" and query_sample is not None:
                 built._probe_until(config.ivf_target_recall, queries, truth)
         return built
 

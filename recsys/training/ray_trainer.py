@@ -57,7 +57,9 @@ def _train_loop(cfg: dict) -> None:
     if checkpoint := ray.train.get_checkpoint():
         with checkpoint.as_directory() as d:
             finished, underway = read_checkpoint(d)
-    parallel = cfg["side_by_side"]
+    parallel, starts = cfg["side_by_side"], cfg["starts"]
+    # the weights a later job starts from, by job (those finished before, this run's as each ends)
+    sources = {j: finished[j]["best_model"] for j, _ in starts.values() if j in finished}
     # the first worker's file carries on what earlier runs finished; data-parallel workers
     # hold the same weights, so only the first one writes
     report = _EpochReport(
@@ -68,17 +70,26 @@ def _train_loop(cfg: dict) -> None:
             continue
         model, staged, val = cfg["jobs"][job]
         report.job, report.model = job, model
-        _train_job(model, staged, val, job, underway.get(job), report, data_parallel=not parallel)
+        start = (sources.pop(starts[job][0]), starts[job][1]) if job in starts else None
+        best = _train_job(model, staged, val, job, underway.get(job), report, not parallel, start)
+        if job in {j for j, _ in starts.values()}:
+            sources[job] = best
     report.idle()
 
 
-def _train_job(model: Trainable, staged, val, job: int, saved, report, data_parallel: bool):
-    """One job's epochs in this worker (from ``saved``, a checkpoint of it, when given)."""
+def _train_job(
+    model: Trainable, staged, val, job: int, saved, report, data_parallel: bool, start_from=None
+):
+    """One job's epochs in this worker: from ``saved``, a checkpoint of it, when given, else
+    from ``start_from`` (another job's weights and the model's ``start_from`` argument) or
+    the model's initial weights. Returns its best weights."""
     import ray.train
     import ray.train.torch
 
     device = ray.train.torch.get_device()
     model.net = model.build_net()
+    if start_from is not None and saved is None:
+        model.start_from(*start_from)
     loss = model.loss_module(staged.loss_args)
     start, state = 0, None
     if saved is not None:
@@ -98,7 +109,8 @@ def _train_job(model: Trainable, staged, val, job: int, saved, report, data_para
             return epoch_batches(model, rows, model.config.seed + epoch, device, steps)
     else:
         batches = _streamed_batches(model, device, f"job{job}")
-    return model.run_epochs(batches, trained, val, start_epoch=start, state=state, on_epoch=report)
+    final = model.run_epochs(batches, trained, val, start_epoch=start, state=state, on_epoch=report)
+    return final.get("best_model")
 
 
 class _EpochReport:
@@ -217,11 +229,17 @@ def fit_on_ray(model: Trainable, fit_rows, val, run: RayRun) -> Trainable:
     return fit_jobs([(model, stage_examples(model, fit_rows, run), val)], run)[0]
 
 
-def fit_jobs(jobs: list[tuple[Trainable, StagedExamples, object]], run: RayRun) -> list:
+def fit_jobs(
+    jobs: list[tuple[Trainable, StagedExamples, object]],
+    run: RayRun,
+    starts: dict[int, tuple[int, object]] | None = None,
+) -> list:
     """Train several prepared models, each on its staged examples and validation data, in one
     Ray Train run (its controller and worker group started once); load each one's best weights
     into it. With ``run.num_workers`` = 1 the jobs train side by side on up to
-    :func:`job_workers` workers, one job each; else one after the other, data-parallel.
+    :func:`job_workers` workers, one job each; else, or where a job starts from another's
+    weights (``starts``: job → (the earlier job, the model's ``start_from`` argument)), one
+    after the other, data-parallel.
 
     Returns:
         The models, fitted, in the order given.
@@ -232,7 +250,8 @@ def fit_jobs(jobs: list[tuple[Trainable, StagedExamples, object]], run: RayRun) 
     started = time.time()
     ensure_ray()
     streamed = {f"job{i}": staged for i, (_, staged, _) in enumerate(jobs) if not staged.in_memory}
-    side_by_side = run.num_workers == 1 and not streamed and len(jobs) > 1
+    starts = starts or {}
+    side_by_side = run.num_workers == 1 and not streamed and len(jobs) > 1 and not starts
     world = job_workers(len(jobs), run) if side_by_side else run.num_workers
     require_room_for_data(world, reads=bool(streamed))
     base = jobs[0][1]
@@ -241,6 +260,7 @@ def fit_jobs(jobs: list[tuple[Trainable, StagedExamples, object]], run: RayRun) 
         train_loop_config={
             "jobs": [(model.worker_copy(), staged, val) for model, staged, val in jobs],
             "side_by_side": side_by_side and world > 1,
+            "starts": starts,
             "run": uuid.uuid4().hex,
             # Read on the driver: workers keep the environment Ray started with.
             "fail_at_epoch": int(os.environ.get(FAIL_AT_EPOCH_ENV, "-1")),

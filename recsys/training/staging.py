@@ -56,19 +56,26 @@ def stage_examples(
 def read_share(staged: StagedExamples, rank: int, world: int) -> dict[str, np.ndarray]:
     """Worker ``rank``'s share of the staged examples, in memory: ``rows // world`` rows in
     a row, the staged order's ``rank``-th slice (the last ``rows % world`` rows are left out,
-    so that every worker holds as many)."""
+    so that every worker holds as many). Each row group is copied into the columns as it is
+    read and let go (a worker holds the share once, not its Arrow table beside it)."""
     file = pq.ParquetFile(staged.filesystem.open_input_file(staged.path))
     share = file.metadata.num_rows // world
     lo, hi = rank * share, (rank + 1) * share
-    parts, start = [], 0
+    out = {f.name: np.empty(hi - lo, f.type.to_pandas_dtype()) for f in file.schema_arrow}
+    start = at = 0
     for group in range(file.num_row_groups):
         end = start + file.metadata.row_group(group).num_rows
         if start < hi and end > lo:
-            table = file.read_row_group(group)
-            parts.append(table.slice(max(lo - start, 0), min(hi, end) - max(lo, start)))
+            part = file.read_row_group(group).slice(
+                max(lo - start, 0), min(hi, end) - max(lo, start)
+            )
+            for name, column in out.items():
+                column[at : at + part.num_rows] = part.column(name).to_numpy()
+            at += part.num_rows
+            del part
         start = end
-    table = pa.concat_tables(parts) if parts else file.schema_arrow.empty_table()
-    return {name: table.column(name).to_numpy() for name in table.column_names}
+    pa.default_memory_pool().release_unused()
+    return out
 
 
 def require_room_for_data(num_workers: int, reads: bool = True) -> None:

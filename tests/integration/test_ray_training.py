@@ -21,6 +21,7 @@ from recsys.data.split import stratified_split, write_split
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.models.kinds import load_model
 from recsys.models.manifest import read_manifest
+from recsys.models.multistage.crossfit import StageTrainer
 from recsys.models.popularity import Popularity
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
 from recsys.training.ray_trainer import read_checkpoint
@@ -181,7 +182,7 @@ def test_several_models_train_side_by_side_as_in_process_and_resume_where_they_w
     items = pd.read_parquet(split_dir / "items.parquet")
     cfg = TwoTowerConfig(**{**CONFIG, "epochs": 2})
     codes = train_df.user_id.astype(int)
-    parts = [(train_df[codes % 4 == m], f"part{m}") for m in (0, 1, 2)]
+    parts = [(train_df[codes % 4 == m], f"part{m}", None) for m in (0, 1, 2)]
     run = RayRun(storage_path=str(tmp_path), name="jobs", job_workers=2)
 
     monkeypatch.setenv(FAIL_AT_EPOCH_ENV, "1")  # after jobs 0 and 1's last epoch
@@ -201,12 +202,41 @@ def test_several_models_train_side_by_side_as_in_process_and_resume_where_they_w
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fits = [TwoTower(cfg).fit(part, users, items) for part, _ in parts]
+        fits = [TwoTower(cfg).fit(part, users, items) for part, _, _ in parts]
     finally:
         torch.set_num_threads(threads)
     for model, here in zip(models, fits, strict=True):
         np.testing.assert_allclose(model.training_log["history"], here.training_log["history"])
         np.testing.assert_allclose(model.item_embeddings, here.item_embeddings, atol=1e-5)
+
+
+def test_a_continued_two_tower_trains_after_its_source_in_one_worker_as_in_process(
+    ray_session, split_dir, tmp_path
+):
+    """A part that continues the previous one (the multi-stage model's full fit from its last
+    fold's weights) trains after it in the same worker, from its best weights with each
+    user's id row mapped, on its rows only; both end as the in-process fits do."""
+    train_df = pd.read_parquet(split_dir / "train.parquet")
+    users = pd.read_parquet(split_dir / "users.parquet")
+    items = pd.read_parquet(split_dir / "items.parquet")
+    cfg = TwoTowerConfig(**{**CONFIG, "epochs": 2, "val_share": 0.0})
+    early = train_df.timestamp < train_df.timestamp.quantile(0.6)
+    parts = [(train_df[early], "fold-0", None), (train_df, "all", ~early.to_numpy())]
+    run = RayRun(storage_path=str(tmp_path), name="continued")
+    models = train_two_towers(parts, users, items, cfg, run)
+    timing = models[1].training_log["timing"]
+    assert (timing["jobs"], timing["workers"]) == (2, 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 1-CPU worker's torch: one thread
+    try:
+        here = StageTrainer().two_towers(iter(parts), users, items, cfg)
+    finally:
+        torch.set_num_threads(threads)
+    for model, fit in zip(models, here, strict=True):
+        np.testing.assert_allclose(model.item_embeddings, fit.item_embeddings, atol=1e-5)
+    # the continued fit moved on from its source, on the rows the source did not see
+    assert not np.allclose(models[1].item_embeddings, models[0].item_embeddings, atol=1e-3)
+    assert here[1].training_log["examples"] == int((~early).sum())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -14,6 +14,7 @@ from recsys.models.two_tower import TwoTowerConfig
 
 RANKERS = ("gbdt", "dcn")
 CROSSFITS = ("random", "time", "user-time")
+FULL_FITS = ("scratch", "continue")
 
 
 @dataclass
@@ -61,6 +62,12 @@ class MultiStageConfig:
     seed: int = 42
     ease: EASEConfig = field(default_factory=EASEConfig)
     rp3: RP3betaConfig = field(default_factory=RP3betaConfig)
+    # The full fit's two-tower (the one that serves) under "user-time" or "time": "scratch"
+    # trains it on every row, beside the folds' (side by side where there are CPUs);
+    # "continue" starts it from the last fold's weights and trains it on the rows that fold
+    # did not see, after it: each row seen once per epoch all the same, one fit in memory at
+    # a time and no more CPU time (the scale benchmark's setting, docs/models.md).
+    two_tower_full_fit: str = "scratch"
     two_tower: TwoTowerConfig = field(
         default_factory=lambda: TwoTowerConfig(history_len=100, epochs=10)
     )
@@ -81,5 +88,14 @@ class MultiStageConfig:
             raise ValueError(f"folds must be at least 2, got {self.folds}")
         if self.ranker_users < 0:
             raise ValueError(f"ranker_users must be 0 (every user) or more: {self.ranker_users}")
+        if self.two_tower_full_fit not in FULL_FITS:
+            raise ValueError(
+                f"two_tower_full_fit must be one of {FULL_FITS}, got {self.two_tower_full_fit!r}"
+            )
         if self.crossfit not in CROSSFITS:
             raise ValueError(f"crossfit must be one of {CROSSFITS}, got {self.crossfit!r}")
+        if self.two_tower_full_fit == "continue" and self.crossfit == "random":
+            raise ValueError(
+                "two_tower_full_fit='continue' needs crossfit 'user-time' or 'time' (a last "
+                "fold in time to continue from); crossfit='random' fits from scratch"
+            )

@@ -20,7 +20,6 @@ fit alone gives the features at serving.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 
 import numpy as np
@@ -52,9 +51,17 @@ class StageTrainer:
     ``recsys.training.train.RayStageTrainer`` runs the same parts on Ray Train."""
 
     def two_towers(self, parts, users, items, config: TwoTowerConfig) -> list[TwoTower]:
-        """A fitted two-tower source on each of ``parts`` (the training interactions and a
-        tag: the fold's, or "all"; a generator, consumed once)."""
-        return [TwoTower(config).fit(train, users, items) for train, _ in parts]
+        """A fitted two-tower source on each of ``parts`` (a generator, consumed once): the
+        training interactions, a tag (the fold's, or "all") and None, or the rows to train on
+        (a bool per row) starting from the previous part's weights."""
+        towers: list[TwoTower] = []
+        for train, _, only in parts:
+            tower = TwoTower(config)
+            if only is None:
+                towers.append(tower.fit(train, users, items))
+            else:
+                towers.append(tower.fit_continued(train, users, items, towers[-1], only))
+        return towers
 
     def ranker(self, ranker: GBDTRanker | Trainable, fit_rows, val, tag: str):
         """The fitted ranker: the DCN's epochs, or the trees' rounds."""
@@ -149,14 +156,25 @@ class CrossFitting:
         cfg = self.config
         if cfg.n_two_tower <= 0:
             return None
-        parts = ((h, f"fold-{f}") for f, (h, _) in enumerate(self._folds(train)))
-        parts = itertools.chain(parts, [(train, "all")])
-        towers = self.trainer.two_towers(parts, users, items, cfg.two_tower)
+        towers = self.trainer.two_towers(self._tower_parts(train), users, items, cfg.two_tower)
         for tower in towers:
             if not np.array_equal(tower.item_ids, self.item_ids):
                 raise ValueError("two-tower vocabulary differs from the multi-stage model's")
         progress.info("two-tower sources: %d fits", len(towers))
         return towers
+
+    def _tower_parts(self, train: pd.DataFrame):
+        """The two-tower fits' parts (interactions, tag, rows): each fold's history; then the
+        full fit, on every row, or (``two_tower_full_fit="continue"``) from the last fold's
+        weights on the rows that fold did not train on."""
+        cfg, last = self.config, None
+        for f, (history, _) in enumerate(self._folds(train)):
+            yield history, f"fold-{f}", None
+            last = history.index
+        continued = cfg.two_tower_full_fit == "continue"
+        if continued and not train.index.is_unique:
+            raise RecsysError("two_tower_full_fit='continue': the training rows' index repeats")
+        yield train, "all", ~train.index.isin(last) if continued else None
 
     def _fit_sources(self, train: pd.DataFrame, tower: TwoTower | None) -> Sources:
         x = self.history_matrix(train, np.sort(train[USER].unique()))

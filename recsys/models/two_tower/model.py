@@ -38,6 +38,7 @@ from recsys.models.neural import (
 )
 from recsys.models.two_tower.item_side import ItemContent
 from recsys.models.two_tower.towers import Batch, TwoTowerConfig, TwoTowerLoss, TwoTowerNet
+from recsys.models.two_tower.warm import WarmStart
 from recsys.models.vocabulary import catalog_vocabulary
 from recsys.retrieval import ItemIndex
 from recsys.state.offline import states_from_interactions
@@ -61,7 +62,7 @@ def to_batch(arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") 
     }
 
 
-class TwoTower(ItemContent, Recommender):
+class TwoTower(WarmStart, ItemContent, Recommender):
     """Two-tower retrieval: scores are the logits z_u·z_i (σ of them is the article's r_ui)."""
 
     kind = "two_tower"
@@ -72,16 +73,25 @@ class TwoTower(ItemContent, Recommender):
         return catalog_vocabulary(train, items)
 
     def prepare(
-        self, train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None
+        self,
+        train: pd.DataFrame,
+        users: pd.DataFrame | None,
+        items: pd.DataFrame | None,
+        only: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """Vocabularies, feature encoder and the network; returns the training examples."""
+        """Vocabularies, feature encoder and the network; returns the training examples (of
+        the rows ``only`` marks, where given: :meth:`examples`)."""
         self.user_ids = np.sort(train[USER].astype(str).unique()).astype(object)
         self._user_index = pd.Index(self.user_ids)  # a hash index: at 1M users no dict
         self.encoder = FeatureEncoder.fit(users, items)
         self._item_table = self.encoder.item_table(self.item_ids, items)
         self._content_rows(items)
         self.net = self.build_net()
-        return self.examples(train)
+        ex = self.examples(train, only)
+        n, rng = len(ex["uid"]), np.random.default_rng(self.config.seed)
+        pick = rng.choice(n, min(n, self.config.index.recall_queries), replace=False)
+        self._query_rows = {k: v[pick] for k, v in ex.items()}
+        return ex
 
     def build_net(self, seed: bool = True) -> TwoTowerNet:
         """The module at its initial weights (seeded: every worker starts from the same), or,
@@ -113,8 +123,9 @@ class TwoTower(ItemContent, Recommender):
         )
         return slim
 
-    def examples(self, train: pd.DataFrame) -> dict[str, np.ndarray]:
-        """One row per interaction: ids, user features and the history *before* it."""
+    def examples(self, train: pd.DataFrame, only: np.ndarray | None = None) -> dict:
+        """One row per interaction (of those ``only``, a bool per row of ``train`` with its
+        unique index, marks): ids, user features and the history *before* it (of every row)."""
         order = [USER, TS] if TS in train.columns else [USER]
         df = train.sort_values(order, kind="mergesort")
         uid = self._user_index.get_indexer(df[USER].astype(str).to_numpy(dtype=object)) + 1
@@ -131,6 +142,9 @@ class TwoTower(ItemContent, Recommender):
         cols = {"uid": uid, "iid": iid}
         cols |= {f"f{j}": feats[:, j] for j in range(3)}
         cols |= {f"h{j}": hist[:, j] for j in range(hist.shape[1])}
+        if only is not None:
+            keep = np.asarray(only, dtype=bool)[train.index.get_indexer(df.index)]
+            cols = {k: v[keep] for k, v in cols.items()}
         return cols
 
     def split_validation(self, ex: dict[str, np.ndarray]):
@@ -199,7 +213,11 @@ class TwoTower(ItemContent, Recommender):
         return self.item_counts(fit_rows)
 
     def _fit(self, train: pd.DataFrame, x: sp.csr_matrix, users, items) -> None:
-        ex = self.prepare(train, users, items)
+        self._train(self.prepare(train, users, items))
+
+    def _train(self, ex: dict[str, np.ndarray], previous: WarmStart | None = None) -> None:
+        if previous is not None:
+            self.start_from(previous.net.state_dict(), self.user_rows(previous))
         fit_rows, val = self.split_validation(ex)
         loss = self.loss_module(self.item_counts(fit_rows))
         state = fit_in_memory(self, loss, fit_rows, val)
@@ -210,11 +228,18 @@ class TwoTower(ItemContent, Recommender):
         }
         self.finalize()
 
+    @torch.no_grad()
     def finalize(self, index: ItemIndex | None = None) -> None:
-        """Cache the item embeddings and index them for retrieval (after training or loading)."""
+        """Cache the item embeddings and index them for retrieval (after training or loading):
+        an index built here measures its recall on a sample of the training examples' users
+        (``prepare`` draws it), real queries, not noisy copies of items."""
         self.net.eval().cpu()
         self.item_embeddings = self.net.all_items().numpy()  # (n_items, dim)
-        self.index = index or ItemIndex.build(self.item_embeddings, self.config.index)
+        if index is None:
+            rows, self._query_rows = getattr(self, "_query_rows", None), None
+            users = self.net.user(to_batch(rows)).numpy() if rows else None
+            index = ItemIndex.build(self.item_embeddings, self.config.index, users)
+        self.index = index
 
     # -- scoring -----------------------------------------------------------------------
     def state_spec(self) -> StateSpec:

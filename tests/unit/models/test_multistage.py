@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from recsys.config import RecsysError
 from recsys.models.content import content_scores
@@ -403,14 +404,16 @@ class SpyTrainer(StageTrainer):
 
     def __init__(self) -> None:
         self.calls: dict[str, list] = {"two_towers": [], "ranker": []}
+        self.onlys: list = []
 
     def two_towers(self, parts, *args):
         tags = []
 
         def recorded():  # the parts as the trainer takes them, their tags noted
-            for train, tag in parts:
+            for train, tag, only in parts:
                 tags.append(tag)
-                yield train, tag
+                self.onlys.append(only)
+                yield train, tag, only
 
         result = super().two_towers(recorded(), *args)
         self.calls["two_towers"].append((tags, result))
@@ -440,6 +443,45 @@ def test_a_two_tower_source_is_fitted_per_fold_and_adds_its_ann_candidates(inter
     col = FEATURES.index("two_tower")
     assert np.isfinite(cands[0].rows["x"][:, :, col]).all()
     assert model.item_vectors() is tower.item_embeddings  # diversity and reasons use them
+
+
+def test_a_continued_full_two_tower_starts_from_the_last_fold_and_trains_on_the_rest(
+    interactions,
+):
+    """``two_tower_full_fit="continue"``: the full fit's two-tower starts from the last fold's
+    weights (each user's id row mapped, a user the fold lacked at zeros) and trains on the rows
+    that fold did not: with no epoch it is the fold's tower; with its epochs it moves on."""
+    train = spread_over_days(with_noise(interactions)).reset_index(drop=True)
+    # user u0's rows all come last: the last fold (everything before the last window) lacks u0
+    train.loc[train.user_id == "u0", "timestamp"] += pd.Timedelta(days=400)
+    spy = SpyTrainer()
+    kw = dict(crossfit="time", n_two_tower=5, two_tower_full_fit="continue")
+    fit(train, **kw, trainer=spy, two_tower={**TINY["two_tower"], "epochs": 0})
+    ((tags, (_, fold, full)),) = spy.calls["two_towers"]
+    assert tags == ["fold-0", "fold-1", "all"] and spy.onlys[:2] == [None, None]
+    config = MultiStageConfig(**{**TINY, "crossfit": "time"})
+    history, _ = list(MultiStageModel(config)._folds(train))[-1]
+    assert np.array_equal(spy.onlys[2], ~train.index.isin(history.index))
+    for name in ("item_tower.id.weight", "user_tower.history.weight", "item_tower.mlp.0.weight"):
+        assert torch.equal(full.net.state_dict()[name], fold.net.state_dict()[name]), name
+    ids = lambda m, u: m.net.user_tower.id.weight[m._user_index.get_loc(u) + 1]  # noqa: E731
+    assert all(torch.equal(ids(full, u), ids(fold, u)) for u in sorted(set(history.user_id)))
+    assert not ids(full, "u0").any() and "u0" not in set(history.user_id)
+    spy = SpyTrainer()
+    fit(train, **kw, trainer=spy)
+    ((_, (_, fold, full)),) = spy.calls["two_towers"]
+    fresh = int(spy.onlys[2].sum())  # the rows it trains on, less its validation share
+    assert full.training_log["examples"] == fresh - int(fresh * full.config.val_share)
+    assert fresh < len(train)
+    moved = full.net.state_dict()["item_tower.mlp.0.weight"]
+    assert not torch.equal(moved, fold.net.state_dict()["item_tower.mlp.0.weight"])
+    with pytest.raises(ValueError, match="crossfit 'user-time' or 'time'"):
+        MultiStageConfig(two_tower_full_fit="continue", crossfit="random")
+    with pytest.raises(ValueError, match="two_tower_full_fit must be one of"):
+        MultiStageConfig(two_tower_full_fit="warm")
+    wrong = {**fold.net.state_dict(), "item_tower.id.weight": torch.zeros(3, 16)}
+    with pytest.raises(ValueError, match="must share the catalog"):
+        full.start_from(wrong, full.user_rows(fold))
 
 
 def test_features_on_the_candidates_equal_their_whole_catalog_definitions(interactions):
@@ -582,6 +624,7 @@ def test_the_scale_benchmarks_model_ranks_two_tower_and_popular_items_fitted_in_
     model.fit(train, users, items)
     assert model.sources.ease is None and model.sources.rp3 is None
     assert model.sources.two_tower is not None and model.fold_sources == []
+    assert model.config.two_tower_full_fit == "continue"  # from the fold's weights
     assert 0 < len(model._user_keys) <= 5  # one window, five users' candidates
     assert model.training_log["ranker_positives"] > 0
     ids = sorted(train.user_id.unique())[:6] + ["nobody"]

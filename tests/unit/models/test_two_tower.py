@@ -370,6 +370,29 @@ def test_candidates_come_from_the_item_index_at_its_precision(interactions):
     )
 
 
+def test_the_item_index_measures_its_recall_on_the_training_users(interactions, monkeypatch):
+    """The index a fit builds is measured on real queries: a seeded sample of the training
+    examples' users (their ids, features and histories), embedded by the trained user tower;
+    the sample is let go once the index is built."""
+    from recsys.models.two_tower import model as module
+
+    seen = []
+    build = module.ItemIndex.build
+
+    def spy(items, config=None, query_sample=None):
+        seen.append(query_sample)
+        return build(items, config, query_sample)
+
+    monkeypatch.setattr(module.ItemIndex, "build", spy)
+    model = create_model("two_tower", TINY).fit(interactions)
+    (queries,) = seen
+    n = min(model.config.index.recall_queries, len(interactions))  # an example per row
+    assert queries.shape == (n, model.config.dim)
+    norms = np.linalg.norm(queries, axis=1) * model.config.temperature**0.5
+    np.testing.assert_allclose(norms, 1.0, atol=1e-5)  # user-tower outputs, not item copies
+    assert model._query_rows is None
+
+
 @pytest.fixture
 def with_tables(interactions):
     users, items = side_tables()

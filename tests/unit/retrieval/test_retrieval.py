@@ -218,5 +218,8 @@ def test_ivf_probes_more_lists_until_its_recall_reaches_the_target(items, querie
     tuned.save(tmp_path)
     again = ItemIndex.load(tmp_path)
     assert again.config.ivf_nprobe == nprobe and again.info()["recall_at_k"] == tuned.recall_at_k
+    # without real queries (noisy copies of items stand in) nprobe stays where it starts
+    noisy = ItemIndex.build(items, IndexConfig(kind="ivf", ivf_nprobe=1, ivf_target_recall=0.9))
+    assert noisy.config.ivf_nprobe == 1
     with pytest.raises(RecsysError, match="ivf_target_recall"):
         IndexConfig(ivf_target_recall=1.5)
