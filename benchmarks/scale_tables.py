@@ -103,13 +103,18 @@ def capacity_table(run: dict) -> str:
         fits = [t for t in s.get("steps", []) if _fits_step(t["step"])]
         rows = sum(_rows(t["step"]) for t in fits)
         seconds = sum(t["seconds"] for t in fits)
+        which = "the folds' and the full fit's"
+        if run.get("two_tower_full_fit") == "continue" and fits:
+            # the full fit continues from the fold's: every training row once in all
+            rows = max(_rows(t["step"]) for t in fits)
+            which = "the fold's, then the rest from its weights"
         if rows:
             cpu_s = seconds * cpus / (rows / 1e6)
             train_rows = rows * scale  # the fits' rows grow with the interactions
             cpu_h = cpu_s * train_rows / 1e6 / 3600
             lines.append(
                 f"| two-tower and source fits, one epoch | {seconds:.0f} s on {rows / 1e6:.1f}M "
-                f"rows (the folds' and the full fit's) | training rows | {cpu_s:.0f} s x {cpus} "
+                f"rows ({which}) | training rows | {cpu_s:.0f} s x {cpus} "
                 f"CPUs per 1M rows | {cpu_h:.0f} CPU-hours: Ray Train workers (CPUs or GPUs) |"
             )
         rest = s["seconds"] - seconds
@@ -133,8 +138,9 @@ def capacity_table(run: dict) -> str:
             f"~{TARGET['rps'] / per_cpu:.0f} CPUs of replicas |",
             f"| replica memory | {rss:.2f} GiB | users (the two-tower's user-id table, "
             f"{USER_ID_BYTES} B a user) and items | — | {users_gb:.1f} GB of user-id table "
-            "at 50M users, mapped from the model file: a replica's pages are the users it "
-            "serves |",
+            "at 50M users, mapped from the model file: a lookup maps the pages around its "
+            "row too, so under random users the whole table becomes resident (the page "
+            "cache's, shared by the replicas of a node) |",
         ]
     return "\n".join(lines)
 

@@ -52,13 +52,15 @@ SHARES_BAG_ROWS_PER_ID = 20
 def id_table(rows: int, dim: int, bag_len: int = 0) -> nn.Module:
     """An id embedding table (row 0, padding, is "unknown"), trained row by row; with
     ``bag_len``, a bag that takes the mean of up to ``bag_len`` ids per row (:class:`SharesBag`
-    on a table small for that length, else :class:`MeanBag`). Marked ``row_sparse`` for
-    :func:`make_optimizers`."""
+    on a table small for that length, :class:`MeanBag` on a large one, else
+    ``nn.EmbeddingBag``). Marked ``row_sparse`` for :func:`make_optimizers`."""
     sparse = rows > DENSE_GRAD_MAX_ROWS
     if bag_len and not sparse and rows <= SHARES_BAG_ROWS_PER_ID * bag_len:
         table = SharesBag(rows, dim)
+    elif bag_len and sparse:
+        table = MeanBag(rows, dim, sparse=True)
     elif bag_len:
-        table = MeanBag(rows, dim, sparse=sparse)
+        table = nn.EmbeddingBag(rows, dim, mode="mean", padding_idx=0)
     else:
         table = nn.Embedding(rows, dim, padding_idx=0, sparse=sparse)
     table.row_sparse = True

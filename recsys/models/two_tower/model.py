@@ -340,8 +340,8 @@ class TwoTower(WarmStart, ItemContent, Recommender):
         if not any(self.item_genres):
             self.item_genres = self.genres_from_table()
         self.net = self.build_net()
-        # Mapped, not read: a replica's pages of the user table are the users it has served
-        # (copy on write: the file is never changed).
+        # Mapped, copy on write: a node's replicas share the file's pages (page cache); a
+        # lookup maps the pages around its row too: random users make the whole table resident
         path = directory / WEIGHTS_FILE
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         self.load_state(state, ItemIndex.load(directory))

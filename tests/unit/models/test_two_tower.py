@@ -278,8 +278,9 @@ def test_shares_bag_is_the_mean_embedding_bag():
 
 
 def test_id_table_picks_the_bag_for_the_table_and_the_history():
-    """The shares product on a small table with long bags; MeanBag where the bags are
-    short for the table; sparse gradients past DENSE_GRAD_MAX_ROWS; all trained row-wise."""
+    """The shares product on a small table with long bags; EmbeddingBag where the bags are
+    short for the table; sparse gradients and MeanBag past DENSE_GRAD_MAX_ROWS; all trained
+    row-wise."""
     tables = [
         neural.id_table(1_683, 8, bag_len=200),
         neural.id_table(1_683, 8, bag_len=20),
@@ -288,7 +289,7 @@ def test_id_table_picks_the_bag_for_the_table_and_the_history():
     ]
     assert [type(t).__name__ for t in tables] == [
         "SharesBag",
-        "MeanBag",
+        "EmbeddingBag",
         "MeanBag",
         "Embedding",
     ]
