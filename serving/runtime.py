@@ -5,6 +5,7 @@ Recommending itself is :mod:`recsys.recommend`'s; nothing here decides what a us
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -76,6 +77,7 @@ class ModelCache:
             self._models[version] = prepared
             while len(self._models) > self.keep:
                 self._folded.pop(self._models.popitem(last=False)[0], None)
+            release_freed_memory()
             return prepared
 
     def _with_new_items(self, version: str, prepared: PreparedModel, warm: bool = True):
@@ -90,6 +92,17 @@ class ModelCache:
                 warm_up(extended)
             self._models[version] = extended
         return extended
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``): loading a
+    version frees millions of small objects (a large vocabulary read from JSON) that would
+    stay in the replica's resident memory otherwise. Nothing where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 def model_cache(args: AppArgs, warm: bool = False) -> ModelCache:

@@ -237,15 +237,14 @@ class Recommender(ABC):
         sims = unit[picks] @ unit[recent].T  # (picks, recent)
         return np.asarray(recent)[np.argmax(sims, axis=1)]
 
-    def unit_vectors(self) -> np.ndarray | None:
-        """:meth:`item_vectors` scaled to length 1, float32, computed once per vectors (the
-        reasons and the diversity of the recommendation path share the one copy)."""
+    def unit_vectors(self) -> UnitRows | None:
+        """:meth:`item_vectors` scaled to length 1, float32, as rows are read (the reasons and
+        the diversity of the recommendation path share it; its norms computed once)."""
         vectors = self.item_vectors()
         if vectors is None:
             return None
         if getattr(self, "_unit_of", None) is not vectors:
-            self._unit = unit_rows(np.asarray(vectors, dtype=np.float32))
-            self._unit_of = vectors
+            self._unit, self._unit_of = UnitRows(vectors), vectors
         return self._unit
 
     # -- persistence -------------------------------------------------------------------
@@ -331,7 +330,26 @@ def seen_lists(seen: sp.csr_matrix) -> list[np.ndarray]:
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """Each row scaled to length 1 (cosine geometry); a zero row stays zero."""
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+    return vectors / _norms(vectors)
+
+
+def _norms(vectors: np.ndarray) -> np.ndarray:
+    return np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)  # (n, 1)
+
+
+class UnitRows:
+    """``unit_rows(vectors)`` row by row as read: ``unit[idx]`` is the same float32 rows,
+    with no scaled copy of a large catalog's vectors kept (only their norms)."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.norms = _norms(self.vectors)  # (n, 1)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self.vectors[rows] / self.norms[rows]
+
+    def __len__(self) -> int:
+        return len(self.vectors)
 
 
 __all__ = [
@@ -342,6 +360,7 @@ __all__ = [
     "Only",
     "Recommender",
     "StateBatch",
+    "UnitRows",
     "read_manifest",
     "seen_lists",
     "unit_rows",

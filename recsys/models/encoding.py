@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.io import AGE_EDGES, ITEM, USER, age_bucket, genre_names, split_genres
+from recsys.models.keys import Keys
 from recsys.models.vocabulary import shared_file
 
 MAX_GENRES = 6
@@ -42,8 +43,8 @@ class FeatureEncoder:
     occupations: dict[str, int] = field(default_factory=dict)
     genres: dict[str, int] = field(default_factory=dict)
     years: dict[str, int] = field(default_factory=dict)
-    user_keys: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
-    user_codes: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+    user_keys: Keys = field(default_factory=lambda: Keys.of([]))  # sorted
+    user_codes: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int32))
 
     # -- fitting -----------------------------------------------------------------------
     @classmethod
@@ -53,8 +54,8 @@ class FeatureEncoder:
             users = users.drop_duplicates(USER, keep="first")  # as for items: first row wins
             enc.genders = _vocab(users.get("gender", pd.Series(dtype=str)))
             enc.occupations = _vocab(users.get("occupation", pd.Series(dtype=str)))
-            enc.user_keys = users[USER].astype(str).to_numpy(dtype=object)
-            enc.user_codes = enc._encode_users(users)
+            enc.user_keys, order = Keys.sorting(users[USER].astype(str).to_numpy(dtype=object))
+            enc.user_codes = enc._encode_users(users)[order]
         if items is not None and len(items):
             names = genre_names(items.get("genres", pd.Series(dtype=str)))
             enc.genres = {g: i + 1 for i, g in enumerate(names)}
@@ -72,7 +73,7 @@ class FeatureEncoder:
         age_code = (bucket + 1).fillna(0).to_numpy(dtype=np.int64)
         gender = _codes(users.get("gender", pd.Series([None] * len(users))), self.genders)
         occ = _codes(users.get("occupation", pd.Series([None] * len(users))), self.occupations)
-        return np.stack([age_code, gender, occ], axis=1).astype(np.int64)  # (users, 3)
+        return np.stack([age_code, gender, occ], axis=1).astype(np.int32)  # (users, 3)
 
     # -- lookups -----------------------------------------------------------------------
     @property
@@ -86,11 +87,9 @@ class FeatureEncoder:
             "year": len(self.years) + 1,
         }
 
-    def codes_of_users(self, user_ids: np.ndarray) -> np.ndarray:
+    def codes_of_users(self, user_ids: np.ndarray | Keys) -> np.ndarray:
         """``(n, 3)`` codes (age bucket, gender, occupation); unknown users get zeros."""
-        if getattr(self, "_lookup_of", None) is not self.user_keys:  # keys replaced: rehash
-            self._lookup, self._lookup_of = pd.Index(self.user_keys), self.user_keys
-        idx = self._lookup.get_indexer(np.asarray(user_ids, dtype=object))
+        idx = self.user_keys.positions(user_ids)
         out = np.zeros((len(idx), 3), dtype=np.int64)
         known = idx >= 0
         out[known] = self.user_codes[idx[known]]
@@ -114,9 +113,8 @@ class FeatureEncoder:
     def save(self, directory: Path) -> list[str]:
         vocabs = {k: getattr(self, k) for k in ("genders", "occupations", "genres", "years")}
         (directory / ENCODER_FILE).write_text(json.dumps(vocabs))
-        np.savez(
-            directory / USER_TABLE_FILE, keys=self.user_keys.astype(str), codes=self.user_codes
-        )
+        keys = np.asarray(self.user_keys.tolist(), dtype=str)
+        np.savez(directory / USER_TABLE_FILE, keys=keys, codes=self.user_codes)
         return [ENCODER_FILE, USER_TABLE_FILE]
 
     @classmethod
@@ -125,19 +123,18 @@ class FeatureEncoder:
         lookup) is read once per process for equal files: a multi-stage
         model and its two-tower source hold the same table, and share it."""
         enc = cls(**json.loads((directory / ENCODER_FILE).read_text()))
-        table = shared_file(directory / USER_TABLE_FILE, _user_table)
-        enc.user_keys, enc.user_codes, enc._lookup = table
-        enc._lookup_of = enc.user_keys
+        enc.user_keys, enc.user_codes = shared_file(directory / USER_TABLE_FILE, _user_table)
         return enc
 
 
-def _user_table(data: bytes) -> tuple[np.ndarray, np.ndarray, pd.Index]:
-    """``(keys, codes, lookup)`` of a saved user table (read-only: encoders share it)."""
+def _user_table(data: bytes) -> tuple[Keys, np.ndarray]:
+    """``(keys, codes)`` of a saved user table, sorted by key (read-only: encoders share it;
+    a table saved before the keys were sorted is sorted here)."""
     with np.load(io.BytesIO(data)) as npz:
-        keys, codes = npz["keys"].astype(object), npz["codes"]
-    for shared in (keys, codes):
-        shared.setflags(write=False)
-    return keys, codes, pd.Index(keys)
+        keys, order = Keys.sorting(npz["keys"])
+        codes = npz["codes"][order].astype(np.int32)
+    codes.setflags(write=False)
+    return keys, codes
 
 
 def _year_bucket(items: pd.DataFrame) -> pd.Series:

@@ -14,6 +14,7 @@ import torch
 from recsys.content import encode_items, load_encoder
 from recsys.models.content import ENCODER_DIR as CONTENT_ENCODER
 from recsys.models.content import configured_content
+from recsys.models.encoding import MAX_GENRES
 
 CONTENT_FILE = "item_content.npy"  # the item tower's content input, row 0 the unknown item
 
@@ -23,6 +24,13 @@ class ItemContent:
 
     _item_content: np.ndarray | None = None  # (n_items + 1, dim) when the tower reads content
     content_encoder = None  # what encoded it (items added later encode with it)
+
+    def genres_from_table(self) -> list[str]:
+        """Each item's genres (``"a|b"``) as the item tower reads them: for model directories
+        written before the vocabulary kept them."""
+        names = sorted(self.encoder.genres, key=self.encoder.genres.get)  # codes 1..n
+        codes = self._item_table[1:, :MAX_GENRES]  # (n_items, MAX_GENRES), 0 = none
+        return ["|".join(names[c - 1] for c in row if c > 0) for row in codes]
 
     def _content_rows(self, items: pd.DataFrame | None) -> None:
         """The item tower's content input: ``(n_items + 1, dim)`` unit vectors (row 0, the
@@ -55,7 +63,7 @@ class ItemContent:
             state[key] = torch.cat([state[key], state[key].new_zeros(n, state[key].shape[1])])
         self.net = self.build_net(seed=False)
         state["item_tower.table"] = self.net.item_tower.table  # the new rows' genres and year
-        self.net.load_state_dict(state)
+        self.net.load_state_dict(state, assign=True)  # the tensors given: a table's precision
         self.net.eval()
         codes = torch.arange(len(self.item_ids) - n + 1, len(self.item_ids) + 1)
         with torch.no_grad():

@@ -22,12 +22,12 @@ import torch
 from recsys.data.io import ITEM, TS, USER
 from recsys.models.base import Candidates, Items, Only, Recommender, StateBatch, seen_lists
 from recsys.models.encoding import (
-    MAX_GENRES,
     FeatureEncoder,
     gather_history,
     history_windows,
     profile_samples,
 )
+from recsys.models.keys import Keys
 from recsys.models.manifest import StateSpec
 from recsys.models.neural import (
     fit_in_memory,
@@ -81,13 +81,13 @@ class TwoTower(WarmStart, ItemContent, Recommender):
     ) -> dict[str, np.ndarray]:
         """Vocabularies, feature encoder and the network; returns the training examples (of
         the rows ``only`` marks, where given: :meth:`examples`)."""
-        self.user_ids = np.sort(train[USER].astype(str).unique()).astype(object)
-        self._user_index = pd.Index(self.user_ids)  # a hash index: at 1M users no dict
+        ids = np.sort(train[USER].astype(str).unique()).astype(object)
+        self.user_ids = Keys.of(ids)  # a few bytes per user where a replica holds them
         self.encoder = FeatureEncoder.fit(users, items)
         self._item_table = self.encoder.item_table(self.item_ids, items)
         self._content_rows(items)
         self.net = self.build_net()
-        ex = self.examples(train, only)
+        ex = self.examples(train, pd.Index(ids), only)
         n, rng = len(ex["uid"]), np.random.default_rng(self.config.seed)
         pick = rng.choice(n, min(n, self.config.index.recall_queries), replace=False)
         self._query_rows = {k: v[pick] for k, v in ex.items()}
@@ -114,21 +114,20 @@ class TwoTower(WarmStart, ItemContent, Recommender):
         slim = copy.copy(self)
         slim._n_users = len(self.user_ids)
         slim.user_ids = slim.item_ids = None  # the popularity stays: it says which ids trained
-        slim._user_index = slim._item_index = None
+        slim._item_index = None
         slim.net = None
         slim.encoder = dataclasses.replace(
-            self.encoder,
-            user_keys=np.array([], dtype=object),
-            user_codes=np.zeros((0, 3), dtype=np.int64),
+            self.encoder, user_keys=Keys.of([]), user_codes=np.zeros((0, 3), dtype=np.int32)
         )
         return slim
 
-    def examples(self, train: pd.DataFrame, only: np.ndarray | None = None) -> dict:
+    def examples(self, train: pd.DataFrame, users: pd.Index, only: np.ndarray | None = None):
         """One row per interaction (of those ``only``, a bool per row of ``train`` with its
-        unique index, marks): ids, user features and the history *before* it (of every row)."""
+        unique index, marks): ids, user features and the history *before* it (of every row).
+        ``users``: :attr:`user_ids` hashed (faster than :class:`Keys` for every row)."""
         order = [USER, TS] if TS in train.columns else [USER]
         df = train.sort_values(order, kind="mergesort")
-        uid = self._user_index.get_indexer(df[USER].astype(str).to_numpy(dtype=object)) + 1
+        uid = users.get_indexer(df[USER].astype(str).to_numpy(dtype=object)) + 1
         iid = df[ITEM].astype(str).map(self._item_index).to_numpy(dtype=np.int64) + 1
         if self.config.history_mode == "recent":
             hist = history_windows(uid, iid, self.config.history_len)  # (rows, history_len)
@@ -136,7 +135,8 @@ class TwoTower(WarmStart, ItemContent, Recommender):
             pos = profile_samples(uid, self.config.history_len, self.config.seed)
             hist = gather_history(pos, iid)  # (rows, history_len)
             del pos
-        feats = self.encoder.codes_of_users(df[USER].astype(str).to_numpy())  # (rows, 3)
+        # a user's codes once, then gathered per row (every row's user is in the vocabulary)
+        feats = self.encoder.codes_of_users(self.user_ids)[uid - 1]  # (rows, 3)
         # 32-bit on disk and in memory (half the bytes at 20M rows); batches widen to int64
         uid, iid, feats, hist = (a.astype(np.int32, copy=False) for a in (uid, iid, feats, hist))
         cols = {"uid": uid, "iid": iid}
@@ -232,8 +232,12 @@ class TwoTower(WarmStart, ItemContent, Recommender):
     def finalize(self, index: ItemIndex | None = None) -> None:
         """Cache the item embeddings and index them for retrieval (after training or loading):
         an index built here measures its recall on a sample of the training examples' users
-        (``prepare`` draws it), real queries, not noisy copies of items."""
+        (``prepare`` draws it), real queries, not noisy copies of items. A trained model (no
+        ``index``) first keeps its user id table at its precision: what is evaluated is what
+        is saved and served."""
         self.net.eval().cpu()
+        if index is None:
+            self.net.user_tower.store_ids()
         self.item_embeddings = self.net.all_items().numpy()  # (n_items, dim)
         if index is None:
             rows, self._query_rows = getattr(self, "_query_rows", None), None
@@ -256,7 +260,7 @@ class TwoTower(WarmStart, ItemContent, Recommender):
         most recent first: :attr:`StateBatch.recent`), and ``(U,)`` whether anything at all
         (id, a feature, a history item) was known."""
         ids = [str(u) for u in user_ids]
-        uid = self._user_index.get_indexer(np.asarray(ids, dtype=object)).astype(np.int64) + 1
+        uid = self.user_ids.positions(ids) + 1
         arrays = {"uid": uid, "iid": np.zeros_like(uid)}
         feats = self.encoder.codes_of_users(np.asarray(ids, dtype=object))
         hist = np.zeros((len(ids), self.config.history_len), dtype=np.int64)  # (U, history_len)
@@ -306,20 +310,13 @@ class TwoTower(WarmStart, ItemContent, Recommender):
         """ANN top-``n`` item indices and scores for user embeddings, seen items excluded."""
         return self.index.search(z_u.astype(np.float32), n, exclude=seen)
 
-    def genres_from_table(self) -> list[str]:
-        """Each item's genres (``"a|b"``) as the item tower reads them: for model directories
-        written before the vocabulary kept them."""
-        names = sorted(self.encoder.genres, key=self.encoder.genres.get)  # codes 1..n
-        codes = self._item_table[1:, :MAX_GENRES]  # (n_items, MAX_GENRES), 0 = none
-        return ["|".join(names[c - 1] for c in row if c > 0) for row in codes]
-
     def index_info(self) -> dict:
         return self.index.info()
 
     # -- persistence -------------------------------------------------------------------
     def _save_parts(self, directory: Path) -> list[str]:
         torch.save(self.net.state_dict(), directory / WEIGHTS_FILE)
-        (directory / USERS_FILE).write_text(json.dumps(list(self.user_ids)))
+        (directory / USERS_FILE).write_text(json.dumps(self.user_ids.tolist()))
         np.save(directory / "item_table.npy", self._item_table)
         index_files = self.index.save(directory)
         return [
@@ -332,8 +329,7 @@ class TwoTower(WarmStart, ItemContent, Recommender):
         ]
 
     def _load_parts(self, directory: Path) -> None:
-        self.user_ids = np.asarray(json.loads((directory / USERS_FILE).read_text()), dtype=object)
-        self._user_index = pd.Index(self.user_ids)
+        self.user_ids = Keys.of(json.loads((directory / USERS_FILE).read_text()))
         self.encoder = FeatureEncoder.load(directory)
         self._item_table = np.load(directory / "item_table.npy")
         self._load_content(directory)

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.config import RecsysError
 from recsys.models.encoding import MAX_GENRES
-from recsys.models.neural import id_table
+from recsys.models.neural import DENSE_GRAD_MAX_ROWS, id_table
 from recsys.retrieval import IndexConfig
 
 Batch = dict[str, torch.Tensor]
@@ -67,10 +68,26 @@ class TwoTowerConfig:
     content_dim: int = 64
     # The item index: its kind and the precision each item's vector is stored at.
     index: IndexConfig = field(default_factory=IndexConfig)
+    # The user id table's precision once trained, evaluated and served: "fp32", "fp16", or
+    # "auto" (fp16 above DENSE_GRAD_MAX_ROWS users: a million users' table in half the bytes)
+    user_table: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.index, dict):  # from a manifest or ``--param index.precision=int8``
             self.index = IndexConfig(**self.index)
+        if self.user_table not in TABLE_DTYPES:
+            raise RecsysError(
+                f"TwoTowerConfig.user_table: {self.user_table!r} is not one of {list(TABLE_DTYPES)}"
+            )
+
+
+TABLE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "auto": None}
+
+
+def user_table_dtype(cfg: TwoTowerConfig, rows: int) -> torch.dtype:
+    """The precision a trained user id table of ``rows`` rows is stored at (``user_table``)."""
+    large = rows > DENSE_GRAD_MAX_ROWS
+    return TABLE_DTYPES[cfg.user_table] or (torch.float16 if large else torch.float32)
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -100,7 +117,7 @@ class UserTower(nn.Module):
         uid = _drop_ids(uid, self.cfg.id_dropout, self.training)
         x = torch.cat(
             [
-                self.id(uid),  # (B, id_dim)
+                self.id(uid).float(),  # (B, id_dim); a trained table may be fp16
                 self.history(hist),  # (B, id_dim); all-padding rows give zeros
                 self.age(ufeat[:, 0]),
                 self.gender(ufeat[:, 1]),
@@ -109,6 +126,12 @@ class UserTower(nn.Module):
             dim=1,
         )  # (B, 2*id_dim + 3*feat_dim)
         return F.normalize(self.mlp(x), dim=1) / self.cfg.temperature**0.5  # (B, dim)
+
+    def store_ids(self) -> None:
+        """Keep the trained id table at its precision (:func:`user_table_dtype`)."""
+        dtype = user_table_dtype(self.cfg, self.id.num_embeddings)
+        if self.id.weight.dtype != dtype:
+            self.id.weight = nn.Parameter(self.id.weight.detach().to(dtype), requires_grad=False)
 
 
 def shared_tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recsys.models.two_tower.towers import user_table_dtype
+
 USER_IDS = "user_tower.id.weight"
 
 
@@ -26,20 +28,24 @@ class WarmStart:
     def start_from(self, state: dict, user_rows: np.ndarray) -> None:
         """Load another two-tower's weights over the same catalog, ``state``, into the network:
         each user's id row from ``user_rows`` (:meth:`user_rows`)."""
-        self.net.load_state_dict(warm_state(state, self.net.state_dict(), user_rows))
+        stored = user_table_dtype(self.config, len(state[USER_IDS]))
+        self.net.load_state_dict(warm_state(state, self.net.state_dict(), user_rows, stored))
 
     def user_rows(self, previous) -> np.ndarray:
         """``(n_users + 1,)``: each id row of this model in ``previous``'s user table (0, the
         unknown user's zeros, for a user ``previous`` did not have)."""
-        return np.r_[0, previous._user_index.get_indexer(self.user_ids) + 1]
+        return np.r_[0, previous.user_ids.positions(self.user_ids) + 1]
 
 
-def warm_state(state: dict, own: dict, user_rows: np.ndarray) -> dict:
+def warm_state(state: dict, own: dict, user_rows: np.ndarray, stored: torch.dtype) -> dict:
     """``state`` (a two-tower's weights) for a network whose own weights are ``own``: the user
-    id table's rows picked by ``user_rows`` (another vocabulary of users), the rest as they
-    are; any other difference of shape is an error (another catalog or feature encoding)."""
+    id table's rows picked by ``user_rows`` (another vocabulary of users) and rounded to the
+    precision a trained table is ``stored`` at (as the model it comes from keeps them, in this
+    process or not), the rest as they are; any other difference of shape is an error (another
+    catalog or feature encoding)."""
     out = dict(state)
-    out[USER_IDS] = state[USER_IDS].index_select(0, torch.as_tensor(user_rows, dtype=torch.long))
+    rows = torch.as_tensor(user_rows, dtype=torch.long)
+    out[USER_IDS] = state[USER_IDS].index_select(0, rows).to(stored)
     for name, tensor in own.items():
         if name not in out or out[name].shape != tensor.shape:
             got = tuple(out[name].shape) if name in out else "missing"

@@ -127,3 +127,14 @@ def test_bad_model_inputs(train, tmp_path):
         load_model(tmp_path)
     with pytest.raises(RecsysError, match="table is empty"):
         Popularity().fit(train.iloc[:0])
+
+
+def test_unit_rows_as_read_are_the_scaled_copys_rows_exactly():
+    from recsys.models.base import UnitRows, unit_rows
+
+    vectors = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    vectors[7] = 0  # a zero row stays zero
+    unit, whole = UnitRows(vectors), unit_rows(vectors)
+    picks = np.array([7, 3, 3, 49, 0])
+    assert np.array_equal(unit[picks], whole[picks]) and np.array_equal(unit[:], whole)
+    assert np.array_equal(unit[4], whole[4]) and len(unit) == 50 and not unit[7].any()

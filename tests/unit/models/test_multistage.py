@@ -445,18 +445,21 @@ def test_a_two_tower_source_is_fitted_per_fold_and_adds_its_ann_candidates(inter
     assert model.item_vectors() is tower.item_embeddings  # diversity and reasons use them
 
 
+@pytest.mark.parametrize("table", ["auto", "fp16"])
 def test_a_continued_full_two_tower_starts_from_the_last_fold_and_trains_on_the_rest(
-    interactions,
+    interactions, table
 ):
     """``two_tower_full_fit="continue"``: the full fit's two-tower starts from the last fold's
     weights (each user's id row mapped, a user the fold lacked at zeros) and trains on the rows
-    that fold did not: with no epoch it is the fold's tower; with its epochs it moves on."""
+    that fold did not: with no epoch it is the fold's tower (a half-precision user table too);
+    with its epochs it moves on."""
     train = spread_over_days(with_noise(interactions)).reset_index(drop=True)
     # user u0's rows all come last: the last fold (everything before the last window) lacks u0
     train.loc[train.user_id == "u0", "timestamp"] += pd.Timedelta(days=400)
     spy = SpyTrainer()
     kw = dict(crossfit="time", n_two_tower=5, two_tower_full_fit="continue")
-    fit(train, **kw, trainer=spy, two_tower={**TINY["two_tower"], "epochs": 0})
+    tower = {**TINY["two_tower"], "epochs": 0, "user_table": table}
+    fit(train, **kw, trainer=spy, two_tower=tower)
     ((tags, (_, fold, full)),) = spy.calls["two_towers"]
     assert tags == ["fold-0", "fold-1", "all"] and spy.onlys[:2] == [None, None]
     config = MultiStageConfig(**{**TINY, "crossfit": "time"})
@@ -464,7 +467,7 @@ def test_a_continued_full_two_tower_starts_from_the_last_fold_and_trains_on_the_
     assert np.array_equal(spy.onlys[2], ~train.index.isin(history.index))
     for name in ("item_tower.id.weight", "user_tower.history.weight", "item_tower.mlp.0.weight"):
         assert torch.equal(full.net.state_dict()[name], fold.net.state_dict()[name]), name
-    ids = lambda m, u: m.net.user_tower.id.weight[m._user_index.get_loc(u) + 1]  # noqa: E731
+    ids = lambda m, u: m.net.user_tower.id.weight[m.user_ids.positions([u])[0] + 1]  # noqa: E731
     assert all(torch.equal(ids(full, u), ids(fold, u)) for u in sorted(set(history.user_id)))
     assert not ids(full, "u0").any() and "u0" not in set(history.user_id)
     spy = SpyTrainer()

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from recsys.config import RecsysError
 from recsys.models import neural
 from recsys.models.encoding import (
     AGE_EDGES,
@@ -542,3 +543,38 @@ def test_users_table_with_a_repeated_id_does_not_crash_fit(interactions):
     users = pd.concat([users, users.iloc[:1]], ignore_index=True)
     model = create_model("two_tower", {**TINY, "epochs": 1}).fit(interactions, users, items)
     assert len(recommend_rows(model, ["u0"], 3, history=interactions)) == 3
+
+
+# -- the user table's precision -----------------------------------------------------------
+def test_a_trained_user_table_is_kept_at_its_precision_and_served_as_evaluated(
+    interactions, tmp_path
+):
+    """``user_table="fp16"``: after training the id table is half precision, the scores are
+    the fp32 model's with its table rounded, and the saved model loads and serves the same."""
+    users = [*sorted(interactions.user_id.unique()), "nobody"]
+    half = create_model("two_tower", {**TINY, "user_table": "fp16"}).fit(interactions)
+    table = half.net.user_tower.id.weight
+    assert table.dtype == torch.float16 and not table.requires_grad
+    full = create_model("two_tower", TINY).fit(interactions)  # "auto": a small table, fp32
+    assert full.net.user_tower.id.weight.dtype == torch.float32
+    assert torch.equal(full.net.user_tower.id.weight.half(), table)  # the same training
+    rounded = {**full.net.state_dict(), "user_tower.id.weight": table.float()}
+    full.net.load_state_dict(rounded)
+    np.testing.assert_allclose(
+        half.user_embeddings(users, interactions), full.user_embeddings(users, interactions)
+    )
+    before = recommend_rows(half, users, 5, history=interactions)
+    loaded = load_model(half.save(tmp_path / "m", data_checksum="abc"))
+    assert loaded.net.user_tower.id.weight.dtype == torch.float16
+    pd.testing.assert_frame_equal(recommend_rows(loaded, users, 5, history=interactions), before)
+    with pytest.raises(RecsysError, match="user_table"):
+        TwoTowerConfig(user_table="int4")
+
+
+def test_auto_halves_only_a_large_user_table():
+    from recsys.models.two_tower.towers import user_table_dtype
+
+    cfg = TwoTowerConfig()
+    assert user_table_dtype(cfg, neural.DENSE_GRAD_MAX_ROWS) == torch.float32
+    assert user_table_dtype(cfg, neural.DENSE_GRAD_MAX_ROWS + 1) == torch.float16
+    assert user_table_dtype(TwoTowerConfig(user_table="fp32"), 10**7) == torch.float32

@@ -289,7 +289,7 @@ def test_cold_start_respects_the_genre_filter_and_exclude_seen(served):
 def test_diversity_lowers_the_similarity_within_the_list(served):
     # Relevance = similarity to one item: the pure-relevance list is its nearest neighbours.
     whole = np.arange(len(served.item_ids))
-    relevance = served.unit @ served.unit[0]
+    relevance = served.unit[:] @ served.unit[0]
     plain = order(served, codes=whole, scores=relevance).items
     diverse = order(served, codes=whole, scores=relevance, diversity=0.9).items
     check_list(plain, 5)

@@ -43,7 +43,7 @@ def test_the_cache_loads_a_version_once_and_keeps_the_latest_two(model_root, ser
     assert isinstance(v1, PreparedModel) and v1.version == "v1" and v1.lineage == ["abc"]
     assert cache.get("v1") is v1
     np.testing.assert_array_equal(v1.item_ids, served.item_ids)
-    np.testing.assert_allclose(v1.unit, served.unit, rtol=1e-6)
+    np.testing.assert_allclose(v1.unit[:], served.unit[:], rtol=1e-6)
     v2, v3 = cache.get("v2"), cache.get("v3")  # v1 is the oldest: evicted
     assert cache.get("v3") is v3 and cache.get("v2") is v2
     again = cache.get("v1")
