@@ -1,8 +1,8 @@
 """String ids (a model's users) in one sorted fixed-width array, found by binary search.
 
 A million user ids held as Python strings, twice (the two-tower's vocabulary and the feature
-encoder's table), each with a pandas hash index, cost a serving replica about 190 MB. Held
-here, as UTF-8 bytes of one width, they cost the ids' bytes: a few MB.
+encoder's table), each with a pandas hash index, cost a serving replica a Python object and a
+hash slot per id and copy; held here, as UTF-8 bytes of one width, they cost the ids' bytes.
 """
 
 from __future__ import annotations
