@@ -105,7 +105,10 @@ class PreparedModel:
     def __post_init__(self) -> None:
         model = self.model
         self.item_ids = np.asarray(model.item_ids, dtype=object)
-        self.position = {str(i): n for n, i in enumerate(self.item_ids)}
+        own = getattr(model, "_item_index", None)  # the model's {id: position}: one copy
+        same = isinstance(own, dict) and len(own) == len(self.item_ids)
+        same = same and all(isinstance(i, str) for i in own)
+        self.position = own if same else {str(i): n for n, i in enumerate(self.item_ids)}
         self.recent_n = model.state_spec().recent_n
         self.popularity = np.asarray(model.item_popularity, dtype=np.float64)
         self.popular = np.argsort(-self.popularity, kind="stable")  # ties: vocabulary order
