@@ -58,8 +58,9 @@ def _train_loop(cfg: dict) -> None:
         with checkpoint.as_directory() as d:
             finished, underway = read_checkpoint(d)
     parallel, starts = cfg["side_by_side"], cfg["starts"]
-    # the weights a later job starts from, by job (those finished before, this run's as each ends)
-    sources = {j: finished[j]["best_model"] for j, _ in starts.values() if j in finished}
+    source_jobs = {j for j, _ in starts.values()}  # the jobs a later one starts from
+    # their weights, by job (those finished before, this run's as each ends)
+    sources = {j: finished[j]["best_model"] for j in source_jobs if j in finished}
     # the first worker's file carries on what earlier runs finished; data-parallel workers
     # hold the same weights, so only the first one writes
     report = _EpochReport(
@@ -72,7 +73,7 @@ def _train_loop(cfg: dict) -> None:
         report.job, report.model = job, model
         start = (sources.pop(starts[job][0]), starts[job][1]) if job in starts else None
         best = _train_job(model, staged, val, job, underway.get(job), report, not parallel, start)
-        if job in {j for j, _ in starts.values()}:
+        if job in source_jobs:
             sources[job] = best
     report.idle()
 
